@@ -1,0 +1,145 @@
+"""Sqreen webhook: signature check and parsing into notifications.
+
+Sqreen signs the raw body: ``X-Sqreen-Integrity`` is the hex HMAC-SHA256 of it, keyed with
+the webhook secret. The body is a JSON array of up to 1000 messages (a single object is
+accepted too), each either
+
+- v2: ``{"message_id", "api_version", "date_created", "message_type", "retry_count",
+  "message": {...}}``, or
+- v1: flat, with ``sqreen_payload_type`` naming the type.
+
+Each message becomes one :class:`~shared.schemas.Notification` whose ``id`` stays the same
+when Sqreen re-sends the message with a higher ``retry_count``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from shared.config import Secret
+from shared.schemas import Notification, subject_token, utc_now
+
+SIGNATURE_HEADER = "X-Sqreen-Integrity"
+SOURCE = "sqreen"
+_DIGEST_HEX_LEN = hashlib.sha256().digest_size * 2
+
+
+class SignatureError(Exception):
+    pass
+
+
+class PayloadError(Exception):
+    pass
+
+
+def verify(body: bytes, signature: str | None, secrets: Sequence[Secret]) -> None:
+    """Raise :class:`SignatureError` unless ``signature`` is the HMAC of ``body`` under one
+    of ``secrets`` (several are accepted while a secret is being rotated)."""
+    if not signature:
+        raise SignatureError(f"missing {SIGNATURE_HEADER} header")
+    signature = signature.strip().lower()
+    if len(signature) != _DIGEST_HEX_LEN:
+        raise SignatureError(f"{SIGNATURE_HEADER} must be {_DIGEST_HEX_LEN} hex characters")
+    try:
+        given = bytes.fromhex(signature)
+    except ValueError:
+        raise SignatureError(f"{SIGNATURE_HEADER} is not hexadecimal") from None
+    valid = False
+    for secret in secrets:
+        expected = hmac.new(secret.reveal().encode(), body, hashlib.sha256).digest()
+        # No early exit: the time taken does not tell which secret (if any) matched.
+        valid |= hmac.compare_digest(expected, given)
+    if not valid:
+        raise SignatureError("signature does not match")
+
+
+_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
+_any = msgspec.json.Decoder()
+_canonical = msgspec.json.Encoder(order="sorted")
+
+
+def split(body: bytes, max_messages: int) -> list[msgspec.Raw]:
+    """The raw JSON of each message, byte for byte as Sqreen sent it."""
+    stripped = body.lstrip()
+    if stripped[:1] == b"{":
+        try:
+            _any.decode(body)
+        except msgspec.DecodeError as exc:
+            raise PayloadError(f"malformed JSON: {exc}") from None
+        return [msgspec.Raw(stripped.rstrip())]
+    if stripped[:1] != b"[":
+        raise PayloadError("body must be a JSON array of messages or a single message object")
+    try:
+        items = _raw_list.decode(body)
+    except msgspec.DecodeError as exc:
+        raise PayloadError(f"malformed JSON: {exc}") from None
+    if not items:
+        raise PayloadError("the array holds no messages")
+    if len(items) > max_messages:
+        raise PayloadError(f"{len(items)} messages in one request; at most {max_messages}")
+    return items
+
+
+def _first_text(*values: Any) -> str | None:
+    for value in values:
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+    return None
+
+
+def _identity(message: dict[str, Any], body: dict[str, Any]) -> str:
+    """A stable id: the same message re-sent (higher ``retry_count``) gets the same id."""
+    explicit = _first_text(message.get("message_id"))
+    if explicit:
+        return explicit
+    thread = _first_text(body.get("incident_thread"))
+    if thread:
+        # An incident thread is updated over time; each update is its own notification.
+        stage = _first_text(body.get("date_last_updated"), body.get("incident_status"))
+        return f"{thread}@{stage}" if stage else thread
+    event = _first_text(body.get("event_id"), body.get("id"))
+    if event:
+        return event
+    unchanging = {k: v for k, v in message.items() if k != "retry_count"}
+    return "sha256-" + hashlib.sha256(_canonical.encode(unchanging)).hexdigest()[:32]
+
+
+def parse(index: int, raw: msgspec.Raw) -> Notification:
+    """One Sqreen message (v1 or v2) as a notification; :class:`PayloadError` if unknown."""
+    where = f"message {index}"
+    try:
+        message = _any.decode(raw)
+    except msgspec.DecodeError as exc:  # pragma: no cover - split() already decoded it
+        raise PayloadError(f"{where}: malformed JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise PayloadError(f"{where}: must be a JSON object")
+    if "message_type" in message:
+        kind = message["message_type"]
+        body = message.get("message")
+        if not isinstance(body, dict):
+            raise PayloadError(f"{where}: v2 message needs an object under 'message'")
+        timestamp = _first_text(message.get("date_created"), body.get("date_occurred"))
+    elif "sqreen_payload_type" in message:
+        kind = message["sqreen_payload_type"]
+        body = message
+        timestamp = _first_text(message.get("date_occurred"), message.get("date_created"))
+    else:
+        raise PayloadError(
+            f"{where}: unknown shape: expected 'message_type' (v2) or 'sqreen_payload_type' (v1)"
+        )
+    if not isinstance(kind, str) or not kind.strip():
+        raise PayloadError(f"{where}: the message type must be a non-empty string")
+    return Notification(
+        id=_identity(message, body)[:200],
+        type=subject_token(kind),
+        source=SOURCE,
+        timestamp=timestamp or utc_now(),
+        data=raw,
+    )

@@ -1,0 +1,79 @@
+"""Which services the configuration yields, and how to start one of them in this process.
+
+This is the launcher's table, not a service: services never import each other, the
+launcher imports the one it was asked to run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
+
+from shared import bus
+from shared.config import AnyTarget, ConfigError, Settings
+from shared.delivery import SinkRunner
+from shared.targets import Target
+
+T = TypeVar("T")
+
+
+class TargetModule(Protocol):
+    def build(self, config: AnyTarget, settings: Settings) -> Target: ...
+
+
+def service_names(settings: Settings) -> list[str]:
+    return ["gateway", *(f"sink-{target.name}" for target in settings.targets)]
+
+
+def target_type(config: AnyTarget) -> str:
+    tag = type(config).__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag
+
+
+def build_target(config: AnyTarget, settings: Settings) -> Target:
+    module: TargetModule = importlib.import_module(f"services.sinks.{target_type(config)}")
+    return module.build(config, settings)
+
+
+async def unless_stopped(stop: asyncio.Event, awaitable: Awaitable[T]) -> T | None:
+    """``await awaitable``, or ``None`` as soon as ``stop`` is set."""
+    work = asyncio.ensure_future(awaitable)
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    if work.done():
+        return work.result()
+    work.cancel()
+    return None
+
+
+def sink_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Awaitable[None]]:
+    config = settings.target(name)
+
+    async def main(stop: asyncio.Event) -> None:
+        target = build_target(config, settings)  # after logging is set up
+        url = settings.effective_nats_url
+        nc = await unless_stopped(stop, bus.connect(url, f"lookout-sink-{name}"))
+        if nc is None:
+            return
+        try:
+            await SinkRunner(nc.jetstream(), target, config, settings).run(stop)
+        finally:
+            await nc.drain()
+
+    return main
+
+
+def service_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Awaitable[None]]:
+    if name == "gateway":
+        from services.gateway.app import serve
+
+        settings.check_bind()  # refuse before starting, as a configuration error
+        return lambda stop: serve(settings, stop)
+    if name.startswith("sink-"):
+        return sink_main(settings, name.removeprefix("sink-"))
+    known = ", ".join(service_names(settings))
+    raise ConfigError(f"unknown service {name!r}; this configuration has: {known}")

@@ -1,0 +1,39 @@
+"""The ``log`` target: one structured JSON line per notification."""
+
+from __future__ import annotations
+
+import msgspec
+
+from shared import logging as log
+from shared.config import LogTargetConfig, Settings
+from shared.routing import attributes
+from shared.targets import Delivery, Target
+
+
+class LogTarget(Target):
+    def __init__(self, config: LogTargetConfig) -> None:
+        self.name = config.name
+        self.level = config.level
+        self.log = log.get("notification").bind(target=config.name)
+
+    async def deliver(self, delivery: Delivery) -> None:
+        n = delivery.notification
+        attrs = attributes(n)
+        data = msgspec.json.decode(n.data)
+        getattr(self.log, self.level)(
+            "notification",
+            notification_id=n.id,
+            type=n.type,
+            source=n.source,
+            timestamp=n.timestamp,
+            subject=delivery.subject,
+            risk=attrs.risk,
+            application=attrs.application,
+            environment=attrs.environment,
+            request_id=delivery.request_id,
+            data=data,
+        )
+
+
+def build(config: LogTargetConfig, _settings: Settings) -> LogTarget:
+    return LogTarget(config)

@@ -1,0 +1,147 @@
+"""``lookout run``: the whole stack on one machine.
+
+Starts the embedded nats-server (unless ``NATS_URL`` is set), provisions streams and
+consumers, then every service as its own process; restarts a service that crashes (with
+backoff) and stops everything, nats-server last, on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from services.registry import service_names
+from shared import bus
+from shared import logging as log
+from shared.config import Settings
+from shared.natsserver import NatsServer, die_with_parent
+
+_log = log.get("run")
+STOP_GRACE = 15.0
+
+
+@dataclass
+class Child:
+    name: str
+    env: dict[str, str]
+    process: asyncio.subprocess.Process | None = None
+    started: float = 0.0
+    restarts: int = 0
+    backoff: float = field(default=1.0)
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "services.cli",
+            "service",
+            self.name,
+            env=self.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+        )
+        self.started = time.monotonic()
+
+    async def stop(self) -> None:
+        proc = self.process
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), STOP_GRACE)
+        except TimeoutError:
+            _log.warning("service did not stop in time, killing it", service=self.name)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+async def _watch(child: Child, stop: asyncio.Event) -> None:
+    """Keep one service running until ``stop``; restart it with backoff when it dies."""
+    while not stop.is_set():
+        await child.start()
+        assert child.process is not None
+        waiter = asyncio.ensure_future(child.process.wait())
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if stop.is_set():
+            waiter.cancel()
+            return
+        code = child.process.returncode
+        if time.monotonic() - child.started > 60:
+            child.backoff = 1.0
+        child.restarts += 1
+        _log.error(
+            "service exited, restarting",
+            service=child.name,
+            code=code,
+            restart_in=child.backoff,
+            restarts=child.restarts,
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), child.backoff)
+        child.backoff = min(child.backoff * 2, 30.0)
+
+
+async def _wait_ready(url: str, stop: asyncio.Event, within: float = 60.0) -> bool:
+    deadline = time.monotonic() + within
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        while time.monotonic() < deadline and not stop.is_set():
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return True
+            await asyncio.sleep(0.2)
+    return False
+
+
+def _display_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+async def supervise(settings: Settings, stop: asyncio.Event) -> int:
+    settings.check_bind()
+    server: NatsServer | None = None
+    env = dict(os.environ)
+    if settings.nats_url is None:
+        server = NatsServer(settings.data_dir.resolve() / "nats", port=settings.nats_port)
+        server.start()  # blocking, on purpose: on the main thread (see die_with_parent)
+        env["NATS_URL"] = server.url
+        _log.info("embedded nats-server started", url=server.url, store=str(server.store_dir))
+    url = env.get("NATS_URL") or settings.effective_nats_url
+    try:
+        nc = await bus.connect(url, "lookout-run", wait=30)
+        try:
+            await bus.provision(nc.jetstream(), settings)
+        finally:
+            await nc.close()
+        children = [Child(name, env) for name in service_names(settings)]
+        watchers = [asyncio.create_task(_watch(child, stop)) for child in children]
+        base = f"http://{_display_host(settings.http_host)}:{settings.http_port}"
+        if await _wait_ready(f"{base}/readyz", stop):
+            print(
+                f"\nlookout is running: {base}/  (NATS {bus.safe_url(url)}; Ctrl-C stops)\n",
+                flush=True,
+            )
+        elif not stop.is_set():
+            _log.error("gateway not ready after 60s; still trying", url=f"{base}/readyz")
+        await stop.wait()
+        _log.info("stopping services")
+        await asyncio.gather(*(child.stop() for child in children))
+        await asyncio.gather(*watchers, return_exceptions=True)
+    finally:
+        if server is not None:
+            server.stop()
+            _log.info("embedded nats-server stopped")
+    return 0

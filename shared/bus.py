@@ -1,0 +1,186 @@
+"""The NATS connection and idempotent provisioning of streams and durable consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+
+from shared import logging as log
+from shared.config import Settings
+
+NOTIFICATIONS = "NOTIFICATIONS"
+DEADLETTERS = "DEADLETTERS"
+DAY = 86400.0
+
+_log = log.get("bus")
+
+
+def safe_url(url: str) -> str:
+    """``url`` without credentials, for logs."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class BusUnavailable(Exception):
+    pass
+
+
+async def connect(url: str, name: str, *, wait: float | None = None) -> NATS:
+    """Connect with unlimited reconnects. nats-py keeps retrying the first connection
+    too; we log while it waits and give up after ``wait`` seconds (never when ``None``)."""
+    client: list[NATS] = []
+    last_note = 0.0
+
+    async def on_error(exc: Exception) -> None:
+        nonlocal last_note
+        if client:
+            _log.warning("nats error", error=str(exc) or type(exc).__name__)
+        elif time.monotonic() - last_note > 5:
+            last_note = time.monotonic()
+            _log.info("waiting for nats", url=safe_url(url), error=str(exc) or type(exc).__name__)
+
+    async def on_disconnected() -> None:
+        if client and (client[0].is_closed or client[0].is_draining):
+            return  # our own close, not an outage
+        _log.warning("nats disconnected")
+
+    async def on_reconnected() -> None:
+        _log.info("nats reconnected")
+
+    connecting = nats.connect(
+        servers=[s.strip() for s in url.split(",")],
+        name=name,
+        connect_timeout=2,
+        reconnect_time_wait=0.5,
+        max_reconnect_attempts=-1,
+        allow_reconnect=True,
+        ping_interval=10,
+        max_outstanding_pings=3,
+        error_cb=on_error,
+        disconnected_cb=on_disconnected,
+        reconnected_cb=on_reconnected,
+    )
+    try:
+        nc = await (connecting if wait is None else asyncio.wait_for(connecting, wait))
+    except TimeoutError:
+        raise BusUnavailable(f"cannot reach NATS at {safe_url(url)} within {wait:g}s") from None
+    client.append(nc)
+    return nc
+
+
+def stream_configs(settings: Settings) -> list[StreamConfig]:
+    return [
+        StreamConfig(
+            name=NOTIFICATIONS,
+            description="Verified notifications from Sqreen and other sources",
+            subjects=["notification.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=7 * DAY,
+            duplicate_window=settings.dedup_window,
+        ),
+        StreamConfig(
+            name=DEADLETTERS,
+            description="Notifications a target gave up on; list and replay them",
+            subjects=["deadletter.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=30 * DAY,
+            duplicate_window=120.0,
+        ),
+    ]
+
+
+async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
+    """Create the streams, or bring an existing one's settings up to date."""
+    for config in stream_configs(settings):
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            # Exists with other settings (e.g. a changed dedup window): update in place.
+            await js.update_stream(config)
+
+
+def sink_durable(target_name: str) -> str:
+    return f"sink-{target_name}"
+
+
+def sink_consumer_config(target_name: str, ack_wait: float) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=sink_durable(target_name),
+        description=f"deliveries to target {target_name}",
+        filter_subject="notification.>",
+        deliver_policy=DeliverPolicy.NEW,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ack_wait,
+        max_deliver=-1,
+        max_ack_pending=10_000,
+    )
+
+
+async def ensure_sink_consumer(js: JetStreamContext, target_name: str, ack_wait: float) -> None:
+    """Create the durable consumer of a target once; it then survives every restart.
+
+    Every service that knows the configuration calls this before it accepts or relays
+    anything, so a notification published after ``make run`` started is never missed by a
+    target whose sink process is still starting.
+    """
+    durable = sink_durable(target_name)
+    try:
+        info = await js.consumer_info(NOTIFICATIONS, durable)
+    except NotFoundError:
+        await js.add_consumer(NOTIFICATIONS, sink_consumer_config(target_name, ack_wait))
+        return
+    if info.config.ack_wait != ack_wait:
+        # The target's timeout changed: update the consumer in place (same durable name).
+        config = sink_consumer_config(target_name, ack_wait)
+        config.deliver_policy = info.config.deliver_policy
+        config.opt_start_time = info.config.opt_start_time
+        config.opt_start_seq = info.config.opt_start_seq
+        try:
+            await js.add_consumer(NOTIFICATIONS, config)
+        except BadRequestError as exc:
+            _log.warning("could not update consumer", consumer=durable, error=str(exc))
+
+
+def ack_wait_for(timeout: float) -> float:
+    """How long a delivery may stay unacknowledged before JetStream redelivers it.
+
+    Short, so the deliveries a crashed sink had in flight are retried soon; a live sink
+    whose target is slow sends "in progress" every third of it (see shared.delivery), so
+    a long target timeout never causes a redelivery while the first attempt still runs.
+    """
+    return max(10.0, min(timeout, 30.0))
+
+
+async def provision(js: JetStreamContext, settings: Settings) -> None:
+    await ensure_streams(js, settings)
+    for target in settings.targets:
+        await ensure_sink_consumer(js, target.name, ack_wait_for(target.timeout))
+
+
+async def streams_present(js: JetStreamContext) -> bool:
+    try:
+        for name in (NOTIFICATIONS, DEADLETTERS):
+            await js.stream_info(name)
+    except Exception:
+        return False
+    return True

@@ -1,0 +1,334 @@
+"""Configuration: environment variables plus an optional TOML file named by ``LOOKOUT_CONFIG``.
+
+Every secret may be given directly (``NAME``) or read from a file (``NAME_FILE``), the way
+Docker and Kubernetes mount secrets. Secrets are wrapped in :class:`Secret`, whose ``repr``
+and ``str`` never show the value, and every secret value is registered with the log
+redactor as soon as it is read.
+
+Bad configuration raises :class:`ConfigError` whose message names the offending variable or
+TOML key; the CLI prints it and exits with status 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+
+from shared import logging as log
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+class ConfigError(Exception):
+    """Configuration that cannot work; the message names the variable or key to fix."""
+
+
+class Secret:
+    """A string that never shows itself in ``repr``, ``str``, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+        log.register_secret(value)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+# --------------------------------------------------------------------------- TOML schema
+
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+Name = Annotated[str, msgspec.Meta(pattern=NAME_RE.pattern)]
+
+
+class RetryPolicy(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Bounded retries with exponential backoff and jitter.
+
+    The delay before attempt ``n + 1`` is ``min(max_backoff, initial_backoff *
+    multiplier ** (n - 1))``, scaled by a random factor in ``[1 - jitter, 1]``. A
+    ``Retry-After`` from the target replaces the computed delay (capped by
+    ``max_retry_after``).
+    """
+
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    initial_backoff: PositiveFloat = 1.0
+    max_backoff: PositiveFloat = 600.0
+    multiplier: Annotated[float, msgspec.Meta(ge=1)] = 2.0
+    jitter: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
+    max_retry_after: PositiveFloat = 3600.0
+
+
+class Match(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Which notifications a target receives; an empty list means "any"."""
+
+    types: list[str] = []
+    sources: list[str] = []
+    min_risk: Annotated[int, msgspec.Meta(ge=0, le=100)] | None = None
+    applications: list[str] = []
+    environments: list[str] = []
+
+
+class TargetConfig(
+    msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, tag_field="type"
+):
+    """Settings every target has; one subclass per target type (the TOML ``type`` key)."""
+
+    name: Name
+    match: Match = Match()
+    retry: RetryPolicy = RetryPolicy()
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 16
+    timeout: PositiveFloat = 10.0
+
+
+class LogTargetConfig(TargetConfig, frozen=True, tag="log"):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class HttpTargetConfig(TargetConfig, frozen=True, tag="http"):
+    url: str
+    secret: str | None = None
+    secret_file: str | None = None
+    headers: dict[str, str] = {}
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"url must be an absolute http(s) URL, got {self.url!r}")
+
+
+AnyTarget = LogTargetConfig | HttpTargetConfig
+
+
+class FileConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    targets: list[AnyTarget] = []
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class Settings:
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    nats_url: str | None = None
+    nats_port: int = 4222
+    data_dir: Path = Path(".lookout")
+    sqreen_secrets: tuple[Secret, ...] = ()
+    api_tokens: tuple[Secret, ...] = ()
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_messages: int = 1000
+    dedup_window: float = 3600.0
+    publish_timeout: float = 5.0
+    log_level: str = "info"
+    config_path: Path | None = None
+    targets: tuple[AnyTarget, ...] = (LogTargetConfig(name="log"),)
+    target_secrets: Mapping[str, Secret] = field(default_factory=dict)
+
+    @property
+    def effective_nats_url(self) -> str:
+        return self.nats_url or f"nats://127.0.0.1:{self.nats_port}"
+
+    def target(self, name: str) -> AnyTarget:
+        for target in self.targets:
+            if target.name == name:
+                return target
+        known = ", ".join(t.name for t in self.targets) or "none"
+        raise ConfigError(f"no target named {name!r} is configured (configured: {known})")
+
+    def check_bind(self) -> None:
+        """Refuse a non-loopback listener without API tokens (the API would be open)."""
+        if self.api_tokens or _is_loopback(self.http_host):
+            return
+        raise ConfigError(
+            f"LOOKOUT_HTTP_HOST={self.http_host} is not a loopback address and "
+            "LOOKOUT_API_TOKENS is empty: set API tokens before listening there"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def read_secret(env: Mapping[str, str], name: str) -> str | None:
+    """``NAME`` or the contents of the file named by ``NAME_FILE`` (not both)."""
+    file_var = f"{name}_FILE"
+    if env.get(name) and env.get(file_var):
+        raise ConfigError(f"set either {name} or {file_var}, not both")
+    path = env.get(file_var)
+    if path:
+        try:
+            value = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{file_var}: cannot read {path}: {exc.strerror}") from None
+        if not value:
+            raise ConfigError(f"{file_var}: {path} is empty")
+        return value
+    return env.get(name) or None
+
+
+def _secret_list(env: Mapping[str, str], name: str) -> tuple[Secret, ...]:
+    raw = read_secret(env, name)
+    if raw is None:
+        return ()
+    return tuple(Secret(part.strip()) for part in raw.split(",") if part.strip())
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def decode_webhook_secret(value: str, where: str) -> bytes:
+    """The signing key of a Standard Webhooks secret ``whsec_<base64>``."""
+    if not value.startswith("whsec_"):
+        raise ConfigError(f"{where}: must start with 'whsec_' (Standard Webhooks secret format)")
+    try:
+        key = base64.b64decode(value[len("whsec_") :], validate=True)
+    except binascii.Error:
+        raise ConfigError(f"{where}: the part after 'whsec_' is not valid base64") from None
+    if not 24 <= len(key) <= 64:
+        raise ConfigError(f"{where}: the key must decode to 24..64 bytes, got {len(key)}")
+    return key
+
+
+def _load_file(path: Path) -> FileConfig:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"LOOKOUT_CONFIG: cannot read {path}: {exc.strerror}") from None
+    try:
+        return msgspec.toml.decode(raw, type=FileConfig)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _target_secrets(targets: list[AnyTarget], path: Path) -> dict[str, Secret]:
+    secrets: dict[str, Secret] = {}
+    for index, target in enumerate(targets):
+        if not isinstance(target, HttpTargetConfig):
+            continue
+        where = f"{path}: targets[{index}] ({target.name})"
+        if target.secret and target.secret_file:
+            raise ConfigError(f"{where}: set either secret or secret_file, not both")
+        value = target.secret
+        if target.secret_file:
+            value = read_secret({"S_FILE": target.secret_file}, "S")
+        if not value:
+            raise ConfigError(
+                f"{where}: an http target needs secret = 'whsec_…' (or secret_file) to sign "
+                'deliveries; make one with: python -c "import base64,os; '
+                "print('whsec_'+base64.b64encode(os.urandom(32)).decode())\""
+            )
+        decode_webhook_secret(value, f"{where}.secret")
+        secrets[target.name] = Secret(value)
+    return secrets
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the whole configuration; raise :class:`ConfigError` on any problem."""
+    env = os.environ if env is None else env
+    config_path: Path | None = None
+    targets: list[AnyTarget] = [LogTargetConfig(name="log")]
+    target_secrets: dict[str, Secret] = {}
+    if env.get("LOOKOUT_CONFIG"):
+        config_path = Path(env["LOOKOUT_CONFIG"])
+        file_config = _load_file(config_path)
+        if file_config.targets:
+            targets = file_config.targets
+        seen: set[str] = set()
+        for target in targets:
+            if target.name in seen:
+                raise ConfigError(f"{config_path}: two targets are named {target.name!r}")
+            seen.add(target.name)
+        target_secrets = _target_secrets(targets, config_path)
+
+    nats_url = env.get("NATS_URL") or None
+    if nats_url is not None:
+        for server in nats_url.split(","):
+            if urlsplit(server.strip()).scheme not in ("nats", "tls", "ws", "wss"):
+                raise ConfigError(f"NATS_URL: {server!r} is not a nats:// (or tls://) URL")
+    log_level = env.get("LOOKOUT_LOG_LEVEL", "info").lower()
+    if log_level not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"LOOKOUT_LOG_LEVEL must be debug|info|warning|error, got {log_level!r}")
+
+    return Settings(
+        http_host=env.get("LOOKOUT_HTTP_HOST") or "127.0.0.1",
+        http_port=_int(env, "LOOKOUT_HTTP_PORT", 8080, 0, 65535),
+        nats_url=nats_url,
+        nats_port=_int(env, "LOOKOUT_NATS_PORT", 4222, 1, 65535),
+        data_dir=Path(env.get("LOOKOUT_DATA_DIR") or ".lookout"),
+        sqreen_secrets=_secret_list(env, "SQREEN_WEBHOOK_SECRET"),
+        api_tokens=_secret_list(env, "LOOKOUT_API_TOKENS"),
+        max_body_bytes=_int(
+            env, "LOOKOUT_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 1024, 1024 * 1024 * 1024
+        ),
+        dedup_window=_float(env, "LOOKOUT_DEDUP_WINDOW", 3600.0, 1.0, 7 * 86400.0),
+        publish_timeout=_float(env, "LOOKOUT_PUBLISH_TIMEOUT", 5.0, 0.1, 120.0),
+        log_level=log_level,
+        config_path=config_path,
+        targets=tuple(targets),
+        target_secrets=target_secrets,
+    )
+
+
+def describe(settings: Settings) -> dict[str, Any]:
+    """A log-safe summary of the settings (no secret values)."""
+    return {
+        "http": f"{settings.http_host}:{settings.http_port}",
+        "nats": settings.effective_nats_url,
+        "config": str(settings.config_path) if settings.config_path else None,
+        "targets": [f"{t.name}:{type(t).__struct_config__.tag}" for t in settings.targets],
+        "sqreen_secrets": len(settings.sqreen_secrets),
+        "api_tokens": len(settings.api_tokens),
+    }

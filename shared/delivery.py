@@ -1,0 +1,213 @@
+"""The sink runner: pull notifications from a target's durable consumer and deliver them.
+
+Guarantees:
+
+- a message is acknowledged only after the target accepted it, or after it was stored in
+  ``deadletter.<target>`` (JetStream-acknowledged);
+- a retryable failure is negatively acknowledged with a delay (exponential backoff with
+  jitter, or the target's ``Retry-After``), so the retry schedule lives in JetStream and
+  survives a crash of the sink; the attempt number is JetStream's delivery count;
+- after ``retry.max_attempts`` attempts, or at once on a permanent failure or an
+  undecodable message, the notification goes to the dead-letter stream;
+- deliveries run concurrently (``concurrency``), so one slow notification never holds up
+  the others, and a slow target never delays another target (each has its own consumer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+
+from shared import bus, schemas
+from shared import logging as log
+from shared.config import RetryPolicy, Settings, TargetConfig
+from shared.routing import matches
+from shared.targets import Delivery, PermanentError, RetryableError, Target
+
+
+def backoff(policy: RetryPolicy, attempt: int, rand: Callable[[], float] = random.random) -> float:
+    """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+    base = min(policy.max_backoff, policy.initial_backoff * policy.multiplier ** (attempt - 1))
+    return base * (1.0 - policy.jitter * rand())
+
+
+class SinkRunner:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        target: Target,
+        config: TargetConfig,
+        settings: Settings,
+    ) -> None:
+        self.js = js
+        self.target = target
+        self.config = config
+        self.settings = settings
+        self.log = log.get("sink").bind(target=config.name)
+        self._slots = asyncio.Semaphore(config.concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        name = self.config.name
+        await bus.provision(self.js, self.settings)
+        sub = await self.js.pull_subscribe_bind(
+            durable=bus.sink_durable(name), stream=bus.NOTIFICATIONS
+        )
+        await self.target.open()
+        self.log.info("sink started", consumer=bus.sink_durable(name))
+        try:
+            while not stop.is_set():
+                await self._slots.acquire()
+                free = self._free_slots() + 1
+                try:
+                    msgs = await sub.fetch(batch=free, timeout=1.0)
+                except (TimeoutError, NatsTimeoutError):
+                    self._slots.release()
+                    continue
+                except Exception as exc:  # disconnected, reconnecting: wait and go on
+                    self._slots.release()
+                    self.log.warning("fetch failed", error=str(exc) or type(exc).__name__)
+                    await asyncio.sleep(0.5)
+                    continue
+                if not msgs:
+                    self._slots.release()
+                    continue
+                for index, msg in enumerate(msgs):
+                    if index > 0:
+                        await self._slots.acquire()
+                    task = asyncio.create_task(self._handle(msg))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._done)
+        finally:
+            if self._tasks:
+                # Let deliveries in flight finish (they are acked or nak'ed), bounded.
+                await asyncio.wait(self._tasks, timeout=self.config.timeout + 5)
+            await sub.unsubscribe()
+            await self.target.close()
+            self.log.info("sink stopped")
+
+    def _free_slots(self) -> int:
+        return self._slots._value
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("delivery task failed", error=str(task.exception()))
+
+    async def _handle(self, msg: Msg) -> None:
+        meta = msg.metadata
+        attempt = meta.num_delivered
+        headers = msg.headers or {}
+        request_id = headers.get(schemas.REQUEST_ID_HEADER)
+        try:
+            notification = schemas.decode_notification(msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            await self._dead_letter(msg, None, f"not a valid notification: {exc}", attempt)
+            return
+        logger = self.log.bind(
+            notification_id=notification.id, attempt=attempt, request_id=request_id
+        )
+        if not matches(self.config.match, notification):
+            logger.debug("skipped: route does not match", subject=msg.subject)
+            await msg.ack()
+            return
+        if attempt > self.config.retry.max_attempts:
+            # Redelivered past the bound without a recorded outcome (e.g. the sink kept
+            # crashing on it): stop here rather than loop forever.
+            await self._dead_letter(msg, notification, "too many delivery attempts", attempt)
+            return
+        delivery = Delivery(notification, msg.subject, attempt, request_id)
+        started = time.monotonic()
+        try:
+            await self._deliver_with_progress(msg, delivery)
+        except PermanentError as exc:
+            logger.warning("delivery failed permanently", error=str(exc))
+            await self._dead_letter(msg, notification, str(exc), attempt)
+            return
+        except Exception as exc:
+            reason = str(exc) or type(exc).__name__
+            if not isinstance(exc, RetryableError):
+                logger.exception("target raised an unexpected error")
+            if attempt >= self.config.retry.max_attempts:
+                logger.warning("delivery failed, attempts exhausted", error=reason)
+                await self._dead_letter(msg, notification, reason, attempt)
+                return
+            delay = self._retry_delay(exc, attempt)
+            logger.info("delivery failed, will retry", error=reason, retry_in=round(delay, 3))
+            await msg.nak(delay=delay)
+            return
+        await msg.ack()
+        logger.info(
+            "delivered",
+            subject=msg.subject,
+            ms=round((time.monotonic() - started) * 1000, 1),
+        )
+
+    async def _deliver_with_progress(self, msg: Msg, delivery: Delivery) -> None:
+        """Deliver, telling JetStream the message is in progress while the target is slow."""
+        task = asyncio.ensure_future(self.target.deliver(delivery))
+        interval = bus.ack_wait_for(self.config.timeout) / 3
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=interval)
+            if done:
+                return task.result()
+            await msg.in_progress()
+
+    def _retry_delay(self, exc: Exception, attempt: int) -> float:
+        policy = self.config.retry
+        retry_after = exc.retry_after if isinstance(exc, RetryableError) else None
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), policy.max_retry_after)
+        return backoff(policy, attempt)
+
+    async def _dead_letter(
+        self,
+        msg: Msg,
+        notification: schemas.Notification | None,
+        error: str,
+        attempts: int,
+    ) -> None:
+        seq = msg.metadata.sequence.stream
+        record = schemas.DeadLetter(
+            target=self.config.name,
+            subject=msg.subject,
+            error=error[:2000],
+            attempts=attempts,
+            failed_at=schemas.utc_now(),
+            stream_seq=seq,
+            notification=notification,
+            raw=None if notification else msg.data[:65536].decode("utf-8", "replace"),
+        )
+        headers: dict[str, Any] = {
+            "Nats-Msg-Id": f"{self.config.name}:{seq}",
+            schemas.SCHEMA_HEADER: schemas.DEADLETTER_SCHEMA,
+        }
+        try:
+            await self.js.publish(
+                f"deadletter.{self.config.name}",
+                schemas.encode(record),
+                headers=headers,
+                timeout=self.settings.publish_timeout,
+            )
+        except Exception as exc:
+            # Not stored: leave the notification on its consumer and try again later.
+            self.log.error("dead-letter publish failed", error=str(exc) or type(exc).__name__)
+            await msg.nak(delay=5.0)
+            return
+        await msg.ack()
+        self.log.warning(
+            "dead-lettered",
+            notification_id=notification.id if notification else None,
+            stream_seq=seq,
+            error=error[:500],
+            attempts=attempts,
+        )

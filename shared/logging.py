@@ -1,0 +1,106 @@
+"""Structured JSON logging (structlog) that never prints a secret.
+
+Two guards: every secret value read by :mod:`shared.config` is registered here and replaced
+by ``[REDACTED]`` wherever it appears in a log line, and values under keys that name a
+secret (``secret``, ``token``, ``password``, ``authorization``…) are replaced whatever
+they hold.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+REDACTED = "[REDACTED]"
+_SECRET_KEY = re.compile(r"secret|token|password|passwd|authorization|api_key|apikey", re.I)
+_secrets: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+
+
+def register_secret(value: str) -> None:
+    """Never log ``value`` (nor any string containing it)."""
+    global _pattern
+    if len(value) < 4 or value in _secrets:
+        return
+    _secrets.add(value)
+    alternatives = sorted(_secrets, key=len, reverse=True)
+    _pattern = re.compile("|".join(re.escape(s) for s in alternatives))
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return _pattern.sub(REDACTED, value) if _pattern is not None else value
+    if isinstance(value, dict):
+        return {k: REDACTED if _SECRET_KEY.search(str(k)) else _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return _scrub(bytes(value).decode("utf-8", "replace"))
+    if isinstance(value, BaseException):
+        return _scrub(f"{type(value).__name__}: {value}")
+    return value
+
+
+def redact(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key in list(event_dict):
+        value = event_dict[key]
+        event_dict[key] = REDACTED if _SECRET_KEY.search(key) else _scrub(value)
+    return event_dict
+
+
+def _scrub_rendered(_logger: Any, _method: str, line: Any) -> Any:
+    # Last line of defence, after rendering (covers formatted tracebacks too).
+    return _pattern.sub(REDACTED, line) if _pattern is not None else line
+
+
+def setup(service: str, level: str = "info") -> None:
+    """Configure structlog (and stdlib logging) to write one JSON object per line."""
+    numeric = logging.getLevelNamesMapping()[level.upper()]
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redact,
+            structlog.processors.JSONRenderer(),
+            _scrub_rendered,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        cache_logger_on_first_use=False,
+    )
+    structlog.contextvars.bind_contextvars(service=service)
+    # Libraries (aiohttp, nats) log through stdlib: route them to the same JSON stream.
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_StdlibJson())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(numeric, logging.WARNING))
+
+
+class _StdlibJson(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        event: MutableMapping[str, Any] = {
+            "event": record.getMessage(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+        }
+        if record.exc_info:
+            event["exception"] = self.formatException(record.exc_info)
+        redact(None, "", event)
+        line = structlog.processors.JSONRenderer()(None, "", event)
+        return str(_scrub_rendered(None, "", line))
+
+
+def get(name: str | None = None) -> structlog.typing.FilteringBoundLogger:
+    """A bound structlog logger."""
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name)
+    return logger

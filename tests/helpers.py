@@ -1,0 +1,158 @@
+"""Helpers for the tests: signing, settings, polling, a loopback webhook receiver,
+and the gateway and a sink running in the test's own event loop against a real bus."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from shared import config
+from shared.natsserver import free_port
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SQREEN_SECRET = "test-sqreen-secret-0123456789"
+WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def sqreen_fixture(name: str) -> bytes:
+    return (FIXTURES / "sqreen" / name).read_bytes()
+
+
+def sqreen_sign(body: bytes, secret: str = SQREEN_SECRET) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+async def wait_for(
+    predicate: Callable[[], bool | Awaitable[bool]], within: float = 15.0, every: float = 0.05
+) -> None:
+    """Poll ``predicate`` until true; fail the test after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        result = predicate()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(every)
+
+
+def make_settings(
+    tmp_path: Path,
+    nats_url: str,
+    toml: str | None = None,
+    **env: str,
+) -> config.Settings:
+    values = {
+        "NATS_URL": nats_url,
+        "SQREEN_WEBHOOK_SECRET": SQREEN_SECRET,
+        "LOOKOUT_HTTP_PORT": str(free_port()),
+        "LOOKOUT_DATA_DIR": str(tmp_path / "data"),
+        "LOOKOUT_PUBLISH_TIMEOUT": "2",
+        **env,
+    }
+    if toml is not None:
+        path = tmp_path / "lookout.toml"
+        path.write_text(toml)
+        values["LOOKOUT_CONFIG"] = str(path)
+    return config.load(values)
+
+
+class Receiver:
+    """A loopback HTTP server that records what it receives and answers as told."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.script: list[tuple[int, dict[str, str]]] = []
+        self.default = (200, {})
+        self.delay = 0.0
+        self.port = free_port()
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(body) for _, body in self.requests]
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.requests.append((dict(request.headers), body))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        status, headers = self.script.pop(0) if self.script else self.default
+        return web.Response(status=status, text="ok" if status < 300 else "nope", headers=headers)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/hook", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(settings: config.Settings) -> AsyncIterator[str]:
+    """The real gateway app on a real port; yields its base URL once it is ready."""
+    from services.gateway.app import create_app
+
+    runner = web.AppRunner(create_app(settings), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+    base = f"http://{settings.http_host}:{settings.http_port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def ready() -> bool:
+                async with session.get(f"{base}/readyz") as response:
+                    return response.status == 200
+
+            await wait_for(ready)
+        yield base
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def running_sink(settings: config.Settings, name: str) -> AsyncIterator[None]:
+    """One sink (the real runner and target) as a task in this event loop."""
+    from services.registry import service_main
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(service_main(settings, f"sink-{name}")(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def post_webhook(
+    base: str, body: bytes, signature: str | None = "sign", **headers: str
+) -> tuple[int, dict[str, Any]]:
+    all_headers = dict(headers)
+    if signature == "sign":
+        all_headers["X-Sqreen-Integrity"] = sqreen_sign(body)
+    elif signature is not None:
+        all_headers["X-Sqreen-Integrity"] = signature
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{base}/webhooks/sqreen", data=body, headers=all_headers) as response,
+    ):
+        return response.status, await response.json()

@@ -1,0 +1,284 @@
+"""Sinks against a real nats-server and a loopback receiver."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import msgspec
+import nats
+import pytest
+from helpers import (
+    WHSEC,
+    Receiver,
+    make_settings,
+    post_webhook,
+    running_gateway,
+    running_sink,
+    sqreen_fixture,
+    wait_for,
+)
+from standardwebhooks import Webhook
+
+from shared import bus, schemas
+from shared.config import Settings
+from shared.natsserver import NatsServer
+
+
+def http_target(url: str, extra: str = "", name: str = "ops-http") -> str:
+    return f"""
+[[targets]]
+name = "{name}"
+type = "http"
+url = "{url}"
+secret = "{WHSEC}"
+timeout = 2
+retry = {{ max_attempts = 4, initial_backoff = 0.2, max_backoff = 1, jitter = 0 }}
+{extra}
+"""
+
+
+async def dead_letters(url: str, target: str) -> list[schemas.DeadLetter]:
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(bus.DEADLETTERS)
+        out = []
+        for seq in range(info.state.first_seq, info.state.first_seq + info.state.messages):
+            msg = await js.get_msg(bus.DEADLETTERS, seq)
+            if msg.subject == f"deadletter.{target}":
+                out.append(schemas.decode_deadletter(msg.data))
+        return out
+    finally:
+        await nc.close()
+
+
+async def pending(url: str, target: str) -> tuple[int, int]:
+    """(messages not yet delivered, messages delivered but not yet acknowledged)."""
+    nc = await nats.connect(url)
+    try:
+        info = await nc.jetstream().consumer_info(bus.NOTIFICATIONS, bus.sink_durable(target))
+        return info.num_pending, info.num_ack_pending
+    finally:
+        await nc.close()
+
+
+async def test_signed_webhook_in_signed_envelope_out(
+    nats_server: NatsServer, tmp_path: Path, receiver: Receiver
+) -> None:
+    settings = make_settings(tmp_path, nats_server.url, http_target(receiver.url))
+    body = sqreen_fixture("v2_security_event.json")
+    async with running_gateway(settings) as base, running_sink(settings, "ops-http"):
+        status, answer = await post_webhook(base, body)
+        assert status == 200
+        await wait_for(lambda: len(receiver.requests) == 2)
+    originals = json.loads(body)
+    verifier = Webhook(WHSEC)
+    by_id = {}
+    for headers, raw in receiver.requests:
+        lowered = {k.lower(): v for k, v in headers.items()}
+        # the reference Standard Webhooks implementation accepts the signature
+        envelope = verifier.verify(raw, lowered)
+        assert lowered["webhook-id"] == envelope["id"]
+        assert abs(int(lowered["webhook-timestamp"]) - time.time()) < 60
+        assert lowered["content-type"] == "application/json"
+        assert set(envelope) == {"id", "type", "source", "timestamp", "data"}
+        by_id[envelope["id"]] = envelope
+    assert sorted(by_id) == sorted(answer["ids"])
+    for original, note_id in zip(originals, answer["ids"], strict=True):
+        envelope = by_id[note_id]
+        assert envelope["data"] == original  # the original message, unchanged
+        assert envelope["type"] == "security_event"
+        assert envelope["source"] == "sqreen"
+    # and a tampered body is refused by the same reference verifier
+    headers, raw = receiver.requests[0]
+    with pytest.raises(Exception, match="No matching signature"):
+        verifier.verify(
+            raw.replace(b"sqreen", b"sqreeN"), {k.lower(): v for k, v in headers.items()}
+        )
+
+
+async def test_failing_target_then_recovering_is_delivered_once(
+    nats_server: NatsServer, tmp_path: Path, receiver: Receiver
+) -> None:
+    receiver.script = [(503, {}), (500, {}), (429, {})]
+    settings = make_settings(tmp_path, nats_server.url, http_target(receiver.url))
+    async with running_gateway(settings) as base, running_sink(settings, "ops-http"):
+        status, answer = await post_webhook(base, sqreen_fixture("v2_test.json"))
+        assert status == 200
+        await wait_for(lambda: len(receiver.requests) == 4)
+        await wait_for(lambda: _settled(nats_server.url, "ops-http"))
+    # four attempts, the same webhook-id each time, one success, nothing dead-lettered
+    ids = {headers["webhook-id"] for headers, _ in receiver.requests}
+    assert ids == set(answer["ids"])
+    assert await dead_letters(nats_server.url, "ops-http") == []
+
+
+async def _settled(url: str, target: str) -> bool:
+    return await pending(url, target) == (0, 0)
+
+
+async def test_retry_after_is_honoured(
+    nats_server: NatsServer, tmp_path: Path, receiver: Receiver
+) -> None:
+    receiver.script = [(429, {"Retry-After": "2"})]
+    settings = make_settings(tmp_path, nats_server.url, http_target(receiver.url))
+    async with running_gateway(settings) as base, running_sink(settings, "ops-http"):
+        await post_webhook(base, sqreen_fixture("v2_test.json"))
+        await wait_for(lambda: len(receiver.requests) == 1)
+        first = time.monotonic()
+        await wait_for(lambda: len(receiver.requests) == 2)
+        waited = time.monotonic() - first
+    # backoff alone would retry after 0.2 s; the target asked for 2 s
+    assert waited >= 1.8
+
+
+async def test_permanent_failure_goes_to_dead_letter(
+    nats_server: NatsServer, tmp_path: Path, receiver: Receiver
+) -> None:
+    receiver.default = (400, {})
+    settings = make_settings(tmp_path, nats_server.url, http_target(receiver.url))
+    async with running_gateway(settings) as base, running_sink(settings, "ops-http"):
+        _, answer = await post_webhook(base, sqreen_fixture("v2_test.json"))
+
+        async def dead() -> bool:
+            return len(await dead_letters(nats_server.url, "ops-http")) == 1
+
+        await wait_for(dead)
+        await wait_for(lambda: _settled(nats_server.url, "ops-http"))
+    assert len(receiver.requests) == 1  # never retried
+    [record] = await dead_letters(nats_server.url, "ops-http")
+    assert record.target == "ops-http"
+    assert record.subject == "notification.sqreen.test"
+    assert "HTTP 400" in record.error
+    assert record.attempts == 1
+    assert record.notification is not None
+    assert record.notification.id == answer["ids"][0]
+
+
+async def test_attempts_are_bounded_then_dead_letter(
+    nats_server: NatsServer, tmp_path: Path, receiver: Receiver
+) -> None:
+    receiver.default = (502, {})
+    settings = make_settings(tmp_path, nats_server.url, http_target(receiver.url))
+    async with running_gateway(settings) as base, running_sink(settings, "ops-http"):
+        await post_webhook(base, sqreen_fixture("v2_test.json"))
+
+        async def dead() -> bool:
+            return len(await dead_letters(nats_server.url, "ops-http")) == 1
+
+        await wait_for(dead, within=20)
+        await wait_for(lambda: _settled(nats_server.url, "ops-http"))
+    assert len(receiver.requests) == 4
+    [record] = await dead_letters(nats_server.url, "ops-http")
+    assert record.attempts == 4
+    assert "HTTP 502" in record.error
+
+
+async def test_unreachable_target_retries_then_dead_letters(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    from shared.natsserver import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/nobody"
+    settings = make_settings(tmp_path, nats_server.url, http_target(url))
+    async with running_gateway(settings) as base, running_sink(settings, "ops-http"):
+        await post_webhook(base, sqreen_fixture("v2_test.json"))
+
+        async def dead() -> bool:
+            return len(await dead_letters(nats_server.url, "ops-http")) == 1
+
+        await wait_for(dead, within=20)
+    [record] = await dead_letters(nats_server.url, "ops-http")
+    assert "Connect" in record.error
+
+
+async def test_invalid_message_on_the_bus_is_dead_lettered_not_blocking(
+    nats_server: NatsServer, tmp_path: Path, receiver: Receiver
+) -> None:
+    settings = make_settings(tmp_path, nats_server.url, http_target(receiver.url))
+    async with running_sink(settings, "ops-http"):
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+        await wait_for(lambda: _consumer_exists(js, "ops-http"))
+        await js.publish("notification.other.alert", b"not json at all")
+        good = schemas.Notification(
+            id="n-1",
+            type="alert",
+            source="other",
+            timestamp=schemas.utc_now(),
+            data=msgspec.Raw(b'{"risk": 10}'),
+        )
+        await js.publish(good.subject, schemas.encode(good))
+        await nc.close()
+        await wait_for(lambda: len(receiver.requests) == 1)
+
+        async def dead() -> bool:
+            return len(await dead_letters(nats_server.url, "ops-http")) == 1
+
+        await wait_for(dead)
+    [record] = await dead_letters(nats_server.url, "ops-http")
+    assert record.notification is None
+    assert record.raw == "not json at all"
+    assert "not a valid notification" in record.error
+    assert receiver.bodies()[0]["id"] == "n-1"
+
+
+async def _consumer_exists(js: nats.js.JetStreamContext, target: str) -> bool:
+    try:
+        await js.consumer_info(bus.NOTIFICATIONS, bus.sink_durable(target))
+    except Exception:
+        return False
+    return True
+
+
+async def test_route_filter_and_independent_targets(
+    nats_server: NatsServer, tmp_path: Path, receiver: Receiver
+) -> None:
+    other = Receiver()
+    await other.start()
+    toml = http_target(receiver.url, "match = { min_risk = 50 }", name="urgent") + http_target(
+        other.url, name="everything"
+    )
+    settings: Settings = make_settings(tmp_path, nats_server.url, toml)
+    try:
+        async with (
+            running_gateway(settings) as base,
+            running_sink(settings, "urgent"),
+            running_sink(settings, "everything"),
+        ):
+            await post_webhook(base, sqreen_fixture("v2_security_event.json"))  # risks 30, 80
+            await post_webhook(base, sqreen_fixture("v2_test.json"))  # risk 42
+            await wait_for(lambda: len(other.requests) == 3)
+            await wait_for(lambda: _settled(nats_server.url, "urgent"))
+        assert [b["data"]["message"]["risk_coefficient"] for b in receiver.bodies()] == [80]
+    finally:
+        await other.stop()
+
+
+async def test_slow_target_does_not_delay_another(
+    nats_server: NatsServer, tmp_path: Path, receiver: Receiver
+) -> None:
+    slow = Receiver()
+    slow.delay = 3.0
+    await slow.start()
+    toml = http_target(slow.url, name="slow") + http_target(receiver.url, name="fast")
+    settings = make_settings(tmp_path, nats_server.url, toml)
+    try:
+        async with (
+            running_gateway(settings) as base,
+            running_sink(settings, "slow"),
+            running_sink(settings, "fast"),
+        ):
+            body = json.dumps(
+                [{"message_type": "test", "message": {"id": f"m{i}"}} for i in range(20)]
+            ).encode()
+            started = time.monotonic()
+            await post_webhook(base, body)
+            await wait_for(lambda: len(receiver.requests) == 20)
+            fast_done = time.monotonic() - started
+            await wait_for(lambda: len(slow.requests) == 20)
+        assert fast_done < 3.0  # the fast target never waited for the slow one
+    finally:
+        await slow.stop()

@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers import WHSEC
+
+from shared import config
+from shared.config import ConfigError, HttpTargetConfig, LogTargetConfig
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "lookout.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults_give_one_log_target_and_loopback() -> None:
+    settings = config.load({})
+    assert settings.http_host == "127.0.0.1"
+    assert settings.http_port == 8080
+    assert settings.nats_url is None
+    assert settings.effective_nats_url == "nats://127.0.0.1:4222"
+    assert settings.data_dir == Path(".lookout")
+    assert [(t.name, type(t)) for t in settings.targets] == [("log", LogTargetConfig)]
+
+
+def test_secret_list_for_rotation_and_masking() -> None:
+    settings = config.load({"SQREEN_WEBHOOK_SECRET": "old-secret, new-secret"})
+    assert [s.reveal() for s in settings.sqreen_secrets] == ["old-secret", "new-secret"]
+    assert "old-secret" not in repr(settings)
+    assert "new-secret" not in str(settings.sqreen_secrets)
+
+
+def test_secret_from_file(tmp_path: Path) -> None:
+    secret_file = tmp_path / "sqreen"
+    secret_file.write_text("from-a-file\n")
+    settings = config.load({"SQREEN_WEBHOOK_SECRET_FILE": str(secret_file)})
+    assert [s.reveal() for s in settings.sqreen_secrets] == ["from-a-file"]
+
+
+def test_secret_file_problems_name_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="SQREEN_WEBHOOK_SECRET_FILE: cannot read"):
+        config.load({"SQREEN_WEBHOOK_SECRET_FILE": str(tmp_path / "missing")})
+    with pytest.raises(
+        ConfigError, match="either SQREEN_WEBHOOK_SECRET or SQREEN_WEBHOOK_SECRET_FILE"
+    ):
+        config.load({"SQREEN_WEBHOOK_SECRET": "a", "SQREEN_WEBHOOK_SECRET_FILE": "/x"})
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LOOKOUT_HTTP_PORT": "eighty"}, "LOOKOUT_HTTP_PORT must be an integer"),
+        ({"LOOKOUT_HTTP_PORT": "70000"}, "LOOKOUT_HTTP_PORT must be between"),
+        ({"NATS_URL": "http://x:4222"}, "NATS_URL"),
+        ({"LOOKOUT_LOG_LEVEL": "loud"}, "LOOKOUT_LOG_LEVEL"),
+        ({"LOOKOUT_DEDUP_WINDOW": "-1"}, "LOOKOUT_DEDUP_WINDOW"),
+    ],
+)
+def test_bad_env_names_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config.load(env)
+
+
+def test_targets_from_toml(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        f"""
+[[targets]]
+name = "ops-http"
+type = "http"
+url = "https://hooks.example.com/in"
+secret = "{WHSEC}"
+match = {{ types = ["security_event"], min_risk = 50 }}
+retry = {{ max_attempts = 3, initial_backoff = 0.5 }}
+
+[[targets]]
+name = "audit"
+type = "log"
+""",
+    )
+    settings = config.load({"LOOKOUT_CONFIG": path})
+    http, audit = settings.targets
+    assert isinstance(http, HttpTargetConfig)
+    assert http.url == "https://hooks.example.com/in"
+    assert http.match.min_risk == 50
+    assert http.retry.max_attempts == 3
+    assert settings.target_secrets["ops-http"].reveal() == WHSEC
+    assert audit.name == "audit"
+    assert settings.target("audit") is audit
+    with pytest.raises(ConfigError, match="no target named 'nope'"):
+        settings.target("nope")
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[[targets]]\nname = "x"\ntype = "http"\nurl = 5\n', r"\$\.targets\[0\]\.url"),
+        ('[[targets]]\nname = "x"\ntype = "pigeon"\n', "Invalid value 'pigeon'"),
+        ('[[targets]]\nname = "x"\ntype = "log"\ncolour = "red"\n', "unknown field `colour`"),
+        ('[[targets]]\nname = "Bad Name"\ntype = "log"\n', r"\$\.targets\[0\]\.name"),
+        ('[[targets]]\nname = "x"\ntype = "http"\nurl = "ftp://h/"\n', "absolute http"),
+        ('[[targets]]\nname = "x"\ntype = "http"\nurl = "http://h/"\n', "needs secret"),
+        (
+            '[[targets]]\nname = "x"\ntype = "http"\nurl = "http://h/"\nsecret = "plain"\n',
+            "must start with 'whsec_'",
+        ),
+        (
+            '[[targets]]\nname = "x"\ntype = "http"\nurl = "http://h/"\nsecret = "whsec_!!"\n',
+            "not valid base64",
+        ),
+        (
+            '[[targets]]\nname = "a"\ntype = "log"\n[[targets]]\nname = "a"\ntype = "log"\n',
+            "two targets",
+        ),
+        ('[[targets]\nname = "a"\n', "not valid TOML"),
+        ("tragets = []\n", "unknown field `tragets`"),
+    ],
+)
+def test_bad_toml_is_reported_with_its_key(tmp_path: Path, toml: str, message: str) -> None:
+    path = write(tmp_path, toml)
+    with pytest.raises(ConfigError, match=message) as info:
+        config.load({"LOOKOUT_CONFIG": path})
+    assert path in str(info.value)
+
+
+def test_http_secret_file(tmp_path: Path) -> None:
+    secret = tmp_path / "whsec"
+    secret.write_text(WHSEC + "\n")
+    path = write(
+        tmp_path,
+        f'[[targets]]\nname = "h"\ntype = "http"\nurl = "http://h/"\nsecret_file = "{secret}"\n',
+    )
+    assert config.load({"LOOKOUT_CONFIG": path}).target_secrets["h"].reveal() == WHSEC
+
+
+def test_refuses_public_bind_without_tokens() -> None:
+    with pytest.raises(ConfigError, match="LOOKOUT_API_TOKENS"):
+        config.load({"LOOKOUT_HTTP_HOST": "0.0.0.0"}).check_bind()
+    config.load({"LOOKOUT_HTTP_HOST": "0.0.0.0", "LOOKOUT_API_TOKENS": "t0ken-abc"}).check_bind()
+    config.load({"LOOKOUT_HTTP_HOST": "::1"}).check_bind()

@@ -1,0 +1,114 @@
+"""Retry policy, HTTP outcome mapping and routing rules."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+
+import msgspec
+import pytest
+from helpers import sqreen_fixture
+
+from services.gateway import sqreen
+from shared.config import Match, RetryPolicy
+from shared.delivery import backoff
+from shared.routing import attributes, matches
+from shared.schemas import Notification
+from shared.targets import PermanentError, RetryableError, parse_retry_after, raise_for_status
+
+
+def test_backoff_grows_exponentially_within_bounds() -> None:
+    policy = RetryPolicy(initial_backoff=1.0, multiplier=2.0, max_backoff=30.0, jitter=0.5)
+    assert [backoff(policy, n, rand=lambda: 0.0) for n in (1, 2, 3, 4, 5, 6, 7)] == [
+        1.0,
+        2.0,
+        4.0,
+        8.0,
+        16.0,
+        30.0,
+        30.0,
+    ]
+    # full jitter draw halves the delay, never more
+    assert backoff(policy, 3, rand=lambda: 1.0) == 2.0
+    for n in range(1, 20):
+        assert 0.5 * min(30.0, 2 ** (n - 1)) <= backoff(policy, n) <= min(30.0, 2 ** (n - 1))
+
+
+def test_retry_after_forms() -> None:
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    date = email.utils.formatdate(1_000_030, usegmt=True)
+    assert parse_retry_after(date, now=1_000_000) == pytest.approx(30.0)
+    assert parse_retry_after(email.utils.formatdate(999_000, usegmt=True), now=1_000_000) == 0.0
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 408, 425, 429])
+def test_retryable_statuses(status: int) -> None:
+    with pytest.raises(RetryableError) as info:
+        raise_for_status(status, "12", "busy")
+    assert info.value.retry_after == 12.0
+    assert f"HTTP {status}" in str(info.value)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 410, 413, 422, 301, 302])
+def test_permanent_statuses(status: int) -> None:
+    with pytest.raises(PermanentError):
+        raise_for_status(status, None, "")
+
+
+def test_success_statuses() -> None:
+    for status in (200, 201, 202, 204):
+        raise_for_status(status, None, "")
+
+
+def notes(fixture: str) -> list[Notification]:
+    body = sqreen_fixture(fixture)
+    return [sqreen.parse(i, raw) for i, raw in enumerate(sqreen.split(body, 1000))]
+
+
+def test_attributes_per_shape() -> None:
+    low, high = notes("v2_security_event.json")
+    raw = json.loads(sqreen_fixture("v2_security_event.json"))
+    assert attributes(low).risk == raw[0]["message"]["risk_coefficient"]
+    assert attributes(high).environment == raw[1]["message"]["environment"]
+    assert attributes(high).application == raw[1]["message"]["application_name"]
+    v1 = notes("v1_security_event.json")[0]
+    v1_raw = json.loads(sqreen_fixture("v1_security_event.json"))[0]
+    assert attributes(v1).risk == v1_raw["risk"]
+    response = notes("v2_other.json")[0]
+    response_raw = json.loads(sqreen_fixture("v2_other.json"))[0]["message"]["application"]
+    assert attributes(response).application == response_raw["name"]
+    assert attributes(response).environment == response_raw["environment"]
+    assert attributes(response).risk is None
+
+
+def test_match_rules() -> None:
+    low, high = notes("v2_security_event.json")
+    test_message = notes("v2_test.json")[0]
+    assert matches(Match(), low)
+    assert matches(Match(types=["security_event"]), high)
+    assert not matches(Match(types=["security_event"]), test_message)
+    assert matches(Match(min_risk=50), high)
+    assert not matches(Match(min_risk=50), low)
+    env = attributes(high).environment
+    assert env is not None
+    assert matches(Match(environments=[env]), high)
+    assert not matches(Match(environments=["nowhere"]), high)
+    assert matches(Match(sources=["sqreen"]), high)
+    assert not matches(Match(sources=["other"]), high)
+    # a risk threshold never lets a message without a risk through
+    incident = notes("v2_incidents.json")[0]
+    assert not matches(Match(min_risk=1), incident)
+
+
+def test_generic_source_attributes() -> None:
+    note = Notification(
+        id="1",
+        type="alert",
+        source="ids",
+        timestamp="2026-01-01T00:00:00Z",
+        data=msgspec.Raw(b'{"risk": 90, "application": "vpn", "environment": "prod"}'),
+    )
+    attrs = attributes(note)
+    assert (attrs.risk, attrs.application, attrs.environment) == (90, "vpn", "prod")

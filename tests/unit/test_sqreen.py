@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+
+import msgspec
+import pytest
+from helpers import sqreen_fixture
+
+from services.gateway import sqreen
+from shared.config import Secret
+
+BODY = b'[{"message_type": "test", "message": {"id": "1"}}]'
+SECRETS = [Secret("current-secret")]
+
+
+def sig(body: bytes, secret: str) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def test_valid_signature_passes() -> None:
+    sqreen.verify(BODY, sig(BODY, "current-secret"), SECRETS)
+    sqreen.verify(BODY, sig(BODY, "current-secret").upper(), SECRETS)
+
+
+@pytest.mark.parametrize(
+    ("signature", "reason"),
+    [
+        (None, "missing"),
+        ("", "missing"),
+        (sig(BODY, "wrong-secret"), "does not match"),
+        (sig(BODY + b" ", "current-secret"), "does not match"),
+        ("z" * 64, "not hexadecimal"),
+        (sig(BODY, "current-secret")[:-2], "must be 64 hex"),
+        (sig(BODY, "current-secret") + "00", "must be 64 hex"),
+    ],
+)
+def test_bad_signatures_are_rejected(signature: str | None, reason: str) -> None:
+    with pytest.raises(sqreen.SignatureError, match=reason):
+        sqreen.verify(BODY, signature, SECRETS)
+
+
+def test_rotated_secrets_both_verify() -> None:
+    rotating = [Secret("old-secret"), Secret("new-secret")]
+    sqreen.verify(BODY, sig(BODY, "old-secret"), rotating)
+    sqreen.verify(BODY, sig(BODY, "new-secret"), rotating)
+    with pytest.raises(sqreen.SignatureError):
+        sqreen.verify(BODY, sig(BODY, "older-secret"), rotating)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "types"),
+    [
+        ("v2_security_event.json", ["security_event", "security_event"]),
+        ("v2_test.json", ["test"]),
+        ("v2_incidents.json", ["account_takeover", "http_scan", "http_scan"]),
+        ("v2_other.json", ["security_response", "pulse"]),
+        ("v1_security_event.json", ["security_event", "security_event"]),
+        ("v1_other.json", ["test", "pulse", "incident", "security_response"]),
+    ],
+)
+def test_every_documented_shape_parses(fixture: str, types: list[str]) -> None:
+    body = sqreen_fixture(fixture)
+    notes = [sqreen.parse(i, raw) for i, raw in enumerate(sqreen.split(body, 1000))]
+    assert [n.type for n in notes] == types
+    assert all(n.source == "sqreen" for n in notes)
+    # data is each original message, unchanged
+    assert [json.loads(bytes(n.data)) for n in notes] == json.loads(body)
+    assert len({n.id for n in notes}) == len(notes)
+
+
+def test_single_object_is_accepted() -> None:
+    one = json.dumps(json.loads(sqreen_fixture("v2_test.json"))[0]).encode()
+    [raw] = sqreen.split(one, 1000)
+    note = sqreen.parse(0, raw)
+    assert note.type == "test"
+    assert note.subject == "notification.sqreen.test"
+
+
+def reparse(message: dict[str, object]) -> str:
+    return sqreen.parse(0, msgspec.Raw(json.dumps(message).encode())).id
+
+
+def test_id_is_stable_when_resent_with_higher_retry_count() -> None:
+    for fixture in (
+        "v2_security_event.json",
+        "v2_incidents.json",
+        "v1_other.json",
+        "v2_other.json",
+    ):
+        for message in json.loads(sqreen_fixture(fixture)):
+            again = {**message, "retry_count": (message.get("retry_count") or 0) + 3}
+            assert reparse(message) == reparse(again)
+
+
+def test_id_rules() -> None:
+    v2 = json.loads(sqreen_fixture("v2_security_event.json"))
+    assert reparse(v2[0]) == v2[0]["message_id"]
+    assert v2[1]["message_id"] is None
+    assert reparse(v2[1]) == v2[1]["message"]["event_id"]
+    assert (
+        reparse(json.loads(sqreen_fixture("v2_test.json"))[0]) == "4f2b8c1d9e0a47b6a3c5d7e9f1a2b3c4"
+    )
+    # incident updates of one thread are distinct notifications
+    _, scan, update = json.loads(sqreen_fixture("v2_incidents.json"))
+    assert scan["message"]["incident_thread"] == update["message"]["incident_thread"]
+    assert reparse(scan) != reparse(update)
+    assert reparse(scan).startswith(scan["message"]["incident_thread"])
+    # no identifier at all: a content hash, which differs when the content does
+    bare = {"message_type": "custom", "message": {"x": 1}, "retry_count": 0}
+    assert reparse(bare).startswith("sha256-")
+    assert reparse(bare) != reparse({**bare, "message": {"x": 2}})
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"{not json", "malformed JSON"),
+        (b"[1, 2", "malformed JSON"),
+        (b'"text"', "JSON array"),
+        (b"[]", "no messages"),
+        (b"[1]", "must be a JSON object"),
+        (b'[{"hello": "world"}]', "unknown shape"),
+        (b'[{"message_type": "test", "message": "flat"}]', "object under 'message'"),
+        (b'[{"message_type": "", "message": {}}]', "non-empty string"),
+        (b'[{"sqreen_payload_type": 3}]', "non-empty string"),
+    ],
+)
+def test_bad_payloads_are_explained(body: bytes, reason: str) -> None:
+    with pytest.raises(sqreen.PayloadError, match=reason):
+        [sqreen.parse(i, raw) for i, raw in enumerate(sqreen.split(body, 1000))]
+
+
+def test_too_many_messages() -> None:
+    body = json.dumps([{"message_type": "test", "message": {"id": i}} for i in range(1001)])
+    with pytest.raises(sqreen.PayloadError, match="1001 messages"):
+        sqreen.split(body.encode(), 1000)
+    assert len(sqreen.split(body.encode(), 1001)) == 1001
+
+
+def test_type_becomes_a_safe_subject_token() -> None:
+    note = sqreen.parse(
+        0, msgspec.Raw(b'{"message_type": "Weird Type.>*", "message": {"id": "a"}}')
+    )
+    assert note.subject == "notification.sqreen.weird_type"
