@@ -16,6 +16,7 @@ the subject it came from, why it failed and how often it was tried.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime
 from typing import Annotated
@@ -30,6 +31,7 @@ DEADLETTER_SCHEMA = "deadletter/1"
 _TOKEN_BAD = re.compile(r"[^a-z0-9_-]+")
 
 
+@functools.lru_cache(maxsize=4096)
 def subject_token(value: str) -> str:
     """A safe, lower-case single NATS subject token from arbitrary text."""
     token = _TOKEN_BAD.sub("_", value.strip().lower()).strip("_")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Sequence
-from typing import Any
 
 import msgspec
 
@@ -85,7 +84,7 @@ def split(body: bytes, max_messages: int) -> list[msgspec.Raw]:
     return items
 
 
-def _first_text(*values: Any) -> str | None:
+def _first_text(*values: object) -> str | None:
     for value in values:
         if isinstance(value, str) and value.strip():
             return value.strip()
@@ -94,42 +93,67 @@ def _first_text(*values: Any) -> str | None:
     return None
 
 
-def _identity(message: dict[str, Any], body: dict[str, Any]) -> str:
+class _Fields(msgspec.Struct):
+    """Only what lookout reads of a message; msgspec skips every other field quickly."""
+
+    message_id: object = None
+    message_type: object = msgspec.UNSET
+    sqreen_payload_type: object = msgspec.UNSET
+    message: msgspec.Raw = msgspec.Raw(b"null")
+    event_id: object = None
+    id: object = None
+    incident_thread: object = None
+    incident_status: object = None
+    date_last_updated: object = None
+    date_created: object = None
+    date_occurred: object = None
+
+
+_fields = msgspec.json.Decoder(_Fields)
+
+
+def _identity(top: _Fields, body: _Fields, raw: msgspec.Raw) -> str:
     """A stable id: the same message re-sent (higher ``retry_count``) gets the same id."""
-    explicit = _first_text(message.get("message_id"))
+    explicit = _first_text(top.message_id)
     if explicit:
         return explicit
-    thread = _first_text(body.get("incident_thread"))
+    thread = _first_text(body.incident_thread)
     if thread:
         # An incident thread is updated over time; each update is its own notification.
-        stage = _first_text(body.get("date_last_updated"), body.get("incident_status"))
+        stage = _first_text(body.date_last_updated, body.incident_status)
         return f"{thread}@{stage}" if stage else thread
-    event = _first_text(body.get("event_id"), body.get("id"))
+    event = _first_text(body.event_id, body.id)
     if event:
         return event
+    message = _any.decode(raw)
     unchanging = {k: v for k, v in message.items() if k != "retry_count"}
     return "sha256-" + hashlib.sha256(_canonical.encode(unchanging)).hexdigest()[:32]
+
+
+def _decode_fields(raw: bytes, where: str) -> _Fields:
+    try:
+        return _fields.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise PayloadError(f"{where}: must be a JSON object ({exc})") from None
+    except msgspec.DecodeError as exc:  # pragma: no cover - split() already decoded it
+        raise PayloadError(f"{where}: malformed JSON: {exc}") from None
 
 
 def parse(index: int, raw: msgspec.Raw) -> Notification:
     """One Sqreen message (v1 or v2) as a notification; :class:`PayloadError` if unknown."""
     where = f"message {index}"
-    try:
-        message = _any.decode(raw)
-    except msgspec.DecodeError as exc:  # pragma: no cover - split() already decoded it
-        raise PayloadError(f"{where}: malformed JSON: {exc}") from None
-    if not isinstance(message, dict):
-        raise PayloadError(f"{where}: must be a JSON object")
-    if "message_type" in message:
-        kind = message["message_type"]
-        body = message.get("message")
-        if not isinstance(body, dict):
+    top = _decode_fields(raw, where)
+    if top.message_type is not msgspec.UNSET:
+        kind = top.message_type
+        inner = top.message
+        if not bytes(inner).lstrip().startswith(b"{"):
             raise PayloadError(f"{where}: v2 message needs an object under 'message'")
-        timestamp = _first_text(message.get("date_created"), body.get("date_occurred"))
-    elif "sqreen_payload_type" in message:
-        kind = message["sqreen_payload_type"]
-        body = message
-        timestamp = _first_text(message.get("date_occurred"), message.get("date_created"))
+        body = _decode_fields(inner, where)
+        timestamp = _first_text(top.date_created, body.date_occurred)
+    elif top.sqreen_payload_type is not msgspec.UNSET:
+        kind = top.sqreen_payload_type
+        body = top
+        timestamp = _first_text(top.date_occurred, top.date_created)
     else:
         raise PayloadError(
             f"{where}: unknown shape: expected 'message_type' (v2) or 'sqreen_payload_type' (v1)"
@@ -137,7 +161,7 @@ def parse(index: int, raw: msgspec.Raw) -> Notification:
     if not isinstance(kind, str) or not kind.strip():
         raise PayloadError(f"{where}: the message type must be a non-empty string")
     return Notification(
-        id=_identity(message, body)[:200],
+        id=_identity(top, body, raw)[:200],
         type=subject_token(kind),
         source=SOURCE,
         timestamp=timestamp or utc_now(),

@@ -1,0 +1,208 @@
+"""``make bench``: webhook ingest throughput and latency, gateway vs baseline.
+
+Runs the real gateway (``lookout service gateway``) and a minimal aiohttp handler that only
+checks the HMAC and awaits a JetStream publish (``baseline.py``) against the same
+nats-server, and loads each with wrk (``-t1 -c32``) in alternating rounds (A B A B …),
+reporting medians, the ratio and each server's peak RSS. Bodies are distinct signed Sqreen
+security_event messages, so every request is stored (no dedup shortcut).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from shared.natsserver import NatsServer, find_binary, free_port
+
+HERE = Path(__file__).parent
+FIXTURE = HERE.parent / "fixtures" / "sqreen" / "v2_security_event.json"
+SECRET = "bench-secret-4f9a"
+LOOKOUT = str(Path(sys.executable).parent / "lookout")
+
+
+def make_bodies(path: Path, count: int) -> None:
+    template = json.loads(FIXTURE.read_text())[0]
+    with path.open("w") as out:
+        for i in range(count):
+            message = {**template, "message_id": f"bench-{i:07d}"}
+            message["message"] = {**template["message"], "event_id": f"evt-{i:07d}"}
+            body = json.dumps([message], separators=(",", ":"))
+            sig = hmac.new(SECRET.encode(), body.encode(), hashlib.sha256).hexdigest()
+            out.write(f"{sig}\t{body}\n")
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback
+                if response.status in (200, 405):
+                    return
+        except OSError as exc:
+            if getattr(exc, "code", None) == 405:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} not ready")
+
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def parse_wrk(text: str) -> dict[str, float]:
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    lat = {}
+    for pct, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", text, re.M):
+        lat[pct] = float(value) * UNITS[unit]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    errors = re.search(r"Socket errors:.*", text)
+    return {
+        "rps": rps,
+        "p50_ms": lat.get("50", float("nan")),
+        "p99_ms": lat.get("99", float("nan")),
+        "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
+        "socket_errors": 1.0 if errors else 0.0,
+    }
+
+
+def run_wrk(port: int, seconds: int, connections: int, bodies: Path) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(HERE / "bodies.lua"),
+            f"http://127.0.0.1:{port}/webhooks/sqreen",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BENCH_BODIES": str(bodies)},
+        check=True,
+    )
+    return parse_wrk(out.stdout)
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is needed: apt-get install wrk", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        bodies = tmp / "bodies.tsv"
+        make_bodies(bodies, 50_000)
+        server = NatsServer(tmp / "nats")
+        server.start()
+        gw_port, base_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            "NATS_URL": server.url,
+            "SQREEN_WEBHOOK_SECRET": SECRET,
+            "LOOKOUT_HTTP_PORT": str(gw_port),
+            "LOOKOUT_DEDUP_WINDOW": "1",
+            "LOOKOUT_LOG_LEVEL": "warning",
+        }
+        env.pop("LOOKOUT_CONFIG", None)
+        gateway = subprocess.Popen(
+            [LOOKOUT, "service", "gateway"], env=env, stdout=subprocess.DEVNULL
+        )
+        baseline = subprocess.Popen(
+            [
+                sys.executable,
+                str(HERE / "baseline.py"),
+                "--port",
+                str(base_port),
+                "--nats",
+                server.url,
+                "--secret",
+                SECRET,
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            wait_http(f"http://127.0.0.1:{gw_port}/readyz")
+            time.sleep(1.0)
+            results: dict[str, list[dict[str, float]]] = {"baseline": [], "gateway": []}
+            for port in (base_port, gw_port):
+                run_wrk(port, 2, args.connections, bodies)  # warm-up
+            for round_no in range(args.rounds):
+                for name, port in (("baseline", base_port), ("gateway", gw_port)):
+                    result = run_wrk(port, args.seconds, args.connections, bodies)
+                    results[name].append(result)
+                    print(
+                        f"round {round_no + 1} {name:8}: {result['rps']:9.0f} req/s  "
+                        f"p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms  "
+                        f"non-2xx {result['non2xx']:.0f}",
+                        flush=True,
+                    )
+            rss = {
+                "baseline": peak_rss_mb(baseline.pid),
+                "gateway": peak_rss_mb(gateway.pid),
+                "nats-server": peak_rss_mb(server.process.pid) if server.process else 0.0,
+            }
+        finally:
+            gateway.terminate()
+            baseline.terminate()
+            gateway.wait(10)
+            baseline.wait(10)
+            server.stop()
+
+    def med(name: str, key: str) -> float:
+        return statistics.median(r[key] for r in results[name])
+
+    ratio = med("gateway", "rps") / med("baseline", "rps")
+    nats_version = subprocess.run(
+        [find_binary(), "--version"], capture_output=True, text=True
+    ).stdout.strip()
+    print()
+    print(
+        f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{nats_version}, wrk -t1 -c{args.connections} -d{args.seconds}s, "
+        f"{args.rounds} alternating rounds, medians"
+    )
+    print()
+    print("| handler | req/s | p50 ms | p99 ms | peak RSS MB |")
+    print("|---|---|---|---|---|")
+    for name in ("baseline", "gateway"):
+        print(
+            f"| {name} | {med(name, 'rps'):.0f} | {med(name, 'p50_ms'):.2f} | "
+            f"{med(name, 'p99_ms'):.2f} | {rss[name]:.0f} |"
+        )
+    print(f"\nnats-server peak RSS: {rss['nats-server']:.0f} MB")
+    print(f"ratio gateway/baseline (req/s): {ratio:.2f}  (goal >= 0.80)")
+    failures = sum(r["non2xx"] for rs in results.values() for r in rs)
+    if failures:
+        print(f"WARNING: {failures:.0f} non-2xx answers during the runs", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
