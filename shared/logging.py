@@ -8,11 +8,12 @@ they hold.
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO, cast
 
 import structlog
 
@@ -60,6 +61,16 @@ def _scrub_rendered(_logger: Any, _method: str, line: Any) -> Any:
     return _pattern.sub(REDACTED, line) if _pattern is not None else line
 
 
+class _CurrentStdout(io.TextIOBase):
+    """Whatever ``sys.stdout`` is now: cached loggers never hold on to a replaced stream."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
 def setup(service: str, level: str = "info") -> None:
     """Configure structlog (and stdlib logging) to write one JSON object per line."""
     numeric = logging.getLevelNamesMapping()[level.upper()]
@@ -74,7 +85,7 @@ def setup(service: str, level: str = "info") -> None:
             _scrub_rendered,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, _CurrentStdout())),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)

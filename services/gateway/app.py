@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import time
 from collections.abc import AsyncIterator
@@ -39,7 +40,12 @@ class Bus:
         self._task = asyncio.create_task(self._connect())
 
     async def _connect(self) -> None:
-        self.nc = await bus.connect(self.settings.effective_nats_url, "lookout-gateway")
+        while self.nc is None:
+            try:
+                self.nc = await bus.connect(self.settings.effective_nats_url, "lookout-gateway")
+            except Exception as exc:  # e.g. a bad server list: keep trying, stay unready
+                _log.error("nats connection failed, retrying", error=str(exc) or repr(exc))
+                await asyncio.sleep(2.0)
         self.js = self.nc.jetstream(timeout=self.settings.publish_timeout)
         while not self.provisioned:
             try:
@@ -120,11 +126,15 @@ def error(status: int, reason: str, **headers: str) -> web.Response:
     return json_response(status, {"error": reason}, **headers)
 
 
+_ID_PREFIX = os.urandom(8).hex()  # unique per process; a counter makes it unique per request
+_id_counter = itertools.count(1)
+
+
 def _request_id(request: web.Request) -> str:
     given = request.headers.get("X-Request-Id", "")
     if given and len(given) <= 128 and given.isascii() and given.isprintable():
         return given
-    return os.urandom(16).hex()
+    return f"{_ID_PREFIX}{next(_id_counter):x}"
 
 
 async def sqreen_webhook(request: web.Request) -> web.Response:
