@@ -14,6 +14,8 @@ from typing import Protocol, TypeVar
 from shared import bus
 from shared.config import AnyTarget, ConfigError, Settings
 from shared.delivery import SinkRunner
+from shared.providers import Provider, ProviderRunner
+from shared.schemas import PROVIDER_KINDS
 from shared.targets import Target
 
 T = TypeVar("T")
@@ -23,8 +25,16 @@ class TargetModule(Protocol):
     def build(self, config: AnyTarget, settings: Settings) -> Target: ...
 
 
+class ProviderModule(Protocol):
+    def build(self, settings: Settings) -> Provider: ...
+
+
 def service_names(settings: Settings) -> list[str]:
-    return ["gateway", *(f"sink-{target.name}" for target in settings.targets)]
+    return [
+        "gateway",
+        *(f"provider-{name}" for name in PROVIDER_KINDS),
+        *(f"sink-{target.name}" for target in settings.targets),
+    ]
 
 
 def target_type(config: AnyTarget) -> str:
@@ -67,12 +77,34 @@ def sink_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Awaita
     return main
 
 
+def provider_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Awaitable[None]]:
+    if name not in PROVIDER_KINDS:
+        known = ", ".join(PROVIDER_KINDS)
+        raise ConfigError(f"no provider named {name!r} (providers: {known})")
+
+    async def main(stop: asyncio.Event) -> None:
+        module: ProviderModule = importlib.import_module(f"services.providers.{name}")
+        provider = module.build(settings)
+        url = settings.effective_nats_url
+        nc = await unless_stopped(stop, bus.connect(url, f"lookout-provider-{name}"))
+        if nc is None:
+            return
+        try:
+            await ProviderRunner(nc.jetstream(), provider, settings).run(stop)
+        finally:
+            await nc.drain()
+
+    return main
+
+
 def service_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Awaitable[None]]:
     if name == "gateway":
         from services.gateway.app import serve
 
         settings.check_bind()  # refuse before starting, as a configuration error
         return lambda stop: serve(settings, stop)
+    if name.startswith("provider-"):
+        return provider_main(settings, name.removeprefix("provider-"))
     if name.startswith("sink-"):
         return sink_main(settings, name.removeprefix("sink-"))
     known = ", ".join(service_names(settings))

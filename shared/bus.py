@@ -13,17 +13,24 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
+    KeyValueConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 
 from shared import logging as log
 from shared.config import Settings
+from shared.schemas import PROVIDER_KINDS
 
 NOTIFICATIONS = "NOTIFICATIONS"
 DEADLETTERS = "DEADLETTERS"
+LOOKUPS = "LOOKUPS"
+LOOKUP_RESULTS = "LOOKUP_RESULTS"
+JOBS_BUCKET = "lookup_jobs"
+RESULTS_BUCKET = "lookup_results"
+CACHE_BUCKET = "lookup_cache"
 DAY = 86400.0
 
 _log = log.get("bus")
@@ -112,11 +119,15 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
 async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
     """Create the streams, or bring an existing one's settings up to date."""
     for config in stream_configs(settings):
-        try:
-            await js.add_stream(config)
-        except BadRequestError:
-            # Exists with other settings (e.g. a changed dedup window): update in place.
-            await js.update_stream(config)
+        await _ensure_stream(js, config)
+
+
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        # Exists with other settings (e.g. a changed dedup window): update in place.
+        await js.update_stream(config)
 
 
 def sink_durable(target_name: str) -> str:
@@ -171,10 +182,85 @@ def ack_wait_for(timeout: float) -> float:
     return max(10.0, min(timeout, 30.0))
 
 
+def provider_durable(provider: str) -> str:
+    return f"provider-{provider}"
+
+
+async def _ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> None:
+    try:
+        await js.key_value(config.bucket)
+    except BucketNotFoundError:
+        await js.create_key_value(config)
+
+
+async def provision_lookups(js: JetStreamContext, settings: Settings) -> None:
+    """Streams, KV buckets and one durable consumer per provider, for host lookups."""
+    for config in (
+        StreamConfig(
+            name=LOOKUPS,
+            description="Lookup requests, one per indicator of a job",
+            subjects=["lookup.requested.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=DAY,
+            duplicate_window=600.0,
+        ),
+        StreamConfig(
+            name=LOOKUP_RESULTS,
+            description="Lookup results, one per indicator and provider",
+            subjects=["lookup.result.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=DAY,
+        ),
+    ):
+        await _ensure_stream(js, config)
+    for bucket in (
+        KeyValueConfig(
+            bucket=JOBS_BUCKET,
+            description="lookup jobs",
+            ttl=settings.job_ttl,
+            storage=StorageType.FILE,
+        ),
+        KeyValueConfig(
+            bucket=RESULTS_BUCKET,
+            description="lookup results by job",
+            ttl=settings.job_ttl,
+            storage=StorageType.FILE,
+        ),
+        KeyValueConfig(
+            bucket=CACHE_BUCKET,
+            description="provider answers, per provider TTL",
+            ttl=7 * DAY,
+            storage=StorageType.FILE,
+        ),
+    ):
+        await _ensure_bucket(js, bucket)
+    for provider in PROVIDER_KINDS:
+        durable = provider_durable(provider)
+        try:
+            await js.consumer_info(LOOKUPS, durable)
+        except NotFoundError:
+            await js.add_consumer(
+                LOOKUPS,
+                ConsumerConfig(
+                    durable_name=durable,
+                    description=f"lookups by provider {provider}",
+                    filter_subject="lookup.requested.>",
+                    deliver_policy=DeliverPolicy.NEW,
+                    ack_policy=AckPolicy.EXPLICIT,
+                    ack_wait=60.0,
+                    max_deliver=-1,
+                    max_ack_pending=20_000,
+                ),
+            )
+
+
 async def provision(js: JetStreamContext, settings: Settings) -> None:
     await ensure_streams(js, settings)
     for target in settings.targets:
         await ensure_sink_consumer(js, target.name, ack_wait_for(target.timeout))
+    await provision_lookups(js, settings)
 
 
 async def streams_present(js: JetStreamContext) -> bool:

@@ -146,6 +146,10 @@ class Settings:
     config_path: Path | None = None
     targets: tuple[AnyTarget, ...] = (LogTargetConfig(name="log"),)
     target_secrets: Mapping[str, Secret] = field(default_factory=dict)
+    dns_nameservers: tuple[tuple[str, int], ...] = ()
+    dns_timeout: float = 5.0
+    max_indicators: int = 10_000
+    job_ttl: float = 7 * 86400.0
 
     @property
     def effective_nats_url(self) -> str:
@@ -225,6 +229,36 @@ def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: flo
     if not lo <= value <= hi:
         raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}")
     return value
+
+
+def _nameservers(raw: str) -> tuple[tuple[str, int], ...]:
+    """``127.0.0.1:5353,9.9.9.9,[2620:fe::fe]:53`` → ((host, port), …)."""
+    servers: list[tuple[str, int]] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        host, port = item, 53
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            if rest:
+                port = _port(rest.removeprefix(":"), item)
+        elif item.count(":") == 1:
+            host, _, port_text = item.partition(":")
+            port = _port(port_text, item)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(
+                f"LOOKOUT_DNS_NAMESERVERS: {item!r} is not an IP address (with optional :port)"
+            ) from None
+        servers.append((host, port))
+    return tuple(servers)
+
+
+def _port(text: str, item: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ConfigError(f"LOOKOUT_DNS_NAMESERVERS: bad port in {item!r}")
+    return int(text)
 
 
 def decode_webhook_secret(value: str, where: str) -> bytes:
@@ -319,6 +353,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         config_path=config_path,
         targets=tuple(targets),
         target_secrets=target_secrets,
+        dns_nameservers=_nameservers(env.get("LOOKOUT_DNS_NAMESERVERS", "")),
+        dns_timeout=_float(env, "LOOKOUT_DNS_TIMEOUT", 5.0, 0.1, 60.0),
+        max_indicators=_int(env, "LOOKOUT_MAX_INDICATORS", 10_000, 1, 1_000_000),
+        job_ttl=_float(env, "LOOKOUT_JOB_TTL", 7 * 86400.0, 60.0, 365 * 86400.0),
     )
 
 

@@ -23,12 +23,12 @@ from typing import Any
 
 import msgspec
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
 from shared import bus, schemas
 from shared import logging as log
 from shared.config import RetryPolicy, Settings, TargetConfig
+from shared.consume import consume
 from shared.routing import matches
 from shared.targets import Delivery, PermanentError, RetryableError, Target
 
@@ -52,8 +52,6 @@ class SinkRunner:
         self.config = config
         self.settings = settings
         self.log = log.get("sink").bind(target=config.name)
-        self._slots = asyncio.Semaphore(config.concurrency)
-        self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         name = self.config.name
@@ -64,44 +62,18 @@ class SinkRunner:
         await self.target.open()
         self.log.info("sink started", consumer=bus.sink_durable(name))
         try:
-            while not stop.is_set():
-                await self._slots.acquire()
-                free = self._free_slots() + 1
-                try:
-                    msgs = await sub.fetch(batch=free, timeout=1.0)
-                except (TimeoutError, NatsTimeoutError):
-                    self._slots.release()
-                    continue
-                except Exception as exc:  # disconnected, reconnecting: wait and go on
-                    self._slots.release()
-                    self.log.warning("fetch failed", error=str(exc) or type(exc).__name__)
-                    await asyncio.sleep(0.5)
-                    continue
-                if not msgs:
-                    self._slots.release()
-                    continue
-                for index, msg in enumerate(msgs):
-                    if index > 0:
-                        await self._slots.acquire()
-                    task = asyncio.create_task(self._handle(msg))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._done)
+            await consume(
+                sub,
+                self._handle,
+                concurrency=self.config.concurrency,
+                stop=stop,
+                log=self.log,
+                drain_timeout=self.config.timeout + 5,
+            )
         finally:
-            if self._tasks:
-                # Let deliveries in flight finish (they are acked or nak'ed), bounded.
-                await asyncio.wait(self._tasks, timeout=self.config.timeout + 5)
             await sub.unsubscribe()
             await self.target.close()
             self.log.info("sink stopped")
-
-    def _free_slots(self) -> int:
-        return self._slots._value
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._slots.release()
-        if not task.cancelled() and task.exception() is not None:
-            self.log.error("delivery task failed", error=str(task.exception()))
 
     async def _handle(self, msg: Msg) -> None:
         meta = msg.metadata

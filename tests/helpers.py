@@ -10,6 +10,7 @@ import hmac
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -130,17 +131,26 @@ async def running_gateway(settings: config.Settings) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def running_sink(settings: config.Settings, name: str) -> AsyncIterator[None]:
-    """One sink (the real runner and target) as a task in this event loop."""
+async def running_service(settings: config.Settings, name: str) -> AsyncIterator[None]:
+    """One service (e.g. ``sink-ops-http``, ``provider-dns``) as a task in this event loop:
+    the real runner, target or provider, on the real bus."""
     from services.registry import service_main
 
     stop = asyncio.Event()
-    task = asyncio.create_task(service_main(settings, f"sink-{name}")(stop))
+    task = asyncio.create_task(service_main(settings, name)(stop))
     try:
         yield
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+def running_sink(settings: config.Settings, name: str) -> AbstractAsyncContextManager[None]:
+    return running_service(settings, f"sink-{name}")
+
+
+def running_provider(settings: config.Settings, name: str) -> AbstractAsyncContextManager[None]:
+    return running_service(settings, f"provider-{name}")
 
 
 async def post_webhook(
@@ -156,3 +166,29 @@ async def post_webhook(
         session.post(f"{base}/webhooks/sqreen", data=body, headers=all_headers) as response,
     ):
         return response.status, await response.json()
+
+
+async def api(method: str, url: str, token: str | None = None, **kwargs: Any) -> tuple[int, Any]:
+    headers = kwargs.pop("headers", {})
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, headers=headers, **kwargs) as response,
+    ):
+        if response.content_type == "application/json":
+            return response.status, await response.json()
+        return response.status, await response.text()
+
+
+async def wait_job(base: str, job_id: str, within: float = 20.0, token: str | None = None) -> Any:
+    """Poll a lookup job until nothing is pending; return its JSON."""
+    result: dict[str, Any] = {}
+
+    async def complete() -> bool:
+        nonlocal result
+        status, result = await api("GET", f"{base}/api/v1/lookups/{job_id}", token)
+        return status == 200 and bool(result["complete"])
+
+    await wait_for(complete, within=within, every=0.1)
+    return result

@@ -140,3 +140,19 @@ def test_refuses_public_bind_without_tokens() -> None:
         config.load({"LOOKOUT_HTTP_HOST": "0.0.0.0"}).check_bind()
     config.load({"LOOKOUT_HTTP_HOST": "0.0.0.0", "LOOKOUT_API_TOKENS": "t0ken-abc"}).check_bind()
     config.load({"LOOKOUT_HTTP_HOST": "::1"}).check_bind()
+
+
+def test_dns_nameservers() -> None:
+    settings = config.load(
+        {"LOOKOUT_DNS_NAMESERVERS": "127.0.0.1:5353, 9.9.9.9,[::1]:53,[2620:fe::fe]"}
+    )
+    assert settings.dns_nameservers == (
+        ("127.0.0.1", 5353),
+        ("9.9.9.9", 53),
+        ("::1", 53),
+        ("2620:fe::fe", 53),
+    )
+    assert config.load({}).dns_nameservers == ()
+    for bad in ("dns.google", "1.1.1.1:99999", "1.1.1.1:x"):
+        with pytest.raises(ConfigError, match="LOOKOUT_DNS_NAMESERVERS"):
+            config.load({"LOOKOUT_DNS_NAMESERVERS": bad})

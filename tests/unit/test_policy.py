@@ -112,3 +112,14 @@ def test_generic_source_attributes() -> None:
     )
     attrs = attributes(note)
     assert (attrs.risk, attrs.application, attrs.environment) == (90, "vpn", "prod")
+
+
+def test_overall_verdict_is_the_worst_finding() -> None:
+    from shared.providers import overall_verdict
+
+    assert overall_verdict(["harmless", "malicious", "undetected"]) == "malicious"
+    assert overall_verdict(["harmless", "suspicious"]) == "suspicious"
+    assert overall_verdict(["undetected", "harmless"]) == "harmless"
+    assert overall_verdict(["unknown", "error"]) == "error"
+    assert overall_verdict(["unknown", "undetected"]) == "undetected"
+    assert overall_verdict([]) == "unknown"

@@ -1,0 +1,140 @@
+"""The ``dns`` provider: A, AAAA, CNAME, MX, NS, TXT and SOA for names (a URL's host, an
+email's domain), PTR for addresses. All queries go to ``LOOKOUT_DNS_NAMESERVERS`` when set,
+else to the system resolver. DNS does not judge: the verdict is ``unknown``; the answer is
+cached for its own TTL, bounded to [60 s, 1 h].
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+
+import dns.asyncresolver
+import dns.exception
+import dns.nameserver
+import dns.rdata
+import dns.rdatatype
+import dns.rdtypes.txtbase
+import dns.resolver
+import dns.reversename
+
+from shared.config import Settings
+from shared.providers import Answer, Provider, ProviderError
+from shared.schemas import LookupRequest
+
+NAME_TYPES = ("A", "AAAA", "CNAME", "MX", "NS", "TXT", "SOA")
+MIN_TTL, MAX_TTL, NEGATIVE_TTL = 60.0, 3600.0, 300.0
+
+
+def _text(rdata: dns.rdata.Rdata) -> str:
+    if isinstance(rdata, dns.rdtypes.txtbase.TXTBase):
+        # One TXT record may be split into several strings: they form one value.
+        return "".join(part.decode("utf-8", "replace") for part in rdata.strings)
+    if rdata.rdtype == dns.rdatatype.SOA:
+        return rdata.to_text()
+    return rdata.to_text().rstrip(".")
+
+
+class DnsProvider(Provider):
+    name = "dns"
+    looks_up_private = True  # PTR of internal addresses is useful
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        custom = bool(settings.dns_nameservers)
+        self.resolver = dns.asyncresolver.Resolver(configure=not custom)
+        if custom:
+            self.resolver.nameservers = [
+                dns.nameserver.Do53Nameserver(host, port) for host, port in settings.dns_nameservers
+            ]
+        self.resolver.lifetime = settings.dns_timeout
+        self.resolver.timeout = min(2.0, settings.dns_timeout)
+
+    def configured(self) -> str | None:
+        if not self.resolver.nameservers:
+            return "no DNS server: set LOOKOUT_DNS_NAMESERVERS"
+        return None
+
+    def cache_salt(self) -> str:
+        return ",".join(f"{h}:{p}" for h, p in self.settings.dns_nameservers) or "system"
+
+    async def _query(self, name: str, rdtype: str) -> tuple[list[str], float | None, str | None]:
+        """(records, ttl, problem); problem is ``nxdomain``, ``timeout`` or ``servfail``."""
+        try:
+            answer = await self.resolver.resolve(name, rdtype, search=False)
+        except dns.resolver.NXDOMAIN:
+            return [], None, "nxdomain"
+        except dns.resolver.NoAnswer:
+            return [], None, None
+        except dns.resolver.LifetimeTimeout:
+            return [], None, "timeout"
+        except dns.resolver.NoNameservers:
+            return [], None, "servfail"
+        except dns.exception.DNSException as exc:
+            return [], None, f"error: {exc}"
+        records = [_text(rdata) for rdata in answer]
+        return records, float(answer.rrset.ttl) if answer.rrset is not None else None, None
+
+    async def lookup(self, request: LookupRequest) -> Answer:
+        if request.kind in ("ipv4", "ipv6") or (request.host is not None and _is_ip(request.host)):
+            return await self._reverse(request.host or request.indicator)
+        host = request.host or request.indicator
+        results = await asyncio.gather(*(self._query(host, t) for t in NAME_TYPES))
+        records = {t: r for t, (r, _, _) in zip(NAME_TYPES, results, strict=True)}
+        problems = {t: p for t, (_, _, p) in zip(NAME_TYPES, results, strict=True) if p}
+        ttls = [ttl for _, ttl, _ in results if ttl is not None]
+        if (
+            problems
+            and all(p == "timeout" for p in problems.values())
+            and len(problems) == len(NAME_TYPES)
+        ):
+            raise ProviderError(f"no DNS answer for {host} (servers: {self.cache_salt()})")
+        nxdomain = any(p == "nxdomain" for p in problems.values())
+        data: dict[str, object] = {"host": host, "records": records, "nxdomain": nxdomain}
+        failed = {t: p for t, p in problems.items() if p != "nxdomain"}
+        if failed:
+            data["failed"] = failed
+        if nxdomain:
+            summary, ttl = "NXDOMAIN", NEGATIVE_TTL
+        else:
+            summary = _summary(records)
+            ttl = min(ttls) if ttls else NEGATIVE_TTL
+        if failed:
+            ttl = 0.0  # a partial answer is not worth remembering
+        return Answer("unknown", summary, data, _bounded(ttl))
+
+    async def _reverse(self, address: str) -> Answer:
+        name = dns.reversename.from_address(address).to_text()
+        records, ttl, problem = await self._query(name, "PTR")
+        if problem in ("timeout", "servfail") or (problem or "").startswith("error"):
+            raise ProviderError(f"PTR {address}: {problem}")
+        data = {"address": address, "ptr": records, "nxdomain": problem == "nxdomain"}
+        summary = f"PTR {records[0]}" if records else "no PTR"
+        return Answer("unknown", summary, data, _bounded(ttl if ttl is not None else NEGATIVE_TTL))
+
+
+def _bounded(ttl: float) -> float:
+    return 0.0 if ttl <= 0 else max(MIN_TTL, min(MAX_TTL, ttl))
+
+
+def _summary(records: dict[str, list[str]]) -> str:
+    for rdtype in ("A", "AAAA", "CNAME"):
+        values = records.get(rdtype) or []
+        if values:
+            more = f" (+{len(values) - 1})" if len(values) > 1 else ""
+            return f"{rdtype} {values[0]}{more}"
+    if records.get("MX"):
+        return f"MX {records['MX'][0]}"
+    return "no address records"
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def build(settings: Settings) -> DnsProvider:
+    return DnsProvider(settings)

@@ -1,0 +1,287 @@
+"""Host lookups end to end on a real bus: gateway API → provider-dns → loopback DNS server."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from dnsserver import ZoneServer
+from helpers import api, make_settings, running_gateway, running_provider, wait_job
+
+from shared.natsserver import NatsServer, free_port
+
+ZONE = """
+$ORIGIN example.com.
+$TTL 600
+@        IN SOA ns1.example.com. hostmaster.example.com. 1 7200 3600 1209600 300
+@        IN NS  ns1.example.com.
+@        IN A   192.0.2.10
+@        IN AAAA 2001:db8::10
+@        IN MX  10 mail.example.com.
+@        IN TXT "v=spf1 mx -all"
+www      IN CNAME example.com.
+mail     IN A   192.0.2.25
+evil     IN A   203.0.113.66
+1.0.0.10.in-addr.arpa. IN PTR files.corp.example.com.
+"""
+
+
+@pytest.fixture
+def zone() -> Iterator[ZoneServer]:
+    with ZoneServer(ZONE) as server:
+        yield server
+
+
+def dns_settings(tmp_path: Path, nats: NatsServer, zone: ZoneServer, **env: str):  # type: ignore[no-untyped-def]
+    return make_settings(
+        tmp_path, nats.url, LOOKOUT_DNS_NAMESERVERS=zone.nameserver, LOOKOUT_DNS_TIMEOUT="1", **env
+    )
+
+
+def by_indicator(job: dict) -> dict[str, dict]:  # type: ignore[type-arg]
+    return {r["indicator"]: r for r in job["results"]}
+
+
+async def test_defanged_text_job_is_looked_up(
+    nats_server: NatsServer, tmp_path: Path, zone: ZoneServer
+) -> None:
+    settings = dns_settings(tmp_path, nats_server, zone)
+    text = (
+        "Phish reported: hxxps://www.example[.]com/login?u=1 sent from "
+        "ceo[at]mail.example[.]com, beaconing to evil[.]example[.]com and 10.0.0[.]1; "
+        "also nosuch.example.com."
+    )
+    async with running_gateway(settings) as base, running_provider(settings, "dns"):
+        status, created = await api("POST", f"{base}/api/v1/lookups", json={"text": text})
+        assert status == 202, created
+        kinds = {i["value"]: i["kind"] for i in created["indicators"]}
+        assert kinds == {
+            "https://www.example.com/login?u=1": "url",
+            "ceo@mail.example.com": "email",
+            "evil.example.com": "domain",
+            "10.0.0.1": "ipv4",
+            "nosuch.example.com": "domain",
+        }
+        job = await wait_job(base, created["id"])
+    results = by_indicator(job)
+    assert all(r["provider"] == "dns" and r["status"] == "done" for r in results.values())
+    url = results["https://www.example.com/login?u=1"]
+    assert url["data"]["host"] == "www.example.com"
+    assert url["data"]["records"]["CNAME"] == ["example.com"]
+    assert url["data"]["records"]["A"] == ["192.0.2.10"]
+    email = results["ceo@mail.example.com"]
+    assert email["data"]["records"]["A"] == ["192.0.2.25"]
+    assert results["evil.example.com"]["summary"] == "A 203.0.113.66"
+    ptr = results["10.0.0.1"]
+    assert ptr["data"]["ptr"] == ["files.corp.example.com"]  # private IP: DNS still asks
+    assert results["nosuch.example.com"]["summary"] == "NXDOMAIN"
+    assert results["nosuch.example.com"]["data"]["nxdomain"] is True
+    assert {i["value"]: i["verdict"] for i in job["indicators"]}["evil.example.com"] == "unknown"
+    www = [q for q in zone.queries if q[0] == "www.example.com"]
+    assert {t for _, t in www} == {"A", "AAAA", "MX", "NS", "TXT", "SOA", "CNAME"}
+
+
+async def test_cache_hit_makes_no_upstream_query_and_fresh_bypasses_it(
+    nats_server: NatsServer, tmp_path: Path, zone: ZoneServer
+) -> None:
+    settings = dns_settings(tmp_path, nats_server, zone)
+    async with running_gateway(settings) as base, running_provider(settings, "dns"):
+        _, first = await api("POST", f"{base}/api/v1/lookups", json={"indicators": ["example.com"]})
+        job = await wait_job(base, first["id"])
+        assert job["results"][0]["cached"] is False
+        asked = len(zone.queries)
+        assert asked >= 7
+
+        _, second = await api(
+            "POST", f"{base}/api/v1/lookups", json={"indicators": ["EXAMPLE.com."]}
+        )
+        job = await wait_job(base, second["id"])
+        assert job["results"][0]["cached"] is True
+        assert job["results"][0]["data"]["records"]["A"] == ["192.0.2.10"]
+        assert len(zone.queries) == asked  # zero upstream queries
+
+        _, third = await api(
+            "POST", f"{base}/api/v1/lookups", json={"indicators": ["example.com"], "fresh": True}
+        )
+        job = await wait_job(base, third["id"])
+        assert job["results"][0]["cached"] is False
+        assert len(zone.queries) > asked
+
+
+async def test_unreachable_dns_is_an_error_not_a_hang(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    settings = make_settings(
+        tmp_path, nats_server.url, LOOKOUT_DNS_NAMESERVERS=dead, LOOKOUT_DNS_TIMEOUT="1"
+    )
+    async with running_gateway(settings) as base, running_provider(settings, "dns"):
+        _, created = await api("POST", f"{base}/api/v1/lookups", json={"indicators": ["a.com"]})
+        started = time.monotonic()
+        job = await wait_job(base, created["id"])
+    assert time.monotonic() - started < 10
+    [result] = job["results"]
+    assert result["status"] == "error"
+    assert result["verdict"] == "error"
+    assert "no DNS answer" in result["error"]
+
+
+async def test_server_sent_events_stream_results_then_done(
+    nats_server: NatsServer, tmp_path: Path, zone: ZoneServer
+) -> None:
+    settings = dns_settings(tmp_path, nats_server, zone)
+    async with running_gateway(settings) as base:
+        _, created = await api(
+            "POST",
+            f"{base}/api/v1/lookups",
+            json={"indicators": ["example.com", "mail.example.com"]},
+        )
+        events: list[tuple[str, object]] = []
+
+        async def listen() -> None:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"{base}/api/v1/lookups/{created['id']}/events") as response,
+            ):
+                assert response.headers["Content-Type"].startswith("text/event-stream")
+                event = ""
+                async for raw in response.content:
+                    line = raw.decode().rstrip("\n")
+                    if line.startswith("event: "):
+                        event = line[7:]
+                    elif line.startswith("data: "):
+                        events.append((event, json.loads(line[6:])))
+                        if event == "done":
+                            return
+
+        listener = asyncio.create_task(listen())
+        await asyncio.sleep(0.5)  # the stream is open before any result exists
+        assert not listener.done()
+        async with running_provider(settings, "dns"):
+            await asyncio.wait_for(listener, 20)
+    names = [e for e, _ in events]
+    assert names == ["result", "result", "done"]
+    assert {d["indicator"] for e, d in events if e == "result"} == {  # type: ignore[index]
+        "example.com",
+        "mail.example.com",
+    }
+
+
+async def test_csv_export(nats_server: NatsServer, tmp_path: Path, zone: ZoneServer) -> None:
+    settings = dns_settings(tmp_path, nats_server, zone)
+    async with running_gateway(settings) as base, running_provider(settings, "dns"):
+        _, created = await api(
+            "POST", f"{base}/api/v1/lookups", json={"indicators": ["example.com", "10.0.0.1"]}
+        )
+        await wait_job(base, created["id"])
+        status, text = await api("GET", f"{base}/api/v1/lookups/{created['id']}.csv")
+    assert status == 200
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [r["indicator"] for r in rows] == ["example.com", "10.0.0.1"]
+    assert rows[0]["dns_status"] == "done"
+    assert rows[0]["dns_summary"] == "A 192.0.2.10"
+    assert rows[1]["scope"] == "private"
+
+
+async def test_file_upload(nats_server: NatsServer, tmp_path: Path, zone: ZoneServer) -> None:
+    settings = dns_settings(tmp_path, nats_server, zone)
+    content = "ip,domain,note\n192.0.2.1,evil[.]example[.]com,seen twice\n" * 50
+    form = aiohttp.FormData()
+    form.add_field("file", content.encode(), filename="iocs.csv", content_type="text/csv")
+    async with running_gateway(settings) as base:
+        status, created = await api("POST", f"{base}/api/v1/lookups", data=form)
+    assert status == 202, created
+    assert [i["value"] for i in created["indicators"]] == ["192.0.2.1", "evil.example.com"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "reason"),
+    [
+        ({"data": b"{not json", "headers": {"Content-Type": "application/json"}}, 400, "expected"),
+        ({"json": {"indicators": ["a.com"], "text": "b.com"}}, 400, "exactly one"),
+        ({"json": {}}, 400, "exactly one"),
+        ({"json": {"indicators": ["a.com"], "colour": 1}}, 400, "colour"),
+        ({"json": {"indicators": ["not a thing", "999.1.1.1"]}}, 400, "no indicator"),
+        ({"json": {"indicators": ["a.com"], "providers": ["nope"]}}, 400, "unknown providers"),
+    ],
+)
+async def test_bad_input_is_400_with_a_reason(
+    nats_server: NatsServer,
+    tmp_path: Path,
+    kwargs: dict,
+    status: int,
+    reason: str,  # type: ignore[type-arg]
+) -> None:
+    settings = make_settings(tmp_path, nats_server.url)
+    async with running_gateway(settings) as base:
+        got, body = await api("POST", f"{base}/api/v1/lookups", **kwargs)
+    assert got == status
+    assert reason in body["error"]
+
+
+async def test_rejected_items_are_listed_and_the_rest_accepted(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, nats_server.url)
+    async with running_gateway(settings) as base:
+        status, body = await api(
+            "POST", f"{base}/api/v1/lookups", json={"indicators": ["a.com", "999.1.1.1", "co.uk"]}
+        )
+    assert status == 202
+    assert [i["value"] for i in body["indicators"]] == ["a.com"]
+    assert {r["item"] for r in body["rejected"]} == {"999.1.1.1", "co.uk"}
+    assert all(r["reason"] for r in body["rejected"])
+
+
+async def test_limits(nats_server: NatsServer, tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path, nats_server.url, LOOKOUT_MAX_INDICATORS="3", LOOKOUT_MAX_BODY_BYTES="4096"
+    )
+    async with running_gateway(settings) as base:
+        status, body = await api(
+            "POST", f"{base}/api/v1/lookups", json={"indicators": [f"h{i}.com" for i in range(4)]}
+        )
+        assert status == 400
+        assert "at most 3" in body["error"]
+        status, body = await api("POST", f"{base}/api/v1/lookups", json={"text": "a.com " * 2000})
+        assert status == 413
+        status, body = await api("GET", f"{base}/api/v1/lookups/0123456789abcdef")
+        assert status == 404
+
+
+async def test_api_tokens(nats_server: NatsServer, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, nats_server.url, LOOKOUT_API_TOKENS="tok-one,tok-two")
+    async with running_gateway(settings) as base:
+        url = f"{base}/api/v1/lookups"
+        assert (await api("POST", url, json={"indicators": ["a.com"]}))[0] == 401
+        assert (await api("POST", url, "wrong", json={"indicators": ["a.com"]}))[0] == 401
+        assert (await api("POST", url, "tok-two", json={"indicators": ["a.com"]}))[0] == 202
+        # the webhook and health endpoints are not behind API tokens
+        async with aiohttp.ClientSession() as session, session.get(f"{base}/healthz") as r:
+            assert r.status == 200
+
+
+async def test_results_survive_a_bus_restart(tmp_path: Path, zone: ZoneServer) -> None:
+    server = NatsServer(tmp_path / "nats", port=free_port())
+    server.start()
+    try:
+        settings = dns_settings(tmp_path, server, zone)
+        async with running_gateway(settings) as base, running_provider(settings, "dns"):
+            _, created = await api(
+                "POST", f"{base}/api/v1/lookups", json={"indicators": ["example.com"]}
+            )
+            await wait_job(base, created["id"])
+        server.stop()
+        server.start()
+        async with running_gateway(settings) as base:
+            job = await wait_job(base, created["id"])
+        assert job["results"][0]["data"]["records"]["A"] == ["192.0.2.10"]
+    finally:
+        server.stop()
