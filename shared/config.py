@@ -122,8 +122,59 @@ class HttpTargetConfig(TargetConfig, frozen=True, tag="http"):
 AnyTarget = LogTargetConfig | HttpTargetConfig
 
 
+class Quota(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Requests a provider may make upstream, shared by all its replicas (0 = no limit)."""
+
+    per_minute: Annotated[int, msgspec.Meta(ge=0)] = 0
+    per_day: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+
+class ProviderConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    quota: Quota = Quota()
+    cache_ttl: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    """Seconds an answer is cached (None: the provider's default; 0: never)."""
+    timeout: PositiveFloat = 20.0
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 32
+
+
+class WhoisConfig(ProviderConfig, frozen=True):
+    cache_ttl: Annotated[float, msgspec.Meta(ge=0)] | None = 86400.0
+
+
+class AbuseIpdbConfig(ProviderConfig, frozen=True):
+    quota: Quota = Quota(per_day=1000)
+    cache_ttl: Annotated[float, msgspec.Meta(ge=0)] | None = 3600.0
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 8
+    max_age_days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 90
+    suspicious_score: Annotated[int, msgspec.Meta(ge=0, le=100)] = 25
+    malicious_score: Annotated[int, msgspec.Meta(ge=0, le=100)] = 75
+
+
+class VirusTotalConfig(ProviderConfig, frozen=True):
+    # The public API's limits; a premium key raises them in [providers.virustotal.quota].
+    quota: Quota = Quota(per_minute=4, per_day=500)
+    cache_ttl: Annotated[float, msgspec.Meta(ge=0)] | None = 3600.0
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 4
+    malicious_engines: Annotated[int, msgspec.Meta(ge=1)] = 3
+    """At least this many engines saying malicious makes the verdict malicious (fewer:
+    suspicious)."""
+
+
+class ProvidersConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    dns: ProviderConfig = ProviderConfig()
+    whois: WhoisConfig = WhoisConfig()
+    emailsec: ProviderConfig = ProviderConfig()
+    virustotal: VirusTotalConfig = VirusTotalConfig()
+    abuseipdb: AbuseIpdbConfig = AbuseIpdbConfig()
+
+    def get(self, name: str) -> ProviderConfig:
+        value = getattr(self, name, None)
+        return value if isinstance(value, ProviderConfig) else ProviderConfig()
+
+
 class FileConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     targets: list[AnyTarget] = []
+    providers: ProvidersConfig = ProvidersConfig()
 
 
 # --------------------------------------------------------------------------- settings
@@ -150,6 +201,13 @@ class Settings:
     dns_timeout: float = 5.0
     max_indicators: int = 10_000
     job_ttl: float = 7 * 86400.0
+    rdap_url: str | None = None
+    whois_server: tuple[str, int] | None = None
+    virustotal_api_key: Secret | None = None
+    virustotal_url: str = "https://www.virustotal.com/api/v3"
+    abuseipdb_api_key: Secret | None = None
+    abuseipdb_url: str = "https://api.abuseipdb.com/api/v2"
+    providers: ProvidersConfig = field(default_factory=lambda: ProvidersConfig())
 
     @property
     def effective_nats_url(self) -> str:
@@ -203,6 +261,34 @@ def _secret_list(env: Mapping[str, str], name: str) -> tuple[Secret, ...]:
     if raw is None:
         return ()
     return tuple(Secret(part.strip()) for part in raw.split(",") if part.strip())
+
+
+def _secret(env: Mapping[str, str], name: str) -> Secret | None:
+    value = read_secret(env, name)
+    return Secret(value) if value else None
+
+
+def _base_url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
+    raw = env.get(name) or default
+    if raw is None:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name} must be an absolute http(s) URL, got {raw!r}")
+    return raw.rstrip("/")
+
+
+def _host_port(env: Mapping[str, str], name: str, default_port: int) -> tuple[str, int] | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    host, sep, port_text = raw.rpartition(":")
+    if not sep or "]" in port_text:
+        host, port_text = raw, str(default_port)
+    host = host.strip("[]")
+    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"{name} must be host:port, got {raw!r}")
+    return host, int(port_text)
 
 
 def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
@@ -315,6 +401,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     config_path: Path | None = None
     targets: list[AnyTarget] = [LogTargetConfig(name="log")]
     target_secrets: dict[str, Secret] = {}
+    providers = ProvidersConfig()
     if env.get("LOOKOUT_CONFIG"):
         config_path = Path(env["LOOKOUT_CONFIG"])
         file_config = _load_file(config_path)
@@ -326,6 +413,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
                 raise ConfigError(f"{config_path}: two targets are named {target.name!r}")
             seen.add(target.name)
         target_secrets = _target_secrets(targets, config_path)
+        providers = file_config.providers
 
     nats_url = env.get("NATS_URL") or None
     if nats_url is not None:
@@ -357,6 +445,13 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         dns_timeout=_float(env, "LOOKOUT_DNS_TIMEOUT", 5.0, 0.1, 60.0),
         max_indicators=_int(env, "LOOKOUT_MAX_INDICATORS", 10_000, 1, 1_000_000),
         job_ttl=_float(env, "LOOKOUT_JOB_TTL", 7 * 86400.0, 60.0, 365 * 86400.0),
+        rdap_url=_base_url(env, "LOOKOUT_RDAP_URL", None),
+        whois_server=_host_port(env, "LOOKOUT_WHOIS_SERVER", 43),
+        virustotal_api_key=_secret(env, "VIRUSTOTAL_API_KEY"),
+        virustotal_url=_base_url(env, "VIRUSTOTAL_URL", "https://www.virustotal.com/api/v3") or "",
+        abuseipdb_api_key=_secret(env, "ABUSEIPDB_API_KEY"),
+        abuseipdb_url=_base_url(env, "ABUSEIPDB_URL", "https://api.abuseipdb.com/api/v2") or "",
+        providers=providers,
     )
 
 
