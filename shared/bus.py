@@ -31,6 +31,7 @@ LOOKUP_RESULTS = "LOOKUP_RESULTS"
 JOBS_BUCKET = "lookup_jobs"
 RESULTS_BUCKET = "lookup_results"
 CACHE_BUCKET = "lookup_cache"
+QUOTA_BUCKET = "provider_quota"
 DAY = 86400.0
 
 _log = log.get("bus")
@@ -232,6 +233,12 @@ async def provision_lookups(js: JetStreamContext, settings: Settings) -> None:
             bucket=CACHE_BUCKET,
             description="provider answers, per provider TTL",
             ttl=7 * DAY,
+            storage=StorageType.FILE,
+        ),
+        KeyValueConfig(
+            bucket=QUOTA_BUCKET,
+            description="provider quotas shared by every replica",
+            ttl=2 * DAY,
             storage=StorageType.FILE,
         ),
     ):

@@ -132,18 +132,14 @@ class Quota(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tru
 class ProviderConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     quota: Quota = Quota()
     cache_ttl: Annotated[float, msgspec.Meta(ge=0)] | None = None
-    """Seconds an answer is cached (None: the provider's default; 0: never)."""
+    """Seconds every answer is cached, overriding the provider's own choice (DNS: the
+    record TTL; WHOIS: 24 h, 1 h for "not registered"; reputation: 1 h); 0: never."""
     timeout: PositiveFloat = 20.0
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 32
 
 
-class WhoisConfig(ProviderConfig, frozen=True):
-    cache_ttl: Annotated[float, msgspec.Meta(ge=0)] | None = 86400.0
-
-
 class AbuseIpdbConfig(ProviderConfig, frozen=True):
     quota: Quota = Quota(per_day=1000)
-    cache_ttl: Annotated[float, msgspec.Meta(ge=0)] | None = 3600.0
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 8
     max_age_days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 90
     suspicious_score: Annotated[int, msgspec.Meta(ge=0, le=100)] = 25
@@ -153,7 +149,6 @@ class AbuseIpdbConfig(ProviderConfig, frozen=True):
 class VirusTotalConfig(ProviderConfig, frozen=True):
     # The public API's limits; a premium key raises them in [providers.virustotal.quota].
     quota: Quota = Quota(per_minute=4, per_day=500)
-    cache_ttl: Annotated[float, msgspec.Meta(ge=0)] | None = 3600.0
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 4
     malicious_engines: Annotated[int, msgspec.Meta(ge=1)] = 3
     """At least this many engines saying malicious makes the verdict malicious (fewer:
@@ -162,7 +157,7 @@ class VirusTotalConfig(ProviderConfig, frozen=True):
 
 class ProvidersConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     dns: ProviderConfig = ProviderConfig()
-    whois: WhoisConfig = WhoisConfig()
+    whois: ProviderConfig = ProviderConfig()
     emailsec: ProviderConfig = ProviderConfig()
     virustotal: VirusTotalConfig = VirusTotalConfig()
     abuseipdb: AbuseIpdbConfig = AbuseIpdbConfig()

@@ -11,12 +11,17 @@ acknowledges the request. A provider that raises never loses the request: the re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import random
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import msgspec
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -27,7 +32,8 @@ from shared import bus, schemas
 from shared import logging as log
 from shared.config import Settings
 from shared.consume import consume
-from shared.schemas import PROVIDER_KINDS, LookupRequest, LookupResult, Verdict
+from shared.ratelimit import Exhausted, SharedQuota, Wait
+from shared.schemas import PROVIDER_KINDS, LookupRequest, LookupResult, Status, Verdict
 
 # How an indicator's verdicts combine into its overall verdict: the first one present in
 # this order wins. A real finding outranks the absence of one; errors and "unknown" (no
@@ -52,6 +58,15 @@ def overall_verdict(verdicts: list[Verdict]) -> Verdict:
 
 class ProviderError(Exception):
     """The upstream could not answer (unreachable, timeout, bad answer)."""
+
+
+class Throttled(ProviderError):
+    """Upstream said slow down (HTTP 429): the whole provider pool pauses, the request
+    waits and is asked again."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -104,29 +119,26 @@ class CacheEntry(msgspec.Struct, frozen=True):
 
 
 class ProviderRunner:
-    def __init__(
-        self,
-        js: JetStreamContext,
-        provider: Provider,
-        settings: Settings,
-        *,
-        concurrency: int = 32,
-        timeout: float = 20.0,
-    ) -> None:
+    def __init__(self, js: JetStreamContext, provider: Provider, settings: Settings) -> None:
         self.js = js
         self.provider = provider
         self.settings = settings
-        self.timeout = timeout
+        self.config = settings.providers.get(provider.name)
+        self.timeout = self.config.timeout
+        self.concurrency = self.config.concurrency
         self.kinds = PROVIDER_KINDS[provider.name]
         self.log = log.get("provider").bind(provider=provider.name)
-        self.concurrency = concurrency
         self.results: KeyValue | None = None
         self.cache: KeyValue | None = None
+        self.quota: SharedQuota | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         await bus.provision_lookups(self.js, self.settings)
         self.results = await self.js.key_value(bus.RESULTS_BUCKET)
         self.cache = await self.js.key_value(bus.CACHE_BUCKET)
+        self.quota = SharedQuota(
+            await self.js.key_value(bus.QUOTA_BUCKET), self.provider.name, self.config.quota
+        )
         sub = await self.js.pull_subscribe_bind(
             durable=bus.provider_durable(self.provider.name), stream=bus.LOOKUPS
         )
@@ -158,14 +170,18 @@ class ProviderRunner:
             await msg.ack()
             return
         try:
-            result = await self._result_for(request)
+            result, again_in = await self._result_for(request)
             await self._store(result)
         except Exception as exc:
             # KV or bus trouble: let JetStream redeliver the request later.
             self.log.warning("could not store result, will retry", error=str(exc) or repr(exc))
             await msg.nak(delay=2.0)
             return
-        await msg.ack()
+        if again_in is None:
+            await msg.ack()
+        else:
+            # Queued behind the quota: the result says so, the request comes back then.
+            await msg.nak(delay=max(0.5, again_in) + random.uniform(0, 0.5))
 
     def _result(self, request: LookupRequest, **fields: Any) -> LookupResult:
         return LookupResult(
@@ -177,22 +193,24 @@ class ProviderRunner:
             **fields,
         )
 
-    async def _result_for(self, request: LookupRequest) -> LookupResult:
+    async def _result_for(self, request: LookupRequest) -> tuple[LookupResult, float | None]:
+        """The result to store, and in how many seconds to ask again (None: finished)."""
         why_not = self.provider.configured()
         if why_not is not None:
-            return self._result(request, status="not_configured", summary=why_not)
+            return self._result(request, status="not_configured", summary=why_not), None
         if request.scope != "public" and not self.provider.looks_up_private:
-            return self._result(
+            skipped = self._result(
                 request,
                 status="done",
                 summary=f"{request.scope} address: not looked up",
                 data={"skipped": f"{request.scope} address"},
             )
+            return skipped, None
         key = _cache_key(self.provider, request)
         if not request.fresh:
             cached = await self._cached(key)
             if cached is not None:
-                return self._result(
+                hit = self._result(
                     request,
                     status="done",
                     verdict=cached.verdict,
@@ -200,31 +218,60 @@ class ProviderRunner:
                     data=cached.data,
                     cached=True,
                 )
+                return hit, None
+        assert self.quota is not None
+        decision = await self.quota.acquire()
+        if isinstance(decision, Wait):
+            return self._waiting(request, "queued", decision.until, decision.reason)
+        if isinstance(decision, Exhausted):
+            return self._waiting(request, "quota_exhausted", decision.reset, "daily quota used")
         started = time.monotonic()
         try:
             answer = await asyncio.wait_for(self.provider.lookup(request), self.timeout)
         except TimeoutError:
-            return self._result(
+            failed = self._result(
                 request, status="error", verdict="error", error=f"no answer in {self.timeout:g}s"
             )
+            return failed, None
+        except Throttled as exc:
+            until = await self.quota.pause(exc.retry_after or 60.0)
+            self.log.warning("upstream throttled, pausing", until=until, reason=str(exc))
+            return self._waiting(request, "queued", until, f"upstream: {exc}")
         except ProviderError as exc:
-            return self._result(request, status="error", verdict="error", error=str(exc))
+            return self._result(request, status="error", verdict="error", error=str(exc)), None
         except Exception as exc:
             self.log.exception("provider raised", indicator=request.indicator)
-            return self._result(
+            crashed = self._result(
                 request, status="error", verdict="error", error=f"{type(exc).__name__}: {exc}"
             )
+            return crashed, None
         self.log.debug(
             "looked up",
             indicator=request.indicator,
             ms=round((time.monotonic() - started) * 1000, 1),
         )
         ttl = self.provider.default_ttl if answer.ttl is None else answer.ttl
+        if self.config.cache_ttl is not None:
+            ttl = self.config.cache_ttl
         if ttl > 0:
             await self._remember(key, answer, ttl)
-        return self._result(
+        done = self._result(
             request, status="done", verdict=answer.verdict, summary=answer.summary, data=answer.data
         )
+        return done, None
+
+    def _waiting(
+        self, request: LookupRequest, status: Status, until: float, reason: str
+    ) -> tuple[LookupResult, float]:
+        when = datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds")
+        waiting = self._result(
+            request,
+            status=status,
+            summary=f"{'queued' if status == 'queued' else 'quota used'} until {when[11:19]} UTC",
+            retry_at=when.replace("+00:00", "Z"),
+            data={"reason": reason},
+        )
+        return waiting, until - time.time()
 
     async def _cached(self, key: str) -> CacheEntry | None:
         assert self.cache is not None
@@ -261,3 +308,42 @@ class ProviderRunner:
             headers={schemas.SCHEMA_HEADER: schemas.LOOKUP_RESULT_SCHEMA},
             timeout=self.settings.publish_timeout,
         )
+
+
+class HttpProvider(Provider):
+    """A provider that asks an HTTP API: one session per process, bounded timeouts, and
+    connection failures turned into :class:`ProviderError` with a clear reason."""
+
+    user_agent = "lookout/1 (+https://github.com/lookout)"
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    async def open(self) -> None:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self._timeout, connect=min(5.0, self._timeout)),
+            headers={"User-Agent": self.user_agent},
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def get_json(
+        self, url: str, *, headers: dict[str, str], params: dict[str, str] | None = None
+    ) -> tuple[int, Mapping[str, str], Any]:
+        """(status, headers, decoded JSON body or None)."""
+        assert self._session is not None, "open() first"
+        try:
+            async with self._session.get(url, headers=headers, params=params) as response:
+                raw = await response.read()
+                body: Any = None
+                if raw:
+                    with contextlib.suppress(ValueError):
+                        body = msgspec.json.decode(raw)
+                return response.status, response.headers, body
+        except TimeoutError:
+            raise ProviderError(f"{self.name}: no answer within {self._timeout:g}s") from None
+        except aiohttp.ClientError as exc:
+            raise ProviderError(f"{self.name}: {type(exc).__name__}: {exc}") from None

@@ -113,6 +113,10 @@ Verdict = Literal["malicious", "suspicious", "harmless", "undetected", "unknown"
 # every provider of an indicator's kind, and each provider service has a durable consumer.
 PROVIDER_KINDS: dict[str, frozenset[str]] = {
     "dns": frozenset({"domain", "url", "email", "ipv4", "ipv6"}),
+    "whois": frozenset({"domain", "url", "email", "ipv4", "ipv6"}),
+    "emailsec": frozenset({"domain", "email"}),
+    "virustotal": frozenset({"domain", "url", "email", "ipv4", "ipv6"}),
+    "abuseipdb": frozenset({"ipv4", "ipv6"}),
 }
 
 

@@ -59,7 +59,9 @@ async def test_defanged_text_job_is_looked_up(
         "also nosuch.example.com."
     )
     async with running_gateway(settings) as base, running_provider(settings, "dns"):
-        status, created = await api("POST", f"{base}/api/v1/lookups", json={"text": text})
+        status, created = await api(
+            "POST", f"{base}/api/v1/lookups", json={"text": text, "providers": ["dns"]}
+        )
         assert status == 202, created
         kinds = {i["value"]: i["kind"] for i in created["indicators"]}
         assert kinds == {
@@ -93,14 +95,20 @@ async def test_cache_hit_makes_no_upstream_query_and_fresh_bypasses_it(
 ) -> None:
     settings = dns_settings(tmp_path, nats_server, zone)
     async with running_gateway(settings) as base, running_provider(settings, "dns"):
-        _, first = await api("POST", f"{base}/api/v1/lookups", json={"indicators": ["example.com"]})
+        _, first = await api(
+            "POST",
+            f"{base}/api/v1/lookups",
+            json={"indicators": ["example.com"], "providers": ["dns"]},
+        )
         job = await wait_job(base, first["id"])
         assert job["results"][0]["cached"] is False
         asked = len(zone.queries)
         assert asked >= 7
 
         _, second = await api(
-            "POST", f"{base}/api/v1/lookups", json={"indicators": ["EXAMPLE.com."]}
+            "POST",
+            f"{base}/api/v1/lookups",
+            json={"indicators": ["EXAMPLE.com."], "providers": ["dns"]},
         )
         job = await wait_job(base, second["id"])
         assert job["results"][0]["cached"] is True
@@ -108,7 +116,9 @@ async def test_cache_hit_makes_no_upstream_query_and_fresh_bypasses_it(
         assert len(zone.queries) == asked  # zero upstream queries
 
         _, third = await api(
-            "POST", f"{base}/api/v1/lookups", json={"indicators": ["example.com"], "fresh": True}
+            "POST",
+            f"{base}/api/v1/lookups",
+            json={"indicators": ["example.com"], "fresh": True, "providers": ["dns"]},
         )
         job = await wait_job(base, third["id"])
         assert job["results"][0]["cached"] is False
@@ -123,7 +133,9 @@ async def test_unreachable_dns_is_an_error_not_a_hang(
         tmp_path, nats_server.url, LOOKOUT_DNS_NAMESERVERS=dead, LOOKOUT_DNS_TIMEOUT="1"
     )
     async with running_gateway(settings) as base, running_provider(settings, "dns"):
-        _, created = await api("POST", f"{base}/api/v1/lookups", json={"indicators": ["a.com"]})
+        _, created = await api(
+            "POST", f"{base}/api/v1/lookups", json={"indicators": ["a.com"], "providers": ["dns"]}
+        )
         started = time.monotonic()
         job = await wait_job(base, created["id"])
     assert time.monotonic() - started < 10
@@ -141,7 +153,7 @@ async def test_server_sent_events_stream_results_then_done(
         _, created = await api(
             "POST",
             f"{base}/api/v1/lookups",
-            json={"indicators": ["example.com", "mail.example.com"]},
+            json={"indicators": ["example.com", "mail.example.com"], "providers": ["dns"]},
         )
         events: list[tuple[str, object]] = []
 
@@ -178,7 +190,9 @@ async def test_csv_export(nats_server: NatsServer, tmp_path: Path, zone: ZoneSer
     settings = dns_settings(tmp_path, nats_server, zone)
     async with running_gateway(settings) as base, running_provider(settings, "dns"):
         _, created = await api(
-            "POST", f"{base}/api/v1/lookups", json={"indicators": ["example.com", "10.0.0.1"]}
+            "POST",
+            f"{base}/api/v1/lookups",
+            json={"indicators": ["example.com", "10.0.0.1"], "providers": ["dns"]},
         )
         await wait_job(base, created["id"])
         status, text = await api("GET", f"{base}/api/v1/lookups/{created['id']}.csv")
@@ -232,7 +246,9 @@ async def test_rejected_items_are_listed_and_the_rest_accepted(
     settings = make_settings(tmp_path, nats_server.url)
     async with running_gateway(settings) as base:
         status, body = await api(
-            "POST", f"{base}/api/v1/lookups", json={"indicators": ["a.com", "999.1.1.1", "co.uk"]}
+            "POST",
+            f"{base}/api/v1/lookups",
+            json={"indicators": ["a.com", "999.1.1.1", "co.uk"], "providers": ["dns"]},
         )
     assert status == 202
     assert [i["value"] for i in body["indicators"]] == ["a.com"]
@@ -246,7 +262,9 @@ async def test_limits(nats_server: NatsServer, tmp_path: Path) -> None:
     )
     async with running_gateway(settings) as base:
         status, body = await api(
-            "POST", f"{base}/api/v1/lookups", json={"indicators": [f"h{i}.com" for i in range(4)]}
+            "POST",
+            f"{base}/api/v1/lookups",
+            json={"indicators": [f"h{i}.com" for i in range(4)], "providers": ["dns"]},
         )
         assert status == 400
         assert "at most 3" in body["error"]
@@ -260,9 +278,15 @@ async def test_api_tokens(nats_server: NatsServer, tmp_path: Path) -> None:
     settings = make_settings(tmp_path, nats_server.url, LOOKOUT_API_TOKENS="tok-one,tok-two")
     async with running_gateway(settings) as base:
         url = f"{base}/api/v1/lookups"
-        assert (await api("POST", url, json={"indicators": ["a.com"]}))[0] == 401
-        assert (await api("POST", url, "wrong", json={"indicators": ["a.com"]}))[0] == 401
-        assert (await api("POST", url, "tok-two", json={"indicators": ["a.com"]}))[0] == 202
+        assert (await api("POST", url, json={"indicators": ["a.com"], "providers": ["dns"]}))[
+            0
+        ] == 401
+        assert (
+            await api("POST", url, "wrong", json={"indicators": ["a.com"], "providers": ["dns"]})
+        )[0] == 401
+        assert (
+            await api("POST", url, "tok-two", json={"indicators": ["a.com"], "providers": ["dns"]})
+        )[0] == 202
         # the webhook and health endpoints are not behind API tokens
         async with aiohttp.ClientSession() as session, session.get(f"{base}/healthz") as r:
             assert r.status == 200
@@ -275,7 +299,9 @@ async def test_results_survive_a_bus_restart(tmp_path: Path, zone: ZoneServer) -
         settings = dns_settings(tmp_path, server, zone)
         async with running_gateway(settings) as base, running_provider(settings, "dns"):
             _, created = await api(
-                "POST", f"{base}/api/v1/lookups", json={"indicators": ["example.com"]}
+                "POST",
+                f"{base}/api/v1/lookups",
+                json={"indicators": ["example.com"], "providers": ["dns"]},
             )
             await wait_job(base, created["id"])
         server.stop()

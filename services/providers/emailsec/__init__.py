@@ -1,0 +1,177 @@
+"""The ``emailsec`` provider: SPF and DMARC posture of a domain (an e-mail's domain), plus
+whether it publishes MTA-STS and BIMI. Every query goes to ``LOOKOUT_DNS_NAMESERVERS`` when
+set, else to the system resolver's nameservers (port 53), through one :class:`DnsClient`
+(shared UDP sockets, in-flight deduplication, a TTL cache of at most 300 s) per process.
+
+Verdict:
+
+* ``suspicious``: the SPF record is invalid (permerror: syntax, more than 10 DNS lookups,
+  more than 2 void lookups, loops, missing include targets, multiple records…), or it lets
+  every sender pass (``+all``, also through an include), or there is no DMARC record, or the
+  DMARC record is invalid;
+* ``harmless``: the SPF record is valid and the DMARC policy that applies to the domain is
+  ``quarantine`` or ``reject`` for all mail (``pct=100``);
+* ``undetected`` otherwise (e.g. ``p=none``, ``pct`` below 100, no SPF record).
+
+A DNS failure (timeout, SERVFAIL) on a name the verdict depends on raises
+:class:`ProviderError`, so an unreliable answer is never cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from typing import Any
+
+import dns.resolver
+
+from shared.config import Settings
+from shared.providers import Answer, Provider, ProviderError
+from shared.schemas import LookupRequest, Verdict
+
+from .dmarc import check_dmarc
+from .dnsclient import DnsAnswer, DnsClient, Resolver
+from .spf import check_spf
+
+__all__ = ["DnsAnswer", "DnsClient", "EmailSecProvider", "build", "evaluate", "verdict_for"]
+
+ANSWER_TTL = 3600.0
+
+
+def _normalise(domain: str) -> str:
+    domain = domain.strip()
+    if "@" in domain:
+        domain = domain.rsplit("@", 1)[1]
+    return domain.rstrip(".").lower()
+
+
+async def _has_record(resolver: Resolver, name: str, prefix: str) -> bool:
+    answer = await resolver.query(name, "TXT")
+    return any(text.startswith(prefix) for text in answer.records)
+
+
+async def evaluate(domain: str, client: Resolver) -> dict[str, Any]:
+    """SPF, DMARC, MTA-STS and BIMI of ``domain`` (an e-mail address is reduced to its
+    domain), concurrently: ``{"domain", "spf", "dmarc", "mta_sts", "bimi"}``."""
+    domain = _normalise(domain)
+    spf, dmarc, mta_sts, bimi = await asyncio.gather(
+        check_spf(domain, client),
+        check_dmarc(domain, client),
+        _has_record(client, f"_mta-sts.{domain}", "v=STSv1"),
+        _has_record(client, f"default._bimi.{domain}", "v=BIMI1"),
+    )
+    return {"domain": domain, "spf": spf, "dmarc": dmarc, "mta_sts": mta_sts, "bimi": bimi}
+
+
+def verdict_for(data: dict[str, Any]) -> Verdict:
+    spf, dmarc = data["spf"], data["dmarc"]
+    if spf["status"] == "permerror" or spf["pass_all"] or spf["all"] == "+all":
+        return "suspicious"
+    if dmarc["status"] in ("none", "permerror"):
+        return "suspicious"
+    if (
+        spf["valid"]
+        and dmarc["effective_policy"] in ("quarantine", "reject")
+        and dmarc["pct"] == 100
+    ):
+        return "harmless"
+    return "undetected"
+
+
+def summary_for(data: dict[str, Any]) -> str:
+    spf, dmarc = data["spf"], data["dmarc"]
+    if spf["status"] == "none":
+        spf_text = "no SPF"
+    else:
+        good = spf["valid"] and not spf["pass_all"]
+        lookups = spf["dns_lookups"]
+        spf_text = f"SPF {lookups} lookup{'' if lookups == 1 else 's'} {'✓' if good else '✗'}"
+        if spf["pass_all"]:
+            spf_text += " +all"
+    if dmarc["status"] == "none":
+        dmarc_text = "no DMARC"
+    elif dmarc["status"] == "permerror":
+        dmarc_text = "DMARC invalid"
+    else:
+        dmarc_text = f"p={dmarc['effective_policy']}"
+        if dmarc["pct"] != 100:
+            dmarc_text += f" pct={dmarc['pct']}"
+    return f"{spf_text}, {dmarc_text}"
+
+
+def _temporary_failure(data: dict[str, Any]) -> str | None:
+    spf, dmarc = data["spf"], data["dmarc"]
+    if spf["status"] == "temperror":
+        reasons = spf["temperrors"] or ["DNS failure"]
+        return f"SPF of {data['domain']}: {reasons[0]}"
+    if dmarc["status"] == "temperror":
+        return f"DMARC of {data['domain']}: {dmarc['errors'][0]}"
+    return None
+
+
+def system_nameservers() -> list[tuple[str, int]]:
+    try:
+        resolver = dns.resolver.Resolver()
+    except dns.resolver.NoResolverConfiguration:
+        return []
+    return [(str(server), 53) for server in resolver.nameservers]
+
+
+class EmailSecProvider(Provider):
+    name = "emailsec"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.nameservers: list[tuple[str, int]] = list(settings.dns_nameservers) or (
+            system_nameservers()
+        )
+        self.client: DnsClient | None = None
+
+    def configured(self) -> str | None:
+        if not self.nameservers:
+            return "no DNS server: set LOOKOUT_DNS_NAMESERVERS"
+        return None
+
+    def cache_salt(self) -> str:
+        return ",".join(f"{host}:{port}" for host, port in self.nameservers)
+
+    def _client(self) -> DnsClient:
+        if self.client is None or self.client.closed:
+            self.client = DnsClient(self.nameservers, self.settings.dns_timeout)
+        return self.client
+
+    async def open(self) -> None:
+        if self.nameservers:
+            self._client()
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+            self.client = None
+
+    async def lookup(self, request: LookupRequest) -> Answer:
+        domain = _normalise(request.host or request.indicator)
+        if not domain or _is_address(domain):
+            return Answer(
+                "unknown",
+                "address literal: no SPF or DMARC",
+                {"domain": domain, "skipped": "address literal"},
+                ttl=ANSWER_TTL,
+            )
+        data = await evaluate(domain, self._client())
+        problem = _temporary_failure(data)
+        if problem is not None:
+            raise ProviderError(problem)
+        return Answer(verdict_for(data), summary_for(data), data, ttl=ANSWER_TTL)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]").removeprefix("IPv6:").removeprefix("ipv6:"))
+    except ValueError:
+        return False
+    return True
+
+
+def build(settings: Settings) -> EmailSecProvider:
+    return EmailSecProvider(settings)

@@ -1,0 +1,122 @@
+"""The ``virustotal`` provider: API v3 reports for domains, IP addresses and URLs.
+
+``GET {VIRUSTOTAL_URL}/domains/{domain}``, ``/ip_addresses/{ip}``, ``/urls/{id}`` with the
+``x-apikey`` header; a URL's id is the unpadded URL-safe base64 of the URL. An email
+address is looked up by its domain. Nothing is ever submitted for scanning (that would
+spend quota and disclose the indicator).
+
+Verdict from ``last_analysis_stats``: at least ``malicious_engines`` (default 3) engines
+saying malicious → malicious; any malicious or suspicious → suspicious; any harmless →
+harmless; else undetected. Not known to VirusTotal → undetected.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+from urllib.parse import quote
+
+from shared.config import Settings
+from shared.providers import Answer, HttpProvider, ProviderError, Throttled
+from shared.schemas import LookupRequest, Verdict
+from shared.targets import parse_retry_after
+
+
+def url_id(url: str) -> str:
+    return base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
+
+
+class VirusTotalProvider(HttpProvider):
+    name = "virustotal"
+    default_ttl = 3600.0
+
+    def __init__(self, settings: Settings) -> None:
+        self.config = settings.providers.virustotal
+        super().__init__(self.config.timeout)
+        self.key = settings.virustotal_api_key
+        self.base = settings.virustotal_url
+
+    def configured(self) -> str | None:
+        return None if self.key is not None else "VIRUSTOTAL_API_KEY is not set"
+
+    def cache_salt(self) -> str:
+        return f"{self.base}|{self.config.malicious_engines}"
+
+    def _path(self, request: LookupRequest) -> str:
+        if request.kind in ("ipv4", "ipv6"):
+            return f"ip_addresses/{quote(request.indicator, safe='')}"
+        if request.kind == "url":
+            return f"urls/{url_id(request.indicator)}"
+        return f"domains/{quote(request.host or request.indicator, safe='')}"
+
+    async def lookup(self, request: LookupRequest) -> Answer:
+        assert self.key is not None
+        status, headers, body = await self.get_json(
+            f"{self.base}/{self._path(request)}",
+            headers={"x-apikey": self.key.reveal(), "Accept": "application/json"},
+        )
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        code = error.get("code", "") if isinstance(error, dict) else ""
+        if status == 404 or code == "NotFoundError":
+            return Answer("undetected", "not in VirusTotal", {"found": False})
+        if status == 429:
+            raise Throttled(
+                f"VirusTotal {code or 'HTTP 429'}", parse_retry_after(headers.get("Retry-After"))
+            )
+        if status in (401, 403):
+            raise ProviderError(f"VirusTotal refused the API key ({code or status})")
+        if status != 200 or not isinstance(body, dict):
+            raise ProviderError(f"VirusTotal answered HTTP {status} {code}".strip())
+        attributes = body.get("data", {}).get("attributes", {})
+        return self._answer(attributes)
+
+    def _answer(self, attributes: dict[str, Any]) -> Answer:
+        stats = {
+            k: int(v)
+            for k, v in (attributes.get("last_analysis_stats") or {}).items()
+            if isinstance(v, int)
+        }
+        malicious, suspicious = stats.get("malicious", 0), stats.get("suspicious", 0)
+        verdict: Verdict
+        if malicious >= self.config.malicious_engines:
+            verdict = "malicious"
+        elif malicious or suspicious:
+            verdict = "suspicious"
+        elif stats.get("harmless", 0):
+            verdict = "harmless"
+        else:
+            verdict = "undetected"
+        total = sum(stats.values())
+        flagged = sorted(
+            name
+            for name, result in (attributes.get("last_analysis_results") or {}).items()
+            if isinstance(result, dict) and result.get("category") in ("malicious", "suspicious")
+        )
+        data: dict[str, Any] = {
+            "found": True,
+            "stats": stats,
+            "reputation": attributes.get("reputation"),
+            "last_analysis_date": attributes.get("last_analysis_date"),
+            "total_votes": attributes.get("total_votes"),
+            "flagged_by": flagged,
+        }
+        for extra in (
+            "as_owner",
+            "asn",
+            "country",
+            "network",
+            "registrar",
+            "creation_date",
+            "categories",
+            "last_final_url",
+            "title",
+            "tags",
+        ):
+            if extra in attributes:
+                data[extra] = attributes[extra]
+        summary = f"{malicious + suspicious}/{total} engines" if total else "not analysed"
+        return Answer(verdict, summary, data)
+
+
+def build(settings: Settings) -> VirusTotalProvider:
+    return VirusTotalProvider(settings)

@@ -1,0 +1,272 @@
+"""The ``whois`` provider: who registered a name or holds an address — RDAP first, WHOIS
+when RDAP cannot answer.
+
+- **Names** (a domain, a URL's host, an email's domain) are looked up by their registered
+  (organisational) domain: ``GET <base>/domain/<name>``. **Addresses**: ``GET
+  <base>/ip/<address>``. ``<base>`` is ``LOOKOUT_RDAP_URL`` when set (for every query), else
+  the IANA bootstrap registries shipped in ``data/`` (never downloaded at run time).
+- **WHOIS fallback** (RFC 3912) when there is no RDAP service for the TLD or RDAP fails
+  (connection error, timeout, 5xx, 429, an answer that is not RDAP). A 404 is not a
+  failure: it means "not registered". WHOIS asks ``LOOKOUT_WHOIS_SERVER`` when set (and
+  nothing else); otherwise IANA's ``refer:`` (or the RIR an address belongs to) gives the
+  registry, and one further referral (``Registrar WHOIS Server:``, ``ReferralServer:``) is
+  followed to complete the registry's answer.
+- **Verdict** ``unknown`` (registration data does not judge), except ``suspicious`` for a
+  domain registered less than 30 days ago (newly registered domains are a classic phishing
+  signal). ``data`` holds the dates, ``age_days``, registrar, name servers, status…
+- Every network step is bounded; together they stay within the provider timeout
+  (``[providers.whois] timeout``), half of it at most for RDAP so that the WHOIS fallback
+  has time too. When neither answers, :class:`ProviderError` says why, for both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from services.providers.whois import port43, rdap, whoistext
+from services.providers.whois.bootstrap import Bootstrap, bootstrap
+from services.providers.whois.record import (
+    DomainRecord,
+    NetworkRecord,
+    NotRegistered,
+    Unavailable,
+)
+from shared.config import Settings
+from shared.providers import Answer, Provider, ProviderError
+from shared.schemas import LookupRequest, Verdict
+
+NEW_DOMAIN_DAYS = 30
+NOT_REGISTERED_TTL = 3600.0
+BUDGET_SHARE = 0.9
+"""Share of the provider timeout this provider plans with: it answers with its own reason
+before the runner's timeout cuts it off."""
+USER_AGENT = "lookout/1 (whois provider)"
+
+
+class WhoisProvider(Provider):
+    name = "whois"
+    default_ttl = 86400.0
+
+    def __init__(self, settings: Settings, *, bootstrap_data: Bootstrap | None = None) -> None:
+        self.settings = settings
+        self.config = settings.providers.whois
+        self.timeout = self.config.timeout
+        self.bootstrap = bootstrap_data or bootstrap()
+        self._session: aiohttp.ClientSession | None = None
+
+    def cache_salt(self) -> str:
+        server = self.settings.whois_server
+        whois = f"{server[0]}:{server[1]}" if server else "referrals"
+        return f"rdap={self.settings.rdap_url or 'bootstrap'}|whois={whois}"
+
+    async def open(self) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # ------------------------------------------------------------------ lookup
+
+    async def lookup(self, request: LookupRequest) -> Answer:
+        deadline = asyncio.get_running_loop().time() + self.timeout * BUDGET_SHARE
+        host = request.host or request.indicator
+        if request.kind in ("ipv4", "ipv6"):
+            return await self._address(request.indicator, deadline)
+        if _is_ip(host):
+            return await self._address(host, deadline)
+        name = (request.registered_domain or host).lower().rstrip(".")
+        return await self._domain(name, deadline)
+
+    async def _rdap(self, url: str, deadline: float) -> dict[str, Any]:
+        if self._session is None:
+            raise ProviderError("whois provider used before open()")
+        remaining = deadline - asyncio.get_running_loop().time()
+        # At most half the time left: the WHOIS fallback gets the rest.
+        return await rdap.fetch(self._session, url, max(0.1, remaining / 2), port43.CONNECT_TIMEOUT)
+
+    def _rdap_bases(self, found: list[str]) -> list[str]:
+        return [self.settings.rdap_url] if self.settings.rdap_url else found
+
+    async def _domain(self, name: str, deadline: float) -> Answer:
+        bases = self._rdap_bases(self.bootstrap.domain(name))
+        if bases:
+            url = f"{bases[0].rstrip('/')}/domain/{name}"
+            try:
+                document = await self._rdap(url, deadline)
+            except NotRegistered:
+                return _not_registered({"domain": name, "source": "rdap", "server": url})
+            except Unavailable as exc:
+                rdap_error = str(exc)
+            else:
+                return _domain_answer(rdap.parse_domain(name, document), "rdap", url, None)
+        else:
+            rdap_error = f"no RDAP service for .{name.rsplit('.', 1)[-1]}"
+        try:
+            record, server = await self._whois_domain(name, deadline)
+        except NotRegistered as exc:
+            data = {"domain": name, "source": "whois", "server": str(exc), "rdap_error": rdap_error}
+            return _not_registered(data)
+        except Unavailable as exc:
+            raise ProviderError(f"{rdap_error}; {exc}") from None
+        return _domain_answer(record, "whois", server, rdap_error)
+
+    async def _address(self, address: str, deadline: float) -> Answer:
+        address = str(ipaddress.ip_address(address))
+        bases = self._rdap_bases(self.bootstrap.address(address))
+        if bases:
+            url = f"{bases[0].rstrip('/')}/ip/{address}"
+            try:
+                document = await self._rdap(url, deadline)
+            except NotRegistered:
+                return _not_registered({"address": address, "source": "rdap", "server": url})
+            except Unavailable as exc:
+                rdap_error = str(exc)
+            else:
+                return _network_answer(rdap.parse_network(address, document), "rdap", url, None)
+        else:
+            rdap_error = f"no RDAP service for {address}"
+        try:
+            record, server = await self._whois_address(address, deadline)
+        except NotRegistered as exc:
+            data = {"address": address, "source": "whois", "server": str(exc)}
+            return _not_registered({**data, "rdap_error": rdap_error})
+        except Unavailable as exc:
+            raise ProviderError(f"{rdap_error}; {exc}") from None
+        return _network_answer(record, "whois", server, rdap_error)
+
+    # ------------------------------------------------------------------ WHOIS
+
+    async def _ask(self, server: str, query: str, deadline: float) -> tuple[str, str]:
+        """(answer, "host:port"); a configured server gets the plain query."""
+        if self.settings.whois_server is not None:
+            host, port = self.settings.whois_server
+        else:
+            host, port = port43.split_server(server)
+            query = port43.decorated(host, query)
+        return await port43.ask(host, port, query, deadline), port43.join_server(host, port)
+
+    async def _registry(self, query: str, deadline: float, what: str) -> str:
+        """The WHOIS server IANA refers ``query`` to."""
+        text, _ = await self._ask(port43.IANA, query, deadline)
+        server = whoistext.referral(text)
+        if server is None:
+            raise Unavailable(f"WHOIS: IANA names no WHOIS server for {what}")
+        return server
+
+    async def _whois_domain(self, name: str, deadline: float) -> tuple[DomainRecord, str]:
+        """NotRegistered carries the server that said so."""
+        if self.settings.whois_server is not None:
+            text, server = await self._ask("", name, deadline)
+            return _parse_domain(name, text, server), server
+        registry = await self._registry(name, deadline, f".{name.rsplit('.', 1)[-1]}")
+        text, server = await self._ask(registry, name, deadline)
+        record = _parse_domain(name, text, server)
+        registrar = whoistext.referral(text)
+        if registrar and port43.split_server(registrar) != port43.split_server(server):
+            # The registrar's own answer completes a thin registry's (registrant country…);
+            # the registry's answer stands on its own when the registrar cannot be asked.
+            with contextlib.suppress(Unavailable, NotRegistered):
+                more, _ = await self._ask(registrar, name, deadline)
+                record.fill_from(whoistext.parse_domain(name, more))
+        return record, server
+
+    async def _whois_address(self, address: str, deadline: float) -> tuple[NetworkRecord, str]:
+        if self.settings.whois_server is not None:
+            text, server = await self._ask("", address, deadline)
+            return _parse_network(address, text, server), server
+        rir = self.bootstrap.whois_server_for_address(address)
+        if rir is None:
+            rir = await self._registry(address, deadline, address)
+        text, server = await self._ask(rir, address, deadline)
+        referred = whoistext.referral(text)
+        if referred and port43.split_server(referred) != port43.split_server(server):
+            with contextlib.suppress(Unavailable, NotRegistered):
+                more, more_server = await self._ask(referred, address, deadline)
+                return whoistext.parse_network(address, more), more_server
+        return _parse_network(address, text, server), server
+
+
+def _parse_domain(name: str, text: str, server: str) -> DomainRecord:
+    try:
+        return whoistext.parse_domain(name, text)
+    except NotRegistered:
+        raise NotRegistered(server) from None
+    except Unavailable as exc:
+        raise Unavailable(f"WHOIS {server}: {exc}") from None
+
+
+def _parse_network(address: str, text: str, server: str) -> NetworkRecord:
+    try:
+        return whoistext.parse_network(address, text)
+    except NotRegistered:
+        raise NotRegistered(server) from None
+    except Unavailable as exc:
+        raise Unavailable(f"WHOIS {server}: {exc}") from None
+
+
+# --------------------------------------------------------------------------- answers
+
+
+def _not_registered(data: dict[str, Any]) -> Answer:
+    return Answer("unknown", "not registered", {"registered": False, **data}, NOT_REGISTERED_TTL)
+
+
+def _provenance(source: str, server: str, rdap_error: str | None) -> dict[str, Any]:
+    data: dict[str, Any] = {"registered": True, "source": source, "server": server}
+    if rdap_error:
+        data["rdap_error"] = rdap_error
+    return data
+
+
+def _domain_answer(
+    record: DomainRecord, source: str, server: str, rdap_error: str | None
+) -> Answer:
+    now = datetime.now(UTC)
+    age = record.age_days(now)
+    young = age is not None and age < NEW_DOMAIN_DAYS
+    verdict: Verdict = "suspicious" if young else "unknown"
+    if record.created is None:
+        summary = "registered (no creation date)"
+    elif young:
+        summary = f"newly registered {record.created:%Y-%m-%d} ({age} days ago)"
+    else:
+        summary = f"registered {record.created:%Y-%m-%d}"
+    if record.registrar:
+        summary += f", {record.registrar}"
+    return Answer(verdict, summary, {**_provenance(source, server, rdap_error), **record.data(now)})
+
+
+def _network_answer(
+    record: NetworkRecord, source: str, server: str, rdap_error: str | None
+) -> Answer:
+    head = " ".join(
+        part
+        for part in (
+            f"AS{record.asn}" if record.asn is not None else None,
+            record.name or record.organization or record.handle,
+        )
+        if part
+    )
+    summary = ", ".join(part for part in (head, record.country) if part) or "registered network"
+    return Answer("unknown", summary, {**_provenance(source, server, rdap_error), **record.data()})
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def build(settings: Settings) -> WhoisProvider:
+    return WhoisProvider(settings)

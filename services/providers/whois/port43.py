@@ -1,0 +1,93 @@
+"""The WHOIS protocol (RFC 3912): connect to TCP port 43, send the query and CR LF, read the
+answer until the server closes the connection. Every step is bounded in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from services.providers.whois.record import Unavailable
+
+PORT = 43
+MAX_ANSWER = 1024 * 1024
+CONNECT_TIMEOUT = 5.0
+IANA = "whois.iana.org"
+
+# Servers that answer better to a decorated query (only when asking the real registries;
+# a configured LOOKOUT_WHOIS_SERVER always gets the plain query).
+QUERY_FORMATS = {
+    "whois.verisign-grs.com": "domain {}",  # not also every name server called like it
+    "whois.jprs.jp": "{}/e",  # English field names
+}
+
+
+def split_server(server: str) -> tuple[str, int]:
+    """``host``, ``host:port`` or ``[v6]:port`` → (host, port)."""
+    if server.startswith("["):
+        host, _, rest = server[1:].partition("]")
+        port = rest.removeprefix(":")
+        return host, int(port) if port.isdigit() else PORT
+    host, sep, port = server.rpartition(":")
+    if sep and port.isdigit() and ":" not in host:
+        return host, int(port)
+    return server, PORT
+
+
+def join_server(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+async def ask(host: str, port: int, query: str, deadline: float) -> str:
+    """The answer of ``host:port`` to ``query``, read before ``deadline`` (loop time).
+
+    Raise :class:`Unavailable` with the reason when the server cannot be reached, closes
+    without answering or does not finish in time.
+    """
+    loop = asyncio.get_running_loop()
+    where = f"WHOIS {host}:{port}"
+    remaining = deadline - loop.time()
+    if remaining <= 0:
+        raise Unavailable(f"{where}: no time left to ask")
+    connect_timeout = min(CONNECT_TIMEOUT, remaining)
+    try:
+        async with asyncio.timeout(connect_timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+    except TimeoutError:
+        raise Unavailable(f"{where}: cannot connect within {connect_timeout:.3g}s") from None
+    except OSError as exc:
+        raise Unavailable(f"{where}: cannot connect: {exc.strerror or exc}") from None
+    allowed = deadline - loop.time()
+    try:
+        async with asyncio.timeout_at(deadline):
+            writer.write(f"{query}\r\n".encode())
+            await writer.drain()
+            answer = bytearray()
+            while chunk := await reader.read(65536):
+                answer.extend(chunk)
+                if len(answer) > MAX_ANSWER:
+                    break  # enough: a WHOIS answer is a few kB
+    except TimeoutError:
+        raise Unavailable(f"{where}: no complete answer within {allowed:.3g}s") from None
+    except OSError as exc:
+        raise Unavailable(f"{where}: connection failed: {exc.strerror or exc}") from None
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(1.0):
+                await writer.wait_closed()
+    text = _decode(bytes(answer)).strip()
+    if not text:
+        raise Unavailable(f"{where}: empty answer")
+    return text
+
+
+def decorated(server: str, query: str) -> str:
+    return QUERY_FORMATS.get(server.lower(), "{}").format(query)

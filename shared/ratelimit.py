@@ -1,0 +1,192 @@
+"""Per-provider quotas shared by every replica, kept in the NATS KV bucket ``provider_quota``.
+
+- **Per minute**: a sliding window. The key ``<provider>.minute`` holds the times of the
+  grants of the last 60 s; a replica may add one only while fewer than ``per_minute`` are
+  younger than 60 s, and only by compare-and-set on the revision it read, so two replicas
+  can never both take the last slot. No 60-second window ever holds more than the quota.
+- **Per day**: a counter per UTC day, ``<provider>.day.<YYYY-MM-DD>`` (VirusTotal and
+  AbuseIPDB reset daily quotas at 00:00 UTC), also compare-and-set.
+- **Pause**: ``<provider>.pause`` holds a time before which nobody asks upstream (set when
+  upstream answered 429, honouring its Retry-After), so the whole pool backs off at once.
+
+Inside one process, aiolimiter smooths bursts so replicas do not spin on the KV.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+from aiolimiter import AsyncLimiter
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from shared.config import Quota
+
+WINDOW = 60.0
+MAX_TRIES = 50
+
+
+@dataclass(frozen=True)
+class Granted:
+    pass
+
+
+@dataclass(frozen=True)
+class Wait:
+    until: float
+    """Epoch seconds when a slot is expected to be free."""
+    reason: str
+
+
+@dataclass(frozen=True)
+class Exhausted:
+    reset: float
+    """Epoch seconds of the next UTC midnight, when the daily quota resets."""
+
+
+Decision = Granted | Wait | Exhausted
+_times = msgspec.json.Decoder(list[float])
+_encode = msgspec.json.Encoder().encode
+
+
+def next_utc_midnight(now: float) -> float:
+    day = datetime.fromtimestamp(now, UTC).date() + timedelta(days=1)
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+
+
+class SharedQuota:
+    def __init__(self, kv: KeyValue, provider: str, quota: Quota, *, smooth: bool = True) -> None:
+        self.kv = kv
+        self.provider = provider
+        self.quota = quota
+        self._smooth = (
+            AsyncLimiter(quota.per_minute, WINDOW) if quota.per_minute and smooth else None
+        )
+
+    @property
+    def unlimited(self) -> bool:
+        return not self.quota.per_minute and not self.quota.per_day
+
+    async def acquire(self, now: float | None = None) -> Decision:
+        """Take one upstream request from the shared quota, or say when to come back."""
+        if self.unlimited:
+            return Granted()
+        paused = await self._paused_until()
+        current = time.time() if now is None else now
+        if paused > current:
+            return Wait(paused, "upstream asked to slow down")
+        if self.quota.per_day:
+            used = await self._read_day(current)
+            if used >= self.quota.per_day:
+                return Exhausted(next_utc_midnight(current))
+        if self.quota.per_minute:
+            if self._smooth is not None and not self._smooth.has_capacity():
+                return Wait(current + WINDOW / self.quota.per_minute, "smoothing within the minute")
+            decision = await self._take_minute(current)
+            if not isinstance(decision, Granted):
+                return decision
+            if self._smooth is not None:
+                await self._smooth.acquire()
+        if self.quota.per_day and not await self._take_day(current):
+            return Exhausted(next_utc_midnight(current))
+        return Granted()
+
+    async def pause(self, seconds: float) -> float:
+        """Stop every replica from asking upstream for ``seconds``; returns the end time."""
+        until = time.time() + max(1.0, seconds)
+        for _ in range(MAX_TRIES):
+            try:
+                entry = await self.kv.get(f"{self.provider}.pause")
+            except KeyNotFoundError:
+                try:
+                    await self.kv.create(f"{self.provider}.pause", _encode(until))
+                    return until
+                except KeyWrongLastSequenceError:
+                    continue
+            current = float(entry.value or b"0")
+            if current >= until:
+                return current
+            try:
+                await self.kv.update(f"{self.provider}.pause", _encode(until), last=entry.revision)
+                return until
+            except KeyWrongLastSequenceError:
+                continue
+        return until
+
+    async def remaining(self, now: float | None = None) -> dict[str, int | None]:
+        """What is left of the quota now (for metrics and the results' data)."""
+        current = time.time() if now is None else now
+        out: dict[str, int | None] = {"per_minute": None, "per_day": None}
+        if self.quota.per_day:
+            out["per_day"] = max(0, self.quota.per_day - await self._read_day(current))
+        if self.quota.per_minute:
+            times, _ = await self._read_minute()
+            recent = [t for t in times if t > current - WINDOW]
+            out["per_minute"] = max(0, self.quota.per_minute - len(recent))
+        return out
+
+    async def _paused_until(self) -> float:
+        try:
+            entry = await self.kv.get(f"{self.provider}.pause")
+        except KeyNotFoundError:
+            return 0.0
+        return float(entry.value or b"0")
+
+    async def _read_minute(self) -> tuple[list[float], int | None]:
+        try:
+            entry = await self.kv.get(f"{self.provider}.minute")
+        except KeyNotFoundError:
+            return [], None
+        return (_times.decode(entry.value) if entry.value else []), entry.revision
+
+    async def _take_minute(self, now: float) -> Decision:
+        key = f"{self.provider}.minute"
+        for _ in range(MAX_TRIES):
+            times, revision = await self._read_minute()
+            recent = sorted(t for t in times if t > now - WINDOW)
+            if len(recent) >= self.quota.per_minute:
+                free_at = recent[len(recent) - self.quota.per_minute] + WINDOW
+                return Wait(free_at, f"{self.quota.per_minute} requests per minute")
+            value = _encode([*recent, now])
+            try:
+                if revision is None:
+                    await self.kv.create(key, value)
+                else:
+                    await self.kv.update(key, value, last=revision)
+            except KeyWrongLastSequenceError:
+                continue  # another replica took a slot first: read again
+            return Granted()
+        return Wait(now + 1.0, "quota store busy")
+
+    def _day_key(self, now: float) -> str:
+        return f"{self.provider}.day.{datetime.fromtimestamp(now, UTC).date().isoformat()}"
+
+    async def _read_day(self, now: float) -> int:
+        try:
+            entry = await self.kv.get(self._day_key(now))
+        except KeyNotFoundError:
+            return 0
+        return int(entry.value or b"0")
+
+    async def _take_day(self, now: float) -> bool:
+        key = self._day_key(now)
+        for _ in range(MAX_TRIES):
+            try:
+                entry = await self.kv.get(key)
+                used, revision = int(entry.value or b"0"), entry.revision
+            except KeyNotFoundError:
+                used, revision = 0, None
+            if used >= self.quota.per_day:
+                return False
+            try:
+                if revision is None:
+                    await self.kv.create(key, str(used + 1).encode())
+                else:
+                    await self.kv.update(key, str(used + 1).encode(), last=revision)
+            except KeyWrongLastSequenceError:
+                continue
+            return True
+        return False

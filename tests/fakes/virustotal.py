@@ -1,0 +1,476 @@
+"""A loopback fake of the VirusTotal API v3 (domains, IP addresses and URLs reports).
+
+It speaks the documented contract closely enough that a client written against
+https://docs.virustotal.com works against it unchanged:
+
+* ``GET /api/v3/domains/{domain}``, ``GET /api/v3/ip_addresses/{ip}`` and
+  ``GET /api/v3/urls/{id}``, where ``id`` is either the unpadded URL-safe base64 of the
+  URL (RFC 4648 section 3.2, the form clients compute) or the SHA-256 hex of the
+  canonicalised URL (the form the API itself returns as ``data.id``).
+* Authentication by the ``x-apikey`` header: a missing header answers 401
+  ``AuthenticationRequiredError``, a wrong key 401 ``WrongCredentialsError``.
+* Errors as ``{"error": {"code": ..., "message": ...}}``; an unknown object answers 404
+  ``NotFoundError``; an exhausted per-minute or daily quota answers 429
+  ``QuotaExceededError`` (VirusTotal sends no ``Retry-After``; ``retry_after`` adds one).
+* Success as ``{"data": {"id", "type", "links": {"self"}, "attributes": {...}}}``.
+
+Usage::
+
+    async with FakeVirusTotal({"evil.example": FakeVirusTotal.stats(malicious=5)}) as vt:
+        ...  # point the client at vt.base_url with header x-apikey: vt.api_key
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import ipaddress
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Literal, NamedTuple, Self
+from urllib.parse import urlsplit, urlunsplit
+
+from aiohttp import web
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "ENGINE_NAMES",
+    "FakeVirusTotal",
+    "ObjectType",
+    "RecordedRequest",
+    "canonical_url",
+    "url_id",
+    "url_sha256",
+]
+
+DEFAULT_API_KEY = "test-virustotal-key-0123456789abcdef"
+
+ObjectType = Literal["domain", "ip_address", "url"]
+
+# Real scanner names for the first engines of a synthesised ``last_analysis_results``;
+# any engines beyond these are named "Engine 21", "Engine 22", ...
+ENGINE_NAMES: tuple[str, ...] = (
+    "Abusix",
+    "ADMINUSLabs",
+    "AlienVault",
+    "alphaMountain.ai",
+    "Antiy-AVL",
+    "BitDefender",
+    "Certego",
+    "CRDF",
+    "Criminal IP",
+    "CyRadar",
+    "Emsisoft",
+    "ESET",
+    "Fortinet",
+    "G-Data",
+    "Google Safebrowsing",
+    "Kaspersky",
+    "Netcraft",
+    "OpenPhish",
+    "Phishtank",
+    "Sophos",
+)
+
+# Error codes from https://docs.virustotal.com/reference/errors, by HTTP status, used for
+# statuses injected with ``fail_next``.
+_ERROR_CODES: dict[int, str] = {
+    400: "BadRequestError",
+    401: "WrongCredentialsError",
+    403: "ForbiddenError",
+    404: "NotFoundError",
+    409: "AlreadyExistsError",
+    424: "FailedDependencyError",
+    429: "QuotaExceededError",
+    503: "TransientError",
+    504: "DeadlineExceededError",
+}
+
+_RESULT_BY_CATEGORY: dict[str, str] = {
+    "malicious": "malicious",
+    "suspicious": "suspicious",
+    "harmless": "clean",
+    "undetected": "unrated",
+    "timeout": "timeout",
+}
+
+_STAT_KEYS: tuple[str, ...] = ("harmless", "malicious", "suspicious", "undetected", "timeout")
+
+_PATH_OF_TYPE: dict[str, str] = {"domain": "domains", "ip_address": "ip_addresses", "url": "urls"}
+
+_DAY = 86_400
+
+
+class RecordedRequest(NamedTuple):
+    """One request the fake received: ``(method, path, headers)``; ``path`` has the query."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
+def url_id(url: str) -> str:
+    """The URL identifier a client computes: unpadded URL-safe base64 of the URL."""
+    return base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
+
+
+def canonical_url(url: str) -> str:
+    """A light version of VirusTotal's URL canonicalisation.
+
+    Adds ``http://`` when the scheme is missing, lower-cases scheme and host, gives an
+    empty path ``/`` and drops the fragment, so ``HTTP://Example.com`` and
+    ``http://example.com/`` name the same object, as they do on VirusTotal.
+    """
+    if "://" not in url:
+        url = "http://" + url
+    parts = urlsplit(url)
+    return urlunsplit(
+        (parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", parts.query, "")
+    )
+
+
+def url_sha256(url: str) -> str:
+    """The identifier VirusTotal returns for a URL: SHA-256 hex of the canonical URL."""
+    return hashlib.sha256(canonical_url(url).encode()).hexdigest()
+
+
+def _object_type(key: str) -> ObjectType:
+    if "://" in key:
+        return "url"
+    try:
+        ipaddress.ip_address(key)
+    except ValueError:
+        return "domain"
+    return "ip_address"
+
+
+def _engine_results(stats: Mapping[str, int]) -> dict[str, dict[str, Any]]:
+    """``last_analysis_results`` with exactly as many engines per category as ``stats``."""
+    results: dict[str, dict[str, Any]] = {}
+    index = 0
+    for category in ("malicious", "suspicious", "harmless", "undetected", "timeout"):
+        for _ in range(int(stats.get(category, 0))):
+            name = ENGINE_NAMES[index] if index < len(ENGINE_NAMES) else f"Engine {index + 1}"
+            results[name] = {
+                "category": category,
+                "result": _RESULT_BY_CATEGORY[category],
+                "method": "blacklist",
+                "engine_name": name,
+            }
+            index += 1
+    return results
+
+
+class FakeVirusTotal:
+    """A VirusTotal API v3 server on 127.0.0.1 with a free port.
+
+    ``objects`` maps a domain name, an IP address or a URL (anything with ``://``) to the
+    attributes to serve for it; missing attributes are filled with realistic defaults
+    (see :meth:`stats`). The dict stays live: tests may add or change objects at any time.
+
+    Knobs (all plain attributes, changeable while running):
+
+    * ``api_key``: the key the ``x-apikey`` header must carry.
+    * ``quota_per_minute``: at most this many counted requests in any sliding
+      ``minute_window`` seconds, else 429 ``QuotaExceededError``; ``None`` for no limit.
+    * ``quota_per_day``: at most this many counted requests per UTC day, else 429.
+    * ``retry_after``: a ``Retry-After`` value to add to quota answers (VirusTotal sends
+      none); ``None`` leaves it out.
+    * ``fail_next``: statuses to answer next, one per request, before anything else
+      (e.g. ``[500, 503]``); consumed from the front.
+    * ``delay``: seconds to wait before answering each request.
+    * ``requests``: every request received, as :class:`RecordedRequest`.
+
+    Authenticated requests count against the quotas (404s included, as on VirusTotal);
+    rejected, unauthenticated and injected-failure requests do not.
+    """
+
+    url_id = staticmethod(url_id)
+    url_sha256 = staticmethod(url_sha256)
+    canonical_url = staticmethod(canonical_url)
+
+    def __init__(
+        self,
+        objects: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        api_key: str = DEFAULT_API_KEY,
+        quota_per_minute: int | None = None,
+        quota_per_day: int | None = None,
+        retry_after: str | None = None,
+        fail_next: Iterable[int] = (),
+        delay: float = 0.0,
+        minute_window: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.objects: dict[str, dict[str, Any]] = {
+            key: dict(attributes) for key, attributes in (objects or {}).items()
+        }
+        self.api_key = api_key
+        self.quota_per_minute = quota_per_minute
+        self.quota_per_day = quota_per_day
+        self.retry_after = retry_after
+        self.fail_next: list[int] = list(fail_next)
+        self.delay = delay
+        self.minute_window = minute_window
+        self.clock = clock
+        self.requests: list[RecordedRequest] = []
+        self._recent: deque[float] = deque()
+        self._day: int | None = None
+        self._today = 0
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+    # ----------------------------------------------------------------- helpers
+
+    @staticmethod
+    def stats(
+        malicious: int = 0,
+        suspicious: int = 0,
+        harmless: int = 60,
+        undetected: int = 25,
+        timeout: int = 0,
+        *,
+        reputation: int | None = None,
+        votes_harmless: int = 0,
+        votes_malicious: int = 0,
+        last_analysis_date: int | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """Attributes for an object whose last analysis had these verdict counts.
+
+        Returns ``last_analysis_stats``, a matching ``last_analysis_results`` (one entry
+        per engine), ``last_analysis_date`` (an hour ago unless given), ``reputation``
+        (``-10 * malicious`` unless given) and ``total_votes``; ``extra`` is merged in
+        (e.g. ``registrar="..."`` or ``as_owner="..."``).
+        """
+        counts = {
+            "harmless": harmless,
+            "malicious": malicious,
+            "suspicious": suspicious,
+            "undetected": undetected,
+            "timeout": timeout,
+        }
+        attributes: dict[str, Any] = {
+            "last_analysis_stats": counts,
+            "last_analysis_results": _engine_results(counts),
+            "last_analysis_date": (
+                int(time.time()) - 3600 if last_analysis_date is None else last_analysis_date
+            ),
+            "reputation": -10 * malicious if reputation is None else reputation,
+            "total_votes": {"harmless": votes_harmless, "malicious": votes_malicious},
+        }
+        attributes.update(extra)
+        return attributes
+
+    def attributes_for(self, key: str) -> dict[str, Any]:
+        """The attributes served for ``objects[key]``: defaults, then the given ones."""
+        given = self.objects[key]
+        kind = _object_type(key)
+        attributes = self._type_defaults(kind, key)
+        if "last_analysis_stats" in given:
+            # Partial stats: the missing verdicts count 0, and the engines match them.
+            counts = dict.fromkeys(_STAT_KEYS, 0)
+            counts.update(given["last_analysis_stats"])
+            attributes.update(self.stats(**{k: counts[k] for k in _STAT_KEYS}))
+            attributes.update(given)
+            attributes["last_analysis_stats"] = counts
+            return attributes
+        attributes.update(self.stats())
+        attributes.update(given)
+        return attributes
+
+    @staticmethod
+    def _type_defaults(kind: ObjectType, key: str) -> dict[str, Any]:
+        now = int(time.time())
+        if kind == "domain":
+            return {
+                "registrar": "Example Registrar, LLC",
+                "creation_date": 946_684_800,
+                "last_update_date": now - 30 * _DAY,
+                "categories": {},
+                "tld": key.rstrip(".").rsplit(".", 1)[-1].lower(),
+                "tags": [],
+            }
+        if kind == "ip_address":
+            address = ipaddress.ip_address(key)
+            prefix = 24 if address.version == 4 else 48
+            return {
+                "as_owner": "EXAMPLE-AS",
+                "asn": 64496,
+                "country": "US",
+                "continent": "NA",
+                "network": str(ipaddress.ip_network(f"{address}/{prefix}", strict=False)),
+                "regional_internet_registry": "ARIN",
+                "tags": [],
+            }
+        return {
+            "url": key,
+            "last_final_url": key,
+            "title": "",
+            "first_submission_date": now - 7 * _DAY,
+            "last_submission_date": now - 3600,
+            "times_submitted": 1,
+            "last_http_response_code": 200,
+            "categories": {},
+            "tags": [],
+        }
+
+    # -------------------------------------------------------------- lifecycle
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("FakeVirusTotal is not started")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/api/v3``: where ``https://www.virustotal.com/api/v3`` was."""
+        return f"http://127.0.0.1:{self.port}/api/v3"
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            return
+        app = web.Application()
+        app.router.add_get("/api/v3/domains/{domain}", self._domain)
+        app.router.add_get("/api/v3/ip_addresses/{ip}", self._ip_address)
+        app.router.add_get("/api/v3/urls/{id}", self._url)
+        app.router.add_route("*", "/{tail:.*}", self._unknown)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self._runner = None
+        self._port = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def reset_quotas(self) -> None:
+        """Forget the requests counted against the per-minute and daily quotas."""
+        self._recent.clear()
+        self._today = 0
+
+    # --------------------------------------------------------------- handlers
+
+    @staticmethod
+    def _error(
+        status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> web.Response:
+        return web.json_response(
+            {"error": {"code": code, "message": message}}, status=status, headers=headers
+        )
+
+    def _quota_error(self) -> web.Response:
+        headers = {"Retry-After": self.retry_after} if self.retry_after is not None else None
+        return self._error(429, "QuotaExceededError", "Quota exceeded", headers)
+
+    async def _gate(self, request: web.Request) -> web.Response | None:
+        """Record, delay, inject failures, authenticate and count; an answer ends it."""
+        self.requests.append(
+            RecordedRequest(request.method, request.path_qs, dict(request.headers))
+        )
+        if self.delay > 0:
+            await asyncio.sleep(self.delay)
+        if self.fail_next:
+            status = self.fail_next.pop(0)
+            if status == 429:
+                return self._quota_error()
+            code = _ERROR_CODES.get(status, "InternalError" if status >= 500 else "BadRequestError")
+            return self._error(status, code, f"Injected failure (HTTP {status})")
+        key = request.headers.get("x-apikey")
+        if key is None:
+            return self._error(401, "AuthenticationRequiredError", "X-Apikey header is missing")
+        if key != self.api_key:
+            return self._error(401, "WrongCredentialsError", "Wrong API key")
+        now = self.clock()
+        day = int(now // _DAY)
+        if day != self._day:
+            self._day = day
+            self._today = 0
+        while self._recent and self._recent[0] <= now - self.minute_window:
+            self._recent.popleft()
+        if self.quota_per_day is not None and self._today >= self.quota_per_day:
+            return self._quota_error()
+        if self.quota_per_minute is not None and len(self._recent) >= self.quota_per_minute:
+            return self._quota_error()
+        self._recent.append(now)
+        self._today += 1
+        return None
+
+    def _found(self, kind: ObjectType, ident: str, key: str) -> web.Response:
+        link = f"{self.base_url}/{_PATH_OF_TYPE[kind]}/{ident}"
+        data = {
+            "id": ident,
+            "type": kind,
+            "links": {"self": link},
+            "attributes": self.attributes_for(key),
+        }
+        return web.json_response({"data": data})
+
+    async def _domain(self, request: web.Request) -> web.Response:
+        if (answer := await self._gate(request)) is not None:
+            return answer
+        domain = request.match_info["domain"]
+        wanted = domain.lower().rstrip(".")
+        for key in list(self.objects):
+            if _object_type(key) == "domain" and key.lower().rstrip(".") == wanted:
+                return self._found("domain", wanted, key)
+        return self._error(404, "NotFoundError", f'Domain "{domain}" not found')
+
+    async def _ip_address(self, request: web.Request) -> web.Response:
+        if (answer := await self._gate(request)) is not None:
+            return answer
+        raw = request.match_info["ip"]
+        try:
+            wanted = ipaddress.ip_address(raw)
+        except ValueError:
+            return self._error(404, "NotFoundError", f'IP address "{raw}" not found')
+        for key in list(self.objects):
+            if _object_type(key) == "ip_address" and ipaddress.ip_address(key) == wanted:
+                return self._found("ip_address", str(wanted), key)
+        return self._error(404, "NotFoundError", f'IP address "{raw}" not found')
+
+    async def _url(self, request: web.Request) -> web.Response:
+        if (answer := await self._gate(request)) is not None:
+            return answer
+        ident = request.match_info["id"]
+        decoded: str | None = None
+        try:
+            decoded = base64.urlsafe_b64decode(ident + "=" * (-len(ident) % 4)).decode()
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            decoded = None
+        wanted = canonical_url(decoded) if decoded and decoded.isprintable() else None
+        for key in list(self.objects):
+            if _object_type(key) != "url":
+                continue
+            canonical = canonical_url(key)
+            digest = url_sha256(key)
+            raw_digest = hashlib.sha256(key.encode()).hexdigest()
+            if ident.lower() in (digest, raw_digest) or canonical == wanted:
+                return self._found("url", digest, key)
+        return self._error(404, "NotFoundError", f'URL "{ident}" not found')
+
+    async def _unknown(self, request: web.Request) -> web.Response:
+        if (answer := await self._gate(request)) is not None:
+            return answer
+        return self._error(404, "NotFoundError", f'Resource "{request.path}" not found')
