@@ -90,8 +90,12 @@ class SharedQuota:
                 return decision
             if self._smooth is not None:
                 await self._smooth.acquire()
-        if self.quota.per_day and not await self._take_day(current):
-            return Exhausted(next_utc_midnight(current))
+        if self.quota.per_day:
+            taken = await self._take_day(current)
+            if taken is None:
+                return Wait(current + 0.5, "quota store busy")
+            if not taken:
+                return Exhausted(next_utc_midnight(current))
         return Granted()
 
     async def pause(self, seconds: float) -> float:
@@ -171,7 +175,8 @@ class SharedQuota:
             return 0
         return int(entry.value or b"0")
 
-    async def _take_day(self, now: float) -> bool:
+    async def _take_day(self, now: float) -> bool | None:
+        """True: taken; False: the day's quota is used; None: too much contention, retry."""
         key = self._day_key(now)
         for _ in range(MAX_TRIES):
             try:
@@ -189,4 +194,4 @@ class SharedQuota:
             except KeyWrongLastSequenceError:
                 continue
             return True
-        return False
+        return None
