@@ -311,3 +311,25 @@ async def test_results_survive_a_bus_restart(tmp_path: Path, zone: ZoneServer) -
         assert job["results"][0]["data"]["records"]["A"] == ["192.0.2.10"]
     finally:
         server.stop()
+
+
+async def test_cache_key_follows_settings_that_change_answers(
+    nats_server: NatsServer, tmp_path: Path, zone: ZoneServer
+) -> None:
+    other_zone = ZONE.replace("192.0.2.10", "192.0.2.99")
+    with ZoneServer(other_zone) as other:
+        first = dns_settings(tmp_path, nats_server, zone)
+        second = dns_settings(tmp_path, nats_server, other)
+        body = {"indicators": ["example.com"], "providers": ["dns"]}
+        async with running_gateway(first) as base:
+            async with running_provider(first, "dns"):
+                _, created = await api("POST", f"{base}/api/v1/lookups", json=body)
+                job = await wait_job(base, created["id"])
+            assert job["results"][0]["data"]["records"]["A"] == ["192.0.2.10"]
+            # the same indicator through other nameservers is not answered from the cache
+            async with running_provider(second, "dns"):
+                _, created = await api("POST", f"{base}/api/v1/lookups", json=body)
+                job = await wait_job(base, created["id"])
+    assert job["results"][0]["cached"] is False
+    assert job["results"][0]["data"]["records"]["A"] == ["192.0.2.99"]
+    assert other.queries
