@@ -3,6 +3,7 @@
 ``lookout run``            the whole stack (embedded NATS unless NATS_URL is set)
 ``lookout service NAME``   one service alone: gateway, sink-<target name>
 ``lookout services``       the service names the current configuration yields
+``lookout deadletters list|replay TARGET``   what a target gave up on; deliver it again
 """
 
 from __future__ import annotations
@@ -26,6 +27,16 @@ def _parser() -> argparse.ArgumentParser:
     one = commands.add_parser("service", help="run one service (for containers and scaling)")
     one.add_argument("name", help="gateway or sink-<target name>; see 'lookout services'")
     commands.add_parser("services", help="list the services the configuration yields")
+    dead = commands.add_parser("deadletters", help="list or replay a target's dead letters")
+    actions = dead.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="the notifications TARGET gave up on")
+    listing.add_argument("target")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    again = actions.add_parser("replay", help="deliver them to TARGET again")
+    again.add_argument("target")
+    which = again.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", help="a notification id or dead-letter sequence number")
+    which.add_argument("--all", action="store_true", help="every dead letter of TARGET")
     return parser
 
 
@@ -44,10 +55,68 @@ def main(argv: Sequence[str] | None = None) -> int:
             return service.run(args.name, settings.log_level, service_main(settings, args.name))
         if args.command == "run":
             return _run_supervisor(settings)
+        if args.command == "deadletters":
+            return asyncio.run(_deadletters(settings, args))
     except config.ConfigError as exc:
         print(f"lookout: configuration error: {exc}", file=sys.stderr)
         return 2
     return 2  # pragma: no cover - argparse rejects other commands
+
+
+async def _deadletters(settings: config.Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from shared import bus, deadletters
+
+    if args.action == "replay":
+        settings.target(args.target)  # a replay needs the target's consumer: must exist
+    try:
+        nc = await bus.connect(settings.effective_nats_url, "lookout-cli", wait=10)
+    except bus.BusUnavailable as exc:
+        print(f"lookout: {exc}", file=sys.stderr)
+        return 1
+    try:
+        js = nc.jetstream(timeout=settings.publish_timeout)
+        await bus.ensure_streams(js, settings)
+        found = await deadletters.entries(js, args.target)
+        if args.action == "list":
+            for entry in found:
+                r = entry.record
+                if args.json:
+                    print(json.dumps({"seq": entry.seq, **_builtins(r)}))
+                    continue
+                note = r.notification
+                ident = note.id if note else "(invalid message)"
+                kind = f"{note.source}/{note.type}" if note else "-"
+                print(
+                    f"{entry.seq:>6}  {r.failed_at}  {ident}  {kind}  "
+                    f"attempts={r.attempts}  {r.error}"
+                )
+            if not args.json:
+                print(f"{len(found)} dead letter(s) for {args.target}", file=sys.stderr)
+            return 0
+        chosen = deadletters.select(found, args.id)
+        if not chosen:
+            what = f"matching {args.id!r}" if args.id else "at all"
+            print(f"lookout: no dead letter of {args.target} {what}", file=sys.stderr)
+            return 1
+        outcomes = await deadletters.replay(js, settings, args.target, chosen)
+        for outcome in outcomes:
+            if outcome.replayed:
+                print(f"replayed {outcome.seq} ({outcome.notification_id}) to {args.target}")
+            else:
+                print(f"skipped {outcome.seq}: {outcome.reason}", file=sys.stderr)
+        return 0 if all(o.replayed for o in outcomes) else 1
+    finally:
+        await nc.close()
+
+
+def _builtins(value: object) -> dict[str, object]:
+    import msgspec
+
+    # Through JSON, so the original message (kept as raw JSON) comes out as data.
+    out: dict[str, object] = msgspec.json.decode(msgspec.json.encode(value))
+    return out
 
 
 def _run_supervisor(settings: config.Settings) -> int:

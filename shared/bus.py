@@ -99,7 +99,7 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
         StreamConfig(
             name=NOTIFICATIONS,
             description="Verified notifications from Sqreen and other sources",
-            subjects=["notification.>"],
+            subjects=["notification.>", "replay.>"],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=7 * DAY,
@@ -135,11 +135,16 @@ def sink_durable(target_name: str) -> str:
     return f"sink-{target_name}"
 
 
+def sink_filters(target_name: str) -> list[str]:
+    """Every notification, plus the replays meant for this target alone."""
+    return ["notification.>", f"replay.{target_name}"]
+
+
 def sink_consumer_config(target_name: str, ack_wait: float) -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=sink_durable(target_name),
         description=f"deliveries to target {target_name}",
-        filter_subject="notification.>",
+        filter_subjects=sink_filters(target_name),
         deliver_policy=DeliverPolicy.NEW,
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=ack_wait,
@@ -161,8 +166,9 @@ async def ensure_sink_consumer(js: JetStreamContext, target_name: str, ack_wait:
     except NotFoundError:
         await js.add_consumer(NOTIFICATIONS, sink_consumer_config(target_name, ack_wait))
         return
-    if info.config.ack_wait != ack_wait:
-        # The target's timeout changed: update the consumer in place (same durable name).
+    filters = info.config.filter_subjects or [info.config.filter_subject]
+    if info.config.ack_wait != ack_wait or filters != sink_filters(target_name):
+        # Settings changed (or an older lookout made it): update it in place.
         config = sink_consumer_config(target_name, ack_wait)
         config.deliver_policy = info.config.deliver_policy
         config.opt_start_time = info.config.opt_start_time

@@ -29,6 +29,7 @@ from shared import bus, schemas
 from shared import logging as log
 from shared.config import RetryPolicy, Settings, TargetConfig
 from shared.consume import consume
+from shared.deadletters import ORIGINAL_SUBJECT_HEADER
 from shared.routing import matches
 from shared.targets import Delivery, PermanentError, RetryableError, Target
 
@@ -37,6 +38,14 @@ def backoff(policy: RetryPolicy, attempt: int, rand: Callable[[], float] = rando
     """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
     base = min(policy.max_backoff, policy.initial_backoff * policy.multiplier ** (attempt - 1))
     return base * (1.0 - policy.jitter * rand())
+
+
+def _original_subject(msg: Msg, notification: schemas.Notification | None) -> str:
+    """The notification's own subject, also for a replay (``replay.<target>``)."""
+    if not msg.subject.startswith("replay."):
+        return msg.subject
+    original = (msg.headers or {}).get(ORIGINAL_SUBJECT_HEADER)
+    return original or (notification.subject if notification else msg.subject)
 
 
 class SinkRunner:
@@ -97,7 +106,10 @@ class SinkRunner:
             # crashing on it): stop here rather than loop forever.
             await self._dead_letter(msg, notification, "too many delivery attempts", attempt)
             return
-        delivery = Delivery(notification, msg.subject, attempt, request_id)
+        subject = _original_subject(msg, notification)
+        if subject != msg.subject:
+            logger = logger.bind(replay=True)
+        delivery = Delivery(notification, subject, attempt, request_id)
         started = time.monotonic()
         try:
             await self._deliver_with_progress(msg, delivery)
@@ -151,7 +163,7 @@ class SinkRunner:
         seq = msg.metadata.sequence.stream
         record = schemas.DeadLetter(
             target=self.config.name,
-            subject=msg.subject,
+            subject=_original_subject(msg, notification),
             error=error[:2000],
             attempts=attempts,
             failed_at=schemas.utc_now(),
