@@ -3,6 +3,7 @@
 ``lookout run``            the whole stack (embedded NATS unless NATS_URL is set)
 ``lookout service NAME``   one service alone: gateway, sink-<target name>
 ``lookout services``       the service names the current configuration yields
+``lookout lookup HOST…``    look indicators up through the bus (see lookup_cli for exits)
 ``lookout deadletters list|replay TARGET``   what a target gave up on; deliver it again
 """
 
@@ -13,6 +14,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+from services.lookup_cli import add_arguments as add_lookup_arguments
 from shared import config, service
 from shared import logging as log
 
@@ -27,6 +29,14 @@ def _parser() -> argparse.ArgumentParser:
     one = commands.add_parser("service", help="run one service (for containers and scaling)")
     one.add_argument("name", help="gateway or sink-<target name>; see 'lookout services'")
     commands.add_parser("services", help="list the services the configuration yields")
+    lookup = commands.add_parser(
+        "lookup",
+        help="look indicators up through the bus (exit 1 when any is malicious)",
+        description="Look indicators up through the bus. Exit status: 0 none malicious, "
+        "1 at least one malicious, 2 bad input or configuration, 3 bus unreachable or "
+        "results incomplete within --timeout.",
+    )
+    add_lookup_arguments(lookup)
     dead = commands.add_parser("deadletters", help="list or replay a target's dead letters")
     actions = dead.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="the notifications TARGET gave up on")
@@ -55,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return service.run(args.name, settings.log_level, service_main(settings, args.name))
         if args.command == "run":
             return _run_supervisor(settings)
+        if args.command == "lookup":
+            from services import lookup_cli
+
+            return asyncio.run(lookup_cli.run(settings, args))
         if args.command == "deadletters":
             return asyncio.run(_deadletters(settings, args))
     except config.ConfigError as exc:
