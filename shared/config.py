@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import msgspec
@@ -91,23 +91,41 @@ class Match(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tru
     environments: list[str] = []
 
 
+class MessageTemplate(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Jinja2 templates (sandboxed) for the title and body; unset: the default for the
+    message type (see shared/templates.py)."""
+
+    title: str | None = None
+    body: str | None = None
+
+
 class TargetConfig(
     msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, tag_field="type"
 ):
-    """Settings every target has; one subclass per target type (the TOML ``type`` key)."""
+    """Settings every target has; one subclass per target type (the TOML ``type`` key).
+
+    ``secrets`` names the fields that hold secrets: each may instead be read from a file
+    named by ``<field>_file``; ``required_secrets`` must be set one way or the other."""
+
+    secrets: ClassVar[tuple[str, ...]] = ()
+    required_secrets: ClassVar[tuple[str, ...]] = ()
 
     name: Name
     match: Match = Match()
     retry: RetryPolicy = RetryPolicy()
+    template: MessageTemplate = MessageTemplate()
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 16
     timeout: PositiveFloat = 10.0
 
 
-class LogTargetConfig(TargetConfig, frozen=True, tag="log"):
+class LogTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="log"):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-class HttpTargetConfig(TargetConfig, frozen=True, tag="http"):
+class HttpTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="http"):
+    secrets: ClassVar[tuple[str, ...]] = ("secret",)
+    required_secrets: ClassVar[tuple[str, ...]] = ("secret",)
+
     url: str
     secret: str | None = None
     secret_file: str | None = None
@@ -119,7 +137,50 @@ class HttpTargetConfig(TargetConfig, frozen=True, tag="http"):
             raise ValueError(f"url must be an absolute http(s) URL, got {self.url!r}")
 
 
-AnyTarget = LogTargetConfig | HttpTargetConfig
+class EmailTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="email"):
+    """SMTP through aiosmtplib: STARTTLS (port 587), implicit TLS (465) or plain."""
+
+    secrets: ClassVar[tuple[str, ...]] = ("password",)
+
+    host: str
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 587
+    tls: Literal["starttls", "implicit", "none"] = "starttls"
+    username: str | None = None
+    password: str | None = None
+    password_file: str | None = None
+    sender: str
+    to: Annotated[list[str], msgspec.Meta(min_length=1)]
+    verify_tls: bool = True
+
+
+class SmsTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="sms"):
+    """Twilio Messages API."""
+
+    secrets: ClassVar[tuple[str, ...]] = ("auth_token",)
+    required_secrets: ClassVar[tuple[str, ...]] = ("auth_token",)
+
+    account_sid: str
+    auth_token: str | None = None
+    auth_token_file: str | None = None
+    sender: str
+    to: Annotated[list[str], msgspec.Meta(min_length=1)]
+    api_url: str = "https://api.twilio.com"
+    max_length: Annotated[int, msgspec.Meta(ge=20, le=1600)] = 320
+
+
+class SlackTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="slack"):
+    """Slack incoming webhook (the URL is a secret: it carries the token)."""
+
+    secrets: ClassVar[tuple[str, ...]] = ("webhook_url",)
+    required_secrets: ClassVar[tuple[str, ...]] = ("webhook_url",)
+
+    webhook_url: str | None = None
+    webhook_url_file: str | None = None
+
+
+AnyTarget = (
+    LogTargetConfig | HttpTargetConfig | EmailTargetConfig | SmsTargetConfig | SlackTargetConfig
+)
 
 
 class Quota(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -191,7 +252,7 @@ class Settings:
     log_level: str = "info"
     config_path: Path | None = None
     targets: tuple[AnyTarget, ...] = (LogTargetConfig(name="log"),)
-    target_secrets: Mapping[str, Secret] = field(default_factory=dict)
+    target_secrets: Mapping[tuple[str, str], Secret] = field(default_factory=dict)
     dns_nameservers: tuple[tuple[str, int], ...] = ()
     dns_timeout: float = 5.0
     max_indicators: int = 10_000
@@ -214,6 +275,10 @@ class Settings:
                 return target
         known = ", ".join(t.name for t in self.targets) or "none"
         raise ConfigError(f"no target named {name!r} is configured (configured: {known})")
+
+    def secret(self, target: str, field_name: str) -> Secret | None:
+        """A target's secret field (read from the TOML value or its ``_file``)."""
+        return self.target_secrets.get((target, field_name))
 
     def check_bind(self) -> None:
         """Refuse a non-loopback listener without API tokens (the API would be open)."""
@@ -368,26 +433,52 @@ def _load_file(path: Path) -> FileConfig:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
-def _target_secrets(targets: list[AnyTarget], path: Path) -> dict[str, Secret]:
-    secrets: dict[str, Secret] = {}
+def _target_secrets(targets: list[AnyTarget], path: Path) -> dict[tuple[str, str], Secret]:
+    """Every secret field of every target, from the TOML value or ``<field>_file``."""
+    secrets: dict[tuple[str, str], Secret] = {}
     for index, target in enumerate(targets):
-        if not isinstance(target, HttpTargetConfig):
-            continue
         where = f"{path}: targets[{index}] ({target.name})"
-        if target.secret and target.secret_file:
-            raise ConfigError(f"{where}: set either secret or secret_file, not both")
-        value = target.secret
-        if target.secret_file:
-            value = read_secret({"S_FILE": target.secret_file}, "S")
-        if not value:
-            raise ConfigError(
-                f"{where}: an http target needs secret = 'whsec_…' (or secret_file) to sign "
-                'deliveries; make one with: python -c "import base64,os; '
-                "print('whsec_'+base64.b64encode(os.urandom(32)).decode())\""
-            )
-        decode_webhook_secret(value, f"{where}.secret")
-        secrets[target.name] = Secret(value)
+        for field_name in target.secrets:
+            direct = getattr(target, field_name, None)
+            file_name = getattr(target, f"{field_name}_file", None)
+            if direct and file_name:
+                raise ConfigError(f"{where}: set either {field_name} or {field_name}_file")
+            value = direct
+            if file_name:
+                value = read_secret({"S_FILE": file_name}, "S")
+            if not value:
+                if field_name in target.required_secrets:
+                    raise ConfigError(f"{where}: {_missing_secret_hint(target, field_name)}")
+                continue
+            if isinstance(target, HttpTargetConfig):
+                decode_webhook_secret(value, f"{where}.secret")
+            secrets[(target.name, field_name)] = Secret(value)
     return secrets
+
+
+def _check_templates(targets: list[AnyTarget], path: Path) -> None:
+    from shared.templates import TemplateError, compile_template  # templates import config
+
+    for index, target in enumerate(targets):
+        for part in ("title", "body"):
+            source = getattr(target.template, part)
+            if source is None:
+                continue
+            where = f"{path}: targets[{index}] ({target.name}).template.{part}"
+            try:
+                compile_template(source, where)
+            except TemplateError as exc:
+                raise ConfigError(str(exc)) from None
+
+
+def _missing_secret_hint(target: AnyTarget, field_name: str) -> str:
+    if isinstance(target, HttpTargetConfig):
+        return (
+            "an http target needs secret = 'whsec_…' (or secret_file) to sign deliveries; "
+            'make one with: python -c "import base64,os; '
+            "print('whsec_'+base64.b64encode(os.urandom(32)).decode())\""
+        )
+    return f"needs {field_name} (or {field_name}_file)"
 
 
 def load(env: Mapping[str, str] | None = None) -> Settings:
@@ -395,7 +486,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     config_path: Path | None = None
     targets: list[AnyTarget] = [LogTargetConfig(name="log")]
-    target_secrets: dict[str, Secret] = {}
+    target_secrets: dict[tuple[str, str], Secret] = {}
     providers = ProvidersConfig()
     if env.get("LOOKOUT_CONFIG"):
         config_path = Path(env["LOOKOUT_CONFIG"])
@@ -408,6 +499,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
                 raise ConfigError(f"{config_path}: two targets are named {target.name!r}")
             seen.add(target.name)
         target_secrets = _target_secrets(targets, config_path)
+        _check_templates(targets, config_path)
         providers = file_config.providers
 
     nats_url = env.get("NATS_URL") or None

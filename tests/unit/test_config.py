@@ -86,7 +86,7 @@ type = "log"
     assert http.url == "https://hooks.example.com/in"
     assert http.match.min_risk == 50
     assert http.retry.max_attempts == 3
-    assert settings.target_secrets["ops-http"].reveal() == WHSEC
+    assert settings.secret("ops-http", "secret") == config.Secret(WHSEC)
     assert audit.name == "audit"
     assert settings.target("audit") is audit
     with pytest.raises(ConfigError, match="no target named 'nope'"):
@@ -132,7 +132,7 @@ def test_http_secret_file(tmp_path: Path) -> None:
         tmp_path,
         f'[[targets]]\nname = "h"\ntype = "http"\nurl = "http://h/"\nsecret_file = "{secret}"\n',
     )
-    assert config.load({"LOOKOUT_CONFIG": path}).target_secrets["h"].reveal() == WHSEC
+    assert config.load({"LOOKOUT_CONFIG": path}).secret("h", "secret") == config.Secret(WHSEC)
 
 
 def test_refuses_public_bind_without_tokens() -> None:
@@ -156,3 +156,47 @@ def test_dns_nameservers() -> None:
     for bad in ("dns.google", "1.1.1.1:99999", "1.1.1.1:x"):
         with pytest.raises(ConfigError, match="LOOKOUT_DNS_NAMESERVERS"):
             config.load({"LOOKOUT_DNS_NAMESERVERS": bad})
+
+
+def test_template_syntax_errors_stop_startup(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[[targets]]\nname = "a"\ntype = "log"\ntemplate = { title = "{{ risk " }\n',
+    )
+    with pytest.raises(ConfigError, match=r"targets\[0\] \(a\)\.template\.title: template error"):
+        config.load({"LOOKOUT_CONFIG": path})
+
+
+def test_secret_fields_of_other_targets(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("twilio-token-123\n")
+    path = write(
+        tmp_path,
+        f"""
+[[targets]]
+name = "pager-sms"
+type = "sms"
+account_sid = "AC123"
+auth_token_file = "{token}"
+sender = "+15550000000"
+to = ["+15551111111"]
+
+[[targets]]
+name = "soc-slack"
+type = "slack"
+""",
+    )
+    with pytest.raises(ConfigError, match=r"\(soc-slack\): needs webhook_url"):
+        config.load({"LOOKOUT_CONFIG": path})
+    text = (
+        (tmp_path / "lookout.toml")
+        .read_text()
+        .replace(
+            'type = "slack"\n',
+            'type = "slack"\nwebhook_url = "https://hooks.slack.com/services/T/B/X"\n',
+        )
+    )
+    (tmp_path / "lookout.toml").write_text(text)
+    settings = config.load({"LOOKOUT_CONFIG": path})
+    assert settings.secret("pager-sms", "auth_token") == config.Secret("twilio-token-123")
+    assert settings.secret("soc-slack", "webhook_url") is not None

@@ -68,4 +68,6 @@ class HttpTarget(Target):
 
 
 def build(config: HttpTargetConfig, settings: Settings) -> HttpTarget:
-    return HttpTarget(config, settings.target_secrets[config.name])
+    secret = settings.secret(config.name, "secret")
+    assert secret is not None  # required: config.load() refuses an http target without one
+    return HttpTarget(config, secret)

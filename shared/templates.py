@@ -1,0 +1,192 @@
+"""Message templates: a title and a body per notification, rendered in a Jinja2 sandbox.
+
+Every target renders through here. Each Sqreen message type has a default (security
+events, the dashboard's test message, incidents, security responses, pulses) and anything
+else falls back to a generic template, which also serves other sources. A target may set
+its own ``title`` and ``body`` templates; they see the same context:
+
+``id``, ``type``, ``source``, ``timestamp``, ``subject``, ``risk``, ``application``,
+``environment``, ``ips`` (addresses), ``accounts`` (compromised accounts), ``url`` (a link
+to the event, when there is one), ``description``, ``message`` (the message's own fields:
+v2 ``message`` or the flat v1 one) and ``data`` (the whole original message).
+
+Templates run sandboxed (no attribute access to internals, no imports) and an undefined
+name renders empty, so a template written for one message type never fails on another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+import msgspec
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from shared.routing import attributes
+from shared.schemas import Notification
+
+_env = ImmutableSandboxedEnvironment(
+    undefined=jinja2.ChainableUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True
+)
+
+GENERIC = (
+    "[{{ source }}] {{ type | replace('_', ' ') }}"
+    "{% if application %} in {{ application }}{% endif %}"
+    "{% if risk is not none %} (risk {{ risk }}){% endif %}",
+    "{{ description or type }}\n"
+    "{% if application %}Application: {{ application }}"
+    "{% if environment %} ({{ environment }}){% endif %}\n{% endif %}"
+    "{% if ips %}IPs: {{ ips | join(', ') }}\n{% endif %}"
+    "Time: {{ timestamp }}\n"
+    "{% if url %}Details: {{ url }}\n{% endif %}"
+    "Id: {{ id }}",
+)
+
+DEFAULTS: dict[str, tuple[str, str]] = {
+    "security_event": (
+        "Security event{% if application %} in {{ application }}{% endif %}"
+        "{% if environment %} ({{ environment }}){% endif %}"
+        "{% if risk is not none %}: risk {{ risk }}{% endif %}",
+        "{{ description or message.event_category or 'Security event' }}\n"
+        "{% if message.event_kind %}Kind: {{ message.event_kind }}\n{% endif %}"
+        "{% if ips %}From: {{ ips | join(', ') }}\n{% endif %}"
+        "Time: {{ message.date_occurred or timestamp }}\n"
+        "{% if url %}Details: {{ url }}\n{% endif %}"
+        "Id: {{ id }}",
+    ),
+    "test": (
+        "Test notification from {{ source | capitalize }}"
+        "{% if application %} ({{ application }}){% endif %}",
+        "The webhook works: lookout received and relayed this test message.\n"
+        "Time: {{ timestamp }}\nId: {{ id }}",
+    ),
+    "security_response": (
+        "Security response{% if message.playbook.name %}: {{ message.playbook.name }}{% endif %}"
+        "{% if application %} in {{ application }}{% endif %}",
+        "{{ description or 'A security automation playbook ran.' }}\n"
+        "{% if ips %}IPs: {{ ips | join(', ') }}\n{% endif %}"
+        "Time: {{ timestamp }}\nId: {{ id }}",
+    ),
+    "pulse": (
+        "Pulse: {{ message.humanized_title or message.pulse_category or 'activity' }}"
+        "{% if application %} in {{ application }}{% endif %}",
+        "{{ message.humanized_title or description or 'New pulse' }}\n"
+        "{% if message.humanized_accounts %}Accounts: {{ message.humanized_accounts }}\n"
+        "{% endif %}{% if message.humanized_geos %}Where: {{ message.humanized_geos }}\n{% endif %}"
+        "Time: {{ timestamp }}\nId: {{ id }}",
+    ),
+}
+_INCIDENT = (
+    "Incident {{ type | replace('_', ' ') }}"
+    "{% if message.incident_status %} {{ message.incident_status }}{% endif %}"
+    "{% if application %} in {{ application }}{% endif %}",
+    "{{ description or (type | replace('_', ' ') | capitalize) }}\n"
+    "{% if ips %}IPs: {{ ips | join(', ') }}\n{% endif %}"
+    "{% if accounts %}Accounts: {{ accounts | join(', ') }}\n{% endif %}"
+    "Started: {{ message.date_started or timestamp }}\n"
+    "{% if url %}Details: {{ url }}\n{% endif %}"
+    "Thread: {{ message.incident_thread or id }}",
+)
+for _incident in ("http_scan", "account_takeover", "incident"):
+    DEFAULTS[_incident] = _INCIDENT
+
+
+class TemplateError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Rendered:
+    title: str
+    body: str
+
+
+def compile_template(source: str, where: str) -> jinja2.Template:
+    try:
+        return _env.from_string(source)
+    except jinja2.TemplateSyntaxError as exc:
+        message = f"{where}: template error at line {exc.lineno}: {exc.message}"
+        raise TemplateError(message) from None
+
+
+_compiled: dict[str, jinja2.Template] = {}
+
+
+def _template(source: str) -> jinja2.Template:
+    template = _compiled.get(source)
+    if template is None:
+        template = _compiled[source] = compile_template(source, "template")
+    return template
+
+
+def _ips(message: dict[str, Any]) -> list[str]:
+    found: list[str] = []
+    for key in ("ips", "new_related_ips"):
+        for item in message.get(key) or []:
+            if isinstance(item, dict) and isinstance(item.get("address"), str):
+                found.append(item["address"])
+            elif isinstance(item, str):
+                found.append(item)
+    return found
+
+
+def _accounts(message: dict[str, Any]) -> list[str]:
+    found: list[str] = []
+    for item in message.get("new_compromised_accounts") or message.get("accounts") or []:
+        if isinstance(item, dict):
+            found.append(
+                str(item.get("email") or item.get("username") or next(iter(item.values()), ""))
+            )
+        elif isinstance(item, str):
+            found.append(item)
+    return found
+
+
+def context(notification: Notification, subject: str | None = None) -> dict[str, Any]:
+    try:
+        data = msgspec.json.decode(notification.data)
+    except msgspec.DecodeError:
+        data = None
+    inner = data.get("message") if isinstance(data, dict) else None
+    message: dict[str, Any] = (
+        inner if isinstance(inner, dict) else data if isinstance(data, dict) else {}
+    )
+    attrs = attributes(notification)
+    url = message.get("event_url") or message.get("url")
+    return {
+        "id": notification.id,
+        "type": notification.type,
+        "source": notification.source,
+        "timestamp": notification.timestamp,
+        "subject": subject or notification.subject,
+        "risk": attrs.risk,
+        "application": attrs.application,
+        "environment": attrs.environment,
+        "ips": _ips(message),
+        "accounts": _accounts(message),
+        "url": url if isinstance(url, str) and url.startswith(("http://", "https://")) else None,
+        "description": message.get("humanized_description") or message.get("description") or "",
+        "message": message,
+        "data": data,
+    }
+
+
+def render(
+    notification: Notification,
+    title: str | None = None,
+    body: str | None = None,
+    subject: str | None = None,
+) -> Rendered:
+    """The title and body for ``notification``: the target's own templates where given,
+    else the default for its type (Sqreen), else the generic one."""
+    default_title, default_body = (
+        DEFAULTS.get(notification.type, GENERIC) if notification.source == "sqreen" else GENERIC
+    )
+    values = context(notification, subject)
+    try:
+        rendered_title = _template(title or default_title).render(values)
+        rendered_body = _template(body or default_body).render(values)
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"template failed: {exc}") from None
+    return Rendered(" ".join(rendered_title.split())[:250], rendered_body.strip())
