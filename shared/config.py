@@ -176,6 +176,8 @@ class SlackTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="slack"):
 
     webhook_url: str | None = None
     webhook_url_file: str | None = None
+    per_second: PositiveFloat = 1.0
+    """Messages per second to this webhook (Slack allows about one)."""
 
 
 AnyTarget = (

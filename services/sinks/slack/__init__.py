@@ -1,0 +1,322 @@
+"""The ``slack`` target: post a Block Kit message to a Slack incoming webhook.
+
+Message layout (one message per notification)::
+
+    {"text": "<title>",                     # notification and fallback text
+     "blocks": [header(<title>)],           # the title, large and bold
+     "attachments": [{
+        "color": "#E01E5A",                 # risk colour bar (see risk_colour)
+        "fallback": "<title>",
+        "blocks": [
+            section(mrkdwn <body>),         # the rendered body
+            section(fields: Risk, Application, Environment, Source / Type, IPs),
+            context(<time>, Id: <id>),
+            actions(button "View event" -> url),   # only when the event has a URL
+        ]}]}
+
+The title and body come from :func:`shared.templates.render` (the target's own templates,
+else the default for the message type). Every piece of text is escaped per Slack's rules
+(``&``, ``<`` and ``>`` only), so a notification can never inject a mention such as
+``<!channel>`` or a disguised link, and each is cut to Slack's limits (header 150, section
+3000, field 2000, button label 75 characters).
+
+Slack's answers (https://api.slack.com/changelog/2016-05-17-changes-to-errors-for-incoming-webhooks,
+https://api.slack.com/docs/rate-limits): 200 ``ok`` is delivered; 400 ``invalid_payload``,
+``no_text``, ``invalid_blocks``…, 403 ``action_prohibited``/``invalid_token``, 404
+``no_service``/``channel_not_found``/``no_team`` and 410 ``channel_is_archived`` are
+permanent; 429 ``rate_limited`` (with ``Retry-After``) and 5xx are retried. A 429 also
+pauses this target's every send until ``Retry-After`` has passed: Slack warns that an app
+that keeps posting while rate limited may be disabled.
+
+Slack allows about one message per second per webhook, so sends go through a leaky-bucket
+limiter (``per_second``, default 1) shared by all concurrent deliveries of this target.
+
+The webhook URL carries the token: it is kept as a :class:`~shared.config.Secret`, never
+logged and never part of an error message (nor of a dead letter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import msgspec
+from aiolimiter import AsyncLimiter
+
+from shared.config import ConfigError, Secret, Settings, SlackTargetConfig
+from shared.schemas import Notification
+from shared.targets import (
+    Delivery,
+    PermanentError,
+    RetryableError,
+    Target,
+    parse_retry_after,
+    raise_for_status,
+)
+from shared.templates import TemplateError, context, render
+
+USER_AGENT = "lookout-slack/1"
+
+HEADER_MAX = 150
+SECTION_MAX = 3000
+FIELD_MAX = 2000
+BUTTON_MAX = 75
+URL_MAX = 3000
+
+RED = "#E01E5A"
+AMBER = "#ECB22E"
+GREEN = "#2EB67D"
+GREY = "#9E9E9E"
+
+MAX_PAUSE_WAIT = 5.0
+"""A send that finds the target paused by a 429 waits in-process up to this many seconds;
+beyond that it is handed back to JetStream with the remaining pause as ``Retry-After``."""
+
+# What Slack's error strings mean, to make dead letters self-explanatory.
+HINTS: dict[str, str] = {
+    "invalid_payload": "Slack could not read the message",
+    "no_text": "the message had no text",
+    "invalid_blocks": "Slack refused the message blocks",
+    "invalid_blocks_format": "Slack refused the message blocks",
+    "too_many_attachments": "the message had too many attachments",
+    "action_prohibited": "the workspace forbids this webhook to post here",
+    "invalid_token": "the webhook token is invalid",
+    "no_service": "the webhook was removed or its URL is wrong",
+    "no_team": "the workspace of the webhook no longer exists",
+    "no_service_id": "the webhook URL is incomplete",
+    "channel_not_found": "the webhook's channel no longer exists",
+    "channel_is_archived": "the webhook's channel is archived",
+    "posting_to_general_channel_denied": "only admins may post to this channel",
+    "user_not_found": "the user in the message does not exist",
+    "rate_limited": "Slack rate limit",
+}
+
+
+def escape(text: str) -> str:
+    """Slack's escaping: ``&``, ``<`` and ``>`` as HTML entities, and nothing else."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def fit(text: str, limit: int) -> str:
+    """``text`` escaped and, when longer than ``limit``, cut (never inside an entity) and
+    ended with an ellipsis."""
+    escaped = escape(text)
+    if len(escaped) <= limit:
+        return escaped
+    parts: list[str] = []
+    room = limit - 1  # for the ellipsis
+    for char in text:
+        piece = escape(char)
+        if len(piece) > room:
+            break
+        parts.append(piece)
+        room -= len(piece)
+    return "".join(parts).rstrip() + "…"
+
+
+def risk_colour(risk: int | None) -> str:
+    """Red from 70, amber from 40, green below, grey when the message has no risk."""
+    if risk is None:
+        return GREY
+    if risk >= 70:
+        return RED
+    if risk >= 40:
+        return AMBER
+    return GREEN
+
+
+def _plain(text: str, limit: int) -> dict[str, Any]:
+    return {"type": "plain_text", "text": fit(text, limit), "emoji": True}
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text}
+
+
+def _field(label: str, value: str) -> dict[str, Any]:
+    head = f"*{label}*\n"
+    return _mrkdwn(head + fit(value, FIELD_MAX - len(head)))
+
+
+def _when(value: str) -> str:
+    """A Slack date token (shown in each reader's time zone) with the original as fallback."""
+    fallback = fit(value, 100)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return fallback
+    if moment.tzinfo is None:
+        return fallback
+    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} {{time_secs}}|{fallback}>"
+
+
+def build_message(
+    notification: Notification,
+    subject: str | None = None,
+    title_template: str | None = None,
+    body_template: str | None = None,
+) -> dict[str, Any]:
+    """The webhook payload for ``notification`` (raises ``TemplateError``)."""
+    rendered = render(notification, title_template, body_template, subject)
+    values = context(notification, subject)
+    title = rendered.title or f"{notification.source} {notification.type}"
+
+    details: list[dict[str, Any]] = []
+    if rendered.body:
+        details.append({"type": "section", "text": _mrkdwn(fit(rendered.body, SECTION_MAX))})
+
+    risk: int | None = values["risk"]
+    fields: list[dict[str, Any]] = []
+    if risk is not None:
+        fields.append(_field("Risk", str(risk)))
+    if values["application"]:
+        fields.append(_field("Application", values["application"]))
+    if values["environment"]:
+        fields.append(_field("Environment", values["environment"]))
+    fields.append(_field("Source / Type", f"{notification.source} / {notification.type}"))
+    if values["ips"]:
+        fields.append(_field("IPs", ", ".join(values["ips"])))
+    details.append({"type": "section", "fields": fields})
+
+    message = values["message"]
+    occurred = message.get("date_occurred") if isinstance(message, dict) else None
+    when = occurred if isinstance(occurred, str) and occurred else notification.timestamp
+    details.append(
+        {
+            "type": "context",
+            "elements": [
+                _mrkdwn(_when(when)),
+                _mrkdwn(f"Id: {fit(notification.id, 300)}"),
+            ],
+        }
+    )
+
+    url: str | None = values["url"]
+    if url and len(url) <= URL_MAX:
+        button = {
+            "type": "button",
+            "text": _plain("View event", BUTTON_MAX),
+            "url": url,
+            "action_id": "view_event",
+        }
+        details.append({"type": "actions", "elements": [button]})
+
+    return {
+        "text": fit(title, SECTION_MAX),
+        "blocks": [{"type": "header", "text": _plain(title, HEADER_MAX)}],
+        "attachments": [{"color": risk_colour(risk), "fallback": escape(title), "blocks": details}],
+    }
+
+
+def _slack_error(body: str) -> str:
+    """Slack's error string from an answer body: plain text, or JSON ``{"error": …}``."""
+    text = body.strip()
+    if text.startswith("{"):
+        try:
+            decoded = msgspec.json.decode(text)
+        except msgspec.DecodeError:
+            return text
+        if isinstance(decoded, dict) and isinstance(decoded.get("error"), str):
+            return str(decoded["error"])
+    return text
+
+
+class SlackTarget(Target):
+    def __init__(
+        self, config: SlackTargetConfig, webhook_url: Secret, per_second: float = 1.0
+    ) -> None:
+        if per_second <= 0:
+            raise ValueError("per_second must be positive")
+        self.name = config.name
+        self.config = config
+        self._webhook = webhook_url
+        self._limiter = AsyncLimiter(1, 1.0 / per_second)
+        self._paused_until = 0.0
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:  # never the URL
+        return f"SlackTarget(name={self.name!r})"
+
+    async def open(self) -> None:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.config.timeout),
+            headers={"User-Agent": USER_AGENT},
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def deliver(self, delivery: Delivery) -> None:
+        assert self._session is not None, "open() first"
+        template = self.config.template
+        try:
+            payload = build_message(
+                delivery.notification, delivery.subject, template.title, template.body
+            )
+        except TemplateError as exc:
+            raise PermanentError(str(exc)) from None
+        body = msgspec.json.encode(payload)
+        await self._turn()
+        try:
+            async with self._session.post(
+                self._webhook.reveal(),
+                data=body,
+                headers={"Content-Type": "application/json; charset=utf-8"},
+                allow_redirects=False,
+            ) as response:
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+                answer = (await response.content.read(300)).decode("utf-8", "replace")
+        except TimeoutError:
+            raise RetryableError(f"Slack did not answer within {self.config.timeout}s") from None
+        except aiohttp.ClientError as exc:
+            raise RetryableError(self._scrub(f"{type(exc).__name__}: {exc}")) from None
+        if status == 429:
+            pause = parse_retry_after(retry_after)
+            self._pause(pause if pause is not None else self._limiter.time_period)
+        error = self._scrub(_slack_error(answer))
+        hint = HINTS.get(error)
+        raise_for_status(status, retry_after, f"{error} ({hint})" if hint else error)
+
+    async def _turn(self) -> None:
+        """Wait for a pause set by a 429 to end, then for the rate limiter."""
+        while True:
+            remaining = self._paused_until - time.monotonic()
+            if remaining > MAX_PAUSE_WAIT:
+                raise RetryableError(
+                    f"paused by a Slack rate limit for {remaining:.1f}s more", remaining
+                )
+            if remaining > 0:
+                await asyncio.sleep(remaining)
+            await self._limiter.acquire()
+            if time.monotonic() >= self._paused_until:
+                return
+
+    def _pause(self, seconds: float) -> None:
+        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the webhook URL or its path (the token), in case a library
+        quoted it."""
+        url = self._webhook.reveal()
+        text = text.replace(url, "[webhook]")
+        path = urlsplit(url).path
+        return text.replace(path, "/[webhook]") if len(path) > 1 else text
+
+
+def build(
+    config: SlackTargetConfig, settings: Settings, per_second: float | None = None
+) -> SlackTarget:
+    secret = settings.secret(config.name, "webhook_url")
+    assert secret is not None  # required: config.load() refuses a slack target without one
+    parts = urlsplit(secret.reveal())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        # The value itself is a secret: name the key, never show it.
+        raise ConfigError(f"target {config.name}: webhook_url must be an absolute https URL")
+    return SlackTarget(config, secret, config.per_second if per_second is None else per_second)

@@ -1,0 +1,354 @@
+"""A loopback fake of Slack incoming webhooks (``POST /services/T…/B…/<token>``).
+
+It answers the way Slack documents
+(https://api.slack.com/changelog/2016-05-17-changes-to-errors-for-incoming-webhooks,
+https://api.slack.com/docs/rate-limits), with plain-text bodies:
+
+* ``200 ok`` for an accepted message, whose decoded JSON is appended to ``messages``;
+* ``400 invalid_payload``: the body is not a JSON object (``application/json``, or a form
+  with a ``payload`` field, as Slack also accepts);
+* ``400 no_text``: neither a non-empty ``text`` nor non-empty ``blocks``;
+* ``400 invalid_blocks``: blocks that break Block Kit's structure or limits (more than 50
+  blocks, a header that is not ``plain_text`` or is longer than 150 characters, a section
+  text longer than 3000, more than 10 fields or a field longer than 2000, more than 10
+  context elements, a button label longer than 75 or a URL longer than 3000, an unknown
+  block type…); the reason is appended to ``rejections``;
+* ``404 no_service`` for a path that is not one of its webhooks;
+* ``429 rate_limited`` with ``Retry-After`` when ``rate_limit_per_second`` is exceeded.
+
+Usage::
+
+    async with FakeSlack(rate_limit_per_second=1) as slack:
+        ...  # configure a slack target with webhook_url = slack.webhook_url
+        slack.fail_next.append((429, "rate_limited", {"Retry-After": "1"}))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import string
+import time
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any, NamedTuple, Self
+from urllib.parse import parse_qs
+
+from aiohttp import web
+
+__all__ = ["Failure", "FakeSlack", "RecordedRequest", "check_message"]
+
+Failure = int | tuple[int, str] | tuple[int, str, Mapping[str, str]]
+"""An injected answer: a status, ``(status, body)`` or ``(status, body, headers)``."""
+
+_TEXT_TYPES = ("plain_text", "mrkdwn")
+_COLOR = re.compile(r"^#?[0-9A-Fa-f]{6}$")
+_TOKEN_CHARS = string.ascii_letters + string.digits
+_DEFAULT_BODIES: dict[int, str] = {
+    400: "invalid_payload",
+    403: "action_prohibited",
+    404: "channel_not_found",
+    410: "channel_is_archived",
+    429: "rate_limited",
+}
+
+
+class RecordedRequest(NamedTuple):
+    """One request: method, path (with query), headers, raw body and ``at`` (the fake's
+    clock when it arrived)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+
+class InvalidBlocks(ValueError):
+    pass
+
+
+def _text_object(value: Any, where: str, limit: int, plain_only: bool = False) -> None:
+    if not isinstance(value, dict):
+        raise InvalidBlocks(f"{where}: must be a text object")
+    kind = value.get("type")
+    if kind not in (("plain_text",) if plain_only else _TEXT_TYPES):
+        raise InvalidBlocks(f"{where}: type {kind!r} not allowed")
+    text = value.get("text")
+    if not isinstance(text, str) or not text:
+        raise InvalidBlocks(f"{where}: text must be a non-empty string")
+    if len(text) > limit:
+        raise InvalidBlocks(f"{where}: {len(text)} characters, at most {limit}")
+
+
+def _block(block: Any, where: str) -> None:
+    if not isinstance(block, dict):
+        raise InvalidBlocks(f"{where}: must be an object")
+    kind = block.get("type")
+    if kind == "header":
+        _text_object(block.get("text"), f"{where}.text", 150, plain_only=True)
+    elif kind == "section":
+        text, fields = block.get("text"), block.get("fields")
+        if text is None and not fields:
+            raise InvalidBlocks(f"{where}: needs text or fields")
+        if text is not None:
+            _text_object(text, f"{where}.text", 3000)
+        if fields is not None:
+            if not isinstance(fields, list) or not 1 <= len(fields) <= 10:
+                raise InvalidBlocks(f"{where}.fields: 1 to 10 items")
+            for index, item in enumerate(fields):
+                _text_object(item, f"{where}.fields[{index}]", 2000)
+    elif kind == "context":
+        elements = block.get("elements")
+        if not isinstance(elements, list) or not 1 <= len(elements) <= 10:
+            raise InvalidBlocks(f"{where}.elements: 1 to 10 items")
+        for index, item in enumerate(elements):
+            if isinstance(item, dict) and item.get("type") == "image":
+                continue
+            _text_object(item, f"{where}.elements[{index}]", 3000)
+    elif kind == "actions":
+        elements = block.get("elements")
+        if not isinstance(elements, list) or not 1 <= len(elements) <= 25:
+            raise InvalidBlocks(f"{where}.elements: 1 to 25 items")
+        for index, item in enumerate(elements):
+            here = f"{where}.elements[{index}]"
+            if not isinstance(item, dict) or item.get("type") != "button":
+                continue  # other interactive elements are not checked
+            _text_object(item.get("text"), f"{here}.text", 75, plain_only=True)
+            url = item.get("url")
+            if url is not None and (not isinstance(url, str) or not 0 < len(url) <= 3000):
+                raise InvalidBlocks(f"{here}.url: a string of at most 3000 characters")
+    elif kind not in ("divider", "image", "rich_text", "markdown", "video", "file"):
+        raise InvalidBlocks(f"{where}: unknown block type {kind!r}")
+
+
+def _blocks(blocks: Any, where: str) -> int:
+    if not isinstance(blocks, list):
+        raise InvalidBlocks(f"{where}: must be a list")
+    for index, block in enumerate(blocks):
+        _block(block, f"{where}[{index}]")
+    return len(blocks)
+
+
+def check_message(payload: Any) -> str | None:
+    """Slack's error string for ``payload`` (a decoded body), ``None`` when it would post."""
+    if not isinstance(payload, dict):
+        return "invalid_payload"
+    text, blocks = payload.get("text"), payload.get("blocks")
+    has_text = isinstance(text, str) and bool(text.strip())
+    has_blocks = isinstance(blocks, list) and bool(blocks)
+    if not has_text and not has_blocks:
+        return "no_text"
+    if text is not None and not isinstance(text, str):
+        return "invalid_payload"
+    try:
+        count = _blocks(blocks, "blocks") if blocks is not None else 0
+        attachments = payload.get("attachments")
+        if attachments is not None:
+            if not isinstance(attachments, list) or len(attachments) > 100:
+                raise InvalidBlocks("attachments: a list of at most 100")
+            for index, attachment in enumerate(attachments):
+                where = f"attachments[{index}]"
+                if not isinstance(attachment, dict):
+                    raise InvalidBlocks(f"{where}: must be an object")
+                color = attachment.get("color")
+                if color is not None and not (
+                    isinstance(color, str)
+                    and (color in ("good", "warning", "danger") or _COLOR.match(color))
+                ):
+                    raise InvalidBlocks(f"{where}.color: {color!r} is not a colour")
+                if attachment.get("blocks") is not None:
+                    count += _blocks(attachment["blocks"], f"{where}.blocks")
+        if count > 50:
+            raise InvalidBlocks(f"{count} blocks, at most 50")
+    except InvalidBlocks as exc:
+        return f"invalid_blocks: {exc}"
+    return None
+
+
+class FakeSlack:
+    """Slack incoming webhooks on 127.0.0.1 with a free port.
+
+    Knobs (plain attributes, changeable while running):
+
+    * ``fail_next``: answers to give next, one per request, before anything else:
+      ``500``, ``(500, "rollup_error")`` or ``(429, "rate_limited", {"Retry-After": "1"})``.
+    * ``rate_limit_per_second``: a token bucket of ``rate_limit_burst`` messages refilled at
+      this rate; a message beyond it answers 429 ``rate_limited`` with
+      ``Retry-After: retry_after``; ``None`` for no limit. ``rate_limit_tolerance`` seconds
+      of clock jitter are forgiven.
+    * ``delay``: seconds to wait before answering.
+
+    Records: ``requests`` (every request), ``answers`` (the status of each, in order),
+    ``messages`` (decoded bodies of accepted messages) and ``rejections`` (why a message
+    got a 400).
+    """
+
+    def __init__(
+        self,
+        *,
+        webhooks: Iterable[str] = (),
+        rate_limit_per_second: float | None = None,
+        rate_limit_burst: int = 1,
+        rate_limit_tolerance: float = 0.05,
+        retry_after: str = "1",
+        fail_next: Iterable[Failure] = (),
+        delay: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.paths: list[str] = list(webhooks) or [self.new_path()]
+        self.rate_limit_per_second = rate_limit_per_second
+        self.rate_limit_burst = rate_limit_burst
+        self.rate_limit_tolerance = rate_limit_tolerance
+        self.retry_after = retry_after
+        self.fail_next: list[Failure] = list(fail_next)
+        self.delay = delay
+        self.clock = clock
+        self.requests: list[RecordedRequest] = []
+        self.answers: list[int] = []
+        self.messages: list[dict[str, Any]] = []
+        self.rejections: list[str] = []
+        self._tokens: float = float(rate_limit_burst)
+        self._refilled: float | None = None
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+    @staticmethod
+    def new_path() -> str:
+        """A webhook path shaped like Slack's: ``/services/T…/B…/<24 characters>``."""
+
+        def token(length: int) -> str:
+            return "".join(secrets.choice(_TOKEN_CHARS) for _ in range(length))
+
+        return f"/services/T{token(8).upper()}/B{token(10).upper()}/{token(24)}"
+
+    def add_webhook(self) -> str:
+        """Register one more webhook; its URL."""
+        path = self.new_path()
+        self.paths.append(path)
+        return self.base_url + path
+
+    # -------------------------------------------------------------- lifecycle
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("FakeSlack is not started")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``: where ``https://hooks.slack.com`` was."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def webhook_url(self) -> str:
+        """The URL of the first webhook this fake knows."""
+        return self.base_url + self.paths[0]
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            return
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self._runner = None
+        self._port = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # --------------------------------------------------------------- handlers
+
+    def _answer(
+        self, status: int, text: str, headers: Mapping[str, str] | None = None
+    ) -> web.Response:
+        self.answers.append(status)
+        return web.Response(status=status, text=text, headers=headers)
+
+    def _rate_limited(self) -> bool:
+        if self.rate_limit_per_second is None:
+            return False
+        now = self.clock()
+        if self._refilled is not None:
+            elapsed = now - self._refilled
+            self._tokens = min(
+                float(self.rate_limit_burst), self._tokens + elapsed * self.rate_limit_per_second
+            )
+        self._refilled = now
+        tolerance = self.rate_limit_tolerance * self.rate_limit_per_second
+        if self._tokens + tolerance < 1.0:
+            return True
+        self._tokens = max(0.0, self._tokens - 1.0)
+        return False
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        self.requests.append(
+            RecordedRequest(
+                request.method, request.path_qs, dict(request.headers), raw, self.clock()
+            )
+        )
+        if self.delay > 0:
+            await asyncio.sleep(self.delay)
+        if self.fail_next:
+            failure = self.fail_next.pop(0)
+            if isinstance(failure, int):
+                status = failure
+                body = _DEFAULT_BODIES.get(status, "rollup_error" if status >= 500 else "error")
+                return self._answer(status, body)
+            status, body = failure[0], failure[1]
+            headers = failure[2] if len(failure) == 3 else None
+            return self._answer(status, body, headers)
+        if request.path not in self.paths:
+            return self._answer(404, "no_service")
+        if request.method != "POST":
+            return self._answer(405, "invalid_method")
+        try:
+            payload = self._decode(request.content_type, raw)
+        except ValueError:
+            self.rejections.append("invalid_payload")
+            return self._answer(400, "invalid_payload")
+        error = check_message(payload)
+        if error is not None:
+            self.rejections.append(error)
+            return self._answer(400, error.partition(":")[0])
+        if self._rate_limited():
+            return self._answer(429, "rate_limited", {"Retry-After": self.retry_after})
+        assert isinstance(payload, dict)
+        self.messages.append(payload)
+        return self._answer(200, "ok")
+
+    @staticmethod
+    def _decode(content_type: str, raw: bytes) -> Any:
+        if content_type == "application/x-www-form-urlencoded":
+            values = parse_qs(raw.decode("utf-8"), strict_parsing=True).get("payload")
+            if not values:
+                raise ValueError("no payload field")
+            raw = values[0].encode()
+        elif content_type != "application/json":
+            raise ValueError(f"content type {content_type!r}")
+        payload = json.loads(raw)
+        if not isinstance(payload, dict):
+            raise ValueError("not a JSON object")
+        return payload
