@@ -1,0 +1,308 @@
+"""The ``email`` target: one message per notification over SMTP (aiosmtplib).
+
+Transport security (``tls``): ``starttls`` connects in plain text and upgrades with
+STARTTLS, failing when the server does not offer it (no silent downgrade); ``implicit`` is
+TLS from the first byte (SMTPS, port 465); ``none`` never encrypts. Certificates are
+verified unless ``verify_tls = false``. With ``username`` set, the target authenticates
+(AUTH) with ``password`` / ``password_file`` after TLS is up.
+
+The message: ``Subject`` is the rendered title, ``From`` the configured ``sender``,
+``To`` every recipient; a ``text/plain`` part with the rendered body and a ``text/html``
+alternative (every value HTML-escaped). ``Message-ID`` is derived from the notification
+identity, so every retry carries the same one and mail clients can spot duplicates;
+``X-Lookout-Notification-Id`` and ``X-Lookout-Type`` name the notification.
+
+Outcomes: connection failures, timeouts, a dropped connection and 4xx replies are retried;
+5xx replies (authentication failed, sender or message refused) are permanent. Recipients
+are judged one by one: when some are refused for good (5xx) the message still goes to the
+others and the refusals are logged; when some are refused temporarily (4xx) the others
+get it and the delivery is retried for the rest only. This process remembers which
+recipients a notification already reached, so a retry never mails anyone twice. When
+every remaining recipient is refused, the delivery fails: permanently if all refusals
+are 5xx, else it is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import html
+import ssl
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from email.message import EmailMessage
+from typing import Any
+
+import aiosmtplib
+
+from shared import logging as log
+from shared.config import EmailTargetConfig, Secret, Settings
+from shared.schemas import Notification
+from shared.targets import Delivery, PermanentError, RetryableError, Target
+from shared.templates import Rendered, TemplateError, context, render
+
+REMEMBERED_NOTIFICATIONS = 10_000
+"""How many notifications the per-recipient progress is kept for (oldest forgotten first)."""
+
+QUIT_TIMEOUT = 2.0
+"""Seconds granted to a polite QUIT once the message was accepted."""
+
+
+def message_id(notification: Notification) -> str:
+    """The ``Message-ID`` of ``notification``'s email: the same on every attempt."""
+    digest = hashlib.sha256(notification.msg_id.encode()).hexdigest()[:32]
+    return f"<{digest}@lookout>"
+
+
+def _header_value(value: str, limit: int = 200) -> str:
+    """``value`` on one line, without control characters (no header injection)."""
+    printable = "".join(ch if ch.isprintable() else " " for ch in value)
+    return " ".join(printable.split())[:limit]
+
+
+_STYLE_BODY = (
+    "margin:0;padding:16px;color:#1f2328;line-height:1.45;"
+    "font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;font-size:14px"
+)
+_STYLE_TEXT = (
+    "margin:0 0 12px;padding:12px;background:#f6f8fa;border-radius:6px;"
+    "font-family:ui-monospace,Menlo,Consolas,monospace;font-size:13px"
+)
+
+
+def html_body(rendered: Rendered, values: Mapping[str, Any]) -> str:
+    """A simple, readable HTML version of the message; every value is escaped."""
+    esc = html.escape
+    rows = "".join(
+        f'<tr><th align="left" style="padding:2px 12px 2px 0">{label}</th>'
+        f'<td style="padding:2px 0">{esc(str(values[key]))}</td></tr>'
+        for label, key in (
+            ("Risk", "risk"),
+            ("Application", "application"),
+            ("Environment", "environment"),
+        )
+        if values.get(key) not in (None, "")
+    )
+    table = (
+        f'<table role="presentation" style="border-collapse:collapse;margin:0 0 12px">'
+        f"{rows}</table>\n"
+        if rows
+        else ""
+    )
+    text = "<br>\n".join(esc(line) for line in rendered.body.splitlines())
+    url = values.get("url")
+    link = (
+        f'<p style="margin:0 0 12px"><a href="{esc(url, quote=True)}">Open the details</a></p>\n'
+        if isinstance(url, str) and url
+        else ""
+    )
+    footer = f"Sent by lookout &middot; notification {esc(str(values.get('id', '')))}"
+    return (
+        "<!DOCTYPE html>\n"
+        '<html><head><meta charset="utf-8">'
+        f"<title>{esc(rendered.title)}</title></head>\n"
+        f'<body style="{_STYLE_BODY}">\n'
+        f'<h2 style="margin:0 0 12px;font-size:18px">{esc(rendered.title)}</h2>\n'
+        f"{table}"
+        f'<div style="{_STYLE_TEXT}">{text}</div>\n'
+        f"{link}"
+        f'<p style="margin:16px 0 0;color:#656d76;font-size:12px">{footer}</p>\n'
+        "</body></html>\n"
+    )
+
+
+def build_message(
+    config: EmailTargetConfig, notification: Notification, subject: str, rendered: Rendered
+) -> EmailMessage:
+    message = EmailMessage()
+    message["Subject"] = _header_value(rendered.title, 250) or notification.type
+    message["From"] = config.sender
+    message["To"] = ", ".join(config.to)
+    message["Date"] = email.utils.formatdate(usegmt=True)
+    message["Message-ID"] = message_id(notification)
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
+    message["X-Lookout-Notification-Id"] = _header_value(notification.id)
+    message["X-Lookout-Type"] = _header_value(notification.type)
+    message.set_content(rendered.body + "\n")
+    message.add_alternative(html_body(rendered, context(notification, subject)), subtype="html")
+    return message
+
+
+class _Progress:
+    """Per notification, the recipients already settled (sent, or refused for good), for
+    the life of the process and for the last ``size`` notifications."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._settled: OrderedDict[str, set[str]] = OrderedDict()
+
+    def settled(self, key: str) -> set[str]:
+        done = self._settled.get(key)
+        if done is None:
+            return set()
+        self._settled.move_to_end(key)
+        return done
+
+    def add(self, key: str, recipients: Iterable[str]) -> None:
+        added = set(recipients)
+        if not added:
+            return
+        self._settled.setdefault(key, set()).update(added)
+        self._settled.move_to_end(key)
+        while len(self._settled) > self._size:
+            self._settled.popitem(last=False)
+
+
+def _client_context(verify: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _reply(code: int, text: str) -> str:
+    return f"{code} {' '.join(text.split())}"[:300]
+
+
+_STAGE: tuple[tuple[type[aiosmtplib.SMTPResponseException], str], ...] = (
+    (aiosmtplib.SMTPAuthenticationError, "authentication failed"),
+    (aiosmtplib.SMTPSenderRefused, "sender refused"),
+    (aiosmtplib.SMTPDataError, "message refused"),
+    (aiosmtplib.SMTPHeloError, "EHLO/HELO refused"),
+    (aiosmtplib.SMTPConnectResponseError, "server refused the connection"),
+)
+
+
+def _outcome(exc: Exception, timeout: float) -> Exception:
+    """What a failed SMTP transaction means for the delivery."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        details = "; ".join(f"{r.recipient}: {_reply(r.code, r.message)}" for r in exc.recipients)
+        reason = f"every recipient refused ({details})"
+        if any(r.code < 500 for r in exc.recipients):
+            return RetryableError(reason)
+        return PermanentError(reason)
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        stage = next((name for kind, name in _STAGE if isinstance(exc, kind)), "SMTP error")
+        reason = f"{stage}: {_reply(exc.code, exc.message)}"
+        # 4xx is transient by definition (RFC 5321 4.2.1); 5xx is not.
+        return PermanentError(reason) if exc.code >= 500 else RetryableError(reason)
+    if isinstance(exc, TimeoutError):
+        detail = f" ({exc})" if str(exc) else ""
+        return RetryableError(f"no answer within {timeout}s{detail}")
+    if isinstance(exc, aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPConnectError | OSError):
+        return RetryableError(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, aiosmtplib.SMTPException):
+        # STARTTLS or AUTH not offered, SMTPUTF8 unsupported…: a configuration mismatch.
+        return PermanentError(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, ValueError):  # an address aiosmtplib refuses to send to
+        return PermanentError(f"invalid address: {exc}")
+    return exc  # unexpected: the runner logs it and retries
+
+
+class EmailTarget(Target):
+    def __init__(
+        self,
+        config: EmailTargetConfig,
+        password: Secret | None = None,
+        *,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """``tls_context`` replaces the context built from ``verify_tls`` (tests pass one
+        that trusts their own CA)."""
+        self.name = config.name
+        self.config = config
+        self._password = password
+        self._tls_context: ssl.SSLContext | None = None
+        if config.tls != "none":
+            self._tls_context = tls_context or _client_context(config.verify_tls)
+        self._progress = _Progress(REMEMBERED_NOTIFICATIONS)
+        self.log = log.get("sink.email").bind(target=config.name)
+
+    def _client(self) -> aiosmtplib.SMTP:
+        config = self.config
+        username = config.username
+        return aiosmtplib.SMTP(
+            hostname=config.host,
+            port=config.port,
+            timeout=config.timeout,
+            use_tls=config.tls == "implicit",
+            start_tls=config.tls == "starttls",
+            validate_certs=config.verify_tls,
+            tls_context=self._tls_context,
+            username=username,
+            password=(self._password.reveal() if self._password else "") if username else None,
+        )
+
+    async def deliver(self, delivery: Delivery) -> None:
+        notification = delivery.notification
+        template = self.config.template
+        try:
+            rendered = render(notification, template.title, template.body, delivery.subject)
+        except TemplateError as exc:
+            raise PermanentError(str(exc)) from None
+        key = notification.msg_id
+        settled = self._progress.settled(key)
+        pending = [to for to in dict.fromkeys(self.config.to) if to not in settled]
+        if not pending:
+            return  # every recipient already has it (a redelivery after a lost ack)
+        try:
+            message = build_message(self.config, notification, delivery.subject, rendered)
+        except ValueError as exc:
+            raise PermanentError(f"cannot build the message: {exc}") from None
+        refused = await self._send(message, pending)
+        sent = [to for to in pending if to not in refused]
+        permanent = {to: reply for to, reply in refused.items() if reply.code >= 500}
+        temporary = {to: reply for to, reply in refused.items() if reply.code < 500}
+        self._progress.add(key, [*sent, *permanent])
+        for to, reply in refused.items():
+            self.log.warning(
+                "recipient refused",
+                notification_id=notification.id,
+                recipient=to,
+                reply=_reply(reply.code, reply.message),
+                retry=to in temporary,
+            )
+        if temporary:
+            details = "; ".join(f"{to}: {_reply(r.code, r.message)}" for to, r in temporary.items())
+            raise RetryableError(
+                f"recipients refused for now ({details}); sent to {len(sent)} other(s)"
+            )
+
+    async def _send(
+        self, message: EmailMessage, recipients: list[str]
+    ) -> dict[str, aiosmtplib.SMTPResponse]:
+        """Send to ``recipients``; returns the ones refused (when not all were)."""
+        timeout = self.config.timeout
+        smtp = self._client()
+        try:
+            # The whole transaction within ``timeout``; the QUIT comes after, outside it, so
+            # a slow goodbye never turns an accepted message into a retry (a duplicate).
+            async with asyncio.timeout(timeout):
+                await smtp.connect()
+                refused, _ = await smtp.send_message(
+                    message, sender=self.config.sender, recipients=recipients
+                )
+        except Exception as exc:
+            smtp.close()
+            raise _outcome(exc, timeout) from None
+        except BaseException:  # cancelled: drop the connection, let it propagate
+            smtp.close()
+            raise
+        await self._quit(smtp)
+        return refused
+
+    @staticmethod
+    async def _quit(smtp: aiosmtplib.SMTP) -> None:
+        try:
+            async with asyncio.timeout(QUIT_TIMEOUT):
+                await smtp.quit()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            pass
+        finally:
+            smtp.close()
+
+
+def build(config: EmailTargetConfig, settings: Settings) -> EmailTarget:
+    return EmailTarget(config, settings.secret(config.name, "password"))
