@@ -180,8 +180,50 @@ class SlackTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="slack"):
     """Messages per second to this webhook (Slack allows about one)."""
 
 
+class TeamsTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="teams"):
+    """Microsoft Teams through a Workflows webhook (Adaptive Card); the URL is a secret."""
+
+    secrets: ClassVar[tuple[str, ...]] = ("webhook_url",)
+    required_secrets: ClassVar[tuple[str, ...]] = ("webhook_url",)
+
+    webhook_url: str | None = None
+    webhook_url_file: str | None = None
+    per_second: PositiveFloat = 1.0
+
+
+class DiscordTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="discord"):
+    """Discord webhook (embed); the URL is a secret."""
+
+    secrets: ClassVar[tuple[str, ...]] = ("webhook_url",)
+    required_secrets: ClassVar[tuple[str, ...]] = ("webhook_url",)
+
+    webhook_url: str | None = None
+    webhook_url_file: str | None = None
+    per_second: PositiveFloat = 1.0
+
+
+class PagerDutyTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="pagerduty"):
+    """PagerDuty Events API v2, one dedup key per notification."""
+
+    secrets: ClassVar[tuple[str, ...]] = ("routing_key",)
+    required_secrets: ClassVar[tuple[str, ...]] = ("routing_key",)
+
+    routing_key: str | None = None
+    routing_key_file: str | None = None
+    api_url: str = "https://events.pagerduty.com"
+    severity_by_risk: dict[str, int] = {"critical": 80, "error": 60, "warning": 30}
+    """The first severity whose minimum risk the notification reaches; else ``info``."""
+
+
 AnyTarget = (
-    LogTargetConfig | HttpTargetConfig | EmailTargetConfig | SmsTargetConfig | SlackTargetConfig
+    LogTargetConfig
+    | HttpTargetConfig
+    | EmailTargetConfig
+    | SmsTargetConfig
+    | SlackTargetConfig
+    | TeamsTargetConfig
+    | DiscordTargetConfig
+    | PagerDutyTargetConfig
 )
 
 
