@@ -211,7 +211,9 @@ class PagerDutyTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="pagerd
     routing_key: str | None = None
     routing_key_file: str | None = None
     api_url: str = "https://events.pagerduty.com"
-    severity_by_risk: dict[str, int] = {"critical": 80, "error": 60, "warning": 30}
+    severity_by_risk: dict[str, int] = msgspec.field(
+        default_factory=lambda: {"critical": 80, "error": 60, "warning": 30}
+    )
     """The first severity whose minimum risk the notification reaches; else ``info``."""
 
 
