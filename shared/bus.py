@@ -32,6 +32,7 @@ JOBS_BUCKET = "lookup_jobs"
 RESULTS_BUCKET = "lookup_results"
 CACHE_BUCKET = "lookup_cache"
 QUOTA_BUCKET = "provider_quota"
+STATUS_BUCKET = "delivery_status"
 DAY = 86400.0
 
 _log = log.get("bus")
@@ -271,6 +272,15 @@ async def provision_lookups(js: JetStreamContext, settings: Settings) -> None:
 
 async def provision(js: JetStreamContext, settings: Settings) -> None:
     await ensure_streams(js, settings)
+    await _ensure_bucket(
+        js,
+        KeyValueConfig(
+            bucket=STATUS_BUCKET,
+            description="delivery state per notification and target",
+            ttl=7 * DAY,
+            storage=StorageType.FILE,
+        ),
+    )
     for target in settings.targets:
         await ensure_sink_consumer(js, target.name, ack_wait_for(target.timeout))
     await provision_lookups(js, settings)

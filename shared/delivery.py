@@ -19,13 +19,15 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
 
-from shared import bus, schemas
+from shared import bus, schemas, status
 from shared import logging as log
 from shared.config import RetryPolicy, Settings, TargetConfig
 from shared.consume import consume
@@ -61,6 +63,7 @@ class SinkRunner:
         self.config = config
         self.settings = settings
         self.log = log.get("sink").bind(target=config.name)
+        self._statuses: KeyValue | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         name = self.config.name
@@ -100,6 +103,7 @@ class SinkRunner:
         if not matches(self.config.match, notification):
             logger.debug("skipped: route does not match", subject=msg.subject)
             await msg.ack()
+            await self._status(notification, msg.subject, "skipped", attempt)
             return
         if attempt > self.config.retry.max_attempts:
             # Redelivered past the bound without a recorded outcome (e.g. the sink kept
@@ -128,13 +132,51 @@ class SinkRunner:
             delay = self._retry_delay(exc, attempt)
             logger.info("delivery failed, will retry", error=reason, retry_in=round(delay, 3))
             await msg.nak(delay=delay)
+            await self._status(notification, subject, "retrying", attempt, reason, delay)
             return
         await msg.ack()
+        await self._status(notification, subject, "delivered", attempt)
         logger.info(
             "delivered",
             subject=msg.subject,
             ms=round((time.monotonic() - started) * 1000, 1),
         )
+
+    async def _status(
+        self,
+        notification: schemas.Notification,
+        subject: str,
+        state: status.State,
+        attempts: int,
+        error: str | None = None,
+        retry_in: float | None = None,
+    ) -> None:
+        """Record the outcome for the API (best effort: never fails a delivery)."""
+        next_at = None
+        if retry_in is not None:
+            when = datetime.now(UTC) + timedelta(seconds=retry_in)
+            next_at = when.isoformat(timespec="seconds").replace("+00:00", "Z")
+        record = status.DeliveryStatus(
+            notification_id=notification.id,
+            source=notification.source,
+            type=notification.type,
+            timestamp=notification.timestamp,
+            subject=subject,
+            target=self.config.name,
+            state=state,
+            attempts=attempts,
+            last_error=error[:500] if error else None,
+            next_attempt_at=next_at,
+            updated_at=schemas.utc_now(),
+        )
+        try:
+            if self._statuses is None:
+                self._statuses = await self.js.key_value(bus.STATUS_BUCKET)
+            await self._statuses.put(
+                status.key(notification, self.config.name), schemas.encode(record)
+            )
+        except Exception as exc:
+            self.log.warning("could not record delivery status", error=str(exc) or repr(exc))
 
     async def _deliver_with_progress(self, msg: Msg, delivery: Delivery) -> None:
         """Deliver, telling JetStream the message is in progress while the target is slow."""
@@ -188,6 +230,8 @@ class SinkRunner:
             await msg.nak(delay=5.0)
             return
         await msg.ack()
+        if notification is not None:
+            await self._status(notification, record.subject, "dead", attempts, error)
         self.log.warning(
             "dead-lettered",
             notification_id=notification.id if notification else None,

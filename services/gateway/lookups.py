@@ -16,6 +16,7 @@ from aiohttp import BodyPartReader, web
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
+from services.gateway import notifications
 from services.gateway.state import BUS, SETTINGS
 from shared import indicators, jobs
 from shared import logging as log
@@ -267,6 +268,9 @@ async def lookup_events(request: web.Request) -> web.StreamResponse:
 def api_app() -> web.Application:
     app = web.Application(middlewares=[api_middleware])
     app.router.add_post("/v1/lookups", create_lookup)
+    app.router.add_get("/v1/notifications", notifications.list_notifications)
+    app.router.add_post("/v1/notifications", notifications.post_notification)
+    app.router.add_get("/v1/notifications/{id}", notifications.get_notification)
     app.router.add_get(f"/v1/lookups/{JOB_ID}.csv", get_lookup_csv)
     app.router.add_get(f"/v1/lookups/{JOB_ID}/events", lookup_events)
     app.router.add_get(f"/v1/lookups/{JOB_ID}", get_lookup)

@@ -1,0 +1,162 @@
+"""Notifications API: delivery state per notification and target, and a way in for any
+system that speaks HTTP rather than NATS (``POST /api/v1/notifications``)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import PubAck
+from nats.js.kv import KeyValue
+
+from services.gateway.state import BUS, SETTINGS
+from shared import bus, schemas, status
+from shared import logging as log
+from shared.schemas import Notification
+
+_log = log.get("gateway")
+_json = msgspec.json.Encoder()
+MAX_LIST = 500
+
+
+def _json_response(status_code: int, body: Any) -> web.Response:
+    return web.Response(
+        status=status_code, body=_json.encode(body), content_type="application/json"
+    )
+
+
+async def _statuses(request: web.Request, prefix: str = ">") -> list[status.DeliveryStatus]:
+    the_bus = request.config_dict[BUS]
+    if the_bus.js is None or not the_bus.usable:
+        raise web.HTTPServiceUnavailable(reason="message bus unavailable, retry later")
+    kv: KeyValue = await the_bus.js.key_value(bus.STATUS_BUCKET)
+    watcher = await kv.watch(prefix)
+    found: list[status.DeliveryStatus] = []
+    try:
+        while True:
+            try:
+                entry = await watcher.updates(timeout=10.0)  # type: ignore[no-untyped-call]
+            except NatsTimeoutError:
+                break
+            if entry is None:
+                break
+            if entry.value:
+                with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+                    found.append(status.decode(entry.value))
+    finally:
+        await watcher.stop()  # type: ignore[no-untyped-call]
+    return found
+
+
+def _group(records: list[status.DeliveryStatus], targets: list[str]) -> list[dict[str, Any]]:
+    grouped: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in records:
+        item = grouped.setdefault(
+            (r.source, r.notification_id),
+            {
+                "id": r.notification_id,
+                "source": r.source,
+                "type": r.type,
+                "timestamp": r.timestamp,
+                "subject": r.subject,
+                "targets": {},
+            },
+        )
+        item["targets"][r.target] = {
+            "state": r.state,
+            "attempts": r.attempts,
+            "last_error": r.last_error,
+            "next_attempt_at": r.next_attempt_at,
+            "updated_at": r.updated_at,
+        }
+    for item in grouped.values():
+        for name in targets:
+            item["targets"].setdefault(name, {"state": "pending", "attempts": 0})
+        states = {t["state"] for t in item["targets"].values()}
+        item["state"] = next(
+            (s for s in ("dead", "retrying", "pending", "delivered") if s in states), "skipped"
+        )
+    return sorted(grouped.values(), key=lambda i: i["timestamp"], reverse=True)
+
+
+async def list_notifications(request: web.Request) -> web.Response:
+    settings = request.config_dict[SETTINGS]
+    try:
+        limit = min(MAX_LIST, max(1, int(request.query.get("limit", "50"))))
+    except ValueError:
+        return _json_response(400, {"error": "limit must be a number"})
+    wanted_state = request.query.get("state")
+    items = _group(await _statuses(request), [t.name for t in settings.targets])
+    if wanted_state:
+        items = [i for i in items if i["state"] == wanted_state]
+    return _json_response(200, {"notifications": items[:limit], "total": len(items)})
+
+
+async def get_notification(request: web.Request) -> web.Response:
+    settings = request.config_dict[SETTINGS]
+    notification_id = request.match_info["id"]
+    prefix = f"{status.notification_key(notification_id)}.>"
+    items = _group(await _statuses(request, prefix), [t.name for t in settings.targets])
+    items = [i for i in items if i["id"] == notification_id]
+    if not items:
+        return _json_response(404, {"error": "no delivery recorded for that notification yet"})
+    return _json_response(200, items[0] if len(items) == 1 else {"notifications": items})
+
+
+class _Incoming(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    type: schemas.Text
+    source: schemas.Text
+    data: msgspec.Raw
+    id: schemas.Text | None = None
+    timestamp: str | None = None
+
+
+async def post_notification(request: web.Request) -> web.Response:
+    """Any system's alert, routed like a Sqreen notification (authenticated by API tokens)."""
+    settings = request.config_dict[SETTINGS]
+    the_bus = request.config_dict[BUS]
+    try:
+        incoming = msgspec.json.decode(await request.read(), type=_Incoming)
+    except web.HTTPRequestEntityTooLarge:
+        return _json_response(413, {"error": f"body larger than {settings.max_body_bytes} bytes"})
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return _json_response(
+            400,
+            {"error": f'expected {{"type", "source", "data", optional "id", "timestamp"}}: {exc}'},
+        )
+    if (
+        schemas.subject_token(incoming.source) != incoming.source
+        or schemas.subject_token(incoming.type) != incoming.type
+    ):
+        return _json_response(
+            400, {"error": "source and type must be lower-case letters, digits, '_' or '-'"}
+        )
+    if the_bus.js is None or not the_bus.usable:
+        return _json_response(503, {"error": "message bus unavailable, retry later"})
+    note = Notification(
+        id=incoming.id or os.urandom(12).hex(),
+        type=incoming.type,
+        source=incoming.source,
+        timestamp=incoming.timestamp or schemas.utc_now(),
+        data=incoming.data,
+    )
+    try:
+        ack: PubAck = await the_bus.js.publish(
+            note.subject,
+            schemas.encode(note),
+            headers={
+                "Nats-Msg-Id": note.msg_id,
+                schemas.SCHEMA_HEADER: schemas.NOTIFICATION_SCHEMA,
+            },
+            timeout=settings.publish_timeout,
+        )
+    except Exception as exc:
+        _log.warning("publish failed", error=str(exc) or type(exc).__name__)
+        return _json_response(503, {"error": "message bus did not store it, retry later"})
+    return _json_response(
+        202, {"id": note.id, "subject": note.subject, "duplicate": bool(ack.duplicate)}
+    )
