@@ -1,0 +1,448 @@
+"""The ``discord`` target: execute a Discord webhook with one embed per notification.
+
+``POST {webhook_url}?wait=true`` (wait: Discord answers once the message exists, so an
+accepted request really was posted) with::
+
+    {"content": null,
+     "embeds": [{
+        "title": "<title>",                     # at most 256 characters
+        "description": "<body>",                # at most 4096, less when the rest is long
+        "url": "<event url>",                   # makes the title a link; only with a URL
+        "color": 0xE01E5A,                      # risk colour (see risk_colour), an int
+        "fields": [{"name": "Risk", "value": "80", "inline": true},
+                   Application, Environment, Source / Type (inline), IPs (not inline)],
+        "footer": {"text": "lookout · <id>"},
+        "timestamp": "<when the event occurred, ISO 8601>"}],
+     "allowed_mentions": {"parse": []}}
+
+``allowed_mentions`` with an empty ``parse`` means nobody is ever notified, whatever the
+text holds (``@everyone``, ``@here``, ``<@user>``, ``<@&role>``); mentions inside embeds
+never ping anyway, and lookout puts no text in ``content``.
+
+The title and body come from :func:`shared.templates.render`. Titles, descriptions and
+field texts are Markdown in Discord, so every piece of text has the Markdown that could
+restyle it, hide it as a spoiler, disguise a link or render a mention or timestamp
+(``<…>``) escaped with a backslash; bare URLs are left whole so they still work. Each
+text is cut to Discord's limits (https://discord.com/developers/docs/resources/message#embed-object-embed-limits):
+title 256, description 4096, 25 fields, field name 256 and value 1024, footer 2048, and at
+most 6000 characters in all; lengths are counted in UTF-16 code units, which is never
+less than Discord's count.
+
+Discord's answers (https://discord.com/developers/docs/topics/rate-limits,
+https://discord.com/developers/docs/topics/opcodes-and-status-codes#json): 200 (204
+without ``wait``) is delivered; 400 (``50035`` Invalid Form Body, ``50006`` empty
+message…), 401 (``50027`` Invalid Webhook Token), 403 and 404 (``10015`` Unknown Webhook)
+are permanent; 429 and 5xx are retried. A 429 carries JSON ``{"message", "retry_after"
+(seconds, with fractions), "global"}`` and the headers ``Retry-After`` and
+``X-RateLimit-Reset-After``: the first of body, ``X-RateLimit-Reset-After`` and
+``Retry-After`` gives the wait, and the target pauses every send until it has passed. A
+delivered message whose answer says ``X-RateLimit-Remaining: 0`` also pauses the target
+until ``X-RateLimit-Reset-After``, so the next send does not earn a 429 (Discord bans
+clients that collect too many). Sends go through a leaky-bucket limiter (``per_second``,
+default 1) shared by all concurrent deliveries of this target.
+
+The webhook URL carries the token: it is kept as a :class:`~shared.config.Secret`, never
+logged and never part of an error message, nor of a dead letter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import aiohttp
+import msgspec
+import yarl
+from aiolimiter import AsyncLimiter
+
+from shared.config import ConfigError, DiscordTargetConfig, Secret, Settings
+from shared.schemas import Notification
+from shared.targets import (
+    RETRYABLE_STATUS,
+    Delivery,
+    PermanentError,
+    RetryableError,
+    Target,
+    parse_retry_after,
+    raise_for_status,
+)
+from shared.templates import TemplateError, context, render
+
+USER_AGENT = "lookout-discord/1"
+
+TITLE_MAX = 256
+DESCRIPTION_MAX = 4096
+FIELDS_MAX = 25
+FIELD_NAME_MAX = 256
+FIELD_VALUE_MAX = 1024
+FOOTER_MAX = 2048
+EMBED_TOTAL_MAX = 6000
+URL_MAX = 2048
+
+RED = 0xE01E5A
+AMBER = 0xECB22E
+GREEN = 0x2EB67D
+GREY = 0x9E9E9E
+
+MAX_PAUSE_WAIT = 5.0
+"""A send that finds the target paused by a rate limit waits in-process up to this many
+seconds; beyond that it is handed back to JetStream with the remaining pause as
+``Retry-After``."""
+
+_URL = re.compile(r"https?://[^\s<>\"]+")
+_INLINE = frozenset("\\*_~`|[]<>")
+"""Escaped wherever they appear: emphasis, strike, code, spoilers, links, mentions,
+timestamps and quotes."""
+_LINE_START = frozenset("-+#")
+"""Escaped as the first character of a line: lists, headings, subtext."""
+_BLANK = ("", " ", "\t", "\n", "\r")
+"""What may follow a block marker (nothing: the end of the text)."""
+
+
+def _opens_block(char: str, after: str) -> bool:
+    """Whether ``char`` then ``after`` at the start of a line open a list (``- ``), a
+    heading (``# ``, ``## ``), subtext (``-# ``) or a rule (``---``)."""
+    return after in _BLANK or after == char or (char == "-" and after == "#")
+
+
+def _pieces(text: str) -> list[str]:
+    """``text`` one character at a time, each escaped for Discord's Markdown where needed;
+    URLs are kept whole (an escape inside one would break the link)."""
+    in_url = [False] * len(text)
+    for match in _URL.finditer(text):
+        in_url[match.start() : match.end()] = [True] * (match.end() - match.start())
+    pieces: list[str] = []
+    line_start = True  # only blanks so far on this line
+    numbered = False  # only digits after the blanks: "1." would start a list
+    for index, char in enumerate(text):
+        after = text[index + 1 : index + 2]
+        special = (
+            char in _INLINE
+            or (line_start and char in _LINE_START and _opens_block(char, after))
+            or (numbered and char in ".)" and after in _BLANK)
+        )
+        pieces.append("\\" + char if special and not in_url[index] else char)
+        if char == "\n":
+            line_start, numbered = True, False
+        elif char in " \t\r" and line_start:
+            continue
+        elif char in "0123456789" and (line_start or numbered):
+            line_start, numbered = False, True
+        else:
+            line_start = numbered = False
+    return pieces
+
+
+def width(text: str) -> int:
+    """Length in UTF-16 code units: characters beyond the BMP count twice."""
+    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
+
+
+def escape(text: str) -> str:
+    """``text`` with its Markdown escaped, so Discord shows it as written."""
+    return "".join(_pieces(text))
+
+
+def _cut(pieces: list[str], limit: int) -> str:
+    if sum(width(piece) for piece in pieces) <= limit:
+        return "".join(pieces)
+    kept: list[str] = []
+    room = limit - 1  # for the ellipsis
+    for piece in pieces:
+        if width(piece) > room:
+            break
+        kept.append(piece)
+        room -= width(piece)
+    return "".join(kept).rstrip() + "…"
+
+
+def fit(text: str, limit: int) -> str:
+    """``text`` escaped and, when wider than ``limit``, cut (never inside an escape) and
+    ended with an ellipsis."""
+    return _cut(_pieces(text), limit)
+
+
+def risk_colour(risk: int | None) -> int:
+    """Red from 70, amber from 40, green below, grey when the message has no risk."""
+    if risk is None:
+        return GREY
+    if risk >= 70:
+        return RED
+    if risk >= 40:
+        return AMBER
+    return GREEN
+
+
+def _timestamp(value: str) -> str | None:
+    """``value`` as ISO 8601 with an offset (UTC when it had none), ``None`` if not a date."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.isoformat()
+
+
+def build_message(
+    notification: Notification,
+    subject: str | None = None,
+    title_template: str | None = None,
+    body_template: str | None = None,
+) -> dict[str, Any]:
+    """The webhook payload for ``notification`` (raises ``TemplateError``)."""
+    rendered = render(notification, title_template, body_template, subject)
+    values = context(notification, subject)
+    title = fit(rendered.title or f"{notification.source} {notification.type}", TITLE_MAX)
+
+    risk: int | None = values["risk"]
+    pairs: list[tuple[str, str, bool]] = []
+    if risk is not None:
+        pairs.append(("Risk", str(risk), True))
+    if values["application"]:
+        pairs.append(("Application", values["application"], True))
+    if values["environment"]:
+        pairs.append(("Environment", values["environment"], True))
+    pairs.append(("Source / Type", f"{notification.source} / {notification.type}", True))
+    if values["ips"]:
+        pairs.append(("IPs", ", ".join(values["ips"]), False))
+    fields: list[dict[str, Any]] = [
+        {"name": fit(name, FIELD_NAME_MAX), "value": fit(value, FIELD_VALUE_MAX), "inline": inline}
+        for name, value, inline in pairs[:FIELDS_MAX]
+    ]
+    footer = _cut(list(f"lookout · {notification.id}"), FOOTER_MAX)  # footers are plain text
+
+    used = width(title) + width(footer)
+    used += sum(width(field["name"]) + width(field["value"]) for field in fields)
+    room = min(DESCRIPTION_MAX, EMBED_TOTAL_MAX - used)
+
+    embed: dict[str, Any] = {"title": title}
+    if rendered.body and room > 1:
+        embed["description"] = fit(rendered.body, room)
+    url: str | None = values["url"]
+    if url is not None and len(url) <= URL_MAX:
+        embed["url"] = url
+    embed["color"] = risk_colour(risk)
+    embed["fields"] = fields
+    embed["footer"] = {"text": footer}
+    message = values["message"]
+    occurred = message.get("date_occurred") if isinstance(message, dict) else None
+    when = _timestamp(occurred) if isinstance(occurred, str) and occurred else None
+    when = when or _timestamp(notification.timestamp)
+    if when is not None:
+        embed["timestamp"] = when
+    return {"content": None, "embeds": [embed], "allowed_mentions": {"parse": []}}
+
+
+def _error_paths(errors: Any, path: str = "") -> list[str]:
+    """``embeds.0.fields.6.value: Must be 1024 or fewer in length.`` for each error in
+    Discord's nested ``errors`` object."""
+    if not isinstance(errors, dict):
+        return []
+    found: list[str] = []
+    for key, value in errors.items():
+        if key == "_errors" and isinstance(value, list):
+            messages = [item.get("message") for item in value if isinstance(item, dict)]
+            found.extend(f"{path or 'body'}: {text}" for text in messages if text)
+        else:
+            found.extend(_error_paths(value, f"{path}.{key}" if path else str(key)))
+    return found
+
+
+def _discord_error(body: str) -> tuple[str, dict[str, Any]]:
+    """A readable error from Discord's answer body, and the decoded body (``{}`` if not
+    JSON)."""
+    text = body.strip()
+    try:
+        decoded = msgspec.json.decode(text) if text.startswith("{") else None
+    except msgspec.DecodeError:
+        decoded = None
+    if not isinstance(decoded, dict):
+        return text[:300], {}
+    parts = [str(decoded.get("message") or "")]
+    if decoded.get("code"):
+        parts.append(f"(code {decoded['code']})")
+    error = " ".join(part for part in parts if part)
+    details = _error_paths(decoded.get("errors"))
+    if details:
+        error += ": " + "; ".join(details[:3])
+    return error[:500], decoded
+
+
+def _seconds(value: Any) -> float | None:
+    """Seconds from a number or header value (fractions allowed, or an HTTP date)."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        try:
+            seconds = float(str(value))
+        except ValueError:
+            return parse_retry_after(str(value))
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def rate_limit_wait(body: Mapping[str, Any], headers: Mapping[str, str]) -> float | None:
+    """How long a 429 asks to wait: the body's ``retry_after``, else
+    ``X-RateLimit-Reset-After``, else ``Retry-After``."""
+    for value in (
+        body.get("retry_after"),
+        headers.get("X-RateLimit-Reset-After"),
+        headers.get("Retry-After"),
+    ):
+        seconds = _seconds(value)
+        if seconds is not None:
+            return seconds
+    return None
+
+
+def execute_url(webhook_url: str) -> str:
+    """The webhook URL with ``wait=true`` (other query parameters, e.g. ``thread_id``,
+    kept)."""
+    parts = urlsplit(webhook_url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "wait"]
+    query.append(("wait", "true"))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _secret_parts(url: str) -> list[str]:
+    """The strings that would give the webhook away: the URL, its path and query, and any
+    long path segment (id, token), longest first."""
+    parts = urlsplit(url)
+    found = {url, url.split("?", 1)[0]}
+    if len(parts.path) > 1:
+        found.add(parts.path)
+    if parts.query:
+        found.add(parts.query)
+    found.update(segment for segment in parts.path.split("/") if len(segment) >= 16)
+    return sorted(found, key=len, reverse=True)
+
+
+_RATE_HEADERS = (
+    "Retry-After",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset-After",
+    "X-RateLimit-Scope",
+    "X-RateLimit-Global",
+)
+
+
+class DiscordTarget(Target):
+    def __init__(
+        self, config: DiscordTargetConfig, webhook_url: Secret, per_second: float = 1.0
+    ) -> None:
+        if per_second <= 0:
+            raise ValueError("per_second must be positive")
+        self.name = config.name
+        self.config = config
+        self._webhook = webhook_url
+        self._url = yarl.URL(execute_url(webhook_url.reveal()), encoded=True)
+        self._secrets = _secret_parts(webhook_url.reveal())
+        self._limiter = AsyncLimiter(1, 1.0 / per_second)
+        self._paused_until = 0.0
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:  # never the URL
+        return f"DiscordTarget(name={self.name!r})"
+
+    async def open(self) -> None:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.config.timeout),
+            headers={"User-Agent": USER_AGENT},
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def deliver(self, delivery: Delivery) -> None:
+        assert self._session is not None, "open() first"
+        template = self.config.template
+        try:
+            payload = build_message(
+                delivery.notification, delivery.subject, template.title, template.body
+            )
+        except TemplateError as exc:
+            raise PermanentError(str(exc)) from None
+        body = msgspec.json.encode(payload)
+        await self._turn()
+        try:
+            async with self._session.post(
+                self._url,
+                data=body,
+                headers={"Content-Type": "application/json"},
+                allow_redirects=False,
+            ) as response:
+                status = response.status
+                headers = {
+                    name: response.headers[name]
+                    for name in _RATE_HEADERS
+                    if name in response.headers
+                }
+                answer = (await response.content.read(2000)).decode("utf-8", "replace")
+        except TimeoutError:
+            raise RetryableError(f"Discord did not answer within {self.config.timeout}s") from None
+        except aiohttp.ClientError as exc:
+            raise RetryableError(self._scrub(f"{type(exc).__name__}: {exc}")) from None
+        if 200 <= status < 300:
+            if headers.get("X-RateLimit-Remaining") == "0":
+                reset_after = _seconds(headers.get("X-RateLimit-Reset-After"))
+                if reset_after is not None:
+                    self._pause(reset_after)  # the bucket is empty: do not earn a 429
+            return
+        error, decoded = _discord_error(answer)
+        detail = self._scrub(error)
+        if status == 429:
+            wait = rate_limit_wait(decoded, headers)
+            self._pause(wait if wait is not None else self._limiter.time_period)
+            if decoded.get("global") is True or headers.get("X-RateLimit-Global") == "true":
+                detail += " (global)"
+            raise RetryableError(f"HTTP 429: {detail}", wait)
+        if status in RETRYABLE_STATUS or status >= 500:
+            wait = _seconds(headers.get("Retry-After"))
+            raise RetryableError(f"HTTP {status}" + (f": {detail}" if detail else ""), wait)
+        raise_for_status(status, None, detail)  # permanent
+
+    async def _turn(self) -> None:
+        """Wait for a pause set by a rate limit to end, then for the rate limiter."""
+        while True:
+            remaining = self._paused_until - time.monotonic()
+            if remaining > MAX_PAUSE_WAIT:
+                raise RetryableError(
+                    f"paused by a Discord rate limit for {remaining:.1f}s more", remaining
+                )
+            if remaining > 0:
+                await asyncio.sleep(remaining)
+            await self._limiter.acquire()
+            if time.monotonic() >= self._paused_until:
+                return
+
+    def _pause(self, seconds: float) -> None:
+        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the webhook URL or any part of it that would give it away, in
+        case a library or Discord quoted it."""
+        for secret in self._secrets:
+            text = text.replace(secret, "[webhook]")
+        return text
+
+
+def build(
+    config: DiscordTargetConfig, settings: Settings, per_second: float | None = None
+) -> DiscordTarget:
+    secret = settings.secret(config.name, "webhook_url")
+    assert secret is not None  # required: config.load() refuses a discord target without one
+    parts = urlsplit(secret.reveal())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        # The value itself is a secret: name the key, never show it.
+        raise ConfigError(f"target {config.name}: webhook_url must be an absolute https URL")
+    return DiscordTarget(config, secret, config.per_second if per_second is None else per_second)

@@ -1,0 +1,410 @@
+"""The ``teams`` target: post an Adaptive Card to a Microsoft Teams Workflows webhook.
+
+The webhook is a Workflows (Power Automate) flow built from the template "Post to a channel
+when a webhook request is received": its trigger takes a message whose attachments are
+Adaptive Cards and posts each card to the channel. One message per notification::
+
+    {"type": "message",
+     "attachments": [{
+        "contentType": "application/vnd.microsoft.card.adaptive",
+        "contentUrl": null,
+        "content": {
+            "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+            "type": "AdaptiveCard",
+            "version": "1.4",
+            "body": [
+                TextBlock(<title>, weight bolder, size medium, color by risk),
+                TextBlock(<body>, wrap),                 # when the body is not empty
+                FactSet(Risk, Application, Environment, Source / Type, IPs, Time, Id),
+            ],
+            "actions": [Action.OpenUrl("View event" -> url)],  # empty without a URL
+        }}]}
+
+The title colour is Adaptive Cards' ``attention`` (red) from risk 70, ``warning`` (amber)
+from 40, ``good`` (green) below and ``default`` when the message has no risk.
+
+The title and body come from :func:`shared.templates.render`. TextBlock texts and fact
+values are Markdown in Teams (bold, italic, lists and ``[links](url)``; HTML is not
+rendered), so every piece of text has the Markdown that could restyle it or disguise a
+link escaped with a backslash (bare URLs are left whole so they still work), and single
+line breaks of the body are doubled, as Markdown needs. A card cannot mention anybody:
+Teams mentions need ``<at>`` tags *and* ``msteams.entities``, which lookout never sends.
+Teams refuses messages over 28 KB, so the body is cut until the message fits in 27 KB.
+
+Answers (https://learn.microsoft.com/en-us/microsoftteams/platform/webhooks-and-connectors/how-to/add-incoming-webhook,
+https://learn.microsoft.com/en-us/microsoftteams/platform/bots/how-to/rate-limit): the
+trigger answers 202 Accepted (200 for flows that answer themselves): delivered. Errors come
+from Logic Apps as JSON ``{"error": {"code": …, "message": …}}``: 400 (the request body),
+401 (the URL's ``sig`` is wrong: the URL was regenerated), 403 and 404 (the flow was
+deleted or the URL is wrong) are permanent; 408, 429 (with ``Retry-After``) and 5xx are
+retried. A 429 also pauses every send of this target until ``Retry-After`` has passed.
+Sends go through a leaky-bucket limiter (``per_second``, default 1) shared by all
+concurrent deliveries of this target; Teams throttles webhooks posting more than about
+four messages a second.
+
+The webhook URL carries the credential (its ``sig`` query parameter): it is kept as a
+:class:`~shared.config.Secret`, never logged and never part of an error message, nor of a
+dead letter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import msgspec
+import yarl
+from aiolimiter import AsyncLimiter
+
+from shared.config import ConfigError, Secret, Settings, TeamsTargetConfig
+from shared.schemas import Notification
+from shared.targets import (
+    RETRYABLE_STATUS,
+    Delivery,
+    PermanentError,
+    RetryableError,
+    Target,
+    parse_retry_after,
+    raise_for_status,
+)
+from shared.templates import TemplateError, context, render
+
+USER_AGENT = "lookout-teams/1"
+
+CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
+CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
+CARD_VERSION = "1.4"
+
+TITLE_MAX = 400
+BODY_MAX = 20_000
+FACT_MAX = 1000
+URL_MAX = 2048
+PAYLOAD_MAX = 27 * 1024
+"""Bytes of JSON per message; Teams refuses messages over 28 KB."""
+
+ATTENTION = "attention"
+WARNING = "warning"
+GOOD = "good"
+DEFAULT = "default"
+
+MAX_PAUSE_WAIT = 5.0
+"""A send that finds the target paused by a 429 waits in-process up to this many seconds;
+beyond that it is handed back to JetStream with the remaining pause as ``Retry-After``."""
+
+HINTS: dict[int, str] = {
+    400: "the flow refused the request",
+    401: "the webhook URL's signature is wrong: was the URL regenerated?",
+    403: "the flow may not be triggered (disabled, or its owner lost access)",
+    404: "the flow was deleted or the webhook URL is wrong",
+    413: "the message is too large for Teams",
+    429: "Teams rate limit",
+}
+
+_URL = re.compile(r"https?://[^\s<>\"]+")
+_INLINE = frozenset("\\*_[]`")
+"""Escaped wherever they appear: emphasis, links, code."""
+_LINE_START = frozenset("-+>#")
+"""Escaped as the first character of a line: lists, quotes, headings."""
+_BLANK = ("", " ", "\t", "\n", "\r")
+"""What may follow a block marker (nothing: the end of the text)."""
+
+
+def _opens_block(char: str, after: str) -> bool:
+    """Whether ``char`` then ``after`` at the start of a line open a list (``- ``), a
+    heading (``# ``), a quote (``>``) or a rule (``---``)."""
+    return char == ">" or after in _BLANK or after == char
+
+
+def _pieces(text: str) -> list[str]:
+    """``text`` one character at a time, each escaped for Teams' Markdown where needed;
+    URLs are kept whole (an escape inside one would break the link)."""
+    in_url = [False] * len(text)
+    for match in _URL.finditer(text):
+        in_url[match.start() : match.end()] = [True] * (match.end() - match.start())
+    pieces: list[str] = []
+    line_start = True  # only blanks so far on this line
+    numbered = False  # only digits after the blanks: "1." would start a list
+    for index, char in enumerate(text):
+        after = text[index + 1 : index + 2]
+        special = (
+            char in _INLINE
+            or (line_start and char in _LINE_START and _opens_block(char, after))
+            or (numbered and char in ".)" and after in _BLANK)
+        )
+        pieces.append("\\" + char if special and not in_url[index] else char)
+        if char == "\n":
+            line_start, numbered = True, False
+        elif char in " \t\r" and line_start:
+            continue
+        elif char in "0123456789" and (line_start or numbered):
+            line_start, numbered = False, True
+        else:
+            line_start = numbered = False
+    return pieces
+
+
+def escape(text: str) -> str:
+    """``text`` with its Markdown escaped, so Teams shows it as written."""
+    return "".join(_pieces(text))
+
+
+def fit(text: str, limit: int) -> str:
+    """``text`` escaped and, when longer than ``limit``, cut (never inside an escape) and
+    ended with an ellipsis."""
+    pieces = _pieces(text)
+    if sum(len(piece) for piece in pieces) <= limit:
+        return "".join(pieces)
+    kept: list[str] = []
+    room = limit - 1  # for the ellipsis
+    for piece in pieces:
+        if len(piece) > room:
+            break
+        kept.append(piece)
+        room -= len(piece)
+    return "".join(kept).rstrip() + "…"
+
+
+def risk_colour(risk: int | None) -> str:
+    """``attention`` from 70, ``warning`` from 40, ``good`` below, ``default`` without risk."""
+    if risk is None:
+        return DEFAULT
+    if risk >= 70:
+        return ATTENTION
+    if risk >= 40:
+        return WARNING
+    return GOOD
+
+
+def _fact(title: str, value: str) -> dict[str, str]:
+    return {"title": title, "value": fit(value, FACT_MAX)}
+
+
+def _message(
+    title: str, colour: str, body: str, facts: list[dict[str, str]], url: str | None
+) -> dict[str, Any]:
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "TextBlock",
+            "text": title,
+            "weight": "bolder",
+            "size": "medium",
+            "color": colour,
+            "wrap": True,
+        }
+    ]
+    if body:
+        blocks.append({"type": "TextBlock", "text": body, "wrap": True})
+    blocks.append({"type": "FactSet", "facts": facts})
+    actions: list[dict[str, Any]] = []
+    if url:
+        actions.append({"type": "Action.OpenUrl", "title": "View event", "url": url})
+    card = {
+        "$schema": CARD_SCHEMA,
+        "type": "AdaptiveCard",
+        "version": CARD_VERSION,
+        "body": blocks,
+        "actions": actions,
+    }
+    return {
+        "type": "message",
+        "attachments": [{"contentType": CARD_CONTENT_TYPE, "contentUrl": None, "content": card}],
+    }
+
+
+def build_message(
+    notification: Notification,
+    subject: str | None = None,
+    title_template: str | None = None,
+    body_template: str | None = None,
+) -> dict[str, Any]:
+    """The webhook payload for ``notification`` (raises ``TemplateError``)."""
+    rendered = render(notification, title_template, body_template, subject)
+    values = context(notification, subject)
+    title = fit(rendered.title or f"{notification.source} {notification.type}", TITLE_MAX)
+
+    risk: int | None = values["risk"]
+    facts: list[dict[str, str]] = []
+    if risk is not None:
+        facts.append(_fact("Risk", str(risk)))
+    if values["application"]:
+        facts.append(_fact("Application", values["application"]))
+    if values["environment"]:
+        facts.append(_fact("Environment", values["environment"]))
+    facts.append(_fact("Source / Type", f"{notification.source} / {notification.type}"))
+    if values["ips"]:
+        facts.append(_fact("IPs", ", ".join(values["ips"])))
+    message = values["message"]
+    occurred = message.get("date_occurred") if isinstance(message, dict) else None
+    facts.append(
+        _fact(
+            "Time", occurred if isinstance(occurred, str) and occurred else notification.timestamp
+        )
+    )
+    facts.append(_fact("Id", notification.id))
+
+    url: str | None = values["url"]
+    if url is not None and len(url) > URL_MAX:
+        url = None
+    # Markdown needs a blank line for a line break.
+    source = "\n\n".join(rendered.body.splitlines())
+    limit = BODY_MAX
+    while True:
+        body = fit(source, limit) if source and limit > 0 else ""
+        payload = _message(title, risk_colour(risk), body, facts, url)
+        excess = len(msgspec.json.encode(payload)) - PAYLOAD_MAX
+        if excess <= 0 or not body:
+            return payload
+        limit = min(limit, len(body)) - max(excess, 16)
+
+
+def _teams_error(body: str) -> str:
+    """``code: message`` from a Logic Apps error body, else the body itself."""
+    text = body.strip()
+    if text.startswith("{"):
+        try:
+            decoded = msgspec.json.decode(text)
+        except msgspec.DecodeError:
+            return text[:300]
+        error = decoded.get("error") if isinstance(decoded, dict) else None
+        if isinstance(error, dict):
+            parts = [str(error[key]) for key in ("code", "message") if error.get(key)]
+            return ": ".join(parts)[:300]
+    return text[:300]
+
+
+def _seconds(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header: delta-seconds (fractions allowed) or a date."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return parse_retry_after(value)
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _secret_parts(url: str) -> list[str]:
+    """The strings that would give the webhook away: the URL, its path and query, and any
+    long path segment or query value (workflow id, ``sig``), longest first."""
+    parts = urlsplit(url)
+    found = {url, url.split("?", 1)[0]}
+    if len(parts.path) > 1:
+        found.add(parts.path)
+    if parts.query:
+        found.add(parts.query)
+        found.update(
+            value
+            for value in (item.partition("=")[2] for item in parts.query.split("&"))
+            if len(value) >= 16
+        )
+    found.update(segment for segment in parts.path.split("/") if len(segment) >= 16)
+    return sorted(found, key=len, reverse=True)
+
+
+class TeamsTarget(Target):
+    def __init__(
+        self, config: TeamsTargetConfig, webhook_url: Secret, per_second: float = 1.0
+    ) -> None:
+        if per_second <= 0:
+            raise ValueError("per_second must be positive")
+        self.name = config.name
+        self.config = config
+        self._webhook = webhook_url
+        self._secrets = _secret_parts(webhook_url.reveal())
+        self._limiter = AsyncLimiter(1, 1.0 / per_second)
+        self._paused_until = 0.0
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:  # never the URL
+        return f"TeamsTarget(name={self.name!r})"
+
+    async def open(self) -> None:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.config.timeout),
+            headers={"User-Agent": USER_AGENT},
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def deliver(self, delivery: Delivery) -> None:
+        assert self._session is not None, "open() first"
+        template = self.config.template
+        try:
+            payload = build_message(
+                delivery.notification, delivery.subject, template.title, template.body
+            )
+        except TemplateError as exc:
+            raise PermanentError(str(exc)) from None
+        body = msgspec.json.encode(payload)
+        await self._turn()
+        try:
+            async with self._session.post(
+                # encoded: the signed query goes out exactly as Teams wrote it
+                yarl.URL(self._webhook.reveal(), encoded=True),
+                data=body,
+                headers={"Content-Type": "application/json; charset=utf-8"},
+                allow_redirects=False,
+            ) as response:
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+                answer = (await response.content.read(1000)).decode("utf-8", "replace")
+        except TimeoutError:
+            raise RetryableError(f"Teams did not answer within {self.config.timeout}s") from None
+        except aiohttp.ClientError as exc:
+            raise RetryableError(self._scrub(f"{type(exc).__name__}: {exc}")) from None
+        if 200 <= status < 300:
+            return
+        wait = _seconds(retry_after)
+        if status == 429:
+            self._pause(wait if wait is not None else self._limiter.time_period)
+        error = self._scrub(_teams_error(answer))
+        hint = HINTS.get(status)
+        detail = f"{error} ({hint})" if error and hint else error or hint or ""
+        if status in RETRYABLE_STATUS or status >= 500:
+            # Retry-After may carry fractions, which raise_for_status would drop.
+            raise RetryableError(f"HTTP {status}" + (f": {detail}" if detail else ""), wait)
+        raise_for_status(status, None, detail)  # permanent
+
+    async def _turn(self) -> None:
+        """Wait for a pause set by a 429 to end, then for the rate limiter."""
+        while True:
+            remaining = self._paused_until - time.monotonic()
+            if remaining > MAX_PAUSE_WAIT:
+                raise RetryableError(
+                    f"paused by a Teams rate limit for {remaining:.1f}s more", remaining
+                )
+            if remaining > 0:
+                await asyncio.sleep(remaining)
+            await self._limiter.acquire()
+            if time.monotonic() >= self._paused_until:
+                return
+
+    def _pause(self, seconds: float) -> None:
+        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the webhook URL or any part of it that would give it away, in
+        case a library or Teams quoted it."""
+        for secret in self._secrets:
+            text = text.replace(secret, "[webhook]")
+        return text
+
+
+def build(
+    config: TeamsTargetConfig, settings: Settings, per_second: float | None = None
+) -> TeamsTarget:
+    secret = settings.secret(config.name, "webhook_url")
+    assert secret is not None  # required: config.load() refuses a teams target without one
+    parts = urlsplit(secret.reveal())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        # The value itself is a secret: name the key, never show it.
+        raise ConfigError(f"target {config.name}: webhook_url must be an absolute https URL")
+    return TeamsTarget(config, secret, config.per_second if per_second is None else per_second)
