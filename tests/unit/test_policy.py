@@ -36,6 +36,8 @@ def test_backoff_grows_exponentially_within_bounds() -> None:
 
 def test_retry_after_forms() -> None:
     assert parse_retry_after("7") == 7.0
+    assert parse_retry_after("0.529") == 0.529
+    assert parse_retry_after("-3") is None
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
     date = email.utils.formatdate(1_000_030, usegmt=True)
