@@ -27,6 +27,7 @@ _dmarc.monitor.test.    TXT "v=DMARC1; p=none; rua=mailto:a@monitor.test!10m, ma
 _dmarc.partial.test.    TXT "v=DMARC1; p=quarantine; pct=25; rua=mailto:r@partial.test"
 _dmarc.badpolicy.test.  TXT "v=DMARC1; p=block; rua=mailto:r@badpolicy.test"
 _dmarc.nopolicy.test.   TXT "v=DMARC1; rua=mailto:r@nopolicy.test"
+_dmarc.pnorua.test.     TXT "v=DMARC1; adkim=s"
 _dmarc.badtags.test.    TXT "v=DMARC1; p=reject; pct=150; adkim=x; fo=2; ri=soon; rua=dmarc"
 _dmarc.multi.test.      TXT "v=DMARC1; p=reject"
 _dmarc.multi.test.      TXT "v=DMARC1; p=none"
@@ -94,15 +95,21 @@ async def test_pct_below_100(client: DnsClient) -> None:
 
 
 async def test_invalid_policy(client: DnsClient) -> None:
+    # RFC 7489 §6.6.3: an invalid p= with a valid rua= is acted on as p=none
     result = await check_dmarc("badpolicy.test", client)
-    assert result["valid"] is False
-    assert result["status"] == "permerror"
-    assert result["policy"] is None
-    assert "invalid p= value 'block' (none, quarantine or reject)" in result["errors"]
-    assert any("treat the record as p=none" in warning for warning in result["warnings"])
+    assert result["tags"].get("rua")
+    assert result["valid"] is True
+    assert result["policy"] == "none"
+    assert any(
+        "invalid p= value 'block'" in w and "treat the record as p=none" in w
+        for w in result["warnings"]
+    )
     missing = await check_dmarc("nopolicy.test", client)
-    assert missing["valid"] is False
-    assert "the required p= tag is missing" in missing["errors"]
+    assert (missing["valid"], missing["policy"]) == (True, "none")
+    # without p= and without rua= there is nothing to act on: invalid
+    nothing = await check_dmarc("pnorua.test", client)
+    assert nothing["valid"] is False
+    assert "the required p= tag is missing" in nothing["errors"]
 
 
 async def test_invalid_tag_values(client: DnsClient) -> None:

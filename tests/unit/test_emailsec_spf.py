@@ -74,6 +74,9 @@ usesptr  TXT   "v=spf1 ptr -all"
 noall    TXT   "v=spf1 ip4:192.0.2.1"
 openinc  TXT   "v=spf1 include:plusall.example.com -all"
 after    TXT   "v=spf1 -all ip4:192.0.2.1"
+afterbig TXT   ( "v=spf1 mx -all include:a1.test include:a2.test include:a3.test "
+                 "include:a4.test include:a5.test include:a6.test include:a7.test "
+                 "include:a8.test include:a9.test include:a10.test" )
 everyone TXT   "v=spf1 ip4:0.0.0.0/0 -all"
 
 void2    TXT   "v=spf1 a:v1.example.com a:v2.example.com -all"
@@ -312,6 +315,13 @@ async def test_no_all_no_redirect_warning(client: DnsClient) -> None:
 async def test_terms_after_all_warning(client: DnsClient) -> None:
     result = await spf(client, "after")
     assert any("never evaluated: ip4:192.0.2.1" in warning for warning in result["warnings"])
+
+
+async def test_terms_after_all_cost_no_lookup(client: DnsClient) -> None:
+    # RFC 7208 §5.1: never tested, so not counted (§4.6.4) nor resolved
+    result = await spf(client, "afterbig")
+    assert result["dns_lookups"] == 1  # the mx before -all
+    assert result["valid"] is True
 
 
 async def test_void_lookups(client: DnsClient) -> None:

@@ -209,8 +209,16 @@ async def check_dmarc(domain: str, resolver: Resolver) -> dict[str, Any]:
     policy: str | None = tags.get("p")
     if "p" not in tags and not any(error.startswith("invalid p=") for error in errors):
         errors.append("the required p= tag is missing")
-    if policy is None and tags.get("rua"):
-        warnings.append("without a valid p=, receivers treat the record as p=none (RFC 7489)")
+    p_problems = [
+        e for e in errors if e == "the required p= tag is missing" or e.startswith("invalid p=")
+    ]
+    if policy is None and p_problems and tags.get("rua"):
+        # RFC 7489 §6.6.3: without a valid p= but with a valid rua=, receivers act as if
+        # p=none was published (so reports still flow): a warning, not an error.
+        for problem in p_problems:
+            errors.remove(problem)
+            warnings.append(f"{problem}: receivers treat the record as p=none (RFC 7489 §6.6.3)")
+        policy = "none"
     subdomain_policy: str | None = tags.get("sp", policy)
     pct: int = tags.get("pct", 100)
     owner = found_at.removeprefix("_dmarc.")

@@ -500,6 +500,12 @@ class _Evaluation:
                     f"terms after '{node.all_term.text}' are never evaluated: "
                     + " ".join(t.text for t in after)
                 )
+                # RFC 7208 §5.1: never tested, so they cost no lookup (§4.6.4 counts the
+                # terms used during evaluation) and are not resolved.
+                for term in after:
+                    term.lookups = 0
+                    term.info["note"] = "after 'all': never evaluated"
+                mechanisms = mechanisms[: len(mechanisms) - len(after)]
             if redirect is not None:
                 node.warnings.append("redirect= is ignored: the record has an 'all' mechanism")
         elif node.via == "root" and redirect is None:
