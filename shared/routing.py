@@ -9,12 +9,13 @@ from other sources may carry top-level ``risk``, ``application`` and ``environme
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from shared.config import Match
+from shared.config import Match, TargetConfig
 from shared.schemas import Notification
 
 
@@ -54,6 +55,11 @@ def attributes(notification: Notification) -> Attributes:
         application = nested
     environment = _text(body.get("environment")) or _text(app.get("environment"))
     return Attributes(risk=risk, application=application, environment=environment)
+
+
+def unrouted(targets: Sequence[TargetConfig], notification: Notification) -> bool:
+    """True when no configured target's route accepts ``notification``."""
+    return not any(matches(target.match, notification) for target in targets)
 
 
 def matches(match: Match, notification: Notification) -> bool:

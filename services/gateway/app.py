@@ -20,6 +20,7 @@ from services.gateway.state import BUS, METRICS, SETTINGS, Bus, Metrics
 from shared import bus, schemas
 from shared import logging as log
 from shared.config import Settings
+from shared.routing import unrouted
 
 _log = log.get("gateway")
 
@@ -129,7 +130,7 @@ async def sqreen_webhook(request: web.Request) -> web.Response:
                 return_exceptions=True,
             )
         metrics.publish_seconds.observe(time.perf_counter() - started)
-        return _answer(request_id, metrics, notifications, results)
+        return _answer(settings, request_id, metrics, notifications, results)
     except Exception:
         # Never a traceback to the sender; a 500 makes Sqreen retry later.
         _log.exception("unhandled error in webhook handler", request_id=request_id)
@@ -158,7 +159,27 @@ def _reject(
     return error(status, reason, **headers)
 
 
+def _count_unrouted(
+    settings: Settings,
+    metrics: Metrics,
+    notifications: list[schemas.Notification],
+    request_id: str,
+) -> None:
+    """Stored, but no target will deliver it: say so (never a silent drop)."""
+    for n in notifications:
+        if unrouted(settings.targets, n):
+            metrics.unrouted.labels(n.source).inc()
+            _log.warning(
+                "notification matches no target",
+                request_id=request_id,
+                notification_id=n.id,
+                source=n.source,
+                type=n.type,
+            )
+
+
 def _answer(
+    settings: Settings,
     request_id: str,
     metrics: Metrics,
     notifications: list[schemas.Notification],
@@ -184,6 +205,7 @@ def _answer(
             retry_after="5",
         )
     duplicates = sum(1 for r in results if isinstance(r, PubAck) and r.duplicate)
+    _count_unrouted(settings, metrics, notifications, request_id)
     metrics.webhook(sqreen.SOURCE, "accepted").inc()
     metrics.published(sqreen.SOURCE, False).inc(len(results) - duplicates)
     if duplicates:

@@ -79,6 +79,12 @@ class Metrics:
             ["source", "duplicate"],
             registry=self.registry,
         )
+        self.unrouted = prom.Counter(
+            "lookout_notifications_unrouted",
+            "Notifications stored that no configured target's route accepts",
+            ["source"],
+            registry=self.registry,
+        )
         self.publish_seconds = prom.Histogram(
             "lookout_webhook_publish_seconds",
             "Time to store every message of one webhook request in JetStream",

@@ -276,3 +276,17 @@ def test_stream_settings_are_idempotent(nats_server: NatsServer, tmp_path: Path)
         return float(info.config.duplicate_window or 0)
 
     assert asyncio.run(twice()) == pytest.approx(60.0)
+
+
+async def test_notification_matching_no_target_is_stored_and_counted(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    toml = '[[targets]]\nname = "pulses"\ntype = "log"\nmatch = { types = ["pulse"] }\n'
+    settings = make_settings(tmp_path, nats_server.url, toml)
+    async with running_gateway(settings) as base:
+        status, _ = await post_webhook(base, sqreen_fixture("v2_test.json"))
+        assert status == 200
+        async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as r:
+            text = await r.text()
+    assert 'lookout_notifications_unrouted_total{source="sqreen"} 1.0' in text
+    assert len(await stored(nats_server.url)) == 1  # stored all the same
