@@ -100,7 +100,10 @@ def _provider(k: int) -> str:
 
 
 def _ip4(rng: random.Random) -> str:
-    return f"{rng.choice((192, 198, 203))}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+    first = rng.choice((192, 198, 203))
+    second = rng.randrange(256)
+    third = rng.randrange(256)
+    return f"{first}.{second}.{third}.{rng.randrange(1, 255)}"
 
 
 def _ip6(rng: random.Random) -> str:
@@ -212,7 +215,7 @@ def _spf_edge(ds: Dataset, rng: random.Random, category: str, name: str) -> str 
     if category == "too_many_lookups":
         return "v=spf1 a mx " + " ".join(f"include:_spf.{x}" for x in p[:5]) + " -all"
     if category == "too_many_nested":
-        return f"v=spf1 mx include:_spf.bigmailer.net -all"
+        return "v=spf1 mx include:_spf.bigmailer.net -all"
     if category == "void_two":
         return f"v=spf1 a:gone1.{name} mx:gone2.{name} include:_spf.{p[0]} -all"
     if category == "void_too_many":
