@@ -12,10 +12,13 @@ dead-lettering are the runner's job (:mod:`shared.delivery`), never the target's
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+
+from aiolimiter import AsyncLimiter
 
 from shared.schemas import Notification
 
@@ -96,3 +99,41 @@ def raise_for_status(status: int, retry_after: str | None, detail: str) -> None:
     if 300 <= status < 400:
         raise PermanentError(f"{reason} (redirects are not followed)")
     raise PermanentError(reason)
+
+
+class Pacer:
+    """A target's own send rate, and a pause for every send after the service said 429.
+
+    ``turn()`` waits for the pause (up to ``max_wait`` seconds; a longer one hands the
+    notification back to JetStream with the remaining time as a retryable error), then for
+    the rate limiter. One pacer serves every concurrent delivery of a sink process.
+    """
+
+    def __init__(self, service: str, per_second: float, max_wait: float = 5.0) -> None:
+        if per_second <= 0:
+            raise ValueError("per_second must be positive")
+        self.service = service
+        self.max_wait = max_wait
+        self._limiter = AsyncLimiter(1, 1.0 / per_second)
+        self._paused_until = 0.0
+
+    @property
+    def period(self) -> float:
+        """Seconds between two sends at the configured rate."""
+        return float(self._limiter.time_period)
+
+    async def turn(self) -> None:
+        while True:
+            remaining = self._paused_until - time.monotonic()
+            if remaining > self.max_wait:
+                raise RetryableError(
+                    f"paused by a {self.service} rate limit for {remaining:.1f}s more", remaining
+                )
+            if remaining > 0:
+                await asyncio.sleep(remaining)
+            await self._limiter.acquire()
+            if time.monotonic() >= self._paused_until:
+                return
+
+    def pause(self, seconds: float) -> None:
+        self._paused_until = max(self._paused_until, time.monotonic() + seconds)

@@ -47,10 +47,8 @@ logged and never part of an error message, nor of a dead letter.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -59,13 +57,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import aiohttp
 import msgspec
 import yarl
-from aiolimiter import AsyncLimiter
 
 from shared.config import ConfigError, DiscordTargetConfig, Secret, Settings
 from shared.schemas import Notification
 from shared.targets import (
     RETRYABLE_STATUS,
     Delivery,
+    Pacer,
     PermanentError,
     RetryableError,
     Target,
@@ -90,7 +88,6 @@ AMBER = 0xECB22E
 GREEN = 0x2EB67D
 GREY = 0x9E9E9E
 
-MAX_PAUSE_WAIT = 5.0
 """A send that finds the target paused by a rate limit waits in-process up to this many
 seconds; beyond that it is handed back to JetStream with the remaining pause as
 ``Retry-After``."""
@@ -338,15 +335,12 @@ class DiscordTarget(Target):
     def __init__(
         self, config: DiscordTargetConfig, webhook_url: Secret, per_second: float = 1.0
     ) -> None:
-        if per_second <= 0:
-            raise ValueError("per_second must be positive")
         self.name = config.name
         self.config = config
         self._webhook = webhook_url
         self._url = yarl.URL(execute_url(webhook_url.reveal()), encoded=True)
         self._secrets = _secret_parts(webhook_url.reveal())
-        self._limiter = AsyncLimiter(1, 1.0 / per_second)
-        self._paused_until = 0.0
+        self._pacer = Pacer("Discord", per_second)
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:  # never the URL
@@ -373,7 +367,7 @@ class DiscordTarget(Target):
         except TemplateError as exc:
             raise PermanentError(str(exc)) from None
         body = msgspec.json.encode(payload)
-        await self._turn()
+        await self._pacer.turn()
         try:
             async with self._session.post(
                 self._url,
@@ -396,13 +390,13 @@ class DiscordTarget(Target):
             if headers.get("X-RateLimit-Remaining") == "0":
                 reset_after = _seconds(headers.get("X-RateLimit-Reset-After"))
                 if reset_after is not None:
-                    self._pause(reset_after)  # the bucket is empty: do not earn a 429
+                    self._pacer.pause(reset_after)  # the bucket is empty: do not earn a 429
             return
         error, decoded = _discord_error(answer)
         detail = self._scrub(error)
         if status == 429:
             wait = rate_limit_wait(decoded, headers)
-            self._pause(wait if wait is not None else self._limiter.time_period)
+            self._pacer.pause(wait if wait is not None else self._pacer.period)
             if decoded.get("global") is True or headers.get("X-RateLimit-Global") == "true":
                 detail += " (global)"
             raise RetryableError(f"HTTP 429: {detail}", wait)
@@ -410,23 +404,6 @@ class DiscordTarget(Target):
             wait = _seconds(headers.get("Retry-After"))
             raise RetryableError(f"HTTP {status}" + (f": {detail}" if detail else ""), wait)
         raise_for_status(status, None, detail)  # permanent
-
-    async def _turn(self) -> None:
-        """Wait for a pause set by a rate limit to end, then for the rate limiter."""
-        while True:
-            remaining = self._paused_until - time.monotonic()
-            if remaining > MAX_PAUSE_WAIT:
-                raise RetryableError(
-                    f"paused by a Discord rate limit for {remaining:.1f}s more", remaining
-                )
-            if remaining > 0:
-                await asyncio.sleep(remaining)
-            await self._limiter.acquire()
-            if time.monotonic() >= self._paused_until:
-                return
-
-    def _pause(self, seconds: float) -> None:
-        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
     def _scrub(self, text: str) -> str:
         """``text`` without the webhook URL or any part of it that would give it away, in

@@ -37,20 +37,18 @@ logged and never part of an error message (nor of a dead letter).
 
 from __future__ import annotations
 
-import asyncio
-import time
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
-from aiolimiter import AsyncLimiter
 
 from shared.config import ConfigError, Secret, Settings, SlackTargetConfig
 from shared.schemas import Notification
 from shared.targets import (
     Delivery,
+    Pacer,
     PermanentError,
     RetryableError,
     Target,
@@ -72,7 +70,6 @@ AMBER = "#ECB22E"
 GREEN = "#2EB67D"
 GREY = "#9E9E9E"
 
-MAX_PAUSE_WAIT = 5.0
 """A send that finds the target paused by a 429 waits in-process up to this many seconds;
 beyond that it is handed back to JetStream with the remaining pause as ``Retry-After``."""
 
@@ -229,13 +226,10 @@ class SlackTarget(Target):
     def __init__(
         self, config: SlackTargetConfig, webhook_url: Secret, per_second: float = 1.0
     ) -> None:
-        if per_second <= 0:
-            raise ValueError("per_second must be positive")
         self.name = config.name
         self.config = config
         self._webhook = webhook_url
-        self._limiter = AsyncLimiter(1, 1.0 / per_second)
-        self._paused_until = 0.0
+        self._pacer = Pacer("Slack", per_second)
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:  # never the URL
@@ -262,7 +256,7 @@ class SlackTarget(Target):
         except TemplateError as exc:
             raise PermanentError(str(exc)) from None
         body = msgspec.json.encode(payload)
-        await self._turn()
+        await self._pacer.turn()
         try:
             async with self._session.post(
                 self._webhook.reveal(),
@@ -279,27 +273,10 @@ class SlackTarget(Target):
             raise RetryableError(self._scrub(f"{type(exc).__name__}: {exc}")) from None
         if status == 429:
             pause = parse_retry_after(retry_after)
-            self._pause(pause if pause is not None else self._limiter.time_period)
+            self._pacer.pause(pause if pause is not None else self._pacer.period)
         error = self._scrub(_slack_error(answer))
         hint = HINTS.get(error)
         raise_for_status(status, retry_after, f"{error} ({hint})" if hint else error)
-
-    async def _turn(self) -> None:
-        """Wait for a pause set by a 429 to end, then for the rate limiter."""
-        while True:
-            remaining = self._paused_until - time.monotonic()
-            if remaining > MAX_PAUSE_WAIT:
-                raise RetryableError(
-                    f"paused by a Slack rate limit for {remaining:.1f}s more", remaining
-                )
-            if remaining > 0:
-                await asyncio.sleep(remaining)
-            await self._limiter.acquire()
-            if time.monotonic() >= self._paused_until:
-                return
-
-    def _pause(self, seconds: float) -> None:
-        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
     def _scrub(self, text: str) -> str:
         """``text`` without the webhook URL or its path (the token), in case a library

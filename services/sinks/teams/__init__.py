@@ -49,23 +49,21 @@ dead letter.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
 import yarl
-from aiolimiter import AsyncLimiter
 
 from shared.config import ConfigError, Secret, Settings, TeamsTargetConfig
 from shared.schemas import Notification
 from shared.targets import (
     RETRYABLE_STATUS,
     Delivery,
+    Pacer,
     PermanentError,
     RetryableError,
     Target,
@@ -92,7 +90,6 @@ WARNING = "warning"
 GOOD = "good"
 DEFAULT = "default"
 
-MAX_PAUSE_WAIT = 5.0
 """A send that finds the target paused by a 429 waits in-process up to this many seconds;
 beyond that it is handed back to JetStream with the remaining pause as ``Retry-After``."""
 
@@ -310,14 +307,11 @@ class TeamsTarget(Target):
     def __init__(
         self, config: TeamsTargetConfig, webhook_url: Secret, per_second: float = 1.0
     ) -> None:
-        if per_second <= 0:
-            raise ValueError("per_second must be positive")
         self.name = config.name
         self.config = config
         self._webhook = webhook_url
         self._secrets = _secret_parts(webhook_url.reveal())
-        self._limiter = AsyncLimiter(1, 1.0 / per_second)
-        self._paused_until = 0.0
+        self._pacer = Pacer("Teams", per_second)
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:  # never the URL
@@ -344,7 +338,7 @@ class TeamsTarget(Target):
         except TemplateError as exc:
             raise PermanentError(str(exc)) from None
         body = msgspec.json.encode(payload)
-        await self._turn()
+        await self._pacer.turn()
         try:
             async with self._session.post(
                 # encoded: the signed query goes out exactly as Teams wrote it
@@ -364,7 +358,7 @@ class TeamsTarget(Target):
             return
         wait = _seconds(retry_after)
         if status == 429:
-            self._pause(wait if wait is not None else self._limiter.time_period)
+            self._pacer.pause(wait if wait is not None else self._pacer.period)
         error = self._scrub(_teams_error(answer))
         hint = HINTS.get(status)
         detail = f"{error} ({hint})" if error and hint else error or hint or ""
@@ -372,23 +366,6 @@ class TeamsTarget(Target):
             # Retry-After may carry fractions, which raise_for_status would drop.
             raise RetryableError(f"HTTP {status}" + (f": {detail}" if detail else ""), wait)
         raise_for_status(status, None, detail)  # permanent
-
-    async def _turn(self) -> None:
-        """Wait for a pause set by a 429 to end, then for the rate limiter."""
-        while True:
-            remaining = self._paused_until - time.monotonic()
-            if remaining > MAX_PAUSE_WAIT:
-                raise RetryableError(
-                    f"paused by a Teams rate limit for {remaining:.1f}s more", remaining
-                )
-            if remaining > 0:
-                await asyncio.sleep(remaining)
-            await self._limiter.acquire()
-            if time.monotonic() >= self._paused_until:
-                return
-
-    def _pause(self, seconds: float) -> None:
-        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
     def _scrub(self, text: str) -> str:
         """``text`` without the webhook URL or any part of it that would give it away, in
