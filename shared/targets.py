@@ -16,11 +16,20 @@ import asyncio
 import email.utils
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
+import aiohttp
+import msgspec
+import yarl
 from aiolimiter import AsyncLimiter
+from multidict import CIMultiDict
 
+from shared.config import Secret, TargetConfig
 from shared.schemas import Notification
+from shared.templates import TemplateError
 
 
 class DeliveryError(Exception):
@@ -137,3 +146,102 @@ class Pacer:
 
     def pause(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+
+def secret_parts(url: str) -> list[str]:
+    """The strings that would give a secret webhook URL away: the URL, its path and query,
+    and any long path segment or query value (tokens, ``sig``), longest first."""
+    parts = urlsplit(url)
+    found = {url, url.split("?", 1)[0]}
+    if len(parts.path) > 1:
+        found.add(parts.path)
+    if parts.query:
+        found.add(parts.query)
+        found.update(
+            value
+            for value in (item.partition("=")[2] for item in parts.query.split("&"))
+            if len(value) >= 16
+        )
+    found.update(segment for segment in parts.path.split("/") if len(segment) >= 16)
+    return sorted(found, key=len, reverse=True)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAnswer:
+    status: int
+    headers: Mapping[str, str]
+    text: str
+
+
+class WebhookTarget(Target):
+    """A chat or incident service reached by POSTing JSON to a secret webhook URL.
+
+    Shared by the Slack, Teams and Discord targets: one HTTP session, the pacer (own send
+    rate, pause after a 429), rendering through the target's templates (a template error is
+    permanent), timeouts and connection errors as retryable, and the URL scrubbed from every
+    error text. Each target builds its payload and judges the service's answer itself.
+    """
+
+    service: ClassVar[str] = "webhook"
+    user_agent: ClassVar[str] = "lookout/1"
+
+    def __init__(self, config: TargetConfig, webhook_url: Secret, per_second: float) -> None:
+        self.name = config.name
+        self.config = config
+        self._webhook = webhook_url
+        self._secrets = secret_parts(webhook_url.reveal())
+        self._pacer = Pacer(self.service, per_second)
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:  # never the URL
+        return f"{type(self).__name__}(name={self.name!r})"
+
+    async def open(self) -> None:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.config.timeout),
+            headers={"User-Agent": self.user_agent},
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def encode(
+        self,
+        build: Callable[[Notification, str | None, str | None, str | None], Any],
+        delivery: Delivery,
+    ) -> bytes:
+        """The JSON body ``build`` makes for ``delivery`` with this target's templates."""
+        template = self.config.template
+        try:
+            payload = build(delivery.notification, delivery.subject, template.title, template.body)
+        except TemplateError as exc:
+            raise PermanentError(str(exc)) from None
+        return msgspec.json.encode(payload)
+
+    async def post(self, url: str | yarl.URL, body: bytes, read: int = 1000) -> WebhookAnswer:
+        """POST after the pacer's turn; the first ``read`` bytes of the answer."""
+        assert self._session is not None, "open() first"
+        await self._pacer.turn()
+        try:
+            async with self._session.post(
+                url,
+                data=body,
+                headers={"Content-Type": "application/json; charset=utf-8"},
+                allow_redirects=False,
+            ) as response:
+                text = (await response.content.read(read)).decode("utf-8", "replace")
+                return WebhookAnswer(response.status, CIMultiDict(response.headers), text)
+        except TimeoutError:
+            raise RetryableError(
+                f"{self.service} did not answer within {self.config.timeout}s"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise RetryableError(self.scrub(f"{type(exc).__name__}: {exc}")) from None
+
+    def scrub(self, text: str) -> str:
+        """``text`` without the webhook URL or any part that would give it away."""
+        for secret in self._secrets:
+            text = text.replace(secret, "[webhook]")
+        return text

@@ -54,7 +54,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import aiohttp
 import msgspec
 import yarl
 
@@ -63,14 +62,12 @@ from shared.schemas import Notification
 from shared.targets import (
     RETRYABLE_STATUS,
     Delivery,
-    Pacer,
-    PermanentError,
     RetryableError,
-    Target,
+    WebhookTarget,
     parse_retry_after,
     raise_for_status,
 )
-from shared.templates import TemplateError, context, render
+from shared.templates import context, render
 
 USER_AGENT = "lookout-discord/1"
 
@@ -309,19 +306,6 @@ def execute_url(webhook_url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def _secret_parts(url: str) -> list[str]:
-    """The strings that would give the webhook away: the URL, its path and query, and any
-    long path segment (id, token), longest first."""
-    parts = urlsplit(url)
-    found = {url, url.split("?", 1)[0]}
-    if len(parts.path) > 1:
-        found.add(parts.path)
-    if parts.query:
-        found.add(parts.query)
-    found.update(segment for segment in parts.path.split("/") if len(segment) >= 16)
-    return sorted(found, key=len, reverse=True)
-
-
 _RATE_HEADERS = (
     "Retry-After",
     "X-RateLimit-Remaining",
@@ -331,61 +315,21 @@ _RATE_HEADERS = (
 )
 
 
-class DiscordTarget(Target):
+class DiscordTarget(WebhookTarget):
+    service = "Discord"
+    user_agent = USER_AGENT
+
     def __init__(
         self, config: DiscordTargetConfig, webhook_url: Secret, per_second: float = 1.0
     ) -> None:
-        self.name = config.name
-        self.config = config
-        self._webhook = webhook_url
+        super().__init__(config, webhook_url, per_second)
         self._url = yarl.URL(execute_url(webhook_url.reveal()), encoded=True)
-        self._secrets = _secret_parts(webhook_url.reveal())
-        self._pacer = Pacer("Discord", per_second)
-        self._session: aiohttp.ClientSession | None = None
-
-    def __repr__(self) -> str:  # never the URL
-        return f"DiscordTarget(name={self.name!r})"
-
-    async def open(self) -> None:
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.config.timeout),
-            headers={"User-Agent": USER_AGENT},
-        )
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     async def deliver(self, delivery: Delivery) -> None:
-        assert self._session is not None, "open() first"
-        template = self.config.template
-        try:
-            payload = build_message(
-                delivery.notification, delivery.subject, template.title, template.body
-            )
-        except TemplateError as exc:
-            raise PermanentError(str(exc)) from None
-        body = msgspec.json.encode(payload)
-        await self._pacer.turn()
-        try:
-            async with self._session.post(
-                self._url,
-                data=body,
-                headers={"Content-Type": "application/json"},
-                allow_redirects=False,
-            ) as response:
-                status = response.status
-                headers = {
-                    name: response.headers[name]
-                    for name in _RATE_HEADERS
-                    if name in response.headers
-                }
-                answer = (await response.content.read(2000)).decode("utf-8", "replace")
-        except TimeoutError:
-            raise RetryableError(f"Discord did not answer within {self.config.timeout}s") from None
-        except aiohttp.ClientError as exc:
-            raise RetryableError(self._scrub(f"{type(exc).__name__}: {exc}")) from None
+        body = self.encode(build_message, delivery)
+        reply = await self.post(self._url, body, read=2000)
+        status, answer = reply.status, reply.text
+        headers = {name: reply.headers[name] for name in _RATE_HEADERS if name in reply.headers}
         if 200 <= status < 300:
             if headers.get("X-RateLimit-Remaining") == "0":
                 reset_after = _seconds(headers.get("X-RateLimit-Reset-After"))
@@ -393,7 +337,7 @@ class DiscordTarget(Target):
                     self._pacer.pause(reset_after)  # the bucket is empty: do not earn a 429
             return
         error, decoded = _discord_error(answer)
-        detail = self._scrub(error)
+        detail = self.scrub(error)
         if status == 429:
             wait = rate_limit_wait(decoded, headers)
             self._pacer.pause(wait if wait is not None else self._pacer.period)
@@ -404,13 +348,6 @@ class DiscordTarget(Target):
             wait = _seconds(headers.get("Retry-After"))
             raise RetryableError(f"HTTP {status}" + (f": {detail}" if detail else ""), wait)
         raise_for_status(status, None, detail)  # permanent
-
-    def _scrub(self, text: str) -> str:
-        """``text`` without the webhook URL or any part of it that would give it away, in
-        case a library or Discord quoted it."""
-        for secret in self._secrets:
-            text = text.replace(secret, "[webhook]")
-        return text
 
 
 def build(

@@ -41,21 +41,17 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import msgspec
 
-from shared.config import ConfigError, Secret, Settings, SlackTargetConfig
+from shared.config import ConfigError, Settings, SlackTargetConfig
 from shared.schemas import Notification
 from shared.targets import (
     Delivery,
-    Pacer,
-    PermanentError,
-    RetryableError,
-    Target,
+    WebhookTarget,
     parse_retry_after,
     raise_for_status,
 )
-from shared.templates import TemplateError, context, render
+from shared.templates import context, render
 
 USER_AGENT = "lookout-slack/1"
 
@@ -222,69 +218,21 @@ def _slack_error(body: str) -> str:
     return text
 
 
-class SlackTarget(Target):
-    def __init__(
-        self, config: SlackTargetConfig, webhook_url: Secret, per_second: float = 1.0
-    ) -> None:
-        self.name = config.name
-        self.config = config
-        self._webhook = webhook_url
-        self._pacer = Pacer("Slack", per_second)
-        self._session: aiohttp.ClientSession | None = None
-
-    def __repr__(self) -> str:  # never the URL
-        return f"SlackTarget(name={self.name!r})"
-
-    async def open(self) -> None:
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.config.timeout),
-            headers={"User-Agent": USER_AGENT},
-        )
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+class SlackTarget(WebhookTarget):
+    service = "Slack"
+    user_agent = USER_AGENT
 
     async def deliver(self, delivery: Delivery) -> None:
-        assert self._session is not None, "open() first"
-        template = self.config.template
-        try:
-            payload = build_message(
-                delivery.notification, delivery.subject, template.title, template.body
-            )
-        except TemplateError as exc:
-            raise PermanentError(str(exc)) from None
-        body = msgspec.json.encode(payload)
-        await self._pacer.turn()
-        try:
-            async with self._session.post(
-                self._webhook.reveal(),
-                data=body,
-                headers={"Content-Type": "application/json; charset=utf-8"},
-                allow_redirects=False,
-            ) as response:
-                status = response.status
-                retry_after = response.headers.get("Retry-After")
-                answer = (await response.content.read(300)).decode("utf-8", "replace")
-        except TimeoutError:
-            raise RetryableError(f"Slack did not answer within {self.config.timeout}s") from None
-        except aiohttp.ClientError as exc:
-            raise RetryableError(self._scrub(f"{type(exc).__name__}: {exc}")) from None
+        body = self.encode(build_message, delivery)
+        reply = await self.post(self._webhook.reveal(), body, read=300)
+        status, answer = reply.status, reply.text
+        retry_after = reply.headers.get("Retry-After")
         if status == 429:
             pause = parse_retry_after(retry_after)
             self._pacer.pause(pause if pause is not None else self._pacer.period)
-        error = self._scrub(_slack_error(answer))
+        error = self.scrub(_slack_error(answer))
         hint = HINTS.get(error)
         raise_for_status(status, retry_after, f"{error} ({hint})" if hint else error)
-
-    def _scrub(self, text: str) -> str:
-        """``text`` without the webhook URL or its path (the token), in case a library
-        quoted it."""
-        url = self._webhook.reveal()
-        text = text.replace(url, "[webhook]")
-        path = urlsplit(url).path
-        return text.replace(path, "/[webhook]") if len(path) > 1 else text
 
 
 def build(

@@ -54,23 +54,20 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import msgspec
 import yarl
 
-from shared.config import ConfigError, Secret, Settings, TeamsTargetConfig
+from shared.config import ConfigError, Settings, TeamsTargetConfig
 from shared.schemas import Notification
 from shared.targets import (
     RETRYABLE_STATUS,
     Delivery,
-    Pacer,
-    PermanentError,
     RetryableError,
-    Target,
+    WebhookTarget,
     parse_retry_after,
     raise_for_status,
 )
-from shared.templates import TemplateError, context, render
+from shared.templates import context, render
 
 USER_AGENT = "lookout-teams/1"
 
@@ -285,94 +282,29 @@ def _seconds(value: str | None) -> float | None:
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
-def _secret_parts(url: str) -> list[str]:
-    """The strings that would give the webhook away: the URL, its path and query, and any
-    long path segment or query value (workflow id, ``sig``), longest first."""
-    parts = urlsplit(url)
-    found = {url, url.split("?", 1)[0]}
-    if len(parts.path) > 1:
-        found.add(parts.path)
-    if parts.query:
-        found.add(parts.query)
-        found.update(
-            value
-            for value in (item.partition("=")[2] for item in parts.query.split("&"))
-            if len(value) >= 16
-        )
-    found.update(segment for segment in parts.path.split("/") if len(segment) >= 16)
-    return sorted(found, key=len, reverse=True)
-
-
-class TeamsTarget(Target):
-    def __init__(
-        self, config: TeamsTargetConfig, webhook_url: Secret, per_second: float = 1.0
-    ) -> None:
-        self.name = config.name
-        self.config = config
-        self._webhook = webhook_url
-        self._secrets = _secret_parts(webhook_url.reveal())
-        self._pacer = Pacer("Teams", per_second)
-        self._session: aiohttp.ClientSession | None = None
-
-    def __repr__(self) -> str:  # never the URL
-        return f"TeamsTarget(name={self.name!r})"
-
-    async def open(self) -> None:
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.config.timeout),
-            headers={"User-Agent": USER_AGENT},
-        )
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+class TeamsTarget(WebhookTarget):
+    service = "Teams"
+    user_agent = USER_AGENT
 
     async def deliver(self, delivery: Delivery) -> None:
-        assert self._session is not None, "open() first"
-        template = self.config.template
-        try:
-            payload = build_message(
-                delivery.notification, delivery.subject, template.title, template.body
-            )
-        except TemplateError as exc:
-            raise PermanentError(str(exc)) from None
-        body = msgspec.json.encode(payload)
-        await self._pacer.turn()
-        try:
-            async with self._session.post(
-                # encoded: the signed query goes out exactly as Teams wrote it
-                yarl.URL(self._webhook.reveal(), encoded=True),
-                data=body,
-                headers={"Content-Type": "application/json; charset=utf-8"},
-                allow_redirects=False,
-            ) as response:
-                status = response.status
-                retry_after = response.headers.get("Retry-After")
-                answer = (await response.content.read(1000)).decode("utf-8", "replace")
-        except TimeoutError:
-            raise RetryableError(f"Teams did not answer within {self.config.timeout}s") from None
-        except aiohttp.ClientError as exc:
-            raise RetryableError(self._scrub(f"{type(exc).__name__}: {exc}")) from None
+        body = self.encode(build_message, delivery)
+        reply = await self.post(  # encoded: the signed query goes out exactly as Teams wrote it
+            yarl.URL(self._webhook.reveal(), encoded=True), body, read=1000
+        )
+        status, answer = reply.status, reply.text
+        retry_after = reply.headers.get("Retry-After")
         if 200 <= status < 300:
             return
         wait = _seconds(retry_after)
         if status == 429:
             self._pacer.pause(wait if wait is not None else self._pacer.period)
-        error = self._scrub(_teams_error(answer))
+        error = self.scrub(_teams_error(answer))
         hint = HINTS.get(status)
         detail = f"{error} ({hint})" if error and hint else error or hint or ""
         if status in RETRYABLE_STATUS or status >= 500:
             # Retry-After may carry fractions, which raise_for_status would drop.
             raise RetryableError(f"HTTP {status}" + (f": {detail}" if detail else ""), wait)
         raise_for_status(status, None, detail)  # permanent
-
-    def _scrub(self, text: str) -> str:
-        """``text`` without the webhook URL or any part of it that would give it away, in
-        case a library or Teams quoted it."""
-        for secret in self._secrets:
-            text = text.replace(secret, "[webhook]")
-        return text
 
 
 def build(
