@@ -48,7 +48,6 @@ logged and never part of an error message, nor of a dead letter.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -58,6 +57,7 @@ import msgspec
 import yarl
 
 from shared.config import ConfigError, DiscordTargetConfig, Secret, Settings
+from shared.markup import BLANK, MarkdownEscaper, by_risk, cut
 from shared.schemas import Notification
 from shared.targets import (
     RETRYABLE_STATUS,
@@ -89,48 +89,15 @@ GREY = 0x9E9E9E
 seconds; beyond that it is handed back to JetStream with the remaining pause as
 ``Retry-After``."""
 
-_URL = re.compile(r"https?://[^\s<>\"]+")
-_INLINE = frozenset("\\*_~`|[]<>")
-"""Escaped wherever they appear: emphasis, strike, code, spoilers, links, mentions,
-timestamps and quotes."""
-_LINE_START = frozenset("-+#")
-"""Escaped as the first character of a line: lists, headings, subtext."""
-_BLANK = ("", " ", "\t", "\n", "\r")
-"""What may follow a block marker (nothing: the end of the text)."""
-
-
-def _opens_block(char: str, after: str) -> bool:
-    """Whether ``char`` then ``after`` at the start of a line open a list (``- ``), a
-    heading (``# ``, ``## ``), subtext (``-# ``) or a rule (``---``)."""
-    return after in _BLANK or after == char or (char == "-" and after == "#")
-
-
-def _pieces(text: str) -> list[str]:
-    """``text`` one character at a time, each escaped for Discord's Markdown where needed;
-    URLs are kept whole (an escape inside one would break the link)."""
-    in_url = [False] * len(text)
-    for match in _URL.finditer(text):
-        in_url[match.start() : match.end()] = [True] * (match.end() - match.start())
-    pieces: list[str] = []
-    line_start = True  # only blanks so far on this line
-    numbered = False  # only digits after the blanks: "1." would start a list
-    for index, char in enumerate(text):
-        after = text[index + 1 : index + 2]
-        special = (
-            char in _INLINE
-            or (line_start and char in _LINE_START and _opens_block(char, after))
-            or (numbered and char in ".)" and after in _BLANK)
-        )
-        pieces.append("\\" + char if special and not in_url[index] else char)
-        if char == "\n":
-            line_start, numbered = True, False
-        elif char in " \t\r" and line_start:
-            continue
-        elif char in "0123456789" and (line_start or numbered):
-            line_start, numbered = False, True
-        else:
-            line_start = numbered = False
-    return pieces
+_MARKDOWN = MarkdownEscaper(
+    # emphasis, strike, code, spoilers, links, mentions, timestamps and quotes
+    inline="\\*_~`|[]<>",
+    line_start="-+#",  # lists, headings, subtext
+    # a list (``- ``), a heading (``# ``, ``## ``), subtext (``-# ``) or a rule (``---``)
+    opens_block=lambda char, after: (
+        after in BLANK or after == char or (char == "-" and after == "#")
+    ),
+)
 
 
 def width(text: str) -> int:
@@ -140,37 +107,18 @@ def width(text: str) -> int:
 
 def escape(text: str) -> str:
     """``text`` with its Markdown escaped, so Discord shows it as written."""
-    return "".join(_pieces(text))
-
-
-def _cut(pieces: list[str], limit: int) -> str:
-    if sum(width(piece) for piece in pieces) <= limit:
-        return "".join(pieces)
-    kept: list[str] = []
-    room = limit - 1  # for the ellipsis
-    for piece in pieces:
-        if width(piece) > room:
-            break
-        kept.append(piece)
-        room -= width(piece)
-    return "".join(kept).rstrip() + "…"
+    return _MARKDOWN.escape(text)
 
 
 def fit(text: str, limit: int) -> str:
     """``text`` escaped and, when wider than ``limit``, cut (never inside an escape) and
     ended with an ellipsis."""
-    return _cut(_pieces(text), limit)
+    return cut(_MARKDOWN.pieces(text), limit, width)
 
 
 def risk_colour(risk: int | None) -> int:
     """Red from 70, amber from 40, green below, grey when the message has no risk."""
-    if risk is None:
-        return GREY
-    if risk >= 70:
-        return RED
-    if risk >= 40:
-        return AMBER
-    return GREEN
+    return by_risk(risk, RED, AMBER, GREEN, GREY)
 
 
 def _timestamp(value: str) -> str | None:
@@ -210,7 +158,7 @@ def build_message(
         {"name": fit(name, FIELD_NAME_MAX), "value": fit(value, FIELD_VALUE_MAX), "inline": inline}
         for name, value, inline in pairs[:FIELDS_MAX]
     ]
-    footer = _cut(list(f"lookout · {notification.id}"), FOOTER_MAX)  # footers are plain text
+    footer = cut(list(f"lookout · {notification.id}"), FOOTER_MAX, width)  # plain text
 
     used = width(title) + width(footer)
     used += sum(width(field["name"]) + width(field["value"]) for field in fields)

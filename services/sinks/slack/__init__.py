@@ -44,6 +44,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from shared.config import ConfigError, Settings, SlackTargetConfig
+from shared.markup import by_risk, cut
 from shared.schemas import Notification
 from shared.targets import (
     Delivery,
@@ -97,29 +98,12 @@ def escape(text: str) -> str:
 def fit(text: str, limit: int) -> str:
     """``text`` escaped and, when longer than ``limit``, cut (never inside an entity) and
     ended with an ellipsis."""
-    escaped = escape(text)
-    if len(escaped) <= limit:
-        return escaped
-    parts: list[str] = []
-    room = limit - 1  # for the ellipsis
-    for char in text:
-        piece = escape(char)
-        if len(piece) > room:
-            break
-        parts.append(piece)
-        room -= len(piece)
-    return "".join(parts).rstrip() + "…"
+    return cut([escape(char) for char in text], limit)
 
 
 def risk_colour(risk: int | None) -> str:
     """Red from 70, amber from 40, green below, grey when the message has no risk."""
-    if risk is None:
-        return GREY
-    if risk >= 70:
-        return RED
-    if risk >= 40:
-        return AMBER
-    return GREEN
+    return by_risk(risk, RED, AMBER, GREEN, GREY)
 
 
 def _plain(text: str, limit: int) -> dict[str, Any]:

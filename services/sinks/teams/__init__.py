@@ -50,7 +50,6 @@ dead letter.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -58,6 +57,7 @@ import msgspec
 import yarl
 
 from shared.config import ConfigError, Settings, TeamsTargetConfig
+from shared.markup import BLANK, MarkdownEscaper, by_risk, cut
 from shared.schemas import Notification
 from shared.targets import (
     RETRYABLE_STATUS,
@@ -99,79 +99,28 @@ HINTS: dict[int, str] = {
     429: "Teams rate limit",
 }
 
-_URL = re.compile(r"https?://[^\s<>\"]+")
-_INLINE = frozenset("\\*_[]`")
-"""Escaped wherever they appear: emphasis, links, code."""
-_LINE_START = frozenset("-+>#")
-"""Escaped as the first character of a line: lists, quotes, headings."""
-_BLANK = ("", " ", "\t", "\n", "\r")
-"""What may follow a block marker (nothing: the end of the text)."""
-
-
-def _opens_block(char: str, after: str) -> bool:
-    """Whether ``char`` then ``after`` at the start of a line open a list (``- ``), a
-    heading (``# ``), a quote (``>``) or a rule (``---``)."""
-    return char == ">" or after in _BLANK or after == char
-
-
-def _pieces(text: str) -> list[str]:
-    """``text`` one character at a time, each escaped for Teams' Markdown where needed;
-    URLs are kept whole (an escape inside one would break the link)."""
-    in_url = [False] * len(text)
-    for match in _URL.finditer(text):
-        in_url[match.start() : match.end()] = [True] * (match.end() - match.start())
-    pieces: list[str] = []
-    line_start = True  # only blanks so far on this line
-    numbered = False  # only digits after the blanks: "1." would start a list
-    for index, char in enumerate(text):
-        after = text[index + 1 : index + 2]
-        special = (
-            char in _INLINE
-            or (line_start and char in _LINE_START and _opens_block(char, after))
-            or (numbered and char in ".)" and after in _BLANK)
-        )
-        pieces.append("\\" + char if special and not in_url[index] else char)
-        if char == "\n":
-            line_start, numbered = True, False
-        elif char in " \t\r" and line_start:
-            continue
-        elif char in "0123456789" and (line_start or numbered):
-            line_start, numbered = False, True
-        else:
-            line_start = numbered = False
-    return pieces
+_MARKDOWN = MarkdownEscaper(
+    inline="\\*_[]`",  # emphasis, links, code
+    line_start="-+>#",  # lists, quotes, headings
+    # a list (``- ``), a heading (``# ``), a quote (``>``) or a rule (``---``)
+    opens_block=lambda char, after: char == ">" or after in BLANK or after == char,
+)
 
 
 def escape(text: str) -> str:
     """``text`` with its Markdown escaped, so Teams shows it as written."""
-    return "".join(_pieces(text))
+    return _MARKDOWN.escape(text)
 
 
 def fit(text: str, limit: int) -> str:
     """``text`` escaped and, when longer than ``limit``, cut (never inside an escape) and
     ended with an ellipsis."""
-    pieces = _pieces(text)
-    if sum(len(piece) for piece in pieces) <= limit:
-        return "".join(pieces)
-    kept: list[str] = []
-    room = limit - 1  # for the ellipsis
-    for piece in pieces:
-        if len(piece) > room:
-            break
-        kept.append(piece)
-        room -= len(piece)
-    return "".join(kept).rstrip() + "…"
+    return cut(_MARKDOWN.pieces(text), limit)
 
 
 def risk_colour(risk: int | None) -> str:
     """``attention`` from 70, ``warning`` from 40, ``good`` below, ``default`` without risk."""
-    if risk is None:
-        return DEFAULT
-    if risk >= 70:
-        return ATTENTION
-    if risk >= 40:
-        return WARNING
-    return GOOD
+    return by_risk(risk, ATTENTION, WARNING, GOOD, DEFAULT)
 
 
 def _fact(title: str, value: str) -> dict[str, str]:
