@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import nats
 from aiohttp import web
 
-from shared import config
+from shared import bus, config, schemas
 from shared.natsserver import free_port
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -192,3 +193,51 @@ async def wait_job(base: str, job_id: str, within: float = 20.0, token: str | No
 
     await wait_for(complete, within=within, every=0.1)
     return result
+
+
+def http_target(url: str, extra: str = "", name: str = "ops-http") -> str:
+    """A TOML ``[[targets]]`` table for an http target with small retry settings."""
+    return f"""
+[[targets]]
+name = "{name}"
+type = "http"
+url = "{url}"
+secret = "{WHSEC}"
+timeout = 2
+retry = {{ max_attempts = 4, initial_backoff = 0.2, max_backoff = 1, jitter = 0 }}
+{extra}
+"""
+
+
+async def dead_letters(url: str, target: str) -> list[schemas.DeadLetter]:
+    """Every dead letter of ``target`` in the DEADLETTERS stream."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(bus.DEADLETTERS)
+        out = []
+        for seq in range(info.state.first_seq, info.state.first_seq + info.state.messages):
+            msg = await js.get_msg(bus.DEADLETTERS, seq)
+            if msg.subject == f"deadletter.{target}" and msg.data is not None:
+                out.append(schemas.decode_deadletter(msg.data))
+        return out
+    finally:
+        await nc.close()
+
+
+async def pending(url: str, target: str) -> tuple[int, int]:
+    """(messages not yet delivered, messages delivered but not yet acknowledged)."""
+    nc = await nats.connect(url)
+    try:
+        info = await nc.jetstream().consumer_info(bus.NOTIFICATIONS, bus.sink_durable(target))
+        return info.num_pending, info.num_ack_pending
+    finally:
+        await nc.close()
+
+
+async def settled(url: str, *targets: str) -> bool:
+    """Nothing left to deliver and nothing awaiting an acknowledgement, for each target."""
+    for target in targets:
+        if await pending(url, target) != (0, 0):
+            return False
+    return True

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from helpers import (
     Receiver,
+    dead_letters,
+    http_target,
     make_settings,
     post_webhook,
     running_gateway,
@@ -17,7 +19,6 @@ from helpers import (
     sqreen_fixture,
     wait_for,
 )
-from test_delivery import dead_letters, http_target
 
 from shared.natsserver import NatsServer
 

@@ -12,10 +12,13 @@ import pytest
 from helpers import (
     WHSEC,
     Receiver,
+    dead_letters,
+    http_target,
     make_settings,
     post_webhook,
     running_gateway,
     running_sink,
+    settled,
     sqreen_fixture,
     wait_for,
 )
@@ -24,44 +27,6 @@ from standardwebhooks import Webhook
 from shared import bus, schemas
 from shared.config import Settings
 from shared.natsserver import NatsServer
-
-
-def http_target(url: str, extra: str = "", name: str = "ops-http") -> str:
-    return f"""
-[[targets]]
-name = "{name}"
-type = "http"
-url = "{url}"
-secret = "{WHSEC}"
-timeout = 2
-retry = {{ max_attempts = 4, initial_backoff = 0.2, max_backoff = 1, jitter = 0 }}
-{extra}
-"""
-
-
-async def dead_letters(url: str, target: str) -> list[schemas.DeadLetter]:
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        info = await js.stream_info(bus.DEADLETTERS)
-        out = []
-        for seq in range(info.state.first_seq, info.state.first_seq + info.state.messages):
-            msg = await js.get_msg(bus.DEADLETTERS, seq)
-            if msg.subject == f"deadletter.{target}":
-                out.append(schemas.decode_deadletter(msg.data))
-        return out
-    finally:
-        await nc.close()
-
-
-async def pending(url: str, target: str) -> tuple[int, int]:
-    """(messages not yet delivered, messages delivered but not yet acknowledged)."""
-    nc = await nats.connect(url)
-    try:
-        info = await nc.jetstream().consumer_info(bus.NOTIFICATIONS, bus.sink_durable(target))
-        return info.num_pending, info.num_ack_pending
-    finally:
-        await nc.close()
 
 
 async def test_signed_webhook_in_signed_envelope_out(
@@ -108,15 +73,11 @@ async def test_failing_target_then_recovering_is_delivered_once(
         status, answer = await post_webhook(base, sqreen_fixture("v2_test.json"))
         assert status == 200
         await wait_for(lambda: len(receiver.requests) == 4)
-        await wait_for(lambda: _settled(nats_server.url, "ops-http"))
+        await wait_for(lambda: settled(nats_server.url, "ops-http"))
     # four attempts, the same webhook-id each time, one success, nothing dead-lettered
     ids = {headers["webhook-id"] for headers, _ in receiver.requests}
     assert ids == set(answer["ids"])
     assert await dead_letters(nats_server.url, "ops-http") == []
-
-
-async def _settled(url: str, target: str) -> bool:
-    return await pending(url, target) == (0, 0)
 
 
 async def test_retry_after_is_honoured(
@@ -146,7 +107,7 @@ async def test_permanent_failure_goes_to_dead_letter(
             return len(await dead_letters(nats_server.url, "ops-http")) == 1
 
         await wait_for(dead)
-        await wait_for(lambda: _settled(nats_server.url, "ops-http"))
+        await wait_for(lambda: settled(nats_server.url, "ops-http"))
     assert len(receiver.requests) == 1  # never retried
     [record] = await dead_letters(nats_server.url, "ops-http")
     assert record.target == "ops-http"
@@ -169,7 +130,7 @@ async def test_attempts_are_bounded_then_dead_letter(
             return len(await dead_letters(nats_server.url, "ops-http")) == 1
 
         await wait_for(dead, within=20)
-        await wait_for(lambda: _settled(nats_server.url, "ops-http"))
+        await wait_for(lambda: settled(nats_server.url, "ops-http"))
     assert len(receiver.requests) == 4
     [record] = await dead_letters(nats_server.url, "ops-http")
     assert record.attempts == 4
@@ -251,7 +212,7 @@ async def test_route_filter_and_independent_targets(
             await post_webhook(base, sqreen_fixture("v2_security_event.json"))  # risks 30, 80
             await post_webhook(base, sqreen_fixture("v2_test.json"))  # risk 42
             await wait_for(lambda: len(other.requests) == 3)
-            await wait_for(lambda: _settled(nats_server.url, "urgent"))
+            await wait_for(lambda: settled(nats_server.url, "urgent"))
         assert [b["data"]["message"]["risk_coefficient"] for b in receiver.bodies()] == [80]
     finally:
         await other.stop()

@@ -10,6 +10,7 @@ import pytest
 from helpers import (
     Receiver,
     api,
+    http_target,
     make_settings,
     post_webhook,
     running_gateway,
@@ -17,7 +18,6 @@ from helpers import (
     sqreen_fixture,
     wait_for,
 )
-from test_delivery import http_target
 
 from shared.natsserver import NatsServer
 

@@ -13,13 +13,15 @@ from pathlib import Path
 import pytest
 from helpers import (
     Receiver,
+    dead_letters,
+    http_target,
     make_settings,
+    pending,
     post_webhook,
     running_gateway,
     running_sink,
     wait_for,
 )
-from test_delivery import dead_letters, http_target, pending
 
 from shared.natsserver import NatsServer, free_port
 

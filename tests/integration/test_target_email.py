@@ -18,8 +18,15 @@ import pytest
 import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
-from helpers import make_settings, post_webhook, running_gateway, running_sink, wait_for
-from test_delivery import dead_letters, pending
+from helpers import (
+    dead_letters,
+    make_settings,
+    pending,
+    post_webhook,
+    running_gateway,
+    running_sink,
+    wait_for,
+)
 
 import services.sinks.email as email_sink
 from shared.config import EmailTargetConfig, Settings

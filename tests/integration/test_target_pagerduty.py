@@ -9,14 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import nats
 import pytest
 from fakes.pagerduty import FakePagerDuty, check_event
 from helpers import (
+    dead_letters,
     make_settings,
     post_webhook,
     running_gateway,
     running_sink,
+    settled,
     sqreen_fixture,
     wait_for,
 )
@@ -32,7 +33,7 @@ from services.sinks.pagerduty import (
     dedup_key,
     severity_for,
 )
-from shared import bus, schemas
+from shared import schemas
 from shared.config import ConfigError, PagerDutyTargetConfig, Settings
 from shared.natsserver import NatsServer
 
@@ -61,31 +62,6 @@ retry = {{ {retry} }}
 async def pagerduty() -> AsyncIterator[FakePagerDuty]:
     async with FakePagerDuty() as fake:
         yield fake
-
-
-async def dead_letters(url: str, target: str = TARGET) -> list[schemas.DeadLetter]:
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        info = await js.stream_info(bus.DEADLETTERS)
-        out = []
-        for seq in range(info.state.first_seq, info.state.first_seq + info.state.messages):
-            msg = await js.get_msg(bus.DEADLETTERS, seq)
-            if msg.subject == f"deadletter.{target}" and msg.data is not None:
-                out.append(schemas.decode_deadletter(msg.data))
-        return out
-    finally:
-        await nc.close()
-
-
-async def settled(url: str, target: str = TARGET) -> bool:
-    """Nothing left to deliver and nothing awaiting an acknowledgement."""
-    nc = await nats.connect(url)
-    try:
-        info = await nc.jetstream().consumer_info(bus.NOTIFICATIONS, bus.sink_durable(target))
-        return (info.num_pending, info.num_ack_pending) == (0, 0)
-    finally:
-        await nc.close()
 
 
 def assert_key_not_logged(
@@ -117,7 +93,7 @@ async def test_security_events_trigger_with_severity_by_risk(
         status, answer = await post_webhook(base, body)
         assert status == 200
         await wait_for(lambda: len(pagerduty.incidents) == 2)
-        await wait_for(lambda: settled(nats_server.url))
+        await wait_for(lambda: settled(nats_server.url, TARGET))
     assert pagerduty.answers == [202, 202]
     assert pagerduty.rejections == []
     sent = json.loads(body)
@@ -163,7 +139,7 @@ async def test_security_events_trigger_with_severity_by_risk(
         assert incident is not None
         assert incident.severity == severity
         assert len(incident.events) == 1
-    assert await dead_letters(nats_server.url) == []
+    assert await dead_letters(nats_server.url, TARGET) == []
     assert_key_not_logged(capsys.readouterr().out, caplog, pagerduty.routing_key, "delivered")
 
 
@@ -190,7 +166,7 @@ async def test_a_redelivery_pages_only_once(
     async with running_gateway(settings) as base, running_sink(settings, TARGET):
         _, answer = await post_webhook(base, sqreen_fixture("v2_test.json"))
         await wait_for(lambda: pagerduty.answers == [500, 202])
-        await wait_for(lambda: settled(nats_server.url))
+        await wait_for(lambda: settled(nats_server.url, TARGET))
     assert len(pagerduty.events) == 2
     assert len(pagerduty.incidents) == 1
     [incident] = pagerduty.incidents
@@ -199,7 +175,7 @@ async def test_a_redelivery_pages_only_once(
     assert incident.dedup_key == f"lookout-sqreen-{answer['ids'][0]}"
     assert incident.events == [first, second]
     assert incident.severity == "warning"  # the test message has risk 42
-    assert await dead_letters(nats_server.url) == []
+    assert await dead_letters(nats_server.url, TARGET) == []
 
 
 async def test_an_unknown_routing_key_is_dead_lettered_at_once(
@@ -217,13 +193,13 @@ async def test_an_unknown_routing_key_is_dead_lettered_at_once(
         _, answer = await post_webhook(base, sqreen_fixture("v2_test.json"))
 
         async def dead() -> bool:
-            return len(await dead_letters(nats_server.url)) == 1
+            return len(await dead_letters(nats_server.url, TARGET)) == 1
 
         await wait_for(dead)
-        await wait_for(lambda: settled(nats_server.url))
+        await wait_for(lambda: settled(nats_server.url, TARGET))
     assert pagerduty.answers == [400]  # permanent: never retried
     assert pagerduty.incidents == []
-    [record] = await dead_letters(nats_server.url)
+    [record] = await dead_letters(nats_server.url, TARGET)
     assert record.attempts == 1
     assert record.error == (
         "HTTP 400: invalid event: Event object is invalid (Invalid routing key)"
@@ -244,14 +220,14 @@ async def test_throttled_then_delivered(nats_server: NatsServer, tmp_path: Path)
         async with running_gateway(settings) as base, running_sink(settings, TARGET):
             await post_webhook(base, sqreen_fixture("v2_security_event.json"))
             await wait_for(lambda: len(pagerduty.incidents) == 2)
-            await wait_for(lambda: settled(nats_server.url))
+            await wait_for(lambda: settled(nats_server.url, TARGET))
     assert 429 in pagerduty.answers
     assert pagerduty.answers.count(202) == 2
     assert len(pagerduty.events) == 2
     answered = zip(pagerduty.requests, pagerduty.answers, strict=True)
     accepted = [request.at for request, status in answered if status == 202]
     assert max(accepted) - min(accepted) >= 0.9  # the second waited out the window
-    assert await dead_letters(nats_server.url) == []
+    assert await dead_letters(nats_server.url, TARGET) == []
 
 
 async def test_a_429_is_retried_with_the_backoff(
@@ -263,12 +239,12 @@ async def test_a_429_is_retried_with_the_backoff(
     async with running_gateway(settings) as base, running_sink(settings, TARGET):
         await post_webhook(base, sqreen_fixture("v2_test.json"))
         await wait_for(lambda: len(pagerduty.incidents) == 1)
-        await wait_for(lambda: settled(nats_server.url))
+        await wait_for(lambda: settled(nats_server.url, TARGET))
     assert pagerduty.answers == [429, 202]
     first, second = pagerduty.requests
     assert second.at - first.at >= 0.15  # initial_backoff = 0.2, jitter 0
     assert first.body == second.body
-    assert await dead_letters(nats_server.url) == []
+    assert await dead_letters(nats_server.url, TARGET) == []
 
 
 # ------------------------------------------------------------------ without a bus

@@ -10,20 +10,21 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import nats
 import pytest
 from fakes.slack import FakeSlack, check_message
 from helpers import (
+    dead_letters,
     make_settings,
     post_webhook,
     running_gateway,
     running_sink,
+    settled,
     sqreen_fixture,
     wait_for,
 )
 
 from services.sinks.slack import AMBER, GREEN, GREY, RED, build, build_message, risk_colour
-from shared import bus, schemas
+from shared import schemas
 from shared.config import ConfigError, Settings, SlackTargetConfig
 from shared.natsserver import NatsServer
 from shared.targets import Delivery, RetryableError
@@ -46,31 +47,6 @@ retry = {{ max_attempts = 3, initial_backoff = 0.2, max_backoff = 1, jitter = 0 
 async def slack() -> AsyncIterator[FakeSlack]:
     async with FakeSlack() as fake:
         yield fake
-
-
-async def dead_letters(url: str, target: str = TARGET) -> list[schemas.DeadLetter]:
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        info = await js.stream_info(bus.DEADLETTERS)
-        out = []
-        for seq in range(info.state.first_seq, info.state.first_seq + info.state.messages):
-            msg = await js.get_msg(bus.DEADLETTERS, seq)
-            if msg.subject == f"deadletter.{target}" and msg.data is not None:
-                out.append(schemas.decode_deadletter(msg.data))
-        return out
-    finally:
-        await nc.close()
-
-
-async def settled(url: str, target: str = TARGET) -> bool:
-    """Nothing left to deliver and nothing awaiting an acknowledgement."""
-    nc = await nats.connect(url)
-    try:
-        info = await nc.jetstream().consumer_info(bus.NOTIFICATIONS, bus.sink_durable(target))
-        return (info.num_pending, info.num_ack_pending) == (0, 0)
-    finally:
-        await nc.close()
 
 
 def assert_webhook_not_logged(
@@ -123,7 +99,7 @@ async def test_security_events_coloured_by_risk_with_fields_and_button(
         status, answer = await post_webhook(base, body)
         assert status == 200
         await wait_for(lambda: len(slack.messages) == 2)
-        await wait_for(lambda: settled(nats_server.url))
+        await wait_for(lambda: settled(nats_server.url, TARGET))
     assert slack.answers == [200, 200]
     sent = json.loads(body)
     originals = {m["message"]["risk_coefficient"]: m["message"] for m in sent}
@@ -214,12 +190,12 @@ async def test_rate_limited_then_delivered_once(
     async with running_gateway(settings) as base, running_sink(settings, TARGET):
         await post_webhook(base, sqreen_fixture("v2_test.json"))
         await wait_for(lambda: len(slack.messages) == 1)
-        await wait_for(lambda: settled(nats_server.url))
+        await wait_for(lambda: settled(nats_server.url, TARGET))
     assert slack.answers == [429, 200]
     first, second = slack.requests
     assert second.at - first.at >= 0.9  # Retry-After: 1, where backoff alone says 0.2
     assert first.body == second.body  # the same message, sent once more
-    assert await dead_letters(nats_server.url) == []
+    assert await dead_letters(nats_server.url, TARGET) == []
     [message] = slack.messages
     assert message["attachments"][0]["color"] == AMBER  # the test message has risk 42
     actions = block(message, "actions")
@@ -236,9 +212,9 @@ async def test_server_error_then_delivered(
     async with running_gateway(settings) as base, running_sink(settings, TARGET):
         await post_webhook(base, sqreen_fixture("v2_test.json"))
         await wait_for(lambda: len(slack.messages) == 1)
-        await wait_for(lambda: settled(nats_server.url))
+        await wait_for(lambda: settled(nats_server.url, TARGET))
     assert slack.answers == [500, 200]
-    assert await dead_letters(nats_server.url) == []
+    assert await dead_letters(nats_server.url, TARGET) == []
 
 
 async def test_unknown_webhook_is_dead_lettered_at_once(
@@ -254,12 +230,12 @@ async def test_unknown_webhook_is_dead_lettered_at_once(
         _, answer = await post_webhook(base, sqreen_fixture("v2_test.json"))
 
         async def dead() -> bool:
-            return len(await dead_letters(nats_server.url)) == 1
+            return len(await dead_letters(nats_server.url, TARGET)) == 1
 
         await wait_for(dead)
-        await wait_for(lambda: settled(nats_server.url))
+        await wait_for(lambda: settled(nats_server.url, TARGET))
     assert slack.answers == [404]  # permanent: never retried
-    [record] = await dead_letters(nats_server.url)
+    [record] = await dead_letters(nats_server.url, TARGET)
     assert record.attempts == 1
     assert record.error.startswith("HTTP 404: no_service")
     assert gone not in record.error

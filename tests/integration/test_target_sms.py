@@ -10,8 +10,15 @@ from typing import Any
 
 import pytest
 from fakes.twilio import DEFAULT_AUTH_TOKEN, FakeTwilio, basic_credentials, segments
-from helpers import make_settings, post_webhook, running_gateway, running_sink, wait_for
-from test_delivery import dead_letters, pending
+from helpers import (
+    dead_letters,
+    make_settings,
+    pending,
+    post_webhook,
+    running_gateway,
+    running_sink,
+    wait_for,
+)
 
 from services.sinks.sms import sms_text
 from shared.config import Settings

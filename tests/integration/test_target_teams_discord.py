@@ -18,14 +18,15 @@ from fakes.discord import check_message as discord_check
 from fakes.teams import FakeTeams, error_body
 from fakes.teams import check_message as teams_check
 from helpers import (
+    dead_letters,
     make_settings,
     post_webhook,
     running_gateway,
     running_sink,
+    settled,
     sqreen_fixture,
     wait_for,
 )
-from test_delivery import dead_letters, pending
 
 from services.sinks import discord as discord_target
 from services.sinks import teams as teams_target
@@ -67,14 +68,6 @@ async def teams() -> AsyncIterator[FakeTeams]:
 async def discord() -> AsyncIterator[FakeDiscord]:
     async with FakeDiscord() as fake:
         yield fake
-
-
-async def settled(url: str, *names: str) -> bool:
-    """Nothing left to deliver and nothing awaiting an acknowledgement, for each target."""
-    for name in names:
-        if await pending(url, name) != (0, 0):
-            return False
-    return True
 
 
 def secrets_of(url: str) -> list[str]:
