@@ -62,6 +62,7 @@ class Secret:
 
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 Name = Annotated[str, msgspec.Meta(pattern=NAME_RE.pattern)]
+GroupField = Literal["source", "type", "application", "environment"]
 
 
 class RetryPolicy(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -116,6 +117,17 @@ class TargetConfig(
     template: MessageTemplate = MessageTemplate()
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 16
     timeout: PositiveFloat = 10.0
+    per_second: PositiveFloat | None = None
+    """Most messages per second this sink process sends to the target (unset: no limit);
+    after a 429 with ``Retry-After`` every send waits that long."""
+    group_window: Annotated[float, msgspec.Meta(gt=0, le=3600)] | None = None
+    """Seconds to collect notifications that share ``group_by`` before sending them as
+    one digest (unset: every notification on its own). A lone one is sent as itself."""
+    group_by: list[GroupField] = msgspec.field(
+        default_factory=lambda: ["source", "type", "application"]
+    )
+    group_max: Annotated[int, msgspec.Meta(ge=2, le=5000)] = 500
+    """A group this large is sent at once, before its window ends."""
 
 
 class LogTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="log"):
@@ -166,6 +178,8 @@ class SmsTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="sms"):
     to: Annotated[list[str], msgspec.Meta(min_length=1)]
     api_url: str = "https://api.twilio.com"
     max_length: Annotated[int, msgspec.Meta(ge=20, le=1600)] = 320
+    per_second: PositiveFloat | None = 1.0
+    """Twilio sends about one SMS per second per sender number."""
 
 
 class SlackTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="slack"):
@@ -176,7 +190,7 @@ class SlackTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="slack"):
 
     webhook_url: str | None = None
     webhook_url_file: str | None = None
-    per_second: PositiveFloat = 1.0
+    per_second: PositiveFloat | None = 1.0
     """Messages per second to this webhook (Slack allows about one)."""
 
 
@@ -188,7 +202,7 @@ class TeamsTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="teams"):
 
     webhook_url: str | None = None
     webhook_url_file: str | None = None
-    per_second: PositiveFloat = 1.0
+    per_second: PositiveFloat | None = 1.0
 
 
 class DiscordTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="discord"):
@@ -199,7 +213,7 @@ class DiscordTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="discord"
 
     webhook_url: str | None = None
     webhook_url_file: str | None = None
-    per_second: PositiveFloat = 1.0
+    per_second: PositiveFloat | None = 1.0
 
 
 class PagerDutyTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="pagerduty"):

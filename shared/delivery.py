@@ -32,8 +32,11 @@ from shared import logging as log
 from shared.config import RetryPolicy, Settings, TargetConfig
 from shared.consume import consume
 from shared.deadletters import ORIGINAL_SUBJECT_HEADER
-from shared.routing import matches
-from shared.targets import Delivery, PermanentError, RetryableError, Target
+from shared.grouping import Grouper, Member, digest
+from shared.routing import Attributes, attributes, matches
+from shared.targets import Delivery, Pacer, PermanentError, RetryableError, Target
+
+_NO_ATTRS = Attributes()
 
 
 def backoff(policy: RetryPolicy, attempt: int, rand: Callable[[], float] = random.random) -> float:
@@ -64,6 +67,16 @@ class SinkRunner:
         self.settings = settings
         self.log = log.get("sink").bind(target=config.name)
         self._statuses: KeyValue | None = None
+        self._pacer = (
+            Pacer(config.name, config.per_second, max_wait=bus.ack_wait_for(config.timeout))
+            if config.per_second is not None and not target.paces_itself
+            else None
+        )
+        self._grouper = (
+            Grouper(config, self._flush_group, keepalive=bus.ack_wait_for(config.timeout) / 3)
+            if config.group_window is not None
+            else None
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         name = self.config.name
@@ -83,6 +96,8 @@ class SinkRunner:
                 drain_timeout=self.config.timeout + 5,
             )
         finally:
+            if self._grouper is not None:
+                await self._grouper.close(timeout=self.config.timeout + 5)
             await sub.unsubscribe()
             await self.target.close()
             self.log.info("sink stopped")
@@ -111,35 +126,90 @@ class SinkRunner:
             await self._dead_letter(msg, notification, "too many delivery attempts", attempt)
             return
         subject = _original_subject(msg, notification)
-        if subject != msg.subject:
-            logger = logger.bind(replay=True)
         delivery = Delivery(notification, subject, attempt, request_id)
+        if self._grouper is not None and subject == msg.subject:  # replays go on their own
+            self._grouper.add(Member(msg, delivery, attributes(notification)))
+            return
+        await self._attempt([Member(msg, delivery, _NO_ATTRS)], delivery)
+
+    async def _flush_group(self, members: list[Member]) -> None:
+        if len(members) == 1:
+            await self._attempt(members, members[0].delivery)
+            return
+        window = self.config.group_window or 0.0
+        try:
+            delivery = digest(self.config, members, window)
+        except Exception as exc:  # never strand the members unacknowledged
+            self.log.exception("could not build a digest")
+            for member in members:
+                await self._dead_letter(
+                    member.msg,
+                    member.delivery.notification,
+                    f"digest failed: {exc}",
+                    member.delivery.attempt,
+                )
+            return
+        self.log.info("sending digest", digest_id=delivery.notification.id, count=len(members))
+        await self._attempt(members, delivery)
+
+    async def _attempt(self, members: list[Member], delivery: Delivery) -> None:
+        """Deliver ``delivery`` (one notification, or the digest of ``members``) and settle
+        every member: ack, nak with a delay, or dead letter."""
+        note = delivery.notification
+        logger = self.log.bind(
+            notification_id=note.id, attempt=delivery.attempt, request_id=delivery.request_id
+        )
+        if delivery.subject != members[0].msg.subject and len(members) == 1:
+            logger = logger.bind(replay=True)
         started = time.monotonic()
         try:
-            await self._deliver_with_progress(msg, delivery)
+            await self._deliver_with_progress([m.msg for m in members], delivery)
         except PermanentError as exc:
             logger.warning("delivery failed permanently", error=str(exc))
-            await self._dead_letter(msg, notification, str(exc), attempt)
+            for member in members:
+                await self._dead_letter(
+                    member.msg, member.delivery.notification, str(exc), member.delivery.attempt
+                )
             return
         except Exception as exc:
             reason = str(exc) or type(exc).__name__
             if not isinstance(exc, RetryableError):
                 logger.exception("target raised an unexpected error")
-            if attempt >= self.config.retry.max_attempts:
-                logger.warning("delivery failed, attempts exhausted", error=reason)
-                await self._dead_letter(msg, notification, reason, attempt)
-                return
-            delay = self._retry_delay(exc, attempt)
-            logger.info("delivery failed, will retry", error=reason, retry_in=round(delay, 3))
-            await msg.nak(delay=delay)
-            await self._status(notification, subject, "retrying", attempt, reason, delay)
+            elif exc.retry_after is not None and self._pacer is not None:
+                self._pacer.pause(min(exc.retry_after, self.config.retry.max_retry_after))
+            for member in members:
+                attempt = member.delivery.attempt
+                if attempt >= self.config.retry.max_attempts:
+                    logger.warning("delivery failed, attempts exhausted", error=reason)
+                    await self._dead_letter(
+                        member.msg, member.delivery.notification, reason, attempt
+                    )
+                    continue
+                delay = self._retry_delay(exc, attempt)
+                logger.info("delivery failed, will retry", error=reason, retry_in=round(delay, 3))
+                await member.msg.nak(delay=delay)
+                await self._status(
+                    member.delivery.notification,
+                    member.delivery.subject,
+                    "retrying",
+                    attempt,
+                    reason,
+                    delay,
+                )
             return
-        await msg.ack()
-        await self._status(notification, subject, "delivered", attempt)
+        for member in members:
+            await member.msg.ack()
+            await self._status(
+                member.delivery.notification,
+                member.delivery.subject,
+                "delivered",
+                member.delivery.attempt,
+            )
         logger.info(
             "delivered",
-            subject=msg.subject,
+            subject=delivery.subject,
             ms=round((time.monotonic() - started) * 1000, 1),
+            **({"count": len(members)} if len(members) > 1 else {}),
         )
 
     async def _status(
@@ -178,15 +248,22 @@ class SinkRunner:
         except Exception as exc:
             self.log.warning("could not record delivery status", error=str(exc) or repr(exc))
 
-    async def _deliver_with_progress(self, msg: Msg, delivery: Delivery) -> None:
-        """Deliver, telling JetStream the message is in progress while the target is slow."""
-        task = asyncio.ensure_future(self.target.deliver(delivery))
+    async def _deliver_with_progress(self, msgs: list[Msg], delivery: Delivery) -> None:
+        """Deliver (after the pacer's turn), telling JetStream the messages are in progress
+        while the target or the pacer is slow."""
+        task = asyncio.ensure_future(self._paced(delivery))
         interval = bus.ack_wait_for(self.config.timeout) / 3
         while True:
             done, _ = await asyncio.wait({task}, timeout=interval)
             if done:
                 return task.result()
-            await msg.in_progress()
+            for msg in msgs:
+                await msg.in_progress()
+
+    async def _paced(self, delivery: Delivery) -> None:
+        if self._pacer is not None:
+            await self._pacer.turn()
+        await self.target.deliver(delivery)
 
     def _retry_delay(self, exc: Exception, attempt: int) -> float:
         policy = self.config.retry

@@ -62,6 +62,15 @@ class Notification(msgspec.Struct, kw_only=True, frozen=True):
         return f"{self.source}:{self.id}"
 
 
+DIGEST_SOURCE = "lookout"
+DIGEST_TYPE = "digest"
+
+
+def is_digest(notification: Notification) -> bool:
+    """A digest of a group of notifications (see shared/grouping.py)."""
+    return notification.source == DIGEST_SOURCE and notification.type == DIGEST_TYPE
+
+
 class DeadLetter(msgspec.Struct, kw_only=True, frozen=True):
     target: str
     subject: str

@@ -57,9 +57,13 @@ class Delivery:
 
 
 class Target(ABC):
-    """A destination for notifications (log, HTTP webhook, email, SMS, Slack…)."""
+    """A destination for notifications (log, HTTP webhook, email, SMS, Slack…).
+
+    The runner paces sends to the target's ``per_second`` and pauses after a 429, unless
+    the target sets ``paces_itself`` because it reads the service's own rate headers."""
 
     name: str
+    paces_itself: ClassVar[bool] = False
 
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Acquire resources (HTTP sessions, connections) before the first delivery."""
@@ -118,18 +122,18 @@ class Pacer:
     the rate limiter. One pacer serves every concurrent delivery of a sink process.
     """
 
-    def __init__(self, service: str, per_second: float, max_wait: float = 5.0) -> None:
-        if per_second <= 0:
+    def __init__(self, service: str, per_second: float | None, max_wait: float = 5.0) -> None:
+        if per_second is not None and per_second <= 0:
             raise ValueError("per_second must be positive")
         self.service = service
         self.max_wait = max_wait
-        self._limiter = AsyncLimiter(1, 1.0 / per_second)
+        self._limiter = AsyncLimiter(1, 1.0 / per_second) if per_second else None
         self._paused_until = 0.0
 
     @property
     def period(self) -> float:
-        """Seconds between two sends at the configured rate."""
-        return float(self._limiter.time_period)
+        """Seconds between two sends at the configured rate (1 s when unlimited)."""
+        return float(self._limiter.time_period) if self._limiter else 1.0
 
     async def turn(self) -> None:
         while True:
@@ -140,7 +144,8 @@ class Pacer:
                 )
             if remaining > 0:
                 await asyncio.sleep(remaining)
-            await self._limiter.acquire()
+            if self._limiter is not None:
+                await self._limiter.acquire()
             if time.monotonic() >= self._paused_until:
                 return
 
@@ -184,8 +189,9 @@ class WebhookTarget(Target):
 
     service: ClassVar[str] = "webhook"
     user_agent: ClassVar[str] = "lookout/1"
+    paces_itself: ClassVar[bool] = True
 
-    def __init__(self, config: TargetConfig, webhook_url: Secret, per_second: float) -> None:
+    def __init__(self, config: TargetConfig, webhook_url: Secret, per_second: float | None) -> None:
         self.name = config.name
         self.config = config
         self._webhook = webhook_url

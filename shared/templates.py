@@ -24,7 +24,7 @@ import msgspec
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from shared.routing import attributes
-from shared.schemas import Notification
+from shared.schemas import Notification, is_digest
 
 _env = ImmutableSandboxedEnvironment(
     undefined=jinja2.ChainableUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True
@@ -90,6 +90,23 @@ _INCIDENT = (
 )
 for _incident in ("http_scan", "account_takeover", "incident"):
     DEFAULTS[_incident] = _INCIDENT
+
+
+DIGEST = (
+    "{{ data.count }} {{ (data.type or 'notification') | replace('_', ' ') }} notifications"
+    "{% if data.source and data.source != 'sqreen' %} from {{ data.source }}{% endif %}"
+    "{% if application %} in {{ application }}{% endif %}"
+    "{% if environment %} ({{ environment }}){% endif %}"
+    "{% if risk is not none %}: risk up to {{ risk }}{% endif %}",
+    "{{ data.count }} notifications within {{ data.window_seconds | round(1) }}s:\n"
+    "{% for item in data['items'][:20] %}- {{ item.title }} ({{ item.timestamp }})\n"
+    "{% endfor %}"
+    "{% if data.count > 20 %}… and {{ data.count - 20 }} more\n{% endif %}"
+    "{% if ips %}IPs: {{ ips[:20] | join(', ') }}{% if ips | length > 20 %} …{% endif %}\n"
+    "{% endif %}Digest: {{ id }}",
+)
+"""A digest (shared/grouping.py) always renders with these; the target's own title
+template renders each of its lines."""
 
 
 class TemplateError(ValueError):
@@ -180,9 +197,13 @@ def render(
 ) -> Rendered:
     """The title and body for ``notification``: the target's own templates where given,
     else the default for its type (Sqreen), else the generic one."""
-    default_title, default_body = (
-        DEFAULTS.get(notification.type, GENERIC) if notification.source == "sqreen" else GENERIC
-    )
+    if is_digest(notification):
+        title = body = None
+        default_title, default_body = DIGEST
+    elif notification.source == "sqreen":
+        default_title, default_body = DEFAULTS.get(notification.type, GENERIC)
+    else:
+        default_title, default_body = GENERIC
     values = context(notification, subject)
     try:
         rendered_title = _template(title or default_title).render(values)

@@ -115,6 +115,18 @@ type = "log"
             "two targets",
         ),
         ('[[targets]\nname = "a"\n', "not valid TOML"),
+        (
+            '[[targets]]\nname = "a"\ntype = "log"\nper_second = 0\n',
+            r"\$\.targets\[0\]\.per_second",
+        ),
+        (
+            '[[targets]]\nname = "a"\ntype = "log"\ngroup_window = 7200\n',
+            r"<= 3600.0 - at `\$\.targets\[0\]\.group_window`",
+        ),
+        (
+            '[[targets]]\nname = "a"\ntype = "log"\ngroup_by = ["colour"]\n',
+            r"\$\.targets\[0\]\.group_by\[0\]",
+        ),
         ("tragets = []\n", "unknown field `tragets`"),
     ],
 )

@@ -7,6 +7,7 @@ import pytest
 from helpers import sqreen_fixture
 
 from services.gateway import sqreen
+from shared.config import LogTargetConfig, MessageTemplate
 from shared.schemas import Notification
 from shared.templates import TemplateError, compile_template, render
 
@@ -90,3 +91,27 @@ def test_the_sandbox_refuses_internals() -> None:
         render(high, title="{{ message.__class__.__mro__[1].__subclasses__() }}")
     with pytest.raises(TemplateError, match="line 1"):
         compile_template("{% if %}", "t")
+
+
+def test_digest_renders_its_members_whatever_the_target_templates() -> None:
+    from shared.grouping import Member, digest
+    from shared.routing import attributes
+    from shared.targets import Delivery
+
+    members = []
+    for note in notes("v2_security_event.json"):
+        members.append(
+            Member(msg=None, delivery=Delivery(note, note.subject, 1), attrs=attributes(note))
+        )  # type: ignore[arg-type]
+    config = LogTargetConfig(name="log", template=MessageTemplate(title="T {{ id }}", body="B"))
+    delivery = digest(config, members, 30.0)
+    rendered = render(delivery.notification, config.template.title, config.template.body)
+    high = max(m.attrs.risk or 0 for m in members)
+    assert rendered.title.startswith("2 security event notifications")
+    assert rendered.title.endswith(f"risk up to {high}")
+    # the target's title template renders each line of the digest
+    for member in members:
+        assert f"- T {member.delivery.notification.id} (" in rendered.body
+    assert f"Digest: {delivery.notification.id}" in rendered.body
+    # the same members give the same digest id (the idempotency key of a retry)
+    assert digest(config, list(reversed(members)), 30.0).notification.id == delivery.notification.id

@@ -268,7 +268,7 @@ class DiscordTarget(WebhookTarget):
     user_agent = USER_AGENT
 
     def __init__(
-        self, config: DiscordTargetConfig, webhook_url: Secret, per_second: float = 1.0
+        self, config: DiscordTargetConfig, webhook_url: Secret, per_second: float | None = 1.0
     ) -> None:
         super().__init__(config, webhook_url, per_second)
         self._url = yarl.URL(execute_url(webhook_url.reveal()), encoded=True)
