@@ -35,3 +35,24 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .lookout .pytest_cache .mypy_cache .ruff_cache
+
+# Multi-container deploy (docker-compose.yml): NATS + every service in its own container.
+.PHONY: up down
+DOCKER_COMPOSE_CHECK = command -v docker >/dev/null 2>&1 || \
+		{ echo "make $@ needs Docker with the compose plugin (https://docs.docker.com/engine/install/)"; exit 1; }; \
+	docker compose version >/dev/null 2>&1 || \
+		{ echo "make $@ needs the Docker compose plugin ('docker compose'; https://docs.docker.com/compose/install/)"; exit 1; }
+
+up:
+	@$(DOCKER_COMPOSE_CHECK)
+	@missing=; for f in deploy/secrets/*.txt.example; do \
+		[ -f "$${f%.example}" ] || missing="$$missing $${f%.example}"; done; \
+	[ -z "$$missing" ] || { echo "make up: missing secret files:$$missing"; \
+		echo 'create them from the examples, then edit them:'; \
+		echo '  for f in deploy/secrets/*.txt.example; do cp -n "$$f" "$${f%.example}"; done'; exit 1; }
+	docker compose up -d --build
+	@echo "lookout is starting: http://$$(docker compose port gateway 8080)/  (docker compose ps; docker compose logs -f)"
+
+down:
+	@$(DOCKER_COMPOSE_CHECK)
+	docker compose down
