@@ -27,7 +27,13 @@ lint: $(STAMP)
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || \
 		{ echo "make bench needs wrk (apt-get install wrk)"; exit 1; }
+	@command -v nsd >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq nsd >/dev/null; } || \
+		{ echo "make bench needs nsd (apt-get install nsd)"; exit 1; }
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python tests/bench/run.py
+	$(BIN)/python tests/bench/lookup_job.py
+	$(BIN)/python tests/bench/emailsec_bench.py
+	$(BIN)/python tests/bench/fanout.py
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -70,7 +70,7 @@ def sink_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Awaita
         if nc is None:
             return
         try:
-            await SinkRunner(nc.jetstream(), target, config, settings).run(stop)
+            await SinkRunner(nc, target, config, settings).run(stop)
         finally:
             await nc.drain()
 

@@ -23,9 +23,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.kv import KeyValue
 
 from shared import bus, schemas, status
 from shared import logging as log
@@ -56,17 +55,17 @@ def _original_subject(msg: Msg, notification: schemas.Notification | None) -> st
 class SinkRunner:
     def __init__(
         self,
-        js: JetStreamContext,
+        nc: NATS,
         target: Target,
         config: TargetConfig,
         settings: Settings,
     ) -> None:
-        self.js = js
+        self.nc = nc
+        self.js = nc.jetstream()
         self.target = target
         self.config = config
         self.settings = settings
         self.log = log.get("sink").bind(target=config.name)
-        self._statuses: KeyValue | None = None
         self._pacer = (
             Pacer(config.name, config.per_second, max_wait=bus.ack_wait_for(config.timeout))
             if config.per_second is not None and not target.paces_itself
@@ -240,11 +239,11 @@ class SinkRunner:
             updated_at=schemas.utc_now(),
         )
         try:
-            if self._statuses is None:
-                self._statuses = await self.js.key_value(bus.STATUS_BUCKET)
-            await self._statuses.put(
-                status.key(notification, self.config.name), schemas.encode(record)
-            )
+            # A plain publish on the bucket's subject: JetStream stores it like a put, and
+            # the delivery path does not wait for (or pay for) the acknowledgement. Updates
+            # of one key leave on this one connection, so they are stored in order.
+            subject = f"$KV.{bus.STATUS_BUCKET}.{status.key(notification, self.config.name)}"
+            await self.nc.publish(subject, schemas.encode(record))
         except Exception as exc:
             self.log.warning("could not record delivery status", error=str(exc) or repr(exc))
 

@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
 import trustme
 from aiosmtpd.controller import Controller
@@ -29,6 +30,8 @@ from helpers import (
 )
 
 import services.sinks.email as email_sink
+from shared import bus
+from shared import status as status_module
 from shared.config import EmailTargetConfig, Settings
 from shared.natsserver import NatsServer, free_port
 
@@ -49,6 +52,7 @@ class Received:
     content: bytes
     tls: bool
     authenticated: bool
+    peer: Any = None
 
     @property
     def message(self) -> EmailMessage:
@@ -95,6 +99,7 @@ class Mailbox:
             content=envelope.content,
             tls=transport is not None and transport.get_extra_info("sslcontext") is not None,
             authenticated=bool(session.authenticated),
+            peer=session.peer,
         )
         self.attempts.append(received)
         if self.data_script:
@@ -118,9 +123,9 @@ def authenticator(
 
 
 @contextlib.contextmanager
-def smtp_server(mailbox: Mailbox, **kwargs: Any) -> Iterator[int]:
+def smtp_server(mailbox: Mailbox, port: int | None = None, **kwargs: Any) -> Iterator[int]:
     """An aiosmtpd server on 127.0.0.1 (its own thread); yields its port."""
-    port = free_port()
+    port = port or free_port()
     controller = Controller(mailbox, hostname="127.0.0.1", port=port, **kwargs)
     controller.start()
     try:
@@ -349,6 +354,45 @@ async def test_plain_partial_refusal_delivers_to_the_others_once(
     assert len(mailbox.to(SOC)) == len(mailbox.to(busy)) == 1
     assert mailbox.to(gone) == []
     assert await dead_letters(nats_server.url, TARGET) == []
+
+
+async def test_connection_is_kept_and_a_dropped_one_replaced_without_a_retry(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """Messages share one SMTP connection; when the server has dropped the kept one, the
+    next message goes out on a new connection at its first attempt."""
+    mailbox = Mailbox()
+    port = free_port()
+    settings = make_settings(tmp_path, nats_server.url, email_target(port, "none"))
+    async with running_gateway(settings) as base, running_sink(settings, TARGET):
+        with smtp_server(mailbox, port):
+            for n in range(3):
+                status, _ = await post_webhook(base, security_event(f"evt-keep-{n}"))
+                assert status == 200
+                await wait_for(lambda n=n: len(mailbox.delivered) == n + 1)
+        # the server went away (closing the kept connection) and comes back
+        with smtp_server(mailbox, port):
+            status, answer = await post_webhook(base, security_event("evt-after-drop"))
+            assert status == 200
+            await wait_for(lambda: len(mailbox.delivered) == 4)
+            await wait_for(lambda: _settled(settings))
+    assert len({r.peer for r in mailbox.delivered[:3]}) == 1  # one connection for three
+    assert mailbox.delivered[3].peer != mailbox.delivered[0].peer
+    assert len(mailbox.attempts) == 4  # no failed attempt, no duplicate
+    nc = await nats.connect(nats_server.url)
+    try:
+        kv = await nc.jetstream().key_value(bus.STATUS_BUCKET)
+        [note_id] = answer["ids"]
+        entry = await kv.get(f"{status_module.notification_key(note_id)}.{TARGET}")
+    finally:
+        await nc.close()
+    assert entry.value is not None
+    record = status_module.decode(entry.value)
+    assert (record.state, record.attempts) == ("delivered", 1)
+
+
+async def _settled(settings: Settings) -> bool:
+    return await pending(settings.effective_nats_url, TARGET) == (0, 0)
 
 
 # ----------------------------------------------------------------------------- failures

@@ -29,10 +29,14 @@ import email.utils
 import hashlib
 import html
 import ssl
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from email.message import EmailMessage
-from typing import Any
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from typing import Any, cast
 
 import aiosmtplib
 
@@ -46,6 +50,9 @@ REMEMBERED_NOTIFICATIONS = 10_000
 """How many notifications the per-recipient progress is kept for (oldest forgotten first)."""
 
 QUIT_TIMEOUT = 2.0
+IDLE_SECONDS = 30.0
+"""A connection idle longer is closed rather than reused (servers drop idle clients after
+a few minutes; RFC 5321 §4.5.3.2 asks them to wait at least five)."""
 """Seconds granted to a polite QUIT once the message was accepted."""
 
 
@@ -112,20 +119,38 @@ def html_body(rendered: Rendered, values: Mapping[str, Any]) -> str:
     )
 
 
+def _set(message: Message, name: str, value: str) -> None:
+    """Set a header, RFC 2047-encoded when it is not plain ASCII (``compat32`` messages take
+    a :class:`Header` and fold it themselves; typeshed only admits ``str`` here)."""
+    if not value.isascii():
+        value = cast(str, Header(value, "utf-8", header_name=name))
+    message[name] = value
+
+
+def _addresses(values: Iterable[str]) -> str:
+    """Address list with display names encoded, addresses left as they are."""
+    return ", ".join(
+        email.utils.formataddr(email.utils.parseaddr(v), charset="utf-8") for v in values
+    )
+
+
 def build_message(
     config: EmailTargetConfig, notification: Notification, subject: str, rendered: Rendered
-) -> EmailMessage:
-    message = EmailMessage()
-    message["Subject"] = _header_value(rendered.title, 250) or notification.type
-    message["From"] = config.sender
-    message["To"] = ", ".join(config.to)
+) -> Message:
+    """multipart/alternative: the text, then the HTML version. Built with the stdlib's
+    ``compat32`` MIME classes, about twice as fast as ``EmailMessage`` (whose header
+    registry parses every header) for the same bytes on the wire."""
+    message = MIMEMultipart("alternative")
+    _set(message, "Subject", _header_value(rendered.title, 250) or notification.type)
+    message["From"] = _addresses([config.sender])
+    message["To"] = _addresses(config.to)
     message["Date"] = email.utils.formatdate(usegmt=True)
     message["Message-ID"] = message_id(notification)
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
-    message["X-Lookout-Notification-Id"] = _header_value(notification.id)
-    message["X-Lookout-Type"] = _header_value(notification.type)
-    message.set_content(rendered.body + "\n")
-    message.add_alternative(html_body(rendered, context(notification, subject)), subtype="html")
+    _set(message, "X-Lookout-Notification-Id", _header_value(notification.id))
+    _set(message, "X-Lookout-Type", _header_value(notification.type))
+    message.attach(MIMEText(rendered.body + "\n", "plain", "utf-8"))
+    message.attach(MIMEText(html_body(rendered, context(notification, subject)), "html", "utf-8"))
     return message
 
 
@@ -218,6 +243,8 @@ class EmailTarget(Target):
         if config.tls != "none":
             self._tls_context = tls_context or _client_context(config.verify_tls)
         self._progress = _Progress(REMEMBERED_NOTIFICATIONS)
+        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
+        self._closing: set[asyncio.Future[None]] = set()
         self.log = log.get("sink.email").bind(target=config.name)
 
     def _client(self) -> aiosmtplib.SMTP:
@@ -271,14 +298,36 @@ class EmailTarget(Target):
             )
 
     async def _send(
-        self, message: EmailMessage, recipients: list[str]
+        self, message: Message, recipients: list[str]
     ) -> dict[str, aiosmtplib.SMTPResponse]:
-        """Send to ``recipients``; returns the ones refused (when not all were)."""
+        """Send to ``recipients``; returns the ones refused (when not all were).
+
+        Connections are kept open between messages (at most ``concurrency`` idle ones, each
+        for up to ``IDLE_SECONDS``). A kept connection the server has meanwhile dropped
+        fails before MAIL FROM is accepted, so the message is sent again at once on a new
+        connection: that can never deliver it twice."""
         timeout = self.config.timeout
+        smtp = self._idle_connection()
+        if smtp is not None:
+            try:
+                async with asyncio.timeout(timeout):
+                    refused, _ = await smtp.send_message(
+                        message, sender=self.config.sender, recipients=recipients
+                    )
+            except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
+                smtp.close()  # the server closed it while idle: use a fresh one
+            except Exception as exc:
+                smtp.close()
+                raise _outcome(exc, timeout) from None
+            except BaseException:
+                smtp.close()
+                raise
+            else:
+                self._keep(smtp)
+                return refused
         smtp = self._client()
         try:
-            # The whole transaction within ``timeout``; the QUIT comes after, outside it, so
-            # a slow goodbye never turns an accepted message into a retry (a duplicate).
+            # The whole transaction within ``timeout``.
             async with asyncio.timeout(timeout):
                 await smtp.connect()
                 refused, _ = await smtp.send_message(
@@ -290,11 +339,31 @@ class EmailTarget(Target):
         except BaseException:  # cancelled: drop the connection, let it propagate
             smtp.close()
             raise
-        await self._quit(smtp)
+        self._keep(smtp)
         return refused
 
-    @staticmethod
-    async def _quit(smtp: aiosmtplib.SMTP) -> None:
+    def _idle_connection(self) -> aiosmtplib.SMTP | None:
+        now = time.monotonic()
+        while self._idle:
+            smtp, since = self._idle.pop()
+            if smtp.is_connected and now - since < IDLE_SECONDS:
+                return smtp
+            self._closing.add(asyncio.ensure_future(self._quit(smtp)))
+        return None
+
+    def _keep(self, smtp: aiosmtplib.SMTP) -> None:
+        if len(self._idle) < self.config.concurrency and smtp.is_connected:
+            self._idle.append((smtp, time.monotonic()))
+        else:
+            self._closing.add(asyncio.ensure_future(self._quit(smtp)))
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(self._quit(smtp) for smtp, _ in idle))
+        if self._closing:
+            await asyncio.wait(self._closing, timeout=QUIT_TIMEOUT)
+
+    async def _quit(self, smtp: aiosmtplib.SMTP) -> None:
         try:
             async with asyncio.timeout(QUIT_TIMEOUT):
                 await smtp.quit()
@@ -302,6 +371,9 @@ class EmailTarget(Target):
             pass
         finally:
             smtp.close()
+            task = asyncio.current_task()
+            if task is not None:
+                self._closing.discard(task)
 
 
 def build(config: EmailTargetConfig, settings: Settings) -> EmailTarget:
