@@ -17,6 +17,9 @@ run: $(STAMP)
 	$(BIN)/lookout run
 
 test: $(STAMP)
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || [ "$$(id -u)" != 0 ] || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "could not install chromium: the browser tests will be skipped"
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

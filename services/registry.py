@@ -14,6 +14,7 @@ from typing import Protocol, TypeVar
 from shared import bus
 from shared.config import AnyTarget, ConfigError, Settings
 from shared.delivery import SinkRunner
+from shared.metrics import ProviderMetrics, SinkMetrics, metrics_server
 from shared.providers import Provider, ProviderRunner
 from shared.schemas import PROVIDER_KINDS
 from shared.targets import Target
@@ -65,14 +66,18 @@ def sink_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Awaita
 
     async def main(stop: asyncio.Event) -> None:
         target = build_target(config, settings)  # after logging is set up
-        url = settings.effective_nats_url
-        nc = await unless_stopped(stop, bus.connect(url, f"lookout-sink-{name}"))
-        if nc is None:
-            return
-        try:
-            await SinkRunner(nc, target, config, settings).run(stop)
-        finally:
-            await nc.drain()
+        metrics = SinkMetrics(name)
+        async with metrics_server(
+            metrics.registry, settings.metrics_host, settings.metrics_port, f"sink-{name}"
+        ):
+            url = settings.effective_nats_url
+            nc = await unless_stopped(stop, bus.connect(url, f"lookout-sink-{name}"))
+            if nc is None:
+                return
+            try:
+                await SinkRunner(nc, target, config, settings, metrics).run(stop)
+            finally:
+                await nc.drain()
 
     return main
 
@@ -85,14 +90,18 @@ def provider_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Aw
     async def main(stop: asyncio.Event) -> None:
         module: ProviderModule = importlib.import_module(f"services.providers.{name}")
         provider = module.build(settings)
-        url = settings.effective_nats_url
-        nc = await unless_stopped(stop, bus.connect(url, f"lookout-provider-{name}"))
-        if nc is None:
-            return
-        try:
-            await ProviderRunner(nc.jetstream(), provider, settings).run(stop)
-        finally:
-            await nc.drain()
+        metrics = ProviderMetrics(name)
+        async with metrics_server(
+            metrics.registry, settings.metrics_host, settings.metrics_port, f"provider-{name}"
+        ):
+            url = settings.effective_nats_url
+            nc = await unless_stopped(stop, bus.connect(url, f"lookout-provider-{name}"))
+            if nc is None:
+                return
+            try:
+                await ProviderRunner(nc.jetstream(), provider, settings, metrics).run(stop)
+            finally:
+                await nc.drain()
 
     return main
 

@@ -20,7 +20,7 @@ import aiohttp
 from services.registry import service_names
 from shared import bus
 from shared import logging as log
-from shared.config import Settings
+from shared.config import ConfigError, Settings
 from shared.natsserver import NatsServer, die_with_parent
 
 _log = log.get("run")
@@ -110,6 +110,46 @@ def _display_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _child_envs(settings: Settings, env: dict[str, str]) -> list[tuple[str, dict[str, str]]]:
+    """Each service's environment. With ``LOOKOUT_METRICS_PORT`` set, the workers get
+    consecutive metrics ports after it (base+1, base+2, …; 0: each a free port of its own);
+    the gateway serves ``/metrics`` on its HTTP port."""
+    names = service_names(settings)
+    base = settings.metrics_port
+    if base is None:
+        return [(name, env) for name in names]
+    workers = [name for name in names if name != "gateway"]
+    if base and base + len(workers) > 65535:
+        raise ConfigError(
+            f"LOOKOUT_METRICS_PORT={base}: {len(workers)} workers need ports up to "
+            f"{base + len(workers)}, above 65535"
+        )
+    out: list[tuple[str, dict[str, str]]] = []
+    offset = 0
+    for name in names:
+        if name == "gateway":
+            child_env = {k: v for k, v in env.items() if k != "LOOKOUT_METRICS_PORT"}
+        else:
+            offset += 1
+            child_env = {**env, "LOOKOUT_METRICS_PORT": str(base + offset if base else 0)}
+        out.append((name, child_env))
+    return out
+
+
+def _print_metrics_ports(settings: Settings, children: list[Child]) -> None:
+    if settings.metrics_port is None:
+        return
+    host = _display_host(settings.metrics_host)
+    gateway = f"http://{_display_host(settings.http_host)}:{settings.http_port}/metrics"
+    lines = [f"  {'gateway':<24} {gateway}"]
+    for child in children:
+        port = child.env.get("LOOKOUT_METRICS_PORT")
+        if child.name != "gateway" and port is not None:
+            where = f"http://{host}:{port}/metrics" if port != "0" else "a free port (logged)"
+            lines.append(f"  {child.name:<24} {where}")
+    print("metrics:\n" + "\n".join(lines), flush=True)
+
+
 async def supervise(settings: Settings, stop: asyncio.Event) -> int:
     settings.check_bind()
     server: NatsServer | None = None
@@ -126,7 +166,8 @@ async def supervise(settings: Settings, stop: asyncio.Event) -> int:
             await bus.provision(nc.jetstream(), settings)
         finally:
             await nc.close()
-        children = [Child(name, env) for name in service_names(settings)]
+        children = [Child(name, child_env) for name, child_env in _child_envs(settings, env)]
+        _print_metrics_ports(settings, children)
         watchers = [asyncio.create_task(_watch(child, stop)) for child in children]
         base = f"http://{_display_host(settings.http_host)}:{settings.http_port}"
         if await _wait_ready(f"{base}/readyz", stop):

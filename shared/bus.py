@@ -18,10 +18,10 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, NotFoundError
 
 from shared import logging as log
-from shared.config import Settings
+from shared.config import ConfigError, Settings
 from shared.schemas import PROVIDER_KINDS
 
 NOTIFICATIONS = "NOTIFICATIONS"
@@ -34,6 +34,8 @@ CACHE_BUCKET = "lookup_cache"
 QUOTA_BUCKET = "provider_quota"
 STATUS_BUCKET = "delivery_status"
 DAY = 86400.0
+KV_STREAM = "KV_{bucket}"  # the stream behind a KV bucket (nats-py's naming)
+_NON_CLUSTERED = 10074  # JetStream error code: "replicas > 1 not supported in non-clustered mode"
 
 _log = log.get("bus")
 
@@ -105,6 +107,7 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             storage=StorageType.FILE,
             max_age=7 * DAY,
             duplicate_window=settings.dedup_window,
+            num_replicas=settings.stream_replicas,
         ),
         StreamConfig(
             name=DEADLETTERS,
@@ -114,6 +117,7 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             storage=StorageType.FILE,
             max_age=30 * DAY,
             duplicate_window=120.0,
+            num_replicas=settings.stream_replicas,
         ),
     ]
 
@@ -125,11 +129,34 @@ async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
 
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    """Create the stream, or update an existing one to ``config``, its replica count
+    included (JetStream scales a stream's replicas up or down in place on a cluster)."""
     try:
-        await js.add_stream(config)
-    except BadRequestError:
-        # Exists with other settings (e.g. a changed dedup window): update in place.
-        await js.update_stream(config)
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            # Exists with other settings (e.g. a changed dedup window): update in place.
+            assert config.name is not None
+            current = (await js.stream_info(config.name)).config.num_replicas
+            if current != config.num_replicas:
+                _log.info(
+                    "changing stream replicas",
+                    stream=config.name,
+                    replicas=config.num_replicas,
+                    was=current,
+                )
+            await js.update_stream(config)
+    except APIError as exc:
+        _raise_if_not_clustered(exc, config.name)
+        raise
+
+
+def _raise_if_not_clustered(exc: APIError, stream: str | None) -> None:
+    if exc.err_code == _NON_CLUSTERED:
+        raise ConfigError(
+            f"LOOKOUT_STREAM_REPLICAS: stream {stream}: {exc.description}; "
+            "set LOOKOUT_STREAM_REPLICAS=1 for a single nats-server"
+        ) from exc
 
 
 def sink_durable(target_name: str) -> str:
@@ -142,6 +169,8 @@ def sink_filters(target_name: str) -> list[str]:
 
 
 def sink_consumer_config(target_name: str, ack_wait: float) -> ConsumerConfig:
+    # No num_replicas (0): a durable consumer has its stream's replica count and follows
+    # it when LOOKOUT_STREAM_REPLICAS scales the stream.
     return ConsumerConfig(
         durable_name=sink_durable(target_name),
         description=f"deliveries to target {target_name}",
@@ -195,10 +224,28 @@ def provider_durable(provider: str) -> str:
 
 
 async def _ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> None:
+    """Create the bucket, or bring an existing one to ``config.replicas``. nats-py has no
+    KV update, and creating it again with other settings fails, so the replica count is
+    changed on the bucket's backing stream (its other settings are left as they are)."""
+    stream = KV_STREAM.format(bucket=config.bucket)
     try:
-        await js.key_value(config.bucket)
-    except BucketNotFoundError:
-        await js.create_key_value(config)
+        try:
+            info = await js.stream_info(stream)
+        except NotFoundError:
+            await js.create_key_value(config)
+            return
+        if info.config.num_replicas != config.replicas:
+            _log.info(
+                "changing bucket replicas",
+                bucket=config.bucket,
+                replicas=config.replicas,
+                was=info.config.num_replicas,
+            )
+            info.config.num_replicas = config.replicas
+            await js.update_stream(info.config)
+    except APIError as exc:
+        _raise_if_not_clustered(exc, stream)
+        raise
 
 
 async def provision_lookups(js: JetStreamContext, settings: Settings) -> None:
@@ -212,6 +259,7 @@ async def provision_lookups(js: JetStreamContext, settings: Settings) -> None:
             storage=StorageType.FILE,
             max_age=DAY,
             duplicate_window=600.0,
+            num_replicas=settings.stream_replicas,
         ),
         StreamConfig(
             name=LOOKUP_RESULTS,
@@ -220,6 +268,7 @@ async def provision_lookups(js: JetStreamContext, settings: Settings) -> None:
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=DAY,
+            num_replicas=settings.stream_replicas,
         ),
     ):
         await _ensure_stream(js, config)
@@ -229,24 +278,28 @@ async def provision_lookups(js: JetStreamContext, settings: Settings) -> None:
             description="lookup jobs",
             ttl=settings.job_ttl,
             storage=StorageType.FILE,
+            replicas=settings.stream_replicas,
         ),
         KeyValueConfig(
             bucket=RESULTS_BUCKET,
             description="lookup results by job",
             ttl=settings.job_ttl,
             storage=StorageType.FILE,
+            replicas=settings.stream_replicas,
         ),
         KeyValueConfig(
             bucket=CACHE_BUCKET,
             description="provider answers, per provider TTL",
             ttl=7 * DAY,
             storage=StorageType.FILE,
+            replicas=settings.stream_replicas,
         ),
         KeyValueConfig(
             bucket=QUOTA_BUCKET,
             description="provider quotas shared by every replica",
             ttl=2 * DAY,
             storage=StorageType.FILE,
+            replicas=settings.stream_replicas,
         ),
     ):
         await _ensure_bucket(js, bucket)
@@ -279,6 +332,7 @@ async def provision(js: JetStreamContext, settings: Settings) -> None:
             description="delivery state per notification and target",
             ttl=7 * DAY,
             storage=StorageType.FILE,
+            replicas=settings.stream_replicas,
         ),
     )
     for target in settings.targets:

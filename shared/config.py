@@ -28,6 +28,7 @@ from shared import logging as log
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_JSON_BYTES = 1024 * 1024
 
 
 class ConfigError(Exception):
@@ -309,7 +310,12 @@ class Settings:
     max_messages: int = 1000
     dedup_window: float = 3600.0
     publish_timeout: float = 5.0
+    stream_replicas: int = 1
+    """Copies JetStream keeps of every stream and KV bucket (3 or 5 on a NATS cluster)."""
     log_level: str = "info"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
+    """Workers' ``/metrics`` listener (None: none; 0: a free port, logged)."""
     config_path: Path | None = None
     targets: tuple[AnyTarget, ...] = (LogTargetConfig(name="log"),)
     target_secrets: Mapping[tuple[str, str], Secret] = field(default_factory=dict)
@@ -324,6 +330,13 @@ class Settings:
     abuseipdb_api_key: Secret | None = None
     abuseipdb_url: str = "https://api.abuseipdb.com/api/v2"
     providers: ProvidersConfig = field(default_factory=lambda: ProvidersConfig())
+    outbound_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    """Networks outbound targets may reach although private/loopback (shared.ssrf)."""
+    api_rate: float = 20.0
+    """Requests per second per client on ``/api/*`` (token refill rate; 0: no limit)."""
+    api_burst: int = 100
+    max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
+    """Largest JSON body on ``/api/*`` (file uploads keep ``max_body_bytes``)."""
 
     @property
     def effective_nats_url(self) -> str:
@@ -437,6 +450,24 @@ def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: flo
     return value
 
 
+def _networks(
+    env: Mapping[str, str], name: str
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated CIDR networks or single addresses (``10.0.0.0/8,::1``)."""
+    networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for item in (part.strip() for part in env.get(name, "").split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"{name}: {item!r} is not an IP address or CIDR network "
+                "(expected e.g. 127.0.0.0/8,10.0.0.0/8,::1)"
+            ) from None
+    return tuple(networks)
+
+
 def _nameservers(raw: str) -> tuple[tuple[str, int], ...]:
     """``127.0.0.1:5353,9.9.9.9,[2620:fe::fe]:53`` → ((host, port), …)."""
     servers: list[tuple[str, int]] = []
@@ -465,6 +496,28 @@ def _port(text: str, item: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise ConfigError(f"LOOKOUT_DNS_NAMESERVERS: bad port in {item!r}")
     return int(text)
+
+
+def _metrics_host(env: Mapping[str, str]) -> str:
+    raw = (env.get("LOOKOUT_METRICS_HOST") or "127.0.0.1").strip().strip("[]")
+    try:
+        ipaddress.ip_address(raw)
+    except ValueError:
+        labels = raw.rstrip(".").split(".")
+        if not raw or not all(
+            0 < len(label) <= 63 and label.replace("-", "").isalnum() and label.isascii()
+            for label in labels
+        ):
+            raise ConfigError(
+                f"LOOKOUT_METRICS_HOST must be an IP address or host name, got {raw!r}"
+            ) from None
+    return raw
+
+
+def _optional_port(env: Mapping[str, str], name: str) -> int | None:
+    if (env.get(name) or "").strip() == "":
+        return None
+    return _int({name: env[name].strip()}, name, 0, 0, 65535)
 
 
 def decode_webhook_secret(value: str, where: str) -> bytes:
@@ -584,7 +637,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         ),
         dedup_window=_float(env, "LOOKOUT_DEDUP_WINDOW", 3600.0, 1.0, 7 * 86400.0),
         publish_timeout=_float(env, "LOOKOUT_PUBLISH_TIMEOUT", 5.0, 0.1, 120.0),
+        stream_replicas=_int(env, "LOOKOUT_STREAM_REPLICAS", 1, 1, 5),
         log_level=log_level,
+        metrics_host=_metrics_host(env),
+        metrics_port=_optional_port(env, "LOOKOUT_METRICS_PORT"),
         config_path=config_path,
         targets=tuple(targets),
         target_secrets=target_secrets,
@@ -599,6 +655,12 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         abuseipdb_api_key=_secret(env, "ABUSEIPDB_API_KEY"),
         abuseipdb_url=_base_url(env, "ABUSEIPDB_URL", "https://api.abuseipdb.com/api/v2") or "",
         providers=providers,
+        outbound_allow=_networks(env, "LOOKOUT_OUTBOUND_ALLOW"),
+        api_rate=_float(env, "LOOKOUT_API_RATE", 20.0, 0.0, 1_000_000.0),
+        api_burst=_int(env, "LOOKOUT_API_BURST", 100, 1, 1_000_000),
+        max_json_bytes=_int(
+            env, "LOOKOUT_MAX_JSON_BYTES", DEFAULT_MAX_JSON_BYTES, 1024, 1024 * 1024 * 1024
+        ),
     )
 
 

@@ -32,6 +32,7 @@ from shared.config import RetryPolicy, Settings, TargetConfig
 from shared.consume import consume
 from shared.deadletters import ORIGINAL_SUBJECT_HEADER
 from shared.grouping import Grouper, Member, digest
+from shared.metrics import SinkMetrics
 from shared.routing import Attributes, attributes, matches
 from shared.targets import Delivery, Pacer, PermanentError, RetryableError, Target
 
@@ -42,6 +43,14 @@ def backoff(policy: RetryPolicy, attempt: int, rand: Callable[[], float] = rando
     """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
     base = min(policy.max_backoff, policy.initial_backoff * policy.multiplier ** (attempt - 1))
     return base * (1.0 - policy.jitter * rand())
+
+
+def _stored_at(msg: Msg) -> datetime | None:
+    """When JetStream stored the message (the end-to-end latency's start)."""
+    try:
+        return msg.metadata.timestamp
+    except Exception:  # not a JetStream message (never in practice)
+        return None
 
 
 def _original_subject(msg: Msg, notification: schemas.Notification | None) -> str:
@@ -59,7 +68,9 @@ class SinkRunner:
         target: Target,
         config: TargetConfig,
         settings: Settings,
+        metrics: SinkMetrics | None = None,
     ) -> None:
+        self.metrics = metrics if metrics is not None else SinkMetrics(config.name)
         self.nc = nc
         self.js = nc.jetstream()
         self.target = target
@@ -117,6 +128,7 @@ class SinkRunner:
         if not matches(self.config.match, notification):
             logger.debug("skipped: route does not match", subject=msg.subject)
             await msg.ack()
+            self.metrics.skipped.inc()
             await self._status(notification, msg.subject, "skipped", attempt)
             return
         if attempt > self.config.retry.max_attempts:
@@ -187,6 +199,7 @@ class SinkRunner:
                 delay = self._retry_delay(exc, attempt)
                 logger.info("delivery failed, will retry", error=reason, retry_in=round(delay, 3))
                 await member.msg.nak(delay=delay)
+                self.metrics.retrying.inc()
                 await self._status(
                     member.delivery.notification,
                     member.delivery.subject,
@@ -196,8 +209,14 @@ class SinkRunner:
                     delay,
                 )
             return
+        metrics = self.metrics
+        now = datetime.now(UTC)
+        if len(members) > 1:
+            metrics.digests.inc()
         for member in members:
             await member.msg.ack()
+            metrics.delivered.inc()
+            metrics.observe_end_to_end(_stored_at(member.msg), now)
             await self._status(
                 member.delivery.notification,
                 member.delivery.subject,
@@ -262,7 +281,12 @@ class SinkRunner:
     async def _paced(self, delivery: Delivery) -> None:
         if self._pacer is not None:
             await self._pacer.turn()
-        await self.target.deliver(delivery)
+        self.metrics.attempts.inc()
+        started = time.perf_counter()
+        try:
+            await self.target.deliver(delivery)
+        finally:
+            self.metrics.duration.observe(time.perf_counter() - started)
 
     def _retry_delay(self, exc: Exception, attempt: int) -> float:
         policy = self.config.retry
@@ -306,11 +330,14 @@ class SinkRunner:
             await msg.nak(delay=5.0)
             return
         await msg.ack()
+        self.metrics.dead.inc()
+        self.metrics.dead_letters.inc()
         if notification is not None:
             await self._status(notification, record.subject, "dead", attempts, error)
         self.log.warning(
             "dead-lettered",
             notification_id=notification.id if notification else None,
+            request_id=(msg.headers or {}).get(schemas.REQUEST_ID_HEADER),
             stream_seq=seq,
             error=error[:500],
             attempts=attempts,

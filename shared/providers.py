@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import msgspec
+import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
@@ -32,6 +33,7 @@ from shared import bus, schemas
 from shared import logging as log
 from shared.config import Settings
 from shared.consume import consume
+from shared.metrics import ProviderMetrics
 from shared.ratelimit import Exhausted, SharedQuota, Wait
 from shared.schemas import PROVIDER_KINDS, LookupRequest, LookupResult, Status, Verdict
 
@@ -119,7 +121,14 @@ class CacheEntry(msgspec.Struct, frozen=True):
 
 
 class ProviderRunner:
-    def __init__(self, js: JetStreamContext, provider: Provider, settings: Settings) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        provider: Provider,
+        settings: Settings,
+        metrics: ProviderMetrics | None = None,
+    ) -> None:
+        self.metrics = metrics if metrics is not None else ProviderMetrics(provider.name)
         self.js = js
         self.provider = provider
         self.settings = settings
@@ -169,8 +178,12 @@ class ProviderRunner:
         ):
             await msg.ack()
             return
+        request_id = (msg.headers or {}).get(schemas.REQUEST_ID_HEADER)
+        if request_id:  # this handler's own task: every log line of this lookup carries it
+            structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
             result, again_in = await self._result_for(request)
+            self.metrics.lookup(result.status).inc()
             await self._store(result)
         except Exception as exc:
             # KV or bus trouble: let JetStream redeliver the request later.
@@ -209,6 +222,7 @@ class ProviderRunner:
         key = _cache_key(self.provider, request)
         if not request.fresh:
             cached = await self._cached(key)
+            (self.metrics.cache_misses if cached is None else self.metrics.cache_hits).inc()
             if cached is not None:
                 hit = self._result(
                     request,
@@ -221,13 +235,19 @@ class ProviderRunner:
                 return hit, None
         assert self.quota is not None
         decision = await self.quota.acquire()
+        if self.quota.known:
+            self.metrics.quota_remaining(self.quota.known)
         if isinstance(decision, Wait):
+            self.metrics.waited(decision.until - time.time())
             return self._waiting(request, "queued", decision.until, decision.reason)
         if isinstance(decision, Exhausted):
             return self._waiting(request, "quota_exhausted", decision.reset, "daily quota used")
         started = time.monotonic()
         try:
-            answer = await asyncio.wait_for(self.provider.lookup(request), self.timeout)
+            try:
+                answer = await asyncio.wait_for(self.provider.lookup(request), self.timeout)
+            finally:
+                self.metrics.upstream.observe(time.monotonic() - started)
         except TimeoutError:
             failed = self._result(
                 request, status="error", verdict="error", error=f"no answer in {self.timeout:g}s"
@@ -235,6 +255,7 @@ class ProviderRunner:
             return failed, None
         except Throttled as exc:
             until = await self.quota.pause(exc.retry_after or 60.0)
+            self.metrics.waited(until - time.time())
             self.log.warning("upstream throttled, pausing", until=until, reason=str(exc))
             return self._waiting(request, "queued", until, f"upstream: {exc}")
         except ProviderError as exc:

@@ -62,6 +62,9 @@ class SharedQuota:
         self.kv = kv
         self.provider = provider
         self.quota = quota
+        self.known: dict[str, int] = {}
+        """What is left per window (``minute``, ``day``) as last seen by this replica, for
+        metrics: updated from the reads ``acquire`` does anyway, never read on its own."""
         self._smooth = (
             AsyncLimiter(quota.per_minute, WINDOW) if quota.per_minute and smooth else None
         )
@@ -80,6 +83,7 @@ class SharedQuota:
             return Wait(paused, "upstream asked to slow down")
         if self.quota.per_day:
             used = await self._read_day(current)
+            self.known["day"] = max(0, self.quota.per_day - used)
             if used >= self.quota.per_day:
                 return Exhausted(next_utc_midnight(current))
         if self.quota.per_minute:
@@ -151,6 +155,7 @@ class SharedQuota:
         for _ in range(MAX_TRIES):
             times, revision = await self._read_minute()
             recent = sorted(t for t in times if t > now - WINDOW)
+            self.known["minute"] = max(0, self.quota.per_minute - len(recent))
             if len(recent) >= self.quota.per_minute:
                 free_at = recent[len(recent) - self.quota.per_minute] + WINDOW
                 return Wait(free_at, f"{self.quota.per_minute} requests per minute")
@@ -162,6 +167,7 @@ class SharedQuota:
                     await self.kv.update(key, value, last=revision)
             except KeyWrongLastSequenceError:
                 continue  # another replica took a slot first: read again
+            self.known["minute"] = max(0, self.quota.per_minute - len(recent) - 1)
             return Granted()
         return Wait(now + 1.0, "quota store busy")
 
@@ -185,6 +191,7 @@ class SharedQuota:
             except KeyNotFoundError:
                 used, revision = 0, None
             if used >= self.quota.per_day:
+                self.known["day"] = 0
                 return False
             try:
                 if revision is None:
@@ -193,5 +200,6 @@ class SharedQuota:
                     await self.kv.update(key, str(used + 1).encode(), last=revision)
             except KeyWrongLastSequenceError:
                 continue
+            self.known["day"] = max(0, self.quota.per_day - used - 1)
             return True
         return None

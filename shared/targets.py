@@ -16,8 +16,9 @@ import asyncio
 import email.utils
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -191,10 +192,17 @@ class WebhookTarget(Target):
     user_agent: ClassVar[str] = "lookout/1"
     paces_itself: ClassVar[bool] = True
 
-    def __init__(self, config: TargetConfig, webhook_url: Secret, per_second: float | None) -> None:
+    def __init__(
+        self,
+        config: TargetConfig,
+        webhook_url: Secret,
+        per_second: float | None,
+        allow: Sequence[IPv4Network | IPv6Network] = (),
+    ) -> None:
         self.name = config.name
         self.config = config
         self._webhook = webhook_url
+        self._allow = tuple(allow)  # LOOKOUT_OUTBOUND_ALLOW, see shared.ssrf
         self._secrets = secret_parts(webhook_url.reveal())
         self._pacer = Pacer(self.service, per_second)
         self._session: aiohttp.ClientSession | None = None
@@ -203,9 +211,10 @@ class WebhookTarget(Target):
         return f"{type(self).__name__}(name={self.name!r})"
 
     async def open(self) -> None:
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.config.timeout),
-            headers={"User-Agent": self.user_agent},
+        from shared import ssrf  # ssrf's refusal is a PermanentError of this module
+
+        self._session = ssrf.session(
+            self._allow, self.config.timeout, headers={"User-Agent": self.user_agent}
         )
 
     async def close(self) -> None:

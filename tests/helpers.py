@@ -62,6 +62,8 @@ def make_settings(
         "LOOKOUT_HTTP_PORT": str(free_port()),
         "LOOKOUT_DATA_DIR": str(tmp_path / "data"),
         "LOOKOUT_PUBLISH_TIMEOUT": "2",
+        # The fake services the targets reach listen on loopback (see shared.ssrf).
+        "LOOKOUT_OUTBOUND_ALLOW": "127.0.0.0/8,::1",
         **env,
     }
     if toml is not None:

@@ -12,9 +12,10 @@ from typing import Any
 import msgspec
 import prometheus_client as prom
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from nats.js.api import PubAck
 
-from services.gateway import sqreen
+from services.gateway import apidocs, hardening, sqreen, ui
 from services.gateway.lookups import api_app
 from services.gateway.state import BUS, METRICS, SETTINGS, Bus, Metrics
 from shared import bus, schemas
@@ -57,6 +58,7 @@ async def sqreen_webhook(request: web.Request) -> web.Response:
         app = request.app
         settings = app[SETTINGS]
         metrics = app[METRICS]
+        metrics.received(sqreen.SOURCE).inc()
         if not settings.sqreen_secrets:
             return _reject(
                 request_id,
@@ -79,6 +81,7 @@ async def sqreen_webhook(request: web.Request) -> web.Response:
             )
         except sqreen.SignatureError as exc:
             return _reject(request_id, metrics, 401, "unauthorized", str(exc))
+        metrics.verified(sqreen.SOURCE).inc()
         try:
             raws = sqreen.split(body, settings.max_messages)
             notifications = [sqreen.parse(i, raw) for i, raw in enumerate(raws)]
@@ -137,6 +140,16 @@ async def sqreen_webhook(request: web.Request) -> web.Response:
         return error(500, "internal error", **{"X-Request-Id": request_id})
 
 
+# Outcome of a refused webhook → the reason label of lookout_webhooks_rejected_total.
+_REJECT_REASONS = {
+    "unauthorized": "bad_signature",
+    "bad_request": "malformed",
+    "too_large": "too_large",
+    "unavailable": "bus_unavailable",
+    "not_configured": "not_configured",
+}
+
+
 def _reject(
     request_id: str,
     metrics: Metrics,
@@ -146,6 +159,7 @@ def _reject(
     retry_after: str | None = None,
 ) -> web.Response:
     metrics.webhook(sqreen.SOURCE, outcome).inc()
+    metrics.rejected(sqreen.SOURCE, _REJECT_REASONS.get(outcome, outcome)).inc()
     _log.info(
         "webhook rejected",
         request_id=request_id,
@@ -189,6 +203,10 @@ def _answer(
     (the messages that were stored are deduplicated when they come again)."""
     failures = [r for r in results if isinstance(r, BaseException)]
     if failures:
+        metrics.stream_publish(bus.NOTIFICATIONS, "failed").inc(len(failures))
+        if len(failures) < len(results):
+            stored = len(results) - len(failures)
+            metrics.stream_publish(bus.NOTIFICATIONS, "stored").inc(stored)
         _log.warning(
             "publish failed",
             request_id=request_id,
@@ -208,8 +226,10 @@ def _answer(
     _count_unrouted(settings, metrics, notifications, request_id)
     metrics.webhook(sqreen.SOURCE, "accepted").inc()
     metrics.published(sqreen.SOURCE, False).inc(len(results) - duplicates)
+    metrics.stream_publish(bus.NOTIFICATIONS, "stored").inc(len(results) - duplicates)
     if duplicates:
         metrics.published(sqreen.SOURCE, True).inc(duplicates)
+        metrics.stream_publish(bus.NOTIFICATIONS, "duplicate").inc(duplicates)
     _log.info(
         "webhook accepted",
         request_id=request_id,
@@ -242,20 +262,26 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": prom.CONTENT_TYPE_LATEST})
 
 
-INDEX = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>lookout</title></head>
-<body><h1>lookout</h1>
-<p>Security-alert relay and host lookups on NATS JetStream.</p>
-<ul>
-<li><code>POST /webhooks/sqreen</code> &mdash; Sqreen webhook (signed)</li>
-<li><a href="/healthz">/healthz</a>, <a href="/readyz">/readyz</a>,
-<a href="/metrics">/metrics</a></li>
-</ul></body></html>
-"""
-
-
-async def index(_request: web.Request) -> web.Response:
-    return web.Response(text=INDEX, content_type="text/html")
+@web.middleware
+async def _api_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count and time every ``/api/*`` request by route (its pattern, e.g.
+    ``/api/v1/lookups/{id}``, never the raw path) and status. Only on the API sub-app: the
+    webhook route pays nothing for it."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        resource = request.match_info.route.resource
+        route = (resource.canonical if resource is not None else None) or "unmatched"
+        metrics = request.config_dict[METRICS]
+        metrics.api(route, request.method, status).inc()
+        metrics.api_latency(route, request.method).observe(time.perf_counter() - started)
 
 
 async def _bus_context(app: web.Application) -> AsyncIterator[None]:
@@ -270,12 +296,16 @@ def create_app(settings: Settings) -> web.Application:
     app[BUS] = Bus(settings)
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_bus_context)
+    hardening.setup(app)  # security headers on every response, /api rate limiter
     app.router.add_post("/webhooks/sqreen", sqreen_webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
-    app.router.add_get("/", index)
-    app.add_subapp("/api/", api_app())
+    ui.setup(app)
+    apidocs.setup(app)
+    api = api_app()
+    api.middlewares.insert(0, _api_metrics)  # outermost: sees what other middlewares answer
+    app.add_subapp("/api/", api)
     return app
 
 

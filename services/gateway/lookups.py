@@ -7,16 +7,19 @@ Mounted under ``/api``: every route needs ``Authorization: Bearer <token>`` when
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from services.gateway import notifications
+from services.gateway import deadletters_api, hardening, notifications, ui
+from services.gateway.apilimit import API_LIMITER, too_many
 from services.gateway.state import BUS, SETTINGS
 from shared import indicators, jobs
 from shared import logging as log
@@ -25,6 +28,7 @@ from shared.schemas import PROVIDER_KINDS, Job
 
 _log = log.get("gateway")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Failure = tuple[int, str]
 JOB_ID = "{id:[0-9a-f]{8,40}}"
 _json = msgspec.json.Encoder()
 
@@ -41,18 +45,50 @@ def api_json(status: int, body: Any) -> web.Response:
     return web.Response(status=status, body=_json.encode(body), content_type="application/json")
 
 
+def _authenticate(request: web.Request, settings: Settings) -> tuple[str | None, Failure | None]:
+    """(the authenticated client, or None; the refusal, or None when the request may pass).
+
+    The client names the rate-limit bucket: ``token:<n>`` for the n-th API token,
+    ``session:<digest>`` for a web UI session; never the secret itself."""
+    if not settings.api_tokens:
+        if (refused := ui.open_api_failure(request)) is not None:
+            return None, (403, refused)
+        return None, None
+    if "Authorization" not in request.headers and ui.SESSION_COOKIE in request.cookies:
+        if (failure := ui.cookie_auth_failure(request)) is not None:
+            return None, failure
+        cookie = request.cookies[ui.SESSION_COOKIE].encode()
+        return "session:" + hashlib.sha256(cookie).hexdigest()[:32], None
+    given = request.headers.get("Authorization", "")
+    token = given[7:].strip() if given[:7].lower() == "bearer " else ""
+    found: int | None = None
+    for index, expected in enumerate(settings.api_tokens):
+        if hmac.compare_digest(token.encode(), expected.reveal().encode()):
+            found = index  # no early exit: every token is compared
+    if not token or found is None:
+        return None, (401, "missing or invalid bearer token")
+    return f"token:{found}", None
+
+
 @web.middleware
 async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bearer-token check, and every error as JSON with a short reason."""
+    """Bearer-token check (or the web UI's session cookie with its CSRF token), the
+    per-client rate limit, and every error as JSON with a short reason.
+
+    The rate limit is taken after authentication is *decided* but before its refusal is
+    sent: an authenticated client has its own bucket (its token or session); everything
+    else, refused requests included, shares the bucket of its remote address. So a flood
+    of bad credentials is throttled per address and cannot create a bucket per made-up
+    token, and the number of buckets is bounded anyway (see :mod:`apilimit`)."""
     settings: Settings = request.config_dict[SETTINGS]
-    if settings.api_tokens:
-        given = request.headers.get("Authorization", "")
-        token = given[7:].strip() if given[:7].lower() == "bearer " else ""
-        ok = False
-        for expected in settings.api_tokens:
-            ok |= hmac.compare_digest(token.encode(), expected.reveal().encode())
-        if not token or not ok:
-            return api_error(401, "missing or invalid bearer token")
+    client, failure = _authenticate(request, settings)
+    limiter = request.config_dict.get(API_LIMITER)
+    if limiter is not None and limiter.enabled:
+        wait = limiter.take(client or f"ip:{request.remote}")
+        if wait > 0:
+            return too_many(wait)
+    if failure is not None:
+        return api_error(*failure)
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -68,6 +104,11 @@ def _js(request: web.Request) -> JetStreamContext | None:
     the_bus = request.config_dict[BUS]
     js: JetStreamContext | None = the_bus.js
     return js if js is not None and the_bus.usable else None
+
+
+# What aiohttp's multipart reader raises on a malformed body (bad part headers, no or bad
+# boundary, unknown charset or transfer encoding): the client's fault, a 400.
+_MALFORMED_MULTIPART = (BadHttpMessage, LookupError, RuntimeError, ValueError)
 
 
 class _Input(msgspec.Struct, forbid_unknown_fields=True):
@@ -136,12 +177,18 @@ async def create_lookup(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > limit:
         return api_error(413, f"body larger than {limit} bytes")
     if request.content_type.startswith("multipart/"):
-        parsed, options = await _read_multipart(request, limit)
-    else:
         try:
-            options = msgspec.json.decode(await request.read(), type=_Input)
+            parsed, options = await _read_multipart(request, limit)
+        except _MALFORMED_MULTIPART as exc:
+            return api_error(400, f"malformed multipart body: {exc}")
+    else:
+        json_limit = hardening.json_limit(settings)
+        try:
+            options = msgspec.json.decode(
+                await hardening.read_capped(request, json_limit), type=_Input
+            )
         except web.HTTPRequestEntityTooLarge:
-            return api_error(413, f"body larger than {limit} bytes")
+            return api_error(413, f"body larger than {json_limit} bytes")
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return api_error(400, f'expected {{"indicators": [...]}} or {{"text": "..."}}: {exc}')
         if (options.indicators is None) == (options.text is None):
@@ -274,4 +321,5 @@ def api_app() -> web.Application:
     app.router.add_get(f"/v1/lookups/{JOB_ID}.csv", get_lookup_csv)
     app.router.add_get(f"/v1/lookups/{JOB_ID}/events", lookup_events)
     app.router.add_get(f"/v1/lookups/{JOB_ID}", get_lookup)
+    deadletters_api.add_routes(app)
     return app

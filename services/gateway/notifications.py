@@ -13,6 +13,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import PubAck
 from nats.js.kv import KeyValue
 
+from services.gateway import hardening
 from services.gateway.state import BUS, SETTINGS
 from shared import bus, schemas, status
 from shared import logging as log
@@ -119,10 +120,11 @@ async def post_notification(request: web.Request) -> web.Response:
     """Any system's alert, routed like a Sqreen notification (authenticated by API tokens)."""
     settings = request.config_dict[SETTINGS]
     the_bus = request.config_dict[BUS]
+    limit = hardening.json_limit(settings)
     try:
-        incoming = msgspec.json.decode(await request.read(), type=_Incoming)
+        incoming = msgspec.json.decode(await hardening.read_capped(request, limit), type=_Incoming)
     except web.HTTPRequestEntityTooLarge:
-        return _json_response(413, {"error": f"body larger than {settings.max_body_bytes} bytes"})
+        return _json_response(413, {"error": f"body larger than {limit} bytes"})
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         return _json_response(
             400,

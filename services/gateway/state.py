@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
-import prometheus_client as prom
 from aiohttp import web
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -14,6 +12,7 @@ from nats.js import JetStreamContext
 from shared import bus
 from shared import logging as log
 from shared.config import Settings
+from shared.metrics import GatewayMetrics
 
 _log = log.get("gateway")
 
@@ -63,49 +62,7 @@ class Bus:
                 await self.nc.drain()
 
 
-class Metrics:
-    def __init__(self) -> None:
-        self.registry = prom.CollectorRegistry()
-        self._children: dict[tuple[str, ...], Any] = {}
-        self.webhooks = prom.Counter(
-            "lookout_webhooks",
-            "Webhook requests by source and outcome",
-            ["source", "outcome"],
-            registry=self.registry,
-        )
-        self.publishes = prom.Counter(
-            "lookout_notifications_published",
-            "Notifications stored in JetStream, by source and whether it was a duplicate",
-            ["source", "duplicate"],
-            registry=self.registry,
-        )
-        self.unrouted = prom.Counter(
-            "lookout_notifications_unrouted",
-            "Notifications stored that no configured target's route accepts",
-            ["source"],
-            registry=self.registry,
-        )
-        self.publish_seconds = prom.Histogram(
-            "lookout_webhook_publish_seconds",
-            "Time to store every message of one webhook request in JetStream",
-            registry=self.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-        )
-
-    # Labelled children are looked up once, not on every request.
-    def webhook(self, source: str, outcome: str) -> prom.Counter:
-        key = ("webhook", source, outcome)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self.webhooks.labels(source, outcome)
-        return child
-
-    def published(self, source: str, duplicate: bool) -> prom.Counter:
-        key = ("published", source, str(duplicate).lower())
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self.publishes.labels(source, key[2])
-        return child
+Metrics = GatewayMetrics  # the gateway's metrics live with every other in shared.metrics
 
 
 SETTINGS = web.AppKey("settings", Settings)

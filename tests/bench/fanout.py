@@ -233,6 +233,7 @@ async def run(args: argparse.Namespace) -> int:
             "LOOKOUT_HTTP_PORT": str(gw_port),
             "LOOKOUT_CONFIG": str(tmp / "lookout.toml"),
             "LOOKOUT_LOG_LEVEL": args.log_level,
+            "LOOKOUT_OUTBOUND_ALLOW": "127.0.0.0/8,::1",  # the receivers are on loopback
         }
         logs = (tmp / "services.log").open("w")
         procs = [

@@ -47,6 +47,7 @@ def env_for(tmp_path: Path, receiver_url: str) -> dict[str, str]:
         LOOKOUT_HTTP_PORT=str(free_port()),
         LOOKOUT_NATS_PORT=str(free_port()),
         SQREEN_WEBHOOK_SECRET=SQREEN_SECRET,
+        LOOKOUT_OUTBOUND_ALLOW="127.0.0.0/8,::1",  # the receiver listens on loopback
     )
     return env
 

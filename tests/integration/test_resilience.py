@@ -50,7 +50,11 @@ async def test_sink_killed_mid_stream_loses_nothing(
     receiver.delay = 0.02
     toml = http_target(receiver.url)
     settings = make_settings(tmp_path, nats_server.url, toml)
-    env = {"NATS_URL": nats_server.url, "LOOKOUT_CONFIG": str(tmp_path / "lookout.toml")}
+    env = {
+        "NATS_URL": nats_server.url,
+        "LOOKOUT_CONFIG": str(tmp_path / "lookout.toml"),
+        "LOOKOUT_OUTBOUND_ALLOW": "127.0.0.0/8,::1",  # the receiver is on loopback
+    }
     log = tmp_path / "sink.log"
     async with running_gateway(settings) as base:
         for start in range(0, 300, 50):

@@ -56,11 +56,21 @@ def test_secret_file_problems_name_the_variable(tmp_path: Path) -> None:
         ({"NATS_URL": "http://x:4222"}, "NATS_URL"),
         ({"LOOKOUT_LOG_LEVEL": "loud"}, "LOOKOUT_LOG_LEVEL"),
         ({"LOOKOUT_DEDUP_WINDOW": "-1"}, "LOOKOUT_DEDUP_WINDOW"),
+        ({"LOOKOUT_STREAM_REPLICAS": "three"}, "LOOKOUT_STREAM_REPLICAS must be an integer"),
+        ({"LOOKOUT_STREAM_REPLICAS": "0"}, "LOOKOUT_STREAM_REPLICAS must be between 1 and 5"),
+        ({"LOOKOUT_STREAM_REPLICAS": "6"}, "LOOKOUT_STREAM_REPLICAS must be between 1 and 5"),
+        ({"LOOKOUT_STREAM_REPLICAS": "2.5"}, "LOOKOUT_STREAM_REPLICAS must be an integer"),
     ],
 )
 def test_bad_env_names_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         config.load(env)
+
+
+@pytest.mark.parametrize(("raw", "replicas"), [(None, 1), ("", 1), ("1", 1), ("3", 3), ("5", 5)])
+def test_stream_replicas(raw: str | None, replicas: int) -> None:
+    env = {} if raw is None else {"LOOKOUT_STREAM_REPLICAS": raw}
+    assert config.load(env).stream_replicas == replicas
 
 
 def test_targets_from_toml(tmp_path: Path) -> None:

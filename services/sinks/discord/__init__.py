@@ -48,8 +48,9 @@ logged and never part of an error message, nor of a dead letter.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -268,9 +269,13 @@ class DiscordTarget(WebhookTarget):
     user_agent = USER_AGENT
 
     def __init__(
-        self, config: DiscordTargetConfig, webhook_url: Secret, per_second: float | None = 1.0
+        self,
+        config: DiscordTargetConfig,
+        webhook_url: Secret,
+        per_second: float | None = 1.0,
+        allow: Sequence[IPv4Network | IPv6Network] = (),
     ) -> None:
-        super().__init__(config, webhook_url, per_second)
+        super().__init__(config, webhook_url, per_second, allow)
         self._url = yarl.URL(execute_url(webhook_url.reveal()), encoded=True)
 
     async def deliver(self, delivery: Delivery) -> None:
@@ -307,4 +312,9 @@ def build(
     if parts.scheme not in ("http", "https") or not parts.hostname:
         # The value itself is a secret: name the key, never show it.
         raise ConfigError(f"target {config.name}: webhook_url must be an absolute https URL")
-    return DiscordTarget(config, secret, config.per_second if per_second is None else per_second)
+    return DiscordTarget(
+        config,
+        secret,
+        config.per_second if per_second is None else per_second,
+        allow=settings.outbound_allow,
+    )

@@ -12,10 +12,12 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Sequence
+from ipaddress import IPv4Network, IPv6Network
 
 import aiohttp
 
-from shared import schemas
+from shared import schemas, ssrf
 from shared.config import HttpTargetConfig, Secret, Settings, decode_webhook_secret
 from shared.targets import Delivery, RetryableError, Target, raise_for_status
 
@@ -28,15 +30,22 @@ def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
 
 
 class HttpTarget(Target):
-    def __init__(self, config: HttpTargetConfig, secret: Secret) -> None:
+    def __init__(
+        self,
+        config: HttpTargetConfig,
+        secret: Secret,
+        allow: Sequence[IPv4Network | IPv6Network] = (),
+    ) -> None:
         self.name = config.name
         self.config = config
+        self._allow = tuple(allow)  # LOOKOUT_OUTBOUND_ALLOW
         self._key = decode_webhook_secret(secret.reveal(), f"target {config.name} secret")
         self._session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.config.timeout),
+        self._session = ssrf.session(
+            self._allow,
+            self.config.timeout,
             headers={"User-Agent": USER_AGENT, **self.config.headers},
         )
 
@@ -55,6 +64,8 @@ class HttpTarget(Target):
             "webhook-timestamp": str(timestamp),
             "webhook-signature": sign(self._key, notification.id, timestamp, body),
         }
+        if delivery.request_id:  # the webhook's request id, end to end
+            headers["X-Request-Id"] = delivery.request_id
         try:
             async with self._session.post(
                 self.config.url, data=body, headers=headers, allow_redirects=False
@@ -70,4 +81,4 @@ class HttpTarget(Target):
 def build(config: HttpTargetConfig, settings: Settings) -> HttpTarget:
     secret = settings.secret(config.name, "secret")
     assert secret is not None  # required: config.load() refuses an http target without one
-    return HttpTarget(config, secret)
+    return HttpTarget(config, secret, settings.outbound_allow)

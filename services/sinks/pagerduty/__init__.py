@@ -52,14 +52,16 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
 
+from shared import ssrf
 from shared.config import ConfigError, PagerDutyTargetConfig, Secret, Settings
 from shared.schemas import Notification
 from shared.targets import Delivery, PermanentError, RetryableError, Target, raise_for_status
@@ -211,10 +213,16 @@ def _pagerduty_error(body: str) -> str:
 
 
 class PagerDutyTarget(Target):
-    def __init__(self, config: PagerDutyTargetConfig, routing_key: Secret) -> None:
+    def __init__(
+        self,
+        config: PagerDutyTargetConfig,
+        routing_key: Secret,
+        allow: Sequence[IPv4Network | IPv6Network] = (),
+    ) -> None:
         self.name = config.name
         self.config = config
         self._routing_key = routing_key
+        self._allow = tuple(allow)  # LOOKOUT_OUTBOUND_ALLOW
         self._url = config.api_url.rstrip("/") + ENQUEUE_PATH
         self._session: aiohttp.ClientSession | None = None
 
@@ -222,9 +230,8 @@ class PagerDutyTarget(Target):
         return f"PagerDutyTarget(name={self.name!r})"
 
     async def open(self) -> None:
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.config.timeout),
-            headers={"User-Agent": USER_AGENT},
+        self._session = ssrf.session(
+            self._allow, self.config.timeout, headers={"User-Agent": USER_AGENT}
         )
 
     async def close(self) -> None:
@@ -294,4 +301,4 @@ def build(config: PagerDutyTargetConfig, settings: Settings) -> PagerDutyTarget:
             raise ConfigError(
                 f"{where}: severity_by_risk.{severity}: a risk from 0 to 100, got {minimum}"
             )
-    return PagerDutyTarget(config, secret)
+    return PagerDutyTarget(config, secret, settings.outbound_allow)

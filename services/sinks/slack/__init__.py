@@ -228,4 +228,9 @@ def build(
     if parts.scheme not in ("http", "https") or not parts.hostname:
         # The value itself is a secret: name the key, never show it.
         raise ConfigError(f"target {config.name}: webhook_url must be an absolute https URL")
-    return SlackTarget(config, secret, config.per_second if per_second is None else per_second)
+    return SlackTarget(
+        config,
+        secret,
+        config.per_second if per_second is None else per_second,
+        allow=settings.outbound_allow,
+    )

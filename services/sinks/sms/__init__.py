@@ -22,13 +22,15 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from ipaddress import IPv4Network, IPv6Network
 from urllib.parse import quote
 
 import aiohttp
 import msgspec
 
 from shared import logging as log
+from shared import ssrf
 from shared.config import Secret, Settings, SmsTargetConfig
 from shared.targets import (
     Delivery,
@@ -132,9 +134,15 @@ class _Progress:
 
 
 class SmsTarget(Target):
-    def __init__(self, config: SmsTargetConfig, auth_token: Secret) -> None:
+    def __init__(
+        self,
+        config: SmsTargetConfig,
+        auth_token: Secret,
+        allow: Sequence[IPv4Network | IPv6Network] = (),
+    ) -> None:
         self.name = config.name
         self.config = config
+        self._allow = tuple(allow)  # LOOKOUT_OUTBOUND_ALLOW
         credentials = f"{config.account_sid}:{auth_token.reveal()}".encode()
         self._authorization = "Basic " + base64.b64encode(credentials).decode("ascii")
         base = config.api_url.rstrip("/")
@@ -145,8 +153,9 @@ class SmsTarget(Target):
         self.log = log.get("sink.sms").bind(target=config.name)
 
     async def open(self) -> None:
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.config.timeout),
+        self._session = ssrf.session(
+            self._allow,
+            self.config.timeout,
             headers={
                 "Authorization": self._authorization,
                 "User-Agent": USER_AGENT,
@@ -253,4 +262,4 @@ def _describe(error: _TwilioError) -> str:
 def build(config: SmsTargetConfig, settings: Settings) -> SmsTarget:
     token = settings.secret(config.name, "auth_token")
     assert token is not None  # required: config.load() refuses an sms target without one
-    return SmsTarget(config, token)
+    return SmsTarget(config, token, settings.outbound_allow)

@@ -1,0 +1,1513 @@
+"""API documents: OpenAPI 3.1 for the gateway's HTTP API and AsyncAPI 3.0 for the NATS side.
+
+- ``GET /api/openapi.json`` serves the OpenAPI document and ``GET /api/docs`` a page that
+  renders it (plain HTML, CSS and JavaScript from ``static/apidocs.*``: no CDN, no inline
+  script or style, so it works under ``Content-Security-Policy: default-src 'self'``). Both
+  are public: they are routes of the main application, outside the ``/api`` sub-application
+  and its bearer-token middleware.
+- ``python -m services.gateway.apidocs asyncapi > docs/asyncapi.json`` writes the AsyncAPI
+  document of the subjects (checked in; a test fails when it is stale);
+  ``python -m services.gateway.apidocs openapi`` prints the OpenAPI document.
+
+Payload schemas of what crosses the bus, and of what the API returns that is a message
+schema, are generated from the msgspec Structs in :mod:`shared.schemas`; the rest is
+written here. Enumerations (kinds, providers, verdicts, states) come from the code too.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final, get_args
+
+import msgspec
+from aiohttp import web
+
+from services.gateway import deadletters_api, lookups, notifications, sqreen, ui
+from shared import bus, indicators, schemas, status
+from shared.config import NAME_RE
+from shared.deadletters import ORIGINAL_SUBJECT_HEADER
+
+JSON = dict[str, Any]
+
+API_VERSION: Final = "1.0.0"
+"""Version of both documents (the message schemas carry their own, ``Lookout-Schema``)."""
+
+OPENAPI_PATH: Final = "/api/openapi.json"
+DOCS_PATH: Final = "/api/docs"
+STATIC: Final = Path(__file__).parent / "static"
+_ASSETS: Final = {"apidocs.js": "text/javascript", "apidocs.css": "text/css"}
+_REF: Final = "#/components/schemas/{name}"
+_SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": (
+        "default-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+KINDS: Final[list[str]] = list(get_args(indicators.Kind))
+SCOPES: Final[list[str]] = list(get_args(indicators.Scope))
+PROVIDERS: Final[list[str]] = list(schemas.PROVIDER_KINDS)
+VERDICTS: Final[list[str]] = list(get_args(schemas.Verdict))
+DELIVERY_STATES: Final[list[str]] = list(get_args(status.State))
+SUBJECT_PART_PATTERN: Final = "^[a-z0-9-]([a-z0-9_-]{0,62}[a-z0-9-])?$"
+"""What :func:`shared.schemas.subject_token` leaves unchanged: ``source`` and ``type``."""
+
+
+def ref(name: str) -> JSON:
+    return {"$ref": _REF.format(name=name)}
+
+
+def _struct_schemas(types: Sequence[type[msgspec.Struct]]) -> dict[str, JSON]:
+    _, components = msgspec.json.schema_components(types, ref_template=_REF)
+    return dict(components)
+
+
+def _job_id_pattern() -> str:
+    found = re.fullmatch(r"\{id:(.+)\}", lookups.JOB_ID)
+    if found is None:  # pragma: no cover - lookups.JOB_ID is a constant
+        raise RuntimeError(f"unexpected route pattern {lookups.JOB_ID!r}")
+    return f"^{found.group(1)}$"
+
+
+# --------------------------------------------------------------------------------- OpenAPI
+
+_INTRO = """\
+lookout's HTTP surface (the gateway): the Sqreen webhook, the host-lookups and notifications
+REST API, and health, readiness and metrics endpoints.
+
+**Authentication.** Every `/api/v1/*` operation needs `Authorization: Bearer <token>` when
+`LOOKOUT_API_TOKENS` is set (lookout refuses to listen beyond loopback without tokens); a
+missing or wrong token gets 401. The web UI's pages use a session cookie instead (opened by
+logging in with a token at `/login`); a state-changing request with that cookie must carry
+its `X-CSRF-Token`. The webhook is authenticated by its signature instead.
+The API documents themselves, `GET /api/openapi.json` and the page `GET /api/docs`, are
+public: no token is needed to read them.
+
+**Errors** are JSON, `{"error": "<reason>"}`, sometimes with details (per-item reasons).
+
+The NATS subjects behind this API are described by the AsyncAPI document `docs/asyncapi.json`.
+"""
+
+
+def _error_schemas() -> dict[str, JSON]:
+    return {
+        "Error": {
+            "title": "Error",
+            "description": "Every error answer: a short reason.",
+            "type": "object",
+            "properties": {"error": {"type": "string"}},
+            "required": ["error"],
+        },
+        "LookupError": {
+            "title": "LookupError",
+            "description": (
+                "Why a lookup job was refused: the reason, and when it applies the items "
+                "that could not be read (`rejected`) or the known providers (`providers`)."
+            ),
+            "allOf": [ref("Error")],
+            "properties": {
+                "rejected": {"type": "array", "items": ref("Rejected")},
+                "providers": {"type": "array", "items": {"enum": PROVIDERS}},
+            },
+        },
+    }
+
+
+def _webhook_schemas() -> dict[str, JSON]:
+    message_id = {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]}
+    return {
+        "SqreenMessageV2": {
+            "title": "SqreenMessageV2",
+            "description": (
+                "A Sqreen v2 message: the notification's type in `message_type`, its body "
+                "under `message`. Other fields are kept unchanged in the notification."
+            ),
+            "type": "object",
+            "properties": {
+                "message_id": message_id,
+                "api_version": {"type": "string"},
+                "date_created": {"type": "string"},
+                "message_type": {"type": "string", "minLength": 1},
+                "retry_count": {"type": "integer"},
+                "message": {"type": "object"},
+            },
+            "required": ["message_type", "message"],
+        },
+        "SqreenMessageV1": {
+            "title": "SqreenMessageV1",
+            "description": "A flat Sqreen v1 message; `sqreen_payload_type` names its type.",
+            "type": "object",
+            "properties": {
+                "sqreen_payload_type": {"type": "string", "minLength": 1},
+                "event_id": {"type": "string"},
+                "date_occurred": {"type": "string"},
+            },
+            "required": ["sqreen_payload_type"],
+        },
+        "SqreenMessage": {
+            "title": "SqreenMessage",
+            "anyOf": [ref("SqreenMessageV2"), ref("SqreenMessageV1")],
+        },
+        "WebhookAccepted": {
+            "title": "WebhookAccepted",
+            "description": (
+                "Every message is stored in JetStream. `ids` are the notification ids, in the "
+                "order of the messages; `duplicates` counts messages stored before."
+            ),
+            "type": "object",
+            "properties": {
+                "accepted": {"type": "integer", "minimum": 1},
+                "duplicates": {"type": "integer", "minimum": 0},
+                "ids": {"type": "array", "items": {"type": "string"}},
+            },
+            "required": ["accepted", "duplicates", "ids"],
+        },
+    }
+
+
+def _lookup_schemas() -> dict[str, JSON]:
+    providers = {
+        "type": "array",
+        "items": {"enum": PROVIDERS},
+        "description": "Only these providers (default: every provider of each kind).",
+    }
+    return {
+        "LookupInput": {
+            "title": "LookupInput",
+            "description": (
+                "Exactly one of `indicators` (a list, one indicator per item) or `text` "
+                "(free text: indicators are found in it, defanged forms included)."
+            ),
+            "type": "object",
+            "properties": {
+                "indicators": {"type": "array", "items": {"type": "string"}},
+                "text": {"type": "string"},
+                "providers": providers,
+                "fresh": {
+                    "type": "boolean",
+                    "default": False,
+                    "description": "Bypass the result cache.",
+                },
+            },
+            "oneOf": [{"required": ["indicators"]}, {"required": ["text"]}],
+            "additionalProperties": False,
+        },
+        "LookupUpload": {
+            "title": "LookupUpload",
+            "description": (
+                "A file of indicators (text or CSV, read line by line) in the part `file` "
+                "(a part named `text`, or any part with a file name, is read the same way)."
+            ),
+            "type": "object",
+            "properties": {
+                "file": {"type": "string", "contentMediaType": "text/plain"},
+                "providers": {
+                    "type": "string",
+                    "description": "Comma-separated provider names.",
+                    "examples": ["dns,whois"],
+                },
+                "fresh": {
+                    "type": "string",
+                    "description": "`1`, `true`, `on` or `yes` bypass the result cache.",
+                    "examples": ["true"],
+                },
+            },
+            "required": ["file"],
+        },
+        "LookupLinks": {
+            "title": "LookupLinks",
+            "type": "object",
+            "properties": {
+                "self": {"type": "string"},
+                "events": {"type": "string"},
+                "csv": {"type": "string"},
+            },
+            "required": ["self", "events", "csv"],
+        },
+        "JobProviders": {
+            "title": "JobProviders",
+            "description": "Per indicator kind, the providers that answer for it.",
+            "type": "object",
+            "propertyNames": {"enum": KINDS},
+            "additionalProperties": {"type": "array", "items": {"enum": PROVIDERS}},
+        },
+        "LookupCreated": {
+            "title": "LookupCreated",
+            "description": (
+                "The job is stored and one request per indicator published; results arrive "
+                "as providers answer (follow `links`)."
+            ),
+            "type": "object",
+            "properties": {
+                "id": {"type": "string", "pattern": _job_id_pattern()},
+                "indicators": {"type": "array", "items": ref("JobIndicator")},
+                "rejected": {"type": "array", "items": ref("Rejected")},
+                "providers": ref("JobProviders"),
+                "links": ref("LookupLinks"),
+            },
+            "required": ["id", "indicators", "rejected", "providers", "links"],
+        },
+        "IndicatorVerdict": {
+            "title": "IndicatorVerdict",
+            "description": (
+                "An indicator with its overall verdict: the first of malicious, suspicious, "
+                "harmless, undetected, error, unknown that any of its providers gave."
+            ),
+            "allOf": [ref("JobIndicator")],
+            "properties": {"verdict": {"enum": VERDICTS}},
+            "required": ["verdict"],
+        },
+        "LookupJob": {
+            "title": "LookupJob",
+            "description": (
+                "A lookup job with one result per indicator and provider (`pending` until "
+                "the provider answered); `complete` once nothing is pending or queued."
+            ),
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "created_at": {"type": "string"},
+                "complete": {"type": "boolean"},
+                "providers": ref("JobProviders"),
+                "rejected": {"type": "array", "items": ref("Rejected")},
+                "indicators": {"type": "array", "items": ref("IndicatorVerdict")},
+                "results": {"type": "array", "items": ref("LookupResult")},
+            },
+            "required": [
+                "id",
+                "created_at",
+                "complete",
+                "providers",
+                "rejected",
+                "indicators",
+                "results",
+            ],
+        },
+    }
+
+
+def _notification_schemas() -> dict[str, JSON]:
+    token = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": SUBJECT_PART_PATTERN}
+    return {
+        "NotificationInput": {
+            "title": "NotificationInput",
+            "description": (
+                "Any system's alert, routed like a Sqreen notification and published on "
+                "`notification.<source>.<type>`. The same `id` (per source) is stored once; "
+                "without one, lookout makes one up."
+            ),
+            "type": "object",
+            "properties": {
+                "type": {**token, "examples": ["security_event"]},
+                "source": {**token, "examples": ["ids"]},
+                "data": {"description": "The alert itself, any JSON value, kept unchanged."},
+                "id": {"type": ["string", "null"], "minLength": 1, "maxLength": 256},
+                "timestamp": {
+                    "type": ["string", "null"],
+                    "description": "When it happened (RFC 3339); default: now.",
+                },
+            },
+            "required": ["type", "source", "data"],
+            "additionalProperties": False,
+        },
+        "NotificationAccepted": {
+            "title": "NotificationAccepted",
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "subject": {"type": "string", "examples": ["notification.ids.security_event"]},
+                "duplicate": {"type": "boolean"},
+            },
+            "required": ["id", "subject", "duplicate"],
+        },
+        "TargetState": {
+            "title": "TargetState",
+            "description": (
+                "What one target did with a notification: `pending` (configured, nothing "
+                "reported yet), `skipped` (its route does not match), `delivered`, "
+                "`retrying` (see `last_error`, `next_attempt_at`), `dead` (dead-lettered)."
+            ),
+            "type": "object",
+            "properties": {
+                "state": {"enum": DELIVERY_STATES},
+                "attempts": {"type": "integer", "minimum": 0},
+                "last_error": {"type": ["string", "null"]},
+                "next_attempt_at": {"type": ["string", "null"]},
+                "updated_at": {"type": "string"},
+            },
+            "required": ["state", "attempts"],
+        },
+        "NotificationState": {
+            "title": "NotificationState",
+            "description": (
+                "A notification and its state per target; `state` is the worst of its "
+                "targets' (dead, retrying, pending, delivered, skipped)."
+            ),
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "source": {"type": "string"},
+                "type": {"type": "string"},
+                "timestamp": {"type": "string"},
+                "subject": {"type": "string"},
+                "state": {"enum": DELIVERY_STATES},
+                "targets": {"type": "object", "additionalProperties": ref("TargetState")},
+            },
+            "required": ["id", "source", "type", "timestamp", "subject", "state", "targets"],
+        },
+        "NotificationList": {
+            "title": "NotificationList",
+            "description": "Newest first; `total` counts every match before `limit`.",
+            "type": "object",
+            "properties": {
+                "notifications": {"type": "array", "items": ref("NotificationState")},
+                "total": {"type": "integer", "minimum": 0},
+            },
+            "required": ["notifications", "total"],
+        },
+        "NotificationsWithId": {
+            "title": "NotificationsWithId",
+            "description": "When several sources used the same id: one entry per source.",
+            "type": "object",
+            "properties": {
+                "notifications": {"type": "array", "items": ref("NotificationState")},
+            },
+            "required": ["notifications"],
+        },
+    }
+
+
+def _deadletter_schemas() -> dict[str, JSON]:
+    text_or_null = {"type": ["string", "null"]}
+    return {
+        "DeadLetterTargets": {
+            "title": "DeadLetterTargets",
+            "description": (
+                "Every configured target, and any other that still has dead letters, with "
+                "its count; `total` counts them all."
+            ),
+            "type": "object",
+            "properties": {
+                "targets": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": "string"},
+                            "type": {**text_or_null, "description": "The target's type."},
+                            "configured": {"type": "boolean"},
+                            "count": {"type": "integer", "minimum": 0},
+                        },
+                        "required": ["name", "type", "configured", "count"],
+                    },
+                },
+                "total": {"type": "integer", "minimum": 0},
+            },
+            "required": ["targets", "total"],
+        },
+        "DeadLetterEntry": {
+            "title": "DeadLetterEntry",
+            "description": (
+                "One dead letter: `seq` is its sequence in the DEADLETTERS stream. A message "
+                "that was not a valid notification has no id, is not `replayable`, and shows "
+                "the start of its original text in `raw`."
+            ),
+            "type": "object",
+            "properties": {
+                "seq": {"type": "integer", "minimum": 1},
+                "id": text_or_null,
+                "type": text_or_null,
+                "source": text_or_null,
+                "timestamp": text_or_null,
+                "subject": {"type": "string"},
+                "error": {"type": "string"},
+                "attempts": {"type": "integer", "minimum": 0},
+                "failed_at": {"type": "string"},
+                "replayable": {"type": "boolean"},
+                "raw": {"type": "string", "maxLength": deadletters_api.RAW_PREVIEW},
+            },
+            "required": [
+                "seq",
+                "id",
+                "type",
+                "source",
+                "timestamp",
+                "subject",
+                "error",
+                "attempts",
+                "failed_at",
+                "replayable",
+            ],
+        },
+        "DeadLetterList": {
+            "title": "DeadLetterList",
+            "description": "A target's dead letters, newest first; `total` before `limit`.",
+            "type": "object",
+            "properties": {
+                "target": {"type": "string"},
+                "configured": {"type": "boolean"},
+                "total": {"type": "integer", "minimum": 0},
+                "deadletters": {"type": "array", "items": ref("DeadLetterEntry")},
+            },
+            "required": ["target", "configured", "total", "deadletters"],
+        },
+        "ReplayInput": {
+            "title": "ReplayInput",
+            "description": (
+                "Exactly one of `id` (a notification id, or a dead letter's `seq`) or `all: true`."
+            ),
+            "type": "object",
+            "properties": {
+                "id": {"type": ["string", "null"], "pattern": "\\S"},
+                "all": {"type": "boolean", "default": False},
+            },
+            "additionalProperties": False,
+        },
+        "ReplayResult": {
+            "title": "ReplayResult",
+            "description": (
+                "What was replayed to the target; an entry that is not a valid "
+                "notification is skipped with a reason."
+            ),
+            "type": "object",
+            "properties": {
+                "target": {"type": "string"},
+                "replayed": {"type": "integer", "minimum": 0},
+                "skipped": {"type": "integer", "minimum": 0},
+                "outcomes": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "seq": {"type": "integer"},
+                            "id": text_or_null,
+                            "replayed": {"type": "boolean"},
+                            "reason": text_or_null,
+                        },
+                        "required": ["seq", "id", "replayed", "reason"],
+                    },
+                },
+            },
+            "required": ["target", "replayed", "skipped", "outcomes"],
+        },
+    }
+
+
+def _json_content(schema: JSON) -> JSON:
+    return {"application/json": {"schema": schema}}
+
+
+def _answer(description: str, schema_name: str = "Error", headers: JSON | None = None) -> JSON:
+    answer: JSON = {"description": description, "content": _json_content(ref(schema_name))}
+    if headers:
+        answer["headers"] = headers
+    return answer
+
+
+_REQUEST_ID: Final[JSON] = {
+    "description": "The request's id (the sender's `X-Request-Id` when it gave a sane one).",
+    "schema": {"type": "string"},
+}
+_RETRY_AFTER: Final[JSON] = {
+    "description": "Seconds to wait before retrying.",
+    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+}
+_BEARER: Final[list[JSON]] = [{"bearerAuth": []}, {"sessionCookie": []}]
+_UNAUTHORIZED: Final = (
+    "Missing or invalid bearer token, or an expired web-UI session (only when "
+    "`LOOKOUT_API_TOKENS` is set)."
+)
+_FORBIDDEN: Final = (
+    "A browser request from another site, or a web-UI session request without its "
+    f"`{ui.CSRF_HEADER}` header."
+)
+_BUS_DOWN: Final = "The message bus is unavailable; retry later."
+
+
+def _api_op(
+    operation_id: str, summary: str, description: str, tag: str, responses: JSON, **extra: Any
+) -> JSON:
+    """An ``/api/v1`` operation: bearer auth, 401 and 503 answers (and 403 for a change)."""
+    answers: JSON = {**responses, "401": _answer(_UNAUTHORIZED)}
+    if "requestBody" in extra:
+        answers["403"] = _answer(_FORBIDDEN)
+    answers["503"] = _answer(_BUS_DOWN)
+    return {
+        "operationId": operation_id,
+        "tags": [tag],
+        "summary": summary,
+        "description": description,
+        "security": _BEARER,
+        **extra,
+        "responses": answers,
+    }
+
+
+def _webhook_path() -> JSON:
+    request_id = {"X-Request-Id": _REQUEST_ID}
+    return {
+        "post": {
+            "operationId": "sqreenWebhook",
+            "tags": ["webhooks"],
+            "summary": "Receive Sqreen notifications",
+            "description": (
+                "The body as Sqreen sends it: a JSON array of up to 1000 messages (v2 with "
+                "`message_type` and `message`, or v1 with `sqreen_payload_type`), or a single "
+                "message object. Each message becomes one notification on "
+                "`notification.sqreen.<type>`; the answer is 200 only after JetStream "
+                "stored every one. A message re-sent by Sqreen keeps its id and is stored "
+                "once. Not behind API tokens: the signature authenticates it."
+            ),
+            "security": [],
+            "parameters": [
+                {
+                    "name": sqreen.SIGNATURE_HEADER,
+                    "in": "header",
+                    "required": True,
+                    "description": (
+                        "Hex HMAC-SHA256 of the raw body keyed with `SQREEN_WEBHOOK_SECRET` "
+                        "(any of its comma-separated secrets, during a rotation)."
+                    ),
+                    "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+                },
+                {
+                    "name": "X-Request-Id",
+                    "in": "header",
+                    "required": False,
+                    "description": "Kept as the request id (at most 128 printable ASCII).",
+                    "schema": {"type": "string", "maxLength": 128},
+                },
+            ],
+            "requestBody": {
+                "required": True,
+                "content": _json_content(
+                    {
+                        "anyOf": [
+                            {
+                                "type": "array",
+                                "items": ref("SqreenMessage"),
+                                "minItems": 1,
+                                "maxItems": 1000,
+                            },
+                            ref("SqreenMessage"),
+                        ]
+                    }
+                ),
+            },
+            "responses": {
+                "200": _answer("Every message is stored.", "WebhookAccepted", request_id),
+                "400": _answer(
+                    "Malformed JSON or an unknown message shape (the reason names the message).",
+                    headers=request_id,
+                ),
+                "401": _answer("Bad or missing signature.", headers=request_id),
+                "413": _answer("Body larger than `LOOKOUT_MAX_BODY_BYTES`.", headers=request_id),
+                "503": _answer(
+                    "The bus is unavailable or did not store every message, or "
+                    "`SQREEN_WEBHOOK_SECRET` is not configured: retry later.",
+                    headers={**request_id, "Retry-After": _RETRY_AFTER},
+                ),
+            },
+        }
+    }
+
+
+def _operations_paths() -> JSON:
+    def status_schema(value: str) -> JSON:
+        return {
+            "type": "object",
+            "properties": {"status": {"const": value}},
+            "required": ["status"],
+        }
+
+    return {
+        "/healthz": {
+            "get": {
+                "operationId": "healthz",
+                "tags": ["operations"],
+                "summary": "Liveness",
+                "description": "The process is alive (says nothing about NATS).",
+                "security": [],
+                "responses": {
+                    "200": {"description": "Alive.", "content": _json_content(status_schema("ok"))}
+                },
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "tags": ["operations"],
+                "summary": "Readiness",
+                "description": "Connected to NATS and the JetStream streams exist.",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "Ready.",
+                        "content": _json_content(status_schema("ready")),
+                    },
+                    "503": _answer("Not connected to NATS, or the streams are missing."),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "tags": ["operations"],
+                "summary": "Prometheus metrics",
+                "description": "Prometheus text exposition format.",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "The metrics.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        OPENAPI_PATH: {
+            "get": {
+                "operationId": "openapi",
+                "tags": ["documentation"],
+                "summary": "This document",
+                "description": (
+                    f"The OpenAPI document (public, no token). `{DOCS_PATH}` renders it."
+                ),
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "OpenAPI 3.1 document.",
+                        "content": _json_content({"type": "object"}),
+                    }
+                },
+            }
+        },
+    }
+
+
+def _lookup_paths() -> JSON:
+    job_id = {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "description": "The job id from `POST /api/v1/lookups`.",
+        "schema": {"type": "string", "pattern": _job_id_pattern()},
+    }
+    not_found = _answer("No such job (or it expired, after `LOOKOUT_JOB_TTL`).")
+    return {
+        "/api/v1/lookups": {
+            "post": _api_op(
+                "createLookup",
+                "Submit indicators for lookup",
+                "Indicators are refanged, normalised, deduplicated and classified (ipv4, ipv6, "
+                "domain, url, email); one lookup request per indicator is published and "
+                "answered by every provider of its kind. Input that is not an indicator is "
+                "listed in `rejected` with a reason; the job is refused only when nothing "
+                "could be read, with more than `LOOKOUT_MAX_INDICATORS` indicators, or with "
+                "unknown providers.",
+                "lookups",
+                {
+                    "202": _answer("The job is created.", "LookupCreated"),
+                    "400": _answer(
+                        "Nothing could be read, too many indicators, unknown providers, "
+                        "malformed JSON or a multipart body without a file.",
+                        "LookupError",
+                    ),
+                    "413": _answer("Body larger than `LOOKOUT_MAX_BODY_BYTES`."),
+                },
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": ref("LookupInput")},
+                        "multipart/form-data": {
+                            "schema": ref("LookupUpload"),
+                            "encoding": {"file": {"contentType": "text/plain, text/csv"}},
+                        },
+                    },
+                },
+            )
+        },
+        "/api/v1/lookups/{id}": {
+            "get": _api_op(
+                "getLookup",
+                "A lookup job and its results",
+                "One result per indicator and provider, `pending` until the provider answered.",
+                "lookups",
+                {"200": _answer("The job.", "LookupJob"), "404": not_found},
+                parameters=[job_id],
+            )
+        },
+        "/api/v1/lookups/{id}/events": {
+            "get": _api_op(
+                "lookupEvents",
+                "A lookup job's results as server-sent events",
+                "Every result stored so far, then each new one as it lands: `event: result` "
+                "with a `LookupResult` as `data`; finally `event: done` with the indicators "
+                "and their overall verdicts (`IndicatorVerdict` list) once nothing is "
+                "pending. A comment line (`: keep-alive`) is sent every 15 s of silence.",
+                "lookups",
+                {
+                    "200": {
+                        "description": "The event stream.",
+                        "content": {
+                            "text/event-stream": {
+                                "schema": {"type": "string"},
+                                "example": 'event: result\ndata: {"job_id": "…"}\n\n',
+                            }
+                        },
+                    },
+                    "404": not_found,
+                },
+                parameters=[job_id],
+            )
+        },
+        "/api/v1/lookups/{id}.csv": {
+            "get": _api_op(
+                "lookupCsv",
+                "A lookup job as CSV",
+                "One row per indicator: `indicator`, `kind`, `scope`, `verdict`, then "
+                "`<provider>_status`, `<provider>_verdict`, `<provider>_summary` per provider. "
+                "Cells a spreadsheet would run as a formula are prefixed with `'`.",
+                "lookups",
+                {
+                    "200": {
+                        "description": "The CSV file (`Content-Disposition: attachment`).",
+                        "content": {"text/csv": {"schema": {"type": "string"}}},
+                    },
+                    "404": not_found,
+                },
+                parameters=[job_id],
+            )
+        },
+    }
+
+
+def _notification_paths() -> JSON:
+    return {
+        "/api/v1/notifications": {
+            "get": _api_op(
+                "listNotifications",
+                "Recent notifications and their delivery state per target",
+                "Newest first, from the delivery records the sinks keep (7 days).",
+                "notifications",
+                {
+                    "200": _answer("The notifications.", "NotificationList"),
+                    "400": _answer("`limit` is not a number."),
+                },
+                parameters=[
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "description": "At most this many (clamped to 1…500).",
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": notifications.MAX_LIST,
+                            "default": 50,
+                        },
+                    },
+                    {
+                        "name": "state",
+                        "in": "query",
+                        "required": False,
+                        "description": "Only notifications in this (overall) state.",
+                        "schema": {"enum": DELIVERY_STATES},
+                    },
+                ],
+            ),
+            "post": _api_op(
+                "postNotification",
+                "Publish any system's alert",
+                "Routed to the targets like a Sqreen notification. Other systems may instead "
+                "publish on `notification.<source>.<type>` directly (see the AsyncAPI "
+                "document). Answered after the JetStream acknowledgement.",
+                "notifications",
+                {
+                    "202": _answer("Stored.", "NotificationAccepted"),
+                    "400": _answer(
+                        "Malformed JSON, a missing or unknown field, or a `source`/`type` "
+                        "that is not a lower-case subject token."
+                    ),
+                    "413": _answer("Body larger than `LOOKOUT_MAX_BODY_BYTES`."),
+                },
+                requestBody={"required": True, "content": _json_content(ref("NotificationInput"))},
+            ),
+        },
+        "/api/v1/notifications/{id}": {
+            "get": _api_op(
+                "getNotification",
+                "One notification's delivery state per target",
+                "When several sources used the same id, every one of them is listed.",
+                "notifications",
+                {
+                    "200": {
+                        "description": "The notification.",
+                        "content": _json_content(
+                            {"anyOf": [ref("NotificationState"), ref("NotificationsWithId")]}
+                        ),
+                    },
+                    "404": _answer("No delivery recorded for that notification yet."),
+                },
+                parameters=[
+                    {
+                        "name": "id",
+                        "in": "path",
+                        "required": True,
+                        "description": "The notification id.",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+                    }
+                ],
+            )
+        },
+    }
+
+
+def _deadletter_paths() -> JSON:
+    target = {
+        "name": "target",
+        "in": "path",
+        "required": True,
+        "description": "A target's name.",
+        "schema": {"type": "string", "pattern": NAME_RE.pattern},
+    }
+    bad_name = "Not a target name (lower-case letters, digits, `_` and `-`, at most 63)."
+    return {
+        "/api/v1/deadletters": {
+            "get": _api_op(
+                "listDeadLetterTargets",
+                "Dead-letter counts per target",
+                "Every configured target, and any other that still has dead letters.",
+                "deadletters",
+                {"200": _answer("The targets.", "DeadLetterTargets")},
+            )
+        },
+        "/api/v1/deadletters/{target}": {
+            "get": _api_op(
+                "listDeadLetters",
+                "A target's dead letters",
+                "Newest first, as `lookout deadletters list TARGET` shows them.",
+                "deadletters",
+                {
+                    "200": _answer("The dead letters.", "DeadLetterList"),
+                    "400": _answer(f"{bad_name} Or `limit` is not a number."),
+                    "404": _answer("No such target configured, and no dead letters for it."),
+                },
+                parameters=[
+                    target,
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "description": (
+                            f"At most this many (clamped to 1…{deadletters_api.MAX_LIMIT})."
+                        ),
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": deadletters_api.MAX_LIMIT,
+                            "default": deadletters_api.DEFAULT_LIMIT,
+                        },
+                    },
+                ],
+            )
+        },
+        "/api/v1/deadletters/{target}/replay": {
+            "post": _api_op(
+                "replayDeadLetters",
+                "Replay dead letters to their target",
+                "Delivered again to that target only (other targets are not re-sent "
+                "anything), exactly as `lookout deadletters replay` does; a replayed dead "
+                "letter leaves the list and comes back as a new one if the target fails again.",
+                "deadletters",
+                {
+                    "200": _answer("What was replayed.", "ReplayResult"),
+                    "400": _answer(f"{bad_name} Or not exactly one of `id` or `all`."),
+                    "404": _answer("No such target configured, or nothing matches."),
+                },
+                parameters=[target],
+                requestBody={"required": True, "content": _json_content(ref("ReplayInput"))},
+            )
+        },
+    }
+
+
+def openapi() -> JSON:
+    """The OpenAPI 3.1 document of the gateway's HTTP API."""
+    components = _struct_schemas([schemas.LookupResult, schemas.JobIndicator, indicators.Rejected])
+    components["LookupResult"]["description"] = (
+        "What one provider found for one indicator (the `lookup-result/1` message schema)."
+    )
+    components["LookupResult"]["properties"]["kind"]["enum"] = KINDS
+    components["LookupResult"]["properties"]["provider"]["enum"] = PROVIDERS
+    components["JobIndicator"]["properties"]["kind"]["enum"] = KINDS
+    components["JobIndicator"]["properties"]["scope"]["enum"] = SCOPES
+    for part in (
+        _error_schemas,
+        _webhook_schemas,
+        _lookup_schemas,
+        _notification_schemas,
+        _deadletter_schemas,
+    ):
+        components.update(part())
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "lookout gateway",
+            "version": API_VERSION,
+            "summary": "Host lookups and a durable security-alert relay, on NATS JetStream.",
+            "description": _INTRO,
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        },
+        "servers": [{"url": "/", "description": "this gateway"}],
+        "tags": [
+            {"name": "webhooks", "description": "Signed notifications from Sqreen."},
+            {"name": "lookups", "description": "Host lookups: submit, follow, export."},
+            {"name": "notifications", "description": "Alerts from any system; delivery state."},
+            {"name": "deadletters", "description": "What targets gave up on; replays."},
+            {"name": "operations", "description": "Health, readiness, metrics."},
+            {"name": "documentation", "description": "These documents (public)."},
+        ],
+        "paths": {
+            "/webhooks/sqreen": _webhook_path(),
+            **_lookup_paths(),
+            **_notification_paths(),
+            **_deadletter_paths(),
+            **_operations_paths(),
+        },
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": (
+                        "One of the tokens in `LOOKOUT_API_TOKENS`. Enforced on `/api/v1/*` "
+                        "only when tokens are configured."
+                    ),
+                },
+                "sessionCookie": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": ui.SESSION_COOKIE,
+                    "description": (
+                        "The web UI's session, opened by logging in at `/login` with an API "
+                        f"token; a state-changing request also needs `{ui.CSRF_HEADER}`."
+                    ),
+                },
+            },
+        },
+    }
+
+
+# -------------------------------------------------------------------------------- AsyncAPI
+
+_ASYNC_INTRO = """\
+The NATS JetStream subjects lookout's services talk through. Services talk to each other
+only through these subjects; any outside system may publish notifications and read results.
+
+Every message is JSON and carries its schema version in the `Lookout-Schema` header
+(e.g. `notification/1`); `Nats-Msg-Id` makes JetStream store a re-sent message once
+(within the stream's duplicate window). Streams: `NOTIFICATIONS` (notification.>, replay.>;
+7 days), `DEADLETTERS` (deadletter.>; 30 days), `LOOKUPS` (lookup.requested.>; 1 day),
+`LOOKUP_RESULTS` (lookup.result.>; 1 day). Lookup results are also kept in the KV bucket
+`lookup_results` under `<job id>.<indicator key>.<provider>`.
+
+Generated by `python -m services.gateway.apidocs asyncapi` from `shared/schemas.py`.
+"""
+
+
+def _header(description: str, *, const: str | None = None, pattern: str | None = None) -> JSON:
+    schema: JSON = {"type": "string", "description": description}
+    if const is not None:
+        schema["const"] = const
+    if pattern is not None:
+        schema["pattern"] = pattern
+    return schema
+
+
+def _headers(
+    schema_version: str,
+    msg_id: str | None,
+    more: JSON | None = None,
+    required: Sequence[str] = (),
+) -> JSON:
+    properties: JSON = {
+        schemas.SCHEMA_HEADER: _header("Schema name and version.", const=schema_version)
+    }
+    names = [schemas.SCHEMA_HEADER]
+    if msg_id is not None:
+        properties["Nats-Msg-Id"] = _header(f"JetStream deduplication id: {msg_id}.")
+        names.append("Nats-Msg-Id")
+    properties.update(more or {})
+    return {"type": "object", "properties": properties, "required": [*names, *required]}
+
+
+_EXAMPLE_NOTIFICATION: Final = schemas.Notification(
+    id="t-1",
+    type="security_event",
+    source="sqreen",
+    timestamp="2026-11-21T10:00:00Z",
+    data=msgspec.Raw(b'{"message_type":"security_event","message":{"id":"t-1","risk":42}}'),
+)
+_EXAMPLE_JOB: Final = "0194c9a1b2c3d4e5f6a7b8c9"
+_EXAMPLE_REQUEST: Final = schemas.LookupRequest(
+    job_id=_EXAMPLE_JOB,
+    indicator="example.com",
+    kind="domain",
+    host="example.com",
+    registered_domain="example.com",
+    requested_at="2026-11-21T10:00:00.000Z",
+)
+_EXAMPLE_RESULT: Final = schemas.LookupResult(
+    job_id=_EXAMPLE_JOB,
+    indicator="example.com",
+    kind="domain",
+    provider="dns",
+    status="done",
+    verdict="unknown",
+    summary="A, MX, NS",
+    data={"host": "example.com", "records": {"A": ["192.0.2.10"]}},
+    updated_at="2026-11-21T10:00:01.000Z",
+)
+_EXAMPLE_DEADLETTER: Final = schemas.DeadLetter(
+    target="ops-http",
+    subject="notification.sqreen.security_event",
+    error="HTTP 410: gone",
+    attempts=1,
+    failed_at="2026-11-21T10:00:02.000Z",
+    stream_seq=7,
+    notification=_EXAMPLE_NOTIFICATION,
+)
+
+
+def _example(name: str, headers: dict[str, str], payload: msgspec.Struct) -> JSON:
+    payload_json: JSON = msgspec.json.decode(schemas.encode(payload))
+    return {"name": name, "headers": headers, "payload": payload_json}
+
+
+def _messages() -> JSON:
+    note = _EXAMPLE_NOTIFICATION
+    request = _EXAMPLE_REQUEST
+    return {
+        "Notification": {
+            "name": "Notification",
+            "title": "Notification",
+            "summary": "An alert to relay to every target whose route matches it.",
+            "description": (
+                "`id` identifies the notification for its whole life: the JetStream "
+                "`Nats-Msg-Id` (prefixed with the source), the `webhook-id` of every HTTP "
+                "delivery and the idempotency key of targets. `source` and `type` should "
+                "equal the subject's tokens; `data` is the original alert, unchanged."
+            ),
+            "contentType": "application/json",
+            "headers": _headers(
+                schemas.NOTIFICATION_SCHEMA,
+                "`<source>:<id>`",
+                {
+                    schemas.REQUEST_ID_HEADER: _header(
+                        "The HTTP request that carried it in (gateway only)."
+                    )
+                },
+            ),
+            "payload": ref("Notification"),
+            "examples": [
+                _example(
+                    "sqreen",
+                    {
+                        schemas.SCHEMA_HEADER: schemas.NOTIFICATION_SCHEMA,
+                        "Nats-Msg-Id": note.msg_id,
+                    },
+                    note,
+                )
+            ],
+        },
+        "Replay": {
+            "name": "Replay",
+            "title": "Replayed notification",
+            "summary": "A dead-lettered notification sent again to one target only.",
+            "contentType": "application/json",
+            "headers": _headers(
+                schemas.NOTIFICATION_SCHEMA,
+                "`replay:<target>:<dead-letter sequence>`",
+                {
+                    ORIGINAL_SUBJECT_HEADER: _header(
+                        "The notification's own subject, `notification.<source>.<type>`."
+                    )
+                },
+                required=[ORIGINAL_SUBJECT_HEADER],
+            ),
+            "payload": ref("Notification"),
+            "examples": [
+                _example(
+                    "replay",
+                    {
+                        schemas.SCHEMA_HEADER: schemas.NOTIFICATION_SCHEMA,
+                        "Nats-Msg-Id": "replay:ops-http:7",
+                        ORIGINAL_SUBJECT_HEADER: note.subject,
+                    },
+                    note,
+                )
+            ],
+        },
+        "LookupRequest": {
+            "name": "LookupRequest",
+            "title": "Lookup request",
+            "summary": "One indicator of one lookup job, for every provider of its kind.",
+            "description": (
+                "`providers` empty means every provider that handles the kind; `fresh` "
+                "bypasses the cache. `host` is what DNS/WHOIS query (a URL's host, an "
+                "e-mail's domain); `scope` is the address scope for IPs."
+            ),
+            "contentType": "application/json",
+            "headers": _headers(schemas.LOOKUP_REQUEST_SCHEMA, "`<job id>:<indicator key>`"),
+            "payload": ref("LookupRequest"),
+            "examples": [
+                _example(
+                    "domain",
+                    {
+                        schemas.SCHEMA_HEADER: schemas.LOOKUP_REQUEST_SCHEMA,
+                        "Nats-Msg-Id": f"{request.job_id}:{request.key}",
+                    },
+                    request,
+                )
+            ],
+        },
+        "LookupResult": {
+            "name": "LookupResult",
+            "title": "Lookup result",
+            "summary": "What one provider found for one indicator.",
+            "description": (
+                "`retry_at`: for `queued`, when the request is expected to go out; for "
+                "`quota_exhausted`, when the quota resets. Also kept in the KV bucket "
+                "`lookup_results`, which the API and the CLI read."
+            ),
+            "contentType": "application/json",
+            "headers": _headers(schemas.LOOKUP_RESULT_SCHEMA, None),
+            "payload": ref("LookupResult"),
+            "examples": [
+                _example(
+                    "dns",
+                    {schemas.SCHEMA_HEADER: schemas.LOOKUP_RESULT_SCHEMA},
+                    _EXAMPLE_RESULT,
+                )
+            ],
+        },
+        "DeadLetter": {
+            "name": "DeadLetter",
+            "title": "Dead letter",
+            "summary": "A notification a target gave up on, with why and how often.",
+            "description": (
+                "`notification` is the notification; `raw` instead holds the original bytes "
+                "(as text) when the message was not a valid notification at all. "
+                "`stream_seq` is its sequence in the NOTIFICATIONS stream."
+            ),
+            "contentType": "application/json",
+            "headers": _headers(
+                schemas.DEADLETTER_SCHEMA, "`<target>:<NOTIFICATIONS stream sequence>`"
+            ),
+            "payload": ref("DeadLetter"),
+            "examples": [
+                _example(
+                    "http-410",
+                    {
+                        schemas.SCHEMA_HEADER: schemas.DEADLETTER_SCHEMA,
+                        "Nats-Msg-Id": "ops-http:7",
+                    },
+                    _EXAMPLE_DEADLETTER,
+                )
+            ],
+        },
+    }
+
+
+def _channel(
+    address: str,
+    description: str,
+    message: str,
+    stream: str,
+    parameters: JSON,
+) -> JSON:
+    return {
+        "address": address,
+        "description": description,
+        "parameters": parameters,
+        "messages": {message: {"$ref": f"#/components/messages/{message}"}},
+        "x-jetstream-stream": stream,
+    }
+
+
+def _channels() -> JSON:
+    target = {"target": {"description": "A configured target's name.", "examples": ["ops-http"]}}
+    return {
+        "lookupRequested": _channel(
+            "lookup.requested.{kind}",
+            "Lookup requests, one per indicator of a job. Every provider has its own durable "
+            "consumer `provider-<provider>` on the whole stream, so every provider sees "
+            "every request; replicas of one provider share its consumer.",
+            "LookupRequest",
+            bus.LOOKUPS,
+            {"kind": {"description": "The indicator's kind.", "enum": KINDS}},
+        ),
+        "lookupResult": _channel(
+            "lookup.result.{provider}",
+            "Lookup results, one per indicator and provider.",
+            "LookupResult",
+            bus.LOOKUP_RESULTS,
+            {"provider": {"description": "The provider that answered.", "enum": PROVIDERS}},
+        ),
+        "notification": _channel(
+            "notification.{source}.{type}",
+            "Notifications to relay. Every target has its own durable consumer "
+            "`sink-<target>`; any system may publish its own alerts here.",
+            "Notification",
+            bus.NOTIFICATIONS,
+            {
+                "source": {
+                    "description": "Who sent it: a lower-case token ([a-z0-9_-]).",
+                    "examples": ["sqreen"],
+                },
+                "type": {
+                    "description": "Its type: a lower-case token ([a-z0-9_-]).",
+                    "examples": ["security_event"],
+                },
+            },
+        ),
+        "replay": _channel(
+            "replay.{target}",
+            "A dead-lettered notification replayed by `lookout deadletters replay`; only "
+            "that target's consumer reads it, with a fresh attempt count.",
+            "Replay",
+            bus.NOTIFICATIONS,
+            target,
+        ),
+        "deadletter": _channel(
+            "deadletter.{target}",
+            "Notifications a target gave up on (after its last attempt, or at once on a "
+            "permanent failure); `lookout deadletters list|replay TARGET` reads them.",
+            "DeadLetter",
+            bus.DEADLETTERS,
+            target,
+        ),
+    }
+
+
+def _operation(
+    action: str, channel: str, message: str, service: str, summary: str, description: str
+) -> JSON:
+    return {
+        "action": action,
+        "channel": {"$ref": f"#/channels/{channel}"},
+        "summary": summary,
+        "description": description,
+        "tags": [{"name": service}],
+        "messages": [{"$ref": f"#/channels/{channel}/messages/{message}"}],
+    }
+
+
+def _operations() -> JSON:
+    return {
+        "gatewaySendLookupRequest": _operation(
+            "send",
+            "lookupRequested",
+            "LookupRequest",
+            "gateway",
+            "Publish one request per indicator of a new job",
+            "`POST /api/v1/lookups` and `lookout lookup` store the job in the KV bucket "
+            "`lookup_jobs`, then publish; the answer comes after every JetStream ack.",
+        ),
+        "providerReceiveLookupRequest": _operation(
+            "receive",
+            "lookupRequested",
+            "LookupRequest",
+            "provider",
+            "Look an indicator up",
+            "Pulled from the durable consumer `provider-<provider>`; acknowledged after the "
+            "result is stored. Requests for kinds or providers it does not handle are acked.",
+        ),
+        "providerSendLookupResult": _operation(
+            "send",
+            "lookupResult",
+            "LookupResult",
+            "provider",
+            "Publish a result",
+            "Written to the KV bucket `lookup_results` first, then published.",
+        ),
+        "consumerReceiveLookupResult": _operation(
+            "receive",
+            "lookupResult",
+            "LookupResult",
+            "external",
+            "Follow results",
+            "For outside consumers of the LOOKUP_RESULTS stream; lookout's own API, UI and "
+            "CLI read the KV bucket `lookup_results` instead.",
+        ),
+        "gatewaySendNotification": _operation(
+            "send",
+            "notification",
+            "Notification",
+            "gateway",
+            "Publish a verified notification",
+            "The Sqreen webhook and `POST /api/v1/notifications` publish, and answer 2xx "
+            "only after the JetStream ack. Any other system may publish here too.",
+        ),
+        "sinkReceiveNotification": _operation(
+            "receive",
+            "notification",
+            "Notification",
+            "sink",
+            "Deliver a notification to a target",
+            "Pulled from the durable consumer `sink-<target>`; acknowledged after the target "
+            "accepted it, after it was dead-lettered, or at once when the route does not "
+            "match. Retries are negative acknowledgements with a delay.",
+        ),
+        "cliSendReplay": _operation(
+            "send",
+            "replay",
+            "Replay",
+            "cli",
+            "Replay a dead letter to its target",
+            "`lookout deadletters replay TARGET`; the dead letter is removed once stored.",
+        ),
+        "sinkReceiveReplay": _operation(
+            "receive",
+            "replay",
+            "Replay",
+            "sink",
+            "Deliver a replayed notification",
+            "Read by the target's own consumer only (its filter is `replay.<target>`).",
+        ),
+        "sinkSendDeadLetter": _operation(
+            "send",
+            "deadletter",
+            "DeadLetter",
+            "sink",
+            "Give up on a notification",
+            "After the last attempt, or at once on a permanent failure or an undecodable "
+            "message; the notification is acknowledged only after this is stored.",
+        ),
+        "cliReceiveDeadLetter": _operation(
+            "receive",
+            "deadletter",
+            "DeadLetter",
+            "cli",
+            "List dead letters",
+            "`lookout deadletters list TARGET` reads the DEADLETTERS stream.",
+        ),
+    }
+
+
+def asyncapi() -> JSON:
+    """The AsyncAPI 3.0 document of lookout's NATS subjects."""
+    components = _struct_schemas(
+        [schemas.Notification, schemas.DeadLetter, schemas.LookupRequest, schemas.LookupResult]
+    )
+    components["Notification"]["properties"]["data"]["description"] = (
+        "The original alert, unchanged (any JSON value)."
+    )
+    components["LookupResult"]["properties"]["kind"]["enum"] = KINDS
+    components["LookupResult"]["properties"]["provider"]["enum"] = PROVIDERS
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "lookout NATS subjects",
+            "version": API_VERSION,
+            "description": _ASYNC_INTRO,
+            "license": {"name": "Apache-2.0"},
+            "tags": [
+                {"name": "gateway", "description": "services/gateway"},
+                {"name": "provider", "description": "services/providers/<provider>"},
+                {"name": "sink", "description": "services/sinks/<type>, one per target"},
+                {"name": "cli", "description": "the lookout command"},
+                {"name": "external", "description": "any other system on the bus"},
+            ],
+        },
+        "servers": {
+            "local": {
+                "host": "127.0.0.1:4222",
+                "protocol": "nats",
+                "description": (
+                    "The embedded nats-server of `lookout run` (port `LOOKOUT_NATS_PORT`), "
+                    "or the servers in `NATS_URL`."
+                ),
+            }
+        },
+        "defaultContentType": "application/json",
+        "channels": _channels(),
+        "operations": _operations(),
+        "components": {"schemas": components, "messages": _messages()},
+    }
+
+
+def asyncapi_text() -> str:
+    """The AsyncAPI document as committed in ``docs/asyncapi.json``."""
+    return json.dumps(asyncapi(), indent=2, ensure_ascii=False) + "\n"
+
+
+# ---------------------------------------------------------------------------------- serving
+
+
+@functools.cache
+def openapi_bytes() -> bytes:
+    return msgspec.json.encode(openapi())
+
+
+@functools.cache
+def _static(name: str) -> bytes:
+    return (STATIC / name).read_bytes()
+
+
+async def openapi_json(_request: web.Request) -> web.Response:
+    return web.Response(
+        body=openapi_bytes(),
+        content_type="application/json",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+async def docs_page(_request: web.Request) -> web.Response:
+    return web.Response(
+        body=_static("apidocs.html"),
+        content_type="text/html",
+        charset="utf-8",
+        headers=_SECURITY_HEADERS,
+    )
+
+
+async def docs_asset(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    content_type = _ASSETS.get(name)
+    if content_type is None:  # pragma: no cover - the route's pattern allows only these
+        raise web.HTTPNotFound()
+    return web.Response(
+        body=_static(name), content_type=content_type, charset="utf-8", headers=_SECURITY_HEADERS
+    )
+
+
+def setup(app: web.Application) -> None:
+    """Serve the documents from the main application: call it before the ``/api/``
+    sub-application is added, so they are public (no bearer-token middleware)."""
+    app.router.add_get(OPENAPI_PATH, openapi_json)
+    app.router.add_get(DOCS_PATH, docs_page)
+    app.router.add_get(DOCS_PATH + r"/{name:apidocs\.(?:js|css)}", docs_asset)
+
+
+def main(argv: Sequence[str]) -> int:
+    usage = "usage: python -m services.gateway.apidocs {openapi|asyncapi}\n"
+    if len(argv) != 1 or argv[0] not in ("openapi", "asyncapi"):
+        sys.stderr.write(usage)
+        return 2
+    if argv[0] == "asyncapi":
+        sys.stdout.write(asyncapi_text())
+    else:
+        sys.stdout.write(json.dumps(openapi(), indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

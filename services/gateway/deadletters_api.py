@@ -1,0 +1,199 @@
+"""Dead letters over HTTP: what each target gave up on, and a replay to that target alone.
+
+``GET /api/v1/deadletters``: every configured target (and any other that still has dead
+letters) with its count. ``GET /api/v1/deadletters/{target}``: its dead letters, newest
+first (``?limit=``, default 200). ``POST /api/v1/deadletters/{target}/replay`` with
+``{"id": "<notification id or sequence>"}`` or ``{"all": true}``: replayed exactly as
+``lookout deadletters replay`` does (see :mod:`shared.deadletters`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from nats.js import JetStreamContext
+
+from services.gateway import hardening
+from services.gateway.state import BUS, SETTINGS
+from shared import bus, deadletters
+from shared import logging as log
+from shared.config import NAME_RE, ConfigError, Settings
+
+_log = log.get("gateway")
+_json = msgspec.json.Encoder()
+DEFAULT_LIMIT = 200
+MAX_LIMIT = 1000
+RAW_PREVIEW = 500
+
+# One replay per target at a time in this process (two clicks must not race on the same
+# entries); keyed by event loop so that no lock is ever shared between loops.
+_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _answer(status: int, body: Any) -> web.Response:
+    return web.Response(status=status, body=_json.encode(body), content_type="application/json")
+
+
+def _js(request: web.Request) -> JetStreamContext:
+    the_bus = request.config_dict[BUS]
+    if the_bus.js is None or not the_bus.usable:
+        raise web.HTTPServiceUnavailable(reason="message bus unavailable, retry later")
+    js: JetStreamContext = the_bus.js
+    return js
+
+
+def _target_name(request: web.Request) -> str:
+    name = request.match_info["target"]
+    if not NAME_RE.fullmatch(name):
+        raise web.HTTPBadRequest(
+            reason="not a target name (lower-case letters, digits, '_' and '-', at most 63)"
+        )
+    return name
+
+
+def _type_of(settings: Settings, name: str) -> str | None:
+    for target in settings.targets:
+        if target.name == name:
+            tag = type(target).__struct_config__.tag
+            return str(tag) if tag is not None else None
+    return None
+
+
+async def _counts(js: JetStreamContext) -> dict[str, int]:
+    info = await js.stream_info(bus.DEADLETTERS, subjects_filter="deadletter.>")
+    return {
+        subject.removeprefix("deadletter."): count
+        for subject, count in (info.state.subjects or {}).items()
+    }
+
+
+async def list_targets(request: web.Request) -> web.Response:
+    settings: Settings = request.config_dict[SETTINGS]
+    counts = await _counts(_js(request))
+    configured = [t.name for t in settings.targets]
+    targets = [
+        {
+            "name": name,
+            "type": _type_of(settings, name),
+            "configured": True,
+            "count": counts.get(name, 0),
+        }
+        for name in configured
+    ] + [
+        {"name": name, "type": None, "configured": False, "count": count}
+        for name, count in sorted(counts.items())
+        if name not in configured
+    ]
+    return _answer(200, {"targets": targets, "total": sum(counts.values())})
+
+
+def _entry_json(entry: deadletters.Entry) -> dict[str, Any]:
+    record = entry.record
+    note = record.notification
+    item: dict[str, Any] = {
+        "seq": entry.seq,
+        "id": note.id if note else None,
+        "type": note.type if note else None,
+        "source": note.source if note else None,
+        "timestamp": note.timestamp if note else None,
+        "subject": record.subject,
+        "error": record.error,
+        "attempts": record.attempts,
+        "failed_at": record.failed_at,
+        "replayable": note is not None,
+    }
+    if note is None and record.raw is not None:
+        item["raw"] = record.raw[:RAW_PREVIEW]
+    return item
+
+
+async def list_entries(request: web.Request) -> web.Response:
+    settings: Settings = request.config_dict[SETTINGS]
+    name = _target_name(request)
+    try:
+        limit = min(MAX_LIMIT, max(1, int(request.query.get("limit", str(DEFAULT_LIMIT)))))
+    except ValueError:
+        return _answer(400, {"error": "limit must be a number"})
+    found = await deadletters.entries(_js(request), name)
+    configured = _type_of(settings, name) is not None
+    if not configured and not found:
+        return _answer(404, {"error": f"no target named {name!r} is configured"})
+    newest = sorted(found, key=lambda e: e.seq, reverse=True)[:limit]
+    return _answer(
+        200,
+        {
+            "target": name,
+            "configured": configured,
+            "total": len(found),
+            "deadletters": [_entry_json(e) for e in newest],
+        },
+    )
+
+
+class _Replay(msgspec.Struct, forbid_unknown_fields=True):
+    id: str | None = None
+    all: bool = False
+
+
+async def replay(request: web.Request) -> web.Response:
+    settings: Settings = request.config_dict[SETTINGS]
+    name = _target_name(request)
+    usage = 'give exactly one of "id" (a notification id or sequence) or "all": true'
+    limit = hardening.json_limit(settings)
+    try:
+        wanted = msgspec.json.decode(await hardening.read_capped(request, limit), type=_Replay)
+    except web.HTTPRequestEntityTooLarge:
+        return _answer(413, {"error": f"body larger than {limit} bytes"})
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return _answer(400, {"error": f"{usage}: {exc}"})
+    if (wanted.id is not None) == wanted.all or (wanted.id is not None and not wanted.id.strip()):
+        return _answer(400, {"error": usage})
+    try:
+        settings.target(name)  # a replay needs the target's consumer
+    except ConfigError as exc:
+        return _answer(404, {"error": str(exc)})
+    js = _js(request)
+    locks = _locks.setdefault(asyncio.get_running_loop(), {})
+    async with locks.setdefault(name, asyncio.Lock()):
+        found = await deadletters.entries(js, name)
+        ident = wanted.id.strip() if wanted.id is not None else None
+        chosen = deadletters.select(found, ident)
+        if not chosen:
+            what = f"matching {ident!r}" if ident is not None else "to replay"
+            return _answer(404, {"error": f"no dead letter of {name} {what}"})
+        try:
+            outcomes = await deadletters.replay(js, settings, name, chosen)
+        except Exception as exc:
+            _log.warning("replay failed", target=name, error=str(exc) or type(exc).__name__)
+            return _answer(503, {"error": "message bus did not store the replay, retry later"})
+    replayed = sum(1 for o in outcomes if o.replayed)
+    _log.info("dead letters replayed", target=name, replayed=replayed, chosen=len(chosen))
+    return _answer(
+        200,
+        {
+            "target": name,
+            "replayed": replayed,
+            "skipped": len(outcomes) - replayed,
+            "outcomes": [
+                {
+                    "seq": o.seq,
+                    "id": o.notification_id,
+                    "replayed": o.replayed,
+                    "reason": o.reason or None,
+                }
+                for o in outcomes
+            ],
+        },
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/deadletters", list_targets)
+    app.router.add_get("/v1/deadletters/{target}", list_entries)
+    app.router.add_post("/v1/deadletters/{target}/replay", replay)

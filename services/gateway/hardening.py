@@ -1,0 +1,65 @@
+"""Gateway-wide hardening: security headers on every response and the ``/api`` rate limiter.
+
+Headers are added in the ``on_response_prepare`` signal, not a middleware, so the webhook
+hot path gets no extra await layer. A header a handler already set wins (the web UI keeps
+its own Content-Security-Policy, server-sent events their ``Cache-Control: no-cache``).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from services.gateway.apilimit import API_LIMITER, ClientLimiter
+from services.gateway.state import SETTINGS
+from shared.config import Settings
+
+HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+HSTS = "max-age=31536000"
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    headers = response.headers
+    for name, value in HEADERS.items():
+        headers.setdefault(name, value)
+    if request.path.startswith("/api/"):
+        headers.setdefault("Cache-Control", "no-store")  # lookup results, dead letters…
+    if request.secure:  # only over TLS: HSTS on plain HTTP is meaningless
+        headers.setdefault("Strict-Transport-Security", HSTS)
+
+
+def setup(app: web.Application) -> None:
+    """Install on the root gateway app (after ``app[SETTINGS]`` is set)."""
+    settings = app[SETTINGS]
+    app[API_LIMITER] = ClientLimiter(settings.api_rate, settings.api_burst)
+    app.on_response_prepare.append(security_headers)
+
+
+# --------------------------------------------------------------------------- body limits
+
+FORM_MAX_BYTES = 16 * 1024
+"""Largest login/logout form: a token, a nonce and a path."""
+
+
+def json_limit(settings: Settings) -> int:
+    """Largest JSON body on ``/api`` (``LOOKOUT_MAX_JSON_BYTES``, never above
+    ``LOOKOUT_MAX_BODY_BYTES``); file uploads keep the larger ``LOOKOUT_MAX_BODY_BYTES``."""
+    return min(settings.max_json_bytes, settings.max_body_bytes)
+
+
+def too_large(limit: int) -> web.Response:
+    """413 with the reason as JSON."""
+    return web.json_response({"error": f"body larger than {limit} bytes"}, status=413)
+
+
+async def read_capped(request: web.Request, limit: int) -> bytes:
+    """The whole body, refused (``HTTPRequestEntityTooLarge``) beyond ``limit`` bytes,
+    whether or not a ``Content-Length`` announced it."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
+    return await request.clone(client_max_size=limit).read()

@@ -1,0 +1,537 @@
+// The lookup page: submit indicators, follow the job's results live (server-sent events),
+// sort, filter, export. The job id lives in the URL hash (#job=<id>) so a reload shows it.
+
+import { api, clear, copyText, el, errorText, setupTheme } from "./common.js";
+import {
+  PROVIDERS,
+  PROVIDER_LABELS,
+  badge,
+  cellView,
+  defang,
+  detail,
+  overallVerdict,
+  rank,
+} from "./render.js";
+
+const JOB_ID = /^[0-9a-f]{8,40}$/;
+const $ = (id) => document.getElementById(id);
+
+const form = $("lookup-form");
+const textArea = $("text");
+const fileInput = $("file");
+const drop = $("drop");
+const formStatus = $("form-status");
+const rejectedBox = $("rejected");
+const resultsPanel = $("results");
+const table = $("results-table");
+const head = $("results-head");
+const tableStatus = $("table-status");
+const filterText = $("filter-text");
+const filterVerdict = $("filter-verdict");
+
+const state = {
+  jobId: null,
+  providers: [],
+  rows: [], // in job order
+  byKey: new Map(),
+  source: null,
+  complete: false,
+  sort: { key: null, dir: 1 },
+  refreshQueued: false,
+  retryTimer: null,
+};
+
+let droppedFile = null;
+
+// ------------------------------------------------------------------ submitting
+
+function chosenFile() {
+  return (fileInput.files && fileInput.files[0]) || droppedFile;
+}
+
+function showFile() {
+  const file = chosenFile();
+  $("file-chosen").hidden = !file;
+  $("file-name").textContent = file ? `${file.name} (${file.size} bytes)` : "";
+}
+
+function setStatus(node, text, bad = false) {
+  node.textContent = text;
+  node.classList.toggle("bad", bad);
+}
+
+function showRejected(rejected, bad) {
+  clear(rejectedBox);
+  if (!rejected || !rejected.length) return;
+  const shown = rejected.slice(0, 50);
+  rejectedBox.append(
+    el(
+      "div",
+      { class: bad ? "notice bad" : "notice" },
+      `${rejected.length} item${rejected.length === 1 ? "" : "s"} could not be read:`,
+      el(
+        "ul",
+        {},
+        shown.map((r) => el("li", {}, el("code", { text: r.item }), ` — ${r.reason}`)),
+      ),
+      rejected.length > shown.length ? `…and ${rejected.length - shown.length} more.` : null,
+    ),
+  );
+}
+
+async function submit(event) {
+  event.preventDefault();
+  const providers = [...form.querySelectorAll('input[name="provider"]:checked')].map((c) => c.value);
+  const text = textArea.value;
+  const file = chosenFile();
+  const fresh = $("fresh").checked;
+  clear(rejectedBox);
+  if (!providers.length) {
+    setStatus(formStatus, "Choose at least one provider.", true);
+    return;
+  }
+  if (!text.trim() && !file) {
+    setStatus(formStatus, "Paste some indicators or choose a file first.", true);
+    textArea.focus();
+    return;
+  }
+  const button = $("submit");
+  button.disabled = true;
+  setStatus(formStatus, "Submitting…");
+  let result;
+  try {
+    if (file) {
+      const body = new FormData();
+      body.append("file", file, file.name);
+      if (text.trim()) body.append("text", text);
+      body.append("providers", providers.join(","));
+      body.append("fresh", fresh ? "true" : "false");
+      result = await api("POST", "/api/v1/lookups", { form: body });
+    } else {
+      result = await api("POST", "/api/v1/lookups", { json: { text, providers, fresh } });
+    }
+  } finally {
+    button.disabled = false;
+  }
+  if (result.status !== 202) {
+    setStatus(formStatus, `Not submitted: ${errorText(result)}`, true);
+    showRejected(result.data && result.data.rejected, true);
+    return;
+  }
+  const job = result.data;
+  const count = job.indicators.length;
+  setStatus(formStatus, `Looking up ${count} indicator${count === 1 ? "" : "s"}.`);
+  showRejected(job.rejected, false);
+  window.location.hash = `job=${job.id}`; // hashchange shows it
+  if (state.jobId === job.id) showJob(job.id);
+}
+
+// ------------------------------------------------------------------ the table
+
+function indicatorKey(kind, value) {
+  return `${kind}\u0000${value}`;
+}
+
+function sortHeader(key, label) {
+  return el(
+    "th",
+    { scope: "col", "aria-sort": "none", dataset: { sort: key } },
+    el("button", { type: "button", class: "sort", onclick: () => sortBy(key) }, label),
+  );
+}
+
+function buildTable(job) {
+  for (const body of table.querySelectorAll("tbody")) body.remove();
+  state.rows = [];
+  state.byKey = new Map();
+  const used = new Set(Object.values(job.providers || {}).flat());
+  state.providers = PROVIDERS.filter((p) => used.has(p));
+  clear(head).append(
+    el(
+      "tr",
+      {},
+      sortHeader("indicator", "Indicator"),
+      sortHeader("overall", "Verdict"),
+      state.providers.map((p) => sortHeader(p, PROVIDER_LABELS[p])),
+    ),
+  );
+  const columns = 2 + state.providers.length;
+  job.indicators.forEach((item, index) => {
+    const applicable = new Set((job.providers || {})[item.kind] || []);
+    const row = {
+      index,
+      item,
+      applicable,
+      results: new Map(),
+      overall: "pending",
+      open: null,
+      cells: new Map(),
+    };
+    const detailCell = el("td", { colspan: String(columns), id: `detail-${index}` });
+    row.detailRow = el("tr", { class: "detail-row", hidden: true }, detailCell);
+    row.detailCell = detailCell;
+    row.overallCell = el("td", { class: "overall" });
+    const main = el(
+      "tr",
+      {},
+      el(
+        "th",
+        { scope: "row" },
+        el("span", { class: "ind", text: item.value }),
+        el("span", {
+          class: "kind",
+          text: item.scope && item.scope !== "public" ? `${item.kind} · ${item.scope}` : item.kind,
+        }),
+      ),
+      row.overallCell,
+    );
+    for (const provider of state.providers) {
+      const cell = el("td", { class: "cell", dataset: { provider } });
+      row.cells.set(provider, cell);
+      main.append(cell);
+    }
+    row.body = el("tbody", { dataset: { indicator: item.value, kind: item.kind } }, main, row.detailRow);
+    // Escape, from the open cell or from inside its details, closes them.
+    row.body.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && row.open) {
+        const button = row.cells.get(row.open).querySelector("button");
+        closeDetail(row);
+        if (button) button.focus();
+      }
+    });
+    table.append(row.body);
+    state.rows.push(row);
+    state.byKey.set(indicatorKey(item.kind, item.value), row);
+    for (const provider of state.providers) renderCell(row, provider);
+    renderOverall(row);
+  });
+}
+
+function renderCell(row, provider) {
+  const cell = row.cells.get(provider);
+  const result = row.results.get(provider);
+  const view = row.applicable.has(provider)
+    ? cellView(result || { status: "pending" })
+    : cellView(null);
+  cell.className = `cell v-${view.key}`;
+  cell.dataset.verdict = view.key;
+  const content = [badge(view.key, view.label), el("span", { class: "summary", text: view.text })];
+  if (!row.applicable.has(provider)) {
+    clear(cell).append(el("div", { class: "cell-static" }, content));
+    return;
+  }
+  const button = el(
+    "button",
+    {
+      type: "button",
+      class: "cell-btn",
+      "aria-expanded": row.open === provider ? "true" : "false",
+      "aria-controls": `detail-${row.index}`,
+      title: view.text,
+      onclick: () => toggleDetail(row, provider),
+    },
+    content,
+    el("span", { class: "sr-only", text: `, ${PROVIDER_LABELS[provider]} details` }),
+  );
+  const hadFocus = cell.contains(document.activeElement);
+  clear(cell).append(button);
+  if (hadFocus) button.focus();
+}
+
+function renderOverall(row) {
+  const results = [...row.applicable].map((p) => row.results.get(p) || { status: "pending" });
+  row.overall = overallVerdict(results);
+  row.overallCell.className = `overall v-${row.overall}`;
+  row.overallCell.dataset.verdict = row.overall;
+  clear(row.overallCell).append(
+    el("div", { class: "cell-static" }, badge(row.overall, row.overall)),
+  );
+  row.search = [
+    row.item.value,
+    row.item.kind,
+    row.overall,
+    ...[...row.results.values()].map((r) => {
+      const view = cellView(r);
+      return `${view.label} ${view.text}`;
+    }),
+  ]
+    .join(" ")
+    .toLowerCase();
+}
+
+function toggleDetail(row, provider) {
+  if (row.open === provider) {
+    closeDetail(row);
+    return;
+  }
+  row.open = provider;
+  for (const [p, cell] of row.cells) {
+    const button = cell.querySelector("button");
+    if (button) button.setAttribute("aria-expanded", p === provider ? "true" : "false");
+  }
+  renderDetail(row);
+  row.detailRow.hidden = false;
+}
+
+function closeDetail(row) {
+  row.open = null;
+  row.detailRow.hidden = true;
+  clear(row.detailCell);
+  for (const cell of row.cells.values()) {
+    const button = cell.querySelector("button");
+    if (button) button.setAttribute("aria-expanded", "false");
+  }
+}
+
+function renderDetail(row) {
+  if (!row.open) return;
+  clear(row.detailCell).append(detail(row.item, row.open, row.results.get(row.open)));
+}
+
+function applyResult(result) {
+  const row = state.byKey.get(indicatorKey(result.kind, result.indicator));
+  if (!row || !row.cells.has(result.provider)) return;
+  row.results.set(result.provider, result);
+  renderCell(row, result.provider);
+  renderOverall(row);
+  if (row.open === result.provider) renderDetail(row);
+  scheduleRefresh();
+}
+
+// ------------------------------------------------------------------ progress, filter, sort
+
+function scheduleRefresh() {
+  if (state.refreshQueued) return;
+  state.refreshQueued = true;
+  window.requestAnimationFrame(() => {
+    state.refreshQueued = false;
+    refresh();
+  });
+}
+
+function refresh() {
+  let total = 0;
+  let finished = 0;
+  const counts = new Map();
+  for (const row of state.rows) {
+    for (const provider of row.applicable) {
+      if (!row.cells.has(provider)) continue;
+      total += 1;
+      const r = row.results.get(provider);
+      if (r && r.status !== "pending" && r.status !== "queued") finished += 1;
+    }
+    counts.set(row.overall, (counts.get(row.overall) || 0) + 1);
+  }
+  const bar = $("progress-bar");
+  bar.max = Math.max(total, 1);
+  bar.value = finished;
+  $("progress-text").textContent = state.complete
+    ? `Complete: ${finished} of ${total} results`
+    : `${finished} of ${total} results…`;
+  const order = ["malicious", "suspicious", "harmless", "undetected", "error", "unknown", "pending"];
+  const tally = order.filter((v) => counts.get(v)).map((v) => `${counts.get(v)} ${v}`);
+  const announce = state.complete ? `Lookup complete: ${tally.join(", ")}.` : "";
+  if ($("announce").textContent !== announce) $("announce").textContent = announce;
+  clear($("counts")).append(
+    ...order
+      .filter((v) => counts.get(v))
+      .map((v) => el("li", { class: `chip v-${v}` }, badge(v, `${counts.get(v)} ${v}`))),
+  );
+  if (state.sort.key) applySort();
+  applyFilter();
+}
+
+function applyFilter() {
+  const needle = filterText.value.trim().toLowerCase();
+  const verdict = filterVerdict.value;
+  let shown = 0;
+  for (const row of state.rows) {
+    const match = (!needle || row.search.includes(needle)) && (!verdict || row.overall === verdict);
+    row.body.hidden = !match;
+    if (match) shown += 1;
+  }
+  const text =
+    shown === state.rows.length
+      ? `${state.rows.length} indicator${state.rows.length === 1 ? "" : "s"}`
+      : `Showing ${shown} of ${state.rows.length} indicators`;
+  if (tableStatus.textContent !== text) setStatus(tableStatus, text);
+}
+
+function sortValue(row, key) {
+  if (key === "indicator") return row.item.value;
+  if (key === "overall") return rank(row.overall);
+  const result = row.results.get(key);
+  return rank(row.applicable.has(key) ? cellView(result || { status: "pending" }).key : "none");
+}
+
+function applySort() {
+  const { key, dir } = state.sort;
+  const sorted = [...state.rows].sort((a, b) => {
+    const x = sortValue(a, key);
+    const y = sortValue(b, key);
+    const c = typeof x === "string" ? x.localeCompare(y) : x - y;
+    return c * dir || a.index - b.index;
+  });
+  for (const row of sorted) table.append(row.body);
+  for (const th of head.querySelectorAll("th")) {
+    const active = th.dataset.sort === key;
+    th.setAttribute("aria-sort", active ? (dir === 1 ? "ascending" : "descending") : "none");
+  }
+}
+
+function sortBy(key) {
+  state.sort = { key, dir: state.sort.key === key ? -state.sort.dir : 1 };
+  applySort();
+}
+
+// ------------------------------------------------------------------ following a job
+
+function stopFollowing() {
+  if (state.source) state.source.close();
+  state.source = null;
+  if (state.retryTimer) window.clearTimeout(state.retryTimer);
+  state.retryTimer = null;
+}
+
+function follow(id) {
+  stopFollowing();
+  const source = new EventSource(`/api/v1/lookups/${id}/events`);
+  state.source = source;
+  source.addEventListener("result", (event) => {
+    applyResult(JSON.parse(event.data));
+  });
+  source.addEventListener("done", () => {
+    source.close();
+    state.complete = true;
+    scheduleRefresh();
+  });
+  source.addEventListener("error", () => {
+    if (source.readyState === EventSource.CLOSED && state.jobId === id && !state.complete) {
+      // The server refused or went away for good: ask again in a moment.
+      state.retryTimer = window.setTimeout(() => showJob(id), 3000);
+    }
+  });
+}
+
+async function showJob(id) {
+  if (!JOB_ID.test(id)) {
+    resultsPanel.hidden = false;
+    setStatus(tableStatus, `"${id}" is not a lookup job id.`, true);
+    return;
+  }
+  const fresh = state.jobId !== id;
+  if (fresh) {
+    stopFollowing();
+    state.jobId = id;
+    state.complete = false;
+    state.sort = { key: null, dir: 1 };
+    filterText.value = "";
+    filterVerdict.value = "";
+  }
+  resultsPanel.hidden = false;
+  $("job-id").textContent = `job ${id}`;
+  const result = await api("GET", `/api/v1/lookups/${id}`);
+  if (state.jobId !== id) return; // another job was chosen meanwhile
+  if (!result.ok) {
+    setStatus(tableStatus, `Cannot show this job: ${errorText(result)}`, true);
+    if (fresh) {
+      buildTable({ indicators: [], providers: {} });
+    }
+    return;
+  }
+  const job = result.data;
+  tableStatus.classList.remove("bad");
+  if (fresh || !state.rows.length) buildTable(job);
+  for (const r of job.results) applyResult(r);
+  state.complete = Boolean(job.complete);
+  $("export-csv").href = `/api/v1/lookups/${id}.csv`;
+  $("export-csv").setAttribute("download", `lookout-${id}.csv`);
+  $("export-json").href = `/api/v1/lookups/${id}`;
+  $("export-json").setAttribute("download", `lookout-${id}.json`);
+  refresh();
+  if (!state.complete) follow(id);
+}
+
+function jobFromHash() {
+  const match = /^#job=(.*)$/.exec(window.location.hash);
+  return match ? decodeURIComponent(match[1]) : null;
+}
+
+function onHash() {
+  const id = jobFromHash();
+  if (id && id !== state.jobId) {
+    showJob(id).then(() => {
+      if (document.activeElement === $("submit") || document.activeElement === document.body) {
+        $("results-title").focus();
+      }
+    });
+  }
+}
+
+// ------------------------------------------------------------------ toolbar
+
+async function copyDefanged() {
+  const visible = [...table.querySelectorAll("tbody")]
+    .filter((body) => !body.hidden)
+    .map((body) => defang(body.dataset.indicator, body.dataset.kind));
+  if (!visible.length) {
+    setStatus(tableStatus, "Nothing to copy.", true);
+    return;
+  }
+  const ok = await copyText(`${visible.join("\n")}\n`);
+  setStatus(
+    tableStatus,
+    ok
+      ? `Copied ${visible.length} indicator${visible.length === 1 ? "" : "s"}, defanged.`
+      : "Copying was refused by the browser.",
+    !ok,
+  );
+}
+
+// ------------------------------------------------------------------ wiring
+
+setupTheme();
+form.addEventListener("submit", submit);
+fileInput.addEventListener("change", () => {
+  droppedFile = null;
+  showFile();
+});
+$("file-clear").addEventListener("click", () => {
+  fileInput.value = "";
+  droppedFile = null;
+  showFile();
+  fileInput.focus();
+});
+for (const name of ["dragenter", "dragover"]) {
+  drop.addEventListener(name, (event) => {
+    event.preventDefault();
+    drop.classList.add("over");
+  });
+}
+for (const name of ["dragleave", "drop"]) {
+  drop.addEventListener(name, () => drop.classList.remove("over"));
+}
+drop.addEventListener("drop", (event) => {
+  event.preventDefault();
+  const files = event.dataTransfer && event.dataTransfer.files;
+  if (!files || !files.length) return;
+  droppedFile = files[0];
+  try {
+    fileInput.files = files;
+    droppedFile = null;
+  } catch (_) {
+    // older browsers: keep the dropped file aside
+  }
+  showFile();
+});
+// A file dropped beside the zone must not replace the page.
+window.addEventListener("dragover", (event) => event.preventDefault());
+window.addEventListener("drop", (event) => event.preventDefault());
+textArea.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) form.requestSubmit();
+});
+filterText.addEventListener("input", applyFilter);
+filterVerdict.addEventListener("change", applyFilter);
+$("copy-defanged").addEventListener("click", copyDefanged);
+window.addEventListener("hashchange", onHash);
+onHash();

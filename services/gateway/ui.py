@@ -1,0 +1,393 @@
+"""The web UI: the lookup and notifications pages, their static files, and the browser
+login that stands in for bearer tokens when ``LOOKOUT_API_TOKENS`` is set.
+
+Pages are plain HTML templates in ``static/`` filled with two values (the CSRF token and
+the logout form); everything else is static CSS and JavaScript, no build step. Every page
+is served with a strict Content-Security-Policy (no inline script or style), so data shown
+by the scripts can only ever be text.
+
+Login: ``POST /login`` with one of the API tokens opens a session, an opaque random id in
+an HttpOnly, SameSite=Strict cookie (Secure over https). Sessions live in this process's
+memory only: they end when the gateway restarts, and each gateway replica has its own (a
+user behind a load balancer needs sticky sessions or logs in again). A request to ``/api``
+authenticated by that cookie that changes state must carry the session's CSRF token in the
+``X-CSRF-Token`` header (the pages read it from ``<meta name="csrf-token">``); bearer-token
+clients are not concerned. The login form itself is guarded by an Origin check and a
+double-submit token, so no other site can log a browser in with its own token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import html
+import mimetypes
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from aiohttp.web_request import FileField
+from multidict import MultiDictProxy
+
+from services.gateway.hardening import FORM_MAX_BYTES, too_large
+from services.gateway.state import SETTINGS
+from shared import logging as log
+from shared.config import Settings
+
+_log = log.get("gateway")
+
+STATIC_DIR = Path(__file__).parent / "static"
+SESSION_COOKIE = "lookout_session"
+LOGIN_COOKIE = "lookout_login"
+CSRF_HEADER = "X-CSRF-Token"
+SESSION_TTL = 12 * 3600.0
+MAX_SESSIONS = 10_000
+FAILED_LOGIN_DELAY = 0.3
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'self'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+# --------------------------------------------------------------------------- sessions
+
+
+@dataclass
+class Session:
+    csrf: str
+    expires: float
+
+
+@dataclass
+class Sessions:
+    """Browser sessions of this process (they do not survive a restart)."""
+
+    ttl: float = SESSION_TTL
+    limit: int = MAX_SESSIONS
+    _by_id: dict[str, Session] = field(default_factory=dict)
+
+    def create(self) -> tuple[str, Session]:
+        now = time.monotonic()
+        if len(self._by_id) >= self.limit:
+            self._by_id = {k: s for k, s in self._by_id.items() if s.expires > now}
+            while len(self._by_id) >= self.limit:  # still full: the oldest go first
+                del self._by_id[next(iter(self._by_id))]
+        session_id = secrets.token_urlsafe(32)
+        session = Session(csrf=secrets.token_urlsafe(32), expires=now + self.ttl)
+        self._by_id[session_id] = session
+        return session_id, session
+
+    def get(self, session_id: str) -> Session | None:
+        session = self._by_id.get(session_id)
+        if session is None:
+            return None
+        if session.expires <= time.monotonic():
+            del self._by_id[session_id]
+            return None
+        return session
+
+    def drop(self, session_id: str) -> None:
+        self._by_id.pop(session_id, None)
+
+
+SESSIONS = web.AppKey("ui_sessions", Sessions)
+
+
+def session_of(request: web.Request) -> Session | None:
+    sessions = request.config_dict.get(SESSIONS)
+    session_id = request.cookies.get(SESSION_COOKIE, "")
+    if sessions is None or not session_id:
+        return None
+    return sessions.get(session_id)
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison that does not leak the length either."""
+    return hmac.compare_digest(
+        hashlib.sha256(given.encode()).digest(), hashlib.sha256(expected.encode()).digest()
+    )
+
+
+def _cross_site(request: web.Request) -> bool:
+    """Whether a browser says this request comes from another site (or an opaque origin).
+    ``Sec-Fetch-Site`` is trusted when sent (it survives proxies that rewrite ``Host``);
+    older browsers are judged by ``Origin`` against ``Host``."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site not in ("same-origin", "none")
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    return origin == "null" or urlsplit(origin).netloc.lower() != request.host.lower()
+
+
+def cookie_auth_failure(request: web.Request) -> tuple[int, str] | None:
+    """For an ``/api`` request without ``Authorization`` but with the session cookie:
+    None when it may pass, else (status, reason)."""
+    session = session_of(request)
+    if session is None:
+        return 401, "session expired or invalid: log in again (or use a bearer token)"
+    if request.method in SAFE_METHODS:
+        return None
+    given = request.headers.get(CSRF_HEADER, "")
+    if not given:
+        return 403, f"missing {CSRF_HEADER} header (needed with a session cookie)"
+    if not _same(given, session.csrf):
+        return 403, f"{CSRF_HEADER} does not match the session"
+    if _cross_site(request):
+        return 403, "cross-site request refused"
+    return None
+
+
+def open_api_failure(request: web.Request) -> str | None:
+    """For the open API (no tokens, loopback only): a state-changing request that a
+    browser marks as coming from another site is refused, so a web page cannot drive it."""
+    if request.method not in SAFE_METHODS and _cross_site(request):
+        return "cross-site request refused"
+    return None
+
+
+# --------------------------------------------------------------------------- files
+
+
+@dataclass(frozen=True)
+class _File:
+    body: bytes
+    content_type: str
+    etag: str
+
+
+def _load(name: str) -> _File:
+    body = (STATIC_DIR / name).read_bytes()
+    content_type = {
+        ".js": "text/javascript",
+        ".css": "text/css",
+        ".svg": "image/svg+xml",
+        ".html": "text/html",
+    }.get(Path(name).suffix) or (mimetypes.guess_type(name)[0] or "application/octet-stream")
+    etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+    return _File(body, content_type, etag)
+
+
+STATIC = web.AppKey("ui_static", dict[str, _File])
+TEMPLATES = web.AppKey("ui_templates", dict[str, str])
+PAGES = ("index.html", "notifications.html", "login.html")
+ASSETS = (
+    "app.css",
+    "theme.js",
+    "common.js",
+    "lookup.js",
+    "render.js",
+    "notifications.js",
+    "login.js",
+    "favicon.svg",
+)
+"""What ``/static/`` serves (other files in ``static/`` belong to other pages)."""
+
+
+def _headers(**extra: str) -> dict[str, str]:
+    return {**SECURITY_HEADERS, **extra}
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    found = request.app[STATIC].get(request.match_info["name"])
+    if found is None:
+        raise web.HTTPNotFound(headers=_headers())
+    headers = _headers(ETag=found.etag, **{"Cache-Control": "no-cache"})
+    if request.headers.get("If-None-Match") == found.etag:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=found.body, content_type=found.content_type, headers=headers)
+
+
+# --------------------------------------------------------------------------- pages
+
+
+def _render(
+    request: web.Request, page: str, session: Session | None, status: int = 200, **values: str
+) -> web.Response:
+    logout = ""
+    if session is not None:
+        logout = (
+            '<form method="post" action="/logout" class="logout">'
+            f'<input type="hidden" name="csrf" value="{html.escape(session.csrf)}">'
+            '<button type="submit" class="btn btn-quiet">Log out</button></form>'
+        )
+    text = request.app[TEMPLATES][page]
+    fills = {
+        "csrf": html.escape(session.csrf) if session else "",
+        "session": logout,
+        **{k: html.escape(v) for k, v in values.items()},
+    }
+    text = re.sub(r"\{\{(\w+)\}\}", lambda m: fills.get(m[1], ""), text)
+    return web.Response(
+        status=status,
+        text=text,
+        content_type="text/html",
+        headers=_headers(**{"Cache-Control": "no-store"}),
+    )
+
+
+def _login_page(
+    request: web.Request, status: int = 200, error: str = "", next_path: str | None = None
+) -> web.Response:
+    nonce = request.cookies.get(LOGIN_COOKIE, "")
+    fresh = not re.fullmatch(r"[A-Za-z0-9_-]{32,64}", nonce)
+    if fresh:
+        nonce = secrets.token_urlsafe(32)
+    response = _render(
+        request,
+        "login.html",
+        None,
+        status,
+        login_csrf=nonce,
+        error=error,
+        next=next_path if next_path is not None else _next(request),
+    )
+    if fresh:
+        response.set_cookie(
+            LOGIN_COOKIE,
+            nonce,
+            httponly=True,
+            samesite="Strict",
+            secure=_is_https(request),
+            path="/login",
+            max_age=3600,
+        )
+    return response
+
+
+def _next(request: web.Request) -> str:
+    if request.path == "/login":
+        wanted = request.query.get("next", "/")
+        return wanted if _safe_next(wanted) else "/"
+    return request.path
+
+
+def _safe_next(value: str) -> bool:
+    """A path on this site: no scheme, no host, no ``//`` or ``/\\`` tricks; printable
+    ASCII without spaces or backslashes only."""
+    return bool(re.fullmatch(r"/(?![/\\])[\x21-\x5b\x5d-\x7e]*", value)) and len(value) <= 2048
+
+
+def _redirect(location: str) -> web.Response:
+    return web.Response(status=303, headers=_headers(Location=location))
+
+
+def _is_https(request: web.Request) -> bool:
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return request.scheme == "https" or forwarded == "https"
+
+
+def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        settings: Settings = request.app[SETTINGS]
+        session = session_of(request)
+        if settings.api_tokens and session is None:
+            return _login_page(request)
+        return _render(request, name, session)
+
+    return handler
+
+
+async def login_form(request: web.Request) -> web.StreamResponse:
+    if not request.app[SETTINGS].api_tokens or session_of(request) is not None:
+        return _redirect("/")
+    return _login_page(request)
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    settings: Settings = request.app[SETTINGS]
+    if not settings.api_tokens:
+        return _redirect("/")
+    browser_said = "Origin" in request.headers or "Sec-Fetch-Site" in request.headers
+    if _cross_site(request) or not browser_said:
+        return web.Response(
+            status=403,
+            text="login refused: the form must be sent from this site",
+            headers=_headers(),
+        )
+    try:
+        form = await _small_form(request)
+    except web.HTTPRequestEntityTooLarge:
+        return too_large(FORM_MAX_BYTES)
+    token = str(form.get("token", "")).strip()
+    nonce = str(form.get("csrf", ""))
+    wanted = str(form.get("next", "/"))
+    wanted = wanted if _safe_next(wanted) else "/"
+    expected_nonce = request.cookies.get(LOGIN_COOKIE, "")
+    if not nonce or not expected_nonce or not _same(nonce, expected_nonce):
+        return _login_page(request, 403, "The form expired: please try again.", wanted)
+    ok = False
+    for expected in settings.api_tokens:
+        ok |= _same(token, expected.reveal())
+    if not token or not ok:
+        _log.info("ui login failed", remote=request.remote)
+        await asyncio.sleep(FAILED_LOGIN_DELAY)  # slows guessing down
+        return _login_page(request, 401, "That token is not valid.", wanted)
+    session_id, _ = request.app[SESSIONS].create()
+    response = _redirect(wanted)
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_id,
+        httponly=True,
+        samesite="Strict",
+        secure=_is_https(request),
+        path="/",
+    )
+    response.del_cookie(LOGIN_COOKIE, path="/login")
+    _log.info("ui login", remote=request.remote)
+    return response
+
+
+async def _small_form(request: web.Request) -> MultiDictProxy[str | bytes | bytearray | FileField]:
+    """The login/logout form, refused beyond :data:`FORM_MAX_BYTES`."""
+    length = request.content_length
+    if length is not None and length > FORM_MAX_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=FORM_MAX_BYTES, actual_size=length)
+    return await request.clone(client_max_size=FORM_MAX_BYTES).post()
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    session = session_of(request)
+    if session is not None:
+        try:
+            form = await _small_form(request)
+        except web.HTTPRequestEntityTooLarge:
+            return too_large(FORM_MAX_BYTES)
+        given = str(form.get("csrf", "")) or request.headers.get(CSRF_HEADER, "")
+        if not _same(given, session.csrf) or _cross_site(request):
+            return web.Response(
+                status=403, text="logout refused: missing or wrong CSRF token", headers=_headers()
+            )
+        request.app[SESSIONS].drop(request.cookies.get(SESSION_COOKIE, ""))
+    response = _redirect("/login" if request.app[SETTINGS].api_tokens else "/")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+def setup(app: web.Application) -> None:
+    """Add the pages, the static files and the login routes to the gateway app."""
+    app[SESSIONS] = Sessions()
+    app[TEMPLATES] = {name: (STATIC_DIR / name).read_text("utf-8") for name in PAGES}
+    app[STATIC] = {name: _load(name) for name in ASSETS}
+    app.router.add_get("/", _page("index.html"))
+    app.router.add_get("/notifications", _page("notifications.html"))
+    app.router.add_get("/login", login_form)
+    app.router.add_post("/login", login)
+    app.router.add_post("/logout", logout)
+    app.router.add_get("/static/{name}", static_file)

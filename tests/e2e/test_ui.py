@@ -1,0 +1,590 @@
+"""The web UI in a real browser (Debian's chromium, driven by Playwright) against the real
+gateway, the real provider services and sinks on a real nats-server, with loopback DNS,
+RDAP, VirusTotal and AbuseIPDB servers and a loopback webhook receiver."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from dnsserver import ZoneServer
+from fakes.abuseipdb import FakeAbuseIpdb
+from fakes.rdap import FakeRdapServer, domain_object, network_object
+from fakes.virustotal import FakeVirusTotal
+from helpers import (
+    Receiver,
+    api,
+    dead_letters,
+    http_target,
+    make_settings,
+    post_webhook,
+    running_gateway,
+    running_provider,
+    running_sink,
+    sqreen_fixture,
+    wait_for,
+)
+
+from shared.natsserver import NatsServer
+from shared.schemas import PROVIDER_KINDS
+
+try:
+    from playwright.async_api import Browser, Page, async_playwright, expect
+except ImportError:  # the header checks below still run
+    async_playwright = None  # type: ignore[assignment]
+
+# Installing chromium on first use may take minutes; a hung browser still fails in time.
+pytestmark = pytest.mark.timeout(900)
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOT = ROOT / "docs" / "screenshot.png"
+STATIC = ROOT / "services" / "gateway" / "static"
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+INSTALL_LOCK = Path(tempfile.gettempdir()) / "lookout-chromium-install.lock"
+XSS = "<img src=x onerror=\"window.__xss='{}'\">"
+
+ZONE = """
+$ORIGIN shop-example.com.
+$TTL 600
+@        IN SOA ns1 hostmaster 1 7200 3600 1209600 300
+@        IN NS  ns1
+@        IN A   192.0.2.10
+@        IN MX  10 mail
+@        IN TXT "v=spf1 mx include:_spf.mailer-example.net -all"
+mail     IN A   192.0.2.25
+_dmarc   IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@shop-example.com"
+$ORIGIN mailer-example.net.
+@        IN SOA ns1 hostmaster 1 7200 3600 1209600 300
+_spf     IN TXT "v=spf1 ip4:198.51.100.0/24 -all"
+$ORIGIN login-shop-example.com.
+@        IN SOA ns1 hostmaster 1 7200 3600 1209600 300
+@        IN A   185.220.101.50
+@        IN TXT "v=spf1 +all"
+$ORIGIN probe-example.com.
+@        IN SOA ns1 hostmaster 1 7200 3600 1209600 300
+@        IN A   192.0.2.77
+@        IN TXT "<script>window.__xss='dns'</script><img src=x onerror='window.__xss=1'>"
+"""
+
+TEXT = """Reported by the helpdesk: mail from billing[at]shop-example[.]com linking to
+hxxps://login-shop-example[.]com/verify and a beacon to 185.220.101[.]50."""
+EMAIL = "billing@shop-example.com"
+LOGIN = "https://login-shop-example.com/verify"
+IP = "185.220.101.50"
+
+
+# --------------------------------------------------------------------------- the browser
+
+
+def _find_chromium() -> str | None:
+    given = os.environ.get("LOOKOUT_CHROMIUM")
+    if given and os.access(given, os.X_OK):
+        return given
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The system chromium; installed with apt-get (once, under a lock) when missing and
+    running as root, else the browser tests are skipped with the reason."""
+    if async_playwright is None:
+        pytest.skip("playwright is not installed (pip install -e '.[dev]')")
+    found = _find_chromium()
+    if found:
+        return found
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.skip("no chromium: apt-get install chromium (or set LOOKOUT_CHROMIUM)")
+    with INSTALL_LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        found = _find_chromium()
+        if found:
+            return found
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600)
+        done = subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "chromium"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+        found = _find_chromium()
+    if found is None:
+        pytest.skip(f"chromium could not be installed: {done.stderr.strip()[-400:]}")
+    return found
+
+
+@pytest.fixture
+async def browser(chromium: str) -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        launched = await pw.chromium.launch(executable_path=chromium, headless=True)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+class Console:
+    """Console errors, page errors and CSP violations of a page: a clean page has none."""
+
+    def __init__(self, page: Page) -> None:
+        self.problems: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.problems.append(f"page error: {exc}"))
+
+    def _console(self, message: Any) -> None:
+        if message.type == "error" or "Content Security Policy" in message.text:
+            self.problems.append(f"console {message.type}: {message.text}")
+
+
+async def new_page(browser: Browser, **options: Any) -> tuple[Page, Console]:
+    context = await browser.new_context(
+        viewport={"width": 1280, "height": 800}, color_scheme="light", **options
+    )
+    page = await context.new_page()
+    page.set_default_timeout(30_000)
+    return page, Console(page)
+
+
+def cell(page: Page, indicator: str, provider: str) -> Any:
+    return page.locator(f'tbody[data-indicator="{indicator}"] td[data-provider="{provider}"]')
+
+
+def overall(page: Page, indicator: str) -> Any:
+    return page.locator(f'tbody[data-indicator="{indicator}"] td.overall')
+
+
+async def only_providers(page: Page, *names: str) -> None:
+    for box in await page.locator('input[name="provider"]').all():
+        if await box.get_attribute("value") not in names:
+            await box.uncheck()
+
+
+async def complete(page: Page) -> None:
+    await expect(page.locator("#progress-text")).to_contain_text("Complete", timeout=45_000)
+
+
+# --------------------------------------------------------------------------- the stack
+
+
+def rdap_records(registrar: str = "Good Registrar") -> dict[str, Any]:
+    young = (datetime.now(UTC) - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "shop-example.com": domain_object("shop-example.com", registrar=registrar),
+        "login-shop-example.com": domain_object("login-shop-example.com", registered=young),
+        "probe-example.com": domain_object("probe-example.com", registrar=XSS.format("rdap")),
+        "185.220.101.0/24": network_object(
+            "185.220.101.0", "185.220.101.255", name="TOR-EXIT-NET", country="DE", origin_as=64501
+        ),
+    }
+
+
+@contextlib.asynccontextmanager
+async def lookup_stack(
+    nats: NatsServer, tmp_path: Path, providers: tuple[str, ...] = tuple(PROVIDER_KINDS), **env: str
+) -> AsyncIterator[str]:
+    """Gateway and provider services on the bus, against loopback upstreams."""
+    async with contextlib.AsyncExitStack() as stack:
+        zone = stack.enter_context(ZoneServer(ZONE))
+        rdap = await stack.enter_async_context(FakeRdapServer(rdap_records()))
+        vt = await stack.enter_async_context(
+            FakeVirusTotal(
+                {
+                    "shop-example.com": FakeVirusTotal.stats(harmless=70, undetected=15),
+                    LOGIN: FakeVirusTotal.stats(malicious=9, harmless=40),
+                    IP: FakeVirusTotal.stats(malicious=2, harmless=50),
+                }
+            )
+        )
+        abuse = await stack.enter_async_context(
+            FakeAbuseIpdb({IP: {"abuseConfidenceScore": 100, "totalReports": 812, "isTor": True}})
+        )
+        settings = make_settings(
+            tmp_path,
+            nats.url,
+            "[providers.virustotal.quota]\nper_minute = 100\n",
+            LOOKOUT_DNS_NAMESERVERS=zone.nameserver,
+            LOOKOUT_RDAP_URL=rdap.url,
+            VIRUSTOTAL_API_KEY=vt.api_key,
+            VIRUSTOTAL_URL=vt.base_url,
+            ABUSEIPDB_API_KEY=abuse.api_key,
+            ABUSEIPDB_URL=abuse.base_url,
+            **env,
+        )
+        base = await stack.enter_async_context(running_gateway(settings))
+        for name in providers:
+            await stack.enter_async_context(running_provider(settings, name))
+        yield base
+
+
+# --------------------------------------------------------------------------- lookups
+
+
+async def test_pasted_text_fills_the_table_live_with_verdict_colours(
+    nats_server: NatsServer, tmp_path: Path, browser: Browser
+) -> None:
+    async with lookup_stack(nats_server, tmp_path) as base:
+        page, console = await new_page(browser, permissions=["clipboard-read", "clipboard-write"])
+        await page.goto(f"{base}/")
+        await page.get_by_label("Indicators or free text").fill(TEXT)
+        await page.get_by_role("button", name="Look up", exact=True).click()
+        await expect(page.locator("#results")).to_be_visible()
+        await complete(page)
+        job_id = page.url.split("#job=")[1]
+        assert re.fullmatch(r"[0-9a-f]{24}", job_id)
+
+        # the loopback upstreams decide the colours; the words say the same
+        vt_login = cell(page, LOGIN, "virustotal")
+        await expect(vt_login).to_have_class(re.compile(r"\bv-malicious\b"))
+        await expect(vt_login).to_contain_text("malicious")
+        await expect(vt_login).to_contain_text("9/74 engines")
+        abuse = cell(page, IP, "abuseipdb")
+        await expect(abuse).to_have_class(re.compile(r"\bv-malicious\b"))
+        await expect(abuse).to_contain_text("score 100")
+        posture = cell(page, EMAIL, "emailsec")
+        await expect(posture).to_have_class(re.compile(r"\bv-harmless\b"))
+        await expect(posture).to_contain_text("p=reject")
+        await expect(cell(page, LOGIN, "whois")).to_have_class(re.compile(r"\bv-suspicious\b"))
+        await expect(cell(page, LOGIN, "whois")).to_contain_text("newly registered")
+        await expect(cell(page, EMAIL, "dns")).to_have_class(re.compile(r"\bv-unknown\b"))
+        await expect(cell(page, EMAIL, "abuseipdb")).to_contain_text("n/a")
+        await expect(overall(page, LOGIN)).to_contain_text("malicious")
+        await expect(overall(page, EMAIL)).to_contain_text("harmless")
+        red = await vt_login.locator("button").evaluate("b => getComputedStyle(b).backgroundColor")
+        green = await posture.locator("button").evaluate("b => getComputedStyle(b).backgroundColor")
+        assert red != green  # the stylesheet applies (CSP allows it), colours differ
+
+        # the README's picture: the table and one opened detail, light theme, 1280x800
+        await cell(page, IP, "virustotal").locator("button").click()
+        await page.locator("#results").evaluate("e => e.scrollIntoView({block: 'start'})")
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        await page.screenshot(path=str(SCREENSHOT))
+        await cell(page, IP, "virustotal").locator("button").click()  # closed again
+
+        # details: a real button with aria-expanded, keyboard-operable
+        button = posture.locator("button")
+        await button.focus()
+        await page.keyboard.press("Enter")
+        await expect(button).to_have_attribute("aria-expanded", "true")
+        panel = page.locator(f"#{await button.get_attribute('aria-controls')}")
+        await expect(panel).to_contain_text("2 of 10")  # SPF DNS lookups
+        await expect(panel).to_contain_text("_spf.mailer-example.net")  # the include tree
+        await expect(panel).to_contain_text("_dmarc.shop-example.com")
+        await page.keyboard.press("Escape")
+        await expect(button).to_have_attribute("aria-expanded", "false")
+        await expect(panel).to_be_hidden()
+        await cell(page, IP, "abuseipdb").locator("button").click()
+        abuse_detail = page.locator(f"tbody[data-indicator='{IP}'] .detail")
+        await expect(abuse_detail).to_contain_text("100 / 100")
+
+        # filter and sort
+        await page.get_by_label("Overall verdict", exact=True).select_option("malicious")
+        await expect(page.locator("tbody:visible")).to_have_count(2)
+        await page.get_by_label("Overall verdict", exact=True).select_option("")
+        await page.get_by_label("Filter", exact=True).fill("tor")
+        await expect(page.locator("tbody:visible")).to_have_count(1)
+        await expect(page.locator("tbody:visible")).to_have_attribute("data-indicator", IP)
+        await page.get_by_label("Filter", exact=True).fill("")
+        await page.get_by_role("button", name="Verdict", exact=True).click()
+        await expect(page.locator("th[data-sort=overall]")).to_have_attribute(
+            "aria-sort", "ascending"
+        )
+        await expect(page.locator("tbody").last).to_have_attribute("data-indicator", EMAIL)
+
+        # copy the list defanged
+        await page.get_by_role("button", name="Copy list defanged").click()
+        await expect(page.locator("#table-status")).to_contain_text("Copied 3 indicators")
+        copied = await page.evaluate("navigator.clipboard.readText()")
+        assert set(copied.split()) == {
+            "billing[at]shop-example[.]com",
+            "hxxps://login-shop-example[.]com/verify",
+            "185[.]220[.]101[.]50",
+        }
+
+        # exports: the CSV endpoint and the job's JSON, as downloads
+        async with page.expect_download() as csv_download:
+            await page.get_by_role("link", name="Export CSV").click()
+        download = await csv_download.value
+        assert download.suggested_filename == f"lookout-{job_id}.csv"
+        rows = Path(await download.path()).read_text().splitlines()
+        assert rows[0].startswith("indicator,kind,scope,verdict,")
+        assert any(r.startswith(f"{LOGIN},url,public,malicious,") for r in rows)
+        async with page.expect_download() as json_download:
+            await page.get_by_role("link", name="Export JSON").click()
+        exported = json.loads(Path(await (await json_download.value).path()).read_text())
+        assert exported["id"] == job_id
+        assert exported["complete"] is True
+
+        # a reload shows the job again, from the id in the URL hash
+        await page.reload()
+        await complete(page)
+        await expect(cell(page, LOGIN, "virustotal")).to_have_class(re.compile(r"\bv-malicious\b"))
+        assert console.problems == []
+
+
+async def test_file_upload_and_drag_and_drop(
+    nats_server: NatsServer, tmp_path: Path, browser: Browser
+) -> None:
+    async with lookup_stack(nats_server, tmp_path, ("dns",)) as base:
+        page, console = await new_page(browser)
+        await page.goto(f"{base}/")
+        await only_providers(page, "dns")
+        await page.get_by_label("Or a file (text or CSV)").set_input_files(
+            files=[
+                {
+                    "name": "iocs.csv",
+                    "mimeType": "text/csv",
+                    "buffer": b"indicator,note\nshop-example[.]com,phish\nhxxp://login-shop-example[.]com/a,kit\n",
+                }
+            ]
+        )
+        await expect(page.locator("#file-name")).to_contain_text("iocs.csv")
+        await page.get_by_role("button", name="Look up", exact=True).click()
+        await complete(page)
+        await expect(page.locator("table.results tbody")).to_have_count(2)
+        await expect(cell(page, "shop-example.com", "dns")).to_contain_text("A 192.0.2.10")
+        await expect(cell(page, "http://login-shop-example.com/a", "dns")).to_contain_text(
+            "A 185.220.101.50"
+        )
+        assert await page.locator("th[data-sort=virustotal]").count() == 0  # only DNS asked
+        first_job = page.url.split("#job=")[1]
+
+        # a file dropped on the zone (its name is shown as text, never as markup)
+        await page.get_by_role("button", name="Remove file").click()
+        await page.evaluate(
+            """([name, body]) => {
+                const data = new DataTransfer();
+                data.items.add(new File([body], name, {type: "text/plain"}));
+                document.getElementById("drop").dispatchEvent(
+                    new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true}));
+            }""",
+            [XSS.format("filename") + ".txt", "mail.shop-example[.]com\n"],
+        )
+        await expect(page.locator("#file-name")).to_contain_text(XSS.format("filename"))
+        await page.get_by_role("button", name="Look up", exact=True).click()
+        await expect(page).not_to_have_url(re.compile(first_job))
+        await complete(page)
+        await expect(cell(page, "mail.shop-example.com", "dns")).to_contain_text("A 192.0.2.25")
+        assert await page.evaluate("window.__xss") is None
+        assert await page.locator("#file-chosen img").count() == 0
+        assert console.problems == []
+
+
+async def test_xss_probes_show_as_text_and_never_run(
+    nats_server: NatsServer, tmp_path: Path, browser: Browser
+) -> None:
+    async with lookup_stack(nats_server, tmp_path, ("dns", "whois")) as base:
+        page, console = await new_page(browser)
+        # the URL hash is the user's: a job "id" made of markup is refused as text
+        await page.goto(f"{base}/#job={XSS.format('hash')}")
+        await expect(page.locator("#table-status")).to_contain_text("is not a lookup job id")
+        await expect(page.locator("#table-status")).to_contain_text(XSS.format("hash"))
+        # pasted markup around an indicator, and upstream answers carrying markup
+        await only_providers(page, "dns", "whois")
+        await page.get_by_label("Indicators or free text").fill(
+            f"{XSS.format('text')} probe-example[.]com <script>window.__xss='text'</script>"
+        )
+        await page.get_by_role("button", name="Look up", exact=True).click()
+        await complete(page)
+        whois = cell(page, "probe-example.com", "whois")
+        await expect(whois).to_contain_text(XSS.format("rdap"))  # the registrar, as text
+        await whois.locator("button").click()
+        await cell(page, "probe-example.com", "dns").locator("button").click()
+        detail = page.locator("tbody[data-indicator='probe-example.com'] .detail")
+        await expect(detail).to_contain_text("<script>window.__xss='dns'</script>")
+        assert await page.evaluate("window.__xss") is None
+        assert await page.locator("main img, main script").count() == 0
+        assert console.problems == []
+
+
+# --------------------------------------------------------------------------- login
+
+
+async def test_login_session_cookie_and_csrf(
+    nats_server: NatsServer, tmp_path: Path, browser: Browser
+) -> None:
+    async with lookup_stack(
+        nats_server, tmp_path, ("dns",), LOOKOUT_API_TOKENS="tok-one,tok-two"
+    ) as base:
+        page, console = await new_page(browser)
+        await page.goto(f"{base}/#job=0123456789abcdef")
+        await expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+        assert await page.locator("#lookup-form").count() == 0
+        assert (await page.request.get(f"{base}/api/v1/notifications")).status == 401
+
+        await page.get_by_label("API token").fill("not-a-token")
+        await page.get_by_role("button", name="Log in").click()
+        await expect(page.locator("#login-error")).to_contain_text("not valid")
+
+        await page.get_by_label("API token").fill("tok-two")
+        await page.get_by_role("button", name="Log in").click()
+        await expect(page.get_by_role("heading", name="Look up indicators")).to_be_visible()
+        assert page.url == f"{base}/#job=0123456789abcdef"  # back where the user was
+        [session] = [c for c in await page.context.cookies() if c["name"] == "lookout_session"]
+        assert session["httpOnly"] is True
+        assert session["sameSite"] == "Strict"
+        assert session["path"] == "/"
+        assert session["secure"] is False  # plain http here; Secure over https
+
+        # the cookie authenticates reads; a write needs the page's CSRF token too
+        assert (await page.request.get(f"{base}/api/v1/notifications")).status == 200
+        body = {"indicators": ["shop-example.com"], "providers": ["dns"]}
+        refused = await page.request.post(f"{base}/api/v1/lookups", data=body)
+        assert refused.status == 403
+        assert "X-CSRF-Token" in (await refused.json())["error"]
+        wrong = await page.request.post(
+            f"{base}/api/v1/lookups", data=body, headers={"X-CSRF-Token": "forged"}
+        )
+        assert wrong.status == 403
+        token = await page.locator('meta[name="csrf-token"]').get_attribute("content")
+        assert token
+        accepted = await page.request.post(
+            f"{base}/api/v1/lookups", data=body, headers={"X-CSRF-Token": token}
+        )
+        assert accepted.status == 202
+        # the page itself sends it: a lookup submitted from the form is accepted
+        await only_providers(page, "dns")
+        await page.get_by_label("Indicators or free text").fill("shop-example[.]com")
+        await page.get_by_role("button", name="Look up", exact=True).click()
+        await expect(page.locator("#form-status")).to_contain_text("Looking up 1 indicator")
+        await complete(page)  # the results came through the cookie-authenticated stream
+        await expect(cell(page, "shop-example.com", "dns")).to_contain_text("A 192.0.2.10")
+
+        # bearer clients are unaffected; a cookie from another session is not enough
+        status, _ = await api("GET", f"{base}/api/v1/notifications", "tok-one")
+        assert status == 200
+        async with (
+            aiohttp.ClientSession(cookies={"lookout_session": "guessed"}) as other,
+            other.get(f"{base}/api/v1/notifications") as response,
+        ):
+            assert response.status == 401
+
+        # another site cannot log this browser in
+        forged = await page.request.post(
+            f"{base}/login",
+            form={"token": "tok-one", "csrf": "x", "next": "/"},
+            headers={"Origin": "http://evil.example"},
+            max_redirects=0,
+        )
+        assert forged.status == 403
+
+        await page.get_by_role("button", name="Log out").click()
+        await expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+        assert (await page.request.get(f"{base}/api/v1/notifications")).status == 401
+        # the refused login answered 401 and job 0123456789abcdef does not exist (404):
+        # the only console complaints allowed
+        assert [p for p in console.problems if "401" not in p and "404" not in p] == []
+
+
+# --------------------------------------------------------------------------- notifications
+
+
+async def test_notifications_page_shows_a_dead_letter_and_replays_it(
+    nats_server: NatsServer, tmp_path: Path, browser: Browser, receiver: Receiver
+) -> None:
+    receiver.default = (400, {})  # the target refuses: the notification is dead-lettered
+    settings = make_settings(tmp_path, nats_server.url, http_target(receiver.url))
+    async with running_gateway(settings) as base, running_sink(settings, "ops-http"):
+        _, answer = await post_webhook(base, sqreen_fixture("v2_test.json"))
+        [note_id] = answer["ids"]
+
+        async def dead() -> bool:
+            return len(await dead_letters(nats_server.url, "ops-http")) == 1
+
+        await wait_for(dead)
+        page, console = await new_page(browser)
+        await page.goto(f"{base}/notifications")
+        note = page.locator(f'#notes-body tr[data-id="{note_id}"]')
+        await expect(note).to_contain_text("dead")
+        await expect(note.locator('li[data-target="ops-http"]')).to_have_attribute(
+            "data-state", "dead"
+        )
+        await note.locator("summary").click()
+        await expect(note).to_contain_text("HTTP 400")
+        await expect(page.locator('#dead-targets button[data-target="ops-http"]')).to_contain_text(
+            "1"
+        )
+        row = page.locator(f'#dead-table tr[data-id="{note_id}"]')
+        await expect(row).to_contain_text("HTTP 400")
+
+        receiver.default = (200, {})  # the target is fixed
+        before = len(receiver.requests)
+        await row.get_by_role("button", name="Replay").click()
+        await expect(page.locator("#dead-status")).to_contain_text("Replayed 1 dead letter")
+        await wait_for(lambda: note_id in [b["id"] for b in receiver.bodies()[before:]])
+        await expect(page.locator("#dead-view")).to_contain_text("ops-http has no dead letters")
+
+        async def delivered() -> bool:
+            await page.get_by_role("button", name="Refresh", exact=True).click()
+            state = note.locator('li[data-target="ops-http"]')
+            return await state.get_attribute("data-state") == "delivered"
+
+        await wait_for(delivered, within=20, every=0.5)
+        assert await dead_letters(nats_server.url, "ops-http") == []
+        assert console.problems == []
+
+
+# --------------------------------------------------------------------------- headers
+
+
+def _inline_code(html: str) -> list[str]:
+    """Inline scripts, inline event handlers and style attributes/elements in a page."""
+    found = re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html)
+    found += re.findall(r"\s(?:on\w+|style)\s*=", html)
+    found += re.findall(r"<style\b", html)
+    return found
+
+
+async def test_pages_send_a_strict_csp_and_no_inline_code(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, nats_server.url, LOOKOUT_API_TOKENS="tok-one")
+    async with running_gateway(settings) as base, aiohttp.ClientSession() as session:
+        for path in ("/", "/notifications", "/login", "/static/app.css", "/static/lookup.js"):
+            async with session.get(f"{base}{path}", allow_redirects=False) as response:
+                assert response.status == 200, path
+                csp = response.headers["Content-Security-Policy"]
+                for directive in (
+                    "default-src 'self'",
+                    "script-src 'self'",
+                    "style-src 'self'",
+                    "frame-ancestors 'none'",
+                    "base-uri 'none'",
+                    "form-action 'self'",
+                ):
+                    assert directive in csp, (path, directive)
+                assert "unsafe-inline" not in csp
+                assert response.headers["X-Content-Type-Options"] == "nosniff"
+                assert response.headers["Referrer-Policy"] == "no-referrer"
+                if path.startswith("/static/"):
+                    continue
+                assert response.headers["Cache-Control"] == "no-store"
+                assert _inline_code(await response.text()) == [], path
+        async with session.get(f"{base}/static/..%2Fapp.py") as response:
+            assert response.status == 404
+        async with session.get(f"{base}/static/index.html") as response:
+            assert response.status == 404  # pages are templates, not static files
+    for page in ("index.html", "notifications.html", "login.html"):
+        assert _inline_code((STATIC / page).read_text()) == [], page
+    for script in STATIC.glob("*.js"):
+        if script.name.startswith("apidocs"):
+            continue
+        code = script.read_text()
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+            assert sink not in code, (script.name, sink)
