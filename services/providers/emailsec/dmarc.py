@@ -21,7 +21,7 @@ from typing import Any, Final, Literal
 
 from publicsuffixlist import PublicSuffixList
 
-from .dnsclient import Resolver
+from .dnsclient import DnsAnswer, Resolver, start_query
 
 __all__ = ["check_dmarc", "is_dmarc_record", "organisational_domain", "parse_tags"]
 
@@ -50,8 +50,18 @@ def _psl() -> PublicSuffixList:
 def organisational_domain(domain: str) -> str | None:
     """The registrable domain of ``domain`` (``mail.example.co.uk`` -> ``example.co.uk``);
     None when ``domain`` is itself a public suffix."""
-    result: str | None = _psl().privatesuffix(domain.rstrip(".").lower())
+    return _organisational(domain.rstrip(".").lower())
+
+
+@lru_cache(maxsize=4096)
+def _organisational(domain: str) -> str | None:
+    result: str | None = _psl().privatesuffix(domain)
     return result
+
+
+def clear_cache() -> None:
+    """Forget the organisational domains found so far."""
+    _organisational.cache_clear()
 
 
 def is_dmarc_record(text: str) -> bool:
@@ -264,7 +274,16 @@ async def _check_destinations(owner: str, tags: dict[str, Any], resolver: Resolv
         if (organisational_domain(destination) or destination) != own
     ][:MAX_EXTERNAL_CHECKS]
     names = [f"{owner}._report._dmarc.{destination}" for destination in external]
-    answers = await asyncio.gather(*(resolver.query(name, "TXT") for name in names))
+    pendings = [start_query(resolver, name, "TXT") for name in names]  # all at once
+    answers: list[DnsAnswer] = []
+    try:
+        for pending in pendings:
+            answers.append(pending if isinstance(pending, DnsAnswer) else await pending)
+    except BaseException:
+        for pending in pendings:
+            if isinstance(pending, asyncio.Future):
+                pending.cancel()  # a done one ignores it
+        raise
     for destination, name, answer in zip(external, names, answers, strict=True):
         if answer.answered and not any(is_dmarc_record(text) for text in answer.records):
             warnings.append(

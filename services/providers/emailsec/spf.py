@@ -26,12 +26,13 @@ the record.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from .dnsclient import DnsAnswer, Resolver
+from .dnsclient import DnsAnswer, Pending, Resolver, start_query
 
 __all__ = [
     "MAX_DNS_LOOKUPS",
@@ -72,6 +73,23 @@ _TOPLABEL_RE: Final = re.compile(
     r"[A-Za-z0-9]*[A-Za-z][A-Za-z0-9]*|[A-Za-z0-9]+-[A-Za-z0-9\-]*[A-Za-z0-9]"
 )
 _LABEL_RE: Final = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_\-]{0,61}[A-Za-z0-9_])?")
+_TERMS_RE: Final = re.compile(r"[^ ]+")
+_VISIBLE_RE: Final = re.compile(r"[\x21-\x7e]*")
+# A plain multi-label name with a top label, optional final dot (label lengths but the top
+# one's and the total length are checked apart): what _domain_spec_error accepts without
+# macros.
+_PLAIN_DOMAIN_RE: Final = re.compile(
+    r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_\-]{0,61}[A-Za-z0-9_])?\.)+"
+    r"(?:[A-Za-z0-9]*[A-Za-z][A-Za-z0-9]*|[A-Za-z0-9]+-[A-Za-z0-9\-]*[A-Za-z0-9])\.?"
+)
+# What ipaddress.IPv4Address accepts: four decimal octets 0-255, ASCII digits, no leading 0.
+_IPV4_RE: Final = re.compile(
+    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+    r"(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}"
+)
+ANALYSIS_CACHE_SIZE: Final = 1024
+"""SPF records whose analysis is kept (by record text): the shared include records of big
+providers are met again and again, a domain's own record rarely."""
 
 
 def is_spf_record(text: str) -> bool:
@@ -104,6 +122,24 @@ class Term:
     def describe(self) -> str:
         return f"term {self.index} '{self.text}' at char {self.offset}"
 
+    def copy(self) -> Term:
+        """A new term with the same fields (its own ``info``)."""
+        return Term(
+            self.index,
+            self.offset,
+            self.text,
+            self.kind,
+            self.name,
+            self.qualifier,
+            self.value,
+            self.cidr4,
+            self.cidr6,
+            self.error,
+            self.lookups,
+            self.void,
+            dict(self.info),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "index": self.index,
@@ -131,11 +167,11 @@ class Term:
 def parse_record(record: str) -> list[Term]:
     """The terms of an SPF record (its version section excluded), each with its syntax error
     if it has one. Terms are separated by spaces (RFC 7208 §12: ``1*SP``)."""
-    terms: list[Term] = []
-    tokens = list(re.finditer(r"[^ ]+", record))
-    for index, match in enumerate(tokens[1:], start=1):
-        terms.append(_parse_term(match.group(), index, match.start()))
-    return terms
+    return [
+        _parse_term(match.group(), index, match.start())
+        for index, match in enumerate(_TERMS_RE.finditer(record))
+        if index
+    ]
 
 
 def _parse_term(text: str, index: int, offset: int) -> Term:
@@ -233,7 +269,8 @@ def _parse_ip(term: Term, rest: str, *, version: int) -> None:
         if "%" in address:
             raise ValueError(address)
         if version == 4:
-            ipaddress.IPv4Address(address)
+            if _IPV4_RE.fullmatch(address) is None:
+                raise ValueError(address)
         else:
             ipaddress.IPv6Address(address)
     except ValueError:
@@ -282,6 +319,8 @@ def _literal_error(text: str) -> str | None:
     if "%" in text:
         at = text.index("%")
         return f"invalid macro '{text[at : at + 3]}'"
+    if _VISIBLE_RE.fullmatch(text) is not None:
+        return None
     for char in text:
         if not 0x21 <= ord(char) <= 0x7E:
             return f"invalid character {char!r}"
@@ -290,6 +329,14 @@ def _literal_error(text: str) -> str | None:
 
 def _domain_spec_error(spec: str, *, exp: bool = False) -> str | None:
     """None when ``spec`` is a valid domain-spec: macro-string domain-end (RFC 7208 §7.1)."""
+    if _PLAIN_DOMAIN_RE.fullmatch(spec) is not None:  # the common case, in one match
+        stripped = spec[:-1] if spec.endswith(".") else spec
+        if len(stripped) <= 253 and len(stripped) - stripped.rindex(".") <= 64:
+            return None
+    return _domain_spec_error_general(spec, exp=exp)
+
+
+def _domain_spec_error_general(spec: str, *, exp: bool = False) -> str | None:
     error = _macro_string_error(spec, exp=exp)
     if error is not None:
         return error
@@ -319,6 +366,10 @@ def _domain_spec_error(spec: str, *, exp: bool = False) -> str | None:
 def expand(spec: str, domain: str) -> str | None:
     """Expand the macros of a domain-spec for ``domain``; None when it needs the sender or
     the client (anything but ``%{d}``)."""
+    if spec == "%{d}":  # the implicit target of a bare 'a' or 'mx'
+        return _shorten(domain.rstrip(".").lower())
+    if "%" not in spec:
+        return _shorten(spec.rstrip(".").lower())
     out: list[str] = []
     position = 0
     for match in _MACRO_RE.finditer(spec):
@@ -338,10 +389,138 @@ def expand(spec: str, domain: str) -> str | None:
             parts = parts[-int(match["digits"]) :]
         out.append(".".join(parts))
     out.append(spec[position:])
-    result = "".join(out).rstrip(".").lower()
+    return _shorten("".join(out).rstrip(".").lower())
+
+
+def _shorten(result: str) -> str:
     while len(result) > 253 and "." in result:  # RFC 7208 §7.3: drop labels from the left
         result = result.split(".", 1)[1]
     return result
+
+
+# --------------------------------------------------------------------------------------------
+# What a record says whatever the domain publishing it (cached by record text)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Analysis:
+    """The parsed terms of one SPF record text and everything :meth:`_Evaluation.plan`
+    derives from them alone: syntax errors, warnings, which terms are evaluated. Shared by
+    every node with that record: its terms are never modified, the ones that get per-node
+    state (``include``/``a``/``mx``/``exists`` before ``all``, an effective ``redirect=``)
+    are copied for each node."""
+
+    terms: tuple[Term, ...]
+    errors: tuple[str, ...]
+    """Syntax errors and repeated modifiers: the record is a permerror (RFC 7208 §4.6)."""
+    warnings: tuple[str, ...]
+    root_warnings: tuple[str, ...]
+    """The warnings when the record is the domain's own (a missing 'all' is one there)."""
+    all_index: int | None
+    evaluated: tuple[int, ...]
+    """``include``/``a``/``mx``/``exists`` before ``all``, in order."""
+    redirect_index: int | None
+    """A ``redirect=`` that is followed (no ``all``)."""
+    copied: tuple[int, ...]
+    lookups: int
+    dicts: tuple[dict[str, Any] | None, ...] | None = None
+    """``to_dict()`` of the shared terms (None for the copied ones), once the record is met
+    a second time (most records are a domain's own, met once)."""
+    outputs: int = 0
+
+    def shared_dicts(self) -> tuple[dict[str, Any] | None, ...] | None:
+        """The cached ``to_dict()`` of the shared terms (to copy), None the first time."""
+        if self.dicts is None:
+            self.outputs += 1
+            if self.outputs < 2:
+                return None
+            self.dicts = tuple(
+                None if i in self.copied else term.to_dict() for i, term in enumerate(self.terms)
+            )
+        return self.dicts
+
+
+@functools.lru_cache(maxsize=ANALYSIS_CACHE_SIZE)
+def _analyse(record: str) -> _Analysis:
+    terms = parse_record(record)
+    errors = [f"{term.describe()}: {term.error}" for term in terms if term.error is not None]
+    for name in ("redirect", "exp"):
+        found = [t for t in terms if t.kind == "modifier" and t.name == name]
+        if len(found) > 1:
+            errors.append(f"{name}= appears {len(found)} times (at most once)")
+    if errors:  # RFC 7208 §4.6: a syntax error stops everything
+        shared = tuple(terms)
+        return _Analysis(shared, tuple(errors), (), (), None, (), None, (), _sum(shared))
+    head: list[str] = []
+    tail: list[str] = []
+    mechanisms = [i for i, t in enumerate(terms) if t.kind == "mechanism"]
+    all_index = next((i for i in mechanisms if terms[i].name == "all"), None)
+    redirect_index = next((i for i, t in enumerate(terms) if t.name == "redirect"), None)
+    missing_all = False
+    if all_index is not None:
+        after = mechanisms[mechanisms.index(all_index) + 1 :]
+        if after:
+            head.append(
+                f"terms after '{terms[all_index].text}' are never evaluated: "
+                + " ".join(terms[i].text for i in after)
+            )
+            # RFC 7208 §5.1: never tested, so they cost no lookup (§4.6.4 counts the
+            # terms used during evaluation) and are not resolved.
+            for i in after:
+                terms[i].lookups = 0
+                terms[i].info["note"] = "after 'all': never evaluated"
+            mechanisms = mechanisms[: len(mechanisms) - len(after)]
+        if redirect_index is not None:
+            head.append("redirect= is ignored: the record has an 'all' mechanism")
+            redirect_index = None
+    elif redirect_index is None:
+        missing_all = True
+    evaluated: list[int] = []
+    for i in mechanisms:
+        term = terms[i]
+        if term.name == "ptr":
+            tail.append(f"'{term.text}' uses the deprecated 'ptr' mechanism (RFC 7208 §5.5)")
+        elif term.name in ("include", "a", "mx", "exists"):
+            evaluated.append(i)
+        elif term.name in ("ip4", "ip6") and term.qualifier == "+":
+            size = term.info.get("size")
+            if _prefix(term) == 0:
+                tail.append(f"'{term.text}' authorises every address")
+            elif term.name == "ip4" and isinstance(size, int) and size > 65536:
+                tail.append(f"'{term.text}' authorises {size} addresses")
+    if redirect_index is not None:
+        terms[redirect_index].lookups = 1
+    copied = tuple(evaluated) if redirect_index is None else (*evaluated, redirect_index)
+    shared = tuple(terms)
+    warnings = (*head, *tail)
+    root_warnings = warnings
+    if missing_all:
+        root_warnings = (
+            *head,
+            "no 'all' mechanism and no redirect=: the default result is neutral ('?all')",
+            *tail,
+        )
+    return _Analysis(
+        shared,
+        (),
+        warnings,
+        root_warnings,
+        all_index,
+        tuple(evaluated),
+        redirect_index,
+        copied,
+        _sum(shared),
+    )
+
+
+def _sum(terms: tuple[Term, ...]) -> int:
+    return sum(term.lookups for term in terms)
+
+
+def clear_analysis_cache() -> None:
+    """Forget the analysed records (for benchmarks that must carry nothing over)."""
+    _analyse.cache_clear()
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,22 +536,51 @@ class Node:
     parent_term: Term | None = None
     record: str | None = None
     status: Status = "ok"
+    # The lists start as one shared empty tuple (most stay empty), replaced by a list when
+    # something is added: see add().
     terms: list[Term] = field(default_factory=list)
-    children: list[Node] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    temperrors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    children: list[Node] | tuple[()] = ()
+    errors: list[str] | tuple[()] = ()
+    temperrors: list[str] | tuple[()] = ()
+    warnings: list[str] | tuple[()] = ()
     all_term: Term | None = None
     redirect: Node | None = None
     candidates: list[str] = field(default_factory=list)
+    analysis: _Analysis | None = None
+    voids: int = 0
+    """Void lookups of the node's terms, once its evaluation is over."""
+
+    def add_error(self, text: str) -> None:
+        if self.errors:
+            self.errors.append(text)
+        else:
+            self.errors = [text]
+
+    def add_temperror(self, text: str) -> None:
+        if self.temperrors:
+            self.temperrors.append(text)
+        else:
+            self.temperrors = [text]
+
+    def add_warning(self, text: str) -> None:
+        if self.warnings:
+            self.warnings.append(text)
+        else:
+            self.warnings = [text]
+
+    def add_child(self, child: Node) -> None:
+        if self.children:
+            self.children.append(child)
+        else:
+            self.children = [child]
 
     @property
     def dns_lookups(self) -> int:
-        return sum(term.lookups for term in self.terms)
+        return 0 if self.analysis is None else self.analysis.lookups
 
     @property
     def void_lookups(self) -> int:
-        return sum(1 for term in self.terms if term.void)
+        return self.voids
 
     def effective_all(self) -> str | None:
         if self.all_term is not None:
@@ -403,17 +611,21 @@ class Node:
         out: dict[str, Any] = {"domain": self.domain, "via": self.via}
         if self.parent_term is not None and self.via == "include":
             out["qualifier"] = self.parent_term.qualifier
-        out.update(
-            {
-                "record": self.record,
-                "status": self.status,
-                "terms": [term.to_dict() for term in self.terms],
-                "includes": [child.to_dict() for child in self.children],
-                "dns_lookups": self.dns_lookups,
-                "void_lookups": self.void_lookups,
-                "all": self.effective_all() if self.record is not None else None,
-            }
-        )
+        terms: list[dict[str, Any]] = []
+        if self.analysis is not None:
+            dicts = self.analysis.shared_dicts()
+            if dicts is None:
+                terms = [term.to_dict() for term in self.terms]
+            else:
+                for term, shared in zip(self.terms, dicts, strict=True):
+                    terms.append(term.to_dict() if shared is None else shared.copy())
+        out["record"] = self.record
+        out["status"] = self.status
+        out["terms"] = terms
+        out["includes"] = [child.to_dict() for child in self.children]
+        out["dns_lookups"] = self.dns_lookups
+        out["void_lookups"] = self.void_lookups
+        out["all"] = self.effective_all() if self.record is not None else None
         if self.candidates:
             out["records"] = list(self.candidates)
         if self.errors:
@@ -434,20 +646,32 @@ def _child_for(node: Node, term: Term) -> Node | None:
     return None
 
 
+_Resolution = tuple[Node, Term, str, tuple[Pending, ...]]
+"""An ``a``/``mx``/``exists`` term being resolved: node, term, target, its queries."""
+
+
 class _Evaluation:
     def __init__(self, resolver: Resolver) -> None:
         self.resolver = resolver
         self.records = 1  # the root
         self.resolved = 0
         self.truncated = False
+        self.resolutions: list[_Resolution] = []
+        self.started: list[asyncio.Future[DnsAnswer]] = []
+        """Queries not answered from the cache at once, to cancel if the evaluation is."""
 
-    async def fetch(self, node: Node) -> None:
-        """Fetch and parse the node's SPF record (status, record, terms)."""
-        answer = await self.resolver.query(node.domain, "TXT")
+    def start(self, name: str, rdtype: str) -> Pending:
+        pending = start_query(self.resolver, name, rdtype)
+        if not isinstance(pending, DnsAnswer):
+            self.started.append(pending)
+        return pending
+
+    def fetched(self, node: Node, answer: DnsAnswer) -> None:
+        """Read the node's SPF record from its TXT answer (status, record, terms)."""
         term = node.parent_term
         if not answer.answered and answer.rcode != "BADNAME":
             node.status = "temperror"
-            node.temperrors.append(f"DNS {answer.rcode} for TXT {node.domain}")
+            node.add_temperror(f"DNS {answer.rcode} for TXT {node.domain}")
             return
         if term is not None and answer.void:
             term.void = True
@@ -460,86 +684,65 @@ class _Evaluation:
                     answer.rcode, "no SPF record"
                 )
                 node.status = "permerror"
-                node.errors.append(f"{what} target {node.domain}: {why}")
+                node.add_error(f"{what} target {node.domain}: {why}")
             return
         if len(records) > 1:
             node.status = "permerror"
-            node.errors.append("multiple SPF records")
+            node.add_error("multiple SPF records")
             node.candidates = records
             return
-        node.record = records[0]
-        node.terms = parse_record(node.record)
-        if len(node.record) > 255:
-            node.warnings.append(
-                f"the record is {len(node.record)} characters long, so it is split into "
+        record = node.record = records[0]
+        analysis = node.analysis = _analyse(record)
+        terms = list(analysis.terms)
+        for i in analysis.copied:
+            terms[i] = terms[i].copy()
+        node.terms = terms
+        if len(record) > 255:
+            node.add_warning(
+                f"the record is {len(record)} characters long, so it is split into "
                 "several strings (valid, but some tools mishandle it)"
             )
 
-    def plan(self, node: Node, next_level: list[Node], tasks: list[asyncio.Task[None]]) -> None:
+    def plan(self, node: Node, next_level: list[Node]) -> None:
         """Check the parsed record, start the resolutions of its terms and queue its
         children (include and redirect targets) for the next level. Called in tree order."""
-        if node.status != "ok":
+        analysis = node.analysis
+        if node.status != "ok" or analysis is None:
             return
-        syntax = [term for term in node.terms if term.error is not None]
-        for term in syntax:
-            node.errors.append(f"{term.describe()}: {term.error}")
-        for name in ("redirect", "exp"):
-            found = [t for t in node.terms if t.kind == "modifier" and t.name == name]
-            if len(found) > 1:
-                node.errors.append(f"{name}= appears {len(found)} times (at most once)")
-        if node.errors:
-            node.status = "permerror"  # RFC 7208 §4.6: a syntax error stops everything
+        if analysis.errors:
+            node.errors = [*node.errors, *analysis.errors]
+            node.status = "permerror"
             return
-        mechanisms = [t for t in node.terms if t.kind == "mechanism"]
-        node.all_term = next((t for t in mechanisms if t.name == "all"), None)
-        redirect = next((t for t in node.terms if t.name == "redirect"), None)
-        if node.all_term is not None:
-            after = mechanisms[mechanisms.index(node.all_term) + 1 :]
-            if after:
-                node.warnings.append(
-                    f"terms after '{node.all_term.text}' are never evaluated: "
-                    + " ".join(t.text for t in after)
-                )
-                # RFC 7208 §5.1: never tested, so they cost no lookup (§4.6.4 counts the
-                # terms used during evaluation) and are not resolved.
-                for term in after:
-                    term.lookups = 0
-                    term.info["note"] = "after 'all': never evaluated"
-                mechanisms = mechanisms[: len(mechanisms) - len(after)]
-            if redirect is not None:
-                node.warnings.append("redirect= is ignored: the record has an 'all' mechanism")
-        elif node.via == "root" and redirect is None:
-            node.warnings.append(
-                "no 'all' mechanism and no redirect=: the default result is neutral ('?all')"
-            )
-        for term in mechanisms:
-            if term.name == "ptr":
-                node.warnings.append(
-                    f"'{term.text}' uses the deprecated 'ptr' mechanism (RFC 7208 §5.5)"
-                )
-            elif term.name == "include":
+        warnings = analysis.root_warnings if node.via == "root" else analysis.warnings
+        if warnings:
+            node.warnings = [*node.warnings, *warnings]
+        terms = node.terms
+        if analysis.all_index is not None:
+            node.all_term = terms[analysis.all_index]
+        for i in analysis.evaluated:
+            term = terms[i]
+            if term.name == "include":
                 self._follow(node, term, "include", next_level)
-            elif term.name in ("a", "mx", "exists"):
-                target = expand(term.value or "%{d}", node.domain)
-                if target is None:
-                    term.info["note"] = "depends on the sender: not resolved"
-                elif self.resolved >= MAX_RESOLVED:
-                    term.info["note"] = "not resolved (evaluation limit)"
-                    self.truncated = True
+                continue
+            target = expand(term.value or "%{d}", node.domain)
+            if target is None:
+                term.info["note"] = "depends on the sender: not resolved"
+            elif self.resolved >= MAX_RESOLVED:
+                term.info["note"] = "not resolved (evaluation limit)"
+                self.truncated = True
+            else:
+                self.resolved += 1
+                term.info["target"] = target
+                queries: tuple[Pending, ...]
+                if term.name == "a":
+                    queries = (self.start(target, "A"), self.start(target, "AAAA"))
                 else:
-                    self.resolved += 1
-                    term.info["target"] = target
-                    tasks.append(asyncio.ensure_future(self._resolve(node, term, target)))
-            elif term.name in ("ip4", "ip6") and term.qualifier == "+":
-                size = term.info.get("size")
-                if _prefix(term) == 0:
-                    node.warnings.append(f"'{term.text}' authorises every address")
-                elif term.name == "ip4" and isinstance(size, int) and size > 65536:
-                    node.warnings.append(f"'{term.text}' authorises {size} addresses")
-        if node.all_term is None and redirect is not None:
-            redirect.lookups = 1
-            child = self._follow(node, redirect, "redirect", next_level)
-            node.redirect = child
+                    queries = (self.start(target, "MX" if term.name == "mx" else "A"),)
+                self.resolutions.append((node, term, target, queries))
+        if analysis.redirect_index is not None:
+            node.redirect = self._follow(
+                node, terms[analysis.redirect_index], "redirect", next_level
+            )
 
     def _follow(
         self, node: Node, term: Term, via: Literal["include", "redirect"], next_level: list[Node]
@@ -551,11 +754,11 @@ class _Evaluation:
         term.info["target"] = target
         if target in node.chain:
             loop = " -> ".join((*node.chain, target))
-            node.errors.append(f"{via} loop: {loop}")
+            node.add_error(f"{via} loop: {loop}")
             node.status = "permerror"
             return None
         child = Node(domain=target, via=via, chain=(*node.chain, target), parent_term=term)
-        node.children.append(child)
+        node.add_child(child)
         if self.records >= MAX_RECORDS:
             child.status = "skipped"
             self.truncated = True
@@ -564,21 +767,13 @@ class _Evaluation:
         next_level.append(child)
         return child
 
-    async def _resolve(self, node: Node, term: Term, target: str) -> None:
-        answers: list[DnsAnswer]
-        if term.name == "a":
-            answers = list(
-                await asyncio.gather(
-                    self.resolver.query(target, "A"), self.resolver.query(target, "AAAA")
-                )
-            )
-        elif term.name == "mx":
-            answers = [await self.resolver.query(target, "MX")]
-        else:
-            answers = [await self.resolver.query(target, "A")]
+    def record_resolution(
+        self, node: Node, term: Term, target: str, answers: list[DnsAnswer]
+    ) -> None:
+        """Record what the resolution of an ``a``/``mx``/``exists`` term found."""
         failed = [a for a in answers if not a.answered and a.rcode != "BADNAME"]
         if failed:
-            node.temperrors.append(f"'{term.text}': DNS {failed[0].rcode} for {target}")
+            node.add_temperror(f"'{term.text}': DNS {failed[0].rcode} for {target}")
             term.info["rcode"] = failed[0].rcode
             return
         term.void = all(a.void for a in answers)
@@ -588,21 +783,18 @@ class _Evaluation:
             term.info["mx_hosts"] = hosts
             term.info["address_lookups"] = len(hosts)
             if len(hosts) > MAX_MX_HOSTS:
-                node.errors.append(
+                node.add_error(
                     f"'{term.text}': {target} has {len(hosts)} MX hosts (> {MAX_MX_HOSTS})"
                 )
         else:
             term.info["addresses"] = [record for answer in answers for record in answer.records]
 
-    async def fetch_level(self, level: list[Node]) -> None:
-        await asyncio.gather(*(self.fetch(node) for node in level))
 
-
-def _walk(node: Node) -> list[Node]:
-    nodes = [node]
+def _walk(node: Node, into: list[Node]) -> list[Node]:
+    into.append(node)
     for child in node.children:
-        nodes.extend(_walk(child))
-    return nodes
+        _walk(child, into)
+    return into
 
 
 async def check_spf(domain: str, resolver: Resolver) -> dict[str, Any]:
@@ -610,29 +802,48 @@ async def check_spf(domain: str, resolver: Resolver) -> dict[str, Any]:
     domain = domain.strip().rstrip(".").lower()
     evaluation = _Evaluation(resolver)
     root = Node(domain=domain, via="root", chain=(domain,))
-    tasks: list[asyncio.Task[None]] = []  # resolutions of a/mx/exists, run as they come
+    # Every query of a level is started before any answer is awaited, and the resolutions
+    # of a/mx/exists run while the next levels are fetched; answers are read in tree order.
+    # Futures are awaited last-started first: answers come in about the order asked, so that
+    # one wait usually covers them all.
     try:
         level = [root]
         while level:
-            await evaluation.fetch_level(level)
+            pendings = [evaluation.start(node.domain, "TXT") for node in level]
+            for pending in reversed(pendings):
+                if not isinstance(pending, DnsAnswer) and not pending.done():
+                    await pending
+            for node, pending in zip(level, pendings, strict=True):
+                evaluation.fetched(
+                    node, pending if isinstance(pending, DnsAnswer) else pending.result()
+                )
             next_level: list[Node] = []
             for node in level:
-                evaluation.plan(node, next_level, tasks)
+                evaluation.plan(node, next_level)
             level = next_level
-        if tasks:
-            await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()  # only on error or cancellation: a done task ignores it
-    # The MX-host limit is only known once the resolutions are done.
-    for node in _walk(root):
+        for future in reversed(evaluation.started):
+            if not future.done():
+                await future
+        for node, term, target, queries in evaluation.resolutions:
+            answers = [q if isinstance(q, DnsAnswer) else q.result() for q in queries]
+            evaluation.record_resolution(node, term, target, answers)
+    except BaseException:
+        for future in evaluation.started:
+            future.cancel()  # a done one ignores it
+        raise
+    nodes = _walk(root, [])
+    for node in nodes:
+        # The MX-host limit is only known once the resolutions are done.
         if node.errors and node.status == "ok":
             node.status = "permerror"
-    return _result(root, evaluation)
+        if node.analysis is not None:
+            terms = node.terms
+            node.voids = sum(1 for i in node.analysis.copied if terms[i].void)
+    return _result(root, nodes, evaluation)
 
 
-def _result(root: Node, evaluation: _Evaluation) -> dict[str, Any]:
-    nodes = [node for node in _walk(root) if node.status != "skipped"]
+def _result(root: Node, walked: list[Node], evaluation: _Evaluation) -> dict[str, Any]:
+    nodes = [node for node in walked if node.status != "skipped"]
     lookups = sum(node.dns_lookups for node in nodes)
     voids = sum(node.void_lookups for node in nodes)
     errors: list[str] = []
@@ -645,11 +856,15 @@ def _result(root: Node, evaluation: _Evaluation) -> dict[str, Any]:
         errors.append(f"too many void DNS lookups ({voids} > {MAX_VOID_LOOKUPS})")
     for node in nodes:
         # Errors about fetching a record name it already; those inside a record get its domain.
-        inside = node.record is not None or bool(node.candidates)
-        prefix = f"{node.domain}: " if node.via != "root" and inside else ""
-        errors.extend(_prefixed(prefix, node.errors))
-        temperrors.extend(_prefixed(prefix, node.temperrors))
-        warnings.extend(_prefixed(prefix, node.warnings))
+        if node.via == "root" or (node.record is None and not node.candidates):
+            errors.extend(node.errors)
+            temperrors.extend(node.temperrors)
+            warnings.extend(node.warnings)
+        else:
+            prefix = f"{node.domain}: "
+            errors.extend(prefix + item for item in node.errors)
+            temperrors.extend(prefix + item for item in node.temperrors)
+            warnings.extend(prefix + item for item in node.warnings)
         if node.via != "root" and node.record is not None and node.all_term is not None:
             qualifier = node.all_term.qualifier
             if qualifier == "+":
@@ -687,7 +902,3 @@ def _result(root: Node, evaluation: _Evaluation) -> dict[str, Any]:
         "pass_all": root.status == "ok" and root.record is not None and root.passes_all(),
         "tree": root.to_dict(),
     }
-
-
-def _prefixed(prefix: str, items: list[str]) -> list[str]:
-    return [f"{prefix}{item}" for item in items]
