@@ -28,6 +28,7 @@ from helpers import (
     running_sink,
     wait_for,
 )
+from nats.js.errors import KeyNotFoundError
 
 import services.sinks.email as email_sink
 from shared import bus
@@ -379,11 +380,20 @@ async def test_connection_is_kept_and_a_dropped_one_replaced_without_a_retry(
     assert len({r.peer for r in mailbox.delivered[:3]}) == 1  # one connection for three
     assert mailbox.delivered[3].peer != mailbox.delivered[0].peer
     assert len(mailbox.attempts) == 4  # no failed attempt, no duplicate
+    [note_id] = answer["ids"]
+    key = f"{status_module.notification_key(note_id)}.{TARGET}"
     nc = await nats.connect(nats_server.url)
     try:
         kv = await nc.jetstream().key_value(bus.STATUS_BUCKET)
-        [note_id] = answer["ids"]
-        entry = await kv.get(f"{status_module.notification_key(note_id)}.{TARGET}")
+
+        async def recorded() -> bool:  # status is published without waiting for its ack
+            try:
+                return (await kv.get(key)).value is not None
+            except KeyNotFoundError:
+                return False
+
+        await wait_for(recorded)
+        entry = await kv.get(key)
     finally:
         await nc.close()
     assert entry.value is not None
