@@ -29,10 +29,10 @@ from shared.config import Settings
 from shared.providers import Answer, Provider, ProviderError
 from shared.schemas import LookupRequest, Verdict
 
-from . import dmarc, spf
 from .dmarc import check_dmarc
+from .dmarc import clear_cache as clear_dmarc_cache
 from .dnsclient import DnsAnswer, DnsClient, Pending, Resolver, start_query
-from .spf import check_spf
+from .spf import check_spf, clear_analysis_cache
 
 __all__ = [
     "DnsAnswer",
@@ -89,8 +89,8 @@ def clear_caches() -> None:
     """Forget what the evaluators keep process-wide, however they got it (analysed SPF
     records by text, organisational domains by name): for benchmarks whose runs must carry
     nothing over. DNS answers are cached per :class:`DnsClient`, not here."""
-    spf.clear_analysis_cache()
-    dmarc.clear_cache()
+    clear_analysis_cache()
+    clear_dmarc_cache()
 
 
 def verdict_for(data: dict[str, Any]) -> Verdict:

@@ -21,8 +21,9 @@ by a small codec (:mod:`.wire`); dnspython parses only what that codec leaves to
 
 Each query in flight costs one future per caller, one timer (retransmission, then timeout)
 and its entry in the id table; it is completed from ``datagram_received``. No task runs for
-it unless it goes to TCP. :meth:`DnsClient.submit` starts a query without a coroutine: it
-returns the cached answer at once, or a future.
+it unless it goes to TCP. The datagrams of one turn of the event loop are sent together at
+its end. :meth:`DnsClient.submit` starts a query without a coroutine: it returns the cached
+answer at once, or a future.
 
 :meth:`DnsClient.query` never raises for DNS or network trouble: the answer's ``rcode`` says
 what happened (``NOERROR``, ``NXDOMAIN``, ``SERVFAIL``, ``REFUSED``…, ``TIMEOUT``, ``ERROR``

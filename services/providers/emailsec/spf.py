@@ -15,9 +15,15 @@ lookups. Counting follows RFC 7208 §4.6.4:
 * void lookups (NXDOMAIN, or NOERROR without an answer) of those terms, including an include
   or redirect target with no TXT at all, may be at most 2; more is a permerror.
 
-Levels of the tree are fetched concurrently; the counts do not depend on timing. Domain
-specs with macros are expanded only for ``%{d}`` (the current domain); a spec that needs the
-sender (``%{i}``, ``%{s}``…) counts its lookup but is not resolved.
+Levels of the tree are fetched concurrently (the queries of a level, and the resolutions
+of ``a``/``mx``/``exists`` terms, are all started before any answer is awaited; answers are
+then read in tree order); the counts do not depend on timing. What a record says whatever
+the domain that publishes it (its terms, syntax errors, warnings) is worked out once per
+record text and kept (:data:`ANALYSIS_CACHE_SIZE` records): the records of big providers,
+included by many domains, are not parsed again for each.
+
+Domain specs with macros are expanded only for ``%{d}`` (the current domain); a spec that
+needs the sender (``%{i}``, ``%{s}``…) counts its lookup but is not resolved.
 
 Terms are numbered from 1 (``v=spf1`` is term 0); offsets are 0-based character positions in
 the record.
