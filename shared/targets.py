@@ -16,10 +16,11 @@ import asyncio
 import email.utils
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -28,7 +29,7 @@ import yarl
 from aiolimiter import AsyncLimiter
 from multidict import CIMultiDict
 
-from shared.config import Secret, TargetConfig
+from shared.config import ConfigError, Secret, Settings, TargetConfig
 from shared.schemas import Notification
 from shared.templates import TemplateError
 
@@ -75,6 +76,33 @@ class Target(ABC):
     @abstractmethod
     async def deliver(self, delivery: Delivery) -> None:
         """Deliver one notification, or raise :class:`RetryableError`/:class:`PermanentError`."""
+
+
+class RecipientProgress:
+    """Per notification, the recipients it has already been settled for (sent, or refused
+    for good), for the life of the process and for the last ``size`` notifications, so a
+    redelivery reaches only the ones still missing it. Used by targets that send to several
+    recipients one by one (email, SMS)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._settled: OrderedDict[str, set[str]] = OrderedDict()
+
+    def settled(self, key: str) -> set[str]:
+        done = self._settled.get(key)
+        if done is None:
+            return set()
+        self._settled.move_to_end(key)
+        return done
+
+    def add(self, key: str, recipients: Iterable[str]) -> None:
+        added = set(recipients)
+        if not added:
+            return
+        self._settled.setdefault(key, set()).update(added)
+        self._settled.move_to_end(key)
+        while len(self._settled) > self._size:
+            self._settled.popitem(last=False)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -206,6 +234,21 @@ class WebhookTarget(Target):
         self._secrets = secret_parts(webhook_url.reveal())
         self._pacer = Pacer(self.service, per_second)
         self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_settings(
+        cls, config: TargetConfig, settings: Settings, per_second: float | None = None
+    ) -> Self:
+        """The target for ``config`` with its secret ``webhook_url`` checked, the configured
+        send rate unless ``per_second`` overrides it, and the outbound allow-list."""
+        secret = settings.secret(config.name, "webhook_url")
+        assert secret is not None  # required: config.load() refuses such a target without one
+        parts = urlsplit(secret.reveal())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            # The value itself is a secret: name the key, never show it.
+            raise ConfigError(f"target {config.name}: webhook_url must be an absolute https URL")
+        rate = config.per_second if per_second is None else per_second
+        return cls(config, secret, rate, allow=settings.outbound_allow)
 
     def __repr__(self) -> str:  # never the URL
         return f"{type(self).__name__}(name={self.name!r})"

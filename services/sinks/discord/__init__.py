@@ -57,7 +57,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import msgspec
 import yarl
 
-from shared.config import ConfigError, DiscordTargetConfig, Secret, Settings
+from shared.config import DiscordTargetConfig, Secret, Settings
 from shared.markup import BLANK, MarkdownEscaper, by_risk, cut
 from shared.schemas import Notification
 from shared.targets import (
@@ -306,15 +306,4 @@ class DiscordTarget(WebhookTarget):
 def build(
     config: DiscordTargetConfig, settings: Settings, per_second: float | None = None
 ) -> DiscordTarget:
-    secret = settings.secret(config.name, "webhook_url")
-    assert secret is not None  # required: config.load() refuses a discord target without one
-    parts = urlsplit(secret.reveal())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        # The value itself is a secret: name the key, never show it.
-        raise ConfigError(f"target {config.name}: webhook_url must be an absolute https URL")
-    return DiscordTarget(
-        config,
-        secret,
-        config.per_second if per_second is None else per_second,
-        allow=settings.outbound_allow,
-    )
+    return DiscordTarget.from_settings(config, settings, per_second)

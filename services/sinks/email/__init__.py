@@ -30,7 +30,6 @@ import hashlib
 import html
 import ssl
 import time
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from email.header import Header
 from email.message import Message
@@ -43,7 +42,7 @@ import aiosmtplib
 from shared import logging as log
 from shared.config import EmailTargetConfig, Secret, Settings
 from shared.schemas import Notification
-from shared.targets import Delivery, PermanentError, RetryableError, Target
+from shared.targets import Delivery, PermanentError, RecipientProgress, RetryableError, Target
 from shared.templates import Rendered, TemplateError, context, render
 
 REMEMBERED_NOTIFICATIONS = 10_000
@@ -154,31 +153,6 @@ def build_message(
     return message
 
 
-class _Progress:
-    """Per notification, the recipients already settled (sent, or refused for good), for
-    the life of the process and for the last ``size`` notifications."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._settled: OrderedDict[str, set[str]] = OrderedDict()
-
-    def settled(self, key: str) -> set[str]:
-        done = self._settled.get(key)
-        if done is None:
-            return set()
-        self._settled.move_to_end(key)
-        return done
-
-    def add(self, key: str, recipients: Iterable[str]) -> None:
-        added = set(recipients)
-        if not added:
-            return
-        self._settled.setdefault(key, set()).update(added)
-        self._settled.move_to_end(key)
-        while len(self._settled) > self._size:
-            self._settled.popitem(last=False)
-
-
 def _client_context(verify: bool) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     if not verify:
@@ -242,7 +216,7 @@ class EmailTarget(Target):
         self._tls_context: ssl.SSLContext | None = None
         if config.tls != "none":
             self._tls_context = tls_context or _client_context(config.verify_tls)
-        self._progress = _Progress(REMEMBERED_NOTIFICATIONS)
+        self._progress = RecipientProgress(REMEMBERED_NOTIFICATIONS)
         self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
         self._closing: set[asyncio.Future[None]] = set()
         self.log = log.get("sink.email").bind(target=config.name)

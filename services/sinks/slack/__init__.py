@@ -39,11 +39,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 
-from shared.config import ConfigError, Settings, SlackTargetConfig
+from shared.config import Settings, SlackTargetConfig
 from shared.markup import by_risk, cut
 from shared.schemas import Notification
 from shared.targets import (
@@ -222,15 +221,4 @@ class SlackTarget(WebhookTarget):
 def build(
     config: SlackTargetConfig, settings: Settings, per_second: float | None = None
 ) -> SlackTarget:
-    secret = settings.secret(config.name, "webhook_url")
-    assert secret is not None  # required: config.load() refuses a slack target without one
-    parts = urlsplit(secret.reveal())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        # The value itself is a secret: name the key, never show it.
-        raise ConfigError(f"target {config.name}: webhook_url must be an absolute https URL")
-    return SlackTarget(
-        config,
-        secret,
-        config.per_second if per_second is None else per_second,
-        allow=settings.outbound_allow,
-    )
+    return SlackTarget.from_settings(config, settings, per_second)

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from ipaddress import IPv4Network, IPv6Network
 from urllib.parse import quote
 
@@ -35,6 +34,7 @@ from shared.config import Secret, Settings, SmsTargetConfig
 from shared.targets import (
     Delivery,
     PermanentError,
+    RecipientProgress,
     RetryableError,
     Target,
     raise_for_status,
@@ -108,31 +108,6 @@ def _twilio_error(raw: bytes) -> _TwilioError | None:
     return error if error.code is not None or error.message else None
 
 
-class _Progress:
-    """Per notification, the recipients already sent to, for the life of the process and
-    for the last ``size`` notifications."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._done: OrderedDict[str, set[str]] = OrderedDict()
-
-    def done(self, key: str) -> set[str]:
-        recipients = self._done.get(key)
-        if recipients is None:
-            return set()
-        self._done.move_to_end(key)
-        return recipients
-
-    def add(self, key: str, recipients: Iterable[str]) -> None:
-        added = set(recipients)
-        if not added:
-            return
-        self._done.setdefault(key, set()).update(added)
-        self._done.move_to_end(key)
-        while len(self._done) > self._size:
-            self._done.popitem(last=False)
-
-
 class SmsTarget(Target):
     def __init__(
         self,
@@ -149,7 +124,7 @@ class SmsTarget(Target):
         account = quote(config.account_sid, safe="")
         self.url = f"{base}/{API_VERSION}/Accounts/{account}/Messages.json"
         self._session: aiohttp.ClientSession | None = None
-        self._progress = _Progress(REMEMBERED_NOTIFICATIONS)
+        self._progress = RecipientProgress(REMEMBERED_NOTIFICATIONS)
         self.log = log.get("sink.sms").bind(target=config.name)
 
     async def open(self) -> None:
@@ -178,7 +153,7 @@ class SmsTarget(Target):
         if not text:
             text = f"[{notification.source}] {notification.type}"[: self.config.max_length]
         key = notification.msg_id
-        done = self._progress.done(key)
+        done = self._progress.settled(key)
         pending = [to for to in dict.fromkeys(self.config.to) if to not in done]
         earlier = len(done)
         if not pending:

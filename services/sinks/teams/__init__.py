@@ -51,12 +51,11 @@ from __future__ import annotations
 
 import math
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 import yarl
 
-from shared.config import ConfigError, Settings, TeamsTargetConfig
+from shared.config import Settings, TeamsTargetConfig
 from shared.markup import BLANK, MarkdownEscaper, by_risk, cut
 from shared.schemas import Notification
 from shared.targets import (
@@ -259,15 +258,4 @@ class TeamsTarget(WebhookTarget):
 def build(
     config: TeamsTargetConfig, settings: Settings, per_second: float | None = None
 ) -> TeamsTarget:
-    secret = settings.secret(config.name, "webhook_url")
-    assert secret is not None  # required: config.load() refuses a teams target without one
-    parts = urlsplit(secret.reveal())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        # The value itself is a secret: name the key, never show it.
-        raise ConfigError(f"target {config.name}: webhook_url must be an absolute https URL")
-    return TeamsTarget(
-        config,
-        secret,
-        config.per_second if per_second is None else per_second,
-        allow=settings.outbound_allow,
-    )
+    return TeamsTarget.from_settings(config, settings, per_second)
