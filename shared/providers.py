@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import ipaddress
 import random
 import time
 from abc import ABC, abstractmethod
@@ -48,6 +49,15 @@ VERDICT_ORDER: tuple[Verdict, ...] = (
     "error",
     "unknown",
 )
+
+
+def is_ip(host: str) -> bool:
+    """True when ``host`` is an IPv4 or IPv6 address literal (a URL's host may be one)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def overall_verdict(verdicts: list[Verdict]) -> Verdict:

@@ -7,7 +7,6 @@ cached for its own TTL, bounded to [60 s, 1 h].
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 
 import dns.asyncresolver
 import dns.exception
@@ -19,7 +18,7 @@ import dns.resolver
 import dns.reversename
 
 from shared.config import Settings
-from shared.providers import Answer, Provider, ProviderError
+from shared.providers import Answer, Provider, ProviderError, is_ip
 from shared.schemas import LookupRequest
 
 NAME_TYPES = ("A", "AAAA", "CNAME", "MX", "NS", "TXT", "SOA")
@@ -76,7 +75,7 @@ class DnsProvider(Provider):
         return records, float(answer.rrset.ttl) if answer.rrset is not None else None, None
 
     async def lookup(self, request: LookupRequest) -> Answer:
-        if request.kind in ("ipv4", "ipv6") or (request.host is not None and _is_ip(request.host)):
+        if request.kind in ("ipv4", "ipv6") or (request.host is not None and is_ip(request.host)):
             return await self._reverse(request.host or request.indicator)
         host = request.host or request.indicator
         results = await asyncio.gather(*(self._query(host, t) for t in NAME_TYPES))
@@ -126,14 +125,6 @@ def _summary(records: dict[str, list[str]]) -> str:
     if records.get("MX"):
         return f"MX {records['MX'][0]}"
     return "no address records"
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def build(settings: Settings) -> DnsProvider:

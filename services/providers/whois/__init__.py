@@ -38,7 +38,7 @@ from services.providers.whois.record import (
     Unavailable,
 )
 from shared.config import Settings
-from shared.providers import Answer, Provider, ProviderError
+from shared.providers import Answer, Provider, ProviderError, is_ip
 from shared.schemas import LookupRequest, Verdict
 
 NEW_DOMAIN_DAYS = 30
@@ -81,7 +81,7 @@ class WhoisProvider(Provider):
         host = request.host or request.indicator
         if request.kind in ("ipv4", "ipv6"):
             return await self._address(request.indicator, deadline)
-        if _is_ip(host):
+        if is_ip(host):
             return await self._address(host, deadline)
         name = (request.registered_domain or host).lower().rstrip(".")
         return await self._domain(name, deadline)
@@ -258,14 +258,6 @@ def _network_answer(
     )
     summary = ", ".join(part for part in (head, record.country) if part) or "registered network"
     return Answer("unknown", summary, {**_provenance(source, server, rdap_error), **record.data()})
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def build(settings: Settings) -> WhoisProvider:
