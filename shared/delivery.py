@@ -152,13 +152,7 @@ class SinkRunner:
             delivery = digest(self.config, members, window)
         except Exception as exc:  # never strand the members unacknowledged
             self.log.exception("could not build a digest")
-            for member in members:
-                await self._dead_letter(
-                    member.msg,
-                    member.delivery.notification,
-                    f"digest failed: {exc}",
-                    member.delivery.attempt,
-                )
+            await self._dead_letter_all(members, f"digest failed: {exc}")
             return
         self.log.info("sending digest", digest_id=delivery.notification.id, count=len(members))
         await self._attempt(members, delivery)
@@ -177,10 +171,7 @@ class SinkRunner:
             await self._deliver_with_progress([m.msg for m in members], delivery)
         except PermanentError as exc:
             logger.warning("delivery failed permanently", error=str(exc))
-            for member in members:
-                await self._dead_letter(
-                    member.msg, member.delivery.notification, str(exc), member.delivery.attempt
-                )
+            await self._dead_letter_all(members, str(exc))
             return
         except Exception as exc:
             reason = str(exc) or type(exc).__name__
@@ -294,6 +285,12 @@ class SinkRunner:
         if retry_after is not None:
             return min(max(retry_after, 0.0), policy.max_retry_after)
         return backoff(policy, attempt)
+
+    async def _dead_letter_all(self, members: list[Member], error: str) -> None:
+        for member in members:
+            await self._dead_letter(
+                member.msg, member.delivery.notification, error, member.delivery.attempt
+            )
 
     async def _dead_letter(
         self,

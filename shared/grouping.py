@@ -54,7 +54,6 @@ class Member:
 class _Group:
     members: list[Member] = field(default_factory=list)
     full: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
 
 
 def group_key(config: TargetConfig, notification: schemas.Notification, attrs: Attributes) -> str:
@@ -164,8 +163,7 @@ class Grouper:
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = _Group()
-            group.task = asyncio.create_task(self._hold(key, group))
-            self._holding[group.task] = group
+            self._holding[asyncio.create_task(self._hold(key, group))] = group
         seq = member.msg.metadata.sequence.stream
         for index, held in enumerate(group.members):
             if held.msg.metadata.sequence.stream == seq:  # redelivered while held
