@@ -29,10 +29,11 @@ import ipaddress
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple
 
 from aiohttp import web
+
+from fakes import LoopbackHttpFake
 
 __all__ = [
     "AUTH_FAILED",
@@ -82,7 +83,7 @@ def _wants_json(request: web.Request) -> bool:
     return "/json" in first or "+json" in first
 
 
-class FakeAbuseIpdb:
+class FakeAbuseIpdb(LoopbackHttpFake):
     """An AbuseIPDB API v2 server on 127.0.0.1 with a free port.
 
     ``reports`` maps an IP address to fields of ``data`` to serve for it, overriding the
@@ -113,6 +114,7 @@ class FakeAbuseIpdb:
         strict_accept: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__()
         self.reports: dict[str, dict[str, Any]] = {
             ip: dict(fields) for ip, fields in (reports or {}).items()
         }
@@ -125,16 +127,8 @@ class FakeAbuseIpdb:
         self.requests: list[RecordedRequest] = []
         self._day: int | None = None
         self._used = 0
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
 
     # -------------------------------------------------------------- lifecycle
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FakeAbuseIpdb is not started")
-        return self._port
 
     @property
     def base_url(self) -> str:
@@ -147,36 +141,9 @@ class FakeAbuseIpdb:
         self._roll_day()
         return max(0, self.daily_limit - self._used)
 
-    async def start(self) -> None:
-        if self._runner is not None:
-            return
-        app = web.Application()
-        app.router.add_get("/api/v2/check", self._check)
-        app.router.add_route("*", "/{tail:.*}", self._unknown)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        self._runner = None
-        self._port = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/api/v2/check", self._check)
+        router.add_route("*", "/{tail:.*}", self._unknown)
 
     def reset_quota(self) -> None:
         """Forget the checks counted against today's limit."""

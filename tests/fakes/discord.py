@@ -48,11 +48,12 @@ import string
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from aiohttp import web
+
+from fakes import LoopbackHttpFake
 
 __all__ = ["Failure", "FakeDiscord", "RecordedRequest", "check_message", "embed_size"]
 
@@ -298,7 +299,7 @@ def pings(payload: Mapping[str, Any]) -> list[str]:
     return found
 
 
-class FakeDiscord:
+class FakeDiscord(LoopbackHttpFake):
     """Discord webhooks on 127.0.0.1 with a free port.
 
     Knobs (plain attributes, changeable while running):
@@ -324,6 +325,7 @@ class FakeDiscord:
         delay: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__()
         webhook, token = self.new_webhook()
         self.webhooks: dict[str, str] = {webhook: token}
         """Known webhooks: id → token."""
@@ -338,8 +340,6 @@ class FakeDiscord:
         self.rejections: list[list[str]] = []
         self._windows: dict[str, tuple[float, int]] = {}  # webhook → (window start, used)
         self._next_id = 1_300_000_000_000_000_000
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
 
     @staticmethod
     def new_webhook() -> tuple[str, str]:
@@ -363,12 +363,6 @@ class FakeDiscord:
     # -------------------------------------------------------------- lifecycle
 
     @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FakeDiscord is not started")
-        return self._port
-
-    @property
     def base_url(self) -> str:
         """``http://127.0.0.1:PORT``: where ``https://discord.com`` was."""
         return f"http://127.0.0.1:{self.port}"
@@ -379,35 +373,8 @@ class FakeDiscord:
         webhook, token = next(iter(self.webhooks.items()))
         return self.url_for(webhook, token)
 
-    async def start(self) -> None:
-        if self._runner is not None:
-            return
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        self._runner = None
-        self._port = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_route("*", "/{tail:.*}", self._handle)
 
     # --------------------------------------------------------------- handlers
 

@@ -39,10 +39,11 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple
 
 from aiohttp import web
+
+from fakes import LoopbackHttpFake
 
 __all__ = ["Failure", "FakePagerDuty", "Incident", "RecordedRequest", "check_event"]
 
@@ -158,7 +159,7 @@ def check_event(event: Any, routing_key: str | None = None) -> list[str]:
     return errors
 
 
-class FakePagerDuty:
+class FakePagerDuty(LoopbackHttpFake):
     """The Events API v2 on 127.0.0.1 with a free port.
 
     Knobs (plain attributes, changeable while running):
@@ -191,6 +192,7 @@ class FakePagerDuty:
         delay: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__()
         self.routing_key = routing_key or self.new_routing_key()
         self.rate_limit = rate_limit
         self.rate_limit_window = rate_limit_window
@@ -206,8 +208,6 @@ class FakePagerDuty:
         self.rejections: list[list[str]] = []
         self._open: dict[str, Incident] = {}
         self._accepted: dict[str, deque[float]] = {}
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
 
     @staticmethod
     def new_routing_key() -> str:
@@ -224,45 +224,12 @@ class FakePagerDuty:
     # -------------------------------------------------------------- lifecycle
 
     @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FakePagerDuty is not started")
-        return self._port
-
-    @property
     def api_url(self) -> str:
         """``http://127.0.0.1:PORT``: where ``https://events.pagerduty.com`` was."""
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> None:
-        if self._runner is not None:
-            return
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        self._runner = None
-        self._port = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_route("*", "/{tail:.*}", self._handle)
 
     # --------------------------------------------------------------- handlers
 

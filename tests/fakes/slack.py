@@ -32,11 +32,12 @@ import secrets
 import string
 import time
 from collections.abc import Callable, Iterable, Mapping
-from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs
 
 from aiohttp import web
+
+from fakes import LoopbackHttpFake
 
 __all__ = ["Failure", "FakeSlack", "RecordedRequest", "check_message"]
 
@@ -168,7 +169,7 @@ def check_message(payload: Any) -> str | None:
     return None
 
 
-class FakeSlack:
+class FakeSlack(LoopbackHttpFake):
     """Slack incoming webhooks on 127.0.0.1 with a free port.
 
     Knobs (plain attributes, changeable while running):
@@ -198,6 +199,7 @@ class FakeSlack:
         delay: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__()
         self.paths: list[str] = list(webhooks) or [self.new_path()]
         self.rate_limit_per_second = rate_limit_per_second
         self.rate_limit_burst = rate_limit_burst
@@ -212,8 +214,6 @@ class FakeSlack:
         self.rejections: list[str] = []
         self._tokens: float = float(rate_limit_burst)
         self._refilled: float | None = None
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
 
     @staticmethod
     def new_path() -> str:
@@ -233,12 +233,6 @@ class FakeSlack:
     # -------------------------------------------------------------- lifecycle
 
     @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FakeSlack is not started")
-        return self._port
-
-    @property
     def base_url(self) -> str:
         """``http://127.0.0.1:PORT``: where ``https://hooks.slack.com`` was."""
         return f"http://127.0.0.1:{self.port}"
@@ -248,35 +242,8 @@ class FakeSlack:
         """The URL of the first webhook this fake knows."""
         return self.base_url + self.paths[0]
 
-    async def start(self) -> None:
-        if self._runner is not None:
-            return
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        self._runner = None
-        self._port = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_route("*", "/{tail:.*}", self._handle)
 
     # --------------------------------------------------------------- handlers
 

@@ -38,11 +38,12 @@ import secrets
 import string
 import time
 from collections.abc import Callable, Iterable, Mapping
-from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple
 from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
+
+from fakes import LoopbackHttpFake
 
 __all__ = ["CARD_CONTENT_TYPE", "Failure", "FakeTeams", "RecordedRequest", "check_message"]
 
@@ -213,7 +214,7 @@ def check_message(payload: Any) -> str | None:
     return None
 
 
-class FakeTeams:
+class FakeTeams(LoopbackHttpFake):
     """Teams Workflows webhooks on 127.0.0.1 with a free port.
 
     Knobs (plain attributes, changeable while running):
@@ -244,6 +245,7 @@ class FakeTeams:
         delay: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__()
         workflow, sig = self.new_workflow()
         self.workflows: dict[str, str] = {workflow: sig}
         """Known workflows: id → signature."""
@@ -253,6 +255,7 @@ class FakeTeams:
         self.retry_after = retry_after
         self.fail_next: list[Failure] = list(fail_next)
         self.max_bytes = max_bytes
+        self.client_max_size = max(max_bytes * 4, 1024**2)
         self.delay = delay
         self.clock = clock
         self.requests: list[RecordedRequest] = []
@@ -262,8 +265,6 @@ class FakeTeams:
         self.rejections: list[str] = []
         self._tokens: float = float(rate_limit_burst)
         self._refilled: float | None = None
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
 
     @staticmethod
     def new_workflow() -> tuple[str, str]:
@@ -289,12 +290,6 @@ class FakeTeams:
     # -------------------------------------------------------------- lifecycle
 
     @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FakeTeams is not started")
-        return self._port
-
-    @property
     def base_url(self) -> str:
         """``http://127.0.0.1:PORT``: where ``https://prod-NN.<region>.logic.azure.com`` was."""
         return f"http://127.0.0.1:{self.port}"
@@ -305,35 +300,8 @@ class FakeTeams:
         workflow, sig = next(iter(self.workflows.items()))
         return self.url_for(workflow, sig)
 
-    async def start(self) -> None:
-        if self._runner is not None:
-            return
-        app = web.Application(client_max_size=max(self.max_bytes * 4, 1024**2))
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        self._runner = None
-        self._port = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_route("*", "/{tail:.*}", self._handle)
 
     # --------------------------------------------------------------- handlers
 

@@ -28,10 +28,11 @@ import math
 import re
 import secrets
 from collections.abc import Iterable, Mapping
-from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple
 
 from aiohttp import web
+
+from fakes import LoopbackHttpFake
 
 __all__ = [
     "DEFAULT_ACCOUNT_SID",
@@ -115,7 +116,7 @@ def _more_info(code: int) -> str:
     return f"https://www.twilio.com/docs/errors/{code}"
 
 
-class FakeTwilio:
+class FakeTwilio(LoopbackHttpFake):
     """A Twilio Messages API server on 127.0.0.1 with a free port.
 
     Knobs (plain attributes, changeable while running):
@@ -142,6 +143,7 @@ class FakeTwilio:
         unsubscribed: Iterable[str] = (),
         delay: float = 0.0,
     ) -> None:
+        super().__init__()
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.fail_next: list[int] = list(fail_next)
@@ -150,16 +152,8 @@ class FakeTwilio:
         self.delay = delay
         self.requests: list[RecordedRequest] = []
         self.messages: list[SentMessage] = []
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
 
     # -------------------------------------------------------------- lifecycle
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FakeTwilio is not started")
-        return self._port
 
     @property
     def api_url(self) -> str:
@@ -170,36 +164,9 @@ class FakeTwilio:
     def messages_path(self) -> str:
         return f"/{API_VERSION}/Accounts/{self.account_sid}/Messages.json"
 
-    async def start(self) -> None:
-        if self._runner is not None:
-            return
-        app = web.Application()
-        app.router.add_post(f"/{API_VERSION}/Accounts/{{account}}/Messages.json", self._create)
-        app.router.add_route("*", "/{tail:.*}", self._unknown)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        self._runner = None
-        self._port = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post(f"/{API_VERSION}/Accounts/{{account}}/Messages.json", self._create)
+        router.add_route("*", "/{tail:.*}", self._unknown)
 
     def sent_to(self, number: str) -> list[SentMessage]:
         return [message for message in self.messages if message.to == number]

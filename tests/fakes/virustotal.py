@@ -30,11 +30,12 @@ import ipaddress
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from types import TracebackType
-from typing import Any, Literal, NamedTuple, Self
+from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
+
+from fakes import LoopbackHttpFake
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -165,7 +166,7 @@ def _engine_results(stats: Mapping[str, int]) -> dict[str, dict[str, Any]]:
     return results
 
 
-class FakeVirusTotal:
+class FakeVirusTotal(LoopbackHttpFake):
     """A VirusTotal API v3 server on 127.0.0.1 with a free port.
 
     ``objects`` maps a domain name, an IP address or a URL (anything with ``://``) to the
@@ -206,6 +207,7 @@ class FakeVirusTotal:
         minute_window: float = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__()
         self.objects: dict[str, dict[str, Any]] = {
             key: dict(attributes) for key, attributes in (objects or {}).items()
         }
@@ -221,8 +223,6 @@ class FakeVirusTotal:
         self._recent: deque[float] = deque()
         self._day: int | None = None
         self._today = 0
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
 
     # ----------------------------------------------------------------- helpers
 
@@ -322,48 +322,15 @@ class FakeVirusTotal:
     # -------------------------------------------------------------- lifecycle
 
     @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FakeVirusTotal is not started")
-        return self._port
-
-    @property
     def base_url(self) -> str:
         """``http://127.0.0.1:PORT/api/v3``: where ``https://www.virustotal.com/api/v3`` was."""
         return f"http://127.0.0.1:{self.port}/api/v3"
 
-    async def start(self) -> None:
-        if self._runner is not None:
-            return
-        app = web.Application()
-        app.router.add_get("/api/v3/domains/{domain}", self._domain)
-        app.router.add_get("/api/v3/ip_addresses/{ip}", self._ip_address)
-        app.router.add_get("/api/v3/urls/{id}", self._url)
-        app.router.add_route("*", "/{tail:.*}", self._unknown)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        self._runner = None
-        self._port = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/api/v3/domains/{domain}", self._domain)
+        router.add_get("/api/v3/ip_addresses/{ip}", self._ip_address)
+        router.add_get("/api/v3/urls/{id}", self._url)
+        router.add_route("*", "/{tail:.*}", self._unknown)
 
     def reset_quotas(self) -> None:
         """Forget the requests counted against the per-minute and daily quotas."""
