@@ -26,6 +26,28 @@ SQREEN_SECRET = "test-sqreen-secret-0123456789"
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
+# A mail domain with SPF and DMARC, the provider its SPF includes, and a look-alike login
+# domain with "+all": the DNS side of the lookup tests and the browser tests.
+SHOP_ZONE = """
+$ORIGIN shop-example.com.
+$TTL 600
+@        IN SOA ns1 hostmaster 1 7200 3600 1209600 300
+@        IN NS  ns1
+@        IN A   192.0.2.10
+@        IN MX  10 mail
+@        IN TXT "v=spf1 mx include:_spf.mailer-example.net -all"
+mail     IN A   192.0.2.25
+_dmarc   IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@shop-example.com"
+$ORIGIN mailer-example.net.
+@        IN SOA ns1 hostmaster 1 7200 3600 1209600 300
+_spf     IN TXT "v=spf1 ip4:198.51.100.0/24 -all"
+$ORIGIN login-shop-example.com.
+@        IN SOA ns1 hostmaster 1 7200 3600 1209600 300
+@        IN A   185.220.101.50
+@        IN TXT "v=spf1 +all"
+"""
+
+
 def sqreen_fixture(name: str) -> bytes:
     return (FIXTURES / "sqreen" / name).read_bytes()
 

@@ -24,6 +24,7 @@ from fakes.abuseipdb import FakeAbuseIpdb
 from fakes.rdap import FakeRdapServer, domain_object, network_object
 from fakes.virustotal import FakeVirusTotal
 from helpers import (
+    SHOP_ZONE,
     Receiver,
     api,
     dead_letters,
@@ -55,28 +56,15 @@ CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrom
 INSTALL_LOCK = Path(tempfile.gettempdir()) / "lookout-chromium-install.lock"
 XSS = "<img src=x onerror=\"window.__xss='{}'\">"
 
-ZONE = """
-$ORIGIN shop-example.com.
-$TTL 600
-@        IN SOA ns1 hostmaster 1 7200 3600 1209600 300
-@        IN NS  ns1
-@        IN A   192.0.2.10
-@        IN MX  10 mail
-@        IN TXT "v=spf1 mx include:_spf.mailer-example.net -all"
-mail     IN A   192.0.2.25
-_dmarc   IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@shop-example.com"
-$ORIGIN mailer-example.net.
-@        IN SOA ns1 hostmaster 1 7200 3600 1209600 300
-_spf     IN TXT "v=spf1 ip4:198.51.100.0/24 -all"
-$ORIGIN login-shop-example.com.
-@        IN SOA ns1 hostmaster 1 7200 3600 1209600 300
-@        IN A   185.220.101.50
-@        IN TXT "v=spf1 +all"
+ZONE = (
+    SHOP_ZONE
+    + """
 $ORIGIN probe-example.com.
 @        IN SOA ns1 hostmaster 1 7200 3600 1209600 300
 @        IN A   192.0.2.77
 @        IN TXT "<script>window.__xss='dns'</script><img src=x onerror='window.__xss=1'>"
 """
+)
 
 TEXT = """Reported by the helpdesk: mail from billing[at]shop-example[.]com linking to
 hxxps://login-shop-example[.]com/verify and a beacon to 185.220.101[.]50."""

@@ -12,29 +12,10 @@ from dnsserver import ZoneServer
 from fakes.abuseipdb import FakeAbuseIpdb
 from fakes.rdap import FakeRdapServer, domain_object, network_object
 from fakes.virustotal import FakeVirusTotal
-from helpers import api, make_settings, running_gateway, running_provider, wait_job
+from helpers import SHOP_ZONE, api, make_settings, running_gateway, running_provider, wait_job
 
 from shared.natsserver import NatsServer
 from shared.schemas import PROVIDER_KINDS
-
-ZONE = """
-$ORIGIN shop-example.com.
-$TTL 600
-@        IN SOA ns1 hostmaster 1 7200 3600 1209600 300
-@        IN NS  ns1
-@        IN A   192.0.2.10
-@        IN MX  10 mail
-@        IN TXT "v=spf1 mx include:_spf.mailer-example.net -all"
-mail     IN A   192.0.2.25
-_dmarc   IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@shop-example.com"
-$ORIGIN mailer-example.net.
-@        IN SOA ns1 hostmaster 1 7200 3600 1209600 300
-_spf     IN TXT "v=spf1 ip4:198.51.100.0/24 -all"
-$ORIGIN login-shop-example.com.
-@        IN SOA ns1 hostmaster 1 7200 3600 1209600 300
-@        IN A   185.220.101.50
-@        IN TXT "v=spf1 +all"
-"""
 
 TEXT = """
 Reported by the helpdesk: mail from billing[at]shop-example[.]com linking to
@@ -62,7 +43,7 @@ async def test_free_text_job_through_every_provider(
 ) -> None:
     login = "https://login-shop-example.com/verify"
     async with contextlib.AsyncExitStack() as stack:
-        zone = stack.enter_context(ZoneServer(ZONE))
+        zone = stack.enter_context(ZoneServer(SHOP_ZONE))
         rdap = await stack.enter_async_context(FakeRdapServer(rdap_records()))
         vt = await stack.enter_async_context(
             FakeVirusTotal(
