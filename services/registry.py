@@ -11,6 +11,9 @@ import importlib
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
+from nats.aio.client import Client as NATS
+from prometheus_client import CollectorRegistry
+
 from shared import bus
 from shared.config import AnyTarget, ConfigError, Settings
 from shared.delivery import SinkRunner
@@ -61,23 +64,37 @@ async def unless_stopped(stop: asyncio.Event, awaitable: Awaitable[T]) -> T | No
     return None
 
 
+async def _worker(
+    settings: Settings,
+    service: str,
+    registry: CollectorRegistry,
+    stop: asyncio.Event,
+    run: Callable[[NATS], Awaitable[None]],
+) -> None:
+    """A worker service: its metrics listener, its own NATS connection (drained at the
+    end), and ``run`` on it until ``stop``."""
+    async with metrics_server(registry, settings.metrics_host, settings.metrics_port, service):
+        url = settings.effective_nats_url
+        nc = await unless_stopped(stop, bus.connect(url, f"lookout-{service}"))
+        if nc is None:
+            return
+        try:
+            await run(nc)
+        finally:
+            await nc.drain()
+
+
 def sink_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Awaitable[None]]:
     config = settings.target(name)
 
     async def main(stop: asyncio.Event) -> None:
         target = build_target(config, settings)  # after logging is set up
         metrics = SinkMetrics(name)
-        async with metrics_server(
-            metrics.registry, settings.metrics_host, settings.metrics_port, f"sink-{name}"
-        ):
-            url = settings.effective_nats_url
-            nc = await unless_stopped(stop, bus.connect(url, f"lookout-sink-{name}"))
-            if nc is None:
-                return
-            try:
-                await SinkRunner(nc, target, config, settings, metrics).run(stop)
-            finally:
-                await nc.drain()
+
+        async def run(nc: NATS) -> None:
+            await SinkRunner(nc, target, config, settings, metrics).run(stop)
+
+        await _worker(settings, f"sink-{name}", metrics.registry, stop, run)
 
     return main
 
@@ -91,17 +108,11 @@ def provider_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Aw
         module: ProviderModule = importlib.import_module(f"services.providers.{name}")
         provider = module.build(settings)
         metrics = ProviderMetrics(name)
-        async with metrics_server(
-            metrics.registry, settings.metrics_host, settings.metrics_port, f"provider-{name}"
-        ):
-            url = settings.effective_nats_url
-            nc = await unless_stopped(stop, bus.connect(url, f"lookout-provider-{name}"))
-            if nc is None:
-                return
-            try:
-                await ProviderRunner(nc.jetstream(), provider, settings, metrics).run(stop)
-            finally:
-                await nc.drain()
+
+        async def run(nc: NATS) -> None:
+            await ProviderRunner(nc.jetstream(), provider, settings, metrics).run(stop)
+
+        await _worker(settings, f"provider-{name}", metrics.registry, stop, run)
 
     return main
 
