@@ -63,6 +63,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def probe(host: str, port: int) -> bool:
+    """Whether a NATS server answers on ``host:port`` (it greets every client with INFO)."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5) as sock:
+            sock.settimeout(1.0)
+            return sock.recv(4096).startswith(b"INFO ")
+    except OSError:
+        return False
+
+
 class NatsServer:
     """One nats-server process with JetStream on disk under ``store_dir``."""
 
@@ -126,13 +136,9 @@ class NatsServer:
             if self.process.poll() is not None:
                 tail = self.log_tail()
                 raise NatsServerError(f"nats-server exited with {self.process.returncode}: {tail}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
-                    sock.settimeout(1.0)
-                    if sock.recv(4096).startswith(b"INFO "):
-                        return
-            except OSError:
-                time.sleep(0.05)
+            if probe(self.host, self.port):
+                return
+            time.sleep(0.05)
         self.stop()
         raise NatsServerError(f"nats-server did not become ready on {self.url} in {timeout}s")
 

