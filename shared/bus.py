@@ -33,6 +33,7 @@ RESULTS_BUCKET = "lookup_results"
 CACHE_BUCKET = "lookup_cache"
 QUOTA_BUCKET = "provider_quota"
 STATUS_BUCKET = "delivery_status"
+PACE_BUCKET = "sink_pace"
 DAY = 86400.0
 KV_STREAM = "KV_{bucket}"  # the stream behind a KV bucket (nats-py's naming)
 _NON_CLUSTERED = 10074  # JetStream error code: "replicas > 1 not supported in non-clustered mode"
@@ -332,6 +333,17 @@ async def provision(js: JetStreamContext, settings: Settings) -> None:
             description="delivery state per notification and target",
             ttl=7 * DAY,
             storage=StorageType.FILE,
+            replicas=settings.stream_replicas,
+        ),
+    )
+    await _ensure_bucket(
+        js,
+        KeyValueConfig(
+            bucket=PACE_BUCKET,
+            description="send slots and 429 pauses per target, shared by a sink's replicas",
+            history=1,
+            ttl=DAY,  # idle keys go; longer than a pause (Retry-After, capped at 1 h by default)
+            storage=StorageType.FILE,  # a restarted nats-server still has it
             replicas=settings.stream_replicas,
         ),
     )

@@ -119,8 +119,9 @@ class TargetConfig(
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 16
     timeout: PositiveFloat = 10.0
     per_second: PositiveFloat | None = None
-    """Most messages per second this sink process sends to the target (unset: no limit);
-    after a 429 with ``Retry-After`` every send waits that long."""
+    """Most messages per second sent to the target by all replicas of its sink together
+    (unset: no limit); after a 429 with ``Retry-After`` every send of every replica waits
+    that long. Shared through the KV bucket ``sink_pace`` (see shared.targets.Pacer)."""
     group_window: Annotated[float, msgspec.Meta(gt=0, le=3600)] | None = None
     """Seconds to collect notifications that share ``group_by`` before sending them as
     one digest (unset: every notification on its own). A lone one is sent as itself."""

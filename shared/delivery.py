@@ -34,7 +34,7 @@ from shared.deadletters import ORIGINAL_SUBJECT_HEADER
 from shared.grouping import Grouper, Member, digest
 from shared.metrics import SinkMetrics
 from shared.routing import Attributes, attributes, matches
-from shared.targets import Delivery, Pacer, PermanentError, RetryableError, Target
+from shared.targets import Delivery, Paced, Pacer, PermanentError, RetryableError, Target
 
 _NO_ATTRS = Attributes()
 
@@ -94,6 +94,7 @@ class SinkRunner:
         sub = await self.js.pull_subscribe_bind(
             durable=bus.sink_durable(name), stream=bus.NOTIFICATIONS
         )
+        await self._share_pacing()
         await self.target.open()
         self.log.info("sink started", consumer=bus.sink_durable(name))
         try:
@@ -111,6 +112,18 @@ class SinkRunner:
             await sub.unsubscribe()
             await self.target.close()
             self.log.info("sink stopped")
+
+    async def _share_pacing(self) -> None:
+        """Make the target's send rate and 429 pause hold across every replica of this
+        sink (the runner's pacer, or the target's own): the KV bucket ``sink_pace``. A
+        target without ``per_second`` has no pacer to share and never touches it."""
+        pacers = [p for p in (self._pacer, *self.target.pacers()) if p is not None and p.rated]
+        if not pacers:
+            return
+        kv = await self.js.key_value(bus.PACE_BUCKET)
+        for pacer in pacers:
+            pacer.share(kv, self.config.name)
+        self.log.info("send rate shared by every replica", bucket=bus.PACE_BUCKET)
 
     async def _handle(self, msg: Msg) -> None:
         meta = msg.metadata
@@ -177,7 +190,11 @@ class SinkRunner:
             reason = str(exc) or type(exc).__name__
             if not isinstance(exc, RetryableError):
                 logger.exception("target raised an unexpected error")
-            elif exc.retry_after is not None and self._pacer is not None:
+            elif (
+                exc.retry_after is not None
+                and self._pacer is not None
+                and not isinstance(exc, Paced)  # the pacer's own hand-back: no new pause
+            ):
                 self._pacer.pause(min(exc.retry_after, self.config.retry.max_retry_after))
             for member in members:
                 attempt = member.delivery.attempt

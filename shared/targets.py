@@ -13,14 +13,15 @@ dead-lettering are the runner's job (:mod:`shared.delivery`), never the target's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -28,8 +29,11 @@ import msgspec
 import yarl
 from aiolimiter import AsyncLimiter
 from multidict import CIMultiDict
+from nats.js.kv import KeyValue
 
+from shared import logging as log
 from shared.config import ConfigError, Secret, Settings, TargetConfig
+from shared.ratelimit import SharedPace, Wait
 from shared.schemas import Notification
 from shared.templates import TemplateError
 
@@ -46,6 +50,12 @@ class RetryableError(DeliveryError):
 
 class PermanentError(DeliveryError):
     pass
+
+
+class Paced(RetryableError):
+    """A :class:`Pacer` handed the delivery back unsent: the target is paused, its send
+    slots are taken further ahead than the pacer waits, or the shared pacing store did not
+    answer. Not an answer of the target, so it pauses nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +82,11 @@ class Target(ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release what :meth:`open` acquired."""
+
+    def pacers(self) -> Sequence[Pacer]:
+        """The pacers of a target that ``paces_itself``, so that the runner can share them
+        with the other replicas of the sink (:meth:`Pacer.share`)."""
+        return ()
 
     @abstractmethod
     async def deliver(self, delivery: Delivery) -> None:
@@ -143,12 +158,34 @@ def raise_for_status(status: int, retry_after: str | None, detail: str) -> None:
     raise PermanentError(reason)
 
 
+T = TypeVar("T")
+
+PAUSE_RECHECK = 0.01
+"""A shared pacer that waited at least this long for its slot reads the pause again before
+sending: another replica may have been told 429 meanwhile."""
+STORE_PROBE = 1.0
+"""While the shared store does not answer, a pacer asks it at most once in this many
+seconds; the deliveries in between are handed back at once instead of each waiting for
+the store's timeout in turn."""
+
+
 class Pacer:
     """A target's own send rate, and a pause for every send after the service said 429.
 
     ``turn()`` waits for the pause (up to ``max_wait`` seconds; a longer one hands the
-    notification back to JetStream with the remaining time as a retryable error), then for
-    the rate limiter. One pacer serves every concurrent delivery of a sink process.
+    notification back to JetStream as :class:`Paced`, a retryable error carrying the
+    remaining time), then for the rate limiter. One pacer serves every concurrent delivery
+    of a sink process.
+
+    On its own a pacer holds for one process. :meth:`share`, which the sink runner calls
+    when the sink starts, makes the rate and the pause hold across every replica of the
+    sink (:class:`shared.ratelimit.SharedPace`, KV bucket ``sink_pace``): each send then
+    also takes a send slot there, after this process's own limiter (so one replica alone
+    never claims ahead of the rate, and replicas do not spin on the KV), and waits for it.
+    A slot further than ``max_wait`` away is not taken: the delivery is handed back. When
+    the bucket does not answer, deliveries are handed back too (retried later, never sent
+    faster than the rate), logged once until it answers again. A pacer without a rate keeps
+    its pause in-process and never touches the bucket.
     """
 
     def __init__(self, service: str, per_second: float | None, max_wait: float = 5.0) -> None:
@@ -156,30 +193,148 @@ class Pacer:
             raise ValueError("per_second must be positive")
         self.service = service
         self.max_wait = max_wait
+        self._per_second = per_second
         self._limiter = AsyncLimiter(1, 1.0 / per_second) if per_second else None
         self._paused_until = 0.0
+        self._shared: SharedPace | None = None
+        self._asking: list[asyncio.Future[float]] = []  # sends waiting for a shared slot
+        self._claimer: asyncio.Future[None] | None = None  # the one claim in flight
+        self._store_down = False
+        self._store_failed = (0.0, "")  # when (monotonic) and why the store last failed
+        self._pausing: set[asyncio.Future[None]] = set()
+        self._log = log.get("pacer").bind(service=service)
 
     @property
     def period(self) -> float:
         """Seconds between two sends at the configured rate (1 s when unlimited)."""
         return float(self._limiter.time_period) if self._limiter else 1.0
 
+    @property
+    def rated(self) -> bool:
+        """Whether it has a send rate (only then is there anything to share)."""
+        return self._per_second is not None
+
+    @property
+    def shared(self) -> bool:
+        return self._shared is not None
+
+    def share(self, kv: KeyValue, target: str) -> None:
+        """Pace together with every other replica of ``target``'s sink through ``kv`` (the
+        bucket ``sink_pace``). Without a rate, nothing changes: no KV traffic at all."""
+        if self._per_second is None:
+            return
+        self._shared = SharedPace(kv, target, self._per_second)
+        self._log = self._log.bind(target=target)
+
     async def turn(self) -> None:
         while True:
             remaining = self._paused_until - time.monotonic()
             if remaining > self.max_wait:
-                raise RetryableError(
+                raise Paced(
                     f"paused by a {self.service} rate limit for {remaining:.1f}s more", remaining
                 )
             if remaining > 0:
                 await asyncio.sleep(remaining)
             if self._limiter is not None:
                 await self._limiter.acquire()
+            if self._shared is not None:
+                delay = await self._claim(self._shared) - time.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if delay >= PAUSE_RECHECK:
+                    paused = await self._store(self._shared.paused_until())
+                    if paused > time.time():  # paused by another replica: take a new slot
+                        self._hold_until(paused)
+                        continue
             if time.monotonic() >= self._paused_until:
                 return
 
     def pause(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+        if self._shared is not None:
+            task = asyncio.ensure_future(self._share_pause(self._shared, time.time() + seconds))
+            self._pausing.add(task)
+            task.add_done_callback(self._pausing.discard)
+
+    async def _share_pause(self, shared: SharedPace, until: float) -> None:
+        with contextlib.suppress(Paced):  # logged by _store; this process holds it anyway
+            await self._store(shared.pause(until))
+
+    def _hold_until(self, epoch: float) -> None:
+        """Hold this process's sends until ``epoch`` (a pause another replica shared)."""
+        self._paused_until = max(self._paused_until, time.monotonic() + epoch - time.time())
+
+    async def _claim(self, shared: SharedPace) -> float:
+        """A send slot (epoch seconds) from the shared store, or :class:`Paced`.
+
+        One claim is in flight per process at a time; the sends that ask meanwhile are
+        served together by the next one (consecutive slots in one compare-and-set), so a
+        process never conflicts with itself and its throughput does not hang on the
+        store's round trip."""
+        failed_at, error = self._store_failed
+        if self._store_down and time.monotonic() - failed_at < STORE_PROBE:
+            raise Paced(f"{self.service}: shared pacing store unreachable ({error})")
+        slot: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._asking.append(slot)
+        if self._claimer is None or self._claimer.done():
+            self._claimer = asyncio.ensure_future(self._claim_for_asking(shared))
+        return await slot
+
+    async def _claim_for_asking(self, shared: SharedPace) -> None:
+        while self._asking:
+            asking, self._asking = [f for f in self._asking if not f.done()], []
+            if not asking:
+                continue
+            try:
+                slots = await self._store(shared.claim(self.max_wait, len(asking)))
+            except Paced as exc:  # the store did not answer: retry on the runner's backoff
+                for future in asking:
+                    if not future.done():
+                        future.set_exception(Paced(str(exc)))
+                continue
+            for future, taken in zip(asking, slots.taken, strict=False):
+                if not future.done():
+                    future.set_result(taken)
+            for future in asking[len(slots.taken) :]:
+                if not future.done():
+                    future.set_exception(self._refusal(slots.refused))
+
+    def _refusal(self, wait: Wait | None) -> Paced:
+        assert wait is not None
+        remaining = max(0.0, wait.until - time.time())
+        if wait.reason == "paused":
+            self._hold_until(wait.until)
+            return Paced(
+                f"paused by a {self.service} rate limit for {remaining:.1f}s more", remaining
+            )
+        if wait.reason == "send slots taken":
+            return Paced(
+                f"{self.service}: every send slot of the next {self.max_wait:g}s is taken "
+                f"({self._per_second:g} per second across the sink's replicas)",
+                remaining,
+            )
+        return Paced(f"{self.service}: shared {wait.reason}", remaining)  # pace store busy
+
+    async def _store(self, call: Awaitable[T]) -> T:
+        """``await call`` on the shared store; when it fails, :class:`Paced` (logged on the
+        first failure only, and once more when the store answers again)."""
+        try:
+            result = await call
+        except Exception as exc:
+            error = str(exc) or type(exc).__name__
+            self._store_failed = (time.monotonic(), error)
+            if not self._store_down:
+                self._store_down = True
+                self._log.warning(
+                    "shared pacing store unreachable: deliveries are handed back to JetStream "
+                    "until it answers",
+                    error=error,
+                )
+            raise Paced(f"{self.service}: shared pacing store unreachable ({error})") from None
+        if self._store_down:
+            self._store_down = False
+            self._log.info("shared pacing store reachable again")
+        return result
 
 
 def secret_parts(url: str) -> list[str]:
@@ -252,6 +407,9 @@ class WebhookTarget(Target):
 
     def __repr__(self) -> str:  # never the URL
         return f"{type(self).__name__}(name={self.name!r})"
+
+    def pacers(self) -> Sequence[Pacer]:
+        return (self._pacer,)
 
     async def open(self) -> None:
         from shared import ssrf  # ssrf's refusal is a PermanentError of this module

@@ -27,6 +27,7 @@ import email.utils
 import math
 import re
 import secrets
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -81,12 +82,14 @@ class SentMessage(NamedTuple):
 
 
 class RecordedRequest(NamedTuple):
-    """One request the fake received (accepted or not)."""
+    """One request the fake received (accepted or not); ``at``: the monotonic clock when
+    it arrived."""
 
     method: str
     path: str
     headers: dict[str, str]
     form: dict[str, str]
+    at: float = 0.0
 
 
 def segments(body: str) -> int:
@@ -192,7 +195,9 @@ class FakeTwilio(LoopbackHttpFake):
     async def _gate(self, request: web.Request, form: dict[str, str]) -> web.Response | None:
         """Record, delay, inject failures and authenticate; an answer ends the request."""
         self.requests.append(
-            RecordedRequest(request.method, request.path_qs, dict(request.headers), form)
+            RecordedRequest(
+                request.method, request.path_qs, dict(request.headers), form, time.monotonic()
+            )
         )
         if self.delay > 0:
             await asyncio.sleep(self.delay)

@@ -44,6 +44,7 @@ BUCKETS = (
     bus.RESULTS_BUCKET,
     bus.CACHE_BUCKET,
     bus.QUOTA_BUCKET,
+    bus.PACE_BUCKET,
 )
 CONCURRENCY = 16  # the target's default: deliveries in flight per sink process
 

@@ -39,7 +39,8 @@ are permanent; 429 and 5xx are retried. A 429 carries JSON ``{"message", "retry_
 delivered message whose answer says ``X-RateLimit-Remaining: 0`` also pauses the target
 until ``X-RateLimit-Reset-After``, so the next send does not earn a 429 (Discord bans
 clients that collect too many). Sends go through a leaky-bucket limiter (``per_second``,
-default 1) shared by all concurrent deliveries of this target.
+default 1) shared by all concurrent deliveries of this target and, like the pause, by every
+replica of its sink.
 
 The webhook URL carries the token: it is kept as a :class:`~shared.config.Secret`, never
 logged and never part of an error message, nor of a dead letter.

@@ -29,7 +29,8 @@ pauses this target's every send until ``Retry-After`` has passed: Slack warns th
 that keeps posting while rate limited may be disabled.
 
 Slack allows about one message per second per webhook, so sends go through a leaky-bucket
-limiter (``per_second``, default 1) shared by all concurrent deliveries of this target.
+limiter (``per_second``, default 1) shared by all concurrent deliveries of this target and,
+like the pause, by every replica of its sink (:class:`~shared.targets.Pacer`).
 
 The webhook URL carries the token: it is kept as a :class:`~shared.config.Secret`, never
 logged and never part of an error message (nor of a dead letter).

@@ -39,8 +39,8 @@ from Logic Apps as JSON ``{"error": {"code": …, "message": …}}``: 400 (the r
 deleted or the URL is wrong) are permanent; 408, 429 (with ``Retry-After``) and 5xx are
 retried. A 429 also pauses every send of this target until ``Retry-After`` has passed.
 Sends go through a leaky-bucket limiter (``per_second``, default 1) shared by all
-concurrent deliveries of this target; Teams throttles webhooks posting more than about
-four messages a second.
+concurrent deliveries of this target and, like the pause, by every replica of its sink;
+Teams throttles webhooks posting more than about four messages a second.
 
 The webhook URL carries the credential (its ``sig`` query parameter): it is kept as a
 :class:`~shared.config.Secret`, never logged and never part of an error message, nor of a

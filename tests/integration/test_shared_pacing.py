@@ -1,0 +1,314 @@
+"""A target's send rate (``per_second``) and its pause after a 429 hold across every replica
+of its sink (KV bucket ``sink_pace``): a real nats-server, two sink replicas (each its own
+NATS connection, target and runner, as two ``lookout service sink-<name>`` would be), and
+the loopback Twilio and Slack fakes, which stamp every request with its arrival time.
+
+The SMS target is paced by the runner's pacer, the Slack target by its own (a
+``WebhookTarget``): both paths are checked."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import nats
+import pytest
+from fakes.slack import FakeSlack
+from fakes.twilio import FakeTwilio
+from helpers import (
+    Receiver,
+    dead_letters,
+    http_target,
+    make_settings,
+    running_sink,
+    settled,
+    wait_for,
+)
+from nats.js import JetStreamContext
+from nats.js.errors import NoKeysError
+from nats.js.kv import KeyValue
+
+from services.registry import build_target
+from shared import bus, schemas
+from shared.config import Settings
+from shared.delivery import SinkRunner
+from shared.natsserver import NatsServer
+from shared.targets import Paced, Pacer
+
+SMS = "oncall-sms"
+SLACK = "soc-slack"
+RETRY = "retry = { max_attempts = 10, initial_backoff = 0.2, max_backoff = 1, jitter = 0 }"
+
+
+@dataclass
+class Upstream:
+    """One fake service and the sink target that sends to it."""
+
+    target: str
+    fake: FakeTwilio | FakeSlack
+
+    def toml(self, per_second: float, concurrency: int) -> str:
+        common = f"per_second = {per_second}\nconcurrency = {concurrency}\ntimeout = 2\n{RETRY}\n"
+        if isinstance(self.fake, FakeTwilio):
+            return f"""
+[[targets]]
+name = "{self.target}"
+type = "sms"
+account_sid = "{self.fake.account_sid}"
+auth_token = "{self.fake.auth_token}"
+sender = "+15005550006"
+to = ["+14155550101"]
+api_url = "{self.fake.api_url}"
+{common}"""
+        return f"""
+[[targets]]
+name = "{self.target}"
+type = "slack"
+webhook_url = "{self.fake.webhook_url}"
+{common}"""
+
+    def arrivals(self) -> list[float]:
+        """When each request reached the fake (monotonic clock), accepted or not."""
+        return [request.at for request in self.fake.requests]
+
+    def delivered(self) -> int:
+        return len(self.fake.messages)
+
+    def answer_429(self, retry_after: str) -> None:
+        """Answer the next request 429 with ``Retry-After``."""
+        if isinstance(self.fake, FakeTwilio):
+            self.fake.retry_after = retry_after
+            self.fake.fail_next = [429]
+        else:
+            self.fake.fail_next = [(429, "rate_limited", {"Retry-After": retry_after})]
+
+
+@pytest.fixture(params=["sms", "slack"])
+async def upstream(request: pytest.FixtureRequest) -> AsyncIterator[Upstream]:
+    fake: FakeTwilio | FakeSlack = FakeTwilio() if request.param == "sms" else FakeSlack()
+    async with fake:
+        yield Upstream(SMS if request.param == "sms" else SLACK, fake)
+
+
+@asynccontextmanager
+async def jetstream(url: str, settings: Settings | None = None) -> AsyncIterator[JetStreamContext]:
+    """A JetStream context; with ``settings``, everything provisioned first (as a sink does
+    on start), so nothing published races the sink's durable consumer."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        if settings is not None:
+            await bus.provision(js, settings)
+        yield js
+    finally:
+        await nc.close()
+
+
+@asynccontextmanager
+async def replicas(
+    settings: Settings, name: str, count: int = 2
+) -> AsyncIterator[list[SinkRunner]]:
+    """``count`` replicas of the sink of target ``name``, each with its own connection,
+    target and runner; stopped (and their deliveries in flight settled) on the way out."""
+    config = settings.target(name)
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+    runners: list[SinkRunner] = []
+    async with AsyncExitStack() as stack:
+        for _ in range(count):
+            nc = await nats.connect(settings.effective_nats_url)
+            stack.push_async_callback(nc.close)
+            runner = SinkRunner(nc, build_target(config, settings), config, settings)
+            runners.append(runner)
+            tasks.append(asyncio.create_task(runner.run(stop)))
+        try:
+            yield runners
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*tasks), 30)
+
+
+def delivered_by(runner: SinkRunner) -> float:
+    value = runner.metrics.registry.get_sample_value(
+        "lookout_deliveries_total", {"target": runner.config.name, "outcome": "delivered"}
+    )
+    return value or 0.0
+
+
+async def publish(js: JetStreamContext, n: int, prefix: str) -> list[str]:
+    """``n`` alerts, as any NATS publisher would send them."""
+    ids = []
+    for i in range(n):
+        note = schemas.Notification(
+            id=f"{prefix}-{i}",
+            type="http_scan",
+            source="scanner",
+            timestamp="2026-11-21T10:00:00Z",
+            data=msgspec.Raw(json.dumps({"risk": 50, "description": f"probe {i}"}).encode()),
+        )
+        await js.publish(note.subject, schemas.encode(note), headers={"Nats-Msg-Id": note.msg_id})
+        ids.append(note.id)
+    return ids
+
+
+def busiest_second(times: list[float]) -> int:
+    """The most sends any 1-second window holds."""
+    ordered = sorted(times)
+    return max(bisect.bisect_left(ordered, t + 1.0) - i for i, t in enumerate(ordered))
+
+
+async def pace_keys(url: str) -> list[str]:
+    async with jetstream(url) as js:
+        kv = await js.key_value(bus.PACE_BUCKET)
+        try:
+            return sorted(await kv.keys())
+        except NoKeysError:
+            return []
+
+
+async def pace_key_set(url: str, key: str) -> bool:
+    return key in await pace_keys(url)
+
+
+async def test_two_replicas_share_the_send_rate(
+    nats_server: NatsServer, tmp_path: Path, upstream: Upstream
+) -> None:
+    # Two deliveries in flight per replica, so that both replicas take part.
+    settings = make_settings(tmp_path, nats_server.url, upstream.toml(5, concurrency=2))
+    async with jetstream(nats_server.url, settings) as js:
+        async with replicas(settings, upstream.target) as (a, b):
+            await publish(js, 20, "rate")
+            await wait_for(lambda: upstream.delivered() == 20, within=20)
+        assert await settled(nats_server.url, upstream.target)
+    assert delivered_by(a) > 0, "both replicas should have sent"
+    assert delivered_by(b) > 0, "both replicas should have sent"
+    times = upstream.arrivals()
+    assert len(times) == 20  # never refused: the fakes have no rate limit here, nor 429s
+    # 5 per second across both replicas (each alone would send 5 per second: 10 together)
+    assert busiest_second(times) <= 5 + 1, sorted(t - min(times) for t in times)
+    assert max(times) - min(times) >= 19 / 5 - 0.3
+    assert await pace_keys(nats_server.url) == [f"{upstream.target}.next"]
+
+
+async def test_a_429_to_one_replica_pauses_the_other(
+    nats_server: NatsServer, tmp_path: Path, upstream: Upstream
+) -> None:
+    # One delivery in flight per replica: while the replica told 429 holds one back,
+    # the next goes to the other replica, which must wait out the same pause.
+    settings = make_settings(tmp_path, nats_server.url, upstream.toml(50, concurrency=1))
+    upstream.answer_429("2")
+    async with jetstream(nats_server.url, settings) as js:
+        async with replicas(settings, upstream.target) as (a, b):
+            await publish(js, 1, "first")
+            await wait_for(lambda: len(upstream.arrivals()) == 1)
+            told_429 = upstream.arrivals()[0]
+            # The 429 is answered and the pause recorded (a send another replica makes
+            # while the 429 is still on its way cannot know of it, with or without KV).
+            await wait_for(lambda: pace_key_set(nats_server.url, f"{upstream.target}.pause"))
+            await publish(js, 4, "more")
+            await wait_for(lambda: upstream.delivered() == 5, within=20)
+        assert await settled(nats_server.url, upstream.target)
+    assert delivered_by(a) > 0, "both replicas should have sent"
+    assert delivered_by(b) > 0, "both replicas should have sent"
+    later = upstream.arrivals()[1:]
+    assert len(later) == 5  # the one told 429, retried, and the four others
+    assert min(later) - told_429 >= 2.0 - 0.1, [t - told_429 for t in later]
+    assert await dead_letters(nats_server.url, upstream.target) == []
+
+
+async def test_an_unreachable_pace_store_hands_deliveries_back_and_loses_none(
+    nats_server: NatsServer,
+    tmp_path: Path,
+    upstream: Upstream,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = make_settings(tmp_path, nats_server.url, upstream.toml(20, concurrency=4))
+    async with jetstream(nats_server.url, settings) as js:
+        async with replicas(settings, upstream.target, count=1) as (runner,):
+            await publish(js, 1, "before")
+            await wait_for(lambda: upstream.delivered() == 1)
+
+            await js.delete_key_value(bus.PACE_BUCKET)  # the sink's pacing store is gone
+
+            def retrying() -> float:
+                value = runner.metrics.registry.get_sample_value(
+                    "lookout_deliveries_total", {"target": upstream.target, "outcome": "retrying"}
+                )
+                return value or 0.0
+
+            await publish(js, 3, "during")
+            await wait_for(lambda: retrying() >= 6)  # each of the three handed back twice
+            assert upstream.delivered() == 1  # nothing sent without a slot
+            assert len(upstream.arrivals()) == 1
+
+            await bus.provision(js, settings)  # the store is back
+            await wait_for(lambda: upstream.delivered() == 4, within=20)
+        assert await settled(nats_server.url, upstream.target)
+    assert await dead_letters(nats_server.url, upstream.target) == []
+    lines = capsys.readouterr().out.splitlines()
+    # Logged once, not once per message (the retries name the reason, in other words).
+    assert sum("handed back to JetStream until it answers" in line for line in lines) == 1
+    assert sum("shared pacing store reachable again" in line for line in lines) == 1
+
+
+async def test_a_target_without_a_rate_never_touches_the_pace_store(
+    nats_server: NatsServer, tmp_path: Path, receiver: Receiver
+) -> None:
+    settings = make_settings(tmp_path, nats_server.url, http_target(receiver.url))
+    async with jetstream(nats_server.url, settings) as js:
+        async with running_sink(settings, "ops-http"):
+            await publish(js, 5, "free")
+            await wait_for(lambda: len(receiver.requests) == 5)
+        info = await js.stream_info(bus.KV_STREAM.format(bucket=bus.PACE_BUCKET))
+    assert info.state.messages == 0
+    assert await pace_keys(nats_server.url) == []
+
+
+# ------------------------------------------------------- two pacers on one bucket
+
+
+@asynccontextmanager
+async def pace_bucket(url: str, settings: Settings) -> AsyncIterator[KeyValue]:
+    async with jetstream(url, settings) as js:
+        yield await js.key_value(bus.PACE_BUCKET)
+
+
+async def test_a_pause_holds_a_slot_taken_before_it(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    async with pace_bucket(nats_server.url, make_settings(tmp_path, nats_server.url)) as kv:
+        a, b = Pacer("svc", 1.0, max_wait=10), Pacer("svc", 1.0, max_wait=10)
+        a.share(kv, "t")
+        b.share(kv, "t")
+        await a.turn()  # the slot of now
+        started = time.time()
+        waiting = asyncio.create_task(b.turn())  # the next one, a second later
+        await asyncio.sleep(0.3)
+        a.pause(3.0)  # told 429 while b waits for the slot it took before
+        await waiting
+        assert time.time() - started >= 3.3 - 0.1
+
+
+async def test_a_slot_beyond_max_wait_is_handed_back_untaken(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    async with pace_bucket(nats_server.url, make_settings(tmp_path, nats_server.url)) as kv:
+        a, b = Pacer("svc", 1.0, max_wait=0.5), Pacer("svc", 1.0, max_wait=0.5)
+        a.share(kv, "t")
+        b.share(kv, "t")
+        await a.turn()
+        before = await kv.get("t.next")
+        with pytest.raises(Paced) as caught:
+            await b.turn()  # the next free slot is a second away
+        assert caught.value.retry_after is not None
+        assert 0.5 < caught.value.retry_after <= 1.0
+        assert "every send slot of the next 0.5s is taken" in str(caught.value)
+        after = await kv.get("t.next")
+        assert after.revision == before.revision  # nothing taken
