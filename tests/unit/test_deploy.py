@@ -21,7 +21,7 @@ import tomllib
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatch
 from functools import cache
 from pathlib import Path
@@ -762,6 +762,102 @@ def test_compose_and_k8s_run_the_same_services() -> None:
     assert names("compose") == names("k8s")
 
 
+# The variables a production gateway must set itself rather than inherit a default: the
+# per-client /api rate limit (on) and the body limits the Ingress/proxy is sized after.
+GATEWAY_LIMITS = (
+    "LOOKOUT_API_RATE",
+    "LOOKOUT_API_BURST",
+    "LOOKOUT_MAX_BODY_BYTES",
+    "LOOKOUT_MAX_JSON_BYTES",
+)
+
+
+def gateway_security_problems(each: Container) -> list[str]:
+    """What a gateway container misses: API tokens from a mounted secret file (never a
+    plain value), the rate limit on, the body limits explicit."""
+    problems: list[str] = []
+    if "LOOKOUT_API_TOKENS" in each.env:
+        problems.append("LOOKOUT_API_TOKENS as a plain value (use LOOKOUT_API_TOKENS_FILE)")
+    tokens_file = each.env.get("LOOKOUT_API_TOKENS_FILE")
+    mounted = each.files.get(tokens_file) if tokens_file else None
+    if not tokens_file:
+        problems.append("no LOOKOUT_API_TOKENS_FILE")
+    elif mounted is None:
+        problems.append(f"LOOKOUT_API_TOKENS_FILE={tokens_file} is not mounted")
+    elif not mounted.name.endswith(".example"):  # secrets map onto the committed examples
+        problems.append(f"{tokens_file} is not mounted from a secret")
+    problems += [f"{name} is not set" for name in GATEWAY_LIMITS if not each.env.get(name)]
+    if each.env.get("LOOKOUT_API_RATE", "").strip() in ("0", "0.0"):
+        problems.append("LOOKOUT_API_RATE=0 turns the /api rate limit off")
+    return problems
+
+
+@pytest.mark.parametrize("ident", container_ids("gateway"))
+def test_gateway_sets_its_security_variables(outcomes: dict[str, Outcome], ident: str) -> None:
+    problems = gateway_security_problems(container(ident))
+    assert not problems, f"{ident}: " + "; ".join(problems)
+    settings = config.load(outcome(outcomes, ident).env)
+    assert settings.api_tokens, ident
+    assert settings.api_rate > 0, ident
+    assert settings.max_json_bytes <= settings.max_body_bytes, ident
+
+
+def test_gateway_check_catches_a_missing_secret_or_limit() -> None:
+    (gateway,) = [c for c in k8s_containers() if c.args[-1:] == ["gateway"]]
+    assert gateway_security_problems(gateway) == []
+    tokens_file = gateway.env["LOOKOUT_API_TOKENS_FILE"]
+    for name in ("LOOKOUT_API_TOKENS_FILE", *GATEWAY_LIMITS):
+        env = {k: v for k, v in gateway.env.items() if k != name}
+        assert gateway_security_problems(replace(gateway, env=env)), name
+    unmounted = {k: v for k, v in gateway.files.items() if k != tokens_file}
+    assert gateway_security_problems(replace(gateway, files=unmounted))
+    plain = replace(gateway, env={**gateway.env, "LOOKOUT_API_TOKENS": "t"})
+    assert gateway_security_problems(plain)
+    off = replace(gateway, env={**gateway.env, "LOOKOUT_API_RATE": "0"})
+    assert gateway_security_problems(off)
+
+
+@pytest.mark.parametrize("origin", ["compose", "k8s"])
+def test_sinks_refuse_private_networks_unless_allowed(origin: str) -> None:
+    """Every sink sets LOOKOUT_OUTBOUND_ALLOW explicitly, empty by default (only public
+    addresses), so the place to open it for an internal receiver is in view."""
+    sinks = [c for c in all_containers() if c.origin == origin and c.args[-1].startswith("sink-")]
+    assert sinks
+    for each in sinks:
+        assert "LOOKOUT_OUTBOUND_ALLOW" in each.env, f"{each.ident}: LOOKOUT_OUTBOUND_ALLOW"
+        assert each.env["LOOKOUT_OUTBOUND_ALLOW"] == "", f"{each.ident}: private ranges open"
+    assert env_example()["LOOKOUT_OUTBOUND_ALLOW"] == ""
+
+
+def _size(text: str) -> int:
+    match = re.fullmatch(r"(\d+)([kmg]?)", text.strip().lower())
+    assert match, f"not an nginx size: {text!r}"
+    return int(match.group(1)) * 1024 ** "_kmg".index(match.group(2) or "_")
+
+
+def test_k8s_ingress_limits_the_api_not_the_webhooks() -> None:
+    """A cluster-wide limit at the Ingress (the gateway's is per process): on /api, never
+    on /webhooks (Sqreen retries refused deliveries, but lookout never limits them)."""
+    (gateway,) = [c for c in k8s_containers() if c.args[-1:] == ["gateway"]]
+    body_limit = int(gateway.env["LOOKOUT_MAX_BODY_BYTES"])
+    prefix = "nginx.ingress.kubernetes.io/"
+    by_path: dict[str, dict[str, str]] = {}
+    for ingress in k8s_kind("Ingress"):
+        annotations = ingress["metadata"].get("annotations") or {}
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                by_path[path["path"]] = annotations
+    assert {"/api", "/webhooks"} <= set(by_path)
+    api_rps = by_path["/api"].get(prefix + "limit-rps")
+    assert api_rps, "no limit-rps on the Ingress for /api"
+    assert int(api_rps) >= 1, api_rps
+    assert prefix + "limit-rps" not in by_path["/webhooks"], "the webhooks are rate-limited"
+    for path in ("/api", "/webhooks"):
+        size = by_path[path].get(prefix + "proxy-body-size")
+        assert size, f"{path}: no proxy-body-size"
+        assert _size(size) >= body_limit, f"{path}: proxy-body-size {size}"
+
+
 @pytest.mark.parametrize("ident", container_ids("gateway"))
 def test_gateway_listens_for_the_cluster_with_tokens(
     outcomes: dict[str, Outcome], ident: str
@@ -966,9 +1062,9 @@ def test_k8s_gateway_probes_service_and_ingress() -> None:
     assert all(
         p["targetPort"] in (port["name"], port["containerPort"]) for p in service_ports.values()
     )
-    (ingress,) = k8s_kind("Ingress")
     backends = [
         path["backend"]["service"]
+        for ingress in k8s_kind("Ingress")
         for rule in ingress["spec"]["rules"]
         for path in rule["http"]["paths"]
     ]
