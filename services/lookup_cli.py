@@ -17,7 +17,7 @@ import msgspec
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.kv import KeyValue
 
-from shared import bus, indicators, jobs, schemas
+from shared import bus, indicators, jobs, requestid, schemas
 from shared.config import Settings
 from shared.providers import overall_verdict
 from shared.schemas import PROVIDER_KINDS, LookupResult
@@ -153,7 +153,9 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
         js = nc.jetstream(timeout=settings.publish_timeout)
         await bus.provision_lookups(js, settings)
         try:
-            job = await jobs.submit(js, settings, parsed, wanted, args.fresh)
+            job = await jobs.submit(
+                js, settings, parsed, wanted, args.fresh, request_id=requestid.new()
+            )
         except jobs.SubmitError as exc:
             print(f"lookout: {exc}", file=sys.stderr)
             return 3

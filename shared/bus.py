@@ -34,6 +34,8 @@ CACHE_BUCKET = "lookup_cache"
 QUOTA_BUCKET = "provider_quota"
 STATUS_BUCKET = "delivery_status"
 PACE_BUCKET = "sink_pace"
+SESSIONS_BUCKET = "ui_sessions"
+SESSION_TTL = 12 * 3600.0  # a web UI session's lifetime, and its bucket's TTL
 DAY = 86400.0
 KV_STREAM = "KV_{bucket}"  # the stream behind a KV bucket (nats-py's naming)
 _NON_CLUSTERED = 10074  # JetStream error code: "replicas > 1 not supported in non-clustered mode"
@@ -344,6 +346,16 @@ async def provision(js: JetStreamContext, settings: Settings) -> None:
             history=1,
             ttl=DAY,  # idle keys go; longer than a pause (Retry-After, capped at 1 h by default)
             storage=StorageType.FILE,  # a restarted nats-server still has it
+            replicas=settings.stream_replicas,
+        ),
+    )
+    await _ensure_bucket(
+        js,
+        KeyValueConfig(
+            bucket=SESSIONS_BUCKET,
+            description="web UI sessions by SHA-256 of the session id",
+            ttl=SESSION_TTL,
+            storage=StorageType.FILE,
             replicas=settings.stream_replicas,
         ),
     )

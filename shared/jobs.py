@@ -40,8 +40,11 @@ async def submit(
     parsed: indicators.Parsed,
     providers: list[str],
     fresh: bool,
+    *,
+    request_id: str,
 ) -> Job:
-    """Store the job and publish one ``lookup.requested.<kind>`` per indicator."""
+    """Store the job and publish one ``lookup.requested.<kind>`` per indicator, each with
+    ``request_id`` in its ``Lookout-Request-Id`` header (the providers log it)."""
     rejected = [{"item": r.item, "reason": r.reason} for r in parsed.rejected]
     wanted = set(providers) or set(PROVIDER_KINDS)
     kinds = {i.kind for i in parsed.indicators}
@@ -55,6 +58,7 @@ async def submit(
         },
         rejected=rejected,
         fresh=fresh,
+        request_id=request_id,
     )
     bucket = await js.key_value(bus.JOBS_BUCKET)
     await bucket.put(job.id, schemas.encode(job))
@@ -72,7 +76,10 @@ async def submit(
         )
         for i in parsed.indicators
     ]
-    headers = {schemas.SCHEMA_HEADER: schemas.LOOKUP_REQUEST_SCHEMA}
+    headers = {
+        schemas.SCHEMA_HEADER: schemas.LOOKUP_REQUEST_SCHEMA,
+        schemas.REQUEST_ID_HEADER: request_id,
+    }
     for start in range(0, len(requests), PUBLISH_CHUNK):
         results = await asyncio.gather(
             *(
@@ -149,6 +156,7 @@ class JobView:
         return {
             "id": self.job.id,
             "created_at": self.job.created_at,
+            "request_id": self.job.request_id,
             "complete": self.complete,
             "providers": self.job.providers,
             "rejected": self.job.rejected,

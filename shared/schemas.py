@@ -193,6 +193,9 @@ class Job(msgspec.Struct, kw_only=True, frozen=True):
     """Per indicator kind, the providers that will answer for it."""
     rejected: list[dict[str, str]] = []
     fresh: bool = False
+    request_id: str | None = None
+    """The request that created it (``X-Request-Id``; sent as ``Lookout-Request-Id`` with
+    each of its lookup requests). None for a job stored before request ids."""
 
 
 _result_decoder = msgspec.json.Decoder(LookupResult)

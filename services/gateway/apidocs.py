@@ -104,6 +104,16 @@ def _error_schemas() -> dict[str, JSON]:
             "properties": {"error": {"type": "string"}},
             "required": ["error"],
         },
+        "RateLimited": {
+            "title": "RateLimited",
+            "description": (
+                "Over the client's rate limit: the reason, and the seconds to wait "
+                "(the same as the `Retry-After` header)."
+            ),
+            "allOf": [ref("Error")],
+            "properties": {"retry_after": {"type": "integer", "minimum": 1}},
+            "required": ["retry_after"],
+        },
         "LookupError": {
             "title": "LookupError",
             "description": (
@@ -273,6 +283,13 @@ def _lookup_schemas() -> dict[str, JSON]:
             "properties": {
                 "id": {"type": "string"},
                 "created_at": {"type": "string"},
+                "request_id": {
+                    "anyOf": [{"type": "string"}, {"type": "null"}],
+                    "description": (
+                        "The request that created the job (the `X-Request-Id` answered by "
+                        "`POST /api/v1/lookups`); the providers log it with each lookup."
+                    ),
+                },
                 "complete": {"type": "boolean"},
                 "providers": ref("JobProviders"),
                 "rejected": {"type": "array", "items": ref("Rejected")},
@@ -282,6 +299,7 @@ def _lookup_schemas() -> dict[str, JSON]:
             "required": [
                 "id",
                 "created_at",
+                "request_id",
                 "complete",
                 "providers",
                 "rejected",
@@ -514,6 +532,13 @@ _REQUEST_ID: Final[JSON] = {
     "description": "The request's id (the sender's `X-Request-Id` when it gave a sane one).",
     "schema": {"type": "string"},
 }
+_REQUEST_ID_PARAM: Final[JSON] = {
+    "name": "X-Request-Id",
+    "in": "header",
+    "required": False,
+    "description": "Kept as the request id (at most 128 printable ASCII).",
+    "schema": {"type": "string", "maxLength": 128},
+}
 _RETRY_AFTER: Final[JSON] = {
     "description": "Seconds to wait before retrying.",
     "schema": {"type": "string", "pattern": "^[0-9]+$"},
@@ -528,16 +553,27 @@ _FORBIDDEN: Final = (
     f"`{ui.CSRF_HEADER}` header."
 )
 _BUS_DOWN: Final = "The message bus is unavailable; retry later."
+_TOO_LARGE: Final = (
+    "Body larger than `LOOKOUT_MAX_JSON_BYTES` (never more than `LOOKOUT_MAX_BODY_BYTES`)."
+)
+_RATE_LIMITED: Final = (
+    "Over this client's rate limit: `LOOKOUT_API_RATE` requests per second with bursts of "
+    "`LOOKOUT_API_BURST`, per API token, web-UI session, or else remote address (refused "
+    "requests count too), in each gateway process. Retry after `Retry-After` seconds."
+)
 
 
 def _api_op(
     operation_id: str, summary: str, description: str, tag: str, responses: JSON, **extra: Any
 ) -> JSON:
-    """An ``/api/v1`` operation: bearer auth, 401 and 503 answers (and 403 for a change)."""
+    """An ``/api/v1`` operation: bearer auth, 401, 429 and 503 answers (and 403 and 413 for
+    one that takes a body)."""
     answers: JSON = {**responses, "401": _answer(_UNAUTHORIZED)}
     if "requestBody" in extra:
         answers["403"] = _answer(_FORBIDDEN)
-    answers["503"] = _answer(_BUS_DOWN)
+        answers.setdefault("413", _answer(_TOO_LARGE))
+    answers["429"] = _answer(_RATE_LIMITED, "RateLimited", {"Retry-After": _RETRY_AFTER})
+    answers.setdefault("503", _answer(_BUS_DOWN))
     return {
         "operationId": operation_id,
         "tags": [tag],
@@ -576,13 +612,7 @@ def _webhook_path() -> JSON:
                     ),
                     "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
                 },
-                {
-                    "name": "X-Request-Id",
-                    "in": "header",
-                    "required": False,
-                    "description": "Kept as the request id (at most 128 printable ASCII).",
-                    "schema": {"type": "string", "maxLength": 128},
-                },
+                _REQUEST_ID_PARAM,
             ],
             "requestBody": {
                 "required": True,
@@ -699,6 +729,7 @@ def _lookup_paths() -> JSON:
         "schema": {"type": "string", "pattern": _job_id_pattern()},
     }
     not_found = _answer("No such job (or it expired, after `LOOKOUT_JOB_TTL`).")
+    request_id = {"X-Request-Id": _REQUEST_ID}
     return {
         "/api/v1/lookups": {
             "post": _api_op(
@@ -709,17 +740,30 @@ def _lookup_paths() -> JSON:
                 "answered by every provider of its kind. Input that is not an indicator is "
                 "listed in `rejected` with a reason; the job is refused only when nothing "
                 "could be read, with more than `LOOKOUT_MAX_INDICATORS` indicators, or with "
-                "unknown providers.",
+                "unknown providers. The job keeps the request id (`X-Request-Id`, given or "
+                "made), which goes with every lookup request to the providers and into "
+                "their log lines.",
                 "lookups",
                 {
-                    "202": _answer("The job is created.", "LookupCreated"),
+                    "202": _answer("The job is created.", "LookupCreated", request_id),
                     "400": _answer(
                         "Nothing could be read, too many indicators, unknown providers, "
                         "malformed JSON or a multipart body without a file.",
                         "LookupError",
+                        request_id,
                     ),
-                    "413": _answer("Body larger than `LOOKOUT_MAX_BODY_BYTES`."),
+                    "413": _answer(
+                        "A JSON body larger than `LOOKOUT_MAX_JSON_BYTES`, or an upload "
+                        "larger than `LOOKOUT_MAX_BODY_BYTES`.",
+                        headers=request_id,
+                    ),
+                    "503": _answer(
+                        "The message bus is unavailable or did not store every lookup "
+                        "request; retry later.",
+                        headers=request_id,
+                    ),
                 },
+                parameters=[_REQUEST_ID_PARAM],
                 requestBody={
                     "required": True,
                     "content": {
@@ -749,7 +793,10 @@ def _lookup_paths() -> JSON:
                 "Every result stored so far, then each new one as it lands: `event: result` "
                 "with a `LookupResult` as `data`; finally `event: done` with the indicators "
                 "and their overall verdicts (`IndicatorVerdict` list) once nothing is "
-                "pending. A comment line (`: keep-alive`) is sent every 15 s of silence.",
+                "pending. A comment line (`: keep-alive`) is sent every 15 s of silence. "
+                "When the gateway shuts down, an open stream ends at once with "
+                "`event: shutdown` (after `retry: 1000`): reconnect, to another replica or "
+                "to the restarted gateway.",
                 "lookups",
                 {
                     "200": {
@@ -797,14 +844,16 @@ def _notification_paths() -> JSON:
                 "notifications",
                 {
                     "200": _answer("The notifications.", "NotificationList"),
-                    "400": _answer("`limit` is not a number."),
+                    "400": _answer(
+                        f"`limit` is not a whole number from 1 to {notifications.MAX_LIST}."
+                    ),
                 },
                 parameters=[
                     {
                         "name": "limit",
                         "in": "query",
                         "required": False,
-                        "description": "At most this many (clamped to 1…500).",
+                        "description": f"At most this many (1…{notifications.MAX_LIST}).",
                         "schema": {
                             "type": "integer",
                             "minimum": 1,
@@ -834,7 +883,6 @@ def _notification_paths() -> JSON:
                         "Malformed JSON, a missing or unknown field, or a `source`/`type` "
                         "that is not a lower-case subject token."
                     ),
-                    "413": _answer("Body larger than `LOOKOUT_MAX_BODY_BYTES`."),
                 },
                 requestBody={"required": True, "content": _json_content(ref("NotificationInput"))},
             ),
@@ -1165,7 +1213,17 @@ def _messages() -> JSON:
                 "e-mail's domain); `scope` is the address scope for IPs."
             ),
             "contentType": "application/json",
-            "headers": _headers(schemas.LOOKUP_REQUEST_SCHEMA, "`<job id>:<indicator key>`"),
+            "headers": _headers(
+                schemas.LOOKUP_REQUEST_SCHEMA,
+                "`<job id>:<indicator key>`",
+                {
+                    schemas.REQUEST_ID_HEADER: _header(
+                        "The request that created the job: the `X-Request-Id` of "
+                        "`POST /api/v1/lookups` (or a `lookout lookup` run's own id); "
+                        "the providers log it with the lookup."
+                    )
+                },
+            ),
             "payload": ref("LookupRequest"),
             "examples": [
                 _example(
@@ -1173,6 +1231,7 @@ def _messages() -> JSON:
                     {
                         schemas.SCHEMA_HEADER: schemas.LOOKUP_REQUEST_SCHEMA,
                         "Nats-Msg-Id": f"{request.job_id}:{request.key}",
+                        schemas.REQUEST_ID_HEADER: "0f3c5a9d2b7e41c81a",
                     },
                     request,
                 )

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,7 +16,7 @@ from nats.js.api import PubAck
 from services.gateway import apidocs, hardening, sqreen, ui
 from services.gateway.lookups import api_app
 from services.gateway.state import BUS, METRICS, SETTINGS, Bus, Metrics
-from shared import bus, schemas
+from shared import bus, requestid, schemas
 from shared import logging as log
 from shared.config import Settings
 from shared.routing import unrouted
@@ -39,21 +37,10 @@ def error(status: int, reason: str, **headers: str) -> web.Response:
     return json_response(status, {"error": reason}, **headers)
 
 
-_ID_PREFIX = os.urandom(8).hex()  # unique per process; a counter makes it unique per request
-_id_counter = itertools.count(1)
-
-
-def _request_id(request: web.Request) -> str:
-    given = request.headers.get("X-Request-Id", "")
-    if given and len(given) <= 128 and given.isascii() and given.isprintable():
-        return given
-    return f"{_ID_PREFIX}{next(_id_counter):x}"
-
-
 async def sqreen_webhook(request: web.Request) -> web.Response:
     # One coroutine, no helper awaits on the hot path: every extra await layer costs a
     # resume per request (see BENCHMARKS.md).
-    request_id = _request_id(request)
+    request_id = requestid.from_headers(request.headers)
     try:
         app = request.app
         settings = app[SETTINGS]

@@ -7,10 +7,11 @@ Mounted under ``/api``: every route needs ``Authorization: Bearer <token>`` when
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any, cast
 
 import msgspec
 from aiohttp import BodyPartReader, web
@@ -21,10 +22,10 @@ from nats.js.kv import KeyValue
 from services.gateway import deadletters_api, hardening, notifications, ui
 from services.gateway.apilimit import API_LIMITER, too_many
 from services.gateway.state import BUS, SETTINGS
-from shared import indicators, jobs
+from shared import indicators, jobs, requestid
 from shared import logging as log
 from shared.config import Settings
-from shared.schemas import PROVIDER_KINDS, Job
+from shared.schemas import PROVIDER_KINDS, Job, LookupResult
 
 _log = log.get("gateway")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -45,7 +46,9 @@ def api_json(status: int, body: Any) -> web.Response:
     return web.Response(status=status, body=_json.encode(body), content_type="application/json")
 
 
-def _authenticate(request: web.Request, settings: Settings) -> tuple[str | None, Failure | None]:
+async def _authenticate(
+    request: web.Request, settings: Settings
+) -> tuple[str | None, Failure | None]:
     """(the authenticated client, or None; the refusal, or None when the request may pass).
 
     The client names the rate-limit bucket: ``token:<n>`` for the n-th API token,
@@ -55,7 +58,7 @@ def _authenticate(request: web.Request, settings: Settings) -> tuple[str | None,
             return None, (403, refused)
         return None, None
     if "Authorization" not in request.headers and ui.SESSION_COOKIE in request.cookies:
-        if (failure := ui.cookie_auth_failure(request)) is not None:
+        if (failure := await ui.cookie_auth_failure(request)) is not None:
             return None, failure
         cookie = request.cookies[ui.SESSION_COOKIE].encode()
         return "session:" + hashlib.sha256(cookie).hexdigest()[:32], None
@@ -81,7 +84,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     of bad credentials is throttled per address and cannot create a bucket per made-up
     token, and the number of buckets is bounded anyway (see :mod:`apilimit`)."""
     settings: Settings = request.config_dict[SETTINGS]
-    client, failure = _authenticate(request, settings)
+    client, failure = await _authenticate(request, settings)
     limiter = request.config_dict.get(API_LIMITER)
     if limiter is not None and limiter.enabled:
         wait = limiter.take(client or f"ip:{request.remote}")
@@ -172,6 +175,20 @@ def _merge(parts: list[indicators.Parsed]) -> indicators.Parsed:
 
 
 async def create_lookup(request: web.Request) -> web.Response:
+    """Every answer carries the request id (``X-Request-Id``), the one the job and its
+    lookup requests carry too."""
+    request_id = requestid.from_headers(request.headers)
+    try:
+        response = await _create_lookup(request, request_id)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = api_error(exc.status, exc.reason)
+    response.headers[requestid.HTTP_HEADER] = request_id
+    return response
+
+
+async def _create_lookup(request: web.Request, request_id: str) -> web.Response:
     settings: Settings = request.config_dict[SETTINGS]
     limit = settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
@@ -215,11 +232,18 @@ async def create_lookup(request: web.Request) -> web.Response:
         return api_error(503, "message bus unavailable, retry later")
 
     try:
-        job = await jobs.submit(js, settings, parsed, options.providers, options.fresh)
+        job = await jobs.submit(
+            js, settings, parsed, options.providers, options.fresh, request_id=request_id
+        )
     except jobs.SubmitError as exc:
+        _log.warning("lookup job not stored", request_id=request_id, error=str(exc))
         return api_error(503, str(exc))
     _log.info(
-        "lookup job created", job=job.id, indicators=len(job.indicators), rejected=len(rejected)
+        "lookup job created",
+        request_id=request_id,
+        job=job.id,
+        indicators=len(job.indicators),
+        rejected=len(rejected),
     )
     return api_json(
         202,
@@ -273,10 +297,47 @@ async def get_lookup_csv(request: web.Request) -> web.Response:
     )
 
 
+STOPPING = web.AppKey("stopping", asyncio.Event)
+"""Set when the gateway begins to shut down: open event streams end at once."""
+RECONNECT_MS = 1000
+"""The ``retry:`` an event stream ending at shutdown gives: when the browser reconnects."""
+
+
+class _ShuttingDown(Exception):
+    pass
+
+
+async def _next_update(
+    updates: AsyncGenerator[LookupResult | None, None], stopping: asyncio.Event
+) -> LookupResult | None:
+    """The next update (``None``: a keep-alive is due); :class:`_ShuttingDown` as soon as
+    the gateway stops, instead of waiting for results that may never come."""
+    if stopping.is_set():
+        raise _ShuttingDown
+    step = asyncio.ensure_future(anext(updates))
+    stop = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait((step, stop), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        if not step.done():
+            step.cancel()  # ends the generator; the caller stops the watcher
+            with contextlib.suppress(asyncio.CancelledError):
+                await step
+    if step.cancelled():
+        raise _ShuttingDown
+    return step.result()
+
+
 async def lookup_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: every result stored so far, then each new one as it lands;
-    ``event: done`` when nothing is pending any more."""
+    ``event: done`` when nothing is pending any more.
+
+    When the gateway shuts down, an open stream ends at once with ``event: shutdown``
+    (and ``retry:``), so a browser's EventSource reconnects (to another replica, or to this
+    one once it is back) instead of holding the shutdown until the job completes."""
     job, results = await _load_job(request)
+    stopping = request.config_dict[STOPPING]
     view = jobs.JobView(job)
     response = web.StreamResponse(
         headers={
@@ -291,29 +352,38 @@ async def lookup_events(request: web.Request) -> web.StreamResponse:
         await response.write(f"event: {event}\ndata: ".encode() + _json.encode(body) + b"\n\n")
 
     found, watcher = await jobs.snapshot(results, job.id)
+    updates = cast(AsyncGenerator[LookupResult | None, None], jobs.updates(watcher))
     try:
         for result in found:
             if view.add(result):
                 await send("result", msgspec.to_builtins(result))
-        if not view.complete:
-            async for update in jobs.updates(watcher):
-                if update is None:
-                    await response.write(b": keep-alive\n\n")
-                    continue
-                if view.add(update):
-                    await send("result", msgspec.to_builtins(update))
-                    if view.complete:
-                        break
+        while not view.complete:
+            update = await _next_update(updates, stopping)
+            if update is None:
+                await response.write(b": keep-alive\n\n")
+            elif view.add(update):
+                await send("result", msgspec.to_builtins(update))
         await send("done", view.as_json()["indicators"])
+    except _ShuttingDown:
+        with contextlib.suppress(ConnectionResetError):
+            await response.write(f"retry: {RECONNECT_MS}\n".encode())
+            await send("shutdown", {"reason": "the server is shutting down: reconnect"})
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
+        await updates.aclose()
         await jobs.stop(watcher)
     return response
 
 
+async def _stop_streams(app: web.Application) -> None:
+    app[STOPPING].set()
+
+
 def api_app() -> web.Application:
     app = web.Application(middlewares=[api_middleware])
+    app[STOPPING] = asyncio.Event()
+    app.on_shutdown.append(_stop_streams)  # before aiohttp waits for open requests
     app.router.add_post("/v1/lookups", create_lookup)
     app.router.add_get("/v1/notifications", notifications.list_notifications)
     app.router.add_post("/v1/notifications", notifications.post_notification)

@@ -87,9 +87,11 @@ def _group(records: list[status.DeliveryStatus], targets: list[str]) -> list[dic
 async def list_notifications(request: web.Request) -> web.Response:
     settings = request.config_dict[SETTINGS]
     try:
-        limit = min(MAX_LIST, max(1, int(request.query.get("limit", "50"))))
+        limit = int(request.query.get("limit", "50"))
     except ValueError:
         return _json_response(400, {"error": "limit must be a number"})
+    if not 1 <= limit <= MAX_LIST:
+        return _json_response(400, {"error": f"limit must be from 1 to {MAX_LIST}"})
     wanted_state = request.query.get("state")
     items = _group(await _statuses(request), [t.name for t in settings.targets])
     if wanted_state:

@@ -7,13 +7,20 @@ is served with a strict Content-Security-Policy (no inline script or style), so 
 by the scripts can only ever be text.
 
 Login: ``POST /login`` with one of the API tokens opens a session, an opaque random id in
-an HttpOnly, SameSite=Strict cookie (Secure over https). Sessions live in this process's
-memory only: they end when the gateway restarts, and each gateway replica has its own (a
-user behind a load balancer needs sticky sessions or logs in again). A request to ``/api``
-authenticated by that cookie that changes state must carry the session's CSRF token in the
-``X-CSRF-Token`` header (the pages read it from ``<meta name="csrf-token">``); bearer-token
-clients are not concerned. The login form itself is guarded by an Origin check and a
-double-submit token, so no other site can log a browser in with its own token.
+an HttpOnly, SameSite=Strict cookie (Secure over https). Sessions live in the NATS KV
+bucket ``ui_sessions`` (see :class:`Sessions`), so they survive a gateway restart and every
+gateway replica honours them: no sticky sessions needed. The bucket holds a SHA-256 of the
+session id, never the id itself, with the session's CSRF token and expiry; its TTL is the
+session lifetime (12 h), so an expired session vanishes by itself. Every request that
+carries the cookie looks the session up in the bucket (there is no local cache), so a
+logout on one replica ends the session on every replica at once. When the bus is down, a
+request that needs its session checked answers 503 with a JSON reason, never a logout.
+
+A request to ``/api`` authenticated by that cookie that changes state must carry the
+session's CSRF token in the ``X-CSRF-Token`` header (the pages read it from
+``<meta name="csrf-token">``); bearer-token clients are not concerned. The login form
+itself is guarded by an Origin check and a double-submit token, so no other site can log a
+browser in with its own token.
 """
 
 from __future__ import annotations
@@ -27,16 +34,20 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import msgspec
 from aiohttp import web
 from aiohttp.web_request import FileField
 from multidict import MultiDictProxy
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
 
 from services.gateway.hardening import FORM_MAX_BYTES, too_large
-from services.gateway.state import SETTINGS
+from services.gateway.state import BUS, SETTINGS, Bus
+from shared import bus
 from shared import logging as log
 from shared.config import Settings
 
@@ -46,8 +57,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 SESSION_COOKIE = "lookout_session"
 LOGIN_COOKIE = "lookout_login"
 CSRF_HEADER = "X-CSRF-Token"
-SESSION_TTL = 12 * 3600.0
-MAX_SESSIONS = 10_000
+SESSION_TTL = bus.SESSION_TTL
 FAILED_LOGIN_DELAY = 0.3
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -67,53 +77,107 @@ SECURITY_HEADERS = {
 # --------------------------------------------------------------------------- sessions
 
 
-@dataclass
-class Session:
+class Session(msgspec.Struct, frozen=True):
+    """What the bucket keeps of a session: its CSRF token and when it ends (Unix time)."""
+
     csrf: str
     expires: float
 
 
-@dataclass
+class SessionStoreUnavailable(Exception):
+    """The session bucket cannot be reached: a session can be neither confirmed nor refused."""
+
+
+SESSION_UNAVAILABLE = "session store unavailable (message bus unreachable): retry in a moment"
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{32,64}")
+_encode_session = msgspec.json.Encoder().encode
+_decode_session = msgspec.json.Decoder(Session).decode
+
+
+def session_key(session_id: str) -> str:
+    """The session's key in the bucket: a SHA-256 of its id, never the id itself, so what
+    the bucket holds cannot be replayed as a cookie."""
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
 class Sessions:
-    """Browser sessions of this process (they do not survive a restart)."""
+    """Browser sessions in the NATS KV bucket ``ui_sessions``, shared by every gateway
+    replica and kept across restarts. The bucket's TTL is the session lifetime, so an
+    expired session vanishes by itself; its expiry is checked on every lookup too."""
 
-    ttl: float = SESSION_TTL
-    limit: int = MAX_SESSIONS
-    _by_id: dict[str, Session] = field(default_factory=dict)
+    def __init__(self, the_bus: Bus, ttl: float = SESSION_TTL) -> None:
+        self.bus = the_bus
+        self.ttl = ttl
+        self._kv: KeyValue | None = None
 
-    def create(self) -> tuple[str, Session]:
-        now = time.monotonic()
-        if len(self._by_id) >= self.limit:
-            self._by_id = {k: s for k, s in self._by_id.items() if s.expires > now}
-            while len(self._by_id) >= self.limit:  # still full: the oldest go first
-                del self._by_id[next(iter(self._by_id))]
+    async def _bucket(self) -> KeyValue:
+        js = self.bus.js
+        if js is None or not self.bus.usable:
+            raise SessionStoreUnavailable
+        if self._kv is None:
+            try:
+                self._kv = await js.key_value(bus.SESSIONS_BUCKET)
+            except Exception as exc:
+                raise SessionStoreUnavailable from exc
+        return self._kv
+
+    async def create(self) -> tuple[str, Session]:
+        kv = await self._bucket()
         session_id = secrets.token_urlsafe(32)
-        session = Session(csrf=secrets.token_urlsafe(32), expires=now + self.ttl)
-        self._by_id[session_id] = session
+        session = Session(csrf=secrets.token_urlsafe(32), expires=time.time() + self.ttl)
+        try:
+            await kv.put(session_key(session_id), _encode_session(session))
+        except Exception as exc:
+            raise SessionStoreUnavailable from exc
         return session_id, session
 
-    def get(self, session_id: str) -> Session | None:
-        session = self._by_id.get(session_id)
-        if session is None:
+    async def get(self, session_id: str) -> Session | None:
+        kv = await self._bucket()
+        try:
+            entry = await kv.get(session_key(session_id))
+        except KeyNotFoundError:  # never made, logged out, or expired
             return None
-        if session.expires <= time.monotonic():
-            del self._by_id[session_id]
+        except Exception as exc:
+            raise SessionStoreUnavailable from exc
+        try:
+            session = _decode_session(entry.value or b"")
+        except (msgspec.DecodeError, msgspec.ValidationError):
             return None
-        return session
+        return session if session.expires > time.time() else None
 
-    def drop(self, session_id: str) -> None:
-        self._by_id.pop(session_id, None)
+    async def drop(self, session_id: str) -> None:
+        kv = await self._bucket()
+        try:
+            await kv.delete(session_key(session_id))
+        except Exception as exc:
+            raise SessionStoreUnavailable from exc
 
 
 SESSIONS = web.AppKey("ui_sessions", Sessions)
 
 
-def session_of(request: web.Request) -> Session | None:
+async def session_of(request: web.Request) -> Session | None:
+    """The request's session, or None; :class:`SessionStoreUnavailable` when it cannot be
+    told (the bus is down)."""
     sessions = request.config_dict.get(SESSIONS)
     session_id = request.cookies.get(SESSION_COOKIE, "")
-    if sessions is None or not session_id:
+    if sessions is None or not _SESSION_ID.fullmatch(session_id):
         return None
-    return sessions.get(session_id)
+    try:
+        return await sessions.get(session_id)
+    except SessionStoreUnavailable:
+        _log.warning("session lookup failed: message bus unavailable", path=request.path)
+        raise
+
+
+def _unavailable() -> web.Response:
+    """503 for a request whose session cannot be checked: not a silent logout."""
+    return web.Response(
+        status=503,
+        body=msgspec.json.encode({"error": SESSION_UNAVAILABLE}),
+        content_type="application/json",
+        headers=_headers(**{"Retry-After": "5", "Cache-Control": "no-store"}),
+    )
 
 
 def _same(given: str, expected: str) -> bool:
@@ -136,10 +200,13 @@ def _cross_site(request: web.Request) -> bool:
     return origin == "null" or urlsplit(origin).netloc.lower() != request.host.lower()
 
 
-def cookie_auth_failure(request: web.Request) -> tuple[int, str] | None:
+async def cookie_auth_failure(request: web.Request) -> tuple[int, str] | None:
     """For an ``/api`` request without ``Authorization`` but with the session cookie:
-    None when it may pass, else (status, reason)."""
-    session = session_of(request)
+    None when it may pass, else (status, reason); 503 when the session cannot be checked."""
+    try:
+        session = await session_of(request)
+    except SessionStoreUnavailable:
+        return 503, SESSION_UNAVAILABLE
     if session is None:
         return 401, "session expired or invalid: log in again (or use a bearer token)"
     if request.method in SAFE_METHODS:
@@ -296,8 +363,13 @@ def _is_https(request: web.Request) -> bool:
 def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handler(request: web.Request) -> web.StreamResponse:
         settings: Settings = request.app[SETTINGS]
-        session = session_of(request)
-        if settings.api_tokens and session is None:
+        if not settings.api_tokens:  # the open UI (loopback only): no login, no session
+            return _render(request, name, None)
+        try:
+            session = await session_of(request)
+        except SessionStoreUnavailable:
+            return _unavailable()
+        if session is None:
             return _login_page(request)
         return _render(request, name, session)
 
@@ -305,8 +377,13 @@ def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
 
 
 async def login_form(request: web.Request) -> web.StreamResponse:
-    if not request.app[SETTINGS].api_tokens or session_of(request) is not None:
+    if not request.app[SETTINGS].api_tokens:
         return _redirect("/")
+    try:
+        if await session_of(request) is not None:
+            return _redirect("/")
+    except SessionStoreUnavailable:
+        return _unavailable()
     return _login_page(request)
 
 
@@ -339,7 +416,11 @@ async def login(request: web.Request) -> web.StreamResponse:
         _log.info("ui login failed", remote=request.remote)
         await asyncio.sleep(FAILED_LOGIN_DELAY)  # slows guessing down
         return _login_page(request, 401, "That token is not valid.", wanted)
-    session_id, _ = request.app[SESSIONS].create()
+    try:
+        session_id, _ = await request.app[SESSIONS].create()
+    except SessionStoreUnavailable:
+        _log.warning("ui login failed: message bus unavailable", remote=request.remote)
+        return _unavailable()
     response = _redirect(wanted)
     response.set_cookie(
         SESSION_COOKIE,
@@ -363,7 +444,10 @@ async def _small_form(request: web.Request) -> MultiDictProxy[str | bytes | byte
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    session = session_of(request)
+    try:
+        session = await session_of(request)
+    except SessionStoreUnavailable:
+        return _unavailable()
     if session is not None:
         try:
             form = await _small_form(request)
@@ -374,7 +458,10 @@ async def logout(request: web.Request) -> web.StreamResponse:
             return web.Response(
                 status=403, text="logout refused: missing or wrong CSRF token", headers=_headers()
             )
-        request.app[SESSIONS].drop(request.cookies.get(SESSION_COOKIE, ""))
+        try:
+            await request.app[SESSIONS].drop(request.cookies[SESSION_COOKIE])
+        except SessionStoreUnavailable:
+            return _unavailable()
     response = _redirect("/login" if request.app[SETTINGS].api_tokens else "/")
     response.del_cookie(SESSION_COOKIE, path="/")
     return response
@@ -382,7 +469,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 def setup(app: web.Application) -> None:
     """Add the pages, the static files and the login routes to the gateway app."""
-    app[SESSIONS] = Sessions()
+    app[SESSIONS] = Sessions(app[BUS])
     app[TEMPLATES] = {name: (STATIC_DIR / name).read_text("utf-8") for name in PAGES}
     app[STATIC] = {name: _load(name) for name in ASSETS}
     app.router.add_get("/", _page("index.html"))

@@ -45,6 +45,7 @@ BUCKETS = (
     bus.CACHE_BUCKET,
     bus.QUOTA_BUCKET,
     bus.PACE_BUCKET,
+    bus.SESSIONS_BUCKET,
 )
 CONCURRENCY = 16  # the target's default: deliveries in flight per sink process
 

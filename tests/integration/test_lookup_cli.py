@@ -82,6 +82,9 @@ async def test_lookup_cli(nats_server: NatsServer, tmp_path: Path, zone: ZoneSer
             assert code == 0
             job = json.loads(out)
             assert job["complete"] is True
+            # the run has its own request id, sent with its lookup requests like the API's
+            assert isinstance(job["request_id"], str), job
+            assert job["request_id"], job
             assert {r["provider"]: r["verdict"] for r in job["results"]} == {
                 "dns": "unknown",
                 "virustotal": "harmless",

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
+import os
+import re
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from dnsserver import ZoneServer
-from helpers import api, make_settings, running_gateway, running_provider, wait_job
+from helpers import api, make_settings, running_gateway, running_provider, wait_for, wait_job
 
 from shared.natsserver import NatsServer, free_port
 
@@ -333,3 +338,111 @@ async def test_cache_key_follows_settings_that_change_answers(
     assert job["results"][0]["cached"] is False
     assert job["results"][0]["data"]["records"]["A"] == ["192.0.2.99"]
     assert other.queries
+
+
+# ------------------------------------------------------------------------ request ids
+
+LOOKOUT = Path(sys.executable).parent / "lookout"
+
+
+@contextlib.asynccontextmanager
+async def provider_process(
+    settings_env: dict[str, str], name: str
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """``lookout service provider-<name>`` as its own process, as a container runs it;
+    yields the JSON log lines it printed so far (filled in as they come, complete once the
+    block is left and the process stopped)."""
+    proc = await asyncio.create_subprocess_exec(
+        str(LOOKOUT),
+        "service",
+        f"provider-{name}",
+        env={**os.environ, **settings_env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    lines: list[dict[str, Any]] = []
+    raw: list[bytes] = []
+
+    async def read() -> None:
+        assert proc.stdout is not None
+        async for line in proc.stdout:
+            raw.append(line)
+            with contextlib.suppress(ValueError):
+                lines.append(json.loads(line))
+
+    reader = asyncio.create_task(read())
+    try:
+        await wait_for(
+            lambda: any(line.get("event") == "provider started" for line in lines), within=30
+        )
+        yield lines
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        await asyncio.wait_for(proc.wait(), 30)
+        await asyncio.wait_for(reader, 10)
+        assert proc.returncode == 0, b"".join(raw).decode(errors="replace")[-4000:]
+
+
+async def post_lookup(base: str, body: dict[str, Any], **headers: str) -> tuple[int, str, Any]:
+    """(status, X-Request-Id of the answer, JSON body) of ``POST /api/v1/lookups``."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{base}/api/v1/lookups", json=body, headers=headers) as response,
+    ):
+        return response.status, response.headers.get("X-Request-Id", ""), await response.json()
+
+
+async def test_request_id_reaches_the_provider_log_lines(
+    nats_server: NatsServer, tmp_path: Path, zone: ZoneServer
+) -> None:
+    env = {
+        "NATS_URL": nats_server.url,
+        "LOOKOUT_DATA_DIR": str(tmp_path / "provider"),
+        "LOOKOUT_DNS_NAMESERVERS": zone.nameserver,
+        "LOOKOUT_DNS_TIMEOUT": "1",
+        "LOOKOUT_LOG_LEVEL": "debug",
+    }
+    settings = dns_settings(tmp_path, nats_server, zone)
+    given = "ticket-4711/lookup"
+    async with provider_process(env, "dns") as logged, running_gateway(settings) as base:
+        # the client's id is kept, answered, stored on the job
+        status, answered, created = await post_lookup(
+            base, {"indicators": ["example.com"], "providers": ["dns"]}, **{"X-Request-Id": given}
+        )
+        assert status == 202, created
+        assert answered == given
+        job = await wait_job(base, created["id"])
+        assert job["request_id"] == given
+
+        # none given (or one that is not sane): a new one, answered and stored likewise
+        status, generated, created = await post_lookup(
+            base,
+            {"indicators": ["mail.example.com"], "providers": ["dns"]},
+            **{"X-Request-Id": "x" * 129},
+        )
+        assert status == 202, created
+        assert re.fullmatch(r"[0-9a-f]{17,}", generated), generated
+        second = await wait_job(base, created["id"])
+        assert second["request_id"] == generated
+        _, again, _ = await post_lookup(base, {"indicators": ["evil.example.com"]})
+        assert again not in ("", generated), "one id per request"
+
+        # refused requests answer one too
+        status, refused, _ = await post_lookup(
+            base, {"indicators": ["not a thing"]}, **{"X-Request-Id": "bad-input-1"}
+        )
+        assert (status, refused) == (400, "bad-input-1")
+
+    def lines_about(indicator: str) -> list[dict[str, Any]]:
+        return [line for line in logged if line.get("indicator") == indicator]
+
+    for indicator, request_id in (("example.com", given), ("mail.example.com", generated)):
+        about = lines_about(indicator)
+        assert about, f"provider-dns logged nothing about {indicator}: {logged}"
+        assert all(line.get("request_id") == request_id for line in about), about
+        assert all(line.get("provider") == "dns" for line in about), about
+    # bound per message: the lines outside any lookup carry none
+    started = [line for line in logged if line.get("event") == "provider started"]
+    assert started
+    assert all("request_id" not in line for line in started), started

@@ -144,3 +144,30 @@ async def test_bad_generic_notifications(
         code, answer = await api("POST", f"{base}/api/v1/notifications", json=body)
     assert code == 400
     assert reason in answer["error"]
+
+
+async def test_list_limit_out_of_range_is_400(nats_server: NatsServer, tmp_path: Path) -> None:
+    """`limit` is 1…500, as the OpenAPI document says: anything else is refused with the
+    reason, never quietly clamped."""
+    settings = make_settings(tmp_path, nats_server.url)  # no config: one log target
+    async with running_gateway(settings) as base, running_sink(settings, "log"):
+        url = f"{base}/api/v1/notifications"
+        for note in ("n-1", "n-2"):
+            alert = {"id": note, "type": "test", "source": "ids", "data": {}}
+            assert (await api("POST", url, json=alert))[0] == 202
+
+        async def both_listed() -> bool:
+            code, listed = await api("GET", url)
+            return code == 200 and listed["total"] == 2
+
+        await wait_for(both_listed)
+        code, one = await api("GET", f"{url}?limit=1")
+        assert (code, len(one["notifications"]), one["total"]) == (200, 1, 2)
+        code, most = await api("GET", f"{url}?limit=500")
+        assert (code, len(most["notifications"])) == (200, 2)
+        for limit in ("0", "-1", "501", "100000"):
+            code, answer = await api("GET", f"{url}?limit={limit}")
+            assert code == 400, (limit, answer)
+            assert answer["error"] == "limit must be from 1 to 500", answer
+        code, answer = await api("GET", f"{url}?limit=x")
+        assert (code, answer["error"]) == (400, "limit must be a number")

@@ -36,7 +36,14 @@ from openapi_spec_validator import validate as validate_openapi
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
 
-from services.gateway import apidocs, deadletters_api, lookups, notifications
+from services.gateway import (
+    apidocs,
+    apilimit,
+    deadletters_api,
+    hardening,
+    lookups,
+    notifications,
+)
 from services.gateway.app import create_app
 from shared.natsserver import NatsServer
 
@@ -140,6 +147,46 @@ def test_security_is_documented_per_operation() -> None:
             else:
                 assert op["security"] == [], f"{where} is public: say so with security: []"
     assert "public" in document["info"]["description"]
+
+
+def _schema_of(document: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    schema = answer["content"]["application/json"]["schema"]
+    return {**schema, "components": document["components"]}
+
+
+def test_rate_limit_and_body_size_answers_are_documented() -> None:
+    """Every operation behind the /api limiter lists 429 (with Retry-After), every one that
+    takes a body lists 413; both with the bodies the gateway really sends."""
+    document = doc()
+    limited = apilimit.too_many(2.5)
+    limited_body = json.loads(limited.body)  # type: ignore[arg-type]
+    assert limited.headers["Retry-After"] == "3"
+    too_large = json.loads(hardening.too_large(1024).body)  # type: ignore[arg-type]
+    seen = {"429": 0, "413": 0}
+    for path, item in document["paths"].items():
+        for method, op in item.items():
+            if method not in METHODS:
+                continue
+            where = f"{method.upper()} {path}"
+            answers = op["responses"]
+            # the documents are served by the main app, outside the limiter
+            if path.startswith("/api/") and path != apidocs.OPENAPI_PATH:
+                assert "429" in answers, f"{where}: no 429 (rate limit)"
+                assert "Retry-After" in answers["429"]["headers"], where
+                schema = _schema_of(document, answers["429"])
+                jsonschema.Draft202012Validator(schema).validate(limited_body)
+                with pytest.raises(jsonschema.ValidationError):  # the Error schema, extended
+                    jsonschema.Draft202012Validator(schema).validate({"retry_after": 3})
+                seen["429"] += 1
+            else:
+                assert "429" not in answers, f"{where} is never rate-limited"
+            if "requestBody" in op:
+                assert "413" in answers, f"{where}: takes a body, no 413"
+                schema = _schema_of(document, answers["413"])
+                jsonschema.Draft202012Validator(schema).validate(too_large)
+                seen["413"] += 1
+    assert seen["429"] >= 10
+    assert seen["413"] >= 4  # the webhook, lookups, notifications, replays
 
 
 def test_every_route_is_documented(app: web.Application) -> None:
@@ -444,6 +491,63 @@ async def test_real_answers_match_documented_schemas(
         status, document = await api("GET", f"{base}{apidocs.OPENAPI_PATH}")
         check(apidocs.OPENAPI_PATH, "get", status, document)
     assert len(check.checked) >= 25
+
+
+async def test_real_413_and_429_answers_match_the_document(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """Each body-taking /api operation over its size limit, then one request too many:
+    the real answers, status, body and headers, are the documented ones."""
+    settings = make_settings(
+        tmp_path,
+        nats_server.url,
+        LOOKOUT_API_TOKENS=TOKEN,
+        LOOKOUT_MAX_JSON_BYTES="1024",
+        LOOKOUT_MAX_BODY_BYTES="4096",
+        LOOKOUT_API_RATE="0.01",  # no token back during the test
+        LOOKOUT_API_BURST="4",
+    )
+    check = Validator(doc())
+    big_json = {"text": "x" * 2000}
+    form = aiohttp.FormData()
+    form.add_field("file", b"example.com\n" * 1000, filename="hosts.txt")
+
+    async def send(method: str, url: str, **kwargs: Any) -> tuple[int, Any, Any]:
+        async with (
+            aiohttp.ClientSession(headers=AUTH) as session,
+            session.request(method, url, **kwargs) as response,
+        ):
+            return response.status, response.headers, await response.json()
+
+    async with running_gateway(settings) as base:
+        api_base = f"{base}/api/v1"
+        calls = [
+            ("/api/v1/lookups", "post", {"json": big_json}),
+            ("/api/v1/lookups", "post", {"data": form}),
+            ("/api/v1/notifications", "post", {"json": big_json}),
+            ("/api/v1/deadletters/{target}/replay", "post", {"json": big_json}),
+        ]
+        for path, method, kwargs in calls:
+            url = base + path.replace("{target}", "log")
+            status, headers, body = await send(method.upper(), url, **kwargs)
+            assert status == 413, (path, body)
+            check(path, method, status, body)
+            documented = check.document["paths"][path][method]["responses"]["413"]
+            missing = [name for name in documented.get("headers", {}) if name not in headers]
+            assert not missing, (path, missing, dict(headers))
+        # the burst of 4 is spent: the next request on any route is refused
+        for path, url in (
+            ("/api/v1/notifications", f"{api_base}/notifications"),
+            ("/api/v1/lookups/{id}", f"{api_base}/lookups/0123456789abcdef"),
+        ):
+            status, headers, body = await send("GET", url)
+            assert status == 429, (path, body)
+            check(path, "get", status, body)
+            documented = check.document["paths"][path]["get"]["responses"]["429"]
+            missing = [name for name in documented["headers"] if name not in headers]
+            assert not missing, (path, missing, dict(headers))
+            assert int(headers["Retry-After"]) == body["retry_after"] >= 1
+    assert len(check.checked) == 6
 
 
 def _sse(text: str) -> list[tuple[str, Any]]:

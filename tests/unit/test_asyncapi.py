@@ -215,7 +215,9 @@ def test_headers_are_the_ones_the_code_sets(doc: dict[str, Any]) -> None:
         assert headers["properties"][schemas.SCHEMA_HEADER]["const"] == version, name
         deduplicated = name != "LookupResult"
         assert ("Nats-Msg-Id" in headers["required"]) is deduplicated, name
-    assert schemas.REQUEST_ID_HEADER in messages["Notification"]["headers"]["properties"]
+    for name in ("Notification", "LookupRequest"):  # the gateway's (and CLI's) request id
+        assert schemas.REQUEST_ID_HEADER in messages[name]["headers"]["properties"], name
+        assert schemas.REQUEST_ID_HEADER not in messages[name]["headers"]["required"], name
     assert ORIGINAL_SUBJECT_HEADER in messages["Replay"]["headers"]["required"]
     with pytest.raises(jsonschema.ValidationError):
         _validate(doc, messages["Notification"]["headers"], {schemas.SCHEMA_HEADER: "x/9"})
