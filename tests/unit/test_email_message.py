@@ -6,7 +6,7 @@ from email import message_from_bytes, policy
 
 import msgspec
 
-from services.sinks.email import build_message
+from services.sinks.email import build_message, envelope_address
 from shared.config import EmailTargetConfig
 from shared.schemas import Notification
 from shared.templates import Rendered
@@ -27,7 +27,7 @@ def test_non_ascii_headers_and_bodies_round_trip() -> None:
         data=msgspec.Raw(b'{"message": {"risk_coefficient": 85}}'),
     )
     title = "Événement: injection SQL — risque 85\r\nBcc: victim@example.com"
-    raw = build_message(config, note, note.subject, Rendered(title, "Corps ✓\nligne 2")).as_bytes()
+    raw = build_message(config, note, note.subject, Rendered(title, "Corps ✓\nligne 2"))
     assert raw.isascii()  # everything 8-bit is encoded
     parsed = message_from_bytes(raw, policy=policy.default)
     assert parsed["Subject"] == "Événement: injection SQL — risque 85 Bcc: victim@example.com"
@@ -40,3 +40,52 @@ def test_non_ascii_headers_and_bodies_round_trip() -> None:
     assert text.get_content() == "Corps ✓\nligne 2\n"
     assert page.get_content_type() == "text/html"
     assert "Corps ✓<br>" in page.get_content()
+
+
+def _note(note_id: str = "n-1") -> Notification:
+    return Notification(
+        id=note_id,
+        type="security_event",
+        source="sqreen",
+        timestamp="2026-11-21T10:00:00Z",
+        data=msgspec.Raw(b'{"message": {"risk_coefficient": 40}}'),
+    )
+
+
+def test_long_ascii_headers_are_folded_and_read_back_whole() -> None:
+    config = EmailTargetConfig(
+        name="mail",
+        host="smtp.example.com",
+        sender="soc@example.com",
+        to=[f"analyst-{i}@example.com" for i in range(8)],
+    )
+    title = " ".join(f"word{i}" for i in range(35))  # 234 characters: three folds
+    note = _note()
+    raw = build_message(config, note, note.subject, Rendered(title, "body"))
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert all(len(line) <= 78 for line in head.split(b"\r\n"))
+    parsed = message_from_bytes(raw, policy=policy.default)
+    assert parsed["Subject"] == title
+    assert parsed["To"] == ", ".join(config.to)
+    assert parsed["Message-ID"].startswith("<")
+    assert parsed["Auto-Submitted"] == "auto-generated"
+
+
+def test_lines_end_in_crlf_and_a_body_quoting_the_boundary_stays_one_part() -> None:
+    config = EmailTargetConfig(name="mail", host="h", sender="a@example.com", to=["b@example.com"])
+    note = _note()
+    body = "--=_lookout_0123\n--=_lookout_\n.\nend"
+    raw = build_message(config, note, note.subject, Rendered("t", body))
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    parsed = message_from_bytes(raw, policy=policy.default)
+    parts = list(parsed.iter_parts())
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+    assert parts[0].get_content() == body + "\n"
+    # a fresh boundary per message
+    again = build_message(config, note, note.subject, Rendered("t", body))
+    assert parsed.get_boundary() != message_from_bytes(again).get_boundary()
+
+
+def test_envelope_addresses_drop_the_display_name() -> None:
+    assert envelope_address("Alerte Sécurité <soc@example.com>") == "soc@example.com"
+    assert envelope_address("soc@example.com") == "soc@example.com"
