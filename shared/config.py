@@ -62,6 +62,8 @@ class Secret:
 # --------------------------------------------------------------------------- TOML schema
 
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+Rate = Annotated[float, msgspec.Meta(ge=0)]
+"""A send rate per second; 0 means no limit (lifts a target type's default)."""
 Name = Annotated[str, msgspec.Meta(pattern=NAME_RE.pattern)]
 GroupField = Literal["source", "type", "application", "environment"]
 
@@ -118,10 +120,11 @@ class TargetConfig(
     template: MessageTemplate = MessageTemplate()
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 16
     timeout: PositiveFloat = 10.0
-    per_second: PositiveFloat | None = None
+    per_second: Rate | None = None
     """Most messages per second sent to the target by all replicas of its sink together
-    (unset: no limit); after a 429 with ``Retry-After`` every send of every replica waits
-    that long. Shared through the KV bucket ``sink_pace`` (see shared.targets.Pacer)."""
+    (unset or 0: no limit; 0 lifts the default of 1 of chat and SMS targets); after a
+    429 with ``Retry-After`` every send of every replica waits that long. Shared through
+    the KV bucket ``sink_pace`` (see shared.targets.Pacer); read it as :attr:`send_rate`."""
     group_window: Annotated[float, msgspec.Meta(gt=0, le=3600)] | None = None
     """Seconds to collect notifications that share ``group_by`` before sending them as
     one digest (unset: every notification on its own). A lone one is sent as itself."""
@@ -130,6 +133,11 @@ class TargetConfig(
     )
     group_max: Annotated[int, msgspec.Meta(ge=2, le=5000)] = 500
     """A group this large is sent at once, before its window ends."""
+
+    @property
+    def send_rate(self) -> float | None:
+        """``per_second``, or ``None`` for no limit (unset or 0)."""
+        return self.per_second or None
 
 
 class LogTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="log"):
@@ -180,7 +188,7 @@ class SmsTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="sms"):
     to: Annotated[list[str], msgspec.Meta(min_length=1)]
     api_url: str = "https://api.twilio.com"
     max_length: Annotated[int, msgspec.Meta(ge=20, le=1600)] = 320
-    per_second: PositiveFloat | None = 1.0
+    per_second: Rate | None = 1.0
     """Twilio sends about one SMS per second per sender number."""
 
 
@@ -192,7 +200,7 @@ class SlackTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="slack"):
 
     webhook_url: str | None = None
     webhook_url_file: str | None = None
-    per_second: PositiveFloat | None = 1.0
+    per_second: Rate | None = 1.0
     """Messages per second to this webhook (Slack allows about one)."""
 
 
@@ -204,7 +212,7 @@ class TeamsTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="teams"):
 
     webhook_url: str | None = None
     webhook_url_file: str | None = None
-    per_second: PositiveFloat | None = 1.0
+    per_second: Rate | None = 1.0
 
 
 class DiscordTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="discord"):
@@ -215,7 +223,7 @@ class DiscordTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="discord"
 
     webhook_url: str | None = None
     webhook_url_file: str | None = None
-    per_second: PositiveFloat | None = 1.0
+    per_second: Rate | None = 1.0
 
 
 class PagerDutyTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="pagerduty"):

@@ -78,8 +78,8 @@ class SinkRunner:
         self.settings = settings
         self.log = log.get("sink").bind(target=config.name)
         self._pacer = (
-            Pacer(config.name, config.per_second, max_wait=bus.ack_wait_for(config.timeout))
-            if config.per_second is not None and not target.paces_itself
+            Pacer(config.name, config.send_rate, max_wait=bus.ack_wait_for(config.timeout))
+            if config.send_rate is not None and not target.paces_itself
             else None
         )
         self._grouper = (

@@ -402,7 +402,7 @@ class WebhookTarget(Target):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             # The value itself is a secret: name the key, never show it.
             raise ConfigError(f"target {config.name}: webhook_url must be an absolute https URL")
-        rate = config.per_second if per_second is None else per_second
+        rate = config.send_rate if per_second is None else per_second
         return cls(config, secret, rate, allow=settings.outbound_allow)
 
     def __repr__(self) -> str:  # never the URL

@@ -62,7 +62,7 @@ secret = "{WHSEC}"
 name = "slack"
 type = "slack"
 webhook_url = "{base}/services/T000/B000/benchbenchbenchbench"
-per_second = 100000
+per_second = 0  # no limit (the defaults are 1/s)
 {title}
 
 [[targets]]
@@ -73,7 +73,7 @@ account_sid = "AC00000000000000000000000000000000"
 auth_token = "bench-token"
 sender = "+15550000000"
 to = ["+15551111111"]
-per_second = 100000
+per_second = 0  # no limit (the defaults are 1/s)
 {title}
 
 [[targets]]
@@ -249,8 +249,11 @@ async def run(args: argparse.Namespace) -> int:
                 print("warm-up …", flush=True)
                 warm, _, _ = await send_at_rate(session, url, 50, 3, "warm")
                 await drain(arrivals, list(warm), 30.0)
-                names = ["gateway", *TARGETS, "nats-server"]
-                pids = [p.pid for p in procs] + [server.process.pid if server.process else 0]
+                names = ["gateway", *TARGETS, "nats-server", "bench (load + upstreams)"]
+                pids = [p.pid for p in procs] + [
+                    server.process.pid if server.process else 0,
+                    os.getpid(),
+                ]
                 for rate in args.rates:
                     before = [cpu_seconds(pid) for pid in pids]
                     row = await one_rate(session, url, arrivals, rate, args)

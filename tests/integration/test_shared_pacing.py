@@ -271,6 +271,23 @@ async def test_a_target_without_a_rate_never_touches_the_pace_store(
     assert await pace_keys(nats_server.url) == []
 
 
+async def test_per_second_0_lifts_the_default_limit_and_never_touches_the_store(
+    upstream: Upstream, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """Slack and SMS default to 1 per second; ``per_second = 0`` means no limit at all."""
+    settings = make_settings(tmp_path, nats_server.url, upstream.toml(0, 8))
+    assert settings.target(upstream.target).send_rate is None
+    async with jetstream(nats_server.url, settings) as js:
+        async with replicas(settings, upstream.target, count=1):
+            started = time.monotonic()
+            await publish(js, 12, "unpaced")
+            await wait_for(lambda: upstream.delivered() == 12)
+            # 12 sends at the default of 1 per second would take 11 s or more
+            assert time.monotonic() - started < 8
+        info = await js.stream_info(bus.KV_STREAM.format(bucket=bus.PACE_BUCKET))
+    assert info.state.messages == 0
+
+
 # ------------------------------------------------------- two pacers on one bucket
 
 

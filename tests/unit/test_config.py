@@ -126,7 +126,7 @@ type = "log"
         ),
         ('[[targets]\nname = "a"\n', "not valid TOML"),
         (
-            '[[targets]]\nname = "a"\ntype = "log"\nper_second = 0\n',
+            '[[targets]]\nname = "a"\ntype = "log"\nper_second = -1\n',
             r"\$\.targets\[0\]\.per_second",
         ),
         (
