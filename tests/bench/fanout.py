@@ -254,9 +254,15 @@ async def run(args: argparse.Namespace) -> int:
                     server.process.pid if server.process else 0,
                     os.getpid(),
                 ]
-                for rate in args.rates:
+                # The goal rate is run ``--repeat`` times (the verdict takes the median p99:
+                # this machine is shared and noisy); the others once, in rising order.
+                plan = sorted(
+                    [r for r in args.rates if r != args.goal_rate]
+                    + [args.goal_rate] * max(1, args.repeat)
+                )
+                for index, rate in enumerate(plan):
                     before = [cpu_seconds(pid) for pid in pids]
-                    row = await one_rate(session, url, arrivals, rate, args)
+                    row = await one_rate(session, url, arrivals, rate, args, f"r{rate}n{index}")
                     row["cpu_ms"] = {
                         name: (cpu_seconds(pid) - b) * 1000 / max(row["notifications"], 1)
                         for name, pid, b in zip(names, pids, before, strict=True)
@@ -314,8 +320,9 @@ async def one_rate(
     arrivals: Arrivals,
     rate: int,
     args: argparse.Namespace,
+    label: str,
 ) -> dict[str, Any]:
-    sent, answers, achieved = await send_at_rate(session, url, rate, args.seconds, f"r{rate}")
+    sent, answers, achieved = await send_at_rate(session, url, rate, args.seconds, label)
     ids = list(sent)
     waited = await drain(arrivals, ids, args.drain)
     latencies: dict[str, list[float]] = {t: [] for t in TARGETS}
@@ -368,15 +375,19 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
             f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.0f} | "
             f"{r['post_p99_ms']:.1f} | {'yes' if r['sustained'] else 'no'} |"
         )
-    goal = next((r for r in rows if r["rate"] == args.goal_rate), None)
-    if goal is not None:
+    goals = [r for r in rows if r["rate"] == args.goal_rate]
+    if goals:
+        goal = sorted(goals, key=lambda r: r["p99_ms"])[len(goals) // 2]  # the median run
         print()
-        print(f"per target at {args.goal_rate}/s (p50 / p99 ms):")
+        print(f"per target at {args.goal_rate}/s, median run (p50 / p99 ms):")
         for target, (p50, p99) in goal["per_target"].items():
             print(f"  {target:10} {p50:7.1f} / {p99:7.1f}")
-        verdict = "met" if goal["p99_ms"] <= 100 and goal["sustained"] else "NOT met"
-        p99 = goal["p99_ms"]
-        print(f"\ngoal p99 <= 100 ms at {args.goal_rate}/s: {verdict} (p99 {p99:.1f} ms)")
+        met = goal["p99_ms"] <= 100 and all(r["sustained"] for r in goals)
+        runs = ", ".join(f"{r['p99_ms']:.1f}" for r in goals)
+        print(
+            f"\ngoal p99 <= 100 ms at {args.goal_rate}/s: {'met' if met else 'NOT met'} "
+            f"(median p99 {goal['p99_ms']:.1f} ms of {len(goals)} runs: {runs})"
+        )
     sustained = [r["rate"] for r in rows if r["sustained"]]
     print(f"highest sustained rate tried: {max(sustained) if sustained else 'none'}/s")
 
@@ -385,6 +396,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rates", type=int, nargs="+", default=[200, 300, 400, 600, 800])
     parser.add_argument("--goal-rate", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=3, help="runs at the goal rate")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--drain", type=float, default=5.0)
     parser.add_argument("--log-level", default="info")
