@@ -1198,3 +1198,44 @@ def test_make_up_and_down(make_dir: Path) -> None:
     lines = calls.read_text().splitlines()
     assert "compose up -d --build" in lines
     assert "compose down" in lines
+
+
+INTERNAL_PATHS = {"/healthz", "/readyz", "/metrics"}
+"""Served to the kubelet and Prometheus inside the cluster, never through the Ingress."""
+
+
+def _ingress_serves(path: str) -> bool:
+    """Whether one of the Ingresses routes ``path`` (Kubernetes Exact/Prefix semantics:
+    a Prefix matches whole path elements)."""
+    for ingress in k8s_kind("Ingress"):
+        for rule in ingress["spec"]["rules"]:
+            for entry in rule["http"]["paths"]:
+                wanted, kind = entry["path"], entry["pathType"]
+                if kind == "Exact" and path == wanted:
+                    return True
+                prefix = wanted.rstrip("/")
+                if kind == "Prefix" and (
+                    wanted == "/" or path == prefix or path.startswith(prefix + "/")
+                ):
+                    return True
+    return False
+
+
+def test_k8s_ingress_serves_every_public_route_and_no_internal_one() -> None:
+    """Every route of the gateway a browser or a sender needs (the UI's pages, login,
+    static files, the API and its documents, the webhooks) goes through the Ingresses;
+    the probes and /metrics do not."""
+    from services.gateway.app import create_app
+
+    app = create_app(config.load(env={}))
+    paths = set()
+    for resource in app.router.resources():
+        info = resource.get_info()
+        path = info.get("path") or info.get("formatter") or info.get("prefix", "")
+        paths.add(re.sub(r"\{[^}]*\}", "x", path))
+    paths.add("/api/v1/lookups")  # the API sub-application's routes, under its prefix
+    assert {"/", "/login", "/static/x", "/webhooks/sqreen"} <= paths
+    for path in sorted(paths - INTERNAL_PATHS):
+        assert _ingress_serves(path), f"{path} is not routed by any Ingress"
+    for path in INTERNAL_PATHS:
+        assert not _ingress_serves(path), f"{path} is exposed through an Ingress"
