@@ -117,9 +117,11 @@ async def list_entries(request: web.Request) -> web.Response:
     settings: Settings = request.config_dict[SETTINGS]
     name = _target_name(request)
     try:
-        limit = min(MAX_LIMIT, max(1, int(request.query.get("limit", str(DEFAULT_LIMIT)))))
+        limit = int(request.query.get("limit", str(DEFAULT_LIMIT)))
     except ValueError:
         return _answer(400, {"error": "limit must be a number"})
+    if not 1 <= limit <= MAX_LIMIT:  # as the OpenAPI document says: refused, not clamped
+        return _answer(400, {"error": f"limit must be from 1 to {MAX_LIMIT}"})
     found = await deadletters.entries(_js(request), name)
     configured = _type_of(settings, name) is not None
     if not configured and not found:

@@ -89,6 +89,10 @@ async def test_list_and_replay_over_http(
             assert "not a target name" in body["error"]
             status, body = await api("GET", f"{api_base}/ops-http?limit=x")
             assert status == 400
+            for out_of_range in ("0", "-3", "1001"):
+                status, body = await api("GET", f"{api_base}/ops-http?limit={out_of_range}")
+                assert status == 400, out_of_range
+                assert body["error"] == "limit must be from 1 to 1000"
             replay_url = f"{api_base}/ops-http/replay"
             for bad in ({}, {"id": first, "all": True}, {"all": False}, {"id": " "}, {"x": 1}):
                 status, body = await api("POST", replay_url, json=bad)
