@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import nats
 from aiohttp import web
+from nats.js import JetStreamContext
 
 from shared import bus, config, schemas
 from shared.natsserver import free_port
@@ -134,11 +135,14 @@ class Receiver:
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(settings: config.Settings) -> AsyncIterator[str]:
-    """The real gateway app on a real port; yields its base URL once it is ready."""
+async def running_gateway(
+    settings: config.Settings, app: web.Application | None = None
+) -> AsyncIterator[str]:
+    """The real gateway app (``app``, else one made from ``settings``) on a real port;
+    yields its base URL once it is ready."""
     from services.gateway.app import create_app
 
-    runner = web.AppRunner(create_app(settings), access_log=None)
+    runner = web.AppRunner(app if app is not None else create_app(settings), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.http_host, settings.http_port).start()
     base = f"http://{settings.http_host}:{settings.http_port}"
@@ -265,3 +269,19 @@ async def settled(url: str, *targets: str) -> bool:
         if await pending(url, target) != (0, 0):
             return False
     return True
+
+
+@contextlib.asynccontextmanager
+async def jetstream(
+    url: str, settings: config.Settings | None = None
+) -> AsyncIterator[JetStreamContext]:
+    """A JetStream context; with ``settings``, everything provisioned first (as a sink does
+    on start), so nothing published races the sink's durable consumer."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        if settings is not None:
+            await bus.provision(js, settings)
+        yield js
+    finally:
+        await nc.close()

@@ -5,16 +5,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import msgspec
-import nats
 from helpers import (
     Receiver,
     dead_letters,
     http_target,
+    jetstream,
     make_settings,
     running_sink,
     settled,
@@ -24,22 +22,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NoKeysError
 
 from shared import bus, schemas, status
-from shared.config import Settings
 from shared.natsserver import NatsServer
-
-
-@asynccontextmanager
-async def jetstream(url: str, settings: Settings | None = None) -> AsyncIterator[JetStreamContext]:
-    """A JetStream context; with ``settings``, the streams and consumers provisioned first
-    (as the sink does on start), so publishing does not race it."""
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        if settings is not None:
-            await bus.provision(js, settings)
-        yield js
-    finally:
-        await nc.close()
 
 
 async def publish(

@@ -26,6 +26,7 @@ from helpers import (
     Receiver,
     dead_letters,
     http_target,
+    jetstream,
     make_settings,
     running_sink,
     settled,
@@ -95,20 +96,6 @@ async def upstream(request: pytest.FixtureRequest) -> AsyncIterator[Upstream]:
     fake: FakeTwilio | FakeSlack = FakeTwilio() if request.param == "sms" else FakeSlack()
     async with fake:
         yield Upstream(SMS if request.param == "sms" else SLACK, fake)
-
-
-@asynccontextmanager
-async def jetstream(url: str, settings: Settings | None = None) -> AsyncIterator[JetStreamContext]:
-    """A JetStream context; with ``settings``, everything provisioned first (as a sink does
-    on start), so nothing published races the sink's durable consumer."""
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        if settings is not None:
-            await bus.provision(js, settings)
-        yield js
-    finally:
-        await nc.close()
 
 
 @asynccontextmanager

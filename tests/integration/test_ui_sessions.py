@@ -16,7 +16,6 @@ from typing import Any
 
 import aiohttp
 import nats
-from aiohttp import web
 from helpers import make_settings, running_gateway, wait_for
 
 from services.gateway import ui
@@ -174,21 +173,8 @@ async def gateway_with_session_lifetime(settings: Settings, ttl: float) -> Async
     """The real gateway app whose sessions end after ``ttl`` seconds."""
     app = create_app(settings)
     app[ui.SESSIONS].ttl = ttl
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, settings.http_host, settings.http_port).start()
-    base = f"http://{settings.http_host}:{settings.http_port}"
-    try:
-        async with aiohttp.ClientSession() as client:
-
-            async def ready() -> bool:
-                async with client.get(f"{base}/readyz") as response:
-                    return response.status == 200
-
-            await wait_for(ready)
+    async with running_gateway(settings, app) as base:
         yield base
-    finally:
-        await runner.cleanup()
 
 
 async def test_an_expired_session_is_refused(nats_server: NatsServer, tmp_path: Path) -> None:
