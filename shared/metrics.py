@@ -17,6 +17,7 @@ from datetime import datetime
 
 import prometheus_client as prom
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily
 
 from shared import logging as log
 
@@ -27,30 +28,76 @@ _SLOW = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 3
 _E2E = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600)
 
 
+class HotCounter:
+    """A labelled counter for the webhook hot path: plain floats, read at scrape time.
+
+    ``prometheus_client.Counter`` takes a lock on every ``inc()`` (it may be called from any
+    thread); the gateway increments only on its event loop, which also serves ``/metrics``,
+    so a plain float per label set is enough and about five times cheaper. Exposed like a
+    Counter: ``<name>_total`` with the same labels."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: list[str],
+        registry: prom.CollectorRegistry,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = labelnames
+        self._children: dict[tuple[str, ...], HotCounter.Child] = {}
+        registry.register(self)
+
+    class Child:
+        __slots__ = ("value",)
+
+        def __init__(self) -> None:
+            self.value = 0.0
+
+        def inc(self, amount: float = 1.0) -> None:
+            self.value += amount
+
+    def labels(self, *values: str) -> HotCounter.Child:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = HotCounter.Child()
+        return child
+
+    def collect(self) -> list[prom.Metric]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for values, child in self._children.items():
+            family.add_metric(list(values), child.value)
+        return [family]
+
+    def describe(self) -> list[prom.Metric]:
+        return [CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)]
+
+
 class GatewayMetrics:
     """The gateway's metrics (served on its own ``/metrics``)."""
 
     def __init__(self) -> None:
         self.registry = prom.CollectorRegistry()
-        self._webhook: dict[tuple[str, str], prom.Counter] = {}
-        self._received: dict[str, prom.Counter] = {}
-        self._verified: dict[str, prom.Counter] = {}
+        self._webhook: dict[tuple[str, str], HotCounter.Child] = {}
+        self._received: dict[str, HotCounter.Child] = {}
+        self._verified: dict[str, HotCounter.Child] = {}
         self._rejected: dict[tuple[str, str], prom.Counter] = {}
-        self._published: dict[tuple[str, bool], prom.Counter] = {}
-        self._stream: dict[tuple[str, str], prom.Counter] = {}
+        self._published: dict[tuple[str, bool], HotCounter.Child] = {}
+        self._stream: dict[tuple[str, str], HotCounter.Child] = {}
         self._api: dict[tuple[str, str, int], prom.Counter] = {}
         self._api_seconds: dict[tuple[str, str], prom.Histogram] = {}
         r = self.registry
-        self.webhooks = prom.Counter(
+        self.webhooks = HotCounter(
             "lookout_webhooks",
             "Webhook requests by source and outcome",
             ["source", "outcome"],
             registry=r,
         )
-        self.webhooks_received = prom.Counter(
+        self.webhooks_received = HotCounter(
             "lookout_webhooks_received", "Webhook requests received", ["source"], registry=r
         )
-        self.webhooks_verified = prom.Counter(
+        self.webhooks_verified = HotCounter(
             "lookout_webhooks_verified",
             "Webhook requests whose signature was valid",
             ["source"],
@@ -63,13 +110,13 @@ class GatewayMetrics:
             ["source", "reason"],
             registry=r,
         )
-        self.publishes = prom.Counter(
+        self.publishes = HotCounter(
             "lookout_notifications_published",
             "Notifications stored in JetStream, by source and whether it was a duplicate",
             ["source", "duplicate"],
             registry=r,
         )
-        self.stream_publishes = prom.Counter(
+        self.stream_publishes = HotCounter(
             "lookout_publishes",
             "Messages published to JetStream, by stream and outcome (stored, duplicate, failed)",
             ["stream", "outcome"],
@@ -102,20 +149,20 @@ class GatewayMetrics:
         )
 
     # Labelled children are looked up once, then found in a plain dict per family.
-    def webhook(self, source: str, outcome: str) -> prom.Counter:
+    def webhook(self, source: str, outcome: str) -> HotCounter.Child:
         key = (source, outcome)
         child = self._webhook.get(key)
         if child is None:
             child = self._webhook[key] = self.webhooks.labels(source, outcome)
         return child
 
-    def received(self, source: str) -> prom.Counter:
+    def received(self, source: str) -> HotCounter.Child:
         child = self._received.get(source)
         if child is None:
             child = self._received[source] = self.webhooks_received.labels(source)
         return child
 
-    def verified(self, source: str) -> prom.Counter:
+    def verified(self, source: str) -> HotCounter.Child:
         child = self._verified.get(source)
         if child is None:
             child = self._verified[source] = self.webhooks_verified.labels(source)
@@ -128,7 +175,7 @@ class GatewayMetrics:
             child = self._rejected[key] = self.webhooks_rejected.labels(source, reason)
         return child
 
-    def published(self, source: str, duplicate: bool) -> prom.Counter:
+    def published(self, source: str, duplicate: bool) -> HotCounter.Child:
         key = (source, duplicate)
         child = self._published.get(key)
         if child is None:
@@ -136,7 +183,7 @@ class GatewayMetrics:
             child = self._published[key] = self.publishes.labels(source, flag)
         return child
 
-    def stream_publish(self, stream: str, outcome: str) -> prom.Counter:
+    def stream_publish(self, stream: str, outcome: str) -> HotCounter.Child:
         key = (stream, outcome)
         child = self._stream.get(key)
         if child is None:

@@ -63,9 +63,7 @@ async def sqreen_webhook(request: web.Request) -> web.Response:
         except web.HTTPRequestEntityTooLarge:
             return _reject(request_id, metrics, 413, "too_large", too_large)
         try:
-            sqreen.verify(
-                body, request.headers.get(sqreen.SIGNATURE_HEADER), settings.sqreen_secrets
-            )
+            sqreen.verify(body, request.headers.get(sqreen.SIGNATURE_HEADER), app[SQREEN_KEYS])
         except sqreen.SignatureError as exc:
             return _reject(request_id, metrics, 401, "unauthorized", str(exc))
         metrics.verified(sqreen.SOURCE).inc()
@@ -95,14 +93,10 @@ async def sqreen_webhook(request: web.Request) -> web.Response:
         results: list[PubAck | BaseException]
         if len(notifications) == 1:  # the common case: no task, no gather
             n = notifications[0]
+            headers["Nats-Msg-Id"] = n.msg_id
             try:
                 results = [
-                    await js.publish(
-                        n.subject,
-                        schemas.encode(n),
-                        headers={**headers, "Nats-Msg-Id": n.msg_id},
-                        timeout=timeout,
-                    )
+                    await js.publish(n.subject, schemas.encode(n), headers=headers, timeout=timeout)
                 ]
             except Exception as exc:
                 results = [exc]
@@ -277,9 +271,14 @@ async def _bus_context(app: web.Application) -> AsyncIterator[None]:
     await app[BUS].close()
 
 
+SQREEN_KEYS = web.AppKey("sqreen_keys", tuple)
+"""The webhook secrets as HMAC keys, encoded once."""
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
+    app[SQREEN_KEYS] = sqreen.keys(settings.sqreen_secrets)
     app[BUS] = Bus(settings)
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_bus_context)

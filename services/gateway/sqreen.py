@@ -36,9 +36,15 @@ class PayloadError(Exception):
     pass
 
 
-def verify(body: bytes, signature: str | None, secrets: Sequence[Secret]) -> None:
+def keys(secrets: Sequence[Secret]) -> tuple[bytes, ...]:
+    """The HMAC keys of ``secrets``, encoded once (the gateway keeps them for every request)."""
+    return tuple(secret.reveal().encode() for secret in secrets)
+
+
+def verify(body: bytes, signature: str | None, secrets: Sequence[Secret] | Sequence[bytes]) -> None:
     """Raise :class:`SignatureError` unless ``signature`` is the HMAC of ``body`` under one
-    of ``secrets`` (several are accepted while a secret is being rotated)."""
+    of ``secrets`` (several are accepted while a secret is being rotated), given as
+    :class:`Secret` or as the bytes :func:`keys` made of them."""
     if not signature:
         raise SignatureError(f"missing {SIGNATURE_HEADER} header")
     signature = signature.strip().lower()
@@ -50,7 +56,8 @@ def verify(body: bytes, signature: str | None, secrets: Sequence[Secret]) -> Non
         raise SignatureError(f"{SIGNATURE_HEADER} is not hexadecimal") from None
     valid = False
     for secret in secrets:
-        expected = hmac.digest(secret.reveal().encode(), body, "sha256")
+        key = secret if isinstance(secret, bytes) else secret.reveal().encode()
+        expected = hmac.digest(key, body, "sha256")
         # No early exit: the time taken does not tell which secret (if any) matched.
         valid |= hmac.compare_digest(expected, given)
     if not valid:
