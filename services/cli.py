@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = config.load()
+        settings = config.load(secrets_of=_secret_scope(args))
         if args.command == "services":
             from services.registry import service_names
 
@@ -75,6 +75,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lookout: configuration error: {exc}", file=sys.stderr)
         return 2
     return 2  # pragma: no cover - argparse rejects other commands
+
+
+def _secret_scope(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """Whose target secrets this command reads: a sink its own target's, other services
+    and commands none (so a deployment mounts each secret only where it is used);
+    ``lookout run`` every one, to refuse a bad configuration before starting anything."""
+    if args.command == "run":
+        return None
+    if args.command == "service" and args.name.startswith("sink-"):
+        return (args.name.removeprefix("sink-"),)
+    return ()
 
 
 async def _deadletters(settings: config.Settings, args: argparse.Namespace) -> int:

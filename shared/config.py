@@ -16,7 +16,7 @@ import binascii
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -388,14 +388,19 @@ def read_secret(env: Mapping[str, str], name: str) -> str | None:
         raise ConfigError(f"set either {name} or {file_var}, not both")
     path = env.get(file_var)
     if path:
-        try:
-            value = Path(path).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"{file_var}: cannot read {path}: {exc.strerror}") from None
-        if not value:
-            raise ConfigError(f"{file_var}: {path} is empty")
-        return value
+        return _read_secret_file(path, file_var)
     return env.get(name) or None
+
+
+def _read_secret_file(path: str, label: str) -> str:
+    """A secret file's stripped contents; ``label`` names the setting in any error."""
+    try:
+        value = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot read {path}: {exc.strerror}") from None
+    if not value:
+        raise ConfigError(f"{label}: {path} is empty")
+    return value
 
 
 def _secret_list(env: Mapping[str, str], name: str) -> tuple[Secret, ...]:
@@ -555,10 +560,15 @@ def _load_file(path: Path) -> FileConfig:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
-def _target_secrets(targets: list[AnyTarget], path: Path) -> dict[tuple[str, str], Secret]:
-    """Every secret field of every target, from the TOML value or ``<field>_file``."""
+def _target_secrets(
+    targets: list[AnyTarget], path: Path, only: Collection[str] | None
+) -> dict[tuple[str, str], Secret]:
+    """The secret fields of the targets named in ``only`` (``None``: every target), from the
+    TOML value or ``<field>_file``."""
     secrets: dict[tuple[str, str], Secret] = {}
     for index, target in enumerate(targets):
+        if only is not None and target.name not in only:
+            continue  # another service's secret: neither read nor required here
         where = f"{path}: targets[{index}] ({target.name})"
         for field_name in target.secrets:
             direct = getattr(target, field_name, None)
@@ -567,7 +577,7 @@ def _target_secrets(targets: list[AnyTarget], path: Path) -> dict[tuple[str, str
                 raise ConfigError(f"{where}: set either {field_name} or {field_name}_file")
             value = direct
             if file_name:
-                value = read_secret({"S_FILE": file_name}, "S")
+                value = _read_secret_file(file_name, f"{where}.{field_name}_file")
             if not value:
                 if field_name in target.required_secrets:
                     raise ConfigError(f"{where}: {_missing_secret_hint(target, field_name)}")
@@ -603,8 +613,15 @@ def _missing_secret_hint(target: AnyTarget, field_name: str) -> str:
     return f"needs {field_name} (or {field_name}_file)"
 
 
-def load(env: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate the whole configuration; raise :class:`ConfigError` on any problem."""
+def load(
+    env: Mapping[str, str] | None = None, *, secrets_of: Collection[str] | None = None
+) -> Settings:
+    """Read and validate the whole configuration; raise :class:`ConfigError` on any problem.
+
+    ``secrets_of`` names the targets whose secrets this process reads (and requires): a
+    sink needs only its own, the gateway and the providers none, so each deployment mounts
+    only the secrets of its service. ``None`` reads every target's, as ``lookout run`` does
+    to refuse a bad configuration before anything starts."""
     env = os.environ if env is None else env
     config_path: Path | None = None
     targets: list[AnyTarget] = [LogTargetConfig(name="log")]
@@ -620,7 +637,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             if target.name in seen:
                 raise ConfigError(f"{config_path}: two targets are named {target.name!r}")
             seen.add(target.name)
-        target_secrets = _target_secrets(targets, config_path)
+        target_secrets = _target_secrets(targets, config_path, secrets_of)
         _check_templates(targets, config_path)
         providers = file_config.providers
 

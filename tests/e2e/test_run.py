@@ -150,6 +150,30 @@ def test_bad_config_stops_startup_with_a_clear_message(
         assert "Traceback" not in out.stderr
 
 
+def test_a_service_reads_only_its_own_targets_secrets(tmp_path: Path) -> None:
+    """A sink's secret file missing stops that sink (and ``lookout run``), clearly, but not
+    the services that never read it."""
+    env = env_for(tmp_path, "http://127.0.0.1:9/x")
+    config = Path(env["LOOKOUT_CONFIG"])
+    missing = tmp_path / "not-mounted" / "slack_webhook_url"
+    config.write_text(
+        config.read_text() + f'\n[[targets]]\nname = "chat"\ntype = "slack"\n'
+        f'webhook_url_file = "{missing}"\n'
+    )
+
+    def lookout(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([LOOKOUT, *args], env=env, capture_output=True, text=True, timeout=30)
+
+    listed = lookout("services")
+    assert listed.returncode == 0, listed.stderr
+    assert "sink-chat" in listed.stdout.split()
+    for command in (["service", "sink-chat"], ["run"]):
+        out = lookout(*command)
+        assert out.returncode == 2, command
+        assert "(chat).webhook_url_file: cannot read" in out.stderr, command
+        assert "Traceback" not in out.stderr
+
+
 def test_unknown_service_name(tmp_path: Path) -> None:
     env = env_for(tmp_path, "http://127.0.0.1:9/x")
     out = subprocess.run(

@@ -222,3 +222,39 @@ type = "slack"
     settings = config.load({"LOOKOUT_CONFIG": path})
     assert settings.secret("pager-sms", "auth_token") == config.Secret("twilio-token-123")
     assert settings.secret("soc-slack", "webhook_url") is not None
+
+
+def test_each_service_reads_only_the_secrets_it_uses(tmp_path: Path) -> None:
+    """A sink reads (and requires) its own target's secrets only, the gateway and providers
+    none, so a deployment can mount each secret only where it is used; without a scope
+    (``lookout run``) every target's secret is required."""
+    token = tmp_path / "twilio-token"
+    token.write_text("twilio-token-123\n")
+    path = write(
+        tmp_path,
+        f"""
+[[targets]]
+name = "pager-sms"
+type = "sms"
+account_sid = "AC123"
+auth_token_file = "{token}"
+sender = "+15550000000"
+to = ["+15551111111"]
+
+[[targets]]
+name = "soc-slack"
+type = "slack"
+webhook_url_file = "{tmp_path / "not-mounted-here"}"
+""",
+    )
+    env = {"LOOKOUT_CONFIG": path}
+    with pytest.raises(ConfigError, match=r"soc-slack"):
+        config.load(env)  # every target's secrets: the Slack URL's file is missing
+    with pytest.raises(ConfigError, match=r"soc-slack"):
+        config.load(env, secrets_of=("soc-slack",))
+    sms_sink = config.load(env, secrets_of=("pager-sms",))
+    assert sms_sink.secret("pager-sms", "auth_token") == config.Secret("twilio-token-123")
+    assert sms_sink.secret("soc-slack", "webhook_url") is None
+    gateway = config.load(env, secrets_of=())
+    assert gateway.target_secrets == {}
+    assert [t.name for t in gateway.targets] == ["pager-sms", "soc-slack"]  # routes still known
