@@ -66,7 +66,7 @@ class RecordingEnv(Mapping[str, str]):
 def variables_read(env: Mapping[str, str]) -> set[str]:
     """The variables ``shared.config.load`` looks up when given ``env`` (``*_FILE`` too)."""
     recording = RecordingEnv(env)
-    config.load(recording)
+    config.load(recording, secrets_of=())  # target secrets are files named in the TOML
     return recording.looked_up
 
 
@@ -227,6 +227,12 @@ class Container:
     def ident(self) -> str:
         return f"{self.origin}:{self.name}"
 
+    @property
+    def own_targets(self) -> tuple[str, ...]:
+        """The targets whose secrets this container's service reads: a sink its own."""
+        service = self.args[-1] if self.args else ""
+        return (service.removeprefix("sink-"),) if service.startswith("sink-") else ()
+
 
 def compose_containers(variables: Mapping[str, str] | None = None) -> list[Container]:
     doc = compose(variables)
@@ -358,8 +364,8 @@ def _localize_config(container: Container, path: Path, workdir: Path) -> Path:
     text = path.read_text()
     for index, target in enumerate(tomllib.loads(text).get("targets", [])):
         for key, value in target.items():
-            if not key.endswith("_file"):
-                continue
+            if not key.endswith("_file") or target.get("name") not in container.own_targets:
+                continue  # another sink's secret: this service never reads it
             assert value in container.files, (
                 f"{container.ident}: {path.name} targets[{index}] ({target.get('name')}) "
                 f"reads {key} = {value!r}, which is not mounted in it "
@@ -738,12 +744,45 @@ def test_every_variable_set_is_read_by_config(outcomes: dict[str, Outcome], iden
 
 
 @pytest.mark.parametrize("ident", container_ids())
-def test_config_loads_and_every_target_builds(outcomes: dict[str, Outcome], ident: str) -> None:
-    settings = config.load(outcome(outcomes, ident).env)
+def test_config_loads_and_the_own_target_builds(outcomes: dict[str, Outcome], ident: str) -> None:
+    """The config loads as the service loads it (with only its own target's secrets), and a
+    sink's target builds from what is mounted in its container (e.g. the Slack URL)."""
+    each = container(ident)
+    settings = config.load(outcome(outcomes, ident).env, secrets_of=each.own_targets)
     assert settings.config_path is not None, f"{ident}: no LOOKOUT_CONFIG"
     assert settings.nats_url, f"{ident}: NATS_URL must point at the NATS service"
-    for target in settings.targets:
-        build_target(target, settings)  # e.g. the Slack URL from its secret file
+    for name in each.own_targets:
+        build_target(settings.target(name), settings)
+
+
+SERVICE_SECRETS = {
+    "gateway": {"SQREEN_WEBHOOK_SECRET_FILE", "LOOKOUT_API_TOKENS_FILE"},
+    "provider-virustotal": {"VIRUSTOTAL_API_KEY_FILE"},
+    "provider-abuseipdb": {"ABUSEIPDB_API_KEY_FILE"},
+}
+
+
+@pytest.mark.parametrize("ident", container_ids())
+def test_each_container_mounts_only_the_secrets_its_service_reads(ident: str) -> None:
+    """Least privilege: a file mounted as a secret is one the service reads, through a
+    ``*_FILE`` variable it is given or a ``<field>_file`` of its own target."""
+    each = container(ident)
+    config_file = each.env.get("LOOKOUT_CONFIG", "")
+    read: set[str] = set()
+    for name, value in each.env.items():
+        if name.endswith("_FILE") and value:
+            assert name in SERVICE_SECRETS.get(each.args[-1], set()), (
+                f"{ident}: {name} is a secret {each.args[-1]} does not use"
+            )
+            read.add(value)
+    if config_file in each.files:
+        for target in tomllib.loads(each.files[config_file].read_text()).get("targets", []):
+            if target.get("name") in each.own_targets:
+                read.update(v for k, v in target.items() if k.endswith("_file"))
+    secret_mounts = {
+        path for path in each.files if path.startswith(("/run/secrets/", "/etc/lookout/secrets/"))
+    }
+    assert secret_mounts <= read, f"{ident} mounts secrets it never reads: {secret_mounts - read}"
 
 
 @pytest.mark.parametrize("origin", ["compose", "k8s"])
@@ -796,7 +835,7 @@ def gateway_security_problems(each: Container) -> list[str]:
 def test_gateway_sets_its_security_variables(outcomes: dict[str, Outcome], ident: str) -> None:
     problems = gateway_security_problems(container(ident))
     assert not problems, f"{ident}: " + "; ".join(problems)
-    settings = config.load(outcome(outcomes, ident).env)
+    settings = config.load(outcome(outcomes, ident).env, secrets_of=())
     assert settings.api_tokens, ident
     assert settings.api_rate > 0, ident
     assert settings.max_json_bytes <= settings.max_body_bytes, ident
@@ -862,7 +901,7 @@ def test_k8s_ingress_limits_the_api_not_the_webhooks() -> None:
 def test_gateway_listens_for_the_cluster_with_tokens(
     outcomes: dict[str, Outcome], ident: str
 ) -> None:
-    settings = config.load(outcome(outcomes, ident).env)
+    settings = config.load(outcome(outcomes, ident).env, secrets_of=())
     assert not is_loopback(settings.http_host), f"{ident}: unreachable from other containers"
     settings.check_bind()
     assert settings.api_tokens, f"{ident}: LOOKOUT_API_TOKENS(_FILE)"
@@ -958,7 +997,7 @@ def test_compose_with_the_example_env_file(tmp_path: Path) -> None:
     assert variables
     for each in compose_containers(variables):
         env = localize(each, tmp_path)
-        config.load(env)
+        config.load(env, secrets_of=each.own_targets)
         assert not set(env) - variables_read(env), each.ident
 
 
@@ -966,7 +1005,7 @@ def test_compose_without_provider_keys(tmp_path: Path) -> None:
     """`VIRUSTOTAL_API_KEY_FILE=` in .env runs the provider unconfigured, as env.example says."""
     variables = {"VIRUSTOTAL_API_KEY_FILE": "", "ABUSEIPDB_API_KEY_FILE": ""}
     for each in compose_containers(variables):
-        settings = config.load(localize(each, tmp_path))
+        settings = config.load(localize(each, tmp_path), secrets_of=each.own_targets)
         assert settings.virustotal_api_key is None, each.ident
         assert settings.abuseipdb_api_key is None, each.ident
 
@@ -1135,7 +1174,10 @@ def test_kustomize_build(tmp_path: Path) -> None:
         pod = doc["spec"]["template"]["spec"]
         names = {v.get("configMap", v.get("secret", {})).get("name") for v in pod["volumes"]}
         names |= {v.get("secret", {}).get("secretName") for v in pod["volumes"]}
-        assert set(generated.values()) <= names, doc["metadata"]["name"]
+        # every Deployment reads the config; those that mount secrets use the hashed name
+        assert generated["ConfigMap"] in names, doc["metadata"]["name"]
+        stale = {n for n in names if n and n.startswith("lookout-") and n not in generated.values()}
+        assert not stale, f"{doc['metadata']['name']}: not the generated names: {stale}"
         assert {c["image"] for c in pod["containers"]} <= images
 
 
