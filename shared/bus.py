@@ -227,9 +227,11 @@ def provider_durable(provider: str) -> str:
 
 
 async def _ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> None:
-    """Create the bucket, or bring an existing one to ``config.replicas``. nats-py has no
-    KV update, and creating it again with other settings fails, so the replica count is
-    changed on the bucket's backing stream (its other settings are left as they are)."""
+    """Create the bucket, or bring an existing one to ``config.replicas`` and
+    ``config.ttl``. nats-py has no KV update, and creating it again with other settings
+    fails, so those two are changed on the bucket's backing stream (its other settings are
+    left as they are): a release that changes a lifetime (e.g. the web UI sessions') applies
+    it to buckets made by the one before."""
     stream = KV_STREAM.format(bucket=config.bucket)
     try:
         try:
@@ -237,15 +239,18 @@ async def _ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> None:
         except NotFoundError:
             await js.create_key_value(config)
             return
-        if info.config.num_replicas != config.replicas:
-            _log.info(
-                "changing bucket replicas",
-                bucket=config.bucket,
-                replicas=config.replicas,
-                was=info.config.num_replicas,
-            )
-            info.config.num_replicas = config.replicas
-            await js.update_stream(info.config)
+        current = info.config
+        wanted_age = float(config.ttl or 0.0)  # 0: keys never expire
+        changed: dict[str, object] = {}
+        if current.num_replicas != config.replicas:
+            changed["replicas"] = (current.num_replicas, config.replicas)
+            current.num_replicas = config.replicas
+        if abs(float(current.max_age or 0.0) - wanted_age) > 0.001:
+            changed["ttl"] = (current.max_age, wanted_age)
+            current.max_age = wanted_age
+        if changed:
+            _log.info("changing bucket settings", bucket=config.bucket, **changed)
+            await js.update_stream(current)
     except APIError as exc:
         _raise_if_not_clustered(exc, stream)
         raise
