@@ -188,11 +188,20 @@ class Pacer:
     its pause in-process and never touches the bucket.
     """
 
-    def __init__(self, service: str, per_second: float | None, max_wait: float = 5.0) -> None:
+    def __init__(
+        self,
+        service: str,
+        per_second: float | None,
+        max_wait: float = 5.0,
+        max_pause: float = 3600.0,
+    ) -> None:
         if per_second is not None and per_second <= 0:
             raise ValueError("per_second must be positive")
         self.service = service
         self.max_wait = max_wait
+        self.max_pause = max_pause
+        """The longest pause a 429 may ask for (``retry.max_retry_after``): a service that
+        says "come back in a week" does not silence the target for a week."""
         self._per_second = per_second
         self._limiter = AsyncLimiter(1, 1.0 / per_second) if per_second else None
         self._paused_until = 0.0
@@ -250,6 +259,7 @@ class Pacer:
                 return
 
     def pause(self, seconds: float) -> None:
+        seconds = min(seconds, self.max_pause)
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
         if self._shared is not None:
             task = asyncio.ensure_future(self._share_pause(self._shared, time.time() + seconds))
@@ -387,7 +397,7 @@ class WebhookTarget(Target):
         self._webhook = webhook_url
         self._allow = tuple(allow)  # LOOKOUT_OUTBOUND_ALLOW, see shared.ssrf
         self._secrets = secret_parts(webhook_url.reveal())
-        self._pacer = Pacer(self.service, per_second)
+        self._pacer = Pacer(self.service, per_second, max_pause=config.retry.max_retry_after)
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod

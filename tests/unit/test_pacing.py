@@ -7,6 +7,7 @@ import bisect
 import itertools
 import math
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -94,3 +95,28 @@ async def test_a_short_pause_is_waited_out() -> None:
     started = time.monotonic()
     await pacer.turn()
     assert time.monotonic() - started >= 0.29
+
+
+async def test_a_429_pause_is_capped_by_max_retry_after() -> None:
+    """A service answering "Retry-After: one week" pauses the target for max_retry_after."""
+    pacer = Pacer("Slack", None, max_wait=1.0, max_pause=120.0)
+    pacer.pause(7 * 86400.0)
+    with pytest.raises(Paced) as caught:
+        await pacer.turn()
+    assert caught.value.retry_after is not None
+    assert 119 < caught.value.retry_after <= 120
+
+
+def test_webhook_targets_take_the_cap_from_their_retry_policy(tmp_path: Path) -> None:
+    from services.registry import build_target
+    from shared.config import load
+
+    config_file = tmp_path / "lookout.toml"
+    config_file.write_text(
+        '[[targets]]\nname = "chat"\ntype = "slack"\n'
+        'webhook_url = "https://hooks.slack.com/services/T0/B0/xxxxxxxxxxxxxxxxxxxxxxxx"\n'
+        "retry = { max_retry_after = 90 }\n"
+    )
+    settings = load({"LOOKOUT_CONFIG": str(config_file)})
+    target = build_target(settings.target("chat"), settings)
+    assert [p.max_pause for p in target.pacers()] == [90.0]
