@@ -116,6 +116,19 @@ async def replicas(
             runners.append(runner)
             tasks.append(asyncio.create_task(runner.run(stop)))
         try:
+            # Every replica is pulling before anything is published (a loaded machine may
+            # start one late, and the other would then take every message).
+            async with jetstream(settings.effective_nats_url) as js:
+
+                async def all_pulling() -> bool:
+                    durable = bus.sink_durable(name)
+                    try:
+                        info = await js.consumer_info(bus.NOTIFICATIONS, durable)
+                    except Exception:
+                        return False
+                    return (info.num_waiting or 0) >= count
+
+                await wait_for(all_pulling, within=30)
             yield runners
         finally:
             stop.set()
