@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import secrets
 import signal
-import subprocess
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Sink
-from e2e.test_run import LOOKOUT, env_for
+from e2e.test_run import env_for, start_run
 from fakes.abuseipdb import FakeAbuseIpdb
 from fakes.pagerduty import FakePagerDuty
 from fakes.slack import FakeSlack
@@ -98,14 +97,7 @@ retry = {{ max_attempts = 2, initial_backoff = 0.2 }}
             LOOKOUT_DNS_NAMESERVERS=f"127.0.0.1:{free_port()}",  # nobody answers: errors
         )
         base = f"http://127.0.0.1:{env['LOOKOUT_HTTP_PORT']}"
-        log_path = tmp_path / "run.log"
-        proc = subprocess.Popen(
-            [LOOKOUT, "run"],
-            env=env,
-            cwd=tmp_path,
-            stdout=log_path.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+        proc, log_path = start_run(env, tmp_path)
         try:
             await wait_for(lambda: "lookout is running" in log_path.read_text(), within=60)
             status, _ = await post_webhook(base, sqreen_fixture("v2_security_event.json"))

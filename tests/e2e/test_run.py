@@ -64,10 +64,9 @@ def cmdline(pid: int) -> str:
         return ""
 
 
-@pytest.mark.slow
-async def test_run_whole_stack(tmp_path: Path, receiver: Receiver) -> None:
-    env = env_for(tmp_path, receiver.url)
-    base = f"http://127.0.0.1:{env['LOOKOUT_HTTP_PORT']}"
+def start_run(env: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """``lookout run`` with ``env`` in ``tmp_path``; its output (every service's) goes to
+    the returned log file."""
     log_path = tmp_path / "run.log"
     proc = subprocess.Popen(
         [LOOKOUT, "run"],
@@ -76,6 +75,14 @@ async def test_run_whole_stack(tmp_path: Path, receiver: Receiver) -> None:
         stdout=log_path.open("wb"),
         stderr=subprocess.STDOUT,
     )
+    return proc, log_path
+
+
+@pytest.mark.slow
+async def test_run_whole_stack(tmp_path: Path, receiver: Receiver) -> None:
+    env = env_for(tmp_path, receiver.url)
+    base = f"http://127.0.0.1:{env['LOOKOUT_HTTP_PORT']}"
+    proc, log_path = start_run(env, tmp_path)
     try:
         await wait_for(lambda: "lookout is running" in log_path.read_text(), within=60)
         assert f"{base}/" in log_path.read_text()

@@ -189,10 +189,12 @@ def test_template_syntax_errors_stop_startup(tmp_path: Path) -> None:
         config.load({"LOOKOUT_CONFIG": path})
 
 
-def test_secret_fields_of_other_targets(tmp_path: Path) -> None:
-    token = tmp_path / "token"
+def sms_and_slack(tmp_path: Path, slack_line: str = "") -> str:
+    """A config with an SMS target whose token is in a file and a Slack target (whose
+    webhook URL is ``slack_line``, none by default)."""
+    token = tmp_path / "twilio-token"
     token.write_text("twilio-token-123\n")
-    path = write(
+    return write(
         tmp_path,
         f"""
 [[targets]]
@@ -206,8 +208,13 @@ to = ["+15551111111"]
 [[targets]]
 name = "soc-slack"
 type = "slack"
+{slack_line}
 """,
     )
+
+
+def test_secret_fields_of_other_targets(tmp_path: Path) -> None:
+    path = sms_and_slack(tmp_path)
     with pytest.raises(ConfigError, match=r"\(soc-slack\): needs webhook_url"):
         config.load({"LOOKOUT_CONFIG": path})
     text = (
@@ -228,25 +235,7 @@ def test_each_service_reads_only_the_secrets_it_uses(tmp_path: Path) -> None:
     """A sink reads (and requires) its own target's secrets only, the gateway and providers
     none, so a deployment can mount each secret only where it is used; without a scope
     (``lookout run``) every target's secret is required."""
-    token = tmp_path / "twilio-token"
-    token.write_text("twilio-token-123\n")
-    path = write(
-        tmp_path,
-        f"""
-[[targets]]
-name = "pager-sms"
-type = "sms"
-account_sid = "AC123"
-auth_token_file = "{token}"
-sender = "+15550000000"
-to = ["+15551111111"]
-
-[[targets]]
-name = "soc-slack"
-type = "slack"
-webhook_url_file = "{tmp_path / "not-mounted-here"}"
-""",
-    )
+    path = sms_and_slack(tmp_path, f'webhook_url_file = "{tmp_path / "not-mounted-here"}"')
     env = {"LOOKOUT_CONFIG": path}
     with pytest.raises(ConfigError, match=r"soc-slack"):
         config.load(env)  # every target's secrets: the Slack URL's file is missing
