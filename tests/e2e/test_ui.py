@@ -141,9 +141,11 @@ class Console:
             self.problems.append(f"console {message.type}: {message.text}")
 
 
-async def new_page(browser: Browser, **options: Any) -> tuple[Page, Console]:
+async def new_page(
+    browser: Browser, color_scheme: str = "light", **options: Any
+) -> tuple[Page, Console]:
     context = await browser.new_context(
-        viewport={"width": 1280, "height": 800}, color_scheme="light", **options
+        viewport={"width": 1280, "height": 800}, color_scheme=color_scheme, **options
     )
     page = await context.new_page()
     page.set_default_timeout(30_000)
@@ -576,3 +578,33 @@ async def test_pages_send_a_strict_csp_and_no_inline_code(
         code = script.read_text()
         for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
             assert sink not in code, (script.name, sink)
+
+
+LIGHT_BG, DARK_BG = "rgb(246, 247, 249)", "rgb(15, 18, 22)"
+
+
+async def test_dark_mode_follows_the_system_and_the_theme_toggle(
+    browser: Browser, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """With no choice saved the page follows the system's colour scheme; the toggle
+    (auto → light → dark) overrides it either way."""
+    settings = make_settings(tmp_path, nats_server.url)
+
+    async def background(page: Page) -> str:
+        value: str = await page.evaluate("getComputedStyle(document.documentElement).backgroundColor")
+        return value
+
+    async with running_gateway(settings) as base:
+        for system, first in (("dark", DARK_BG), ("light", LIGHT_BG)):
+            page, console = await new_page(browser, color_scheme=system)
+            await page.goto(f"{base}/")
+            assert await background(page) == first, system
+            toggle = page.locator("#theme-toggle")
+            await toggle.click()  # auto → light
+            assert await background(page) == LIGHT_BG, system
+            await toggle.click()  # light → dark
+            assert await background(page) == DARK_BG, system
+            await page.reload()  # the choice is kept
+            assert await background(page) == DARK_BG, system
+            assert console.problems == []
+            await page.context.close()
