@@ -147,11 +147,10 @@ async def replay(request: web.Request) -> web.Response:
     settings: Settings = request.config_dict[SETTINGS]
     name = _target_name(request)
     usage = 'give exactly one of "id" (a notification id or sequence) or "all": true'
-    limit = hardening.json_limit(settings)
     try:
-        wanted = msgspec.json.decode(await hardening.read_capped(request, limit), type=_Replay)
-    except web.HTTPRequestEntityTooLarge:
-        return _answer(413, {"error": f"body larger than {limit} bytes"})
+        wanted = msgspec.json.decode(
+            await hardening.read_capped(request, hardening.json_limit(settings)), type=_Replay
+        )
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         return _answer(400, {"error": f"{usage}: {exc}"})
     if (wanted.id is not None) == wanted.all or (wanted.id is not None and not wanted.id.strip()):

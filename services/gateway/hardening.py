@@ -56,10 +56,26 @@ def too_large(limit: int) -> web.Response:
     return web.json_response({"error": f"body larger than {limit} bytes"}, status=413)
 
 
-async def read_capped(request: web.Request, limit: int) -> bytes:
-    """The whole body, refused (``HTTPRequestEntityTooLarge``) beyond ``limit`` bytes,
-    whether or not a ``Content-Length`` announced it."""
+def body_too_large(limit: int) -> web.HTTPRequestEntityTooLarge:
+    """The 413 of a body over ``limit``; its reason is the error text the API answers (the
+    ``/api`` middleware turns it into ``{"error": reason}``)."""
+    return web.HTTPRequestEntityTooLarge(max_size=limit, reason=f"body larger than {limit} bytes")
+
+
+def capped(request: web.Request, limit: int) -> web.Request:
+    """``request`` with its body refused beyond ``limit`` bytes: at once when a
+    ``Content-Length`` announces more (:func:`body_too_large`), else when reading it
+    passes the limit (aiohttp's ``HTTPRequestEntityTooLarge``)."""
     length = request.content_length
     if length is not None and length > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
-    return await request.clone(client_max_size=limit).read()
+        raise body_too_large(limit)
+    return request.clone(client_max_size=limit)
+
+
+async def read_capped(request: web.Request, limit: int) -> bytes:
+    """The whole body, refused with :func:`body_too_large` beyond ``limit`` bytes, whether
+    or not a ``Content-Length`` announced it."""
+    try:
+        return await capped(request, limit).read()
+    except web.HTTPRequestEntityTooLarge:
+        raise body_too_large(limit) from None

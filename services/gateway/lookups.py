@@ -199,13 +199,10 @@ async def _create_lookup(request: web.Request, request_id: str) -> web.Response:
         except _MALFORMED_MULTIPART as exc:
             return api_error(400, f"malformed multipart body: {exc}")
     else:
-        json_limit = hardening.json_limit(settings)
         try:
             options = msgspec.json.decode(
-                await hardening.read_capped(request, json_limit), type=_Input
+                await hardening.read_capped(request, hardening.json_limit(settings)), type=_Input
             )
-        except web.HTTPRequestEntityTooLarge:
-            return api_error(413, f"body larger than {json_limit} bytes")
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return api_error(400, f'expected {{"indicators": [...]}} or {{"text": "..."}}: {exc}')
         if (options.indicators is None) == (options.text is None):

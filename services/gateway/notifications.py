@@ -122,11 +122,10 @@ async def post_notification(request: web.Request) -> web.Response:
     """Any system's alert, routed like a Sqreen notification (authenticated by API tokens)."""
     settings = request.config_dict[SETTINGS]
     the_bus = request.config_dict[BUS]
-    limit = hardening.json_limit(settings)
     try:
-        incoming = msgspec.json.decode(await hardening.read_capped(request, limit), type=_Incoming)
-    except web.HTTPRequestEntityTooLarge:
-        return _json_response(413, {"error": f"body larger than {limit} bytes"})
+        incoming = msgspec.json.decode(
+            await hardening.read_capped(request, hardening.json_limit(settings)), type=_Incoming
+        )
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         return _json_response(
             400,

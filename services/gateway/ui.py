@@ -45,7 +45,7 @@ from multidict import MultiDictProxy
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from services.gateway.hardening import FORM_MAX_BYTES, too_large
+from services.gateway.hardening import FORM_MAX_BYTES, capped, too_large
 from services.gateway.state import BUS, SETTINGS, Bus
 from shared import bus
 from shared import logging as log
@@ -437,10 +437,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 async def _small_form(request: web.Request) -> MultiDictProxy[str | bytes | bytearray | FileField]:
     """The login/logout form, refused beyond :data:`FORM_MAX_BYTES`."""
-    length = request.content_length
-    if length is not None and length > FORM_MAX_BYTES:
-        raise web.HTTPRequestEntityTooLarge(max_size=FORM_MAX_BYTES, actual_size=length)
-    return await request.clone(client_max_size=FORM_MAX_BYTES).post()
+    return await capped(request, FORM_MAX_BYTES).post()
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
