@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import msgspec
@@ -271,7 +271,7 @@ async def _bus_context(app: web.Application) -> AsyncIterator[None]:
     await app[BUS].close()
 
 
-SQREEN_KEYS = web.AppKey("sqreen_keys", tuple)
+SQREEN_KEYS: web.AppKey[Sequence[bytes]] = web.AppKey("sqreen_keys")
 """The webhook secrets as HMAC keys, encoded once."""
 
 

@@ -41,10 +41,10 @@ def keys(secrets: Sequence[Secret]) -> tuple[bytes, ...]:
     return tuple(secret.reveal().encode() for secret in secrets)
 
 
-def verify(body: bytes, signature: str | None, secrets: Sequence[Secret] | Sequence[bytes]) -> None:
+def verify(body: bytes, signature: str | None, keys: Sequence[bytes]) -> None:
     """Raise :class:`SignatureError` unless ``signature`` is the HMAC of ``body`` under one
-    of ``secrets`` (several are accepted while a secret is being rotated), given as
-    :class:`Secret` or as the bytes :func:`keys` made of them."""
+    of ``keys`` (the webhook secrets as :func:`keys` encodes them; several are accepted while
+    a secret is being rotated)."""
     if not signature:
         raise SignatureError(f"missing {SIGNATURE_HEADER} header")
     signature = signature.strip().lower()
@@ -55,8 +55,7 @@ def verify(body: bytes, signature: str | None, secrets: Sequence[Secret] | Seque
     except ValueError:
         raise SignatureError(f"{SIGNATURE_HEADER} is not hexadecimal") from None
     valid = False
-    for secret in secrets:
-        key = secret if isinstance(secret, bytes) else secret.reveal().encode()
+    for key in keys:
         expected = hmac.digest(key, body, "sha256")
         # No early exit: the time taken does not tell which secret (if any) matched.
         valid |= hmac.compare_digest(expected, given)

@@ -12,7 +12,7 @@ from services.gateway import sqreen
 from shared.config import Secret
 
 BODY = b'[{"message_type": "test", "message": {"id": "1"}}]'
-SECRETS = [Secret("current-secret")]
+SECRETS = sqreen.keys([Secret("current-secret")])
 
 
 def sig(body: bytes, secret: str) -> str:
@@ -42,7 +42,7 @@ def test_bad_signatures_are_rejected(signature: str | None, reason: str) -> None
 
 
 def test_rotated_secrets_both_verify() -> None:
-    rotating = [Secret("old-secret"), Secret("new-secret")]
+    rotating = sqreen.keys([Secret("old-secret"), Secret("new-secret")])
     sqreen.verify(BODY, sig(BODY, "old-secret"), rotating)
     sqreen.verify(BODY, sig(BODY, "new-secret"), rotating)
     with pytest.raises(sqreen.SignatureError):
