@@ -42,13 +42,12 @@ DOCS_PATH: Final = "/api/docs"
 STATIC: Final = Path(__file__).parent / "static"
 _ASSETS: Final = {"apidocs.js": "text/javascript", "apidocs.css": "text/css"}
 _REF: Final = "#/components/schemas/{name}"
-_SECURITY_HEADERS: Final = {
+_DOCS_HEADERS: Final = {
     "Content-Security-Policy": (
         "default-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
 }
+"""The docs page's own policy; the headers every answer gets come from hardening.HEADERS."""
 
 KINDS: Final[list[str]] = list(get_args(indicators.Kind))
 SCOPES: Final[list[str]] = list(get_args(indicators.Scope))
@@ -1534,7 +1533,7 @@ async def docs_page(_request: web.Request) -> web.Response:
         body=_static("apidocs.html"),
         content_type="text/html",
         charset="utf-8",
-        headers=_SECURITY_HEADERS,
+        headers=_DOCS_HEADERS,
     )
 
 
@@ -1544,7 +1543,7 @@ async def docs_asset(request: web.Request) -> web.Response:
     if content_type is None:  # pragma: no cover - the route's pattern allows only these
         raise web.HTTPNotFound()
     return web.Response(
-        body=_static(name), content_type=content_type, charset="utf-8", headers=_SECURITY_HEADERS
+        body=_static(name), content_type=content_type, charset="utf-8", headers=_DOCS_HEADERS
     )
 
 

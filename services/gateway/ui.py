@@ -66,13 +66,11 @@ CSP = (
     "connect-src 'self'; font-src 'self'; object-src 'none'; frame-ancestors 'none'; "
     "base-uri 'none'; form-action 'self'"
 )
-SECURITY_HEADERS = {
+PAGE_HEADERS = {
     "Content-Security-Policy": CSP,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+"""What the UI's answers add to the headers every gateway answer gets (hardening.HEADERS)."""
 
 # --------------------------------------------------------------------------- sessions
 
@@ -268,7 +266,7 @@ ASSETS = (
 
 
 def _headers(**extra: str) -> dict[str, str]:
-    return {**SECURITY_HEADERS, **extra}
+    return {**PAGE_HEADERS, **extra}
 
 
 async def static_file(request: web.Request) -> web.StreamResponse:

@@ -116,11 +116,23 @@ async def test_security_headers_on_every_response(nats_server: NatsServer, tmp_p
             ("GET", "/api/v1/lookups/0123456789abcdef", None),  # 404 JSON
             ("POST", "/webhooks/sqreen", b"[]"),  # 401: no signature
             ("GET", "/", None),
+            ("GET", "/login", None),
+            ("GET", "/static/app.css", None),
+            ("GET", "/static/nothing.css", None),  # 404 of the UI
+            ("GET", "/api/docs", None),
+            ("GET", "/api/docs/apidocs.js", None),
             ("GET", "/nowhere", None),
         ]:
             async with session.request(method, f"{base}{path}", data=data) as response:
                 await response.read()
                 seen[path] = (response.status, response.headers)
+        etag = seen["/static/app.css"][1]["ETag"]
+        async with session.get(
+            f"{base}/static/app.css", headers={"If-None-Match": etag}
+        ) as response:
+            seen["/static/app.css (304)"] = (response.status, response.headers)
+        assert seen["/static/app.css (304)"][0] == 304
+        assert seen["/static/nothing.css"][0] == 404
         assert seen["/webhooks/sqreen"][0] == 401
         assert seen["/api/v1/lookups/0123456789abcdef"][0] == 404
         for path, (_, headers) in seen.items():
