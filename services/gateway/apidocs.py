@@ -857,7 +857,7 @@ def _notification_paths() -> JSON:
                             "type": "integer",
                             "minimum": 1,
                             "maximum": notifications.MAX_LIST,
-                            "default": 50,
+                            "default": notifications.DEFAULT_LIST,
                         },
                     },
                     {
@@ -951,9 +951,7 @@ def _deadletter_paths() -> JSON:
                         "name": "limit",
                         "in": "query",
                         "required": False,
-                        "description": (
-                            f"At most this many (clamped to 1…{deadletters_api.MAX_LIMIT})."
-                        ),
+                        "description": f"At most this many (1…{deadletters_api.MAX_LIMIT}).",
                         "schema": {
                             "type": "integer",
                             "minimum": 1,

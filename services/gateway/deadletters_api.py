@@ -18,13 +18,13 @@ from aiohttp import web
 from nats.js import JetStreamContext
 
 from services.gateway import hardening
-from services.gateway.state import BUS, SETTINGS
+from services.gateway.answers import api_json, bus_js, query_limit
+from services.gateway.state import SETTINGS
 from shared import bus, deadletters
 from shared import logging as log
 from shared.config import NAME_RE, ConfigError, Settings
 
 _log = log.get("gateway")
-_json = msgspec.json.Encoder()
 DEFAULT_LIMIT = 200
 MAX_LIMIT = 1000
 RAW_PREVIEW = 500
@@ -34,18 +34,6 @@ RAW_PREVIEW = 500
 _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
     weakref.WeakKeyDictionary()
 )
-
-
-def _answer(status: int, body: Any) -> web.Response:
-    return web.Response(status=status, body=_json.encode(body), content_type="application/json")
-
-
-def _js(request: web.Request) -> JetStreamContext:
-    the_bus = request.config_dict[BUS]
-    if the_bus.js is None or not the_bus.usable:
-        raise web.HTTPServiceUnavailable(reason="message bus unavailable, retry later")
-    js: JetStreamContext = the_bus.js
-    return js
 
 
 def _target_name(request: web.Request) -> str:
@@ -75,7 +63,7 @@ async def _counts(js: JetStreamContext) -> dict[str, int]:
 
 async def list_targets(request: web.Request) -> web.Response:
     settings: Settings = request.config_dict[SETTINGS]
-    counts = await _counts(_js(request))
+    counts = await _counts(bus_js(request))
     configured = [t.name for t in settings.targets]
     targets = [
         {
@@ -90,7 +78,7 @@ async def list_targets(request: web.Request) -> web.Response:
         for name, count in sorted(counts.items())
         if name not in configured
     ]
-    return _answer(200, {"targets": targets, "total": sum(counts.values())})
+    return api_json(200, {"targets": targets, "total": sum(counts.values())})
 
 
 def _entry_json(entry: deadletters.Entry) -> dict[str, Any]:
@@ -116,18 +104,13 @@ def _entry_json(entry: deadletters.Entry) -> dict[str, Any]:
 async def list_entries(request: web.Request) -> web.Response:
     settings: Settings = request.config_dict[SETTINGS]
     name = _target_name(request)
-    try:
-        limit = int(request.query.get("limit", str(DEFAULT_LIMIT)))
-    except ValueError:
-        return _answer(400, {"error": "limit must be a number"})
-    if not 1 <= limit <= MAX_LIMIT:  # as the OpenAPI document says: refused, not clamped
-        return _answer(400, {"error": f"limit must be from 1 to {MAX_LIMIT}"})
-    found = await deadletters.entries(_js(request), name)
+    limit = query_limit(request, DEFAULT_LIMIT, MAX_LIMIT)
+    found = await deadletters.entries(bus_js(request), name)
     configured = _type_of(settings, name) is not None
     if not configured and not found:
-        return _answer(404, {"error": f"no target named {name!r} is configured"})
+        return api_json(404, {"error": f"no target named {name!r} is configured"})
     newest = sorted(found, key=lambda e: e.seq, reverse=True)[:limit]
-    return _answer(
+    return api_json(
         200,
         {
             "target": name,
@@ -152,14 +135,14 @@ async def replay(request: web.Request) -> web.Response:
             await hardening.read_capped(request, hardening.json_limit(settings)), type=_Replay
         )
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        return _answer(400, {"error": f"{usage}: {exc}"})
+        return api_json(400, {"error": f"{usage}: {exc}"})
     if (wanted.id is not None) == wanted.all or (wanted.id is not None and not wanted.id.strip()):
-        return _answer(400, {"error": usage})
+        return api_json(400, {"error": usage})
     try:
         settings.target(name)  # a replay needs the target's consumer
     except ConfigError as exc:
-        return _answer(404, {"error": str(exc)})
-    js = _js(request)
+        return api_json(404, {"error": str(exc)})
+    js = bus_js(request)
     locks = _locks.setdefault(asyncio.get_running_loop(), {})
     async with locks.setdefault(name, asyncio.Lock()):
         found = await deadletters.entries(js, name)
@@ -167,15 +150,15 @@ async def replay(request: web.Request) -> web.Response:
         chosen = deadletters.select(found, ident)
         if not chosen:
             what = f"matching {ident!r}" if ident is not None else "to replay"
-            return _answer(404, {"error": f"no dead letter of {name} {what}"})
+            return api_json(404, {"error": f"no dead letter of {name} {what}"})
         try:
             outcomes = await deadletters.replay(js, settings, name, chosen)
         except Exception as exc:
             _log.warning("replay failed", target=name, error=str(exc) or type(exc).__name__)
-            return _answer(503, {"error": "message bus did not store the replay, retry later"})
+            return api_json(503, {"error": "message bus did not store the replay, retry later"})
     replayed = sum(1 for o in outcomes if o.replayed)
     _log.info("dead letters replayed", target=name, replayed=replayed, chosen=len(chosen))
-    return _answer(
+    return api_json(
         200,
         {
             "target": name,

@@ -16,12 +16,12 @@ from typing import Any, cast
 import msgspec
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import BadHttpMessage
-from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from services.gateway import deadletters_api, hardening, notifications, ui
+from services.gateway.answers import api_error, api_json, bus_js
 from services.gateway.apilimit import API_LIMITER, too_many
-from services.gateway.state import BUS, SETTINGS
+from services.gateway.state import SETTINGS
 from shared import indicators, jobs, requestid
 from shared import logging as log
 from shared.config import Settings
@@ -32,18 +32,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Failure = tuple[int, str]
 JOB_ID = "{id:[0-9a-f]{8,40}}"
 _json = msgspec.json.Encoder()
-
-
-def api_error(status: int, reason: str, **extra: Any) -> web.Response:
-    return web.Response(
-        status=status,
-        body=_json.encode({"error": reason, **extra}),
-        content_type="application/json",
-    )
-
-
-def api_json(status: int, body: Any) -> web.Response:
-    return web.Response(status=status, body=_json.encode(body), content_type="application/json")
 
 
 async def _authenticate(
@@ -101,12 +89,6 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     except Exception:
         _log.exception("unhandled API error", path=request.path)
         return api_error(500, "internal error")
-
-
-def _js(request: web.Request) -> JetStreamContext | None:
-    the_bus = request.config_dict[BUS]
-    js: JetStreamContext | None = the_bus.js
-    return js if js is not None and the_bus.usable else None
 
 
 # What aiohttp's multipart reader raises on a malformed body (bad part headers, no or bad
@@ -224,9 +206,7 @@ async def _create_lookup(request: web.Request, request_id: str) -> web.Response:
             400,
             f"{len(parsed.indicators)} indicators; at most {settings.max_indicators} per job",
         )
-    js = _js(request)
-    if js is None:
-        return api_error(503, "message bus unavailable, retry later")
+    js = bus_js(request)
 
     try:
         job = await jobs.submit(
@@ -261,9 +241,7 @@ async def _create_lookup(request: web.Request, request_id: str) -> web.Response:
 
 
 async def _load_job(request: web.Request) -> tuple[Job, KeyValue]:
-    js = _js(request)
-    if js is None:
-        raise web.HTTPServiceUnavailable(reason="message bus unavailable, retry later")
+    js = bus_js(request)
     found = await jobs.load(js, request.match_info["id"])
     if found is None:
         raise web.HTTPNotFound(reason="no such lookup job (or it expired)")

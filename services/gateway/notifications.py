@@ -14,27 +14,19 @@ from nats.js.api import PubAck
 from nats.js.kv import KeyValue
 
 from services.gateway import hardening
-from services.gateway.state import BUS, SETTINGS
+from services.gateway.answers import api_json, bus_js, query_limit
+from services.gateway.state import SETTINGS
 from shared import bus, schemas, status
 from shared import logging as log
 from shared.schemas import Notification
 
 _log = log.get("gateway")
-_json = msgspec.json.Encoder()
+DEFAULT_LIST = 50
 MAX_LIST = 500
 
 
-def _json_response(status_code: int, body: Any) -> web.Response:
-    return web.Response(
-        status=status_code, body=_json.encode(body), content_type="application/json"
-    )
-
-
 async def _statuses(request: web.Request, prefix: str = ">") -> list[status.DeliveryStatus]:
-    the_bus = request.config_dict[BUS]
-    if the_bus.js is None or not the_bus.usable:
-        raise web.HTTPServiceUnavailable(reason="message bus unavailable, retry later")
-    kv: KeyValue = await the_bus.js.key_value(bus.STATUS_BUCKET)
+    kv: KeyValue = await bus_js(request).key_value(bus.STATUS_BUCKET)
     watcher = await kv.watch(prefix)
     found: list[status.DeliveryStatus] = []
     try:
@@ -86,17 +78,12 @@ def _group(records: list[status.DeliveryStatus], targets: list[str]) -> list[dic
 
 async def list_notifications(request: web.Request) -> web.Response:
     settings = request.config_dict[SETTINGS]
-    try:
-        limit = int(request.query.get("limit", "50"))
-    except ValueError:
-        return _json_response(400, {"error": "limit must be a number"})
-    if not 1 <= limit <= MAX_LIST:
-        return _json_response(400, {"error": f"limit must be from 1 to {MAX_LIST}"})
+    limit = query_limit(request, DEFAULT_LIST, MAX_LIST)
     wanted_state = request.query.get("state")
     items = _group(await _statuses(request), [t.name for t in settings.targets])
     if wanted_state:
         items = [i for i in items if i["state"] == wanted_state]
-    return _json_response(200, {"notifications": items[:limit], "total": len(items)})
+    return api_json(200, {"notifications": items[:limit], "total": len(items)})
 
 
 async def get_notification(request: web.Request) -> web.Response:
@@ -106,8 +93,8 @@ async def get_notification(request: web.Request) -> web.Response:
     items = _group(await _statuses(request, prefix), [t.name for t in settings.targets])
     items = [i for i in items if i["id"] == notification_id]
     if not items:
-        return _json_response(404, {"error": "no delivery recorded for that notification yet"})
-    return _json_response(200, items[0] if len(items) == 1 else {"notifications": items})
+        return api_json(404, {"error": "no delivery recorded for that notification yet"})
+    return api_json(200, items[0] if len(items) == 1 else {"notifications": items})
 
 
 class _Incoming(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -121,13 +108,12 @@ class _Incoming(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 async def post_notification(request: web.Request) -> web.Response:
     """Any system's alert, routed like a Sqreen notification (authenticated by API tokens)."""
     settings = request.config_dict[SETTINGS]
-    the_bus = request.config_dict[BUS]
     try:
         incoming = msgspec.json.decode(
             await hardening.read_capped(request, hardening.json_limit(settings)), type=_Incoming
         )
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        return _json_response(
+        return api_json(
             400,
             {"error": f'expected {{"type", "source", "data", optional "id", "timestamp"}}: {exc}'},
         )
@@ -135,11 +121,10 @@ async def post_notification(request: web.Request) -> web.Response:
         schemas.subject_token(incoming.source) != incoming.source
         or schemas.subject_token(incoming.type) != incoming.type
     ):
-        return _json_response(
+        return api_json(
             400, {"error": "source and type must be lower-case letters, digits, '_' or '-'"}
         )
-    if the_bus.js is None or not the_bus.usable:
-        return _json_response(503, {"error": "message bus unavailable, retry later"})
+    js = bus_js(request)
     note = Notification(
         id=incoming.id or os.urandom(12).hex(),
         type=incoming.type,
@@ -148,7 +133,7 @@ async def post_notification(request: web.Request) -> web.Response:
         data=incoming.data,
     )
     try:
-        ack: PubAck = await the_bus.js.publish(
+        ack: PubAck = await js.publish(
             note.subject,
             schemas.encode(note),
             headers={
@@ -159,7 +144,5 @@ async def post_notification(request: web.Request) -> web.Response:
         )
     except Exception as exc:
         _log.warning("publish failed", error=str(exc) or type(exc).__name__)
-        return _json_response(503, {"error": "message bus did not store it, retry later"})
-    return _json_response(
-        202, {"id": note.id, "subject": note.subject, "duplicate": bool(ack.duplicate)}
-    )
+        return api_json(503, {"error": "message bus did not store it, retry later"})
+    return api_json(202, {"id": note.id, "subject": note.subject, "duplicate": bool(ack.duplicate)})

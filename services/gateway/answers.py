@@ -1,0 +1,44 @@
+"""What the ``/api`` handlers answer with: JSON bodies and errors, the bus (or a 503), and
+the ``?limit=`` of the list endpoints. A refusal raised here (an ``HTTPException``) is
+turned into ``{"error": reason}`` by the ``/api`` middleware."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from nats.js import JetStreamContext
+
+from services.gateway.state import BUS
+
+_json = msgspec.json.Encoder()
+
+
+def api_json(status: int, body: Any) -> web.Response:
+    return web.Response(status=status, body=_json.encode(body), content_type="application/json")
+
+
+def api_error(status: int, reason: str, **extra: Any) -> web.Response:
+    return api_json(status, {"error": reason, **extra})
+
+
+def bus_js(request: web.Request) -> JetStreamContext:
+    """The gateway's JetStream context; 503 while the bus is not usable."""
+    the_bus = request.config_dict[BUS]
+    if the_bus.js is None or not the_bus.usable:
+        raise web.HTTPServiceUnavailable(reason="message bus unavailable, retry later")
+    js: JetStreamContext = the_bus.js
+    return js
+
+
+def query_limit(request: web.Request, default: int, maximum: int) -> int:
+    """``?limit=`` from 1 to ``maximum`` (``default`` when absent); 400 otherwise, as the
+    OpenAPI document says: refused, never clamped."""
+    try:
+        limit = int(request.query.get("limit", str(default)))
+    except ValueError:
+        raise web.HTTPBadRequest(reason="limit must be a number") from None
+    if not 1 <= limit <= maximum:
+        raise web.HTTPBadRequest(reason=f"limit must be from 1 to {maximum}")
+    return limit
