@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import hmac
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, cast
 
@@ -52,11 +51,8 @@ async def _authenticate(
         return "session:" + hashlib.sha256(cookie).hexdigest()[:32], None
     given = request.headers.get("Authorization", "")
     token = given[7:].strip() if given[:7].lower() == "bearer " else ""
-    found: int | None = None
-    for index, expected in enumerate(settings.api_tokens):
-        if hmac.compare_digest(token.encode(), expected.reveal().encode()):
-            found = index  # no early exit: every token is compared
-    if not token or found is None:
+    found = ui.token_index(settings, token)
+    if found is None:
         return None, (401, "missing or invalid bearer token")
     return f"token:{found}", None
 

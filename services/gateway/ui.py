@@ -185,6 +185,16 @@ def _same(given: str, expected: str) -> bool:
     )
 
 
+def token_index(settings: Settings, given: str) -> int | None:
+    """Which of the API tokens ``given`` is (its index), or None; compared in constant time
+    with every token (no early exit), for the bearer header and the login form alike."""
+    found: int | None = None
+    for index, expected in enumerate(settings.api_tokens):
+        if _same(given, expected.reveal()):
+            found = index
+    return found if given else None
+
+
 def _cross_site(request: web.Request) -> bool:
     """Whether a browser says this request comes from another site (or an opaque origin).
     ``Sec-Fetch-Site`` is trusted when sent (it survives proxies that rewrite ``Host``);
@@ -407,10 +417,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     expected_nonce = request.cookies.get(LOGIN_COOKIE, "")
     if not nonce or not expected_nonce or not _same(nonce, expected_nonce):
         return _login_page(request, 403, "The form expired: please try again.", wanted)
-    ok = False
-    for expected in settings.api_tokens:
-        ok |= _same(token, expected.reveal())
-    if not token or not ok:
+    if token_index(settings, token) is None:
         _log.info("ui login failed", remote=request.remote)
         await asyncio.sleep(FAILED_LOGIN_DELAY)  # slows guessing down
         return _login_page(request, 401, "That token is not valid.", wanted)
