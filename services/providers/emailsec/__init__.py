@@ -31,7 +31,7 @@ from shared.schemas import LookupRequest, Verdict
 
 from .dmarc import check_dmarc
 from .dmarc import clear_cache as clear_dmarc_cache
-from .dnsclient import DnsAnswer, DnsClient, Pending, Resolver, start_query
+from .dnsclient import DnsAnswer, DnsClient, Resolver, answers, cancel, start_query
 from .spf import check_spf, clear_analysis_cache
 
 __all__ = [
@@ -54,8 +54,7 @@ def _normalise(domain: str) -> str:
     return domain.rstrip(".").lower()
 
 
-async def _has_record(pending: Pending, prefix: str) -> bool:
-    answer = pending if isinstance(pending, DnsAnswer) else await pending
+def _has_record(answer: DnsAnswer, prefix: str) -> bool:
     return any(text.startswith(prefix) for text in answer.records)
 
 
@@ -71,18 +70,18 @@ async def evaluate(domain: str, client: Resolver) -> dict[str, Any]:
     dmarc = asyncio.ensure_future(check_dmarc(domain, client))
     try:
         spf = await check_spf(domain, client)
-        return {
-            "domain": domain,
-            "spf": spf,
-            "dmarc": await dmarc,
-            "mta_sts": await _has_record(mta_sts, "v=STSv1"),
-            "bimi": await _has_record(bimi, "v=BIMI1"),
-        }
+        dmarc_result = await dmarc
+        mta_sts_answer, bimi_answer = await answers((mta_sts, bimi))
     except BaseException:
-        for pending in (dmarc, mta_sts, bimi):
-            if isinstance(pending, asyncio.Future):
-                pending.cancel()  # a done one ignores it
+        cancel((dmarc, mta_sts, bimi))
         raise
+    return {
+        "domain": domain,
+        "spf": spf,
+        "dmarc": dmarc_result,
+        "mta_sts": _has_record(mta_sts_answer, "v=STSv1"),
+        "bimi": _has_record(bimi_answer, "v=BIMI1"),
+    }
 
 
 def clear_caches() -> None:

@@ -14,14 +14,13 @@ domain) is checked for its authorisation record ``<domain>._report._dmarc.<desti
 
 from __future__ import annotations
 
-import asyncio
 import re
 from functools import lru_cache
 from typing import Any, Final, Literal
 
 from publicsuffixlist import PublicSuffixList
 
-from .dnsclient import DnsAnswer, Resolver, start_query
+from .dnsclient import Resolver, answers, start_query
 
 __all__ = ["check_dmarc", "is_dmarc_record", "organisational_domain", "parse_tags"]
 
@@ -274,17 +273,8 @@ async def _check_destinations(owner: str, tags: dict[str, Any], resolver: Resolv
         if (organisational_domain(destination) or destination) != own
     ][:MAX_EXTERNAL_CHECKS]
     names = [f"{owner}._report._dmarc.{destination}" for destination in external]
-    pendings = [start_query(resolver, name, "TXT") for name in names]  # all at once
-    answers: list[DnsAnswer] = []
-    try:
-        for pending in pendings:
-            answers.append(pending if isinstance(pending, DnsAnswer) else await pending)
-    except BaseException:
-        for pending in pendings:
-            if isinstance(pending, asyncio.Future):
-                pending.cancel()  # a done one ignores it
-        raise
-    for destination, name, answer in zip(external, names, answers, strict=True):
+    replies = await answers([start_query(resolver, name, "TXT") for name in names])  # all at once
+    for destination, name, answer in zip(external, names, replies, strict=True):
         if answer.answered and not any(is_dmarc_record(text) for text in answer.records):
             warnings.append(
                 f"{destination} has not authorised reports about {owner} (no DMARC1 TXT at {name})"

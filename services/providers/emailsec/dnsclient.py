@@ -40,10 +40,10 @@ import functools
 import secrets
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol, Self, TypeAlias, cast
+from typing import Any, Protocol, Self, TypeAlias, cast
 
 import dns.asyncquery
 import dns.exception
@@ -61,18 +61,26 @@ import dns.rrset
 
 from . import wire
 from .answer import DnsAnswer
+from .wire import CNAME_CHAIN_MAX, HEADER_LEN, TC
 
-__all__ = ["ClientStats", "DnsAnswer", "DnsClient", "Pending", "Resolver", "start_query"]
+__all__ = [
+    "ClientStats",
+    "DnsAnswer",
+    "DnsClient",
+    "Pending",
+    "Resolver",
+    "answer",
+    "answers",
+    "cancel",
+    "start_query",
+]
 
 DEFAULT_NEGATIVE_TTL = 60.0
 """Cache time of a negative answer that carries no SOA (so no negative-caching TTL)."""
 
-_HEADER_LEN = 12
 _QR = 0x80  # in the third header byte
-_TC = 0x02  # in the third header byte
 _ID_ATTEMPTS = 64
 _RCVBUF = 1 << 20
-_CNAME_CHAIN_MAX = 16
 _FIRST_ONLY = (0, 0)
 
 Pending: TypeAlias = "DnsAnswer | asyncio.Future[DnsAnswer]"
@@ -91,6 +99,34 @@ def start_query(resolver: Resolver, name: str, rdtype: str) -> Pending:
     if isinstance(resolver, DnsClient):
         return resolver.submit(name, rdtype)
     return asyncio.ensure_future(resolver.query(name, rdtype))
+
+
+async def answer(pending: Pending) -> DnsAnswer:
+    """The answer of a query started by :func:`start_query`, waited for if need be."""
+    return pending if isinstance(pending, DnsAnswer) else await pending
+
+
+async def answers(pendings: Sequence[Pending]) -> list[DnsAnswer]:
+    """The answers of queries started by :func:`start_query`, in their order; if the wait
+    ends otherwise (the caller is cancelled…), every one of them is cancelled.
+
+    Futures are awaited last-started first: answers come in about the order asked, so that
+    one wait usually covers them all."""
+    try:
+        for pending in reversed(pendings):
+            if not isinstance(pending, DnsAnswer) and not pending.done():
+                await pending
+        return [p if isinstance(p, DnsAnswer) else p.result() for p in pendings]
+    except BaseException:
+        cancel(pendings)
+        raise
+
+
+def cancel(pendings: Iterable[DnsAnswer | asyncio.Future[Any]]) -> None:
+    """Cancel the futures among ``pendings`` (a done one ignores it)."""
+    for pending in pendings:
+        if isinstance(pending, asyncio.Future):
+            pending.cancel()
 
 
 @dataclass(slots=True)
@@ -198,7 +234,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         return True
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        if len(data) < _HEADER_LEN or not data[2] & _QR:
+        if len(data) < HEADER_LEN or not data[2] & _QR:
             return
         query = self.pending.get((data[0] << 8) | data[1])
         if query is None or query.done:
@@ -284,10 +320,7 @@ class DnsClient:
         """Ask ``name`` (no trailing dot needed) for ``rdtype`` (``"TXT"``, ``"MX"``…).
 
         A caller that gives up (is cancelled) does not cancel the query for the others."""
-        pending = self.submit(name, rdtype)
-        if isinstance(pending, DnsAnswer):
-            return pending
-        return await pending
+        return await answer(self.submit(name, rdtype))
 
     def submit(self, name: str, rdtype: str) -> Pending:
         """Start the query of :meth:`query` and return at once: the answer when it is cached
@@ -306,9 +339,7 @@ class DnsClient:
                     stats.cache_hits += 1
                     return cached
                 del cache[key], self._expires[key]
-        loop = self._loop
-        if loop is None:  # bound to the loop of its first query, like asyncio's primitives
-            loop = self._loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         query = self._inflight.get(key)
         if query is not None:
             stats.shared += 1
@@ -356,7 +387,7 @@ class DnsClient:
             if protocol is not None:
                 protocol.close()
         error = DnsAnswer("ERROR")
-        for query in [*self._inflight.values(), *self._waiting]:
+        for query in list(self._inflight.values()):  # the waiting ones included
             if not query.tcp:
                 self._finish(query, error)
         self._waiting.clear()
@@ -484,19 +515,17 @@ class DnsClient:
         self._pump()
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
-        """The client's loop (``asyncio.get_running_loop()`` costs a ``getpid()`` system
-        call on Python 3.11, too much for every datagram)."""
+        """The client's loop: the one running its first query, like asyncio's primitives
+        (``asyncio.get_running_loop()`` costs a ``getpid()`` system call on Python 3.11, too
+        much for every datagram)."""
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         return self._loop
 
     def _server_order(self) -> list[int]:
         """Configured order, servers that recently stayed silent last."""
-        protocols = self._protocols
-        if len(protocols) == 1:
-            return [] if protocols[0] is None else [0]
         now = time.monotonic()
-        usable = [i for i, p in enumerate(protocols) if p is not None]
+        usable = [i for i, p in enumerate(self._protocols) if p is not None]
         return sorted(usable, key=lambda i: self._down_until[i] > now)
 
     def _send_first(self, query: _Query, loop: asyncio.AbstractEventLoop) -> None:
@@ -529,9 +558,7 @@ class DnsClient:
             return
         if query.protocol is None:
             query.protocol, query.qid = protocol, qid
-        else:
-            if query.protocol2 is not None:  # (only one retransmission: never)
-                query.protocol2.unregister(query.qid2, query)
+        else:  # the one retransmission
             query.protocol2, query.qid2 = protocol, qid
         # Sent in a burst with the other datagrams of this turn of the loop: a server that
         # went idle is then woken once per burst rather than once per datagram, which costs
@@ -594,7 +621,7 @@ class DnsClient:
         except dns.exception.DNSException:
             # A truncated answer cut mid-record: TCP will tell; otherwise garbage: keep
             # waiting for the real answer.
-            return wire.TRUNCATED if data[2] & _TC else wire.IGNORE
+            return wire.TRUNCATED if data[2] & TC else wire.IGNORE
         except Exception:  # a hostile datagram must not reach the loop's handler
             return wire.IGNORE
         qname, rdtype = query.names()
@@ -735,7 +762,7 @@ def _to_answer(
         return DnsAnswer(rcode, [], _negative_ttl(response) if rcode == "NXDOMAIN" else None)
     name = qname
     ttls: list[int] = []
-    for _ in range(_CNAME_CHAIN_MAX):
+    for _ in range(CNAME_CHAIN_MAX):
         rrset = _find(response, name, rdtype)
         if rrset is not None:
             ttls.append(rrset.ttl)

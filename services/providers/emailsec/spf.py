@@ -36,9 +36,9 @@ import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
-from .dnsclient import DnsAnswer, Pending, Resolver, start_query
+from .dnsclient import DnsAnswer, Pending, Resolver, answers, cancel, start_query
 
 __all__ = [
     "MAX_DNS_LOOKUPS",
@@ -84,10 +84,7 @@ _VISIBLE_RE: Final = re.compile(r"[\x21-\x7e]*")
 # A plain multi-label name with a top label, optional final dot (label lengths but the top
 # one's and the total length are checked apart): what _domain_spec_error accepts without
 # macros.
-_PLAIN_DOMAIN_RE: Final = re.compile(
-    r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_\-]{0,61}[A-Za-z0-9_])?\.)+"
-    r"(?:[A-Za-z0-9]*[A-Za-z][A-Za-z0-9]*|[A-Za-z0-9]+-[A-Za-z0-9\-]*[A-Za-z0-9])\.?"
-)
+_PLAIN_DOMAIN_RE: Final = re.compile(rf"(?:{_LABEL_RE.pattern}\.)+(?:{_TOPLABEL_RE.pattern})\.?")
 # What ipaddress.IPv4Address accepts: four decimal octets 0-255, ASCII digits, no leading 0.
 _IPV4_RE: Final = re.compile(
     r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
@@ -543,7 +540,7 @@ class Node:
     record: str | None = None
     status: Status = "ok"
     # The lists start as one shared empty tuple (most stay empty), replaced by a list when
-    # something is added: see add().
+    # something is added: see _grown().
     terms: list[Term] = field(default_factory=list)
     children: list[Node] | tuple[()] = ()
     errors: list[str] | tuple[()] = ()
@@ -553,32 +550,6 @@ class Node:
     redirect: Node | None = None
     candidates: list[str] = field(default_factory=list)
     analysis: _Analysis | None = None
-    voids: int = 0
-    """Void lookups of the node's terms, once its evaluation is over."""
-
-    def add_error(self, text: str) -> None:
-        if self.errors:
-            self.errors.append(text)
-        else:
-            self.errors = [text]
-
-    def add_temperror(self, text: str) -> None:
-        if self.temperrors:
-            self.temperrors.append(text)
-        else:
-            self.temperrors = [text]
-
-    def add_warning(self, text: str) -> None:
-        if self.warnings:
-            self.warnings.append(text)
-        else:
-            self.warnings = [text]
-
-    def add_child(self, child: Node) -> None:
-        if self.children:
-            self.children.append(child)
-        else:
-            self.children = [child]
 
     @property
     def dns_lookups(self) -> int:
@@ -586,7 +557,11 @@ class Node:
 
     @property
     def void_lookups(self) -> int:
-        return self.voids
+        """Void lookups of the node's terms (once its evaluation is over)."""
+        if self.analysis is None:
+            return 0
+        terms = self.terms
+        return sum(1 for i in self.analysis.copied if terms[i].void)
 
     def effective_all(self) -> str | None:
         if self.all_term is not None:
@@ -641,6 +616,18 @@ class Node:
         return out
 
 
+_T = TypeVar("_T")
+
+
+def _grown(items: list[_T] | tuple[()], item: _T) -> list[_T]:
+    """``items`` with ``item`` appended: the list itself, or a new one in place of the
+    shared empty tuple a :class:`Node` starts with."""
+    if items:
+        items.append(item)
+        return items
+    return [item]
+
+
 def _prefix(term: Term) -> int | None:
     return term.cidr4 if term.name == "ip4" else term.cidr6
 
@@ -677,7 +664,7 @@ class _Evaluation:
         term = node.parent_term
         if not answer.answered and answer.rcode != "BADNAME":
             node.status = "temperror"
-            node.add_temperror(f"DNS {answer.rcode} for TXT {node.domain}")
+            node.temperrors = _grown(node.temperrors, f"DNS {answer.rcode} for TXT {node.domain}")
             return
         if term is not None and answer.void:
             term.void = True
@@ -690,11 +677,11 @@ class _Evaluation:
                     answer.rcode, "no SPF record"
                 )
                 node.status = "permerror"
-                node.add_error(f"{what} target {node.domain}: {why}")
+                node.errors = _grown(node.errors, f"{what} target {node.domain}: {why}")
             return
         if len(records) > 1:
             node.status = "permerror"
-            node.add_error("multiple SPF records")
+            node.errors = _grown(node.errors, "multiple SPF records")
             node.candidates = records
             return
         record = node.record = records[0]
@@ -704,9 +691,10 @@ class _Evaluation:
             terms[i] = terms[i].copy()
         node.terms = terms
         if len(record) > 255:
-            node.add_warning(
+            node.warnings = _grown(
+                node.warnings,
                 f"the record is {len(record)} characters long, so it is split into "
-                "several strings (valid, but some tools mishandle it)"
+                "several strings (valid, but some tools mishandle it)",
             )
 
     def plan(self, node: Node, next_level: list[Node]) -> None:
@@ -760,11 +748,11 @@ class _Evaluation:
         term.info["target"] = target
         if target in node.chain:
             loop = " -> ".join((*node.chain, target))
-            node.add_error(f"{via} loop: {loop}")
+            node.errors = _grown(node.errors, f"{via} loop: {loop}")
             node.status = "permerror"
             return None
         child = Node(domain=target, via=via, chain=(*node.chain, target), parent_term=term)
-        node.add_child(child)
+        node.children = _grown(node.children, child)
         if self.records >= MAX_RECORDS:
             child.status = "skipped"
             self.truncated = True
@@ -779,7 +767,9 @@ class _Evaluation:
         """Record what the resolution of an ``a``/``mx``/``exists`` term found."""
         failed = [a for a in answers if not a.answered and a.rcode != "BADNAME"]
         if failed:
-            node.add_temperror(f"'{term.text}': DNS {failed[0].rcode} for {target}")
+            node.temperrors = _grown(
+                node.temperrors, f"'{term.text}': DNS {failed[0].rcode} for {target}"
+            )
             term.info["rcode"] = failed[0].rcode
             return
         term.void = all(a.void for a in answers)
@@ -789,8 +779,9 @@ class _Evaluation:
             term.info["mx_hosts"] = hosts
             term.info["address_lookups"] = len(hosts)
             if len(hosts) > MAX_MX_HOSTS:
-                node.add_error(
-                    f"'{term.text}': {target} has {len(hosts)} MX hosts (> {MAX_MX_HOSTS})"
+                node.errors = _grown(
+                    node.errors,
+                    f"'{term.text}': {target} has {len(hosts)} MX hosts (> {MAX_MX_HOSTS})",
                 )
         else:
             term.info["addresses"] = [record for answer in answers for record in answer.records]
@@ -810,41 +801,28 @@ async def check_spf(domain: str, resolver: Resolver) -> dict[str, Any]:
     root = Node(domain=domain, via="root", chain=(domain,))
     # Every query of a level is started before any answer is awaited, and the resolutions
     # of a/mx/exists run while the next levels are fetched; answers are read in tree order.
-    # Futures are awaited last-started first: answers come in about the order asked, so that
-    # one wait usually covers them all.
     try:
         level = [root]
         while level:
-            pendings = [evaluation.start(node.domain, "TXT") for node in level]
-            for pending in reversed(pendings):
-                if not isinstance(pending, DnsAnswer) and not pending.done():
-                    await pending
-            for node, pending in zip(level, pendings, strict=True):
-                evaluation.fetched(
-                    node, pending if isinstance(pending, DnsAnswer) else pending.result()
-                )
+            txts = await answers([evaluation.start(node.domain, "TXT") for node in level])
+            for node, answer in zip(level, txts, strict=True):
+                evaluation.fetched(node, answer)
             next_level: list[Node] = []
             for node in level:
                 evaluation.plan(node, next_level)
             level = next_level
-        for future in reversed(evaluation.started):
-            if not future.done():
-                await future
-        for node, term, target, queries in evaluation.resolutions:
-            answers = [q if isinstance(q, DnsAnswer) else q.result() for q in queries]
-            evaluation.record_resolution(node, term, target, answers)
+        resolutions = evaluation.resolutions
+        resolved = iter(await answers([q for _, _, _, queries in resolutions for q in queries]))
+        for node, term, target, queries in resolutions:
+            evaluation.record_resolution(node, term, target, [next(resolved) for _ in queries])
     except BaseException:
-        for future in evaluation.started:
-            future.cancel()  # a done one ignores it
+        cancel(evaluation.started)
         raise
     nodes = _walk(root, [])
     for node in nodes:
         # The MX-host limit is only known once the resolutions are done.
         if node.errors and node.status == "ok":
             node.status = "permerror"
-        if node.analysis is not None:
-            terms = node.terms
-            node.voids = sum(1 for i in node.analysis.copied if terms[i].void)
     return _result(root, nodes, evaluation)
 
 

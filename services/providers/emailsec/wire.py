@@ -26,9 +26,12 @@ import dns.rcode
 from .answer import DnsAnswer
 
 __all__ = [
+    "CNAME_CHAIN_MAX",
     "FAST_TYPES",
+    "HEADER_LEN",
     "IGNORE",
     "SLOW",
+    "TC",
     "TRUNCATED",
     "Unusual",
     "decode",
@@ -48,14 +51,16 @@ TRUNCATED: Final = 1
 SLOW: Final = 2
 """Not handled here: parse the datagram with dnspython."""
 
+HEADER_LEN: Final = 12
+TC: Final = 0x02  # in the third header byte
+CNAME_CHAIN_MAX: Final = 16
+"""CNAME records followed from the name asked."""
+
 _A, _NS, _CNAME, _SOA, _PTR, _MX, _TXT, _AAAA, _OPT = 1, 2, 5, 6, 12, 15, 16, 28, 41
 _CLASS_IN: Final = b"\x00\x01"
-_HEADER_LEN: Final = 12
 _RR_FIXED: Final = 10  # type, class, TTL, rdlength
 _MAX_NAME: Final = 255
 _MAX_HOPS: Final = 16  # compression pointers followed in one name (as dnspython)
-_CNAME_CHAIN_MAX: Final = 16
-_TC: Final = 0x02  # in the third header byte
 _OPCODE: Final = 0x78  # in the third header byte
 _NO_RECORDS: Final[list[str]] = []
 """The records of every negative answer from :func:`decode`: one shared empty list (answers
@@ -194,15 +199,15 @@ def decode(data: bytes, question: bytes) -> DnsAnswer | int:
     NODATA), or :data:`IGNORE`, :data:`TRUNCATED` or :data:`SLOW`.
     """
     size = len(data)
-    truncated = data[2] & _TC
-    qend = _HEADER_LEN + len(question)
+    truncated = data[2] & TC
+    qend = HEADER_LEN + len(question)
     if (
         data[4:6] != b"\x00\x01"
         or size < qend + 2
-        or data[_HEADER_LEN : qend - 2].lower() != question[:-2]
+        or data[HEADER_LEN : qend - 2].lower() != question[:-2]
         or data[qend - 2 : qend] != question[-2:]
     ):
-        if truncated or (size > _HEADER_LEN and data[_HEADER_LEN] >= 0xC0):
+        if truncated or (size > HEADER_LEN and data[HEADER_LEN] >= 0xC0):
             return SLOW  # dnspython decides: unreadable + TC -> TCP, compressed question
         return IGNORE
     if truncated:
@@ -225,14 +230,13 @@ def _answer(data: bytes, size: int, question: bytes, pos: int) -> DnsAnswer:
     qtype = (question[-2] << 8) | question[-1]
     _, flags, _, ancount, nscount, arcount = _HEADER(data)
     # The question's name as the server wrote it: the usual target of owner pointers.
-    qname_case = data[_HEADER_LEN : _HEADER_LEN + len(qname)]
+    qname_case = data[HEADER_LEN : HEADER_LEN + len(qname)]
     records: list[_Record] = []
-    cname = False
     soa: tuple[int, int] | None = None  # (TTL, MINIMUM) of the authority section's SOA
     opt = False
     authority = ancount + nscount
     for index in range(authority + arcount):
-        if data[pos] == 0xC0 and data[pos + 1] == _HEADER_LEN:
+        if data[pos] == 0xC0 and data[pos + 1] == HEADER_LEN:
             owner = qname_case
             pos += 2
         else:
@@ -273,7 +277,6 @@ def _answer(data: bytes, size: int, question: bytes, pos: int) -> DnsAnswer:
                 name = _rdata_name(data, start + 2, pos)
             elif rtype in (_CNAME, _NS, _PTR):
                 name = _rdata_name(data, start, pos)
-                cname = cname or rtype == _CNAME
             else:
                 raise Unusual(f"record of type {rtype} in the answer")
             records.append((owner.lower(), rtype, ttl, start, pos, name))
@@ -299,14 +302,9 @@ def _answer(data: bytes, size: int, question: bytes, pos: int) -> DnsAnswer:
         negative = float(min(soa)) if soa is not None and rcode == 3 else None
         return DnsAnswer(_RCODE_TEXT[rcode], _NO_RECORDS, negative)
     negative = float(min(soa)) if soa is not None else None
-    if not cname or qtype == _CNAME:
-        matching = [r for r in records if r[1] == qtype and r[0] == qname]
-        if matching:
-            return DnsAnswer("NOERROR", _texts(data, qtype, matching), float(_min_ttl(matching)))
-        return DnsAnswer("NOERROR", _NO_RECORDS, negative)
     name = qname
     ttls: list[int] = []
-    for _ in range(_CNAME_CHAIN_MAX):
+    for _ in range(CNAME_CHAIN_MAX):
         matching = [r for r in records if r[1] == qtype and r[0] == name]
         if matching:
             ttls.append(_min_ttl(matching))
