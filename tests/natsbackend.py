@@ -13,6 +13,7 @@ engine answers). ``LOOKOUT_TEST_NATS_IMAGE`` overrides the image.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
@@ -37,12 +38,21 @@ class TestNats(Protocol):
 
     def stop(self) -> None: ...
 
+    def remove(self) -> None: ...
+
 
 def compose_image(compose_file: Path = ROOT / "docker-compose.yml") -> str:
     """The NATS image ``docker-compose.yml`` deploys: the suite tests what is shipped."""
     services = yaml.safe_load(compose_file.read_text())["services"]
     image: str = services["nats"]["image"]
     return image
+
+
+@functools.cache
+def container_image() -> str:
+    """The image the container backend runs: ``LOOKOUT_TEST_NATS_IMAGE``, else the one
+    ``docker-compose.yml`` deploys (read once per run, not once per test)."""
+    return os.environ.get("LOOKOUT_TEST_NATS_IMAGE") or compose_image()
 
 
 def docker_engine() -> str | None:
@@ -86,7 +96,7 @@ class ContainerNats:
     def __init__(self, image: str | None = None, ready_timeout: float = 60.0) -> None:
         from testcontainers.community.nats import NatsContainer
 
-        self.image = image or os.environ.get("LOOKOUT_TEST_NATS_IMAGE") or compose_image()
+        self.image = image or container_image()
         self.port = free_port()
         self.ready_timeout = ready_timeout
         container: Any = NatsContainer(self.image, jetstream=True)
@@ -137,8 +147,7 @@ def make(backend: str, store_dir: Path) -> BinaryNats | ContainerNats:
 def describe(backend: str) -> str:
     """One line for pytest's header."""
     if backend == "docker":
-        image = os.environ.get("LOOKOUT_TEST_NATS_IMAGE") or compose_image()
-        return f"nats: {image} in Docker through testcontainers"
+        return f"nats: {container_image()} in Docker through testcontainers"
     try:
         from shared.natsserver import find_binary
 
