@@ -30,6 +30,14 @@ function append(node, children) {
   }
 }
 
+export const $ = (id) => document.getElementById(id);
+
+/** A status line's text, marked as an error when ``bad``. */
+export function setStatus(node, text, bad = false) {
+  node.textContent = text;
+  node.classList.toggle("bad", bad);
+}
+
 export function clear(node) {
   node.replaceChildren();
   return node;

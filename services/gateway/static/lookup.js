@@ -1,7 +1,7 @@
 // The lookup page: submit indicators, follow the job's results live (server-sent events),
 // sort, filter, export. The job id lives in the URL hash (#job=<id>) so a reload shows it.
 
-import { api, clear, copyText, el, errorText, setupTheme } from "./common.js";
+import { $, api, clear, copyText, el, errorText, setStatus, setupTheme } from "./common.js";
 import {
   PROVIDERS,
   PROVIDER_LABELS,
@@ -14,7 +14,6 @@ import {
 } from "./render.js";
 
 const JOB_ID = /^[0-9a-f]{8,40}$/;
-const $ = (id) => document.getElementById(id);
 
 const form = $("lookup-form");
 const textArea = $("text");
@@ -53,11 +52,6 @@ function showFile() {
   const file = chosenFile();
   $("file-chosen").hidden = !file;
   $("file-name").textContent = file ? `${file.name} (${file.size} bytes)` : "";
-}
-
-function setStatus(node, text, bad = false) {
-  node.textContent = text;
-  node.classList.toggle("bad", bad);
 }
 
 function showRejected(rejected, bad) {

@@ -1,9 +1,8 @@
 // The notifications page: recent notifications with their delivery state per target, and
 // each target's dead letters with a Replay button.
 
-import { api, clear, el, errorText, localTime, setupTheme } from "./common.js";
+import { $, api, clear, el, errorText, localTime, setStatus, setupTheme } from "./common.js";
 
-const $ = (id) => document.getElementById(id);
 const STATE_ICONS = { delivered: "✔", retrying: "◷", dead: "✖", pending: "…", skipped: "–" };
 const REFRESH_MS = 10000;
 
@@ -16,11 +15,6 @@ function stateChip(value, text) {
     el("span", { "aria-hidden": "true", text: STATE_ICONS[value] || "•" }),
     text || value,
   );
-}
-
-function setStatus(node, text, bad = false) {
-  node.textContent = text;
-  node.classList.toggle("bad", bad);
 }
 
 // ------------------------------------------------------------------ recent notifications
