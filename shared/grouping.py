@@ -36,7 +36,7 @@ from shared import schemas
 from shared.config import TargetConfig
 from shared.routing import Attributes
 from shared.targets import Delivery
-from shared.templates import TemplateError, context, render
+from shared.templates import TemplateError, context, render_title
 
 MAX_ITEMS_DATA = 1000
 
@@ -52,7 +52,8 @@ class Member:
 
 @dataclass(slots=True)
 class _Group:
-    members: list[Member] = field(default_factory=list)
+    members: dict[int, Member] = field(default_factory=dict)
+    """By stream sequence: a member redelivered while held replaces itself in place."""
     full: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -66,9 +67,9 @@ def group_key(config: TargetConfig, notification: schemas.Notification, attrs: A
     return "\x1f".join(values[name] for name in config.group_by)
 
 
-def _title(config: TargetConfig, delivery: Delivery) -> str:
+def _title(config: TargetConfig, delivery: Delivery, values: dict[str, Any]) -> str:
     try:
-        return render(delivery.notification, config.template.title, None, delivery.subject).title
+        return render_title(delivery.notification, values, config.template.title)
     except TemplateError:
         return f"{delivery.notification.source} {delivery.notification.type}"
 
@@ -93,7 +94,7 @@ def digest(config: TargetConfig, members: Sequence[Member], window: float) -> De
                 "type": member.delivery.notification.type,
                 "source": member.delivery.notification.source,
                 "timestamp": member.delivery.notification.timestamp,
-                "title": _title(config, member.delivery),
+                "title": _title(config, member.delivery, values),
                 "risk": member.attrs.risk,
                 "url": values["url"],
             }
@@ -154,10 +155,6 @@ class Grouper:
         self._holding: dict[asyncio.Task[None], _Group] = {}
         self._flushing: set[asyncio.Task[None]] = set()
 
-    @property
-    def held(self) -> int:
-        return sum(len(g.members) for g in self._groups.values())
-
     def add(self, member: Member) -> None:
         key = group_key(self.config, member.delivery.notification, member.attrs)
         group = self._groups.get(key)
@@ -165,11 +162,10 @@ class Grouper:
             group = self._groups[key] = _Group()
             self._holding[asyncio.create_task(self._hold(key, group))] = group
         seq = member.msg.metadata.sequence.stream
-        for index, held in enumerate(group.members):
-            if held.msg.metadata.sequence.stream == seq:  # redelivered while held
-                group.members[index] = member
-                return
-        group.members.append(member)
+        if seq in group.members:  # redelivered while held: replaces itself in place
+            group.members[seq] = member
+            return
+        group.members[seq] = member
         if len(group.members) >= self.config.group_max:
             del self._groups[key]  # the next one starts a new group
             group.full.set()
@@ -181,7 +177,7 @@ class Grouper:
                 await asyncio.wait_for(group.full.wait(), min(remaining, self._keepalive))
             if group.full.is_set():
                 break
-            for member in list(group.members):
+            for member in list(group.members.values()):
                 with contextlib.suppress(Exception):
                     await member.msg.in_progress()
         if self._groups.get(key) is group:
@@ -191,7 +187,7 @@ class Grouper:
         self._holding.pop(task, None)
         self._flushing.add(task)
         try:
-            await self._flush(group.members)
+            await self._flush(list(group.members.values()))
         finally:
             self._flushing.discard(task)
 
@@ -202,7 +198,7 @@ class Grouper:
         self._groups.clear()
         for task, group in holding.items():
             task.cancel()
-            for member in group.members:
+            for member in group.members.values():
                 with contextlib.suppress(Exception):
                     await member.msg.nak()
         if self._flushing:

@@ -189,6 +189,34 @@ def context(notification: Notification, subject: str | None = None) -> dict[str,
     }
 
 
+def _defaults(notification: Notification) -> tuple[str, str]:
+    """The default title and body templates: the digest's, else the one for the type
+    (Sqreen), else the generic one."""
+    if is_digest(notification):
+        return DIGEST
+    if notification.source == "sqreen":
+        return DEFAULTS.get(notification.type, GENERIC)
+    return GENERIC
+
+
+def _render(source: str, values: dict[str, Any]) -> str:
+    try:
+        return _template(source).render(values)
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"template failed: {exc}") from None
+
+
+def render_title(
+    notification: Notification, values: dict[str, Any], title: str | None = None
+) -> str:
+    """The title alone, from ``values`` (:func:`context` of ``notification``): the
+    target's own ``title`` template where given, else the default (as :func:`render`)."""
+    default_title, _ = _defaults(notification)
+    if is_digest(notification):
+        title = None  # a digest always renders with DIGEST
+    return " ".join(_render(title or default_title, values).split())[:250]
+
+
 def render(
     notification: Notification,
     title: str | None = None,
@@ -197,17 +225,9 @@ def render(
 ) -> Rendered:
     """The title and body for ``notification``: the target's own templates where given,
     else the default for its type (Sqreen), else the generic one."""
-    if is_digest(notification):
-        title = body = None
-        default_title, default_body = DIGEST
-    elif notification.source == "sqreen":
-        default_title, default_body = DEFAULTS.get(notification.type, GENERIC)
-    else:
-        default_title, default_body = GENERIC
     values = context(notification, subject)
-    try:
-        rendered_title = _template(title or default_title).render(values)
-        rendered_body = _template(body or default_body).render(values)
-    except jinja2.TemplateError as exc:
-        raise TemplateError(f"template failed: {exc}") from None
-    return Rendered(" ".join(rendered_title.split())[:250], rendered_body.strip())
+    rendered_title = render_title(notification, values, title)
+    _, default_body = _defaults(notification)
+    if is_digest(notification):
+        body = None  # a digest always renders with DIGEST
+    return Rendered(rendered_title, _render(body or default_body, values).strip())

@@ -9,7 +9,7 @@ from helpers import sqreen_fixture
 from services.gateway import sqreen
 from shared.config import LogTargetConfig, MessageTemplate
 from shared.schemas import Notification
-from shared.templates import TemplateError, compile_template, render
+from shared.templates import TemplateError, compile_template, context, render, render_title
 
 
 def notes(fixture: str) -> list[Notification]:
@@ -83,6 +83,19 @@ def test_custom_templates_and_undefined_names() -> None:
     )
     assert rendered.title == "80/" + render(high, title="{{ application | upper }}").title
     assert rendered.body == f"||{high.id}"
+
+
+@pytest.mark.parametrize(
+    "fixture", ["v2_security_event.json", "v2_incidents.json", "v1_other.json"]
+)
+@pytest.mark.parametrize("title", [None, "  {{ risk }}\n {{ application | upper }}  " + "x" * 300])
+def test_render_title_is_the_title_render_gives(fixture: str, title: str | None) -> None:
+    for note in notes(fixture):
+        rendered = render_title(note, context(note), title)
+        assert rendered == render(note, title).title
+        if title is not None:  # on one line, spaces collapsed, at most 250 characters
+            assert len(rendered) == 250
+            assert rendered == " ".join(rendered.split())
 
 
 def test_the_sandbox_refuses_internals() -> None:
