@@ -21,6 +21,7 @@ from services.registry import service_names
 from shared import bus
 from shared import logging as log
 from shared.config import ConfigError, Settings
+from shared.metrics import url_host
 from shared.natsserver import NatsServer, die_with_parent
 
 _log = log.get("run")
@@ -105,9 +106,8 @@ async def _wait_ready(url: str, stop: asyncio.Event, within: float = 60.0) -> bo
 
 
 def _display_host(host: str) -> str:
-    if host in ("0.0.0.0", "::", ""):
-        return "127.0.0.1"
-    return f"[{host}]" if ":" in host else host
+    """``host`` for a URL to open: a wildcard bind shown as the loopback address."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else url_host(host)
 
 
 def _child_envs(settings: Settings, env: dict[str, str]) -> list[tuple[str, dict[str, str]]]:

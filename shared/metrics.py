@@ -79,12 +79,7 @@ class GatewayMetrics:
 
     def __init__(self) -> None:
         self.registry = prom.CollectorRegistry()
-        self._webhook: dict[tuple[str, str], HotCounter.Child] = {}
-        self._received: dict[str, HotCounter.Child] = {}
-        self._verified: dict[str, HotCounter.Child] = {}
         self._rejected: dict[tuple[str, str], prom.Counter] = {}
-        self._published: dict[tuple[str, bool], HotCounter.Child] = {}
-        self._stream: dict[tuple[str, str], HotCounter.Child] = {}
         self._api: dict[tuple[str, str, int], prom.Counter] = {}
         self._api_seconds: dict[tuple[str, str], prom.Histogram] = {}
         r = self.registry
@@ -148,25 +143,16 @@ class GatewayMetrics:
             buckets=_FAST,
         )
 
-    # Labelled children are looked up once, then found in a plain dict per family.
+    # A HotCounter's labels() is already a plain dict lookup; the prometheus_client
+    # children are looked up once, then found in a plain dict per family.
     def webhook(self, source: str, outcome: str) -> HotCounter.Child:
-        key = (source, outcome)
-        child = self._webhook.get(key)
-        if child is None:
-            child = self._webhook[key] = self.webhooks.labels(source, outcome)
-        return child
+        return self.webhooks.labels(source, outcome)
 
     def received(self, source: str) -> HotCounter.Child:
-        child = self._received.get(source)
-        if child is None:
-            child = self._received[source] = self.webhooks_received.labels(source)
-        return child
+        return self.webhooks_received.labels(source)
 
     def verified(self, source: str) -> HotCounter.Child:
-        child = self._verified.get(source)
-        if child is None:
-            child = self._verified[source] = self.webhooks_verified.labels(source)
-        return child
+        return self.webhooks_verified.labels(source)
 
     def rejected(self, source: str, reason: str) -> prom.Counter:
         key = (source, reason)
@@ -176,19 +162,10 @@ class GatewayMetrics:
         return child
 
     def published(self, source: str, duplicate: bool) -> HotCounter.Child:
-        key = (source, duplicate)
-        child = self._published.get(key)
-        if child is None:
-            flag = "true" if duplicate else "false"
-            child = self._published[key] = self.publishes.labels(source, flag)
-        return child
+        return self.publishes.labels(source, "true" if duplicate else "false")
 
     def stream_publish(self, stream: str, outcome: str) -> HotCounter.Child:
-        key = (stream, outcome)
-        child = self._stream.get(key)
-        if child is None:
-            child = self._stream[key] = self.stream_publishes.labels(stream, outcome)
-        return child
+        return self.stream_publishes.labels(stream, outcome)
 
     def api(self, route: str, method: str, status: int) -> prom.Counter:
         key = (route, method, status)
@@ -339,6 +316,11 @@ class ProviderMetrics:
             gauge.set(value)
 
 
+def url_host(host: str) -> str:
+    """``host`` as written in a URL: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
 def handler(
     registry: prom.CollectorRegistry,
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -373,8 +355,8 @@ async def metrics_server(
         sockets = getattr(server, "sockets", None) or []
         if sockets:
             bound = int(sockets[0].getsockname()[1])
-        shown = f"[{host}]" if ":" in host else host
-        _log.info("metrics listening", service=service, url=f"http://{shown}:{bound}/metrics")
+        url = f"http://{url_host(host)}:{bound}/metrics"
+        _log.info("metrics listening", service=service, url=url)
         yield bound
     finally:
         await runner.cleanup()
