@@ -78,7 +78,12 @@ class SinkRunner:
         self.settings = settings
         self.log = log.get("sink").bind(target=config.name)
         self._pacer = (
-            Pacer(config.name, config.send_rate, max_wait=bus.ack_wait_for(config.timeout))
+            Pacer(
+                config.name,
+                config.send_rate,
+                max_wait=bus.ack_wait_for(config.timeout),
+                max_pause=config.retry.max_retry_after,
+            )
             if config.send_rate is not None and not target.paces_itself
             else None
         )
@@ -195,7 +200,7 @@ class SinkRunner:
                 and self._pacer is not None
                 and not isinstance(exc, Paced)  # the pacer's own hand-back: no new pause
             ):
-                self._pacer.pause(min(exc.retry_after, self.config.retry.max_retry_after))
+                self._pacer.pause(exc.retry_after)
             for member in members:
                 attempt = member.delivery.attempt
                 if attempt >= self.config.retry.max_attempts:

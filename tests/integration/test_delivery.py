@@ -95,6 +95,40 @@ async def test_retry_after_is_honoured(
     assert waited >= 1.8
 
 
+async def test_a_huge_retry_after_pauses_the_sink_at_most_max_retry_after(
+    nats_server: NatsServer, tmp_path: Path, receiver: Receiver
+) -> None:
+    """The runner's pacer (a target with ``per_second`` that does not pace itself) caps a
+    429's "Retry-After: one week" at ``retry.max_retry_after``, like the retry delay."""
+    receiver.script = [(429, {"Retry-After": str(7 * 86400)})]
+    toml = f"""
+[[targets]]
+name = "ops-http"
+type = "http"
+url = "{receiver.url}"
+secret = "{WHSEC}"
+timeout = 2
+per_second = 50
+[targets.retry]
+max_attempts = 4
+initial_backoff = 0.2
+max_backoff = 1
+jitter = 0
+max_retry_after = 1
+"""
+    settings = make_settings(tmp_path, nats_server.url, toml)
+    async with running_gateway(settings) as base, running_sink(settings, "ops-http"):
+        await post_webhook(base, sqreen_fixture("v2_test.json"))
+        await wait_for(lambda: len(receiver.requests) == 1)
+        first = time.monotonic()
+        # uncapped, the pacer would hold every send for the next hour: never sent again
+        await wait_for(lambda: len(receiver.requests) == 2, within=10)
+        waited = time.monotonic() - first
+        await wait_for(lambda: settled(nats_server.url, "ops-http"))
+    assert 0.8 <= waited < 5
+    assert await dead_letters(nats_server.url, "ops-http") == []
+
+
 async def test_permanent_failure_goes_to_dead_letter(
     nats_server: NatsServer, tmp_path: Path, receiver: Receiver
 ) -> None:
