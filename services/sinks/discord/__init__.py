@@ -87,10 +87,6 @@ AMBER = 0xECB22E
 GREEN = 0x2EB67D
 GREY = 0x9E9E9E
 
-"""A send that finds the target paused by a rate limit waits in-process up to this many
-seconds; beyond that it is handed back to JetStream with the remaining pause as
-``Retry-After``."""
-
 _MARKDOWN = MarkdownEscaper(
     # emphasis, strike, code, spoilers, links, mentions, timestamps and quotes
     inline="\\*_~`|[]<>",
@@ -256,15 +252,6 @@ def execute_url(webhook_url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-_RATE_HEADERS = (
-    "Retry-After",
-    "X-RateLimit-Remaining",
-    "X-RateLimit-Reset-After",
-    "X-RateLimit-Scope",
-    "X-RateLimit-Global",
-)
-
-
 class DiscordTarget(WebhookTarget):
     service = "Discord"
     user_agent = USER_AGENT
@@ -282,8 +269,7 @@ class DiscordTarget(WebhookTarget):
     async def deliver(self, delivery: Delivery) -> None:
         body = self.encode(build_message, delivery)
         reply = await self.post(self._url, body, read=2000)
-        status, answer = reply.status, reply.text
-        headers = {name: reply.headers[name] for name in _RATE_HEADERS if name in reply.headers}
+        status, answer, headers = reply.status, reply.text, reply.headers
         if 200 <= status < 300:
             if headers.get("X-RateLimit-Remaining") == "0":
                 reset_after = _seconds(headers.get("X-RateLimit-Reset-After"))

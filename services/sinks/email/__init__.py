@@ -49,10 +49,10 @@ REMEMBERED_NOTIFICATIONS = 10_000
 """How many notifications the per-recipient progress is kept for (oldest forgotten first)."""
 
 QUIT_TIMEOUT = 2.0
+"""Seconds granted to a polite QUIT once the message was accepted."""
 IDLE_SECONDS = 30.0
 """A connection idle longer is closed rather than reused (servers drop idle clients after
 a few minutes; RFC 5321 §4.5.3.2 asks them to wait at least five)."""
-"""Seconds granted to a polite QUIT once the message was accepted."""
 
 
 def message_id(notification: Notification) -> str:
@@ -270,6 +270,7 @@ class EmailTarget(Target):
         self._progress = RecipientProgress(REMEMBERED_NOTIFICATIONS)
         self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
         self._closing: set[asyncio.Future[None]] = set()
+        self._sender = envelope_address(config.sender)
         self.log = log.get("sink.email").bind(target=config.name)
 
     def _client(self) -> aiosmtplib.SMTP:
@@ -367,10 +368,9 @@ class EmailTarget(Target):
         self, smtp: aiosmtplib.SMTP, message: bytes, recipients: list[str]
     ) -> dict[str, aiosmtplib.SMTPResponse]:
         """One SMTP transaction; SMTPUTF8 only when an envelope address needs it."""
-        sender = envelope_address(self.config.sender)
-        utf8 = not sender.isascii() or not all(to.isascii() for to in recipients)
+        utf8 = not self._sender.isascii() or not all(to.isascii() for to in recipients)
         refused, _ = await smtp.sendmail(
-            sender, recipients, message, mail_options=["SMTPUTF8"] if utf8 else []
+            self._sender, recipients, message, mail_options=["SMTPUTF8"] if utf8 else []
         )
         return refused
 
@@ -380,14 +380,20 @@ class EmailTarget(Target):
             smtp, since = self._idle.pop()
             if smtp.is_connected and now - since < IDLE_SECONDS:
                 return smtp
-            self._closing.add(asyncio.ensure_future(self._quit(smtp)))
+            self._quit_later(smtp)
         return None
 
     def _keep(self, smtp: aiosmtplib.SMTP) -> None:
         if len(self._idle) < self.config.concurrency and smtp.is_connected:
             self._idle.append((smtp, time.monotonic()))
         else:
-            self._closing.add(asyncio.ensure_future(self._quit(smtp)))
+            self._quit_later(smtp)
+
+    def _quit_later(self, smtp: aiosmtplib.SMTP) -> None:
+        """QUIT ``smtp`` in the background (:meth:`close` waits for it)."""
+        task = asyncio.ensure_future(self._quit(smtp))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
@@ -403,9 +409,6 @@ class EmailTarget(Target):
             pass
         finally:
             smtp.close()
-            task = asyncio.current_task()
-            if task is not None:
-                self._closing.discard(task)
 
 
 def build(config: EmailTargetConfig, settings: Settings) -> EmailTarget:

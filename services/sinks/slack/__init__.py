@@ -67,9 +67,6 @@ AMBER = "#ECB22E"
 GREEN = "#2EB67D"
 GREY = "#9E9E9E"
 
-"""A send that finds the target paused by a 429 waits in-process up to this many seconds;
-beyond that it is handed back to JetStream with the remaining pause as ``Retry-After``."""
-
 # What Slack's error strings mean, to make dead letters self-explanatory.
 HINTS: dict[str, str] = {
     "invalid_payload": "Slack could not read the message",

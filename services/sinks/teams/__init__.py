@@ -86,9 +86,6 @@ WARNING = "warning"
 GOOD = "good"
 DEFAULT = "default"
 
-"""A send that finds the target paused by a 429 waits in-process up to this many seconds;
-beyond that it is handed back to JetStream with the remaining pause as ``Retry-After``."""
-
 HINTS: dict[int, str] = {
     400: "the flow refused the request",
     401: "the webhook URL's signature is wrong: was the URL regenerated?",
