@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from urllib.parse import urlsplit, urlunsplit
 
@@ -110,7 +111,6 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             storage=StorageType.FILE,
             max_age=7 * DAY,
             duplicate_window=settings.dedup_window,
-            num_replicas=settings.stream_replicas,
         ),
         StreamConfig(
             name=DEADLETTERS,
@@ -120,7 +120,6 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             storage=StorageType.FILE,
             max_age=30 * DAY,
             duplicate_window=120.0,
-            num_replicas=settings.stream_replicas,
         ),
     ]
 
@@ -128,12 +127,14 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
 async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
     """Create the streams, or bring an existing one's settings up to date."""
     for config in stream_configs(settings):
-        await _ensure_stream(js, config)
+        await _ensure_stream(js, config, settings.stream_replicas)
 
 
-async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
-    """Create the stream, or update an existing one to ``config``, its replica count
-    included (JetStream scales a stream's replicas up or down in place on a cluster)."""
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig, replicas: int) -> None:
+    """Create the stream with ``replicas``, or update an existing one to ``config``, its
+    replica count included (JetStream scales a stream's replicas up or down in place on a
+    cluster)."""
+    config = dataclasses.replace(config, num_replicas=replicas)
     try:
         try:
             await js.add_stream(config)
@@ -226,12 +227,13 @@ def provider_durable(provider: str) -> str:
     return f"provider-{provider}"
 
 
-async def _ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> None:
-    """Create the bucket, or bring an existing one to ``config.replicas`` and
+async def _ensure_bucket(js: JetStreamContext, config: KeyValueConfig, replicas: int) -> None:
+    """Create the bucket with ``replicas``, or bring an existing one to ``replicas`` and
     ``config.ttl``. nats-py has no KV update, and creating it again with other settings
     fails, so those two are changed on the bucket's backing stream (its other settings are
     left as they are): a release that changes a lifetime (e.g. the web UI sessions') applies
     it to buckets made by the one before."""
+    config = dataclasses.replace(config, replicas=replicas)
     stream = KV_STREAM.format(bucket=config.bucket)
     try:
         try:
@@ -267,7 +269,6 @@ async def provision_lookups(js: JetStreamContext, settings: Settings) -> None:
             storage=StorageType.FILE,
             max_age=DAY,
             duplicate_window=600.0,
-            num_replicas=settings.stream_replicas,
         ),
         StreamConfig(
             name=LOOKUP_RESULTS,
@@ -276,41 +277,36 @@ async def provision_lookups(js: JetStreamContext, settings: Settings) -> None:
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=DAY,
-            num_replicas=settings.stream_replicas,
         ),
     ):
-        await _ensure_stream(js, config)
+        await _ensure_stream(js, config, settings.stream_replicas)
     for bucket in (
         KeyValueConfig(
             bucket=JOBS_BUCKET,
             description="lookup jobs",
             ttl=settings.job_ttl,
             storage=StorageType.FILE,
-            replicas=settings.stream_replicas,
         ),
         KeyValueConfig(
             bucket=RESULTS_BUCKET,
             description="lookup results by job",
             ttl=settings.job_ttl,
             storage=StorageType.FILE,
-            replicas=settings.stream_replicas,
         ),
         KeyValueConfig(
             bucket=CACHE_BUCKET,
             description="provider answers, per provider TTL",
             ttl=7 * DAY,
             storage=StorageType.FILE,
-            replicas=settings.stream_replicas,
         ),
         KeyValueConfig(
             bucket=QUOTA_BUCKET,
             description="provider quotas shared by every replica",
             ttl=2 * DAY,
             storage=StorageType.FILE,
-            replicas=settings.stream_replicas,
         ),
     ):
-        await _ensure_bucket(js, bucket)
+        await _ensure_bucket(js, bucket, settings.stream_replicas)
     for provider in PROVIDER_KINDS:
         durable = provider_durable(provider)
         try:
@@ -333,37 +329,28 @@ async def provision_lookups(js: JetStreamContext, settings: Settings) -> None:
 
 async def provision(js: JetStreamContext, settings: Settings) -> None:
     await ensure_streams(js, settings)
-    await _ensure_bucket(
-        js,
+    for bucket in (
         KeyValueConfig(
             bucket=STATUS_BUCKET,
             description="delivery state per notification and target",
             ttl=7 * DAY,
             storage=StorageType.FILE,
-            replicas=settings.stream_replicas,
         ),
-    )
-    await _ensure_bucket(
-        js,
         KeyValueConfig(
             bucket=PACE_BUCKET,
             description="send slots and 429 pauses per target, shared by a sink's replicas",
             history=1,
             ttl=DAY,  # idle keys go; longer than a pause (Retry-After, capped at 1 h by default)
             storage=StorageType.FILE,  # a restarted nats-server still has it
-            replicas=settings.stream_replicas,
         ),
-    )
-    await _ensure_bucket(
-        js,
         KeyValueConfig(
             bucket=SESSIONS_BUCKET,
             description="web UI sessions by SHA-256 of the session id",
             ttl=SESSION_TTL,
             storage=StorageType.FILE,
-            replicas=settings.stream_replicas,
         ),
-    )
+    ):
+        await _ensure_bucket(js, bucket, settings.stream_replicas)
     for target in settings.targets:
         await ensure_sink_consumer(js, target.name, ack_wait_for(target.timeout))
     await provision_lookups(js, settings)
