@@ -2,8 +2,9 @@
 each with JetStream and its own store directory, routed to each other.
 
 ``NatsCluster`` starts the nodes and waits until JetStream can place a stream on all of them;
-``kill`` SIGKILLs one node's process (no shutdown, no flush: a crash), ``restart`` starts it
-again on the same ports and store directory. Only the processes it started are touched.
+a node's own ``kill`` SIGKILLs its process (no shutdown, no flush: a crash), its ``start``
+starts it again on the same ports and store directory. Only the processes it started are
+touched.
 """
 
 from __future__ import annotations
@@ -76,16 +77,6 @@ class NatsCluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
-
-    def kill(self, node: NatsServer) -> None:
-        """SIGKILL the node's process and reap it."""
-        node.kill()
-
-    def restart(self, node: NatsServer) -> None:
-        node.start()
-
-    def is_running(self, node: NatsServer) -> bool:
-        return node.process is not None and node.process.poll() is None
 
     async def connect(self) -> NATS:
         """A client that knows every node (and reconnects to the others when one dies)."""

@@ -1,5 +1,6 @@
 """Helpers for the tests: signing, settings, polling, a loopback webhook receiver,
-and the gateway and a sink running in the test's own event loop against a real bus."""
+the gateway and a sink running in the test's own event loop against a real bus, and the
+full lookup stack (gateway and providers against loopback upstreams)."""
 
 from __future__ import annotations
 
@@ -8,23 +9,37 @@ import contextlib
 import hashlib
 import hmac
 import json
+import re
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import nats
 from aiohttp import web
+from dnsserver import ZoneServer
+from fakes.abuseipdb import FakeAbuseIpdb
+from fakes.rdap import FakeRdapServer, domain_object, network_object
+from fakes.virustotal import FakeVirusTotal
 from nats.js import JetStreamContext
+from nats.js.errors import NoKeysError
+from nats.js.kv import KeyValue
 
 from shared import bus, config, schemas
-from shared.natsserver import free_port
+from shared.natsserver import NatsServer, free_port
+from shared.schemas import PROVIDER_KINDS
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SQREEN_SECRET = "test-sqreen-secret-0123456789"
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+LOOKOUT = str(Path(sys.executable).parent / "lookout")  # the installed command
+# The fake services the targets reach listen on loopback (see shared.ssrf).
+LOOPBACK_ALLOW = "127.0.0.0/8,::1"
 
 
 # A mail domain with SPF and DMARC, the provider its SPF includes, and a look-alike login
@@ -47,6 +62,14 @@ $ORIGIN login-shop-example.com.
 @        IN A   185.220.101.50
 @        IN TXT "v=spf1 +all"
 """
+
+# Free text naming the three indicators of the lookup stack: a mail address with a good
+# posture, a look-alike login URL flagged by engines, and a Tor exit with a bad reputation.
+LOOKUP_TEXT = """Reported by the helpdesk: mail from billing[at]shop-example[.]com linking to
+hxxps://login-shop-example[.]com/verify and a beacon to 185.220.101[.]50."""
+EMAIL = "billing@shop-example.com"
+LOGIN = "https://login-shop-example.com/verify"
+IP = "185.220.101.50"
 
 
 def sqreen_fixture(name: str) -> bytes:
@@ -85,8 +108,7 @@ def make_settings(
         "LOOKOUT_HTTP_PORT": str(free_port()),
         "LOOKOUT_DATA_DIR": str(tmp_path / "data"),
         "LOOKOUT_PUBLISH_TIMEOUT": "2",
-        # The fake services the targets reach listen on loopback (see shared.ssrf).
-        "LOOKOUT_OUTBOUND_ALLOW": "127.0.0.0/8,::1",
+        "LOOKOUT_OUTBOUND_ALLOW": LOOPBACK_ALLOW,
         **env,
     }
     if toml is not None:
@@ -148,15 +170,19 @@ async def running_gateway(
     base = f"http://{settings.http_host}:{settings.http_port}"
     try:
         async with aiohttp.ClientSession() as session:
-
-            async def ready() -> bool:
-                async with session.get(f"{base}/readyz") as response:
-                    return response.status == 200
-
-            await wait_for(ready)
+            await wait_for(lambda: gateway_ready(session, base))
         yield base
     finally:
         await runner.cleanup()
+
+
+async def gateway_ready(session: aiohttp.ClientSession, base: str) -> bool:
+    """Whether the gateway at ``base`` answers ``/readyz`` with 200 (not while it starts)."""
+    try:
+        async with session.get(f"{base}/readyz") as response:
+            return response.status == 200
+    except aiohttp.ClientError:
+        return False
 
 
 @contextlib.asynccontextmanager
@@ -223,7 +249,14 @@ async def wait_job(base: str, job_id: str, within: float = 20.0, token: str | No
     return result
 
 
-def http_target(url: str, extra: str = "", name: str = "ops-http") -> str:
+def http_target(
+    url: str,
+    extra: str = "",
+    name: str = "ops-http",
+    *,
+    timeout: float = 2,
+    max_attempts: int = 4,
+) -> str:
     """A TOML ``[[targets]]`` table for an http target with small retry settings."""
     return f"""
 [[targets]]
@@ -231,8 +264,8 @@ name = "{name}"
 type = "http"
 url = "{url}"
 secret = "{WHSEC}"
-timeout = 2
-retry = {{ max_attempts = 4, initial_backoff = 0.2, max_backoff = 1, jitter = 0 }}
+timeout = {timeout}
+retry = {{ max_attempts = {max_attempts}, initial_backoff = 0.2, max_backoff = 1, jitter = 0 }}
 {extra}
 """
 
@@ -251,6 +284,15 @@ async def dead_letters(url: str, target: str) -> list[schemas.DeadLetter]:
         return out
     finally:
         await nc.close()
+
+
+def dead_lettered(url: str, target: str, count: int = 1) -> Callable[[], Awaitable[bool]]:
+    """For :func:`wait_for`: whether ``target`` has exactly ``count`` dead letters."""
+
+    async def check() -> bool:
+        return len(await dead_letters(url, target)) == count
+
+    return check
 
 
 async def pending(url: str, target: str) -> tuple[int, int]:
@@ -285,3 +327,120 @@ async def jetstream(
         yield js
     finally:
         await nc.close()
+
+
+async def kv_keys(kv: KeyValue) -> list[str]:
+    """The keys of a KV bucket; none when it is empty."""
+    try:
+        return await kv.keys()
+    except NoKeysError:
+        return []
+
+
+async def publish_alerts(
+    js: JetStreamContext,
+    n: int,
+    prefix: str = "scan",
+    data: Callable[[int], dict[str, Any]] | None = None,
+) -> list[str]:
+    """``n`` alerts from a non-Sqreen source, as any NATS publisher would send them, with
+    the ids ``<prefix>-<i>``; ``data(i)`` is the message of the i-th. Returns the ids."""
+    ids = []
+    for i in range(n):
+        message = data(i) if data is not None else {"risk": 50, "description": f"probe {i}"}
+        note = schemas.Notification(
+            id=f"{prefix}-{i}",
+            type="http_scan",
+            source="scanner",
+            timestamp=f"2026-11-21T10:00:{i % 60:02d}Z",
+            data=msgspec.Raw(msgspec.json.encode(message)),
+        )
+        await js.publish(note.subject, schemas.encode(note), headers={"Nats-Msg-Id": note.msg_id})
+        ids.append(note.id)
+    return ids
+
+
+async def login_nonce(session: aiohttp.ClientSession, base: str) -> str:
+    """The form token of the login page ``session`` is shown (it sets the login cookie)."""
+    async with session.get(f"{base}/login") as response:
+        nonce = re.search(r'name="csrf" value="([^"]+)"', await response.text())
+    assert nonce is not None
+    return nonce[1]
+
+
+async def ui_login(session: aiohttp.ClientSession, base: str, token: str, next: str = "/") -> str:
+    """Log in through the web UI's form as a browser does (``session`` must keep the cookies
+    of 127.0.0.1); returns the CSRF token of the page ``next`` it is sent on to."""
+    async with session.post(
+        f"{base}/login",
+        data={"token": token, "csrf": await login_nonce(session, base), "next": next},
+        headers={"Origin": base},
+        allow_redirects=False,
+    ) as response:
+        assert response.status == 303, await response.text()
+        assert response.headers["Location"] == next
+    async with session.get(f"{base}{next}") as response:
+        assert response.status == 200
+        csrf = re.search(r'<meta name="csrf-token" content="([^"]+)">', await response.text())
+    assert csrf is not None, "not logged in: the login page was served"
+    return csrf[1]
+
+
+def rdap_records() -> dict[str, Any]:
+    """The RDAP side of the lookup stack: an established shop domain, a three-day-old
+    look-alike, and the Tor exit's network."""
+    young = (datetime.now(UTC) - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "shop-example.com": domain_object("shop-example.com", registrar="Good Registrar"),
+        "login-shop-example.com": domain_object("login-shop-example.com", registered=young),
+        "185.220.101.0/24": network_object(
+            "185.220.101.0", "185.220.101.255", name="TOR-EXIT-NET", country="DE", origin_as=64501
+        ),
+    }
+
+
+@contextlib.asynccontextmanager
+async def lookup_stack(
+    nats_server: NatsServer,
+    tmp_path: Path,
+    providers: tuple[str, ...] = tuple(PROVIDER_KINDS),
+    zone: str = SHOP_ZONE,
+    rdap: dict[str, Any] | None = None,
+    **env: str,
+) -> AsyncIterator[str]:
+    """The gateway and provider services on the bus, against loopback DNS (``zone``), RDAP
+    (``rdap``, else :func:`rdap_records`), VirusTotal and AbuseIPDB; yields the gateway's
+    base URL."""
+    async with contextlib.AsyncExitStack() as stack:
+        dns = stack.enter_context(ZoneServer(zone))
+        whois = await stack.enter_async_context(
+            FakeRdapServer(rdap if rdap is not None else rdap_records())
+        )
+        vt = await stack.enter_async_context(
+            FakeVirusTotal(
+                {
+                    "shop-example.com": FakeVirusTotal.stats(harmless=70, undetected=15),
+                    LOGIN: FakeVirusTotal.stats(malicious=9, harmless=40),
+                    IP: FakeVirusTotal.stats(malicious=2, harmless=50),
+                }
+            )
+        )
+        abuse = await stack.enter_async_context(
+            FakeAbuseIpdb({IP: {"abuseConfidenceScore": 100, "totalReports": 812, "isTor": True}})
+        )
+        settings = make_settings(
+            tmp_path,
+            nats_server.url,
+            "[providers.virustotal.quota]\nper_minute = 100\n",
+            LOOKOUT_DNS_NAMESERVERS=dns.nameserver,
+            LOOKOUT_RDAP_URL=whois.url,
+            VIRUSTOTAL_API_KEY=vt.api_key,
+            VIRUSTOTAL_URL=vt.base_url,
+            ABUSEIPDB_API_KEY=abuse.api_key,
+            ABUSEIPDB_URL=abuse.base_url,
+            **env,
+        )
+        base = await stack.enter_async_context(running_gateway(settings))
+        for name in providers:
+            await stack.enter_async_context(running_provider(settings, name))
+        yield base

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from helpers import SQREEN_SECRET, WHSEC, Receiver, post_webhook, sqreen_fixture, wait_for
+from helpers import (
+    LOOPBACK_ALLOW,
+    SQREEN_SECRET,
+    WHSEC,
+    Receiver,
+    post_webhook,
+    sqreen_fixture,
+    wait_for,
+)
 
 from shared.natsserver import free_port, port_is_free
 from shared.schemas import PROVIDER_KINDS
@@ -47,7 +55,7 @@ def env_for(tmp_path: Path, receiver_url: str) -> dict[str, str]:
         LOOKOUT_HTTP_PORT=str(free_port()),
         LOOKOUT_NATS_PORT=str(free_port()),
         SQREEN_WEBHOOK_SECRET=SQREEN_SECRET,
-        LOOKOUT_OUTBOUND_ALLOW="127.0.0.0/8,::1",  # the receiver listens on loopback
+        LOOKOUT_OUTBOUND_ALLOW=LOOPBACK_ALLOW,  # the receiver listens on loopback
     )
     return env
 

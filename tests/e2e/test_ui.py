@@ -4,7 +4,6 @@ RDAP, VirusTotal and AbuseIPDB servers and a loopback webhook receiver."""
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
@@ -13,26 +12,28 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from dnsserver import ZoneServer
-from fakes.abuseipdb import FakeAbuseIpdb
-from fakes.rdap import FakeRdapServer, domain_object, network_object
-from fakes.virustotal import FakeVirusTotal
+from fakes.rdap import domain_object
 from helpers import (
+    EMAIL,
+    IP,
+    LOGIN,
+    LOOKUP_TEXT,
     SHOP_ZONE,
     Receiver,
     api,
     dead_letters,
     http_target,
+    lookup_stack,
     make_settings,
     post_webhook,
+    rdap_records,
     running_gateway,
-    running_provider,
     running_sink,
     sqreen_fixture,
     wait_for,
@@ -65,12 +66,6 @@ $ORIGIN probe-example.com.
 @        IN TXT "<script>window.__xss='dns'</script><img src=x onerror='window.__xss=1'>"
 """
 )
-
-TEXT = """Reported by the helpdesk: mail from billing[at]shop-example[.]com linking to
-hxxps://login-shop-example[.]com/verify and a beacon to 185.220.101[.]50."""
-EMAIL = "billing@shop-example.com"
-LOGIN = "https://login-shop-example.com/verify"
-IP = "185.220.101.50"
 
 
 # --------------------------------------------------------------------------- the browser
@@ -173,54 +168,15 @@ async def complete(page: Page) -> None:
 # --------------------------------------------------------------------------- the stack
 
 
-def rdap_records(registrar: str = "Good Registrar") -> dict[str, Any]:
-    young = (datetime.now(UTC) - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {
-        "shop-example.com": domain_object("shop-example.com", registrar=registrar),
-        "login-shop-example.com": domain_object("login-shop-example.com", registered=young),
-        "probe-example.com": domain_object("probe-example.com", registrar=XSS.format("rdap")),
-        "185.220.101.0/24": network_object(
-            "185.220.101.0", "185.220.101.255", name="TOR-EXIT-NET", country="DE", origin_as=64501
-        ),
-    }
-
-
-@contextlib.asynccontextmanager
-async def lookup_stack(
+def ui_stack(
     nats: NatsServer, tmp_path: Path, providers: tuple[str, ...] = tuple(PROVIDER_KINDS), **env: str
-) -> AsyncIterator[str]:
-    """Gateway and provider services on the bus, against loopback upstreams."""
-    async with contextlib.AsyncExitStack() as stack:
-        zone = stack.enter_context(ZoneServer(ZONE))
-        rdap = await stack.enter_async_context(FakeRdapServer(rdap_records()))
-        vt = await stack.enter_async_context(
-            FakeVirusTotal(
-                {
-                    "shop-example.com": FakeVirusTotal.stats(harmless=70, undetected=15),
-                    LOGIN: FakeVirusTotal.stats(malicious=9, harmless=40),
-                    IP: FakeVirusTotal.stats(malicious=2, harmless=50),
-                }
-            )
-        )
-        abuse = await stack.enter_async_context(
-            FakeAbuseIpdb({IP: {"abuseConfidenceScore": 100, "totalReports": 812, "isTor": True}})
-        )
-        settings = make_settings(
-            tmp_path,
-            nats.url,
-            "[providers.virustotal.quota]\nper_minute = 100\n",
-            LOOKOUT_DNS_NAMESERVERS=zone.nameserver,
-            LOOKOUT_RDAP_URL=rdap.url,
-            VIRUSTOTAL_API_KEY=vt.api_key,
-            VIRUSTOTAL_URL=vt.base_url,
-            ABUSEIPDB_API_KEY=abuse.api_key,
-            ABUSEIPDB_URL=abuse.base_url,
-            **env,
-        )
-        base = await stack.enter_async_context(running_gateway(settings))
-        for name in providers:
-            await stack.enter_async_context(running_provider(settings, name))
-        yield base
+) -> AbstractAsyncContextManager[str]:
+    """The lookup stack, with probe-example.com added: its DNS and RDAP answers carry markup."""
+    rdap = {
+        **rdap_records(),
+        "probe-example.com": domain_object("probe-example.com", registrar=XSS.format("rdap")),
+    }
+    return lookup_stack(nats, tmp_path, providers, zone=ZONE, rdap=rdap, **env)
 
 
 # --------------------------------------------------------------------------- lookups
@@ -229,10 +185,10 @@ async def lookup_stack(
 async def test_pasted_text_fills_the_table_live_with_verdict_colours(
     nats_server: NatsServer, tmp_path: Path, browser: Browser
 ) -> None:
-    async with lookup_stack(nats_server, tmp_path) as base:
+    async with ui_stack(nats_server, tmp_path) as base:
         page, console = await new_page(browser, permissions=["clipboard-read", "clipboard-write"])
         await page.goto(f"{base}/")
-        await page.get_by_label("Indicators or free text").fill(TEXT)
+        await page.get_by_label("Indicators or free text").fill(LOOKUP_TEXT)
         await page.get_by_role("button", name="Look up", exact=True).click()
         await expect(page.locator("#results")).to_be_visible()
         await complete(page)
@@ -331,7 +287,7 @@ async def test_pasted_text_fills_the_table_live_with_verdict_colours(
 async def test_file_upload_and_drag_and_drop(
     nats_server: NatsServer, tmp_path: Path, browser: Browser
 ) -> None:
-    async with lookup_stack(nats_server, tmp_path, ("dns",)) as base:
+    async with ui_stack(nats_server, tmp_path, ("dns",)) as base:
         page, console = await new_page(browser)
         await page.goto(f"{base}/")
         await only_providers(page, "dns")
@@ -379,7 +335,7 @@ async def test_file_upload_and_drag_and_drop(
 async def test_xss_probes_show_as_text_and_never_run(
     nats_server: NatsServer, tmp_path: Path, browser: Browser
 ) -> None:
-    async with lookup_stack(nats_server, tmp_path, ("dns", "whois")) as base:
+    async with ui_stack(nats_server, tmp_path, ("dns", "whois")) as base:
         page, console = await new_page(browser)
         # the URL hash is the user's: a job "id" made of markup is refused as text
         await page.goto(f"{base}/#job={XSS.format('hash')}")
@@ -409,7 +365,7 @@ async def test_xss_probes_show_as_text_and_never_run(
 async def test_login_session_cookie_and_csrf(
     nats_server: NatsServer, tmp_path: Path, browser: Browser
 ) -> None:
-    async with lookup_stack(
+    async with ui_stack(
         nats_server, tmp_path, ("dns",), LOOKOUT_API_TOKENS="tok-one,tok-two"
     ) as base:
         page, console = await new_page(browser)
@@ -591,7 +547,9 @@ async def test_dark_mode_follows_the_system_and_the_theme_toggle(
     settings = make_settings(tmp_path, nats_server.url)
 
     async def background(page: Page) -> str:
-        value: str = await page.evaluate("getComputedStyle(document.documentElement).backgroundColor")
+        value: str = await page.evaluate(
+            "getComputedStyle(document.documentElement).backgroundColor"
+        )
         return value
 
     async with running_gateway(settings) as base:

@@ -15,11 +15,10 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -28,14 +27,24 @@ import nats
 import pytest
 from aiohttp import web
 from cluster import NatsCluster, nats_cluster, replicas_current, stream_leader
-from helpers import SQREEN_SECRET, WHSEC, make_settings, sqreen_sign, wait_for
+from fakes import LoopbackHttpFake
+from helpers import (
+    LOOKOUT,
+    LOOPBACK_ALLOW,
+    SQREEN_SECRET,
+    WHSEC,
+    gateway_ready,
+    http_target,
+    make_settings,
+    sqreen_sign,
+    wait_for,
+)
 from nats.js import JetStreamContext
 
 from shared import bus
 from shared.config import ConfigError
 from shared.natsserver import NatsServer, die_with_parent, free_port
 
-LOOKOUT = str(Path(sys.executable).parent / "lookout")
 TARGET = "ops-http"
 STREAMS = (bus.NOTIFICATIONS, bus.DEADLETTERS, bus.LOOKUPS, bus.LOOKUP_RESULTS)
 BUCKETS = (
@@ -56,19 +65,6 @@ def cluster(tmp_path: Path) -> Iterator[NatsCluster]:
         yield started
 
 
-def target_toml(url: str) -> str:
-    """One http target; many attempts, so the kills cannot push anything into dead letters."""
-    return f"""
-[[targets]]
-name = "{TARGET}"
-type = "http"
-url = "{url}"
-secret = "{WHSEC}"
-timeout = 5
-retry = {{ max_attempts = 10, initial_backoff = 0.2, max_backoff = 1, jitter = 0 }}
-"""
-
-
 def verify_standard_webhook(headers: dict[str, str], body: bytes) -> bool:
     key = base64.b64decode(WHSEC.removeprefix("whsec_"))
     signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
@@ -84,16 +80,18 @@ class Hit:
     signed: bool
 
 
-@dataclass
-class TaggedReceiver:
+class TaggedReceiver(LoopbackHttpFake):
     """A loopback webhook target that records every POST, which sink replica sent it, and
     which deliveries are still waiting for their answer (``delay`` seconds each)."""
 
-    delay: float
-    port: int = field(default_factory=free_port)
-    hits: list[Hit] = field(default_factory=list)
-    in_flight: dict[str, Counter[str]] = field(default_factory=dict)
-    _runner: web.AppRunner | None = None
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+        self.hits: list[Hit] = []
+        self.in_flight: dict[str, Counter[str]] = {}
+
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/hook", self._handle)
 
     def url(self, replica: str) -> str:
         return f"http://127.0.0.1:{self.port}/hook?replica={replica}"
@@ -119,17 +117,6 @@ class TaggedReceiver:
             if flight[webhook_id] <= 0:
                 del flight[webhook_id]
         return web.Response(text="ok")
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/hook", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
 
 class Services:
@@ -196,14 +183,6 @@ async def settled(js: JetStreamContext) -> bool:
     return bool(info.num_pending == 0 and info.num_ack_pending == 0)
 
 
-async def gateway_ready(session: aiohttp.ClientSession, base: str) -> bool:
-    try:
-        async with session.get(f"{base}/readyz") as response:
-            return response.status == 200
-    except aiohttp.ClientError:
-        return False
-
-
 @pytest.mark.slow
 async def test_scale_out_survives_a_nats_node_and_a_sink_replica_dying(
     cluster: NatsCluster, tmp_path: Path
@@ -214,7 +193,9 @@ async def test_scale_out_survives_a_nats_node_and_a_sink_replica_dying(
     tomls = {}
     for replica in ("a", "b"):
         tomls[replica] = tmp_path / f"lookout-{replica}.toml"
-        tomls[replica].write_text(target_toml(receiver.url(replica)))
+        # many attempts, so the kills cannot push anything into dead letters
+        toml = http_target(receiver.url(replica), name=TARGET, timeout=5, max_attempts=10)
+        tomls[replica].write_text(toml)
     settings = make_settings(
         tmp_path,
         cluster.url,
@@ -231,7 +212,7 @@ async def test_scale_out_survives_a_nats_node_and_a_sink_replica_dying(
             "LOOKOUT_PUBLISH_TIMEOUT": "2",
             "LOOKOUT_STREAM_REPLICAS": "3",
             "LOOKOUT_LOG_LEVEL": "info",
-            "LOOKOUT_OUTBOUND_ALLOW": "127.0.0.0/8,::1",  # the receiver is on loopback
+            "LOOKOUT_OUTBOUND_ALLOW": LOOPBACK_ALLOW,  # the receiver is on loopback
         },
     )
     await cluster.wait_jetstream()
@@ -320,7 +301,7 @@ async def test_scale_out_survives_a_nats_node_and_a_sink_replica_dying(
 
             await wait_for(found_leader, within=15, every=0.1)
             victim = cluster.node(leader[0])
-            cluster.kill(victim)
+            victim.kill()  # SIGKILL: a crash, no shutdown
             nats_killed_at = (time.monotonic() - started, len(accepted))
             kills_done.set()
             # The rest goes to a cluster that lost a server, and to the one sink left.
@@ -338,7 +319,7 @@ async def test_scale_out_survives_a_nats_node_and_a_sink_replica_dying(
         delivered_in = time.monotonic() - started
 
         # The killed node comes back and catches up: three current replicas again.
-        cluster.restart(victim)
+        victim.start()  # the same ports and store directory
         for stream in (*STREAMS, *(bus.KV_STREAM.format(bucket=b) for b in BUCKETS)):
             await wait_for(partial(replicas_current, js, stream, 3), within=60, every=0.2)
 

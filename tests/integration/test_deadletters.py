@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 from pathlib import Path
 
 from helpers import (
+    LOOKOUT,
     Receiver,
-    dead_letters,
+    dead_lettered,
     http_target,
     make_settings,
     post_webhook,
@@ -21,8 +21,6 @@ from helpers import (
 )
 
 from shared.natsserver import NatsServer
-
-LOOKOUT = str(Path(sys.executable).parent / "lookout")
 
 
 async def cli(tmp_path: Path, nats: NatsServer, *args: str) -> tuple[int, str, str]:
@@ -56,11 +54,7 @@ async def test_list_and_replay_to_the_one_target(
         ):
             _, answer = await post_webhook(base, sqreen_fixture("v2_security_event.json"))
             first, second = answer["ids"]
-
-            async def two_dead() -> bool:
-                return len(await dead_letters(nats_server.url, "ops-http")) == 2
-
-            await wait_for(two_dead)
+            await wait_for(dead_lettered(nats_server.url, "ops-http", 2))
             await wait_for(lambda: len(other.requests) == 2)
 
             code, out, err = await cli(tmp_path, nats_server, "list", "ops-http")

@@ -5,7 +5,6 @@ UI's session cookie with its CSRF token)."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +12,16 @@ import aiohttp
 from helpers import (
     Receiver,
     api,
+    dead_lettered,
     dead_letters,
     http_target,
+    login_nonce,
     make_settings,
     post_webhook,
     running_gateway,
     running_sink,
     sqreen_fixture,
+    ui_login,
     wait_for,
 )
 
@@ -44,11 +46,7 @@ async def test_list_and_replay_over_http(
             api_base = f"{base}/api/v1/deadletters"
             _, answer = await post_webhook(base, sqreen_fixture("v2_security_event.json"))
             first, second = answer["ids"]
-
-            async def two_dead() -> bool:
-                return len(await dead_letters(nats_server.url, "ops-http")) == 2
-
-            await wait_for(two_dead)
+            await wait_for(dead_lettered(nats_server.url, "ops-http", 2))
             await wait_for(lambda: len(other.requests) == 2)
 
             status, listing = await api("GET", api_base)
@@ -152,11 +150,7 @@ async def test_replay_all_replays_every_dead_letter(
     settings = make_settings(tmp_path, nats_server.url, http_target(receiver.url))
     async with running_gateway(settings) as base, running_sink(settings, "ops-http"):
         _, answer = await post_webhook(base, sqreen_fixture("v2_security_event.json"))
-
-        async def two_dead() -> bool:
-            return len(await dead_letters(nats_server.url, "ops-http")) == 2
-
-        await wait_for(two_dead)
+        await wait_for(dead_lettered(nats_server.url, "ops-http", 2))
         receiver.default = (200, {})
         before = len(receiver.requests)
         status, body = await api(
@@ -169,27 +163,6 @@ async def test_replay_all_replays_every_dead_letter(
             lambda: sorted(b["id"] for b in receiver.bodies()[before:]) == sorted(answer["ids"])
         )
         assert await dead_letters(nats_server.url, "ops-http") == []
-
-
-async def _login(session: aiohttp.ClientSession, base: str, token: str) -> str:
-    """Log in through the form as a browser does; the page's CSRF token."""
-    async with session.get(f"{base}/login") as response:
-        page = await response.text()
-    nonce = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert nonce is not None
-    async with session.post(
-        f"{base}/login",
-        data={"token": token, "csrf": nonce[1], "next": "/notifications"},
-        headers={"Origin": base},
-        allow_redirects=False,
-    ) as response:
-        assert response.status == 303, await response.text()
-        assert response.headers["Location"] == "/notifications"
-    async with session.get(f"{base}/notifications") as response:
-        page = await response.text()
-    csrf = re.search(r'<meta name="csrf-token" content="([^"]+)">', page)
-    assert csrf is not None
-    return csrf[1]
 
 
 async def test_who_may_list_and_replay(nats_server: NatsServer, tmp_path: Path) -> None:
@@ -207,7 +180,7 @@ async def test_who_may_list_and_replay(nats_server: NatsServer, tmp_path: Path) 
 
         jar = aiohttp.CookieJar(unsafe=True)  # cookies for 127.0.0.1
         async with aiohttp.ClientSession(cookie_jar=jar) as browser:
-            csrf = await _login(browser, base, "tok")
+            csrf = await ui_login(browser, base, "tok", next="/notifications")
             cookies = {c.key: c for c in jar}
             session_cookie = cookies["lookout_session"]
             assert session_cookie["httponly"]
@@ -257,10 +230,7 @@ async def test_who_may_list_and_replay(nats_server: NatsServer, tmp_path: Path) 
 
         # the login form refuses another site, a missing form token and a wrong API token
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as other:
-            async with other.get(f"{base}/login") as response:
-                nonce = re.search(r'name="csrf" value="([^"]+)"', await response.text())
-            assert nonce is not None
-            form = {"token": "tok", "csrf": nonce[1], "next": "/"}
+            form = {"token": "tok", "csrf": await login_nonce(other, base), "next": "/"}
             for headers, data, expected in (
                 ({"Origin": "http://evil.example"}, form, 403),
                 ({"Sec-Fetch-Site": "cross-site"}, form, 403),

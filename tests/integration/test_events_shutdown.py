@@ -9,16 +9,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import aiohttp
-from helpers import api, wait_for
+from helpers import LOOKOUT, api, gateway_ready, wait_for
 
 from shared.natsserver import NatsServer, free_port
 
-LOOKOUT = str(Path(sys.executable).parent / "lookout")
 SHUTDOWN_BOUND = 5.0  # seconds; the stream used to hold the exit for 15 s or more
 
 
@@ -43,15 +41,7 @@ async def test_sigterm_ends_an_open_event_stream_at_once(
     )
     try:
         async with aiohttp.ClientSession() as session:
-
-            async def ready() -> bool:
-                try:
-                    async with session.get(f"{base}/readyz") as response:
-                        return response.status == 200
-                except aiohttp.ClientConnectionError:
-                    return False
-
-            await wait_for(ready, within=30)
+            await wait_for(lambda: gateway_ready(session, base), within=30)
             status, created = await api(
                 "POST",
                 f"{base}/api/v1/lookups",

@@ -6,62 +6,48 @@ import asyncio
 import itertools
 import time
 from pathlib import Path
+from typing import Any
 
-import msgspec
 from helpers import (
     Receiver,
     dead_letters,
     http_target,
     jetstream,
+    kv_keys,
     make_settings,
+    publish_alerts,
     running_sink,
     settled,
     wait_for,
 )
 from nats.js import JetStreamContext
-from nats.js.errors import NoKeysError
 
-from shared import bus, schemas, status
+from shared import bus, status
 from shared.natsserver import NatsServer
 
 
 async def publish(
     js: JetStreamContext, n: int, *, application: str = "shop", prefix: str = "scan", risk: int = 40
 ) -> list[str]:
-    """``n`` alerts from a non-Sqreen source, as any NATS publisher would send them."""
-    ids = []
-    for i in range(n):
-        note = schemas.Notification(
-            id=f"{prefix}-{i}",
-            type="http_scan",
-            source="scanner",
-            timestamp=f"2026-11-21T10:00:{i % 60:02d}Z",
-            data=msgspec.Raw(
-                msgspec.json.encode(
-                    {
-                        "risk": risk + i,
-                        "application": application,
-                        "environment": "production",
-                        "ips": [f"203.0.113.{i % 250}"],
-                        "description": f"probe {i}",
-                    }
-                )
-            ),
-        )
-        await js.publish(note.subject, schemas.encode(note), headers={"Nats-Msg-Id": note.msg_id})
-        ids.append(note.id)
-    return ids
+    """``n`` alerts of ``application`` (its digests group by it), risk ``risk`` and up."""
+
+    def alert(i: int) -> dict[str, Any]:
+        return {
+            "risk": risk + i,
+            "application": application,
+            "environment": "production",
+            "ips": [f"203.0.113.{i % 250}"],
+            "description": f"probe {i}",
+        }
+
+    return await publish_alerts(js, n, prefix, alert)
 
 
 async def statuses(url: str) -> dict[str, str]:
     async with jetstream(url) as js:
         kv = await js.key_value(bus.STATUS_BUCKET)
         found: dict[str, str] = {}
-        try:
-            keys = await kv.keys()
-        except NoKeysError:
-            return found
-        for key in keys:
+        for key in await kv_keys(kv):
             entry = await kv.get(key)
             if entry.value:
                 record = status.decode(entry.value)

@@ -4,13 +4,12 @@ security headers on every response, and body size limits on every POST route."""
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-from helpers import api, make_settings, post_webhook, running_gateway, sqreen_sign
+from helpers import api, make_settings, post_webhook, running_gateway, sqreen_sign, ui_login
 
 from services.gateway.apilimit import ClientLimiter
 from services.gateway.hardening import FORM_MAX_BYTES
@@ -213,16 +212,7 @@ async def test_every_post_route_answers_413_json(
         )
         assert (status, kind) == (413, "application/json")
         assert body["error"] == f"body larger than {FORM_MAX_BYTES} bytes"
-        async with session.get(f"{base}/login") as response:
-            nonce = re.search(r'name="csrf" value="([^"]+)"', await response.text())
-        assert nonce is not None
-        async with session.post(
-            f"{base}/login",
-            data={"token": "tok", "csrf": nonce[1]},
-            headers={"Origin": base},
-            allow_redirects=False,
-        ) as response:
-            assert response.status == 303
+        await ui_login(session, base, "tok")
         status, kind, body = await _post(
             session, f"{base}/logout", big_form, chunked, **form_headers
         )

@@ -7,18 +7,16 @@ import csv
 import io
 import json
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from dnsserver import ZoneServer
 from fakes.virustotal import FakeVirusTotal
-from helpers import make_settings, running_provider
+from helpers import LOOKOUT, make_settings, running_provider
 
 from shared.natsserver import NatsServer, free_port
 
-LOOKOUT = str(Path(sys.executable).parent / "lookout")
 ZONE = """
 $ORIGIN example.com.
 @     IN SOA ns1 hostmaster 1 7200 3600 1209600 300

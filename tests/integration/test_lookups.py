@@ -9,7 +9,6 @@ import io
 import json
 import os
 import re
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,7 +17,15 @@ from typing import Any
 import aiohttp
 import pytest
 from dnsserver import ZoneServer
-from helpers import api, make_settings, running_gateway, running_provider, wait_for, wait_job
+from helpers import (
+    LOOKOUT,
+    api,
+    make_settings,
+    running_gateway,
+    running_provider,
+    wait_for,
+    wait_job,
+)
 
 from shared.natsserver import NatsServer, free_port
 
@@ -342,8 +349,6 @@ async def test_cache_key_follows_settings_that_change_answers(
 
 # ------------------------------------------------------------------------ request ids
 
-LOOKOUT = Path(sys.executable).parent / "lookout"
-
 
 @contextlib.asynccontextmanager
 async def provider_process(
@@ -353,7 +358,7 @@ async def provider_process(
     yields the JSON log lines it printed so far (filled in as they come, complete once the
     block is left and the process stopped)."""
     proc = await asyncio.create_subprocess_exec(
-        str(LOOKOUT),
+        LOOKOUT,
         "service",
         f"provider-{name}",
         env={**os.environ, **settings_env},

@@ -13,7 +13,7 @@ from fakes.virustotal import FakeVirusTotal
 from helpers import (
     Receiver,
     api,
-    dead_letters,
+    dead_lettered,
     http_target,
     make_settings,
     post_webhook,
@@ -173,11 +173,7 @@ async def test_failing_target_retries_then_dead_letters(
     )
     async with running_gateway(settings) as base, running_sink(settings, "ops-http"):
         assert (await post_webhook(base, sqreen_fixture("v2_test.json")))[0] == 200
-
-        async def dead() -> bool:
-            return len(await dead_letters(nats_server.url, "ops-http")) == 1
-
-        await wait_for(dead, within=20)
+        await wait_for(dead_lettered(nats_server.url, "ops-http"), within=20)
         await wait_for(lambda: settled(nats_server.url, "ops-http"))
         samples = await scrape(f"http://127.0.0.1:{port}/metrics")
     target = {"target": "ops-http"}

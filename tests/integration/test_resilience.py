@@ -7,25 +7,24 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from helpers import (
+    LOOKOUT,
+    LOOPBACK_ALLOW,
     Receiver,
     dead_letters,
     http_target,
     make_settings,
-    pending,
     post_webhook,
     running_gateway,
     running_sink,
+    settled,
     wait_for,
 )
 
 from shared.natsserver import NatsServer, free_port
-
-LOOKOUT = str(Path(sys.executable).parent / "lookout")
 
 
 def batch(start: int, count: int) -> bytes:
@@ -53,7 +52,7 @@ async def test_sink_killed_mid_stream_loses_nothing(
     env = {
         "NATS_URL": nats_server.url,
         "LOOKOUT_CONFIG": str(tmp_path / "lookout.toml"),
-        "LOOKOUT_OUTBOUND_ALLOW": "127.0.0.0/8,::1",  # the receiver is on loopback
+        "LOOKOUT_OUTBOUND_ALLOW": LOOPBACK_ALLOW,  # the receiver is on loopback
     }
     log = tmp_path / "sink.log"
     async with running_gateway(settings) as base:
@@ -76,11 +75,7 @@ async def test_sink_killed_mid_stream_loses_nothing(
                 return {b["data"]["message"]["id"] for b in receiver.bodies()} >= expected
 
             await wait_for(all_delivered, within=60)
-
-            async def settled() -> bool:
-                return await pending(nats_server.url, "ops-http") == (0, 0)
-
-            await wait_for(settled, within=60)
+            await wait_for(lambda: settled(nats_server.url, "ops-http"), within=60)
         finally:
             second.send_signal(signal.SIGTERM)
             assert second.wait(20) == 0

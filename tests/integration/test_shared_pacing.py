@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgspec
 import nats
 import pytest
 from fakes.slack import FakeSlack
@@ -27,17 +25,17 @@ from helpers import (
     dead_letters,
     http_target,
     jetstream,
+    kv_keys,
     make_settings,
+    publish_alerts,
     running_sink,
     settled,
     wait_for,
 )
-from nats.js import JetStreamContext
-from nats.js.errors import NoKeysError
 from nats.js.kv import KeyValue
 
 from services.registry import build_target
-from shared import bus, schemas
+from shared import bus
 from shared.config import Settings
 from shared.delivery import SinkRunner
 from shared.natsserver import NatsServer
@@ -142,22 +140,6 @@ def delivered_by(runner: SinkRunner) -> float:
     return value or 0.0
 
 
-async def publish(js: JetStreamContext, n: int, prefix: str) -> list[str]:
-    """``n`` alerts, as any NATS publisher would send them."""
-    ids = []
-    for i in range(n):
-        note = schemas.Notification(
-            id=f"{prefix}-{i}",
-            type="http_scan",
-            source="scanner",
-            timestamp="2026-11-21T10:00:00Z",
-            data=msgspec.Raw(json.dumps({"risk": 50, "description": f"probe {i}"}).encode()),
-        )
-        await js.publish(note.subject, schemas.encode(note), headers={"Nats-Msg-Id": note.msg_id})
-        ids.append(note.id)
-    return ids
-
-
 def busiest_second(times: list[float]) -> int:
     """The most sends any 1-second window holds."""
     ordered = sorted(times)
@@ -166,11 +148,7 @@ def busiest_second(times: list[float]) -> int:
 
 async def pace_keys(url: str) -> list[str]:
     async with jetstream(url) as js:
-        kv = await js.key_value(bus.PACE_BUCKET)
-        try:
-            return sorted(await kv.keys())
-        except NoKeysError:
-            return []
+        return sorted(await kv_keys(await js.key_value(bus.PACE_BUCKET)))
 
 
 async def pace_key_set(url: str, key: str) -> bool:
@@ -184,7 +162,7 @@ async def test_two_replicas_share_the_send_rate(
     settings = make_settings(tmp_path, nats_server.url, upstream.toml(5, concurrency=2))
     async with jetstream(nats_server.url, settings) as js:
         async with replicas(settings, upstream.target) as (a, b):
-            await publish(js, 20, "rate")
+            await publish_alerts(js, 20, "rate")
             await wait_for(lambda: upstream.delivered() == 20, within=20)
         assert await settled(nats_server.url, upstream.target)
     assert delivered_by(a) > 0, "both replicas should have sent"
@@ -206,13 +184,13 @@ async def test_a_429_to_one_replica_pauses_the_other(
     upstream.answer_429("2")
     async with jetstream(nats_server.url, settings) as js:
         async with replicas(settings, upstream.target) as (a, b):
-            await publish(js, 1, "first")
+            await publish_alerts(js, 1, "first")
             await wait_for(lambda: len(upstream.arrivals()) == 1)
             told_429 = upstream.arrivals()[0]
             # The 429 is answered and the pause recorded (a send another replica makes
             # while the 429 is still on its way cannot know of it, with or without KV).
             await wait_for(lambda: pace_key_set(nats_server.url, f"{upstream.target}.pause"))
-            await publish(js, 4, "more")
+            await publish_alerts(js, 4, "more")
             await wait_for(lambda: upstream.delivered() == 5, within=20)
         assert await settled(nats_server.url, upstream.target)
     assert delivered_by(a) > 0, "both replicas should have sent"
@@ -232,7 +210,7 @@ async def test_an_unreachable_pace_store_hands_deliveries_back_and_loses_none(
     settings = make_settings(tmp_path, nats_server.url, upstream.toml(20, concurrency=4))
     async with jetstream(nats_server.url, settings) as js:
         async with replicas(settings, upstream.target, count=1) as (runner,):
-            await publish(js, 1, "before")
+            await publish_alerts(js, 1, "before")
             await wait_for(lambda: upstream.delivered() == 1)
 
             await js.delete_key_value(bus.PACE_BUCKET)  # the sink's pacing store is gone
@@ -243,7 +221,7 @@ async def test_an_unreachable_pace_store_hands_deliveries_back_and_loses_none(
                 )
                 return value or 0.0
 
-            await publish(js, 3, "during")
+            await publish_alerts(js, 3, "during")
             await wait_for(lambda: retrying() >= 6)  # each of the three handed back twice
             assert upstream.delivered() == 1  # nothing sent without a slot
             assert len(upstream.arrivals()) == 1
@@ -264,7 +242,7 @@ async def test_a_target_without_a_rate_never_touches_the_pace_store(
     settings = make_settings(tmp_path, nats_server.url, http_target(receiver.url))
     async with jetstream(nats_server.url, settings) as js:
         async with running_sink(settings, "ops-http"):
-            await publish(js, 5, "free")
+            await publish_alerts(js, 5, "free")
             await wait_for(lambda: len(receiver.requests) == 5)
         info = await js.stream_info(bus.KV_STREAM.format(bucket=bus.PACE_BUCKET))
     assert info.state.messages == 0
@@ -280,7 +258,7 @@ async def test_per_second_0_lifts_the_default_limit_and_never_touches_the_store(
     async with jetstream(nats_server.url, settings) as js:
         async with replicas(settings, upstream.target, count=1):
             started = time.monotonic()
-            await publish(js, 12, "unpaced")
+            await publish_alerts(js, 12, "unpaced")
             await wait_for(lambda: upstream.delivered() == 12)
             # 12 sends at the default of 1 per second would take 11 s or more
             assert time.monotonic() - started < 8

@@ -10,8 +10,11 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from aiohttp import web
+from fakes import LoopbackHttpFake
 from helpers import (
     Receiver,
+    dead_lettered,
     dead_letters,
     http_target,
     make_settings,
@@ -25,7 +28,7 @@ from helpers import (
 
 from services.registry import build_target
 from shared import config, schemas, ssrf
-from shared.natsserver import NatsServer, free_port
+from shared.natsserver import NatsServer
 from shared.targets import Delivery, PermanentError
 
 # ------------------------------------------------------------------ classification
@@ -117,11 +120,7 @@ async def test_a_loopback_target_is_dead_lettered_and_never_reached(
     async with running_gateway(settings) as base, running_sink(settings, "ops-http"):
         status, answer = await post_webhook(base, body)
         assert status == 200
-
-        async def all_dead() -> bool:
-            return len(await dead_letters(nats_server.url, "ops-http")) == len(answer["ids"])
-
-        await wait_for(all_dead)
+        await wait_for(dead_lettered(nats_server.url, "ops-http", len(answer["ids"])))
         await wait_for(lambda: settled(nats_server.url, "ops-http"))
     assert receiver.requests == []
     for letter in await dead_letters(nats_server.url, "ops-http"):
@@ -154,11 +153,7 @@ async def test_a_name_that_resolves_to_loopback_is_refused(
     async with running_gateway(settings) as base, running_sink(settings, "ops-http"):
         status, answer = await post_webhook(base, body)
         assert status == 200
-
-        async def all_dead() -> bool:
-            return len(await dead_letters(nats_server.url, "ops-http")) == len(answer["ids"])
-
-        await wait_for(all_dead)
+        await wait_for(dead_lettered(nats_server.url, "ops-http", len(answer["ids"])))
     assert receiver.requests == []
     for letter in await dead_letters(nats_server.url, "ops-http"):
         assert letter.attempts == 1
@@ -169,35 +164,20 @@ async def test_a_name_that_resolves_to_loopback_is_refused(
 # ------------------------------------------------------------------ every HTTP target type
 
 
-class CatchAll:
+class CatchAll(LoopbackHttpFake):
     """A loopback server that counts every request, whatever its path or method."""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        super().__init__()
         self.hits = 0
-        self._runner: object | None = None
 
-    async def __aenter__(self) -> CatchAll:
-        from aiohttp import web
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_route("*", "/{tail:.*}", self._handle)
 
-        async def handle(request: web.Request) -> web.Response:
-            await request.read()
-            self.hits += 1
-            return web.Response(status=400, text="no")
-
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.port).start()
-        self._runner = runner
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        from aiohttp import web
-
-        assert isinstance(self._runner, web.AppRunner)
-        await self._runner.cleanup()
+    async def _handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.hits += 1
+        return web.Response(status=400, text="no")
 
 
 @pytest.fixture

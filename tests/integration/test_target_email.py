@@ -20,12 +20,13 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from helpers import (
+    dead_lettered,
     dead_letters,
     make_settings,
-    pending,
     post_webhook,
     running_gateway,
     running_sink,
+    settled,
     wait_for,
 )
 from nats.js.errors import KeyNotFoundError
@@ -222,11 +223,7 @@ async def send(settings: Settings, body: bytes, until: Any, within: float = 15.0
         status, answer = await post_webhook(base, body)
         assert status == 200, answer
         await wait_for(until, within=within)
-
-        async def settled() -> bool:
-            return await pending(settings.effective_nats_url, TARGET) == (0, 0)
-
-        await wait_for(settled)
+        await wait_for(lambda: settled(settings.effective_nats_url, TARGET))
     ids: list[str] = answer["ids"]
     return ids
 
@@ -234,13 +231,6 @@ async def send(settings: Settings, body: bytes, until: Any, within: float = 15.0
 def expected_message_id(notification_id: str) -> str:
     digest = hashlib.sha256(f"sqreen:{notification_id}".encode()).hexdigest()[:32]
     return f"<{digest}@lookout>"
-
-
-def dead(url: str, count: int = 1) -> Any:
-    async def check() -> bool:
-        return len(await dead_letters(url, TARGET)) == count
-
-    return check
 
 
 # ----------------------------------------------------------------------------- delivered
@@ -376,7 +366,7 @@ async def test_connection_is_kept_and_a_dropped_one_replaced_without_a_retry(
             status, answer = await post_webhook(base, security_event("evt-after-drop"))
             assert status == 200
             await wait_for(lambda: len(mailbox.delivered) == 4)
-            await wait_for(lambda: _settled(settings))
+            await wait_for(lambda: settled(settings.effective_nats_url, TARGET))
     assert len({r.peer for r in mailbox.delivered[:3]}) == 1  # one connection for three
     assert mailbox.delivered[3].peer != mailbox.delivered[0].peer
     assert len(mailbox.attempts) == 4  # no failed attempt, no duplicate
@@ -399,10 +389,6 @@ async def test_connection_is_kept_and_a_dropped_one_replaced_without_a_retry(
     assert entry.value is not None
     record = status_module.decode(entry.value)
     assert (record.state, record.attempts) == ("delivered", 1)
-
-
-async def _settled(settings: Settings) -> bool:
-    return await pending(settings.effective_nats_url, TARGET) == (0, 0)
 
 
 # ----------------------------------------------------------------------------- failures
@@ -432,7 +418,9 @@ async def test_mailbox_unavailable_is_dead_lettered_at_once(
     mailbox.refuse[SOC] = "550 5.1.1 no such user"
     with smtp_server(mailbox) as port:
         settings = make_settings(tmp_path, nats_server.url, email_target(port, "none"))
-        [note_id] = await send(settings, security_event("evt-550"), dead(nats_server.url))
+        [note_id] = await send(
+            settings, security_event("evt-550"), dead_lettered(nats_server.url, TARGET)
+        )
     [record] = await dead_letters(nats_server.url, TARGET)
     assert record.attempts == 1  # permanent: never retried
     assert "550" in record.error
@@ -453,7 +441,7 @@ async def test_rejected_login_is_dead_lettered(
         extra = f'username = "{USERNAME}"\npassword = "not the password"'
         toml = email_target(port, "starttls", extra=extra)
         settings = make_settings(tmp_path, nats_server.url, toml)
-        await send(settings, security_event("evt-535"), dead(nats_server.url))
+        await send(settings, security_event("evt-535"), dead_lettered(nats_server.url, TARGET))
     [record] = await dead_letters(nats_server.url, TARGET)
     assert record.attempts == 1
     assert "authentication failed: 535" in record.error
@@ -468,7 +456,7 @@ async def test_starttls_required_but_not_offered_is_dead_lettered(
     mailbox = Mailbox()
     with smtp_server(mailbox) as port:  # no tls_context: no STARTTLS
         settings = make_settings(tmp_path, nats_server.url, email_target(port, "starttls"))
-        await send(settings, security_event("evt-notls"), dead(nats_server.url))
+        await send(settings, security_event("evt-notls"), dead_lettered(nats_server.url, TARGET))
     [record] = await dead_letters(nats_server.url, TARGET)
     assert record.attempts == 1
     assert "STARTTLS" in record.error
@@ -486,10 +474,6 @@ async def test_certificate_is_verified_unless_disabled(
             port, "starttls", name="lax", extra="verify_tls = false"
         )
         settings = make_settings(tmp_path, nats_server.url, toml)
-
-        async def strict_dead() -> bool:
-            return len(await dead_letters(nats_server.url, "strict")) == 1
-
         async with (
             running_gateway(settings) as base,
             running_sink(settings, "strict"),
@@ -498,7 +482,7 @@ async def test_certificate_is_verified_unless_disabled(
             status, _ = await post_webhook(base, security_event("evt-cert"))
             assert status == 200
             await wait_for(lambda: len(mailbox.delivered) == 1)
-            await wait_for(strict_dead)
+            await wait_for(dead_lettered(nats_server.url, "strict"))
     [record] = await dead_letters(nats_server.url, "strict")
     assert record.attempts == 3
     assert "CERTIFICATE_VERIFY_FAILED" in record.error

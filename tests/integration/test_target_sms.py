@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 from fakes.twilio import DEFAULT_AUTH_TOKEN, FakeTwilio, basic_credentials, segments
 from helpers import (
+    dead_lettered,
     dead_letters,
     make_settings,
-    pending,
     post_webhook,
     running_gateway,
     running_sink,
+    settled,
     wait_for,
 )
 
@@ -92,20 +93,9 @@ async def send(
         status, answer = await post_webhook(base, body)
         assert status == 200, answer
         await wait_for(until, within=within)
-
-        async def settled() -> bool:
-            return await pending(settings.effective_nats_url, TARGET) == (0, 0)
-
-        await wait_for(settled)
+        await wait_for(lambda: settled(settings.effective_nats_url, TARGET))
     ids: list[str] = answer["ids"]
     return ids
-
-
-def dead(url: str) -> Callable[[], Any]:
-    async def check() -> bool:
-        return len(await dead_letters(url, TARGET)) == 1
-
-    return check
 
 
 def test_text_is_one_gsm_line_cut_at_max_length() -> None:
@@ -167,7 +157,9 @@ async def test_invalid_number_is_dead_lettered_and_the_others_served(
 ) -> None:
     toml = sms_target(twilio, to=(ALICE, "0800 NOT E164"))
     settings = make_settings(tmp_path, nats_server.url, toml)
-    [note_id] = await send(settings, security_event("evt-sms-21211"), dead(nats_server.url))
+    [note_id] = await send(
+        settings, security_event("evt-sms-21211"), dead_lettered(nats_server.url, TARGET)
+    )
     [record] = await dead_letters(nats_server.url, TARGET)
     assert record.attempts == 1  # permanent: never retried
     assert "Twilio error 21211" in record.error
@@ -182,7 +174,7 @@ async def test_rejected_credentials_are_dead_lettered(
 ) -> None:
     wrong = "wrong-token-0123456789"
     settings = make_settings(tmp_path, nats_server.url, sms_target(twilio, token=wrong))
-    await send(settings, security_event("evt-sms-401"), dead(nats_server.url))
+    await send(settings, security_event("evt-sms-401"), dead_lettered(nats_server.url, TARGET))
     [record] = await dead_letters(nats_server.url, TARGET)
     assert record.attempts == 1
     assert "Twilio rejected the credentials" in record.error

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 import nats
-from helpers import make_settings, running_gateway, wait_for
+from helpers import kv_keys, make_settings, running_gateway, ui_login, wait_for
 
 from services.gateway import ui
 from services.gateway.app import create_app
@@ -33,18 +33,10 @@ async def login(base: str) -> tuple[str, str]:
     token)."""
     jar = aiohttp.CookieJar(unsafe=True)  # keep the cookies of 127.0.0.1
     async with aiohttp.ClientSession(cookie_jar=jar) as browser:
-        async with browser.get(f"{base}/login") as response:
-            nonce = re.search(r'name="csrf" value="([^"]+)"', await response.text())
-        assert nonce is not None
-        async with browser.post(
-            f"{base}/login",
-            data={"token": TOKEN, "csrf": nonce[1], "next": "/"},
-            headers={"Origin": base},
-            allow_redirects=False,
-        ) as response:
-            assert response.status == 303, await response.text()
+        csrf = await ui_login(browser, base, TOKEN)
         cookie = {c.key: c.value for c in jar}[ui.SESSION_COOKIE]
-    return cookie, await page_csrf(base, cookie)
+    assert await page_csrf(base, cookie) == csrf  # the cookie alone is the session
+    return cookie, csrf
 
 
 async def request(
@@ -91,11 +83,7 @@ async def bucket_entries(url: str) -> dict[str, bytes]:
     nc = await nats.connect(url)
     try:
         kv = await nc.jetstream().key_value(bus.SESSIONS_BUCKET)
-        try:
-            keys = await kv.keys()
-        except nats.js.errors.NoKeysError:
-            return {}
-        return {key: (await kv.get(key)).value or b"" for key in keys}
+        return {key: (await kv.get(key)).value or b"" for key in await kv_keys(kv)}
     finally:
         await nc.close()
 
