@@ -21,6 +21,7 @@ REDACTED = "[REDACTED]"
 _SECRET_KEY = re.compile(r"secret|token|password|passwd|authorization|api_key|apikey", re.I)
 _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None
+_min_level = logging.NOTSET  # structlog's default configuration filters nothing
 
 
 def register_secret(value: str) -> None:
@@ -73,7 +74,8 @@ class _CurrentStdout(io.TextIOBase):
 
 def setup(service: str, level: str = "info") -> None:
     """Configure structlog (and stdlib logging) to write one JSON object per line."""
-    numeric = logging.getLevelNamesMapping()[level.upper()]
+    global _min_level
+    numeric = _min_level = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -109,6 +111,12 @@ class _StdlibJson(logging.Formatter):
         redact(None, "", event)
         line = structlog.processors.JSONRenderer()(None, "", event)
         return str(_scrub_rendered(None, "", line))
+
+
+def enabled(level: int) -> bool:
+    """Whether a line at ``level`` (``logging.INFO``…) is written: a hot path asks first
+    instead of paying for a call that is filtered out."""
+    return level >= _min_level
 
 
 def get(name: str | None = None) -> structlog.typing.FilteringBoundLogger:

@@ -57,6 +57,12 @@ def attributes(notification: Notification) -> Attributes:
     return Attributes(risk=risk, application=application, environment=environment)
 
 
+def routes_everything(targets: Sequence[TargetConfig]) -> bool:
+    """True when some target takes every notification (its route filters nothing), so no
+    notification can be unrouted and :func:`unrouted` need not be asked."""
+    return any(target.match == Match() for target in targets)
+
+
 def unrouted(targets: Sequence[TargetConfig], notification: Notification) -> bool:
     """True when no configured target's route accepts ``notification``."""
     return not any(matches(target.match, notification) for target in targets)

@@ -15,8 +15,10 @@ from services.gateway.state import BUS
 _json = msgspec.json.Encoder()
 
 
-def api_json(status: int, body: Any) -> web.Response:
-    return web.Response(status=status, body=_json.encode(body), content_type="application/json")
+def api_json(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, body=_json.encode(body), content_type="application/json", headers=headers
+    )
 
 
 def api_error(status: int, reason: str, **extra: Any) -> web.Response:

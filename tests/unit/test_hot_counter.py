@@ -1,11 +1,11 @@
-"""The gateway's lock-free counters are exposed exactly as prometheus_client's Counter."""
+"""The gateway's lock-free counters and histogram are exposed exactly as prometheus_client's."""
 
 from __future__ import annotations
 
 import prometheus_client as prom
 import pytest
 
-from shared.metrics import HotCounter
+from shared.metrics import HotCounter, HotHistogram
 
 
 def _samples(registry: prom.CollectorRegistry) -> list[str]:
@@ -30,3 +30,17 @@ def test_a_name_taken_twice_is_refused() -> None:
     HotCounter("lookout_dup", "first", ["a"], registry=registry)
     with pytest.raises(ValueError, match="Duplicated timeseries"):
         prom.Counter("lookout_dup", "second", ["a"], registry=registry)
+
+
+def test_hot_histogram_exposition_matches_a_prometheus_histogram() -> None:
+    hot, reference = prom.CollectorRegistry(), prom.CollectorRegistry()
+    bounds = (0.001, 0.01, 0.1, 1, 5)
+    a = HotHistogram("lookout_wait_seconds", "Waits", bounds, registry=hot)
+    b = prom.Histogram("lookout_wait_seconds", "Waits", buckets=bounds, registry=reference)
+    # on a bound (le is inclusive), between bounds, above the last, zero
+    for amount in (0.001, 0.0005, 0.05, 1.0, 4.99, 7.5, 0.0, 0.1):
+        a.observe(amount)
+        b.observe(amount)
+    assert _samples(hot) == _samples(reference)
+    assert hot.get_sample_value("lookout_wait_seconds_bucket", {"le": "0.001"}) == 3.0
+    assert hot.get_sample_value("lookout_wait_seconds_count") == 8.0

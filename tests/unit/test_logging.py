@@ -28,3 +28,17 @@ def test_secrets_never_reach_log_lines(capsys: pytest.CaptureFixture[str]) -> No
     assert lines[1]["api_key"] == "[REDACTED]"
     assert lines[1]["headers"] == {"Authorization": "[REDACTED]"}
     assert "[REDACTED]" in lines[3]["exception"]
+
+
+def test_enabled_follows_the_configured_level(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    log.setup("test", "warning")
+    assert not log.enabled(logging.INFO)
+    assert log.enabled(logging.WARNING)
+    log.get("t").info("filtered")
+    assert capsys.readouterr().out == ""
+    log.setup("test", "debug")
+    assert log.enabled(logging.DEBUG)
+    log.get("t").debug("written")
+    assert "written" in capsys.readouterr().out

@@ -7,9 +7,12 @@ import json
 import msgspec
 import pytest
 from helpers import sqreen_fixture
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.gateway import sqreen
 from shared.config import Secret
+from shared.schemas import Notification
 
 BODY = b'[{"message_type": "test", "message": {"id": "1"}}]'
 SECRETS = sqreen.keys([Secret("current-secret")])
@@ -144,3 +147,118 @@ def test_type_becomes_a_safe_subject_token() -> None:
         0, msgspec.Raw(b'{"message_type": "Weird Type.>*", "message": {"id": "a"}}')
     )
     assert note.subject == "notification.sqreen.weird_type"
+
+
+# notifications(): the gateway's one-pass reading gives what split() + parse() give.
+
+_FIELDS = (
+    "message_id",
+    "message_type",
+    "sqreen_payload_type",
+    "event_id",
+    "id",
+    "incident_thread",
+    "incident_status",
+    "date_last_updated",
+    "date_created",
+    "date_occurred",
+    "retry_count",
+    "other",
+)
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.sampled_from(["", " ", "x", "Ab.>"]),
+    lambda children: (
+        st.lists(children, max_size=2) | st.dictionaries(st.text(max_size=2), children, max_size=2)
+    ),
+    max_leaves=4,
+)
+_fields = st.dictionaries(st.sampled_from(_FIELDS), _json_values, max_size=6)
+_messages = st.one_of(
+    _fields,
+    st.builds(lambda top, inner: {**top, "message": inner}, _fields, _fields | _json_values),
+    _json_values,
+)
+
+
+def _reference(body: bytes, max_messages: int) -> list[Notification] | str:
+    try:
+        return [sqreen.parse(i, raw) for i, raw in enumerate(sqreen.split(body, max_messages))]
+    except sqreen.PayloadError as exc:
+        return f"PayloadError: {exc}"
+
+
+def _one_pass(body: bytes, max_messages: int) -> list[Notification] | str:
+    try:
+        return sqreen.notifications(body, max_messages)
+    except sqreen.PayloadError as exc:
+        return f"PayloadError: {exc}"
+
+
+@pytest.fixture
+def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a message without any date gets "now": the same now on both sides
+    monkeypatch.setattr(sqreen, "utc_now", lambda: "2026-11-21T00:00:00.000Z")
+
+
+@pytest.mark.usefixtures("fixed_clock")
+@pytest.mark.parametrize(
+    "name",
+    [
+        "v2_security_event.json",
+        "v2_test.json",
+        "v2_incidents.json",
+        "v2_other.json",
+        "v1_security_event.json",
+        "v1_other.json",
+    ],
+)
+def test_one_pass_reading_equals_split_and_parse_on_every_fixture(name: str) -> None:
+    body = sqreen_fixture(name)
+    messages = json.loads(body)
+    bodies = [
+        body,
+        b"  \n" + body + b"\r\n ",
+        json.dumps(messages[0]).encode(),  # a single object
+        json.dumps(messages[:1]).encode(),  # a one-message array
+        json.dumps(messages[:1], indent=3).encode(),
+    ]
+    for each in bodies:
+        expected = _reference(each, 1000)
+        assert not isinstance(expected, str)
+        assert _one_pass(each, 1000) == expected
+        assert [bytes(n.data) for n in sqreen.notifications(each, 1000)] == [
+            bytes(n.data) for n in expected
+        ]
+    assert _one_pass(body, len(messages) - 1) == _reference(body, len(messages) - 1)
+
+
+@pytest.mark.usefixtures("fixed_clock")
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"[1, 2",
+        b'"text"',
+        b"[]",
+        b"[1]",
+        b'[{"hello": "world"}]',
+        b'[{"message_type": "test", "message": "flat"}]',
+        b'[{"message_type": "test", "message": null}]',
+        b'[{"message_type": "test"}]',
+        b'[{"message_type": "", "message": {}}]',
+        b'[{"sqreen_payload_type": 3}]',
+        b'[{"sqreen_payload_type": "pulse", "message": "v1 may carry any message"}]',
+        b'[{"message_type": "test", "message": {"id": 1}}, {"message_type": "test", "message": 2}]',
+        b'[{"message_type": "test", "message": {"id": 1}}] trailing',
+    ],
+)
+def test_one_pass_reading_gives_the_same_errors(body: bytes) -> None:
+    assert _one_pass(body, 1000) == _reference(body, 1000)
+
+
+@given(st.lists(_messages, min_size=1, max_size=3), st.sampled_from([1, 2, 1000]))
+def test_one_pass_reading_equals_split_and_parse(messages: list[object], limit: int) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sqreen, "utc_now", lambda: "2026-11-21T00:00:00.000Z")
+        for body in (json.dumps(messages).encode(), json.dumps(messages[0]).encode()):
+            assert _one_pass(body, limit) == _reference(body, limit)

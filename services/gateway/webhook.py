@@ -1,0 +1,219 @@
+"""``POST /webhooks/sqreen``: verify, parse, store every message in JetStream, answer.
+
+The gateway's hot path. What it needs from the configuration (the HMAC keys, the limits, the
+metric children, whether any notification can go unrouted) is worked out once, when the app
+is made, and each request runs in one coroutine with no helper awaits: under load every
+extra call, lookup and resume costs several times what it costs in a micro-benchmark (see
+BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiohttp import web
+from nats.js.api import PubAck
+
+from services.gateway import sqreen
+from services.gateway.answers import api_json
+from services.gateway.state import Bus, Metrics
+from shared import bus, requestid, schemas
+from shared import logging as log
+from shared.config import Settings
+from shared.routing import routes_everything, unrouted
+
+_log = log.get("gateway")
+
+# Outcome of a refused webhook → the reason label of lookout_webhooks_rejected_total.
+_REJECT_REASONS = {
+    "unauthorized": "bad_signature",
+    "bad_request": "malformed",
+    "too_large": "too_large",
+    "unavailable": "bus_unavailable",
+    "not_configured": "not_configured",
+}
+
+
+class SqreenWebhook:
+    """The ``POST /webhooks/sqreen`` handler (:meth:`handle`) of one gateway app."""
+
+    def __init__(self, settings: Settings, the_bus: Bus, metrics: Metrics) -> None:
+        self._settings = settings
+        self._bus = the_bus
+        self._metrics = metrics
+        self._keys = sqreen.keys(settings.sqreen_secrets)
+        self._max_body = settings.max_body_bytes
+        self._too_large = f"body larger than {settings.max_body_bytes} bytes"
+        self._max_messages = settings.max_messages
+        self._timeout = settings.publish_timeout
+        self._all_routed = routes_everything(settings.targets)
+        self._received = metrics.received(sqreen.SOURCE)
+        self._verified = metrics.verified(sqreen.SOURCE)
+        self._accepted = metrics.webhook(sqreen.SOURCE, "accepted")
+        self._stored = metrics.published(sqreen.SOURCE, False)
+        self._stream_stored = metrics.stream_publish(bus.NOTIFICATIONS, "stored")
+        self._publish_seconds = metrics.publish_seconds
+
+    async def handle(self, request: web.Request) -> web.Response:
+        request_id = requestid.from_headers(request.headers)
+        try:
+            self._received.inc()
+            if not self._keys:
+                return self._reject(
+                    request_id, 503, "not_configured", "SQREEN_WEBHOOK_SECRET is not configured"
+                )
+            length = request.content_length
+            if length is not None and length > self._max_body:
+                return self._reject(request_id, 413, "too_large", self._too_large)
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                return self._reject(request_id, 413, "too_large", self._too_large)
+            try:
+                sqreen.verify(body, request.headers.get(sqreen.SIGNATURE_HEADER), self._keys)
+            except sqreen.SignatureError as exc:
+                return self._reject(request_id, 401, "unauthorized", str(exc))
+            self._verified.inc()
+            try:
+                notifications = sqreen.notifications(body, self._max_messages)
+            except sqreen.PayloadError as exc:
+                return self._reject(request_id, 400, "bad_request", str(exc))
+            js = self._bus.js
+            if js is None or not self._bus.usable:
+                return self._reject(
+                    request_id,
+                    503,
+                    "unavailable",
+                    "message bus unavailable, retry later",
+                    retry_after="5",
+                )
+
+            headers = {
+                schemas.SCHEMA_HEADER: schemas.NOTIFICATION_SCHEMA,
+                schemas.REQUEST_ID_HEADER: request_id,
+            }
+            timeout = self._timeout
+            started = time.perf_counter()
+            results: list[PubAck | BaseException]
+            if len(notifications) == 1:  # the common case: no task, no gather
+                n = notifications[0]
+                headers["Nats-Msg-Id"] = n.msg_id
+                try:
+                    ack = await js.publish(
+                        n.subject, schemas.encode(n), headers=headers, timeout=timeout
+                    )
+                    results = [ack]
+                except Exception as exc:
+                    results = [exc]
+            else:
+                results = await asyncio.gather(
+                    *(
+                        js.publish(
+                            n.subject,
+                            schemas.encode(n),
+                            headers={**headers, "Nats-Msg-Id": n.msg_id},
+                            timeout=timeout,
+                        )
+                        for n in notifications
+                    ),
+                    return_exceptions=True,
+                )
+            self._publish_seconds.observe(time.perf_counter() - started)
+            return self._answer(request_id, notifications, results)
+        except Exception:
+            # Never a traceback to the sender; a 500 makes Sqreen retry later.
+            _log.exception("unhandled error in webhook handler", request_id=request_id)
+            return api_json(500, {"error": "internal error"}, {"X-Request-Id": request_id})
+
+    def _reject(
+        self,
+        request_id: str,
+        status: int,
+        outcome: str,
+        reason: str,
+        retry_after: str | None = None,
+    ) -> web.Response:
+        self._metrics.webhook(sqreen.SOURCE, outcome).inc()
+        self._metrics.rejected(sqreen.SOURCE, _REJECT_REASONS.get(outcome, outcome)).inc()
+        _log.info(
+            "webhook rejected",
+            request_id=request_id,
+            source=sqreen.SOURCE,
+            status=status,
+            reason=reason,
+        )
+        headers = {"X-Request-Id": request_id}
+        if retry_after is not None:
+            headers["Retry-After"] = retry_after
+        return api_json(status, {"error": reason}, headers)
+
+    def _answer(
+        self,
+        request_id: str,
+        notifications: list[schemas.Notification],
+        results: list[PubAck | BaseException],
+    ) -> web.Response:
+        """200 only when JetStream acknowledged every message; else 503 so the sender retries
+        (the messages that were stored are deduplicated when they come again)."""
+        metrics = self._metrics
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            metrics.stream_publish(bus.NOTIFICATIONS, "failed").inc(len(failures))
+            if len(failures) < len(results):
+                stored = len(results) - len(failures)
+                metrics.stream_publish(bus.NOTIFICATIONS, "stored").inc(stored)
+            _log.warning(
+                "publish failed",
+                request_id=request_id,
+                error=str(failures[0]) or type(failures[0]).__name__,
+                failed=len(failures),
+                total=len(results),
+            )
+            return self._reject(
+                request_id,
+                503,
+                "unavailable",
+                "message bus did not store every message, retry later",
+                retry_after="5",
+            )
+        duplicates = sum(1 for r in results if isinstance(r, PubAck) and r.duplicate)
+        if not self._all_routed:
+            self._count_unrouted(notifications, request_id)
+        self._accepted.inc()
+        self._stored.inc(len(results) - duplicates)
+        self._stream_stored.inc(len(results) - duplicates)
+        if duplicates:
+            metrics.published(sqreen.SOURCE, True).inc(duplicates)
+            metrics.stream_publish(bus.NOTIFICATIONS, "duplicate").inc(duplicates)
+        if log.enabled(logging.INFO):
+            _log.info(
+                "webhook accepted",
+                request_id=request_id,
+                source=sqreen.SOURCE,
+                messages=len(results),
+                duplicates=duplicates,
+            )
+        return api_json(
+            200,
+            {
+                "accepted": len(results),
+                "duplicates": duplicates,
+                "ids": [n.id for n in notifications],
+            },
+            {"X-Request-Id": request_id},
+        )
+
+    def _count_unrouted(self, notifications: list[schemas.Notification], request_id: str) -> None:
+        """Stored, but no target will deliver it: say so (never a silent drop)."""
+        for n in notifications:
+            if unrouted(self._settings.targets, n):
+                self._metrics.unrouted.labels(n.source).inc()
+                _log.warning(
+                    "notification matches no target",
+                    request_id=request_id,
+                    notification_id=n.id,
+                    source=n.source,
+                    type=n.type,
+                )
