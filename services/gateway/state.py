@@ -25,6 +25,7 @@ class Bus:
         self.settings = settings
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
+        self.publisher: bus.Publisher | None = None  # the webhook's publishes
         self.provisioned = False
         self._task: asyncio.Task[None] | None = None
 
@@ -39,6 +40,9 @@ class Bus:
                 _log.error("nats connection failed, retrying", error=str(exc) or repr(exc))
                 await asyncio.sleep(2.0)
         self.js = self.nc.jetstream(timeout=self.settings.publish_timeout)
+        publisher = bus.Publisher(self.nc)
+        await publisher.start()
+        self.publisher = publisher
         while not self.provisioned:
             try:
                 await bus.provision(self.js, self.settings)

@@ -14,7 +14,6 @@ import logging
 import time
 
 from aiohttp import web
-from nats.js.api import PubAck
 
 from services.gateway import sqreen
 from services.gateway.answers import api_json
@@ -80,8 +79,8 @@ class SqreenWebhook:
                 notifications = sqreen.notifications(body, self._max_messages)
             except sqreen.PayloadError as exc:
                 return self._reject(request_id, 400, "bad_request", str(exc))
-            js = self._bus.js
-            if js is None or not self._bus.usable:
+            publisher = self._bus.publisher
+            if publisher is None or not self._bus.usable:
                 return self._reject(
                     request_id,
                     503,
@@ -96,25 +95,23 @@ class SqreenWebhook:
             }
             timeout = self._timeout
             started = time.perf_counter()
-            results: list[PubAck | BaseException]
+            results: list[bus.PublishAck | BaseException]
             if len(notifications) == 1:  # the common case: no task, no gather
                 n = notifications[0]
                 headers["Nats-Msg-Id"] = n.msg_id
                 try:
-                    ack = await js.publish(
-                        n.subject, schemas.encode(n), headers=headers, timeout=timeout
-                    )
+                    ack = await publisher.publish(n.subject, schemas.encode(n), headers, timeout)
                     results = [ack]
                 except Exception as exc:
                     results = [exc]
             else:
                 results = await asyncio.gather(
                     *(
-                        js.publish(
+                        publisher.publish(
                             n.subject,
                             schemas.encode(n),
-                            headers={**headers, "Nats-Msg-Id": n.msg_id},
-                            timeout=timeout,
+                            {**headers, "Nats-Msg-Id": n.msg_id},
+                            timeout,
                         )
                         for n in notifications
                     ),
@@ -153,7 +150,7 @@ class SqreenWebhook:
         self,
         request_id: str,
         notifications: list[schemas.Notification],
-        results: list[PubAck | BaseException],
+        results: list[bus.PublishAck | BaseException],
     ) -> web.Response:
         """200 only when JetStream acknowledged every message; else 503 so the sender retries
         (the messages that were stored are deduplicated when they come again)."""
@@ -178,7 +175,7 @@ class SqreenWebhook:
                 "message bus did not store every message, retry later",
                 retry_after="5",
             )
-        duplicates = sum(1 for r in results if isinstance(r, PubAck) and r.duplicate)
+        duplicates = sum(1 for r in results if isinstance(r, bus.PublishAck) and r.duplicate)
         if not self._all_routed:
             self._count_unrouted(notifications, request_id)
         self._accepted.inc()
