@@ -209,12 +209,10 @@ def notifications(body: bytes, max_messages: int) -> list[Notification]:
             tops = _messages.decode(stripped)
         except msgspec.DecodeError:
             tops = []  # split() and parse() find the fault and name it
-        if 0 < len(tops) <= max_messages:
-            raws = (
-                [msgspec.Raw(stripped[1:-1].strip())]  # the one message, as msgspec.Raw cuts it
-                if len(tops) == 1
-                else _raw_list.decode(stripped)
-            )
-            pairs = enumerate(zip(tops, raws, strict=True))
+        if len(tops) == 1 and max_messages >= 1:  # the usual body: one message
+            raw = msgspec.Raw(stripped[1:-1].strip())  # as msgspec.Raw would cut it
+            return [_notification(0, tops[0], raw)]
+        if 1 < len(tops) <= max_messages:
+            pairs = enumerate(zip(tops, _raw_list.decode(stripped), strict=True))
             return [_notification(i, top, raw) for i, (top, raw) in pairs]
     return [parse(i, raw) for i, raw in enumerate(split(body, max_messages))]

@@ -3,6 +3,11 @@
 A bare aiohttp handler that checks the HMAC of the body and awaits one JetStream publish
 (file storage, the same dedup header work), and nothing else. The gateway is measured
 against this in the same run.
+
+``--publisher js`` (the baseline the goal is judged on) publishes with nats-py's
+``JetStreamContext.publish``; ``--publisher lookout`` with the gateway's own
+``shared.bus.Publisher``, so the run can also tell the gateway's overhead apart from what
+its leaner publish saves.
 """
 
 from __future__ import annotations
@@ -11,14 +16,20 @@ import argparse
 import asyncio
 import hashlib
 import hmac
+import sys
+from pathlib import Path
 
 import nats
 import uvloop
 from aiohttp import web
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-async def main(port: int, nats_url: str, secret: bytes) -> None:
+from shared.bus import Publisher
+
+
+async def main(port: int, nats_url: str, secret: bytes, publisher_kind: str) -> None:
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     await js.add_stream(
@@ -37,6 +48,9 @@ async def main(port: int, nats_url: str, secret: bytes) -> None:
         ),
     )
 
+    publisher = Publisher(nc)
+    await publisher.start()
+
     async def handle(request: web.Request) -> web.Response:
         body = await request.read()
         given = request.headers.get("X-Sqreen-Integrity", "")
@@ -44,7 +58,10 @@ async def main(port: int, nats_url: str, secret: bytes) -> None:
         if not hmac.compare_digest(given, expected):
             return web.Response(status=401)
         msg_id = hashlib.sha256(body).hexdigest()
-        await js.publish("bench.webhook", body, headers={"Nats-Msg-Id": msg_id})
+        if publisher_kind == "lookout":
+            await publisher.publish("bench.webhook", body, {"Nats-Msg-Id": msg_id}, 5.0)
+        else:
+            await js.publish("bench.webhook", body, headers={"Nats-Msg-Id": msg_id})
         return web.Response(text="ok")
 
     app = web.Application()
@@ -60,6 +77,7 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--nats", required=True)
     parser.add_argument("--secret", required=True)
+    parser.add_argument("--publisher", choices=["js", "lookout"], default="js")
     args = parser.parse_args()
     uvloop.install()
-    asyncio.run(main(args.port, args.nats, args.secret.encode()))
+    asyncio.run(main(args.port, args.nats, args.secret.encode(), args.publisher))

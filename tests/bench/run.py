@@ -2,9 +2,12 @@
 
 Runs the real gateway (``lookout service gateway``) and a minimal aiohttp handler that only
 checks the HMAC and awaits a JetStream publish (``baseline.py``) against the same
-nats-server, and loads each with wrk (``-t1 -c32``) in alternating rounds (A B A B …),
-reporting medians, the ratio and each server's peak RSS. Bodies are distinct signed Sqreen
-security_event messages, so every request is stored (no dedup shortcut).
+nats-server, and loads each with wrk (``-t1 -c32``) in alternating rounds (A B C A B C …),
+reporting medians, the ratio and each server's peak RSS. A second baseline publishes with
+the gateway's ``shared.bus.Publisher`` instead of ``js.publish``: the gateway against it
+is the cost of the gateway's own work, apart from what its leaner publish saves. Bodies are
+distinct signed Sqreen security_event messages, so every request is stored (no dedup
+shortcut).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ HERE = Path(__file__).parent
 FIXTURE = HERE.parent / "fixtures" / "sqreen" / "v2_security_event.json"
 SECRET = "bench-secret-4f9a"
 LOOKOUT = str(Path(sys.executable).parent / "lookout")
+BASELINE_LEAN = "baseline-publisher"  # the baseline publishing as the gateway does
 
 
 def make_bodies(path: Path, count: int) -> None:
@@ -121,7 +125,7 @@ def main() -> int:
         make_bodies(bodies, 50_000)
         server = NatsServer(tmp / "nats")
         server.start()
-        gw_port, base_port = free_port(), free_port()
+        gw_port = free_port()
         env = {
             **os.environ,
             "NATS_URL": server.url,
@@ -131,54 +135,60 @@ def main() -> int:
             "LOOKOUT_LOG_LEVEL": "warning",
         }
         env.pop("LOOKOUT_CONFIG", None)
-        gateway = subprocess.Popen(
+        ports = {"baseline": free_port(), BASELINE_LEAN: free_port(), "gateway": gw_port}
+        procs = {
+            name: subprocess.Popen(
+                [
+                    sys.executable,
+                    str(HERE / "baseline.py"),
+                    "--port",
+                    str(ports[name]),
+                    "--nats",
+                    server.url,
+                    "--secret",
+                    SECRET,
+                    "--publisher",
+                    publisher,
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+            for name, publisher in (("baseline", "js"), (BASELINE_LEAN, "lookout"))
+        }
+        procs["gateway"] = subprocess.Popen(
             [LOOKOUT, "service", "gateway"], env=env, stdout=subprocess.DEVNULL
-        )
-        baseline = subprocess.Popen(
-            [
-                sys.executable,
-                str(HERE / "baseline.py"),
-                "--port",
-                str(base_port),
-                "--nats",
-                server.url,
-                "--secret",
-                SECRET,
-            ],
-            stdout=subprocess.DEVNULL,
         )
         try:
             wait_http(f"http://127.0.0.1:{gw_port}/readyz")
+            for name in ("baseline", BASELINE_LEAN):
+                wait_http(f"http://127.0.0.1:{ports[name]}/webhooks/sqreen")
             time.sleep(1.0)
-            results: dict[str, list[dict[str, float]]] = {"baseline": [], "gateway": []}
-            for port in (base_port, gw_port):
+            results: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
+            for port in ports.values():
                 run_wrk(port, 2, args.connections, bodies)  # warm-up
             for round_no in range(args.rounds):
-                for name, port in (("baseline", base_port), ("gateway", gw_port)):
+                for name, port in ports.items():
                     result = run_wrk(port, args.seconds, args.connections, bodies)
                     results[name].append(result)
                     print(
-                        f"round {round_no + 1} {name:8}: {result['rps']:9.0f} req/s  "
+                        f"round {round_no + 1} {name:18}: {result['rps']:9.0f} req/s  "
                         f"p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms  "
                         f"non-2xx {result['non2xx']:.0f}",
                         flush=True,
                     )
-            rss = {
-                "baseline": peak_rss_mb(baseline.pid),
-                "gateway": peak_rss_mb(gateway.pid),
-                "nats-server": peak_rss_mb(server.process.pid) if server.process else 0.0,
-            }
+            rss = {name: peak_rss_mb(proc.pid) for name, proc in procs.items()}
+            rss["nats-server"] = peak_rss_mb(server.process.pid) if server.process else 0.0
         finally:
-            gateway.terminate()
-            baseline.terminate()
-            gateway.wait(10)
-            baseline.wait(10)
+            for proc in procs.values():
+                proc.terminate()
+            for proc in procs.values():
+                proc.wait(10)
             server.stop()
 
     def med(name: str, key: str) -> float:
         return statistics.median(r[key] for r in results[name])
 
     ratio = med("gateway", "rps") / med("baseline", "rps")
+    own = med("gateway", "rps") / med(BASELINE_LEAN, "rps")
     nats_version = subprocess.run(
         [find_binary(), "--version"], capture_output=True, text=True
     ).stdout.strip()
@@ -191,13 +201,17 @@ def main() -> int:
     print()
     print("| handler | req/s | p50 ms | p99 ms | peak RSS MB |")
     print("|---|---|---|---|---|")
-    for name in ("baseline", "gateway"):
+    for name in ("baseline", BASELINE_LEAN, "gateway"):
         print(
             f"| {name} | {med(name, 'rps'):.0f} | {med(name, 'p50_ms'):.2f} | "
             f"{med(name, 'p99_ms'):.2f} | {rss[name]:.0f} |"
         )
     print(f"\nnats-server peak RSS: {rss['nats-server']:.0f} MB")
     print(f"ratio gateway/baseline (req/s): {ratio:.2f}  (goal >= 0.80)")
+    print(
+        f"ratio gateway/{BASELINE_LEAN} (req/s): {own:.2f}  (the gateway's own work, "
+        "both publishing with shared.bus.Publisher)"
+    )
     failures = sum(r["non2xx"] for rs in results.values() for r in rs)
     if failures:
         print(f"WARNING: {failures:.0f} non-2xx answers during the runs", file=sys.stderr)

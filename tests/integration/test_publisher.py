@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
 import pytest
 from helpers import make_settings
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 
 from shared import bus
@@ -16,11 +20,20 @@ from shared.natsserver import NatsServer
 HEADERS = {"Lookout-Schema": "notification/1"}
 
 
-async def test_acks_carry_the_sequence_and_the_duplicate_flag(nats_server: NatsServer) -> None:
-    nc = await nats.connect(nats_server.url)
+@contextlib.asynccontextmanager
+async def stream_p(url: str) -> AsyncIterator[tuple[NATS, JetStreamContext]]:
+    """A connection and a stream P taking ``p.>``."""
+    nc = await nats.connect(url)
     try:
         js = nc.jetstream()
         await js.add_stream(StreamConfig(name="P", subjects=["p.>"], storage=StorageType.FILE))
+        yield nc, js
+    finally:
+        await nc.close()
+
+
+async def test_acks_carry_the_sequence_and_the_duplicate_flag(nats_server: NatsServer) -> None:
+    async with stream_p(nats_server.url) as (nc, js):
         publisher = bus.Publisher(nc)
         await publisher.start()
         acks = await asyncio.gather(
@@ -39,15 +52,10 @@ async def test_acks_carry_the_sequence_and_the_duplicate_flag(nats_server: NatsS
         assert stored.data == b"7"
         assert stored.headers is not None
         assert stored.headers["Lookout-Schema"] == "notification/1"
-    finally:
-        await nc.close()
 
 
 async def test_refusals_and_silence_are_errors_not_acks(nats_server: NatsServer) -> None:
-    nc = await nats.connect(nats_server.url)
-    try:
-        js = nc.jetstream()
-        await js.add_stream(StreamConfig(name="P", subjects=["p.>"], storage=StorageType.FILE))
+    async with stream_p(nats_server.url) as (nc, _js):
         publisher = bus.Publisher(nc)
         with pytest.raises(bus.PublishRefused, match="not started"):
             await publisher.publish("p.x", b"", {}, 1)
@@ -63,8 +71,6 @@ async def test_refusals_and_silence_are_errors_not_acks(nats_server: NatsServer)
         with pytest.raises(TimeoutError, match=r"within 0\.3s"):
             await publisher.publish("silent.x", b"x", HEADERS, 0.3)
         assert publisher._waiting == {}  # nothing left behind
-    finally:
-        await nc.close()
 
 
 async def test_publishing_goes_on_after_nats_restarts(
