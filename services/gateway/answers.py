@@ -11,6 +11,7 @@ from aiohttp import web
 from nats.js import JetStreamContext
 
 from services.gateway.state import BUS
+from shared.bus import Publisher
 
 _json = msgspec.json.Encoder()
 
@@ -32,6 +33,14 @@ def bus_js(request: web.Request) -> JetStreamContext:
         raise web.HTTPServiceUnavailable(reason="message bus unavailable, retry later")
     js: JetStreamContext = the_bus.js
     return js
+
+
+def bus_publisher(request: web.Request) -> Publisher:
+    """The gateway's publisher of notifications; 503 while the bus is not usable."""
+    the_bus = request.config_dict[BUS]
+    if the_bus.publisher is None or not the_bus.usable:
+        raise web.HTTPServiceUnavailable(reason="message bus unavailable, retry later")
+    return the_bus.publisher
 
 
 def query_limit(request: web.Request, default: int, maximum: int) -> int:

@@ -531,6 +531,7 @@ _REQUEST_ID: Final[JSON] = {
     "description": "The request's id (the sender's `X-Request-Id` when it gave a sane one).",
     "schema": {"type": "string"},
 }
+_REQUEST_ID_HEADERS: Final[JSON] = {"X-Request-Id": _REQUEST_ID}
 _REQUEST_ID_PARAM: Final[JSON] = {
     "name": "X-Request-Id",
     "in": "header",
@@ -585,7 +586,7 @@ def _api_op(
 
 
 def _webhook_path() -> JSON:
-    request_id = {"X-Request-Id": _REQUEST_ID}
+    request_id = _REQUEST_ID_HEADERS
     return {
         "post": {
             "operationId": "sqreenWebhook",
@@ -728,7 +729,7 @@ def _lookup_paths() -> JSON:
         "schema": {"type": "string", "pattern": _job_id_pattern()},
     }
     not_found = _answer("No such job (or it expired, after `LOOKOUT_JOB_TTL`).")
-    request_id = {"X-Request-Id": _REQUEST_ID}
+    request_id = _REQUEST_ID_HEADERS
     return {
         "/api/v1/lookups": {
             "post": _api_op(
@@ -874,15 +875,19 @@ def _notification_paths() -> JSON:
                 "Publish any system's alert",
                 "Routed to the targets like a Sqreen notification. Other systems may instead "
                 "publish on `notification.<source>.<type>` directly (see the AsyncAPI "
-                "document). Answered after the JetStream acknowledgement.",
+                "document). Answered after the JetStream acknowledgement. The request id "
+                "(`X-Request-Id`, given or made) goes with the message into the sinks' log "
+                "lines; a notification that no target's route takes is stored all the same, "
+                "with a warning and `lookout_notifications_unrouted_total`.",
                 "notifications",
                 {
-                    "202": _answer("Stored.", "NotificationAccepted"),
+                    "202": _answer("Stored.", "NotificationAccepted", _REQUEST_ID_HEADERS),
                     "400": _answer(
                         "Malformed JSON, a missing or unknown field, or a `source`/`type` "
                         "that is not a lower-case subject token."
                     ),
                 },
+                parameters=[_REQUEST_ID_PARAM],
                 requestBody={"required": True, "content": _json_content(ref("NotificationInput"))},
             ),
         },

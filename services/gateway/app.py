@@ -14,6 +14,7 @@ from services.gateway import apidocs, hardening, ui
 from services.gateway.answers import api_error, api_json
 from services.gateway.lookups import api_app
 from services.gateway.state import BUS, METRICS, SETTINGS, Bus, Metrics
+from services.gateway.stored import OUTCOME, Outcome
 from services.gateway.webhook import SqreenWebhook
 from shared import bus
 from shared import logging as log
@@ -75,7 +76,9 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_bus_context)
     hardening.setup(app)  # security headers on every response, /api rate limiter
-    app.router.add_post("/webhooks/sqreen", SqreenWebhook(settings, app[BUS], app[METRICS]).handle)
+    app[OUTCOME] = Outcome(settings, app[METRICS])
+    webhook = SqreenWebhook(settings, app[BUS], app[METRICS], app[OUTCOME])
+    app.router.add_post("/webhooks/sqreen", webhook.handle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)

@@ -10,13 +10,13 @@ from typing import Any
 import msgspec
 from aiohttp import web
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import PubAck
 from nats.js.kv import KeyValue
 
 from services.gateway import hardening
-from services.gateway.answers import api_json, bus_js, query_limit
+from services.gateway.answers import api_json, bus_js, bus_publisher, query_limit
 from services.gateway.state import SETTINGS
-from shared import bus, schemas, status
+from services.gateway.stored import OUTCOME
+from shared import bus, requestid, schemas, status
 from shared import logging as log
 from shared.schemas import Notification
 
@@ -124,7 +124,8 @@ async def post_notification(request: web.Request) -> web.Response:
         return api_json(
             400, {"error": "source and type must be lower-case letters, digits, '_' or '-'"}
         )
-    js = bus_js(request)
+    publisher = bus_publisher(request)
+    request_id = requestid.from_headers(request.headers)
     note = Notification(
         id=incoming.id or os.urandom(12).hex(),
         type=incoming.type,
@@ -132,17 +133,27 @@ async def post_notification(request: web.Request) -> web.Response:
         timestamp=incoming.timestamp or schemas.utc_now(),
         data=incoming.data,
     )
+    headers = {
+        "Nats-Msg-Id": note.msg_id,
+        schemas.SCHEMA_HEADER: schemas.NOTIFICATION_SCHEMA,
+        schemas.REQUEST_ID_HEADER: request_id,
+    }
+    answer_headers = {requestid.HTTP_HEADER: request_id}
+    result: bus.PublishAck | BaseException
     try:
-        ack: PubAck = await js.publish(
-            note.subject,
-            schemas.encode(note),
-            headers={
-                "Nats-Msg-Id": note.msg_id,
-                schemas.SCHEMA_HEADER: schemas.NOTIFICATION_SCHEMA,
-            },
-            timeout=settings.publish_timeout,
+        result = await publisher.publish(
+            note.subject, schemas.encode(note), headers, settings.publish_timeout
         )
     except Exception as exc:
-        _log.warning("publish failed", error=str(exc) or type(exc).__name__)
-        return api_json(503, {"error": "message bus did not store it, retry later"})
-    return api_json(202, {"id": note.id, "subject": note.subject, "duplicate": bool(ack.duplicate)})
+        result = exc
+    request.config_dict[OUTCOME].count([note], [result], request_id)
+    if isinstance(result, BaseException):
+        _log.warning(
+            "publish failed", request_id=request_id, error=str(result) or type(result).__name__
+        )
+        return api_json(503, {"error": "message bus did not store it, retry later"}, answer_headers)
+    return api_json(
+        202,
+        {"id": note.id, "subject": note.subject, "duplicate": result.duplicate},
+        answer_headers,
+    )

@@ -18,10 +18,10 @@ from aiohttp import web
 from services.gateway import sqreen
 from services.gateway.answers import api_json
 from services.gateway.state import Bus, Metrics
+from services.gateway.stored import Outcome
 from shared import bus, requestid, schemas
 from shared import logging as log
 from shared.config import Settings
-from shared.routing import routes_everything, unrouted
 
 _log = log.get("gateway")
 
@@ -38,8 +38,9 @@ _REJECT_REASONS = {
 class SqreenWebhook:
     """The ``POST /webhooks/sqreen`` handler (:meth:`handle`) of one gateway app."""
 
-    def __init__(self, settings: Settings, the_bus: Bus, metrics: Metrics) -> None:
-        self._settings = settings
+    def __init__(
+        self, settings: Settings, the_bus: Bus, metrics: Metrics, outcome: Outcome
+    ) -> None:
         self._bus = the_bus
         self._metrics = metrics
         self._keys = sqreen.keys(settings.sqreen_secrets)
@@ -47,12 +48,11 @@ class SqreenWebhook:
         self._too_large = f"body larger than {settings.max_body_bytes} bytes"
         self._max_messages = settings.max_messages
         self._timeout = settings.publish_timeout
-        self._all_routed = routes_everything(settings.targets)
+        self._outcome = outcome
         self._received = metrics.received(sqreen.SOURCE)
         self._verified = metrics.verified(sqreen.SOURCE)
         self._accepted = metrics.webhook(sqreen.SOURCE, "accepted")
         self._stored = metrics.published(sqreen.SOURCE, False)
-        self._stream_stored = metrics.stream_publish(bus.NOTIFICATIONS, "stored")
         self._publish_seconds = metrics.publish_seconds
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -154,18 +154,14 @@ class SqreenWebhook:
     ) -> web.Response:
         """200 only when JetStream acknowledged every message; else 503 so the sender retries
         (the messages that were stored are deduplicated when they come again)."""
-        metrics = self._metrics
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
-            metrics.stream_publish(bus.NOTIFICATIONS, "failed").inc(len(failures))
-            if len(failures) < len(results):
-                stored = len(results) - len(failures)
-                metrics.stream_publish(bus.NOTIFICATIONS, "stored").inc(stored)
+        failed, duplicates = self._outcome.count(notifications, results, request_id)
+        if failed:
+            first = next(r for r in results if isinstance(r, BaseException))
             _log.warning(
                 "publish failed",
                 request_id=request_id,
-                error=str(failures[0]) or type(failures[0]).__name__,
-                failed=len(failures),
+                error=str(first) or type(first).__name__,
+                failed=failed,
                 total=len(results),
             )
             return self._reject(
@@ -175,15 +171,10 @@ class SqreenWebhook:
                 "message bus did not store every message, retry later",
                 retry_after="5",
             )
-        duplicates = sum(1 for r in results if isinstance(r, bus.PublishAck) and r.duplicate)
-        if not self._all_routed:
-            self._count_unrouted(notifications, request_id)
         self._accepted.inc()
         self._stored.inc(len(results) - duplicates)
-        self._stream_stored.inc(len(results) - duplicates)
         if duplicates:
-            metrics.published(sqreen.SOURCE, True).inc(duplicates)
-            metrics.stream_publish(bus.NOTIFICATIONS, "duplicate").inc(duplicates)
+            self._metrics.published(sqreen.SOURCE, True).inc(duplicates)
         if log.enabled(logging.INFO):
             _log.info(
                 "webhook accepted",
@@ -201,16 +192,3 @@ class SqreenWebhook:
             },
             {"X-Request-Id": request_id},
         )
-
-    def _count_unrouted(self, notifications: list[schemas.Notification], request_id: str) -> None:
-        """Stored, but no target will deliver it: say so (never a silent drop)."""
-        for n in notifications:
-            if unrouted(self._settings.targets, n):
-                self._metrics.unrouted.labels(n.source).inc()
-                _log.warning(
-                    "notification matches no target",
-                    request_id=request_id,
-                    notification_id=n.id,
-                    source=n.source,
-                    type=n.type,
-                )

@@ -15,6 +15,7 @@ from helpers import (
     api,
     dead_lettered,
     http_target,
+    jetstream,
     make_settings,
     post_webhook,
     running_gateway,
@@ -28,7 +29,7 @@ from helpers import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.supervisor import _child_envs
-from shared import config
+from shared import bus, config, schemas
 from shared.config import ConfigError
 from shared.metrics import SinkMetrics, metrics_server
 from shared.natsserver import NatsServer, free_port
@@ -122,6 +123,34 @@ async def test_gateway_counts_bus_unavailable(tmp_path: Path) -> None:
         == 1
     )
     assert value(samples, "lookout_webhooks_verified_total", source="sqreen") == 1
+
+
+async def test_posted_notifications_count_like_webhooks_and_carry_the_request_id(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """POST /api/v1/notifications shares the webhook's accounting: lookout_publishes by
+    outcome, a warning and lookout_notifications_unrouted for what no route takes (once,
+    not again for the duplicate), and the request id on the stored message."""
+    toml = '[[targets]]\nname = "pulses"\ntype = "log"\nmatch = { types = ["pulse"] }\n'
+    settings = make_settings(tmp_path, nats_server.url, toml)
+    alert = {"id": "ids-1", "type": "port_scan", "source": "suricata", "data": {"risk": 70}}
+    async with running_gateway(settings) as base:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(2):
+                async with session.post(
+                    f"{base}/api/v1/notifications", json=alert, headers={"X-Request-Id": "req-42"}
+                ) as response:
+                    assert response.status == 202
+                    assert response.headers["X-Request-Id"] == "req-42"
+        samples = await scrape(f"{base}/metrics")
+    stream = {"stream": "NOTIFICATIONS"}
+    assert value(samples, "lookout_publishes_total", outcome="stored", **stream) == 1
+    assert value(samples, "lookout_publishes_total", outcome="duplicate", **stream) == 1
+    assert value(samples, "lookout_notifications_unrouted_total", source="suricata") == 1
+    async with jetstream(nats_server.url) as js:
+        msg = await js.get_msg(bus.NOTIFICATIONS, 1)
+    assert msg.headers is not None
+    assert msg.headers[schemas.REQUEST_ID_HEADER] == "req-42"
 
 
 # ----------------------------------------------------------------------------- sinks

@@ -1,0 +1,69 @@
+"""What storing notifications in JetStream tells the operator, the same for every way in
+(``POST /webhooks/sqreen``, ``POST /api/v1/notifications``): ``lookout_publishes`` by
+outcome, and a warning plus ``lookout_notifications_unrouted`` for a notification that no
+target's route takes (stored, but nobody will deliver it: never a silent drop)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from services.gateway.state import Metrics
+from shared import bus, schemas
+from shared import logging as log
+from shared.config import Settings
+from shared.routing import routes_everything, unrouted
+
+_log = log.get("gateway")
+
+
+class Outcome:
+    """Counts one request's publishes and warns about unrouted notifications."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self._targets = settings.targets
+        self._metrics = metrics
+        self._all_routed = routes_everything(settings.targets)
+        self._stored = metrics.stream_publish(bus.NOTIFICATIONS, "stored")
+        self._duplicate = metrics.stream_publish(bus.NOTIFICATIONS, "duplicate")
+        self._failed = metrics.stream_publish(bus.NOTIFICATIONS, "failed")
+
+    def count(
+        self,
+        notifications: Sequence[schemas.Notification],
+        results: Sequence[bus.PublishAck | BaseException],
+        request_id: str,
+    ) -> tuple[int, int]:
+        """The number of failed and of duplicate publishes among ``results`` (one per
+        notification), counted in ``lookout_publishes``; the unrouted among the stored are
+        warned about."""
+        failed = duplicates = 0
+        for result in results:
+            if isinstance(result, BaseException):
+                failed += 1
+            elif result.duplicate:
+                duplicates += 1
+        stored = len(results) - failed - duplicates
+        if stored:
+            self._stored.inc(stored)
+        if duplicates:
+            self._duplicate.inc(duplicates)
+        if failed:
+            self._failed.inc(failed)
+        if not self._all_routed:
+            for n, result in zip(notifications, results, strict=True):
+                stored_now = isinstance(result, bus.PublishAck) and not result.duplicate
+                if stored_now and unrouted(self._targets, n):
+                    self._metrics.unrouted.labels(n.source).inc()
+                    _log.warning(
+                        "notification matches no target",
+                        request_id=request_id,
+                        notification_id=n.id,
+                        source=n.source,
+                        type=n.type,
+                    )
+        return failed, duplicates
+
+
+OUTCOME = web.AppKey("outcome", Outcome)
