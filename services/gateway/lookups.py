@@ -99,6 +99,23 @@ class _Input(msgspec.Struct, forbid_unknown_fields=True):
     fresh: bool = False
 
 
+OPTION_MAX_BYTES = 4096
+"""Largest ``providers`` or ``fresh`` form field of an upload."""
+
+
+async def _option_text(part: BodyPartReader) -> str:
+    """A small form field's text; 400 past :data:`OPTION_MAX_BYTES` (the file part has its
+    own cap, and a field must not make the gateway hold an unbounded body)."""
+    data = b""
+    while chunk := await part.read_chunk(1024):
+        data += chunk
+        if len(data) > OPTION_MAX_BYTES:
+            raise web.HTTPBadRequest(
+                reason=f"form field {part.name!r} longer than {OPTION_MAX_BYTES} bytes"
+            )
+    return data.decode(part.get_charset("utf-8"), "replace")
+
+
 async def _read_multipart(request: web.Request, limit: int) -> tuple[indicators.Parsed, _Input]:
     """A file upload (text or CSV) read line by line, never held whole in memory."""
     reader = await request.multipart()
@@ -115,7 +132,7 @@ async def _read_multipart(request: web.Request, limit: int) -> tuple[indicators.
             while chunk := await part.read_chunk(64 * 1024):
                 seen += len(chunk)
                 if seen > limit:
-                    raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=seen)
+                    raise hardening.body_too_large(limit)
                 pending += chunk
                 *complete, pending = pending.split(b"\n")
                 lines.extend(line.decode("utf-8", "replace") for line in complete)
@@ -126,13 +143,14 @@ async def _read_multipart(request: web.Request, limit: int) -> tuple[indicators.
             chunks.append(indicators.extract_stream(lines))
             parsed = _merge([*(([parsed]) if parsed else []), *chunks])
         elif part.name == "providers":
-            text = (await part.text()).strip()
+            text = (await _option_text(part)).strip()
             options = msgspec.structs.replace(
                 options, providers=[p.strip() for p in text.split(",") if p.strip()]
             )
         elif part.name == "fresh":
             options = msgspec.structs.replace(
-                options, fresh=(await part.text()).strip().lower() in ("1", "true", "on", "yes")
+                options,
+                fresh=(await _option_text(part)).strip().lower() in ("1", "true", "on", "yes"),
             )
     if parsed is None:
         raise web.HTTPBadRequest(reason="multipart upload needs a 'file' part")

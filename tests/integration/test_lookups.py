@@ -451,3 +451,29 @@ async def test_request_id_reaches_the_provider_log_lines(
     started = [line for line in logged if line.get("event") == "provider started"]
     assert started
     assert all("request_id" not in line for line in started), started
+
+
+async def test_upload_caps_answer_with_the_limit(nats_server: NatsServer, tmp_path: Path) -> None:
+    """Streamed without a Content-Length, an upload is refused once it passes the cap, with
+    the same reason as a JSON body; a form field is capped too."""
+    settings = make_settings(tmp_path, nats_server.url, LOOKOUT_MAX_BODY_BYTES="4096")
+    async with running_gateway(settings) as base, aiohttp.ClientSession() as session:
+        url = f"{base}/api/v1/lookups"
+        big = aiohttp.FormData()
+        big.add_field("file", b"example.com\n" * 1000, filename="hosts.txt")
+        async with session.post(url, data=big, chunked=True) as response:
+            assert response.status == 413
+            assert (await response.json())["error"] == "body larger than 4096 bytes"
+        long_field = aiohttp.FormData()
+        long_field.add_field("file", b"example.com\n", filename="hosts.txt")
+        long_field.add_field("providers", "dns," * 1500)
+        async with session.post(url, data=long_field, chunked=True) as response:
+            assert response.status == 400
+            answer = await response.json()
+            assert answer["error"] == "form field 'providers' longer than 4096 bytes"
+        fine = aiohttp.FormData()
+        fine.add_field("file", b"example.com\n", filename="hosts.txt")
+        fine.add_field("providers", "dns")
+        async with session.post(url, data=fine, chunked=True) as response:
+            assert response.status == 202, await response.text()
+            assert (await response.json())["indicators"][0]["value"] == "example.com"
