@@ -184,6 +184,7 @@ class SinkRunner:
         )
         if delivery.subject != members[0].msg.subject and len(members) == 1:
             logger = logger.bind(replay=True)
+        logger.debug("delivering", subject=delivery.subject, type=note.type, members=len(members))
         started = time.monotonic()
         try:
             await self._deliver_with_progress([m.msg for m in members], delivery)

@@ -276,9 +276,10 @@ class ProviderRunner:
                 request, status="error", verdict="error", error=f"{type(exc).__name__}: {exc}"
             )
             return crashed, None
-        self.log.debug(
+        self.log.info(  # at info: every lookup leaves a line with its request id and verdict
             "looked up",
             indicator=request.indicator,
+            verdict=answer.verdict,
             ms=round((time.monotonic() - started) * 1000, 1),
         )
         ttl = self.provider.default_ttl if answer.ttl is None else answer.ttl
