@@ -93,6 +93,42 @@ class Target(ABC):
         """Deliver one notification, or raise :class:`RetryableError`/:class:`PermanentError`."""
 
 
+class SessionTarget(Target):
+    """A target that reaches its service through one HTTP session guarded against SSRF
+    (:func:`shared.ssrf.session`): only public addresses, or those in the outbound
+    allow-list ``LOOKOUT_OUTBOUND_ALLOW``; a refused address fails the delivery as a
+    :class:`PermanentError`.
+
+    :meth:`open` creates the session with the target's ``timeout`` and
+    :meth:`session_headers`, :meth:`close` closes it, :attr:`session` is the open one."""
+
+    def __init__(self, timeout: float, allow: Sequence[IPv4Network | IPv6Network] = ()) -> None:
+        self._timeout = timeout
+        self._allow = tuple(allow)  # LOOKOUT_OUTBOUND_ALLOW, see shared.ssrf
+        self._session: aiohttp.ClientSession | None = None
+
+    @abstractmethod
+    def session_headers(self) -> dict[str, str]:
+        """The headers of every request of the session (``User-Agent``, credentials…)."""
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The session :meth:`open` created; :class:`RuntimeError` when it is not open."""
+        if self._session is None:
+            raise RuntimeError(f"{type(self).__name__} {self.name!r}: open() first")
+        return self._session
+
+    async def open(self) -> None:
+        from shared import ssrf  # ssrf's refusal is a PermanentError of this module
+
+        self._session = ssrf.session(self._allow, self._timeout, headers=self.session_headers())
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
 class RecipientProgress:
     """Per notification, the recipients it has already been settled for (sent, or refused
     for good), for the life of the process and for the last ``size`` notifications, so a
@@ -372,10 +408,11 @@ class WebhookAnswer:
     text: str
 
 
-class WebhookTarget(Target):
+class WebhookTarget(SessionTarget):
     """A chat or incident service reached by POSTing JSON to a secret webhook URL.
 
-    Shared by the Slack, Teams and Discord targets: one HTTP session, the pacer (own send
+    Shared by the Slack, Teams and Discord targets: one guarded HTTP session
+    (:class:`SessionTarget`, ``User-Agent`` :attr:`user_agent`), the pacer (own send
     rate, pause after a 429), rendering through the target's templates (a template error is
     permanent), timeouts and connection errors as retryable, and the URL scrubbed from every
     error text. Each target builds its payload and judges the service's answer itself.
@@ -392,13 +429,12 @@ class WebhookTarget(Target):
         per_second: float | None,
         allow: Sequence[IPv4Network | IPv6Network] = (),
     ) -> None:
+        super().__init__(config.timeout, allow)
         self.name = config.name
         self.config = config
         self._webhook = webhook_url
-        self._allow = tuple(allow)  # LOOKOUT_OUTBOUND_ALLOW, see shared.ssrf
         self._secrets = secret_parts(webhook_url.reveal())
         self._pacer = Pacer(self.service, per_second, max_pause=config.retry.max_retry_after)
-        self._session: aiohttp.ClientSession | None = None
 
     @classmethod
     def from_settings(
@@ -421,17 +457,8 @@ class WebhookTarget(Target):
     def pacers(self) -> Sequence[Pacer]:
         return (self._pacer,)
 
-    async def open(self) -> None:
-        from shared import ssrf  # ssrf's refusal is a PermanentError of this module
-
-        self._session = ssrf.session(
-            self._allow, self.config.timeout, headers={"User-Agent": self.user_agent}
-        )
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+    def session_headers(self) -> dict[str, str]:
+        return {"User-Agent": self.user_agent}
 
     def encode(
         self,
@@ -448,10 +475,10 @@ class WebhookTarget(Target):
 
     async def post(self, url: str | yarl.URL, body: bytes, read: int = 1000) -> WebhookAnswer:
         """POST after the pacer's turn; the first ``read`` bytes of the answer."""
-        assert self._session is not None, "open() first"
+        session = self.session
         await self._pacer.turn()
         try:
-            async with self._session.post(
+            async with session.post(
                 url,
                 data=body,
                 headers={"Content-Type": "application/json; charset=utf-8"},

@@ -17,9 +17,9 @@ from ipaddress import IPv4Network, IPv6Network
 
 import aiohttp
 
-from shared import schemas, ssrf
+from shared import schemas
 from shared.config import HttpTargetConfig, Secret, Settings, decode_webhook_secret
-from shared.targets import Delivery, RetryableError, Target, raise_for_status
+from shared.targets import Delivery, RetryableError, SessionTarget, raise_for_status
 
 USER_AGENT = "lookout-webhooks/1"
 
@@ -29,32 +29,23 @@ def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
-class HttpTarget(Target):
+class HttpTarget(SessionTarget):
     def __init__(
         self,
         config: HttpTargetConfig,
         secret: Secret,
         allow: Sequence[IPv4Network | IPv6Network] = (),
     ) -> None:
+        super().__init__(config.timeout, allow)
         self.name = config.name
         self.config = config
-        self._allow = tuple(allow)  # LOOKOUT_OUTBOUND_ALLOW
         self._key = decode_webhook_secret(secret.reveal(), f"target {config.name} secret")
-        self._session: aiohttp.ClientSession | None = None
 
-    async def open(self) -> None:
-        self._session = ssrf.session(
-            self._allow,
-            self.config.timeout,
-            headers={"User-Agent": USER_AGENT, **self.config.headers},
-        )
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+    def session_headers(self) -> dict[str, str]:
+        return {"User-Agent": USER_AGENT, **self.config.headers}
 
     async def deliver(self, delivery: Delivery) -> None:
-        assert self._session is not None, "open() first"
+        session = self.session
         notification = delivery.notification
         body = schemas.encode(notification)
         timestamp = int(time.time())
@@ -67,7 +58,7 @@ class HttpTarget(Target):
         if delivery.request_id:  # the webhook's request id, end to end
             headers["X-Request-Id"] = delivery.request_id
         try:
-            async with self._session.post(
+            async with session.post(
                 self.config.url, data=body, headers=headers, allow_redirects=False
             ) as response:
                 detail = (await response.content.read(300)).decode("utf-8", "replace").strip()

@@ -61,10 +61,15 @@ from urllib.parse import urlsplit
 import aiohttp
 import msgspec
 
-from shared import ssrf
 from shared.config import ConfigError, PagerDutyTargetConfig, Secret, Settings
 from shared.schemas import Notification
-from shared.targets import Delivery, PermanentError, RetryableError, Target, raise_for_status
+from shared.targets import (
+    Delivery,
+    PermanentError,
+    RetryableError,
+    SessionTarget,
+    raise_for_status,
+)
 from shared.templates import TemplateError, context, render
 
 USER_AGENT = "lookout-pagerduty/1"
@@ -212,35 +217,27 @@ def _pagerduty_error(body: str) -> str:
     return cut(reason or text, 1000)
 
 
-class PagerDutyTarget(Target):
+class PagerDutyTarget(SessionTarget):
     def __init__(
         self,
         config: PagerDutyTargetConfig,
         routing_key: Secret,
         allow: Sequence[IPv4Network | IPv6Network] = (),
     ) -> None:
+        super().__init__(config.timeout, allow)
         self.name = config.name
         self.config = config
         self._routing_key = routing_key
-        self._allow = tuple(allow)  # LOOKOUT_OUTBOUND_ALLOW
         self._url = config.api_url.rstrip("/") + ENQUEUE_PATH
-        self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:  # never the routing key
         return f"PagerDutyTarget(name={self.name!r})"
 
-    async def open(self) -> None:
-        self._session = ssrf.session(
-            self._allow, self.config.timeout, headers={"User-Agent": USER_AGENT}
-        )
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+    def session_headers(self) -> dict[str, str]:
+        return {"User-Agent": USER_AGENT}
 
     async def deliver(self, delivery: Delivery) -> None:
-        assert self._session is not None, "open() first"
+        session = self.session
         template = self.config.template
         try:
             event = build_event(
@@ -254,7 +251,7 @@ class PagerDutyTarget(Target):
             raise PermanentError(str(exc)) from None
         body = msgspec.json.encode({"routing_key": self._routing_key.reveal(), **event})
         try:
-            async with self._session.post(
+            async with session.post(
                 self._url,
                 data=body,
                 headers={"Content-Type": "application/json", "Accept": "application/json"},

@@ -29,14 +29,13 @@ import aiohttp
 import msgspec
 
 from shared import logging as log
-from shared import ssrf
 from shared.config import Secret, Settings, SmsTargetConfig
 from shared.targets import (
     Delivery,
     PermanentError,
     RecipientProgress,
     RetryableError,
-    Target,
+    SessionTarget,
     raise_for_status,
 )
 from shared.templates import TemplateError, render
@@ -108,39 +107,30 @@ def _twilio_error(raw: bytes) -> _TwilioError | None:
     return error if error.code is not None or error.message else None
 
 
-class SmsTarget(Target):
+class SmsTarget(SessionTarget):
     def __init__(
         self,
         config: SmsTargetConfig,
         auth_token: Secret,
         allow: Sequence[IPv4Network | IPv6Network] = (),
     ) -> None:
+        super().__init__(config.timeout, allow)
         self.name = config.name
         self.config = config
-        self._allow = tuple(allow)  # LOOKOUT_OUTBOUND_ALLOW
         credentials = f"{config.account_sid}:{auth_token.reveal()}".encode()
         self._authorization = "Basic " + base64.b64encode(credentials).decode("ascii")
         base = config.api_url.rstrip("/")
         account = quote(config.account_sid, safe="")
         self.url = f"{base}/{API_VERSION}/Accounts/{account}/Messages.json"
-        self._session: aiohttp.ClientSession | None = None
         self._progress = RecipientProgress(REMEMBERED_NOTIFICATIONS)
         self.log = log.get("sink.sms").bind(target=config.name)
 
-    async def open(self) -> None:
-        self._session = ssrf.session(
-            self._allow,
-            self.config.timeout,
-            headers={
-                "Authorization": self._authorization,
-                "User-Agent": USER_AGENT,
-                "Accept": "application/json",
-            },
-        )
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+    def session_headers(self) -> dict[str, str]:
+        return {
+            "Authorization": self._authorization,
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+        }
 
     async def deliver(self, delivery: Delivery) -> None:
         notification = delivery.notification
@@ -206,10 +196,10 @@ class SmsTarget(Target):
         raise PermanentError(reason)
 
     async def _send(self, to: str, text: str) -> None:
-        assert self._session is not None, "open() first"
+        session = self.session
         form = {"To": to, "From": self.config.sender, "Body": text}
         try:
-            async with self._session.post(self.url, data=form, allow_redirects=False) as response:
+            async with session.post(self.url, data=form, allow_redirects=False) as response:
                 raw = await response.content.read(4096)
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
