@@ -41,10 +41,11 @@ class Bus:
                 await asyncio.sleep(2.0)
         self.js = self.nc.jetstream(timeout=self.settings.publish_timeout)
         publisher = bus.Publisher(self.nc)
-        await publisher.start()
-        self.publisher = publisher
         while not self.provisioned:
-            try:
+            try:  # the ack subscription too: a connection lost right now is retried here
+                if self.publisher is None:
+                    await publisher.start()
+                    self.publisher = publisher
                 await bus.provision(self.js, self.settings)
                 self.provisioned = True
             except Exception as exc:
