@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Sequence
+from typing import TypeVar
 
 import msgspec
 
@@ -26,6 +27,9 @@ from shared.schemas import Notification, subject_token, utc_now
 SIGNATURE_HEADER = "X-Sqreen-Integrity"
 SOURCE = "sqreen"
 _DIGEST_HEX_LEN = hashlib.sha256().digest_size * 2
+
+
+T = TypeVar("T")
 
 
 class SignatureError(Exception):
@@ -67,6 +71,7 @@ def verify(body: bytes, signature: str | None, keys: Sequence[hmac.HMAC]) -> Non
 
 
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
+_JSON_SPACE = b" \t\r\n"  # what JSON allows around values (bytes.strip() takes more)
 _any = msgspec.json.Decoder()
 _canonical = msgspec.json.Encoder(order="sorted")
 
@@ -130,6 +135,7 @@ class _Loose(_Fields):
     message: msgspec.Raw = msgspec.Raw(b"null")
 
 
+_fields = msgspec.json.Decoder(_Fields)
 _message = msgspec.json.Decoder(_Message)
 _messages = msgspec.json.Decoder(list[_Message])
 _loose = msgspec.json.Decoder(_Loose)
@@ -153,26 +159,36 @@ def _identity(top: _Fields, body: _Fields, raw: msgspec.Raw) -> str:
     return "sha256-" + hashlib.sha256(_canonical.encode(unchanging)).hexdigest()[:32]
 
 
-def _decode(index: int, raw: msgspec.Raw) -> _Message | _Loose:
+def _decode(index: int, raw: msgspec.Raw, decoder: msgspec.json.Decoder[T]) -> T:
+    """``raw`` read by ``decoder``; :class:`PayloadError` when it is not a JSON object, or a
+    field lookout reads holds what JSON cannot (e.g. a number out of range)."""
     try:
-        return _message.decode(raw)
-    except msgspec.ValidationError:
-        pass
-    try:
-        return _loose.decode(raw)
+        return decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise PayloadError(f"message {index}: must be a JSON object ({exc})") from None
-    except msgspec.DecodeError as exc:  # pragma: no cover - split() already decoded it
+    except msgspec.DecodeError as exc:  # split() has decoded it; a direct caller may not
         raise PayloadError(f"message {index}: malformed JSON: {exc}") from None
+
+
+def _read(index: int, raw: msgspec.Raw) -> _Message | _Loose:
+    try:
+        return _message.decode(raw)
+    except msgspec.DecodeError:  # (ValidationError too) read loosely, which names the fault
+        return _decode(index, raw, _loose)
 
 
 def _notification(index: int, top: _Message | _Loose, raw: msgspec.Raw) -> Notification:
     body: _Fields
     if top.message_type is not msgspec.UNSET:
         kind = top.message_type
-        if not isinstance(top.message, _Fields):
+        inner = top.message
+        if isinstance(inner, msgspec.Raw) and bytes(inner).lstrip().startswith(b"{"):
+            # _Message could not read it in one pass (a duplicate key, a bad value in a
+            # field lookout reads): read it alone, for the same result or error as ever
+            inner = _decode(index, inner, _fields)
+        if not isinstance(inner, _Fields):
             raise PayloadError(f"message {index}: v2 message needs an object under 'message'")
-        body = top.message
+        body = inner
         timestamp = _first_text(top.date_created, body.date_occurred)
     elif top.sqreen_payload_type is not msgspec.UNSET:
         kind = top.sqreen_payload_type
@@ -196,21 +212,21 @@ def _notification(index: int, top: _Message | _Loose, raw: msgspec.Raw) -> Notif
 
 def parse(index: int, raw: msgspec.Raw) -> Notification:
     """One Sqreen message (v1 or v2) as a notification; :class:`PayloadError` if unknown."""
-    return _notification(index, _decode(index, raw), raw)
+    return _notification(index, _read(index, raw), raw)
 
 
 def notifications(body: bytes, max_messages: int) -> list[Notification]:
     """The notifications of a webhook body: what :func:`split` then :func:`parse` give, with
     the same errors, but reading the JSON once or twice instead of three times (the top level,
     each message, each message's ``message``) for the usual body, an array of messages."""
-    stripped = body.strip()
+    stripped = body.strip(_JSON_SPACE)
     if stripped[:1] == b"[":
         try:
             tops = _messages.decode(stripped)
         except msgspec.DecodeError:
             tops = []  # split() and parse() find the fault and name it
         if len(tops) == 1 and max_messages >= 1:  # the usual body: one message
-            raw = msgspec.Raw(stripped[1:-1].strip())  # as msgspec.Raw would cut it
+            raw = msgspec.Raw(stripped[1:-1].strip(_JSON_SPACE))  # as msgspec.Raw cuts it
             return [_notification(0, tops[0], raw)]
         if 1 < len(tops) <= max_messages:
             pairs = enumerate(zip(tops, _raw_list.decode(stripped), strict=True))

@@ -250,6 +250,10 @@ def test_one_pass_reading_equals_split_and_parse_on_every_fixture(name: str) -> 
         b'[{"sqreen_payload_type": "pulse", "message": "v1 may carry any message"}]',
         b'[{"message_type": "test", "message": {"id": 1}}, {"message_type": "test", "message": 2}]',
         b'[{"message_type": "test", "message": {"id": 1}}] trailing',
+        # around the array, only JSON's whitespace: bytes.strip() would take more
+        b'[{"message_type": "test", "message": {"id": 1}}]\x0c',
+        b'\x0b[{"message_type": "test", "message": {"id": 1}}]',
+        b'[\x0c{"message_type": "test", "message": {"id": 1}}]',
     ],
 )
 def test_one_pass_reading_gives_the_same_errors(body: bytes) -> None:
@@ -262,3 +266,32 @@ def test_one_pass_reading_equals_split_and_parse(messages: list[object], limit: 
         patch.setattr(sqreen, "utc_now", lambda: "2026-11-21T00:00:00.000Z")
         for body in (json.dumps(messages).encode(), json.dumps(messages[0]).encode()):
             assert _one_pass(body, limit) == _reference(body, limit)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # a duplicate key: the last value counts, as in every JSON reader lookout uses
+        (b'{"message_type":"t","message":1,"message":{"id":"a"}}', "a"),
+        # a value JSON cannot hold, in a field lookout reads: named, with its place
+        (
+            b'{"message_type":"t","message":{"id":"a","date_occurred":1e400}}',
+            "must be a JSON object (Number out of range - at `$.date_occurred`)",
+        ),
+        (
+            b'{"message_type":"t","date_created":1e400,"message":{"id":"a"}}',
+            "must be a JSON object (Number out of range - at `$.date_created`)",
+        ),
+        # split() has read the JSON before; a direct caller may hand anything
+        (b'{"message_type":"t","message":{"id":"a"}', "malformed JSON"),
+    ],
+)
+def test_parse_reads_what_the_one_pass_cannot(raw: bytes, expected: str) -> None:
+    try:
+        got = sqreen.parse(0, msgspec.Raw(raw)).id
+    except sqreen.PayloadError as exc:
+        got = str(exc)
+    assert expected in got
+    body = b"[" + raw + b"]"
+    if raw.count(b"{") == raw.count(b"}"):  # well-formed: the webhook's way gives the same
+        assert _one_pass(body, 10) == _reference(body, 10)
