@@ -4,6 +4,7 @@ turned into ``{"error": reason}`` by the ``/api`` middleware."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -11,6 +12,7 @@ from aiohttp import web
 from nats.js import JetStreamContext
 
 from services.gateway.state import BUS
+from shared import requestid
 from shared.bus import Publisher
 
 _json = msgspec.json.Encoder()
@@ -24,6 +26,26 @@ def api_json(status: int, body: Any, headers: dict[str, str] | None = None) -> w
 
 def api_error(status: int, reason: str, **extra: Any) -> web.Response:
     return api_json(status, {"error": reason, **extra})
+
+
+def with_request_id(
+    handler: Callable[[web.Request, str], Awaitable[web.StreamResponse]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """``handler(request, request_id)`` as an aiohttp handler whose every answer, refusals
+    included, carries the request id (``X-Request-Id``: the client's when sane, else new)."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        request_id = requestid.from_headers(request.headers)
+        try:
+            response = await handler(request, request_id)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = api_error(exc.status, exc.reason)
+        response.headers[requestid.HTTP_HEADER] = request_id
+        return response
+
+    return handle
 
 
 def bus_js(request: web.Request) -> JetStreamContext:

@@ -884,7 +884,16 @@ def _notification_paths() -> JSON:
                     "202": _answer("Stored.", "NotificationAccepted", _REQUEST_ID_HEADERS),
                     "400": _answer(
                         "Malformed JSON, a missing or unknown field, or a `source`/`type` "
-                        "that is not a lower-case subject token."
+                        "that is not a lower-case subject token.",
+                        headers=_REQUEST_ID_HEADERS,
+                    ),
+                    "413": _answer(
+                        "A body larger than `LOOKOUT_MAX_JSON_BYTES`.",
+                        headers=_REQUEST_ID_HEADERS,
+                    ),
+                    "503": _answer(
+                        "The message bus is unavailable or did not store it; retry later.",
+                        headers=_REQUEST_ID_HEADERS,
                     ),
                 },
                 parameters=[_REQUEST_ID_PARAM],

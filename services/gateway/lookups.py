@@ -18,10 +18,10 @@ from aiohttp.http_exceptions import BadHttpMessage
 from nats.js.kv import KeyValue
 
 from services.gateway import deadletters_api, hardening, notifications, ui
-from services.gateway.answers import api_error, api_json, bus_js
+from services.gateway.answers import api_error, api_json, bus_js, with_request_id
 from services.gateway.apilimit import API_LIMITER, too_many
 from services.gateway.state import SETTINGS
-from shared import indicators, jobs, requestid
+from shared import indicators, jobs
 from shared import logging as log
 from shared.config import Settings
 from shared.schemas import PROVIDER_KINDS, Job, LookupResult
@@ -170,21 +170,9 @@ def _merge(parts: list[indicators.Parsed]) -> indicators.Parsed:
     return indicators.Parsed(indicators=found, rejected=rejected)
 
 
-async def create_lookup(request: web.Request) -> web.Response:
+async def create_lookup(request: web.Request, request_id: str) -> web.Response:
     """Every answer carries the request id (``X-Request-Id``), the one the job and its
     lookup requests carry too."""
-    request_id = requestid.from_headers(request.headers)
-    try:
-        response = await _create_lookup(request, request_id)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        response = api_error(exc.status, exc.reason)
-    response.headers[requestid.HTTP_HEADER] = request_id
-    return response
-
-
-async def _create_lookup(request: web.Request, request_id: str) -> web.Response:
     settings: Settings = request.config_dict[SETTINGS]
     limit = settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
@@ -373,9 +361,9 @@ def api_app() -> web.Application:
     app = web.Application(middlewares=[api_middleware])
     app[STOPPING] = asyncio.Event()
     app.on_shutdown.append(_stop_streams)  # before aiohttp waits for open requests
-    app.router.add_post("/v1/lookups", create_lookup)
+    app.router.add_post("/v1/lookups", with_request_id(create_lookup))
     app.router.add_get("/v1/notifications", notifications.list_notifications)
-    app.router.add_post("/v1/notifications", notifications.post_notification)
+    app.router.add_post("/v1/notifications", with_request_id(notifications.post_notification))
     app.router.add_get("/v1/notifications/{id}", notifications.get_notification)
     app.router.add_get(f"/v1/lookups/{JOB_ID}.csv", get_lookup_csv)
     app.router.add_get(f"/v1/lookups/{JOB_ID}/events", lookup_events)

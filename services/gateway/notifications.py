@@ -16,7 +16,7 @@ from services.gateway import hardening
 from services.gateway.answers import api_json, bus_js, bus_publisher, query_limit
 from services.gateway.state import SETTINGS
 from services.gateway.stored import OUTCOME
-from shared import bus, requestid, schemas, status
+from shared import bus, schemas, status
 from shared import logging as log
 from shared.schemas import Notification
 
@@ -105,8 +105,9 @@ class _Incoming(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     timestamp: str | None = None
 
 
-async def post_notification(request: web.Request) -> web.Response:
-    """Any system's alert, routed like a Sqreen notification (authenticated by API tokens)."""
+async def post_notification(request: web.Request, request_id: str) -> web.Response:
+    """Any system's alert, routed like a Sqreen notification (authenticated by API tokens);
+    every answer carries ``request_id`` (see :func:`answers.with_request_id`)."""
     settings = request.config_dict[SETTINGS]
     try:
         incoming = msgspec.json.decode(
@@ -125,7 +126,6 @@ async def post_notification(request: web.Request) -> web.Response:
             400, {"error": "source and type must be lower-case letters, digits, '_' or '-'"}
         )
     publisher = bus_publisher(request)
-    request_id = requestid.from_headers(request.headers)
     note = Notification(
         id=incoming.id or os.urandom(12).hex(),
         type=incoming.type,
@@ -138,7 +138,6 @@ async def post_notification(request: web.Request) -> web.Response:
         schemas.SCHEMA_HEADER: schemas.NOTIFICATION_SCHEMA,
         schemas.REQUEST_ID_HEADER: request_id,
     }
-    answer_headers = {requestid.HTTP_HEADER: request_id}
     result: bus.PublishAck | BaseException
     try:
         result = await publisher.publish(
@@ -151,9 +150,5 @@ async def post_notification(request: web.Request) -> web.Response:
         _log.warning(
             "publish failed", request_id=request_id, error=str(result) or type(result).__name__
         )
-        return api_json(503, {"error": "message bus did not store it, retry later"}, answer_headers)
-    return api_json(
-        202,
-        {"id": note.id, "subject": note.subject, "duplicate": result.duplicate},
-        answer_headers,
-    )
+        return api_json(503, {"error": "message bus did not store it, retry later"})
+    return api_json(202, {"id": note.id, "subject": note.subject, "duplicate": result.duplicate})

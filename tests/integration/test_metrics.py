@@ -142,6 +142,11 @@ async def test_posted_notifications_count_like_webhooks_and_carry_the_request_id
                 ) as response:
                     assert response.status == 202
                     assert response.headers["X-Request-Id"] == "req-42"
+            async with session.post(  # refusals answer the request id too
+                f"{base}/api/v1/notifications", json={"type": "x"}, headers={"X-Request-Id": "r-7"}
+            ) as response:
+                assert response.status == 400
+                assert response.headers["X-Request-Id"] == "r-7"
         samples = await scrape(f"{base}/metrics")
     stream = {"stream": "NOTIFICATIONS"}
     assert value(samples, "lookout_publishes_total", outcome="stored", **stream) == 1
