@@ -88,6 +88,15 @@ _notification_decoder = msgspec.json.Decoder(Notification)
 _deadletter_decoder = msgspec.json.Decoder(DeadLetter)
 
 
+def notification_headers(note: Notification, request_id: str | None = None) -> dict[str, str]:
+    """The NATS headers a notification is published with: ``Nats-Msg-Id`` (so a re-sent one
+    is stored once), the schema, and the request id of the HTTP request that brought it."""
+    headers = {"Nats-Msg-Id": note.msg_id, SCHEMA_HEADER: NOTIFICATION_SCHEMA}
+    if request_id:
+        headers[REQUEST_ID_HEADER] = request_id
+    return headers
+
+
 def encode(value: msgspec.Struct) -> bytes:
     return _encoder.encode(value)
 

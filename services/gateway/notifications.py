@@ -17,10 +17,8 @@ from services.gateway.answers import api_json, bus_js, bus_publisher, query_limi
 from services.gateway.state import SETTINGS
 from services.gateway.stored import OUTCOME
 from shared import bus, schemas, status
-from shared import logging as log
 from shared.schemas import Notification
 
-_log = log.get("gateway")
 DEFAULT_LIST = 50
 MAX_LIST = 500
 
@@ -133,11 +131,7 @@ async def post_notification(request: web.Request, request_id: str) -> web.Respon
         timestamp=incoming.timestamp or schemas.utc_now(),
         data=incoming.data,
     )
-    headers = {
-        "Nats-Msg-Id": note.msg_id,
-        schemas.SCHEMA_HEADER: schemas.NOTIFICATION_SCHEMA,
-        schemas.REQUEST_ID_HEADER: request_id,
-    }
+    headers = schemas.notification_headers(note, request_id)
     result: bus.PublishAck | BaseException
     try:
         result = await publisher.publish(
@@ -147,8 +141,5 @@ async def post_notification(request: web.Request, request_id: str) -> web.Respon
         result = exc
     request.config_dict[OUTCOME].count([note], [result], request_id)
     if isinstance(result, BaseException):
-        _log.warning(
-            "publish failed", request_id=request_id, error=str(result) or type(result).__name__
-        )
         return api_json(503, {"error": "message bus did not store it, retry later"})
     return api_json(202, {"id": note.id, "subject": note.subject, "duplicate": result.duplicate})

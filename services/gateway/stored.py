@@ -1,7 +1,8 @@
 """What storing notifications in JetStream tells the operator, the same for every way in
 (``POST /webhooks/sqreen``, ``POST /api/v1/notifications``): ``lookout_publishes`` by
-outcome, and a warning plus ``lookout_notifications_unrouted`` for a notification that no
-target's route takes (stored, but nobody will deliver it: never a silent drop)."""
+outcome, a warning when a publish failed, and a warning plus
+``lookout_notifications_unrouted`` for a notification that no target's route takes (stored,
+but nobody will deliver it: never a silent drop)."""
 
 from __future__ import annotations
 
@@ -36,14 +37,23 @@ class Outcome:
         request_id: str,
     ) -> tuple[int, int]:
         """The number of failed and of duplicate publishes among ``results`` (one per
-        notification), counted in ``lookout_publishes``; the unrouted among the stored are
-        warned about."""
+        notification), counted in ``lookout_publishes``; failures and the unrouted among the
+        stored are warned about."""
         failed = duplicates = 0
         for result in results:
             if isinstance(result, BaseException):
                 failed += 1
             elif result.duplicate:
                 duplicates += 1
+        if failed:
+            first = next(r for r in results if isinstance(r, BaseException))
+            _log.warning(
+                "publish failed",
+                request_id=request_id,
+                error=str(first) or type(first).__name__,
+                failed=failed,
+                total=len(results),
+            )
         stored = len(results) - failed - duplicates
         if stored:
             self._stored.inc(stored)

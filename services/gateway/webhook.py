@@ -89,16 +89,12 @@ class SqreenWebhook:
                     retry_after="5",
                 )
 
-            headers = {
-                schemas.SCHEMA_HEADER: schemas.NOTIFICATION_SCHEMA,
-                schemas.REQUEST_ID_HEADER: request_id,
-            }
             timeout = self._timeout
             started = time.perf_counter()
             results: list[bus.PublishAck | BaseException]
             if len(notifications) == 1:  # the common case: no task, no gather
                 n = notifications[0]
-                headers["Nats-Msg-Id"] = n.msg_id
+                headers = schemas.notification_headers(n, request_id)
                 try:
                     ack = await publisher.publish(n.subject, schemas.encode(n), headers, timeout)
                     results = [ack]
@@ -110,7 +106,7 @@ class SqreenWebhook:
                         publisher.publish(
                             n.subject,
                             schemas.encode(n),
-                            {**headers, "Nats-Msg-Id": n.msg_id},
+                            schemas.notification_headers(n, request_id),
                             timeout,
                         )
                         for n in notifications
@@ -156,14 +152,6 @@ class SqreenWebhook:
         (the messages that were stored are deduplicated when they come again)."""
         failed, duplicates = self._outcome.count(notifications, results, request_id)
         if failed:
-            first = next(r for r in results if isinstance(r, BaseException))
-            _log.warning(
-                "publish failed",
-                request_id=request_id,
-                error=str(first) or type(first).__name__,
-                failed=failed,
-                total=len(results),
-            )
             return self._reject(
                 request_id,
                 503,
