@@ -11,7 +11,7 @@ import msgspec
 from aiohttp import web
 from nats.js import JetStreamContext
 
-from services.gateway.state import BUS
+from services.gateway.state import BUS, Bus
 from shared import requestid
 from shared.bus import Publisher
 
@@ -48,21 +48,27 @@ def with_request_id(
     return handle
 
 
+def _usable(request: web.Request) -> Bus:
+    """The gateway's bus; 503 while it is not usable (connected and provisioned, which
+    implies its JetStream context and publisher are made)."""
+    the_bus = request.config_dict[BUS]
+    if not the_bus.usable:
+        raise web.HTTPServiceUnavailable(reason="message bus unavailable, retry later")
+    return the_bus
+
+
 def bus_js(request: web.Request) -> JetStreamContext:
     """The gateway's JetStream context; 503 while the bus is not usable."""
-    the_bus = request.config_dict[BUS]
-    if the_bus.js is None or not the_bus.usable:
-        raise web.HTTPServiceUnavailable(reason="message bus unavailable, retry later")
-    js: JetStreamContext = the_bus.js
+    js = _usable(request).js
+    assert js is not None  # made before the bus is usable
     return js
 
 
 def bus_publisher(request: web.Request) -> Publisher:
     """The gateway's publisher of notifications; 503 while the bus is not usable."""
-    the_bus = request.config_dict[BUS]
-    if the_bus.publisher is None or not the_bus.usable:
-        raise web.HTTPServiceUnavailable(reason="message bus unavailable, retry later")
-    return the_bus.publisher
+    publisher = _usable(request).publisher
+    assert publisher is not None  # made before the bus is usable
+    return publisher
 
 
 def query_limit(request: web.Request, default: int, maximum: int) -> int:

@@ -51,15 +51,20 @@ def json_limit(settings: Settings) -> int:
     return min(settings.max_json_bytes, settings.max_body_bytes)
 
 
+def too_large_reason(limit: int) -> str:
+    """What a body over ``limit`` is refused with, on every route."""
+    return f"body larger than {limit} bytes"
+
+
 def too_large(limit: int) -> web.Response:
     """413 with the reason as JSON."""
-    return web.json_response({"error": f"body larger than {limit} bytes"}, status=413)
+    return web.json_response({"error": too_large_reason(limit)}, status=413)
 
 
 def body_too_large(limit: int) -> web.HTTPRequestEntityTooLarge:
     """The 413 of a body over ``limit``; its reason is the error text the API answers (the
     ``/api`` middleware turns it into ``{"error": reason}``)."""
-    return web.HTTPRequestEntityTooLarge(max_size=limit, reason=f"body larger than {limit} bytes")
+    return web.HTTPRequestEntityTooLarge(max_size=limit, reason=too_large_reason(limit))
 
 
 def capped(request: web.Request, limit: int) -> web.Request:

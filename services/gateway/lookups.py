@@ -176,7 +176,7 @@ async def create_lookup(request: web.Request, request_id: str) -> web.Response:
     settings: Settings = request.config_dict[SETTINGS]
     limit = settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
-        return api_error(413, f"body larger than {limit} bytes")
+        raise hardening.body_too_large(limit)
     if request.content_type.startswith("multipart/"):
         try:
             parsed, options = await _read_multipart(request, limit)

@@ -45,6 +45,7 @@ from multidict import MultiDictProxy
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from services.gateway.answers import api_json
 from services.gateway.hardening import FORM_MAX_BYTES, capped, too_large
 from services.gateway.state import BUS, SETTINGS, Bus
 from shared import bus
@@ -170,11 +171,10 @@ async def session_of(request: web.Request) -> Session | None:
 
 def _unavailable() -> web.Response:
     """503 for a request whose session cannot be checked: not a silent logout."""
-    return web.Response(
-        status=503,
-        body=msgspec.json.encode({"error": SESSION_UNAVAILABLE}),
-        content_type="application/json",
-        headers=_headers(**{"Retry-After": "5", "Cache-Control": "no-store"}),
+    return api_json(
+        503,
+        {"error": SESSION_UNAVAILABLE},
+        _headers(**{"Retry-After": "5", "Cache-Control": "no-store"}),
     )
 
 

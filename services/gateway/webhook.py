@@ -15,7 +15,7 @@ import time
 
 from aiohttp import web
 
-from services.gateway import sqreen
+from services.gateway import hardening, sqreen
 from services.gateway.answers import api_json
 from services.gateway.state import Bus, Metrics
 from services.gateway.stored import Outcome
@@ -45,7 +45,7 @@ class SqreenWebhook:
         self._metrics = metrics
         self._keys = sqreen.keys(settings.sqreen_secrets)
         self._max_body = settings.max_body_bytes
-        self._too_large = f"body larger than {settings.max_body_bytes} bytes"
+        self._too_large = hardening.too_large_reason(settings.max_body_bytes)
         self._max_messages = settings.max_messages
         self._timeout = settings.publish_timeout
         self._outcome = outcome
@@ -118,7 +118,7 @@ class SqreenWebhook:
         except Exception:
             # Never a traceback to the sender; a 500 makes Sqreen retry later.
             _log.exception("unhandled error in webhook handler", request_id=request_id)
-            return api_json(500, {"error": "internal error"}, {"X-Request-Id": request_id})
+            return api_json(500, {"error": "internal error"}, {requestid.HTTP_HEADER: request_id})
 
     def _reject(
         self,
@@ -137,7 +137,7 @@ class SqreenWebhook:
             status=status,
             reason=reason,
         )
-        headers = {"X-Request-Id": request_id}
+        headers = {requestid.HTTP_HEADER: request_id}
         if retry_after is not None:
             headers["Retry-After"] = retry_after
         return api_json(status, {"error": reason}, headers)
@@ -178,5 +178,5 @@ class SqreenWebhook:
                 "duplicates": duplicates,
                 "ids": [n.id for n in notifications],
             },
-            {"X-Request-Id": request_id},
+            {requestid.HTTP_HEADER: request_id},
         )

@@ -17,7 +17,7 @@ from ipaddress import IPv4Network, IPv6Network
 
 import aiohttp
 
-from shared import schemas
+from shared import requestid, schemas
 from shared.config import HttpTargetConfig, Secret, Settings, decode_webhook_secret
 from shared.targets import Delivery, RetryableError, SessionTarget, raise_for_status
 
@@ -56,7 +56,7 @@ class HttpTarget(SessionTarget):
             "webhook-signature": sign(self._key, notification.id, timestamp, body),
         }
         if delivery.request_id:  # the webhook's request id, end to end
-            headers["X-Request-Id"] = delivery.request_id
+            headers[requestid.HTTP_HEADER] = delivery.request_id
         try:
             async with session.post(
                 self.config.url, data=body, headers=headers, allow_redirects=False
