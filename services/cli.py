@@ -14,6 +14,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+from services.lookup_cli import EXIT_STATUS as LOOKUP_EXIT_STATUS
 from services.lookup_cli import add_arguments as add_lookup_arguments
 from shared import config, service
 from shared import logging as log
@@ -32,9 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     lookup = commands.add_parser(
         "lookup",
         help="look indicators up through the bus (exit 1 when any is malicious)",
-        description="Look indicators up through the bus. Exit status: 0 none malicious, "
-        "1 at least one malicious, 2 bad input or configuration, 3 bus unreachable or "
-        "results incomplete within --timeout.",
+        description="Look indicators up through the bus.",
+        epilog=f"{LOOKUP_EXIT_STATUS[0].upper()}{LOOKUP_EXIT_STATUS[1:]}.",
     )
     add_lookup_arguments(lookup)
     dead = commands.add_parser("deadletters", help="list or replay a target's dead letters")

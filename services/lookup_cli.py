@@ -1,8 +1,9 @@
 """``lookout lookup``: look indicators up through the bus, from a terminal or a script.
 
-Exit status: 0 when no indicator is malicious, 1 when at least one is (so it can gate a
-script), 2 for bad input or configuration, 3 when the bus is unreachable or the results
-did not all arrive within ``--timeout``.
+Exit status (the first that applies): 2 for bad input or configuration; 3 when the bus is
+unreachable; 1 when at least one indicator is malicious (so it can gate a script), even if
+other results failed; 3 when a result could not be checked (``error``, ``quota_exhausted``)
+or the results did not all arrive within ``--timeout``; else 0.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterable
 from typing import TextIO
 
 import msgspec
@@ -19,8 +21,14 @@ from nats.js.kv import KeyValue
 
 from shared import bus, indicators, jobs, requestid, schemas
 from shared.config import Settings
-from shared.providers import overall_verdict
+from shared.providers import counts_as, judge
 from shared.schemas import PROVIDER_KINDS, LookupResult
+
+EXIT_STATUS = (
+    "exit status, the first that applies: 2 bad input or configuration; 3 bus unreachable; "
+    "1 an indicator is malicious (even if other results failed); 3 a result could not be "
+    "checked (error) or did not arrive within --timeout; else 0"
+)
 
 COLOURS = {
     "malicious": "\033[1;31m",
@@ -28,6 +36,7 @@ COLOURS = {
     "harmless": "\033[32m",
     "undetected": "\033[90m",
     "unknown": "\033[90m",
+    "pending": "\033[90m",
     "error": "\033[35m",
 }
 RESET = "\033[0m"
@@ -54,15 +63,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _read(args: argparse.Namespace) -> indicators.Parsed:
+SHOWN_SKIPPED = 50
+"""Skipped items and lines listed on stderr; past that, only how many more."""
+
+
+def _lines(
+    name: str, lines: Iterable[str], parts: list[indicators.Parsed], skipped: list[str]
+) -> None:
+    """Free text read line by line; every non-empty line nothing was read from is told."""
+    parsed, empty = indicators.extract_lines(lines)
+    parts.append(parsed)
+    skipped.extend(f"{name} line {s.line} {s.text!r}: {s.reason}" for s in empty)
+
+
+def _read(args: argparse.Namespace) -> tuple[indicators.Parsed, list[str]]:
+    """The indicators, and what was skipped (rejected items, lines without any) with why."""
     items = [h for h in args.hosts if h != "-"]
     parts = [indicators.parse_items(items)] if items else []
+    lines: list[str] = []
     if "-" in args.hosts:
-        parts.append(indicators.extract_stream(sys.stdin))
+        _lines("stdin", sys.stdin, parts, lines)
     if args.file:
         try:
             with open(args.file, encoding="utf-8", errors="replace") as handle:
-                parts.append(indicators.extract_stream(handle))
+                _lines(args.file, handle, parts, lines)
         except OSError as exc:
             raise SystemExit(f"lookout: cannot read {args.file}: {exc.strerror}") from None
     seen: set[tuple[str, str]] = set()
@@ -73,7 +97,8 @@ def _read(args: argparse.Namespace) -> indicators.Parsed:
                 seen.add((item.kind, item.value))
                 found.append(item)
         rejected.extend(part.rejected)
-    return indicators.Parsed(indicators=found, rejected=rejected)
+    skipped = [f"{r.item!r}: {r.reason}" for r in rejected] + lines
+    return indicators.Parsed(indicators=found, rejected=rejected), skipped
 
 
 def _paint(text: str, verdict: str, colour: bool) -> str:
@@ -84,7 +109,7 @@ def _table(view: jobs.JobView, out: TextIO, colour: bool) -> None:
     providers = [p for p in PROVIDER_KINDS if any(p in ps for ps in view.job.providers.values())]
     rows = []
     for item, results in view.rows():
-        verdict = overall_verdict([r.verdict for r in results if r.status == "done"])
+        verdict, reasons = judge(results)
         by = {r.provider: r for r in results}
         cells = []
         for p in providers:
@@ -100,7 +125,7 @@ def _table(view: jobs.JobView, out: TextIO, colour: bool) -> None:
                         "error" if r.status == "error" else "unknown",
                     )
                 )
-        rows.append((item.value, verdict, cells))
+        rows.append((item.value, verdict, cells, "; ".join(reasons)))
     width = [max([len("INDICATOR"), *(min(len(r[0]), 60) for r in rows)]), len("suspicious")]
     cols = [
         min(30, max([len(p), *(len(r[2][i][0]) for r in rows)])) for i, p in enumerate(providers)
@@ -109,20 +134,24 @@ def _table(view: jobs.JobView, out: TextIO, colour: bool) -> None:
         "INDICATOR".ljust(width[0]),
         "VERDICT".ljust(width[1]),
         *(p.upper().ljust(w) for p, w in zip(providers, cols, strict=True)),
+        "WHY",
     ]
     print("  ".join(header).rstrip(), file=out)
-    for value, verdict, cells in rows:
+    for value, verdict, cells, why in rows:
         line = [value[:60].ljust(width[0]), _paint(verdict.ljust(width[1]), verdict, colour)]
         for (text, v), w in zip(cells, cols, strict=True):
             shown = text if len(text) <= w else text[: w - 1] + "…"
             line.append(_paint(shown.ljust(w), v, colour))
+        line.append(why)  # the last column: never cut
         print("  ".join(line).rstrip(), file=out)
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> int:
-    parsed = _read(args)
-    for rejected in parsed.rejected:
-        print(f"lookout: skipped {rejected.item!r}: {rejected.reason}", file=sys.stderr)
+    parsed, skipped = _read(args)
+    for what in skipped[:SHOWN_SKIPPED]:
+        print(f"lookout: skipped {what}", file=sys.stderr)
+    if len(skipped) > SHOWN_SKIPPED:
+        print(f"lookout: … and {len(skipped) - SHOWN_SKIPPED} more skipped", file=sys.stderr)
     if not parsed.indicators:
         print(
             "lookout: no indicator to look up (give HOSTs, --file F or - for stdin)",
@@ -194,15 +223,31 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
     else:
         _table(view, sys.stdout, colour=sys.stdout.isatty())
         print(f"job {job.id}", file=sys.stderr)
-    if not view.complete:
+    return _exit_status(view, job.id, args.timeout)
+
+
+def _exit_status(view: jobs.JobView, job_id: str, timeout: float) -> int:
+    """1 when an indicator is malicious (whatever else happened: the finding is certain);
+    else 3 when a result could not be checked (``error``, ``quota_exhausted``) or did not
+    arrive within ``timeout``; else 0. Each non-zero cause is told on stderr."""
+    rows = view.rows()
+    failed = [r for _, results in rows for r in results if counts_as(r) == "error"]
+    if failed:
         print(
-            f"lookout: not every result arrived within {args.timeout:g}s "
-            f"(job {job.id}; GET /api/v1/lookups/{job.id} has the rest)",
+            f"lookout: {len(failed)} result{'s' if len(failed) != 1 else ''} could not be "
+            f"checked (e.g. {failed[0].provider} for {failed[0].indicator}: "
+            f"{failed[0].error or failed[0].summary or failed[0].status})",
             file=sys.stderr,
         )
-        return 3
-    verdicts = [entry["verdict"] for entry in view.as_json()["indicators"]]
-    return 1 if "malicious" in verdicts else 0
+    if not view.complete:
+        print(
+            f"lookout: not every result arrived within {timeout:g}s "
+            f"(job {job_id}; GET /api/v1/lookups/{job_id} has the rest)",
+            file=sys.stderr,
+        )
+    if any(judge(results)[0] == "malicious" for _, results in rows):
+        return 1
+    return 3 if failed or not view.complete else 0
 
 
 async def _next_result(watcher: KeyValue.KeyWatcher, timeout: float) -> LookupResult | None:

@@ -45,7 +45,9 @@ __all__ = [
     "RefangRule",
     "Rejected",
     "Scope",
+    "SkippedLine",
     "extract",
+    "extract_lines",
     "extract_stream",
     "parse_items",
     "refang",
@@ -690,3 +692,50 @@ def extract_stream(lines: Iterable[str]) -> Parsed:
     for line in lines:
         _scan(line, collector)
     return collector.result()
+
+
+class SkippedLine(msgspec.Struct, frozen=True):
+    """A non-empty line of a file from which nothing could be read: no indicator, and
+    nothing that looked like one but was invalid (that would be :class:`Rejected`)."""
+
+    line: int  # 1-based
+    text: str  # the line, stripped, truncated to 200 characters
+    reason: str
+
+
+def extract_lines(lines: Iterable[str]) -> tuple[Parsed, list[SkippedLine]]:
+    """:func:`extract_stream`, and the non-empty lines it read nothing from, with why.
+
+    Free-text semantics stay: the text around indicators is ignored, so a line counts as
+    skipped only when it gave neither an indicator (a repeat of an earlier one counts)
+    nor a rejection. A line that is one token says why that token is not an indicator
+    (``intranet``: no public suffix; ``main.py``: read as a file name)."""
+    collector = _Collector()
+    skipped: list[SkippedLine] = []
+    for number, line in enumerate(lines, 1):
+        before = (len(collector.indicators), len(collector.rejected))
+        _scan(line, collector)
+        text = line.strip()
+        if not text or (len(collector.indicators), len(collector.rejected)) != before:
+            continue
+        again = extract(line)  # nothing new: repeats only, or really nothing?
+        if again.indicators or again.rejected:
+            continue
+        skipped.append(SkippedLine(number, text[:_MAX_ITEM], _why_nothing(text)))
+    return collector.result(), skipped
+
+
+def _why_nothing(text: str) -> str:
+    """Why free-text extraction found nothing in ``text`` (one stripped line)."""
+    if not any(ch.isspace() or ch in ",;|" for ch in text):
+        alone = parse_items([text])
+        if alone.rejected:
+            return alone.rejected[0].reason
+        for item in alone.indicators:
+            suffix = (item.host or item.value).rpartition(".")[2]
+            if suffix in FILE_LIKE_SUFFIXES:
+                return (
+                    f"read as a file name (.{suffix}), not a host: "
+                    f"write it defanged ({item.value.replace('.', '[.]')}) to look it up"
+                )
+    return "no IP address, domain, URL or e-mail address found"

@@ -19,7 +19,7 @@ from nats.js.kv import KeyValue
 
 from shared import bus, indicators, schemas
 from shared.config import Settings
-from shared.providers import overall_verdict
+from shared.providers import judge
 from shared.schemas import PROVIDER_KINDS, Job, JobIndicator, LookupRequest, LookupResult
 
 PUBLISH_CHUNK = 256
@@ -153,6 +153,18 @@ class JobView:
 
     def as_json(self) -> dict[str, Any]:
         rows = self.rows()
+        indicators = []
+        for item, results in rows:
+            verdict, reasons = judge(results)
+            indicators.append(
+                {
+                    "value": item.value,
+                    "kind": item.kind,
+                    "scope": item.scope,
+                    "verdict": verdict,
+                    "verdict_reasons": reasons,
+                }
+            )
         return {
             "id": self.job.id,
             "created_at": self.job.created_at,
@@ -160,15 +172,7 @@ class JobView:
             "complete": self.complete,
             "providers": self.job.providers,
             "rejected": self.job.rejected,
-            "indicators": [
-                {
-                    "value": item.value,
-                    "kind": item.kind,
-                    "scope": item.scope,
-                    "verdict": overall_verdict([r.verdict for r in results if r.status == "done"]),
-                }
-                for item, results in rows
-            ],
+            "indicators": indicators,
             "results": [msgspec.to_builtins(r) for _, results in rows for r in results],
         }
 
@@ -220,23 +224,20 @@ def _cell(value: str) -> str:
 
 
 def csv_text(view: JobView) -> str:
-    """One row per indicator: overall verdict, then status, verdict, summary per provider."""
+    """One row per indicator: overall verdict and its reasons (``"; "``-separated), then
+    status, verdict, summary per provider (an error's cause where there is no summary)."""
     job = view.job
     providers = [p for p in PROVIDER_KINDS if any(p in ps for ps in job.providers.values())]
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(
-        ["indicator", "kind", "scope", "verdict"]
+        ["indicator", "kind", "scope", "verdict", "verdict_reasons"]
         + [f"{p}_{field}" for p in providers for field in ("status", "verdict", "summary")]
     )
     for item, row in view.rows():
         by_provider = {r.provider: r for r in row}
-        cells = [
-            item.value,
-            item.kind,
-            item.scope,
-            overall_verdict([r.verdict for r in row if r.status == "done"]),
-        ]
+        verdict, reasons = judge(row)
+        cells = [item.value, item.kind, item.scope, verdict, "; ".join(reasons)]
         for p in providers:
             r = by_provider.get(p)
             cells += [r.status, r.verdict, r.summary or (r.error or "")] if r else ["", "", ""]

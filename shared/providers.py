@@ -14,13 +14,16 @@ import asyncio
 import contextlib
 import hashlib
 import ipaddress
+import os
 import random
+import socket
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import msgspec
@@ -38,17 +41,30 @@ from shared.metrics import ProviderMetrics
 from shared.ratelimit import Exhausted, SharedQuota, Wait
 from shared.schemas import PROVIDER_KINDS, LookupRequest, LookupResult, Status, Verdict
 
-# How an indicator's verdicts combine into its overall verdict: the first one present in
-# this order wins. A real finding outranks the absence of one; errors and "unknown" (no
-# judgement, e.g. DNS) only show when nothing else is known.
-VERDICT_ORDER: tuple[Verdict, ...] = (
+# How an indicator's results combine into its overall verdict: the first one present in
+# this order wins. A real finding outranks the absence of one; then "could not be checked"
+# (``error``) and "not checked yet" (``pending``) outrank "checked, no opinion"
+# (``unknown``), so nothing that failed ever looks like a quiet answer.
+OverallVerdict = Literal[
+    "malicious", "suspicious", "harmless", "undetected", "error", "pending", "unknown"
+]
+VERDICT_ORDER: tuple[OverallVerdict, ...] = (
     "malicious",
     "suspicious",
     "harmless",
     "undetected",
     "error",
+    "pending",
     "unknown",
 )
+PROVIDER_LABELS: dict[str, str] = {
+    "dns": "DNS",
+    "whois": "WHOIS",
+    "emailsec": "SPF/DMARC",
+    "virustotal": "VirusTotal",
+    "abuseipdb": "AbuseIPDB",
+}
+"""How a provider is named to people (verdict reasons, the UI's column heads)."""
 
 
 def is_ip(host: str) -> bool:
@@ -60,7 +76,9 @@ def is_ip(host: str) -> bool:
     return True
 
 
-def overall_verdict(verdicts: list[Verdict]) -> Verdict:
+def overall_verdict(verdicts: Iterable[OverallVerdict]) -> OverallVerdict:
+    """The first of :data:`VERDICT_ORDER` among ``verdicts`` (what each result counts as,
+    see :func:`counts_as`); ``unknown`` when there is none."""
     present = set(verdicts)
     for verdict in VERDICT_ORDER:
         if verdict in present:
@@ -68,8 +86,112 @@ def overall_verdict(verdicts: list[Verdict]) -> Verdict:
     return "unknown"
 
 
+def counts_as(result: LookupResult) -> OverallVerdict | None:
+    """What one result adds to its indicator's overall verdict: its verdict when ``done``;
+    ``error`` when it could not be checked (``error``, ``quota_exhausted``); ``pending``
+    while it waits (``pending``, ``queued``); nothing when ``not_configured`` (a missing
+    API key never fails a job)."""
+    if result.status == "done":
+        return result.verdict
+    if result.status in ("error", "quota_exhausted"):
+        return "error"
+    if result.status in ("pending", "queued"):
+        return "pending"
+    return None
+
+
+def _reason(result: LookupResult) -> str:
+    label = PROVIDER_LABELS.get(result.provider, result.provider)
+    if result.status == "done":
+        said = result.summary or result.verdict
+    elif result.status == "pending":
+        said = "pending"
+    else:
+        said = result.error or result.summary or result.status.replace("_", " ")
+    return f"{label}: {said}"
+
+
+def judge(results: Iterable[LookupResult]) -> tuple[OverallVerdict, list[str]]:
+    """An indicator's overall verdict and why: the providers whose results gave it, each
+    as ``"<Provider>: <its summary or error>"`` (e.g. ``"VirusTotal: 9/74 engines"``,
+    ``"WHOIS: cannot connect: Connection refused"``). The one rule the API, the CSV and
+    the CLI use (the web UI mirrors it in ``render.js``).
+
+    When no result counts (every provider not configured, or none applies) the verdict
+    is ``unknown`` and the reasons are the not-configured providers' explanations."""
+    given = list(results)
+    counted = [(counts_as(r), r) for r in given]
+    verdict = overall_verdict(v for v, _ in counted if v is not None)
+    reasons = [_reason(r) for v, r in counted if v == verdict]
+    if not reasons:
+        reasons = [_reason(r) for v, r in counted if v is None]
+    return verdict, reasons
+
+
 class ProviderError(Exception):
-    """The upstream could not answer (unreachable, timeout, bad answer)."""
+    """The upstream could not answer (unreachable, timeout, bad answer).
+
+    The message is the cause, first and short (``cannot connect: Connection refused``,
+    ``HTTP 503``, ``timeout after 10 s``): it is what a table cell shows. Where the
+    provider asked goes to ``data`` (e.g. ``{"upstream": "https://…"}``), shown with the
+    result's details; never a secret (API keys travel in headers, not in URLs)."""
+
+    def __init__(self, reason: str, *, data: Mapping[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.data: dict[str, Any] = dict(data or {})
+
+
+def upstream(url: str) -> str:
+    """``url`` fit to show: without user info, query or fragment (they may carry secrets
+    or the indicator itself)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.split("?", 1)[0]
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = host + (f":{port}" if port is not None else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def os_error_text(exc: BaseException) -> str:
+    """Why a connection failed, in the system's words: ``Connection refused``, ``Name or
+    service not known`` (not asyncio's ``Connect call failed ('127.0.0.1', 9)``)."""
+    if isinstance(exc, socket.gaierror):
+        return exc.strerror or str(exc)
+    if isinstance(exc, OSError) and exc.errno is not None and exc.errno > 0:
+        return os.strerror(exc.errno)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def client_error_text(exc: BaseException) -> str:
+    """The cause of an aiohttp client failure, short and human: ``cannot connect: Name or
+    service not known``, ``server disconnected``, ``TLS certificate not trusted: …``."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"TLS certificate not trusted: {exc.certificate_error}"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return "TLS handshake failed"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect: {os_error_text(exc.os_error)}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "server disconnected"
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return "too many redirects"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "incomplete answer"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"HTTP {exc.status}" + (f" {exc.message}" if exc.message else "")
+    if isinstance(exc, aiohttp.InvalidURL):
+        return "invalid URL"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class Throttled(ProviderError):
@@ -260,7 +382,11 @@ class ProviderRunner:
                 self.metrics.upstream.observe(time.monotonic() - started)
         except TimeoutError:
             failed = self._result(
-                request, status="error", verdict="error", error=f"no answer in {self.timeout:g}s"
+                request,
+                status="error",
+                verdict="error",
+                error=f"timeout after {self.timeout:g} s",
+                data={"reason": "the provider did not answer within its timeout"},
             )
             return failed, None
         except Throttled as exc:
@@ -269,11 +395,18 @@ class ProviderRunner:
             self.log.warning("upstream throttled, pausing", until=until, reason=str(exc))
             return self._waiting(request, "queued", until, f"upstream: {exc}")
         except ProviderError as exc:
-            return self._result(request, status="error", verdict="error", error=str(exc)), None
+            failed = self._result(
+                request, status="error", verdict="error", error=str(exc), data=exc.data
+            )
+            return failed, None
         except Exception as exc:
             self.log.exception("provider raised", indicator=request.indicator)
             crashed = self._result(
-                request, status="error", verdict="error", error=f"{type(exc).__name__}: {exc}"
+                request,
+                status="error",
+                verdict="error",
+                error=f"internal error: {type(exc).__name__}",
+                data={"detail": f"{type(exc).__name__}: {exc}"[:500]},
             )
             return crashed, None
         self.log.info(  # at info: every lookup leaves a line with its request id and verdict
@@ -367,6 +500,7 @@ class HttpProvider(Provider):
     ) -> tuple[int, Mapping[str, str], Any]:
         """(status, headers, decoded JSON body or None)."""
         assert self._session is not None, "open() first"
+        where = {"upstream": upstream(url)}
         try:
             async with self._session.get(url, headers=headers, params=params) as response:
                 raw = await response.read()
@@ -376,6 +510,6 @@ class HttpProvider(Provider):
                         body = msgspec.json.decode(raw)
                 return response.status, response.headers, body
         except TimeoutError:
-            raise ProviderError(f"{self.name}: no answer within {self._timeout:g}s") from None
+            raise ProviderError(f"timeout after {self._timeout:g} s", data=where) from None
         except aiohttp.ClientError as exc:
-            raise ProviderError(f"{self.name}: {type(exc).__name__}: {exc}") from None
+            raise ProviderError(client_error_text(exc), data=where) from None

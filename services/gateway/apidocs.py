@@ -31,6 +31,7 @@ from services.gateway import deadletters_api, lookups, notifications, sqreen, ui
 from shared import bus, indicators, schemas, status
 from shared.config import NAME_RE
 from shared.deadletters import ORIGINAL_SUBJECT_HEADER
+from shared.providers import VERDICT_ORDER
 
 JSON = dict[str, Any]
 
@@ -53,6 +54,7 @@ KINDS: Final[list[str]] = list(get_args(indicators.Kind))
 SCOPES: Final[list[str]] = list(get_args(indicators.Scope))
 PROVIDERS: Final[list[str]] = list(schemas.PROVIDER_KINDS)
 VERDICTS: Final[list[str]] = list(get_args(schemas.Verdict))
+OVERALL_VERDICTS: Final[list[str]] = list(VERDICT_ORDER)
 DELIVERY_STATES: Final[list[str]] = list(get_args(status.State))
 SUBJECT_PART_PATTERN: Final = "^[a-z0-9-]([a-z0-9_-]{0,62}[a-z0-9-])?$"
 """What :func:`shared.schemas.subject_token` leaves unchanged: ``source`` and ``type``."""
@@ -265,12 +267,29 @@ def _lookup_schemas() -> dict[str, JSON]:
         "IndicatorVerdict": {
             "title": "IndicatorVerdict",
             "description": (
-                "An indicator with its overall verdict: the first of malicious, suspicious, "
-                "harmless, undetected, error, unknown that any of its providers gave."
+                "An indicator with its overall verdict: the first of "
+                f"{', '.join(OVERALL_VERDICTS)} that its results count as. A `done` result "
+                "counts with its verdict; an `error` or `quota_exhausted` one (it could not "
+                "be checked) as `error`; a `pending` or `queued` one as `pending`; a "
+                "`not_configured` one not at all. So `error` is the verdict when every "
+                "provider that applies failed, and never hides behind `unknown`."
             ),
             "allOf": [ref("JobIndicator")],
-            "properties": {"verdict": {"enum": VERDICTS}},
-            "required": ["verdict"],
+            "properties": {
+                "verdict": {"enum": OVERALL_VERDICTS},
+                "verdict_reasons": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": (
+                        "Why: each provider whose result gave the verdict, with its summary "
+                        "or, for `error`, its error (`VirusTotal: 9/74 engines`, `WHOIS: "
+                        "cannot connect: Connection refused (RDAP, WHOIS)`). When no result "
+                        "counts, the providers not configured, with why."
+                    ),
+                    "examples": [["VirusTotal: 9/74 engines", "AbuseIPDB: score 100"]],
+                },
+            },
+            "required": ["verdict", "verdict_reasons"],
         },
         "LookupJob": {
             "title": "LookupJob",
@@ -371,7 +390,24 @@ def _notification_schemas() -> dict[str, JSON]:
                 "id": {"type": "string"},
                 "source": {"type": "string"},
                 "type": {"type": "string"},
-                "timestamp": {"type": "string"},
+                "timestamp": {
+                    "type": "string",
+                    "description": "The sender's own date (Sqreen's `date_created`).",
+                },
+                "received_at": {
+                    "type": ["string", "null"],
+                    "description": (
+                        "When lookout received it (stored it in JetStream), UTC; null for "
+                        "records written before lookout kept it."
+                    ),
+                },
+                "title": {
+                    "type": ["string", "null"],
+                    "description": "Its default title (as the targets' default templates).",
+                },
+                "application": {"type": ["string", "null"]},
+                "environment": {"type": ["string", "null"]},
+                "risk": {"type": ["integer", "null"]},
                 "subject": {"type": "string"},
                 "state": {"enum": DELIVERY_STATES},
                 "targets": {"type": "object", "additionalProperties": ref("TargetState")},
@@ -380,7 +416,9 @@ def _notification_schemas() -> dict[str, JSON]:
         },
         "NotificationList": {
             "title": "NotificationList",
-            "description": "Newest first; `total` counts every match before `limit`.",
+            "description": (
+                "Newest first (by `received_at`); `total` counts every match before `limit`."
+            ),
             "type": "object",
             "properties": {
                 "notifications": {"type": "array", "items": ref("NotificationState")},
@@ -817,8 +855,10 @@ def _lookup_paths() -> JSON:
             "get": _api_op(
                 "lookupCsv",
                 "A lookup job as CSV",
-                "One row per indicator: `indicator`, `kind`, `scope`, `verdict`, then "
-                "`<provider>_status`, `<provider>_verdict`, `<provider>_summary` per provider. "
+                "One row per indicator: `indicator`, `kind`, `scope`, `verdict`, "
+                "`verdict_reasons` (joined with `; `), then `<provider>_status`, "
+                "`<provider>_verdict`, `<provider>_summary` (an error's cause when it failed) "
+                "per provider. "
                 "Cells a spreadsheet would run as a formula are prefixed with `'`.",
                 "lookups",
                 {

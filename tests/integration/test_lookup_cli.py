@@ -114,3 +114,74 @@ async def test_lookup_cli(nats_server: NatsServer, tmp_path: Path, zone: ZoneSer
     code, _, err = await lookup(dead, "a.com")
     assert code == 3
     assert "cannot reach NATS" in err
+
+
+async def test_errors_are_errors_and_skipped_lines_are_told(
+    nats_server: NatsServer, tmp_path: Path, zone: ZoneServer
+) -> None:
+    """A result that could not be checked makes the verdict ``error`` and exit 3; a
+    malicious finding still exits 1; lines of ``--file`` that gave nothing are told."""
+    async with FakeVirusTotal(
+        {"evil.example.com": FakeVirusTotal.stats(malicious=12, harmless=40)}
+    ) as vt:
+        env = {
+            "NATS_URL": nats_server.url,
+            "LOOKOUT_DNS_NAMESERVERS": zone.nameserver,
+            "VIRUSTOTAL_API_KEY": vt.api_key,
+            "VIRUSTOTAL_URL": vt.base_url,
+            "LOOKOUT_RDAP_URL": f"http://127.0.0.1:{free_port()}",
+            "LOOKOUT_WHOIS_SERVER": f"127.0.0.1:{free_port()}",
+        }
+        settings = make_settings(tmp_path, nats_server.url, **env)
+        async with (
+            running_provider(settings, "dns"),
+            running_provider(settings, "virustotal"),
+            running_provider(settings, "whois"),
+        ):
+            # WHOIS alone, its upstreams unreachable: nothing checked, so error and 3
+            code, out, err = await lookup(env, "good.example.com", "--providers", "whois")
+            assert code == 3, (out, err)
+            [header, row] = out.splitlines()
+            assert header.split() == ["INDICATOR", "VERDICT", "WHOIS", "WHY"]
+            assert row.split()[:3] == ["good.example.com", "error", "error:"]
+            assert row.endswith("WHOIS: cannot connect: Connection refused (RDAP, WHOIS)")
+            assert "1 result could not be checked" in err
+
+            # DNS answered (unknown), WHOIS failed: error, not unknown, in JSON and CSV too
+            both = ("--providers", "dns,whois")
+            code, out, _ = await lookup(env, "good.example.com", "--json", *both)
+            assert code == 3
+            [indicator] = json.loads(out)["indicators"]
+            assert indicator["verdict"] == "error"
+            assert indicator["verdict_reasons"] == [
+                "WHOIS: cannot connect: Connection refused (RDAP, WHOIS)"
+            ]
+            code, out, _ = await lookup(env, "good.example.com", "--csv", *both)
+            assert code == 3
+            [csv_row] = list(csv.DictReader(io.StringIO(out)))
+            assert csv_row["verdict"] == "error"
+            assert csv_row["verdict_reasons"].startswith("WHOIS: cannot connect")
+
+            # a malicious finding still wins (exit 1) although WHOIS failed
+            iocs = tmp_path / "iocs.txt"
+            iocs.write_text(
+                "indicator,note\n"
+                "evil[.]example[.]com,phish\n"
+                "\n"
+                "intranet\n"
+                "999.1.1.1\n"
+                "call the helpdesk\n"
+            )
+            code, out, err = await lookup(
+                env, "--file", str(iocs), "--providers", "dns,virustotal,whois"
+            )
+            assert code == 1, (out, err)
+            [_, row] = out.splitlines()
+            assert row.split()[:2] == ["evil.example.com", "malicious"]
+            assert row.endswith("  VirusTotal: 12/77 engines")
+            assert f"skipped {iocs} line 1 'indicator,note': no IP address" in err
+            assert f"skipped {iocs} line 4 'intranet': not a public domain" in err
+            assert f"skipped {iocs} line 6 'call the helpdesk'" in err
+            assert "skipped '999.1.1.1': malformed IPv4 address" in err
+            assert "line 3" not in err  # an empty line is nothing to tell
+            assert "could not be checked" in err

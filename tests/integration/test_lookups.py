@@ -154,7 +154,64 @@ async def test_unreachable_dns_is_an_error_not_a_hang(
     [result] = job["results"]
     assert result["status"] == "error"
     assert result["verdict"] == "error"
-    assert "no DNS answer" in result["error"]
+    assert result["error"] == "timeout after 1 s: no DNS answer for a.com"  # the cause first
+    assert result["data"]["upstream"] == dead  # whom it asked: in the details
+    [indicator] = job["indicators"]
+    assert indicator["verdict"] == "error"
+    assert indicator["verdict_reasons"] == ["DNS: timeout after 1 s: no DNS answer for a.com"]
+
+
+async def test_a_failed_provider_makes_the_overall_verdict_error_everywhere(
+    nats_server: NatsServer, tmp_path: Path, zone: ZoneServer
+) -> None:
+    """DNS answered (``unknown``: it does not judge), WHOIS could not be asked: the
+    indicator is ``error``, not ``unknown``, in the JSON, the event stream and the CSV."""
+    settings = dns_settings(
+        tmp_path,
+        nats_server,
+        zone,
+        LOOKOUT_RDAP_URL=f"http://127.0.0.1:{free_port()}",
+        LOOKOUT_WHOIS_SERVER=f"127.0.0.1:{free_port()}",
+    )
+    async with (
+        running_gateway(settings) as base,
+        running_provider(settings, "dns"),
+        running_provider(settings, "whois"),
+    ):
+        _, created = await api(
+            "POST",
+            f"{base}/api/v1/lookups",
+            json={"indicators": ["example.com"], "providers": ["dns", "whois"]},
+        )
+        job = await wait_job(base, created["id"])
+        done: list[Any] = []
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{base}/api/v1/lookups/{created['id']}/events") as response,
+        ):
+            event = ""
+            async for raw in response.content:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event == "done":
+                    done = json.loads(line[6:])
+                    break
+        _, text = await api("GET", f"{base}/api/v1/lookups/{created['id']}.csv")
+    results = {r["provider"]: r for r in job["results"]}
+    assert (results["dns"]["status"], results["dns"]["verdict"]) == ("done", "unknown")
+    whois = results["whois"]
+    assert whois["status"] == "error"
+    assert whois["error"] == "cannot connect: Connection refused (RDAP, WHOIS)"
+    assert [a["protocol"] for a in whois["data"]["attempts"]] == ["rdap", "whois"]
+    reasons = ["WHOIS: cannot connect: Connection refused (RDAP, WHOIS)"]
+    [indicator] = job["indicators"]
+    assert (indicator["verdict"], indicator["verdict_reasons"]) == ("error", reasons)
+    assert [(i["verdict"], i["verdict_reasons"]) for i in done] == [("error", reasons)]
+    [row] = list(csv.DictReader(io.StringIO(text)))
+    assert list(row)[:5] == ["indicator", "kind", "scope", "verdict", "verdict_reasons"]
+    assert (row["verdict"], row["verdict_reasons"]) == ("error", reasons[0])
+    assert row["whois_summary"] == whois["error"]
 
 
 async def test_server_sent_events_stream_results_then_done(
@@ -213,6 +270,7 @@ async def test_csv_export(nats_server: NatsServer, tmp_path: Path, zone: ZoneSer
     assert [r["indicator"] for r in rows] == ["example.com", "10.0.0.1"]
     assert rows[0]["dns_status"] == "done"
     assert rows[0]["dns_summary"] == "A 192.0.2.10"
+    assert (rows[0]["verdict"], rows[0]["verdict_reasons"]) == ("unknown", "DNS: A 192.0.2.10")
     assert rows[1]["scope"] == "private"
 
 

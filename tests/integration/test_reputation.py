@@ -258,7 +258,14 @@ async def test_unreachable_upstream_is_an_error(nats_server: NatsServer, tmp_pat
     assert time.monotonic() - started < 10
     [result] = job["results"]
     assert result["status"] == "error"
-    assert "virustotal" in result["error"]
+    # the cause first, in words; where it asked in the details, never the key
+    assert result["error"] == "cannot connect: Connection refused", result
+    assert result["data"]["upstream"] == f"{settings.virustotal_url}/domains/x.example.com"
+    assert VT_KEY not in str(result)
+    # nothing could be checked: the indicator says error, and why
+    [indicator] = job["indicators"]
+    assert indicator["verdict"] == "error"
+    assert indicator["verdict_reasons"] == ["VirusTotal: cannot connect: Connection refused"]
 
 
 async def test_upstream_5xx_is_an_error(nats_server: NatsServer, tmp_path: Path) -> None:
@@ -270,4 +277,40 @@ async def test_upstream_5xx_is_an_error(nats_server: NatsServer, tmp_path: Path)
             )
     [result] = job["results"]
     assert result["status"] == "error"
-    assert "HTTP 503" in result["error"]
+    assert result["error"].startswith("HTTP 503"), result
+    assert result["data"]["upstream"].endswith("/domains/y.example.com")
+
+
+async def test_refused_key_says_so_first_and_never_shows_it(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    async with (
+        FakeVirusTotal(api_key="the-right-vt-key") as vt,
+        FakeAbuseIpdb(api_key="the-right-abuse-key") as abuse,
+    ):
+        abuse_url = abuse.base_url
+        settings = settings_for(
+            tmp_path,
+            nats_server,
+            VIRUSTOTAL_API_KEY=VT_KEY,
+            VIRUSTOTAL_URL=vt.base_url,
+            ABUSEIPDB_API_KEY=ABUSE_KEY,
+            ABUSEIPDB_URL=abuse.base_url,
+        )
+        async with (
+            running_gateway(settings) as base,
+            running_provider(settings, "virustotal"),
+            running_provider(settings, "abuseipdb"),
+        ):
+            job = await wait_job(
+                base, await submit(base, ["185.220.101.9"], providers=["virustotal", "abuseipdb"])
+            )
+    failed = {r["provider"]: r for r in job["results"]}
+    assert failed["virustotal"]["error"] == "HTTP 401: API key refused (WrongCredentialsError)"
+    assert failed["abuseipdb"]["error"].startswith("HTTP 401: API key refused")
+    assert failed["abuseipdb"]["data"]["upstream"] == f"{abuse_url}/check"
+    assert VT_KEY not in str(job)
+    assert ABUSE_KEY not in str(job)
+    [indicator] = job["indicators"]
+    assert indicator["verdict"] == "error"
+    assert [r.split(":")[0] for r in indicator["verdict_reasons"]] == ["VirusTotal", "AbuseIPDB"]

@@ -162,14 +162,36 @@ async def test_timeout_raises_quickly(server: ZoneServer) -> None:
     server.timeout_names.update({"slow.test", "_dmarc.slowdmarc.test"})
     try:
         started = time.monotonic()
-        with pytest.raises(ProviderError, match=r"SPF of slow\.test: DNS TIMEOUT for TXT"):
+        # the cause first; what was asked, and of whom, in the details
+        with pytest.raises(ProviderError) as spf:
             await emailsec_provider.lookup(request("slow.test"))
-        with pytest.raises(ProviderError, match=r"DMARC of slowdmarc\.test: DNS TIMEOUT"):
+        assert str(spf.value) == "DNS timeout for TXT slow.test (SPF)"
+        assert spf.value.data["upstream"] == server.nameserver
+        assert spf.value.data["domain"] == "slow.test"
+        with pytest.raises(ProviderError) as dmarc:
             await emailsec_provider.lookup(request("slowdmarc.test"))
+        assert str(dmarc.value) == "DNS timeout for TXT _dmarc.slowdmarc.test (DMARC)"
+        assert dmarc.value.data["check"] == "DMARC"
         assert time.monotonic() - started < 2.0
     finally:
         server.timeout_names.difference_update({"slow.test", "_dmarc.slowdmarc.test"})
         await emailsec_provider.close()
+
+
+async def test_a_domain_that_does_not_exist_is_no_posture_finding(
+    provider: EmailSecProvider, server: ZoneServer
+) -> None:
+    """NXDOMAIN is not "no SPF, no DMARC → suspicious": the domain does not exist."""
+    answer = await provider.lookup(request("nosuchdomain.test"))
+    assert ("nosuchdomain.test", "TXT") in server.queries
+    assert answer.verdict == "unknown"
+    assert answer.summary == "domain does not exist"
+    assert answer.data["nxdomain"] is True
+    assert answer.data["domain"] == "nosuchdomain.test"
+    mailbox = await provider.lookup(request("someone@gone.nosuchdomain.test"))
+    assert (mailbox.verdict, mailbox.summary) == ("unknown", "domain does not exist")
+    # a name that exists without any record (NODATA) is still judged as before
+    assert (await provider.lookup(request("nodmarc.test"))).verdict == "suspicious"
 
 
 async def test_address_literal_is_not_looked_up(provider: EmailSecProvider) -> None:

@@ -10,7 +10,9 @@ from shared.indicators import (
     Indicator,
     Parsed,
     Rejected,
+    SkippedLine,
     extract,
+    extract_lines,
     extract_stream,
     parse_items,
     refang,
@@ -667,3 +669,37 @@ def test_results_serialise_with_msgspec() -> None:
         "registered_domain": "evil.com",
         "scope": "public",
     }
+
+
+def test_extract_lines_tells_the_lines_it_read_nothing_from() -> None:
+    """A file's non-empty lines that gave nothing are told with their number and why;
+    free-text semantics stay (words around indicators, repeats, rejections are no skip)."""
+    lines = [
+        "indicator,note\n",  # a CSV header
+        "evil[.]com,phish\n",
+        "\n",
+        "   \n",
+        "seen again: evil.com\n",  # a repeat is something read
+        "intranet\n",
+        "main.py\n",  # a file name in free text, unless defanged
+        "999.1.1.1\n",  # looks like an indicator: rejected, not skipped
+        "call me at the desk\n",
+        "word " * 60 + "\n",
+    ]
+    parsed, skipped = extract_lines(lines)
+    assert parsed == extract_stream(lines)  # the same indicators and rejections
+    assert [i.value for i in parsed.indicators] == ["evil.com"]
+    assert parsed.rejected == [Rejected("999.1.1.1", "malformed IPv4 address")]
+    nothing = "no IP address, domain, URL or e-mail address found"
+    assert skipped == [
+        SkippedLine(1, "indicator,note", nothing),
+        SkippedLine(6, "intranet", "not a public domain: 'intranet' has no known public suffix"),
+        SkippedLine(
+            7,
+            "main.py",
+            "read as a file name (.py), not a host: write it defanged (main[.]py) to look it up",
+        ),
+        SkippedLine(9, "call me at the desk", nothing),
+        SkippedLine(10, ("word " * 60)[:200], nothing),
+    ]
+    assert extract_lines([]) == (Parsed([], []), [])

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.config import Settings
-from shared.providers import Answer, HttpProvider, ProviderError, Throttled
+from shared.providers import Answer, HttpProvider, ProviderError, Throttled, upstream
 from shared.schemas import LookupRequest, Verdict
 from shared.targets import parse_retry_after
 
@@ -61,10 +61,14 @@ class AbuseIpdbProvider(HttpProvider):
                 f"AbuseIPDB: {detail or 'rate limited'}",
                 parse_retry_after(headers.get("Retry-After")),
             )
+        where = {"upstream": upstream(f"{self.base}/check")}
         if status in (401, 403):
-            raise ProviderError(f"AbuseIPDB refused the API key: {detail}")
+            more = f": {detail}" if detail else ""
+            raise ProviderError(f"HTTP {status}: API key refused{more}", data=where)
         if status != 200 or not isinstance(body, dict) or not isinstance(body.get("data"), dict):
-            raise ProviderError(f"AbuseIPDB answered HTTP {status}: {detail}")
+            more = f": {detail}" if detail else ""
+            what = f"HTTP {status}" if status != 200 else "not an AbuseIPDB answer"
+            raise ProviderError(f"{what}{more}", data=where)
         return self._answer(body["data"], headers.get("X-RateLimit-Remaining"))
 
     def _answer(self, report: dict[str, Any], remaining: str | None) -> Answer:

@@ -87,7 +87,10 @@ class DnsProvider(Provider):
             and all(p == "timeout" for p in problems.values())
             and len(problems) == len(NAME_TYPES)
         ):
-            raise ProviderError(f"no DNS answer for {host} (servers: {self.cache_salt()})")
+            raise ProviderError(
+                f"timeout after {self.settings.dns_timeout:g} s: no DNS answer for {host}",
+                data={"upstream": self.cache_salt(), "host": host},
+            )
         nxdomain = any(p == "nxdomain" for p in problems.values())
         data: dict[str, object] = {"host": host, "records": records, "nxdomain": nxdomain}
         failed = {t: p for t, p in problems.items() if p != "nxdomain"}
@@ -106,10 +109,22 @@ class DnsProvider(Provider):
         name = dns.reversename.from_address(address).to_text()
         records, ttl, problem = await self._query(name, "PTR")
         if problem in ("timeout", "servfail") or (problem or "").startswith("error"):
-            raise ProviderError(f"PTR {address}: {problem}")
+            raise ProviderError(
+                f"{_problem_text(problem or '', self.settings.dns_timeout)} (PTR {address})",
+                data={"upstream": self.cache_salt(), "address": address},
+            )
         data = {"address": address, "ptr": records, "nxdomain": problem == "nxdomain"}
         summary = f"PTR {records[0]}" if records else "no PTR"
         return Answer("unknown", summary, data, _bounded(ttl if ttl is not None else NEGATIVE_TTL))
+
+
+def _problem_text(problem: str, timeout: float) -> str:
+    """A failed query's cause in words."""
+    if problem == "timeout":
+        return f"timeout after {timeout:g} s"
+    if problem == "servfail":
+        return "DNS server failure (SERVFAIL or no server answered)"
+    return problem.removeprefix("error: ") or "DNS error"
 
 
 def _bounded(ttl: float) -> float:

@@ -11,7 +11,9 @@ Verdict:
   DMARC record is invalid;
 * ``harmless``: the SPF record is valid and the DMARC policy that applies to the domain is
   ``quarantine`` or ``reject`` for all mail (``pct=100``);
-* ``undetected`` otherwise (e.g. ``p=none``, ``pct`` below 100, no SPF record).
+* ``undetected`` otherwise (e.g. ``p=none``, ``pct`` below 100, no SPF record);
+* ``unknown``, "domain does not exist", when the domain itself is NXDOMAIN: a name that
+  does not exist sends no mail, and has no posture to judge (``data.nxdomain``).
 
 A DNS failure (timeout, SERVFAIL) on a name the verdict depends on raises
 :class:`ProviderError`, so an unreliable answer is never cached.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 from typing import Any
 
 import dns.resolver
@@ -45,6 +48,7 @@ __all__ = [
 ]
 
 ANSWER_TTL = 3600.0
+NXDOMAIN_TTL = 300.0
 
 
 def _normalise(domain: str) -> str:
@@ -128,13 +132,38 @@ def summary_for(data: dict[str, Any]) -> str:
     return f"{spf_text}, {dmarc_text}"
 
 
-def _temporary_failure(data: dict[str, Any]) -> str | None:
+_DNS_FAILURE = re.compile(r"DNS (\w+) for (\w+ \S+)")
+_RCODE_TEXT = {
+    "TIMEOUT": "DNS timeout",
+    "SERVFAIL": "DNS server failure (SERVFAIL)",
+    "REFUSED": "DNS query refused (REFUSED)",
+    "ERROR": "DNS error",
+}
+
+
+def _cause(reason: str) -> str:
+    """``'include:x': DNS TIMEOUT for TXT x`` → ``DNS timeout for TXT x``: the cause first."""
+    found = _DNS_FAILURE.search(reason)
+    if found is None:
+        return reason
+    rcode, question = found.groups()
+    return f"{_RCODE_TEXT.get(rcode, f'DNS {rcode}')} for {question}"
+
+
+def _temporary_failure(data: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """(the cause, the details) when a DNS failure makes the answer unreliable."""
     spf, dmarc = data["spf"], data["dmarc"]
     if spf["status"] == "temperror":
-        reasons = spf["temperrors"] or ["DNS failure"]
-        return f"SPF of {data['domain']}: {reasons[0]}"
+        reason = (spf["temperrors"] or ["DNS failure"])[0]
+        return f"{_cause(reason)} (SPF)", {
+            "check": "SPF",
+            "domain": data["domain"],
+            "detail": reason,
+        }
     if dmarc["status"] == "temperror":
-        return f"DMARC of {data['domain']}: {dmarc['errors'][0]}"
+        reason = dmarc["errors"][0]
+        detail = {"check": "DMARC", "domain": data["domain"], "detail": reason}
+        return f"{_cause(reason)} (DMARC)", detail
     return None
 
 
@@ -187,10 +216,23 @@ class EmailSecProvider(Provider):
                 {"domain": domain, "skipped": "address literal"},
                 ttl=ANSWER_TTL,
             )
-        data = await evaluate(domain, self._client())
+        client = self._client()
+        # The name itself first (SPF asks the same question: one query, shared in flight).
+        existence = start_query(client, domain, "TXT")
+        try:
+            data = await evaluate(domain, client)
+        except BaseException:
+            cancel((existence,))
+            raise
+        [name] = await answers((existence,))
+        if name.rcode == "NXDOMAIN":
+            # No such domain: no mail can come from it, and no posture to judge.
+            gone = {"domain": domain, "nxdomain": True, "exists": False}
+            return Answer("unknown", "domain does not exist", gone, ttl=NXDOMAIN_TTL)
         problem = _temporary_failure(data)
         if problem is not None:
-            raise ProviderError(problem)
+            reason, detail = problem
+            raise ProviderError(reason, data={"upstream": self.cache_salt(), **detail})
         return Answer(verdict_for(data), summary_for(data), data, ttl=ANSWER_TTL)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from shared.config import Settings
-from shared.providers import Answer, HttpProvider, ProviderError, Throttled
+from shared.providers import Answer, HttpProvider, ProviderError, Throttled, upstream
 from shared.schemas import LookupRequest, Verdict
 from shared.targets import parse_retry_after
 
@@ -51,10 +51,11 @@ class VirusTotalProvider(HttpProvider):
 
     async def lookup(self, request: LookupRequest) -> Answer:
         assert self.key is not None
+        url = f"{self.base}/{self._path(request)}"
         status, headers, body = await self.get_json(
-            f"{self.base}/{self._path(request)}",
-            headers={"x-apikey": self.key.reveal(), "Accept": "application/json"},
+            url, headers={"x-apikey": self.key.reveal(), "Accept": "application/json"}
         )
+        where = {"upstream": upstream(url)}
         error = body.get("error", {}) if isinstance(body, dict) else {}
         code = error.get("code", "") if isinstance(error, dict) else ""
         if status == 404 or code == "NotFoundError":
@@ -63,10 +64,15 @@ class VirusTotalProvider(HttpProvider):
             raise Throttled(
                 f"VirusTotal {code or 'HTTP 429'}", parse_retry_after(headers.get("Retry-After"))
             )
+        message = error.get("message", "") if isinstance(error, dict) else ""
+        if message:
+            where["message"] = str(message)[:300]
         if status in (401, 403):
-            raise ProviderError(f"VirusTotal refused the API key ({code or status})")
+            detail = f" ({code})" if code else ""
+            raise ProviderError(f"HTTP {status}: API key refused{detail}", data=where)
         if status != 200 or not isinstance(body, dict):
-            raise ProviderError(f"VirusTotal answered HTTP {status} {code}".strip())
+            what = f"HTTP {status} {code}".strip() if status != 200 else "not a VirusTotal answer"
+            raise ProviderError(what, data=where)
         attributes = body.get("data", {}).get("attributes", {})
         return self._answer(attributes)
 

@@ -38,7 +38,7 @@ from services.providers.whois.record import (
     Unavailable,
 )
 from shared.config import Settings
-from shared.providers import Answer, Provider, ProviderError, is_ip
+from shared.providers import Answer, Provider, ProviderError, is_ip, upstream
 from shared.schemas import LookupRequest, Verdict
 
 NEW_DOMAIN_DAYS = 30
@@ -47,6 +47,31 @@ BUDGET_SHARE = 0.9
 """Share of the provider timeout this provider plans with: it answers with its own reason
 before the runner's timeout cuts it off."""
 USER_AGENT = "lookout/1 (whois provider)"
+
+
+class _Failed(Unavailable):
+    """One upstream that could not answer: the cause, and where it was asked."""
+
+    def __init__(self, cause: str, protocol: str, where: str) -> None:
+        super().__init__(cause)
+        self.attempt = {"protocol": protocol, "upstream": where, "error": cause}
+
+
+def _attempt(exc: Unavailable, protocol: str, where: str) -> dict[str, str]:
+    if isinstance(exc, _Failed):
+        return exc.attempt
+    return {"protocol": protocol, "upstream": where, "error": str(exc)}
+
+
+def _failure(attempts: list[dict[str, str]], rdap_error: str) -> ProviderError:
+    """Neither RDAP nor WHOIS answered: the causes first (``HTTP 503 (RDAP); cannot
+    connect: Connection refused (WHOIS)``, or one cause for both), where each was asked in
+    ``data["attempts"]``."""
+    by_cause: dict[str, list[str]] = {}
+    for attempt in attempts:
+        by_cause.setdefault(attempt["error"], []).append(attempt["protocol"].upper())
+    reason = "; ".join(f"{cause} ({', '.join(labels)})" for cause, labels in by_cause.items())
+    return ProviderError(reason, data={"attempts": attempts, "rdap_error": rdap_error})
 
 
 class WhoisProvider(Provider):
@@ -98,6 +123,7 @@ class WhoisProvider(Provider):
 
     async def _domain(self, name: str, deadline: float) -> Answer:
         bases = self._rdap_bases(self.bootstrap.domain(name))
+        attempts: list[dict[str, str]] = []
         if bases:
             url = f"{bases[0].rstrip('/')}/domain/{name}"
             try:
@@ -106,6 +132,7 @@ class WhoisProvider(Provider):
                 return _not_registered({"domain": name, "source": "rdap", "server": url})
             except Unavailable as exc:
                 rdap_error = str(exc)
+                attempts.append(_attempt(exc, "rdap", upstream(url)))
             else:
                 return _domain_answer(rdap.parse_domain(name, document), "rdap", url, None)
         else:
@@ -114,14 +141,16 @@ class WhoisProvider(Provider):
             record, server = await self._whois_domain(name, deadline)
         except NotRegistered as exc:
             data = {"domain": name, "source": "whois", "server": str(exc), "rdap_error": rdap_error}
-            return _not_registered(data)
+            return _not_registered({**data, **({"attempts": attempts} if attempts else {})})
         except Unavailable as exc:
-            raise ProviderError(f"{rdap_error}; {exc}") from None
-        return _domain_answer(record, "whois", server, rdap_error)
+            attempts.append(_attempt(exc, "whois", ""))
+            raise _failure(attempts, rdap_error) from None
+        return _domain_answer(record, "whois", server, rdap_error, attempts)
 
     async def _address(self, address: str, deadline: float) -> Answer:
         address = str(ipaddress.ip_address(address))
         bases = self._rdap_bases(self.bootstrap.address(address))
+        attempts: list[dict[str, str]] = []
         if bases:
             url = f"{bases[0].rstrip('/')}/ip/{address}"
             try:
@@ -130,6 +159,7 @@ class WhoisProvider(Provider):
                 return _not_registered({"address": address, "source": "rdap", "server": url})
             except Unavailable as exc:
                 rdap_error = str(exc)
+                attempts.append(_attempt(exc, "rdap", upstream(url)))
             else:
                 return _network_answer(rdap.parse_network(address, document), "rdap", url, None)
         else:
@@ -138,10 +168,12 @@ class WhoisProvider(Provider):
             record, server = await self._whois_address(address, deadline)
         except NotRegistered as exc:
             data = {"address": address, "source": "whois", "server": str(exc)}
-            return _not_registered({**data, "rdap_error": rdap_error})
+            more = {"attempts": attempts} if attempts else {}
+            return _not_registered({**data, "rdap_error": rdap_error, **more})
         except Unavailable as exc:
-            raise ProviderError(f"{rdap_error}; {exc}") from None
-        return _network_answer(record, "whois", server, rdap_error)
+            attempts.append(_attempt(exc, "whois", ""))
+            raise _failure(attempts, rdap_error) from None
+        return _network_answer(record, "whois", server, rdap_error, attempts)
 
     # ------------------------------------------------------------------ WHOIS
 
@@ -152,14 +184,18 @@ class WhoisProvider(Provider):
         else:
             host, port = port43.split_server(server)
             query = port43.decorated(host, query)
-        return await port43.ask(host, port, query, deadline), port43.join_server(host, port)
+        where = port43.join_server(host, port)
+        try:
+            return await port43.ask(host, port, query, deadline), where
+        except Unavailable as exc:
+            raise _Failed(str(exc), "whois", where) from None
 
     async def _registry(self, query: str, deadline: float, what: str) -> str:
         """The WHOIS server IANA refers ``query`` to."""
-        text, _ = await self._ask(port43.IANA, query, deadline)
+        text, where = await self._ask(port43.IANA, query, deadline)
         server = whoistext.referral(text)
         if server is None:
-            raise Unavailable(f"WHOIS: IANA names no WHOIS server for {what}")
+            raise _Failed(f"IANA names no WHOIS server for {what}", "whois", where)
         return server
 
     async def _whois_domain(self, name: str, deadline: float) -> tuple[DomainRecord, str]:
@@ -201,7 +237,7 @@ def _parse_domain(name: str, text: str, server: str) -> DomainRecord:
     except NotRegistered:
         raise NotRegistered(server) from None
     except Unavailable as exc:
-        raise Unavailable(f"WHOIS {server}: {exc}") from None
+        raise _Failed(str(exc), "whois", server) from None
 
 
 def _parse_network(address: str, text: str, server: str) -> NetworkRecord:
@@ -210,7 +246,7 @@ def _parse_network(address: str, text: str, server: str) -> NetworkRecord:
     except NotRegistered:
         raise NotRegistered(server) from None
     except Unavailable as exc:
-        raise Unavailable(f"WHOIS {server}: {exc}") from None
+        raise _Failed(str(exc), "whois", server) from None
 
 
 # --------------------------------------------------------------------------- answers
@@ -220,15 +256,23 @@ def _not_registered(data: dict[str, Any]) -> Answer:
     return Answer("unknown", "not registered", {"registered": False, **data}, NOT_REGISTERED_TTL)
 
 
-def _provenance(source: str, server: str, rdap_error: str | None) -> dict[str, Any]:
+def _provenance(
+    source: str, server: str, rdap_error: str | None, attempts: list[dict[str, str]] | None
+) -> dict[str, Any]:
     data: dict[str, Any] = {"registered": True, "source": source, "server": server}
     if rdap_error:
         data["rdap_error"] = rdap_error
+    if attempts:
+        data["attempts"] = attempts  # what failed before this answer, and where
     return data
 
 
 def _domain_answer(
-    record: DomainRecord, source: str, server: str, rdap_error: str | None
+    record: DomainRecord,
+    source: str,
+    server: str,
+    rdap_error: str | None,
+    attempts: list[dict[str, str]] | None = None,
 ) -> Answer:
     now = datetime.now(UTC)
     age = record.age_days(now)
@@ -242,11 +286,16 @@ def _domain_answer(
         summary = f"registered {record.created:%Y-%m-%d}"
     if record.registrar:
         summary += f", {record.registrar}"
-    return Answer(verdict, summary, {**_provenance(source, server, rdap_error), **record.data(now)})
+    provenance = _provenance(source, server, rdap_error, attempts)
+    return Answer(verdict, summary, {**provenance, **record.data(now)})
 
 
 def _network_answer(
-    record: NetworkRecord, source: str, server: str, rdap_error: str | None
+    record: NetworkRecord,
+    source: str,
+    server: str,
+    rdap_error: str | None,
+    attempts: list[dict[str, str]] | None = None,
 ) -> Answer:
     head = " ".join(
         part
@@ -257,7 +306,8 @@ def _network_answer(
         if part
     )
     summary = ", ".join(part for part in (head, record.country) if part) or "registered network"
-    return Answer("unknown", summary, {**_provenance(source, server, rdap_error), **record.data()})
+    provenance = _provenance(source, server, rdap_error, attempts)
+    return Answer("unknown", summary, {**provenance, **record.data()})
 
 
 def build(settings: Settings) -> WhoisProvider:

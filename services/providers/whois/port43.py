@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 
 from services.providers.whois.record import Unavailable
+from shared.providers import os_error_text
 
 PORT = 43
 MAX_ANSWER = 1024 * 1024
@@ -48,22 +49,22 @@ def _decode(raw: bytes) -> str:
 async def ask(host: str, port: int, query: str, deadline: float) -> str:
     """The answer of ``host:port`` to ``query``, read before ``deadline`` (loop time).
 
-    Raise :class:`Unavailable` with the reason when the server cannot be reached, closes
-    without answering or does not finish in time.
+    Raise :class:`Unavailable` with the cause alone (``cannot connect: Connection
+    refused``, ``timeout after 2 s``…) when the server cannot be reached, closes without
+    answering or does not finish in time: the caller knows whom it asked.
     """
     loop = asyncio.get_running_loop()
-    where = f"WHOIS {host}:{port}"
     remaining = deadline - loop.time()
     if remaining <= 0:
-        raise Unavailable(f"{where}: no time left to ask")
+        raise Unavailable("no time left to ask")
     connect_timeout = min(CONNECT_TIMEOUT, remaining)
     try:
         async with asyncio.timeout(connect_timeout):
             reader, writer = await asyncio.open_connection(host, port)
     except TimeoutError:
-        raise Unavailable(f"{where}: cannot connect within {connect_timeout:.3g}s") from None
+        raise Unavailable(f"cannot connect: timeout after {connect_timeout:.2g} s") from None
     except OSError as exc:
-        raise Unavailable(f"{where}: cannot connect: {exc.strerror or exc}") from None
+        raise Unavailable(f"cannot connect: {os_error_text(exc)}") from None
     allowed = deadline - loop.time()
     try:
         async with asyncio.timeout_at(deadline):
@@ -75,9 +76,9 @@ async def ask(host: str, port: int, query: str, deadline: float) -> str:
                 if len(answer) > MAX_ANSWER:
                     break  # enough: a WHOIS answer is a few kB
     except TimeoutError:
-        raise Unavailable(f"{where}: no complete answer within {allowed:.3g}s") from None
+        raise Unavailable(f"timeout after {allowed:.2g} s, answer incomplete") from None
     except OSError as exc:
-        raise Unavailable(f"{where}: connection failed: {exc.strerror or exc}") from None
+        raise Unavailable(f"connection failed: {os_error_text(exc)}") from None
     finally:
         writer.close()
         with contextlib.suppress(OSError, TimeoutError):
@@ -85,7 +86,7 @@ async def ask(host: str, port: int, query: str, deadline: float) -> str:
                 await writer.wait_closed()
     text = _decode(bytes(answer)).strip()
     if not text:
-        raise Unavailable(f"{where}: empty answer")
+        raise Unavailable("empty answer")
     return text
 
 

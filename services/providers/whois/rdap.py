@@ -21,6 +21,7 @@ from services.providers.whois.record import (
     Unavailable,
     parse_date,
 )
+from shared.providers import client_error_text
 
 ACCEPT = "application/rdap+json, application/json;q=0.9"
 MAX_BODY = 4 * 1024 * 1024
@@ -30,7 +31,10 @@ _ASN_IN_TEXT = re.compile(r"\bAS(\d{1,10})\b", re.IGNORECASE)
 async def fetch(
     session: aiohttp.ClientSession, url: str, timeout: float, connect_timeout: float
 ) -> dict[str, Any]:
-    """The decoded RDAP object at ``url``."""
+    """The decoded RDAP object at ``url``.
+
+    :class:`Unavailable` says the cause alone (``HTTP 503``, ``timeout after 2.5 s``,
+    ``cannot connect: Connection refused``): the caller knows it asked ``url``."""
     limits = aiohttp.ClientTimeout(
         total=timeout, connect=min(connect_timeout, timeout), sock_connect=connect_timeout
     )
@@ -41,29 +45,26 @@ async def fetch(
             if response.status == 404:
                 raise NotRegistered(url)
             if response.status != 200:
-                raise Unavailable(f"RDAP {url}: HTTP {response.status}")
+                raise Unavailable(f"HTTP {response.status}")
             body = bytearray()
             async for chunk in response.content.iter_chunked(65536):
                 body.extend(chunk)
                 if len(body) > MAX_BODY:
-                    raise Unavailable(f"RDAP {url}: answer larger than {MAX_BODY} bytes")
+                    raise Unavailable(f"answer larger than {MAX_BODY} bytes")
     except TimeoutError:
-        raise Unavailable(f"RDAP {url}: no answer within {timeout:.3g}s") from None
-    except aiohttp.ClientConnectorError as exc:
-        reason = getattr(exc.os_error, "strerror", None) or exc
-        raise Unavailable(f"RDAP {url}: cannot connect: {reason}") from None
+        raise Unavailable(f"timeout after {timeout:.2g} s") from None
     except aiohttp.ClientError as exc:
-        raise Unavailable(f"RDAP {url}: {type(exc).__name__}: {exc}") from None
+        raise Unavailable(client_error_text(exc)) from None
     try:
         document: Any = msgspec.json.decode(bytes(body))
     except msgspec.DecodeError:
-        raise Unavailable(f"RDAP {url}: the answer is not JSON") from None
+        raise Unavailable("the answer is not JSON") from None
     if not isinstance(document, dict):
-        raise Unavailable(f"RDAP {url}: the answer is not an RDAP object")
+        raise Unavailable("the answer is not an RDAP object")
     if "errorCode" in document and "objectClassName" not in document:
         if document.get("errorCode") == 404:
             raise NotRegistered(url)
-        raise Unavailable(f"RDAP {url}: error {document.get('errorCode')}")
+        raise Unavailable(f"RDAP error {document.get('errorCode')}")
     return document
 
 
