@@ -147,7 +147,9 @@ class SinkRunner:
             logger.debug("skipped: route does not match", subject=msg.subject)
             await msg.ack()
             self.metrics.skipped.inc()
-            await self._status(notification, msg.subject, "skipped", attempt)
+            await self._status(
+                notification, msg.subject, "skipped", attempt, received=_stored_at(msg)
+            )
             return
         if attempt > self.config.retry.max_attempts:
             # Redelivered past the bound without a recorded outcome (e.g. the sink kept
@@ -221,6 +223,7 @@ class SinkRunner:
                     attempt,
                     reason,
                     delay,
+                    received=_stored_at(member.msg),
                 )
             return
         metrics = self.metrics
@@ -236,6 +239,7 @@ class SinkRunner:
                 member.delivery.subject,
                 "delivered",
                 member.delivery.attempt,
+                received=_stored_at(member.msg),
             )
         logger.info(
             "delivered",
@@ -252,12 +256,14 @@ class SinkRunner:
         attempts: int,
         error: str | None = None,
         retry_in: float | None = None,
+        received: datetime | None = None,
     ) -> None:
         """Record the outcome for the API (best effort: never fails a delivery)."""
         next_at = None
         if retry_in is not None:
             when = datetime.now(UTC) + timedelta(seconds=retry_in)
             next_at = when.isoformat(timespec="seconds").replace("+00:00", "Z")
+        shown = status.shown(notification)
         record = status.DeliveryStatus(
             notification_id=notification.id,
             source=notification.source,
@@ -270,6 +276,11 @@ class SinkRunner:
             last_error=error[:500] if error else None,
             next_attempt_at=next_at,
             updated_at=schemas.utc_now(),
+            received_at=status.utc_text(received),
+            title=shown.title,
+            application=shown.application,
+            environment=shown.environment,
+            risk=shown.risk,
         )
         try:
             # A plain publish on the bucket's subject: JetStream stores it like a put, and
@@ -353,7 +364,9 @@ class SinkRunner:
         self.metrics.dead.inc()
         self.metrics.dead_letters.inc()
         if notification is not None:
-            await self._status(notification, record.subject, "dead", attempts, error)
+            await self._status(
+                notification, record.subject, "dead", attempts, error, received=_stored_at(msg)
+            )
         self.log.warning(
             "dead-lettered",
             notification_id=notification.id if notification else None,

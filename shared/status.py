@@ -10,10 +10,13 @@ Writing status is best effort: it never holds up or fails a delivery.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 import msgspec
 
+from shared import templates
 from shared.schemas import Notification
 
 State = Literal["pending", "skipped", "delivered", "retrying", "dead"]
@@ -32,6 +35,42 @@ class DeliveryStatus(msgspec.Struct, kw_only=True, frozen=True):
     last_error: str | None = None
     next_attempt_at: str | None = None
     updated_at: str = ""
+    # Added later, absent from older records (so optional): when lookout received the
+    # notification (JetStream stored it; ``timestamp`` is the sender's own date), and what
+    # the notifications page shows of it.
+    received_at: str | None = None
+    title: str | None = None
+    application: str | None = None
+    environment: str | None = None
+    risk: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """What the notifications page shows of a notification besides its id and type."""
+
+    title: str | None = None
+    application: str | None = None
+    environment: str | None = None
+    risk: int | None = None
+
+
+def shown(notification: Notification) -> Shown:
+    """Its default title (the Sqreen type's template, else the generic one: the same for
+    every target) and its routing attributes; best effort, never raises."""
+    try:
+        values = templates.context(notification)
+        title = templates.render_title(notification, values) or None
+    except Exception:
+        return Shown()
+    return Shown(title, values["application"], values["environment"], values["risk"])
+
+
+def utc_text(when: datetime | None) -> str | None:
+    """``2026-01-02T03:04:05.678Z`` (UTC), or None."""
+    if when is None:
+        return None
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def notification_key(notification_id: str) -> str:

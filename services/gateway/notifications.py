@@ -53,10 +53,21 @@ def _group(records: list[status.DeliveryStatus], targets: list[str]) -> list[dic
                 "source": r.source,
                 "type": r.type,
                 "timestamp": r.timestamp,
+                "received_at": None,
+                "title": None,
+                "application": None,
+                "environment": None,
+                "risk": None,
                 "subject": r.subject,
                 "targets": {},
             },
         )
+        # When lookout received it: the earliest any target saw (a replay is seen later).
+        if r.received_at and (item["received_at"] is None or r.received_at < item["received_at"]):
+            item["received_at"] = r.received_at
+        for name in ("title", "application", "environment", "risk"):
+            if item[name] is None:
+                item[name] = getattr(r, name)
         item["targets"][r.target] = {
             "state": r.state,
             "attempts": r.attempts,
@@ -71,7 +82,8 @@ def _group(records: list[status.DeliveryStatus], targets: list[str]) -> list[dic
         item["state"] = next(
             (s for s in ("dead", "retrying", "pending", "delivered") if s in states), "skipped"
         )
-    return sorted(grouped.values(), key=lambda i: i["timestamp"], reverse=True)
+    # Newest first by arrival (the sender's timestamp for records from before it was kept).
+    return sorted(grouped.values(), key=lambda i: i["received_at"] or i["timestamp"], reverse=True)
 
 
 async def list_notifications(request: web.Request) -> web.Response:

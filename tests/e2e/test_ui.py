@@ -13,11 +13,13 @@ import subprocess
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from dnsserver import ZoneServer
 from fakes.rdap import domain_object
 from helpers import (
     EMAIL,
@@ -34,12 +36,13 @@ from helpers import (
     post_webhook,
     rdap_records,
     running_gateway,
+    running_provider,
     running_sink,
     sqreen_fixture,
     wait_for,
 )
 
-from shared.natsserver import NatsServer
+from shared.natsserver import NatsServer, free_port
 from shared.schemas import PROVIDER_KINDS
 
 try:
@@ -359,6 +362,97 @@ async def test_xss_probes_show_as_text_and_never_run(
         assert console.problems == []
 
 
+async def test_results_fit_a_phone_and_the_status_line_says_when_done(
+    nats_server: NatsServer, tmp_path: Path, browser: Browser
+) -> None:
+    """At 390 px the page is no wider than the screen (the table scrolls inside its own
+    region), and "Looking up N indicators." does not stay once the job is complete."""
+    async with ui_stack(nats_server, tmp_path, ("dns",)) as base:
+        page, console = await new_page(browser)
+        await page.set_viewport_size({"width": 390, "height": 844})
+        await page.goto(f"{base}/")
+        await only_providers(page, "dns")
+        await page.get_by_label("Indicators or free text").fill(LOOKUP_TEXT)
+        await page.get_by_role("button", name="Look up", exact=True).click()
+        await complete(page)
+        await expect(page.locator("#form-status")).to_have_text(
+            "Looked up 3 indicators: see the results below."
+        )
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"the page is {width} px wide at a 390 px viewport"
+        region = page.get_by_role("region", name="Results table (scrolls sideways)")
+        assert await region.evaluate("e => e.scrollWidth > e.clientWidth")  # it scrolls
+        assert console.problems == []
+
+
+async def test_errors_show_their_cause_and_make_the_overall_verdict_error(
+    nats_server: NatsServer, tmp_path: Path, browser: Browser
+) -> None:
+    """WHOIS cannot reach RDAP nor WHOIS: its cell says the cause first, the indicator's
+    overall verdict is error (badge, reasons, summary chip, filter), the details say where
+    it asked; what the input held that is not an indicator is listed, also from a link."""
+    with ZoneServer(ZONE) as dns:
+        rdap = f"http://127.0.0.1:{free_port()}"
+        settings = make_settings(
+            tmp_path,
+            nats_server.url,
+            LOOKOUT_DNS_NAMESERVERS=dns.nameserver,
+            LOOKOUT_RDAP_URL=rdap,
+            LOOKOUT_WHOIS_SERVER=f"127.0.0.1:{free_port()}",
+        )
+        async with (
+            running_gateway(settings) as base,
+            running_provider(settings, "dns"),
+            running_provider(settings, "whois"),
+        ):
+            page, console = await new_page(browser)
+            await page.goto(f"{base}/")
+            await only_providers(page, "dns", "whois")
+            await page.get_by_label("Indicators or free text").fill(
+                "mail from shop-example[.]com via 999.1.1.1"
+            )
+            await page.get_by_role("button", name="Look up", exact=True).click()
+            skipped = page.locator("#rejected")
+            await expect(skipped).to_contain_text("Skipped 1 item")
+            await expect(skipped).to_contain_text("999.1.1.1 — malformed IPv4 address")
+            await complete(page)
+
+            whois = cell(page, "shop-example.com", "whois")
+            await expect(whois).to_have_class(re.compile(r"\bv-error\b"))
+            cause = "cannot connect: Connection refused (RDAP, WHOIS)"
+            await expect(whois.locator(".summary")).to_have_text(cause)
+            verdict = overall(page, "shop-example.com")
+            await expect(verdict).to_have_class(re.compile(r"\bv-error\b"))
+            await expect(verdict).to_contain_text("error")
+            await expect(verdict).to_contain_text(f"WHOIS: {cause}")
+            await expect(verdict.locator(".cell-static")).to_have_attribute(
+                "title", f"WHOIS: {cause}"
+            )
+            await expect(page.locator("#counts")).to_have_text(re.compile(r"1 error"))
+            filter_by = page.get_by_label("Overall verdict", exact=True)
+            await filter_by.select_option("error")
+            await expect(page.locator("tbody:visible")).to_have_count(1)
+            await filter_by.select_option("unknown")
+            await expect(page.locator("tbody:visible")).to_have_count(0)
+            await filter_by.select_option("")
+
+            await whois.locator("button").click()
+            detail = page.locator("tbody[data-indicator='shop-example.com'] .detail")
+            await expect(detail).to_contain_text(f"{rdap}/domain/shop-example.com")
+            await expect(detail).to_contain_text("RDAP")
+
+            # the same job opened from its link, in a new page: the skipped item is listed
+            other, other_console = await new_page(browser)
+            await other.goto(page.url)
+            await complete(other)
+            await expect(other.locator("#rejected")).to_contain_text("999.1.1.1")
+            await expect(overall(other, "shop-example.com")).to_have_class(
+                re.compile(r"\bv-error\b")
+            )
+            assert console.problems == []
+            assert other_console.problems == []
+
+
 # --------------------------------------------------------------------------- login
 
 
@@ -408,7 +502,9 @@ async def test_login_session_cookie_and_csrf(
         await only_providers(page, "dns")
         await page.get_by_label("Indicators or free text").fill("shop-example[.]com")
         await page.get_by_role("button", name="Look up", exact=True).click()
-        await expect(page.locator("#form-status")).to_contain_text("Looking up 1 indicator")
+        await expect(page.locator("#form-status")).to_contain_text(
+            re.compile(r"Look(ing|ed) up 1 indicator")
+        )
         await complete(page)  # the results came through the cookie-authenticated stream
         await expect(cell(page, "shop-example.com", "dns")).to_contain_text("A 192.0.2.10")
 
@@ -458,6 +554,14 @@ async def test_notifications_page_shows_a_dead_letter_and_replays_it(
         await page.goto(f"{base}/notifications")
         note = page.locator(f'#notes-body tr[data-id="{note_id}"]')
         await expect(note).to_contain_text("dead")
+        # what it is, and when lookout received it (not the sender's date_created)
+        await expect(note).to_contain_text("Test notification from Sqreen (shop-frontend)")
+        await expect(note).to_contain_text("sqreen / test · shop-frontend (staging) · risk 42")
+        received = note.locator("td").first
+        stamp = await received.get_attribute("data-received")
+        assert stamp is not None
+        assert stamp[:4] == str(datetime.now(UTC).year), stamp
+        await expect(received).to_contain_text("sent 2021-03-05")
         await expect(note.locator('li[data-target="ops-http"]')).to_have_attribute(
             "data-state", "dead"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,41 @@ async def test_state_per_target(
     finally:
         for extra in (broken, flaky):
             await extra.stop()
+
+
+async def test_each_notification_says_when_lookout_received_it_and_what_it_is(
+    nats_server: NatsServer, tmp_path: Path, receiver: Receiver
+) -> None:
+    """``timestamp`` is the sender's date (Sqreen's ``date_created``, 2021 here);
+    ``received_at`` is when lookout stored it; title, application, environment and risk
+    come with it, for the notifications page."""
+    settings = make_settings(tmp_path, nats_server.url, http_target(receiver.url))
+    before = datetime.now(UTC)
+    async with running_gateway(settings) as base, running_sink(settings, "ops-http"):
+        _, answer = await post_webhook(base, sqreen_fixture("v2_security_event.json"))
+        first = answer["ids"][0]
+        url = f"{base}/api/v1/notifications/{first}"
+        found: dict[str, Any] = {}
+
+        async def delivered() -> bool:
+            nonlocal found
+            code, found = await api("GET", url)
+            return code == 200 and found["targets"]["ops-http"]["state"] == "delivered"
+
+        await wait_for(delivered)
+        _, listing = await api("GET", f"{base}/api/v1/notifications")
+    assert found["timestamp"] == "2021-03-04T09:15:02.481133+00:00"  # the sender's
+    received = datetime.fromisoformat(found["received_at"].replace("Z", "+00:00"))
+    assert before - timedelta(seconds=1) <= received <= datetime.now(UTC)
+    assert found["received_at"].endswith("Z")
+    assert (found["application"], found["environment"], found["risk"]) == (
+        "shop-frontend",
+        "staging",
+        30,
+    )
+    assert found["title"] == "Security event in shop-frontend (staging): risk 30"
+    listed = {n["id"]: n for n in listing["notifications"]}[first]
+    assert (listed["received_at"], listed["title"]) == (found["received_at"], found["title"])
 
 
 async def test_generic_source_over_http(

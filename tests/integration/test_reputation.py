@@ -314,3 +314,20 @@ async def test_refused_key_says_so_first_and_never_shows_it(
     [indicator] = job["indicators"]
     assert indicator["verdict"] == "error"
     assert [r.split(":")[0] for r in indicator["verdict_reasons"]] == ["VirusTotal", "AbuseIPDB"]
+
+
+async def test_slow_upstream_says_timeout_after(nats_server: NatsServer, tmp_path: Path) -> None:
+    async with FakeVirusTotal(api_key=VT_KEY) as vt:
+        vt.delay = 5.0
+        settings = settings_for(
+            tmp_path,
+            nats_server,
+            vt,
+            toml="[providers.virustotal]\ntimeout = 1\nquota = { per_minute = 100 }\n",
+        )
+        async with running_gateway(settings) as base, running_provider(settings, "virustotal"):
+            job = await wait_job(
+                base, await submit(base, ["z.example.com"], providers=["virustotal"])
+            )
+    [result] = job["results"]
+    assert (result["status"], result["error"]) == ("error", "timeout after 1 s")

@@ -9,7 +9,7 @@ import {
   cellView,
   defang,
   detail,
-  overallVerdict,
+  judge,
   rank,
 } from "./render.js";
 
@@ -38,6 +38,8 @@ const state = {
   sort: { key: null, dir: 1 },
   refreshQueued: false,
   retryTimer: null,
+  submitted: null, // {id, count} of the job this page submitted, until it completes
+  rejectedOf: null, // the job whose skipped items are listed
 };
 
 let droppedFile = null;
@@ -62,7 +64,7 @@ function showRejected(rejected, bad) {
     el(
       "div",
       { class: bad ? "notice bad" : "notice" },
-      `${rejected.length} item${rejected.length === 1 ? "" : "s"} could not be read:`,
+      `Skipped ${rejected.length} item${rejected.length === 1 ? "" : "s"} (not looked up):`,
       el(
         "ul",
         {},
@@ -114,10 +116,21 @@ async function submit(event) {
   }
   const job = result.data;
   const count = job.indicators.length;
+  state.submitted = { id: job.id, count };
   setStatus(formStatus, `Looking up ${count} indicator${count === 1 ? "" : "s"}.`);
   showRejected(job.rejected, false);
+  state.rejectedOf = job.id;
   window.location.hash = `job=${job.id}`; // hashchange shows it
   if (state.jobId === job.id) showJob(job.id);
+}
+
+/** The form's status line once the job it submitted is complete. */
+function formDone() {
+  const submitted = state.submitted;
+  if (!submitted || submitted.id !== state.jobId || !state.complete) return;
+  state.submitted = null;
+  const n = submitted.count;
+  setStatus(formStatus, `Looked up ${n} indicator${n === 1 ? "" : "s"}: see the results below.`);
 }
 
 // ------------------------------------------------------------------ the table
@@ -233,17 +246,28 @@ function renderCell(row, provider) {
 }
 
 function renderOverall(row) {
-  const results = [...row.applicable].map((p) => row.results.get(p) || { status: "pending" });
-  row.overall = overallVerdict(results);
+  const results = [...row.applicable]
+    .filter((p) => row.cells.has(p))
+    .map((p) => row.results.get(p) || { provider: p, status: "pending" });
+  const { verdict, reasons } = judge(results);
+  row.overall = verdict;
+  row.reasons = reasons;
   row.overallCell.className = `overall v-${row.overall}`;
   row.overallCell.dataset.verdict = row.overall;
+  const why = reasons.join("; ");
   clear(row.overallCell).append(
-    el("div", { class: "cell-static" }, badge(row.overall, row.overall)),
+    el(
+      "div",
+      { class: "cell-static", title: why },
+      badge(row.overall, row.overall),
+      why ? el("span", { class: "summary reasons", text: why }) : null,
+    ),
   );
   row.search = [
     row.item.value,
     row.item.kind,
     row.overall,
+    why,
     ...[...row.results.values()].map((r) => {
       const view = cellView(r);
       return `${view.label} ${view.text}`;
@@ -322,8 +346,9 @@ function refresh() {
   $("progress-text").textContent = state.complete
     ? `Complete: ${finished} of ${total} results`
     : `${finished} of ${total} results…`;
-  const order = ["malicious", "suspicious", "harmless", "undetected", "error", "unknown", "pending"];
+  const order = ["malicious", "suspicious", "harmless", "undetected", "error", "pending", "unknown"];
   const tally = order.filter((v) => counts.get(v)).map((v) => `${counts.get(v)} ${v}`);
+  formDone();
   const announce = state.complete ? `Lookup complete: ${tally.join(", ")}.` : "";
   if ($("announce").textContent !== announce) $("announce").textContent = announce;
   clear($("counts")).append(
@@ -435,6 +460,11 @@ async function showJob(id) {
   }
   const job = result.data;
   tableStatus.classList.remove("bad");
+  if (state.rejectedOf !== id) {
+    // A job opened from a link or a reload: what its submission skipped, and why.
+    showRejected(job.rejected, false);
+    state.rejectedOf = id;
+  }
   if (fresh || !state.rows.length) buildTable(job);
   for (const r of job.results) applyResult(r);
   state.complete = Boolean(job.complete);

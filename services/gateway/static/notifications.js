@@ -32,6 +32,35 @@ function targetItem(name, info) {
   return item;
 }
 
+/** When lookout received it; the sender's own date only where that is all there is. */
+function receivedCell(note) {
+  if (note.received_at) {
+    return el(
+      "td",
+      { class: "mono", dataset: { received: note.received_at } },
+      localTime(note.received_at),
+      note.timestamp ? el("div", { class: "help", text: `sent ${localTime(note.timestamp)}` }) : null,
+    );
+  }
+  return el(
+    "td",
+    { class: "mono" },
+    el("div", { class: "help", text: "not recorded; sent" }),
+    localTime(note.timestamp),
+  );
+}
+
+function about(note) {
+  const parts = [`${note.source} / ${note.type}`];
+  if (note.application) {
+    parts.push(note.environment ? `${note.application} (${note.environment})` : note.application);
+  } else if (note.environment) {
+    parts.push(note.environment);
+  }
+  if (note.risk !== null && note.risk !== undefined) parts.push(`risk ${note.risk}`);
+  return parts.join(" · ");
+}
+
 async function loadNotifications() {
   const wanted = $("state-filter").value;
   const query = wanted ? `?limit=100&state=${encodeURIComponent(wanted)}` : "?limit=100";
@@ -52,12 +81,13 @@ async function loadNotifications() {
     const row = el(
       "tr",
       { dataset: { id: note.id } },
-      el("td", { class: "mono", text: localTime(note.timestamp) }),
+      receivedCell(note),
       el(
         "td",
         {},
+        note.title ? el("div", { class: "note-title", text: note.title }) : null,
         el("div", { class: "mono", text: note.id }),
-        el("div", { class: "help", text: `${note.source} / ${note.type}` }),
+        el("div", { class: "help", text: about(note) }),
       ),
       el("td", {}, stateChip(note.state)),
       el("td", {}, el("ul", { class: "targets" }, targets.map(([n, info]) => targetItem(n, info)))),

@@ -11,8 +11,19 @@ export const PROVIDER_LABELS = {
   virustotal: "VirusTotal",
   abuseipdb: "AbuseIPDB",
 };
-// The overall verdict of an indicator is the first of these any provider gave.
-export const VERDICT_ORDER = ["malicious", "suspicious", "harmless", "undetected", "error", "unknown"];
+// The overall verdict of an indicator is the first of these its results count as (the
+// rule of shared/providers.py judge(), mirrored): a done result counts with its verdict, an
+// error or quota_exhausted one as "error", a pending or queued one as "pending", a
+// not_configured one not at all.
+export const VERDICT_ORDER = [
+  "malicious",
+  "suspicious",
+  "harmless",
+  "undetected",
+  "error",
+  "pending",
+  "unknown",
+];
 const ICONS = {
   malicious: "✖",
   suspicious: "▲",
@@ -66,6 +77,7 @@ export function cellView(result) {
     case "not_configured":
       return { key: "not_configured", label: "not configured", text: result.summary || "" };
     case "error":
+      // The cause (the provider says it first); where it asked is in the details.
       return { key: "error", label: "error", text: result.error || result.summary || "failed" };
     default: {
       const verdict = result.verdict || "unknown";
@@ -74,21 +86,49 @@ export function cellView(result) {
   }
 }
 
-export function overallVerdict(results) {
-  const present = new Set();
-  let waiting = false;
-  for (const r of results) {
-    if (r.status === "done") present.add(r.verdict);
-    else if (r.status === "pending" || r.status === "queued") waiting = true;
+/** What one result adds to its indicator's overall verdict (null: nothing). */
+export function countsAs(result) {
+  switch (result.status) {
+    case "done":
+      return result.verdict || "unknown";
+    case "error":
+    case "quota_exhausted":
+      return "error";
+    case "pending":
+    case "queued":
+      return "pending";
+    default:
+      return null;
   }
-  for (const verdict of VERDICT_ORDER) if (present.has(verdict)) return verdict;
-  return waiting ? "pending" : "unknown";
+}
+
+function reason(result) {
+  const label = PROVIDER_LABELS[result.provider] || result.provider;
+  let said;
+  if (result.status === "done") said = result.summary || result.verdict;
+  else if (result.status === "pending") said = "pending";
+  else said = result.error || result.summary || String(result.status).replace("_", " ");
+  return `${label}: ${said}`;
+}
+
+/** {verdict, reasons} of an indicator from its results (each with its provider). */
+export function judge(results) {
+  const counted = results.map((r) => [countsAs(r), r]);
+  const present = new Set(counted.map(([v]) => v).filter((v) => v !== null));
+  const verdict = VERDICT_ORDER.find((v) => present.has(v)) || "unknown";
+  let reasons = counted.filter(([v]) => v === verdict).map(([, r]) => reason(r));
+  if (!reasons.length) reasons = counted.filter(([v]) => v === null).map(([, r]) => reason(r));
+  return { verdict, reasons };
+}
+
+export function overallVerdict(results) {
+  return judge(results).verdict;
 }
 
 export function rank(key) {
   const i = VERDICT_ORDER.indexOf(key);
   if (i >= 0) return i;
-  return { pending: 6, queued: 7, quota_exhausted: 8, not_configured: 9, none: 10 }[key] ?? 11;
+  return { queued: 7, quota_exhausted: 8, not_configured: 9, none: 10 }[key] ?? 11;
 }
 
 export function defang(value, kind) {
@@ -196,6 +236,12 @@ function whoisDetail(data) {
     ["Source", data.source ? String(data.source).toUpperCase() : null],
     ["Server", data.server],
     ["RDAP problem", data.rdap_error],
+    [
+      "Failed first",
+      Array.isArray(data.attempts)
+        ? data.attempts.map((a) => `${String(a.protocol).toUpperCase()} ${a.upstream}: ${a.error}`)
+        : null,
+    ],
   ]);
   if (data.registered === false) {
     return [
@@ -273,6 +319,13 @@ function spfNode(node, depth) {
 
 function emailsecDetail(data) {
   if (data.skipped) return [el("p", { text: `Not evaluated: ${data.skipped}.` })];
+  if (data.nxdomain) {
+    return [
+      el("p", {
+        text: `${data.domain} does not exist (NXDOMAIN): no mail comes from it, no SPF or DMARC to evaluate.`,
+      }),
+    ];
+  }
   const spf = data.spf || {};
   const dmarc = data.dmarc || {};
   const lookups = spf.dns_lookups ?? 0;
@@ -416,6 +469,41 @@ function abuseDetail(data) {
   ];
 }
 
+/** Where a failed provider asked, and what each upstream said. */
+function errorDetail(data) {
+  const attempts = Array.isArray(data.attempts) ? data.attempts : [];
+  return [
+    section(
+      "Asked",
+      kv([
+        ["Upstream", data.upstream],
+        ["Check", data.check],
+        ["Domain", data.domain],
+        ["Host", data.host],
+        ["Address", data.address],
+        ["Upstream said", data.message],
+        ["Detail", data.detail],
+        ["Reason", data.reason],
+      ]),
+      attempts.length
+        ? el(
+            "ul",
+            { class: "list attempts" },
+            attempts.map((a) =>
+              el(
+                "li",
+                {},
+                el("strong", { text: `${String(a.protocol || "").toUpperCase()} ` }),
+                el("span", { class: "mono", text: a.upstream || "" }),
+                `: ${a.error}`,
+              ),
+            ),
+          )
+        : null,
+    ),
+  ];
+}
+
 const DETAILS = {
   dns: dnsDetail,
   whois: whoisDetail,
@@ -445,7 +533,9 @@ export function detail(item, provider, result) {
     ["Updated", result && result.updated_at ? localTime(result.updated_at) : null],
   ]);
   let body = [];
-  if (result && result.status === "done" && Object.keys(data).length) {
+  if (result && result.status === "error") {
+    body = errorDetail(data);
+  } else if (result && result.status === "done" && Object.keys(data).length) {
     const render = DETAILS[provider];
     try {
       body = render ? render(data) : [];
