@@ -246,9 +246,9 @@ function renderCell(row, provider) {
 }
 
 function renderOverall(row) {
-  const results = [...row.applicable]
-    .filter((p) => row.cells.has(p))
-    .map((p) => row.results.get(p) || { provider: p, status: "pending" });
+  const results = [...row.applicable].map(
+    (p) => row.results.get(p) || { provider: p, status: "pending" },
+  );
   const { verdict, reasons } = judge(results);
   row.overall = verdict;
   row.reasons = reasons;
@@ -308,9 +308,10 @@ function renderDetail(row) {
 
 function applyResult(result) {
   const row = state.byKey.get(indicatorKey(result.kind, result.indicator));
-  if (!row || !row.cells.has(result.provider)) return;
+  if (!row || !row.applicable.has(result.provider)) return;
   row.results.set(result.provider, result);
-  renderCell(row, result.provider);
+  // A provider this page has no column for still counts in the verdict, as in the API.
+  if (row.cells.has(result.provider)) renderCell(row, result.provider);
   renderOverall(row);
   if (row.open === result.provider) renderDetail(row);
   scheduleRefresh();
