@@ -340,7 +340,8 @@ class Settings:
     abuseipdb_url: str = "https://api.abuseipdb.com/api/v2"
     providers: ProvidersConfig = field(default_factory=lambda: ProvidersConfig())
     outbound_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-    """Networks outbound targets may reach although private/loopback (shared.ssrf)."""
+    """Networks outbound targets and WHOIS referrals may reach although special-purpose
+    (private, loopback…; see shared.ssrf)."""
     api_rate: float = 20.0
     """Requests per second per client on ``/api/*`` (token refill rate; 0: no limit)."""
     api_burst: int = 100

@@ -122,7 +122,7 @@ def _bits(value: int, start: int, end: int) -> int:
 
 def _rfc6052(value: int, prefix: int) -> ipaddress.IPv4Address | None:
     """The IPv4 address embedded after a ``prefix``-bit NAT64 prefix (RFC 6052 section
-    2.2: bits 64–71 skipped and zero, the suffix after the IPv4 address zero), or None
+    2.2: bits 64 to 71 skipped and zero, the suffix after the IPv4 address zero), or None
     when the address does not have that layout."""
     if prefix == 96:
         return ipaddress.IPv4Address(value & 0xFFFFFFFF)
