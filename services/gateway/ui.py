@@ -48,6 +48,7 @@ from multidict import MultiDictProxy
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from services.gateway import hosts
 from services.gateway.answers import api_json
 from services.gateway.hardening import FORM_MAX_BYTES, capped, too_large
 from services.gateway.loginlimit import LOGIN_THROTTLE, LoginThrottle, client_of
@@ -499,9 +500,10 @@ def setup(app: web.Application) -> None:
     app[LOGIN_THROTTLE] = LoginThrottle()
     app[TEMPLATES] = {name: (STATIC_DIR / name).read_text("utf-8") for name in PAGES}
     app[STATIC] = {name: _load(name) for name in ASSETS}
-    app.router.add_get("/", _page("index.html"))
-    app.router.add_get("/notifications", _page("notifications.html"))
-    app.router.add_get("/login", login_form)
-    app.router.add_post("/login", login)
-    app.router.add_post("/logout", logout)
-    app.router.add_get("/static/{name}", static_file)
+    # Browser-readable answers: behind the Host check (DNS rebinding, see hosts).
+    app.router.add_get("/", hosts.guarded(_page("index.html")))
+    app.router.add_get("/notifications", hosts.guarded(_page("notifications.html")))
+    app.router.add_get("/login", hosts.guarded(login_form))
+    app.router.add_post("/login", hosts.guarded(login))
+    app.router.add_post("/logout", hosts.guarded(logout))
+    app.router.add_get("/static/{name}", hosts.guarded(static_file))
