@@ -267,6 +267,9 @@ class ProviderConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     record TTL; WHOIS: 24 h, 1 h for "not registered"; reputation: 1 h); 0: never."""
     timeout: PositiveFloat = 20.0
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 32
+    quota_slack: Annotated[float, msgspec.Meta(ge=0, le=60)] = 1.0
+    """Seconds added to the per-minute quota's 60-second window: the margin between how
+    lookout counts and how the upstream does (whole seconds, clock skew)."""
 
 
 class AbuseIpdbConfig(ProviderConfig, frozen=True):
