@@ -267,6 +267,9 @@ class ProviderConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     record TTL; WHOIS: 24 h, 1 h for "not registered"; reputation: 1 h); 0: never."""
     timeout: PositiveFloat = 20.0
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 32
+    quota_slack: Annotated[float, msgspec.Meta(ge=0, le=60)] = 1.0
+    """Seconds added to the per-minute quota's 60-second window: the margin between how
+    lookout counts and how the upstream does (whole seconds, clock skew)."""
 
 
 class AbuseIpdbConfig(ProviderConfig, frozen=True):
@@ -340,7 +343,11 @@ class Settings:
     abuseipdb_url: str = "https://api.abuseipdb.com/api/v2"
     providers: ProvidersConfig = field(default_factory=lambda: ProvidersConfig())
     outbound_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-    """Networks outbound targets may reach although private/loopback (shared.ssrf)."""
+    """Networks outbound targets and WHOIS referrals may reach although special-purpose
+    (private, loopback…; see shared.ssrf)."""
+    allowed_hosts: tuple[str, ...] = ()
+    """``LOOKOUT_ALLOWED_HOSTS``: host names (or IP addresses) the gateway answers to besides
+    the loopback ones, lower-case, IPv6 without brackets (see services.gateway.hosts)."""
     api_rate: float = 20.0
     """Requests per second per client on ``/api/*`` (token refill rate; 0: no limit)."""
     api_burst: int = 100
@@ -480,6 +487,33 @@ def _networks(
                 "(expected e.g. 127.0.0.0/8,10.0.0.0/8,::1)"
             ) from None
     return tuple(networks)
+
+
+def _host_names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated host names or IP addresses, without port (``lookout.example.org,
+    10.0.0.5,[2001:db8::5]``): lower-case, no trailing dot, IPv6 compressed, unbracketed."""
+    names: list[str] = []
+    for item in (part.strip() for part in env.get(name, "").split(",")):
+        if not item:
+            continue
+        value = item.lower().rstrip(".")
+        if value.startswith("[") and value.endswith("]"):
+            value = value[1:-1]
+        try:
+            names.append(str(ipaddress.ip_address(value)))
+            continue
+        except ValueError:
+            pass
+        labels = value.split(".")
+        if not all(
+            re.fullmatch(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?", label) for label in labels
+        ):
+            raise ConfigError(
+                f"{name}: {item!r} is not a host name or IP address (no port, no scheme; "
+                "expected e.g. lookout.example.org,10.0.0.5,[2001:db8::5])"
+            )
+        names.append(value)
+    return tuple(names)
 
 
 def _nameservers(raw: str) -> tuple[tuple[str, int], ...]:
@@ -682,6 +716,7 @@ def load(
         abuseipdb_url=_base_url(env, "ABUSEIPDB_URL", "https://api.abuseipdb.com/api/v2") or "",
         providers=providers,
         outbound_allow=_networks(env, "LOOKOUT_OUTBOUND_ALLOW"),
+        allowed_hosts=_host_names(env, "LOOKOUT_ALLOWED_HOSTS"),
         api_rate=_float(env, "LOOKOUT_API_RATE", 20.0, 0.0, 1_000_000.0),
         api_burst=_int(env, "LOOKOUT_API_BURST", 100, 1, 1_000_000),
         max_json_bytes=_int(

@@ -33,13 +33,17 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from shared import bus, schemas
+from shared import bus, ratelimit, schemas
 from shared import logging as log
 from shared.config import Settings
 from shared.consume import consume
 from shared.metrics import ProviderMetrics
-from shared.ratelimit import Exhausted, SharedQuota, Wait
+from shared.ratelimit import Exhausted, Granted, SharedQuota, Wait
 from shared.schemas import PROVIDER_KINDS, LookupRequest, LookupResult, Status, Verdict
+
+SETTLE_MARGIN = 2.0
+"""Seconds a quota grant stays in flight beyond the provider timeout (the time its
+settling may take); past both it counts from its stamp anyway."""
 
 # How an indicator's results combine into its overall verdict: the first one present in
 # this order wins. A real finding outranks the absence of one; then "could not be checked"
@@ -259,7 +263,11 @@ class ProviderRunner:
         provider: Provider,
         settings: Settings,
         metrics: ProviderMetrics | None = None,
+        *,
+        quota_window: float = ratelimit.WINDOW,
     ) -> None:
+        """``quota_window``: the per-minute quota's window, 60 s; tests only shorten it."""
+        self.quota_window = quota_window
         self.metrics = metrics if metrics is not None else ProviderMetrics(provider.name)
         self.js = js
         self.provider = provider
@@ -278,7 +286,12 @@ class ProviderRunner:
         self.results = await self.js.key_value(bus.RESULTS_BUCKET)
         self.cache = await self.js.key_value(bus.CACHE_BUCKET)
         self.quota = SharedQuota(
-            await self.js.key_value(bus.QUOTA_BUCKET), self.provider.name, self.config.quota
+            await self.js.key_value(bus.QUOTA_BUCKET),
+            self.provider.name,
+            self.config.quota,
+            slack=self.config.quota_slack,
+            hold=self.timeout + SETTLE_MARGIN,
+            window=self.quota_window,
         )
         sub = await self.js.pull_subscribe_bind(
             durable=bus.provider_durable(self.provider.name), stream=bus.LOOKUPS
@@ -380,6 +393,7 @@ class ProviderRunner:
                 answer = await asyncio.wait_for(self.provider.lookup(request), self.timeout)
             finally:
                 self.metrics.upstream.observe(time.monotonic() - started)
+                await self._settle(decision)
         except TimeoutError:
             failed = self._result(
                 request,
@@ -424,6 +438,16 @@ class ProviderRunner:
             request, status="done", verdict=answer.verdict, summary=answer.summary, data=answer.data
         )
         return done, None
+
+    async def _settle(self, granted: Granted) -> None:
+        """The upstream request ended: its quota slot counts from now (see
+        :meth:`SharedQuota.settle`). Best effort: a grant left unsettled keeps its slot
+        a little longer, never shorter."""
+        assert self.quota is not None
+        try:
+            await asyncio.wait_for(self.quota.settle(granted), SETTLE_MARGIN)
+        except Exception as exc:
+            self.log.warning("could not settle the quota grant", error=str(exc) or repr(exc))
 
     def _waiting(
         self, request: LookupRequest, status: Status, until: float, reason: str

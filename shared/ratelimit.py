@@ -1,9 +1,20 @@
 """Per-provider quotas shared by every replica, kept in the NATS KV bucket ``provider_quota``.
 
-- **Per minute**: a sliding window. The key ``<provider>.minute`` holds the times of the
-  grants of the last 60 s; a replica may add one only while fewer than ``per_minute`` are
-  younger than 60 s, and only by compare-and-set on the revision it read, so two replicas
-  can never both take the last slot. No 60-second window ever holds more than the quota.
+- **Per minute**: a sliding window. The key ``<provider>.minute`` holds one time per grant
+  of the last minute; a replica may add one only while fewer than ``per_minute`` are
+  younger than the window, and only by compare-and-set on the revision it read, so two
+  replicas can never both take the last slot. The window is 60 s plus a margin,
+  ``[providers.<name>] quota_slack`` (default 1 s), and a grant's time is not when it was
+  taken but when the upstream request **ended**: while the request is in flight the grant
+  holds ``now + hold`` (``hold`` is the provider timeout, past which the runner gives the
+  request up), and :meth:`SharedQuota.settle` replaces that with the time the answer came
+  back. A request reaches upstream after its grant and before its answer, so a new grant
+  at least a window after the answer of every grant it does not count arrives more than
+  60 s after each of their arrivals: no 60-second window **as the upstream counts it**
+  (arrival times) ever holds more than the quota, whatever the latency of the first
+  requests. The slack covers an upstream that counts in whole seconds, and clock skew.
+  A replica that dies mid-request leaves ``now + hold``: the slot stays taken a little
+  longer, never shorter.
 - **Per day**: a counter per UTC day, ``<provider>.day.<YYYY-MM-DD>`` (VirusTotal and
   AbuseIPDB reset daily quotas at 00:00 UTC), also compare-and-set.
 - **Pause**: ``<provider>.pause`` holds a time before which nobody asks upstream (set when
@@ -38,7 +49,9 @@ MAX_TRIES = 50
 
 @dataclass(frozen=True)
 class Granted:
-    pass
+    stamp: float | None = None
+    """The time this grant holds in the minute window until :meth:`SharedQuota.settle`
+    (None: no minute quota, nothing to settle)."""
 
 
 @dataclass(frozen=True)
@@ -93,15 +106,32 @@ def next_utc_midnight(now: float) -> float:
 
 
 class SharedQuota:
-    def __init__(self, kv: KeyValue, provider: str, quota: Quota, *, smooth: bool = True) -> None:
+    def __init__(
+        self,
+        kv: KeyValue,
+        provider: str,
+        quota: Quota,
+        *,
+        smooth: bool = True,
+        slack: float = 0.0,
+        hold: float = 0.0,
+        window: float = WINDOW,
+    ) -> None:
+        """``slack``: seconds added to the window; ``hold``: how long an unsettled grant
+        may still be in flight (the provider timeout); ``window``: 60 s (tests only make it
+        shorter, with the same logic)."""
         self.kv = kv
         self.provider = provider
         self.quota = quota
+        self.window = window
+        self.span = window + max(0.0, slack)
+        """How long a grant counts after its request ended: the window and the margin."""
+        self.hold = max(0.0, hold)
         self.known: dict[str, int] = {}
         """What is left per window (``minute``, ``day``) as last seen by this replica, for
         metrics: updated from the reads ``acquire`` does anyway, never read on its own."""
         self._smooth = (
-            AsyncLimiter(quota.per_minute, WINDOW) if quota.per_minute and smooth else None
+            AsyncLimiter(quota.per_minute, window) if quota.per_minute and smooth else None
         )
 
     @property
@@ -121,12 +151,16 @@ class SharedQuota:
             self.known["day"] = max(0, self.quota.per_day - used)
             if used >= self.quota.per_day:
                 return Exhausted(next_utc_midnight(current))
+        granted = Granted()
         if self.quota.per_minute:
             if self._smooth is not None and not self._smooth.has_capacity():
-                return Wait(current + WINDOW / self.quota.per_minute, "smoothing within the minute")
+                return Wait(
+                    current + self.window / self.quota.per_minute, "smoothing within the minute"
+                )
             decision = await self._take_minute(current)
             if not isinstance(decision, Granted):
                 return decision
+            granted = decision
             if self._smooth is not None:
                 await self._smooth.acquire()
         if self.quota.per_day:
@@ -135,7 +169,25 @@ class SharedQuota:
                 return Wait(current + 0.5, "quota store busy")
             if not taken:
                 return Exhausted(next_utc_midnight(current))
-        return Granted()
+        return granted
+
+    async def settle(self, granted: Granted, now: float | None = None) -> None:
+        """The upstream request of ``granted`` ended (answered, failed or given up): from
+        now on its slot counts from ``now``, not from the in-flight time it held."""
+        if granted.stamp is None:
+            return
+        ended = time.time() if now is None else now
+        key = f"{self.provider}.minute"
+        for _ in range(MAX_TRIES):
+            times, revision = await self._read_minute()
+            if revision is None or granted.stamp not in times:
+                return  # already gone from the window: nothing to move
+            times[times.index(granted.stamp)] = ended
+            try:
+                await self.kv.update(key, _encode(times), last=revision)
+            except KeyWrongLastSequenceError:
+                continue  # another replica wrote first: read again
+            return
 
     async def pause(self, seconds: float) -> float:
         """Stop every replica from asking upstream for ``seconds``; returns the end time."""
@@ -149,7 +201,7 @@ class SharedQuota:
             out["per_day"] = max(0, self.quota.per_day - await self._read_day(current))
         if self.quota.per_minute:
             times, _ = await self._read_minute()
-            recent = [t for t in times if t > current - WINDOW]
+            recent = [t for t in times if t > current - self.span]
             out["per_minute"] = max(0, self.quota.per_minute - len(recent))
         return out
 
@@ -167,12 +219,17 @@ class SharedQuota:
         key = f"{self.provider}.minute"
         for _ in range(MAX_TRIES):
             times, revision = await self._read_minute()
-            recent = sorted(t for t in times if t > now - WINDOW)
+            # A grant counts while younger than the span; one still in flight holds a time
+            # in the future (see settle), so it counts whatever its age.
+            recent = sorted(t for t in times if t > now - self.span)
             self.known["minute"] = max(0, self.quota.per_minute - len(recent))
             if len(recent) >= self.quota.per_minute:
-                free_at = recent[len(recent) - self.quota.per_minute] + WINDOW
+                # The earliest a slot can free: an in-flight grant may end any moment.
+                ends = sorted(min(t, now) for t in recent)
+                free_at = ends[len(ends) - self.quota.per_minute] + self.span
                 return Wait(free_at, f"{self.quota.per_minute} requests per minute")
-            value = _encode([*recent, now])
+            stamp = now + self.hold
+            value = _encode([*recent, stamp])
             try:
                 if revision is None:
                     await self.kv.create(key, value)
@@ -181,7 +238,7 @@ class SharedQuota:
             except KeyWrongLastSequenceError:
                 continue  # another replica took a slot first: read again
             self.known["minute"] = max(0, self.quota.per_minute - len(recent) - 1)
-            return Granted()
+            return Granted(stamp)
         return Wait(now + 1.0, "quota store busy")
 
     def _day_key(self, now: float) -> str:

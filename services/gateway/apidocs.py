@@ -27,7 +27,7 @@ from typing import Any, Final, get_args
 import msgspec
 from aiohttp import web
 
-from services.gateway import deadletters_api, lookups, notifications, sqreen, ui
+from services.gateway import deadletters_api, hosts, lookups, notifications, sqreen, ui
 from shared import bus, indicators, schemas, status
 from shared.config import NAME_RE
 from shared.deadletters import ORIGINAL_SUBJECT_HEADER
@@ -89,6 +89,12 @@ logging in with a token at `/login`); a state-changing request with that cookie 
 its `X-CSRF-Token`. The webhook is authenticated by its signature instead.
 The API documents themselves, `GET /api/openapi.json` and the page `GET /api/docs`, are
 public: no token is needed to read them.
+
+**Host check.** Without API tokens (loopback only), or when `LOOKOUT_ALLOWED_HOSTS` is set,
+`/api/*`, the API documents and the web UI answer only to a `Host` that is a loopback name
+(`localhost`, `127.0.0.1`, `[::1]`, any port) or listed in `LOOKOUT_ALLOWED_HOSTS`; any other
+gets 421 with the reason (DNS rebinding). The webhook, `/healthz`, `/readyz` and `/metrics`
+are not checked.
 
 **Errors** are JSON, `{"error": "<reason>"}`, sometimes with details (per-item reasons).
 
@@ -591,6 +597,11 @@ _FORBIDDEN: Final = (
     f"`{ui.CSRF_HEADER}` header."
 )
 _BUS_DOWN: Final = "The message bus is unavailable; retry later."
+_WRONG_HOST: Final = (
+    "The `Host` header names neither a loopback name (`localhost`, `127.0.0.1`, `[::1]`) nor "
+    "one of `LOOKOUT_ALLOWED_HOSTS` (checked without API tokens, or when that variable is "
+    "set): a request for another name may be a DNS rebinding attack."
+)
 _TOO_LARGE: Final = (
     "Body larger than `LOOKOUT_MAX_JSON_BYTES` (never more than `LOOKOUT_MAX_BODY_BYTES`)."
 )
@@ -604,9 +615,9 @@ _RATE_LIMITED: Final = (
 def _api_op(
     operation_id: str, summary: str, description: str, tag: str, responses: JSON, **extra: Any
 ) -> JSON:
-    """An ``/api/v1`` operation: bearer auth, 401, 429 and 503 answers (and 403 and 413 for
-    one that takes a body)."""
-    answers: JSON = {**responses, "401": _answer(_UNAUTHORIZED)}
+    """An ``/api/v1`` operation: bearer auth, 401, 421, 429 and 503 answers (and 403 and 413
+    for one that takes a body)."""
+    answers: JSON = {**responses, "401": _answer(_UNAUTHORIZED), "421": _answer(_WRONG_HOST)}
     if "requestBody" in extra:
         answers["403"] = _answer(_FORBIDDEN)
         answers.setdefault("413", _answer(_TOO_LARGE))
@@ -1602,9 +1613,9 @@ async def docs_asset(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     """Serve the documents from the main application: call it before the ``/api/``
     sub-application is added, so they are public (no bearer-token middleware)."""
-    app.router.add_get(OPENAPI_PATH, openapi_json)
-    app.router.add_get(DOCS_PATH, docs_page)
-    app.router.add_get(DOCS_PATH + r"/{name:apidocs\.(?:js|css)}", docs_asset)
+    app.router.add_get(OPENAPI_PATH, hosts.guarded(openapi_json))
+    app.router.add_get(DOCS_PATH, hosts.guarded(docs_page))
+    app.router.add_get(DOCS_PATH + r"/{name:apidocs\.(?:js|css)}", hosts.guarded(docs_asset))
 
 
 def main(argv: Sequence[str]) -> int:

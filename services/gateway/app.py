@@ -10,7 +10,7 @@ import prometheus_client as prom
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from services.gateway import apidocs, hardening, ui
+from services.gateway import apidocs, hardening, hosts, ui
 from services.gateway.answers import api_error, api_json
 from services.gateway.lookups import api_app
 from services.gateway.state import BUS, METRICS, SETTINGS, Bus, Metrics
@@ -76,6 +76,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_bus_context)
     hardening.setup(app)  # security headers on every response, /api rate limiter
+    hosts.setup(app, settings)  # the Host check (DNS rebinding); not on the webhook route
     app[OUTCOME] = Outcome(settings, app[METRICS])
     webhook = SqreenWebhook(settings, app[BUS], app[METRICS], app[OUTCOME])
     app.router.add_post("/webhooks/sqreen", webhook.handle)
@@ -86,6 +87,7 @@ def create_app(settings: Settings) -> web.Application:
     apidocs.setup(app)
     api = api_app()
     api.middlewares.insert(0, _api_metrics)  # outermost: sees what other middlewares answer
+    api.middlewares.insert(1, hosts.api_middleware)  # before authentication and rate limit
     app.add_subapp("/api/", api)
     return app
 

@@ -20,7 +20,9 @@ A request to ``/api`` authenticated by that cookie that changes state must carry
 session's CSRF token in the ``X-CSRF-Token`` header (the pages read it from
 ``<meta name="csrf-token">``); bearer-token clients are not concerned. The login form
 itself is guarded by an Origin check and a double-submit token, so no other site can log a
-browser in with its own token.
+browser in with its own token. Failed logins are throttled per client and globally, with
+backoff (:mod:`services.gateway.loginlimit`): 429 with ``Retry-After``, the right token
+included, while locked out.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import asyncio
 import hashlib
 import hmac
 import html
+import math
 import mimetypes
 import re
 import secrets
@@ -45,8 +48,10 @@ from multidict import MultiDictProxy
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from services.gateway import hosts
 from services.gateway.answers import api_json
 from services.gateway.hardening import FORM_MAX_BYTES, capped, too_large
+from services.gateway.loginlimit import LOGIN_THROTTLE, LoginThrottle, client_of
 from services.gateway.state import BUS, SETTINGS, Bus
 from shared import bus
 from shared import logging as log
@@ -417,10 +422,21 @@ async def login(request: web.Request) -> web.StreamResponse:
     expected_nonce = request.cookies.get(LOGIN_COOKIE, "")
     if not nonce or not expected_nonce or not _same(nonce, expected_nonce):
         return _login_page(request, 403, "The form expired: please try again.", wanted)
+    # Checked, compared and counted with no await in between (see loginlimit).
+    throttle = request.app[LOGIN_THROTTLE]
+    client = client_of(request.remote)
+    wait = throttle.check(client)
+    if wait > 0:  # the token is not even looked at: a guess cannot be confirmed
+        return _locked_out(request, wait, wanted)
     if token_index(settings, token) is None:
-        _log.info("ui login failed", remote=request.remote)
+        lockout = throttle.failed(client)
+        if lockout > 0:
+            _log.warning("ui login failed, client locked out", remote=request.remote, s=lockout)
+        else:
+            _log.info("ui login failed", remote=request.remote)
         await asyncio.sleep(FAILED_LOGIN_DELAY)  # slows guessing down
         return _login_page(request, 401, "That token is not valid.", wanted)
+    throttle.succeeded(client)
     try:
         session_id, _ = await request.app[SESSIONS].create()
     except SessionStoreUnavailable:
@@ -437,6 +453,15 @@ async def login(request: web.Request) -> web.StreamResponse:
     )
     response.del_cookie(LOGIN_COOKIE, path="/login")
     _log.info("ui login", remote=request.remote)
+    return response
+
+
+def _locked_out(request: web.Request, wait: float, wanted: str) -> web.Response:
+    """429 with ``Retry-After``: too many failed logins from this client (or everywhere)."""
+    seconds = max(1, math.ceil(wait))
+    message = f"Too many failed logins: try again in {seconds} s."
+    response = _login_page(request, 429, message, wanted)
+    response.headers["Retry-After"] = str(seconds)
     return response
 
 
@@ -472,11 +497,13 @@ async def logout(request: web.Request) -> web.StreamResponse:
 def setup(app: web.Application) -> None:
     """Add the pages, the static files and the login routes to the gateway app."""
     app[SESSIONS] = Sessions(app[BUS])
+    app[LOGIN_THROTTLE] = LoginThrottle()
     app[TEMPLATES] = {name: (STATIC_DIR / name).read_text("utf-8") for name in PAGES}
     app[STATIC] = {name: _load(name) for name in ASSETS}
-    app.router.add_get("/", _page("index.html"))
-    app.router.add_get("/notifications", _page("notifications.html"))
-    app.router.add_get("/login", login_form)
-    app.router.add_post("/login", login)
-    app.router.add_post("/logout", logout)
-    app.router.add_get("/static/{name}", static_file)
+    # Browser-readable answers: behind the Host check (DNS rebinding, see hosts).
+    app.router.add_get("/", hosts.guarded(_page("index.html")))
+    app.router.add_get("/notifications", hosts.guarded(_page("notifications.html")))
+    app.router.add_get("/login", hosts.guarded(login_form))
+    app.router.add_post("/login", hosts.guarded(login))
+    app.router.add_post("/logout", hosts.guarded(logout))
+    app.router.add_get("/static/{name}", hosts.guarded(static_file))

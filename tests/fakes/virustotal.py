@@ -184,7 +184,12 @@ class FakeVirusTotal(LoopbackHttpFake):
     * ``fail_next``: statuses to answer next, one per request, before anything else
       (e.g. ``[500, 503]``); consumed from the front.
     * ``delay``: seconds to wait before answering each request.
+    * ``arrival_delays``: seconds by which the next requests, one each, reach the fake
+      late (network or TLS latency of the first requests of a burst): the request is
+      recorded and counted only then; consumed from the front.
     * ``requests``: every request received, as :class:`RecordedRequest`.
+    * ``arrivals``: when each request was counted (``clock()``), in arrival order: the
+      times the quota windows are judged on.
 
     Authenticated requests count against the quotas (404s included, as on VirusTotal);
     rejected, unauthenticated and injected-failure requests do not.
@@ -220,6 +225,8 @@ class FakeVirusTotal(LoopbackHttpFake):
         self.minute_window = minute_window
         self.clock = clock
         self.requests: list[RecordedRequest] = []
+        self.arrival_delays: list[float] = []
+        self.arrivals: list[float] = []
         self._recent: deque[float] = deque()
         self._day: int | None = None
         self._today = 0
@@ -353,6 +360,9 @@ class FakeVirusTotal(LoopbackHttpFake):
 
     async def _gate(self, request: web.Request) -> web.Response | None:
         """Record, delay, inject failures, authenticate and count; an answer ends it."""
+        if self.arrival_delays:
+            await asyncio.sleep(self.arrival_delays.pop(0))
+        self.arrivals.append(self.clock())
         self.requests.append(
             RecordedRequest(request.method, request.path_qs, dict(request.headers))
         )

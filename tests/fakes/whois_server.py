@@ -10,6 +10,10 @@ Verisign-style ``No match for "QUERY".``) and closes the connection::
     assert server.queries == ["example.com"]
     await server.stop()
 
+``host``/``port`` choose where it listens (default 127.0.0.1 and a port the OS picks):
+several servers on one port at 127.0.0.2, 127.0.0.3… stand for referral targets that all
+listen on "port 43".
+
 Knobs: ``hang`` (accept, read the query, never answer until ``stop()``) and ``delay``
 (seconds before answering).
 """
@@ -21,7 +25,9 @@ import contextlib
 
 
 class FakeWhoisServer:
-    def __init__(self, responses: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, responses: dict[str, str] | None = None, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.responses: dict[str, str] = dict(responses or {})
         self.queries: list[str] = []
         self.hang = False
@@ -29,7 +35,8 @@ class FakeWhoisServer:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._stopping = asyncio.Event()
-        self._port = 0
+        self._host = host
+        self._port = port
 
     @property
     def port(self) -> int:
@@ -37,10 +44,10 @@ class FakeWhoisServer:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self._port}"
+        return f"{self._host}:{self._port}"
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._handle, self._host, self._port)
         self._port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:

@@ -92,16 +92,26 @@ async def whois_server() -> AsyncIterator[FakeWhoisServer]:
 
 
 async def make_provider(
-    tmp_path: Path, *, rdap: str | None, whois: str | None, timeout: float = 5.0
+    tmp_path: Path,
+    *,
+    rdap: str | None,
+    whois: str | None,
+    timeout: float = 5.0,
+    allow: str = "",
+    referral_port: int | None = None,
 ) -> WhoisProvider:
+    """The provider; ``allow`` is ``LOOKOUT_OUTBOUND_ALLOW``, ``referral_port`` stands for
+    port 43 (the port the loopback servers that referrals name share)."""
     toml = tmp_path / "lookout.toml"
     toml.write_text(f"[providers.whois]\ntimeout = {timeout}\n")
-    env = {"LOOKOUT_CONFIG": str(toml)}
+    env = {"LOOKOUT_CONFIG": str(toml), "LOOKOUT_OUTBOUND_ALLOW": allow}
     if rdap is not None:
         env["LOOKOUT_RDAP_URL"] = rdap
     if whois is not None:
         env["LOOKOUT_WHOIS_SERVER"] = whois
     provider = build(config.load(env))
+    if referral_port is not None:
+        provider.referral_port = referral_port
     await provider.open()
     return provider
 
@@ -360,12 +370,14 @@ async def test_referrals_iana_registry_registrar(
     tmp_path: Path, rdap_server: FakeRdapServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without LOOKOUT_WHOIS_SERVER: IANA's ``refer:`` names the registry, whose
-    ``Registrar WHOIS Server:`` completes the answer (one referral, no more)."""
+    ``Registrar WHOIS Server:`` completes the answer (one referral, no more). The
+    servers an answer names listen on one shared port, standing for port 43."""
+    port = free_port()
     async with (
         FakeWhoisServer() as iana,
-        FakeWhoisServer() as registry,
-        FakeWhoisServer() as registrar,
-        FakeWhoisServer() as beyond,
+        FakeWhoisServer(host="127.0.0.2", port=port) as registry,
+        FakeWhoisServer(host="127.0.0.3", port=port) as registrar,
+        FakeWhoisServer(host="127.0.0.4", port=port) as beyond,
     ):
         iana.responses["example.org"] = (
             f"% IANA WHOIS server\n\nrefer:        {registry.address}\n\n"
@@ -380,7 +392,9 @@ async def test_referrals_iana_registry_registrar(
         )
         monkeypatch.setattr("services.providers.whois.port43.IANA", iana.address)
         rdap_server.fail_status = 502
-        provider = await make_provider(tmp_path, rdap=rdap_server.url, whois=None)
+        provider = await make_provider(
+            tmp_path, rdap=rdap_server.url, whois=None, allow="127.0.0.0/8", referral_port=port
+        )
         try:
             answer = await provider.lookup(request("example.org", registered_domain="example.org"))
         finally:
@@ -399,14 +413,17 @@ async def test_referrals_iana_registry_registrar(
 async def test_referral_for_an_address(
     tmp_path: Path, rdap_server: FakeRdapServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with FakeWhoisServer() as arin, FakeWhoisServer() as ripe:
+    port = free_port()
+    async with FakeWhoisServer() as arin, FakeWhoisServer(host="127.0.0.2", port=port) as ripe:
         arin.responses["203.0.113.5"] = (
             "NetRange: 203.0.0.0 - 203.255.255.255\nNetName: APNIC-203\n"
             f"ReferralServer:  whois://{ripe.address}\n"
         )
         ripe.responses["203.0.113.5"] = WHOIS_NETWORK
         rdap_server.fail_status = 500
-        provider = await make_provider(tmp_path, rdap=rdap_server.url, whois=None)
+        provider = await make_provider(
+            tmp_path, rdap=rdap_server.url, whois=None, allow="127.0.0.2", referral_port=port
+        )
         monkeypatch.setattr(provider.bootstrap, "whois_server_for_address", lambda _: arin.address)
         try:
             answer = await provider.lookup(request("203.0.113.5", "ipv4"))
@@ -419,14 +436,18 @@ async def test_referral_for_an_address(
 async def test_unreachable_referral_keeps_the_registry_answer(
     tmp_path: Path, rdap_server: FakeRdapServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with FakeWhoisServer() as iana, FakeWhoisServer() as registry:
+    port = free_port()
+    async with FakeWhoisServer() as iana, FakeWhoisServer(host="127.0.0.2", port=port) as registry:
         iana.responses["example.org"] = f"refer: {registry.address}\n"
         registry.responses["example.org"] = WHOIS_EXAMPLE_ORG.replace(
-            "whois.registrar.example", closed_address()
+            "whois.registrar.example",
+            f"127.0.0.3:{port}",  # nothing listens there
         )
         monkeypatch.setattr("services.providers.whois.port43.IANA", iana.address)
         rdap_server.fail_status = 500
-        provider = await make_provider(tmp_path, rdap=rdap_server.url, whois=None)
+        provider = await make_provider(
+            tmp_path, rdap=rdap_server.url, whois=None, allow="127.0.0.0/8", referral_port=port
+        )
         try:
             answer = await provider.lookup(request("example.org", registered_domain="example.org"))
         finally:

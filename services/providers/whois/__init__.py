@@ -10,7 +10,10 @@ when RDAP cannot answer.
   failure: it means "not registered". WHOIS asks ``LOOKOUT_WHOIS_SERVER`` when set (and
   nothing else); otherwise IANA's ``refer:`` (or the RIR an address belongs to) gives the
   registry, and one further referral (``Registrar WHOIS Server:``, ``ReferralServer:``) is
-  followed to complete the registry's answer.
+  followed to complete the registry's answer. A server named by an answer (IANA's
+  ``refer:`` included) is asked only on port 43 and only at an address the SSRF guard
+  allows (:func:`shared.ssrf.refusal`, lifted by ``LOOKOUT_OUTBOUND_ALLOW``); the shipped
+  IANA and RIR servers and ``LOOKOUT_WHOIS_SERVER`` are asked as they are.
 - **Verdict** ``unknown`` (registration data does not judge), except ``suspicious`` for a
   domain registered less than 30 days ago (newly registered domains are a classic phishing
   signal). ``data`` holds the dates, ``age_days``, registrar, name servers, status…
@@ -24,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import socket
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +41,7 @@ from services.providers.whois.record import (
     NotRegistered,
     Unavailable,
 )
+from shared import ssrf
 from shared.config import Settings
 from shared.providers import Answer, Provider, ProviderError, is_ip, upstream
 from shared.schemas import LookupRequest, Verdict
@@ -77,12 +82,16 @@ def _failure(attempts: list[dict[str, str]], rdap_error: str) -> ProviderError:
 class WhoisProvider(Provider):
     name = "whois"
     default_ttl = 86400.0
+    referral_port = port43.PORT
+    """The only port a referral is followed to (tests move it: their servers cannot bind
+    43)."""
 
     def __init__(self, settings: Settings, *, bootstrap_data: Bootstrap | None = None) -> None:
         self.settings = settings
         self.config = settings.providers.whois
         self.timeout = self.config.timeout
         self.bootstrap = bootstrap_data or bootstrap()
+        self.allow = settings.outbound_allow
         self._session: aiohttp.ClientSession | None = None
 
     def cache_salt(self) -> str:
@@ -177,8 +186,12 @@ class WhoisProvider(Provider):
 
     # ------------------------------------------------------------------ WHOIS
 
-    async def _ask(self, server: str, query: str, deadline: float) -> tuple[str, str]:
-        """(answer, "host:port"); a configured server gets the plain query."""
+    async def _ask(
+        self, server: str, query: str, deadline: float, *, referred: bool = False
+    ) -> tuple[str, str]:
+        """(answer, "host:port"); a configured server gets the plain query. A ``referred``
+        server (named by an answer, not by configuration or the shipped data) is asked
+        only on :attr:`referral_port` at an address the SSRF guard allows."""
         if self.settings.whois_server is not None:
             host, port = self.settings.whois_server
         else:
@@ -186,9 +199,44 @@ class WhoisProvider(Provider):
             query = port43.decorated(host, query)
         where = port43.join_server(host, port)
         try:
-            return await port43.ask(host, port, query, deadline), where
+            connect_to = None
+            if referred and self.settings.whois_server is None:
+                connect_to = await self._referral_address(host, port, deadline)
+            return await port43.ask(host, port, query, deadline, connect_to=connect_to), where
         except Unavailable as exc:
             raise _Failed(str(exc), "whois", where) from None
+
+    async def _referral_address(self, host: str, port: int, deadline: float) -> str:
+        """The address to ask a referred server at: ``host`` resolved once, every address
+        checked by :func:`shared.ssrf.refusal` (``LOOKOUT_OUTBOUND_ALLOW`` lifts it), the
+        first allowed one returned, so the connection goes where the check looked (a name
+        that rebinds between check and connect cannot lead inwards). :class:`Unavailable`
+        when the port is not :attr:`referral_port` or no address is allowed."""
+        if port != self.referral_port:
+            raise Unavailable(
+                f"referral refused: followed to port {self.referral_port} only, not {port}"
+            )
+        loop = asyncio.get_running_loop()
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise Unavailable("no time left to ask")
+        try:
+            async with asyncio.timeout(min(port43.CONNECT_TIMEOUT, remaining)):
+                found = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except TimeoutError:
+            raise Unavailable(f"cannot resolve {host}: timeout") from None
+        except OSError as exc:
+            raise Unavailable(f"cannot resolve {host}: {exc.strerror or exc}") from None
+        reasons: list[str] = []
+        for *_, sockaddr in found:
+            address = str(sockaddr[0])
+            reason = ssrf.refusal(address.partition("%")[0], self.allow, host=host)
+            if reason is None:
+                return address
+            reasons.append(reason)
+        if reasons:
+            raise Unavailable(reasons[0])
+        raise Unavailable(f"cannot resolve {host}")
 
     async def _registry(self, query: str, deadline: float, what: str) -> str:
         """The WHOIS server IANA refers ``query`` to."""
@@ -204,14 +252,14 @@ class WhoisProvider(Provider):
             text, server = await self._ask("", name, deadline)
             return _parse_domain(name, text, server), server
         registry = await self._registry(name, deadline, f".{name.rsplit('.', 1)[-1]}")
-        text, server = await self._ask(registry, name, deadline)
+        text, server = await self._ask(registry, name, deadline, referred=True)
         record = _parse_domain(name, text, server)
         registrar = whoistext.referral(text)
         if registrar and port43.split_server(registrar) != port43.split_server(server):
             # The registrar's own answer completes a thin registry's (registrant country…);
             # the registry's answer stands on its own when the registrar cannot be asked.
             with contextlib.suppress(Unavailable, NotRegistered):
-                more, _ = await self._ask(registrar, name, deadline)
+                more, _ = await self._ask(registrar, name, deadline, referred=True)
                 record.fill_from(whoistext.parse_domain(name, more))
         return record, server
 
@@ -219,14 +267,15 @@ class WhoisProvider(Provider):
         if self.settings.whois_server is not None:
             text, server = await self._ask("", address, deadline)
             return _parse_network(address, text, server), server
-        rir = self.bootstrap.whois_server_for_address(address)
+        rir = self.bootstrap.whois_server_for_address(address)  # shipped data: trusted
+        referred = rir is None
         if rir is None:
             rir = await self._registry(address, deadline, address)
-        text, server = await self._ask(rir, address, deadline)
-        referred = whoistext.referral(text)
-        if referred and port43.split_server(referred) != port43.split_server(server):
+        text, server = await self._ask(rir, address, deadline, referred=referred)
+        further = whoistext.referral(text)
+        if further and port43.split_server(further) != port43.split_server(server):
             with contextlib.suppress(Unavailable, NotRegistered):
-                more, more_server = await self._ask(referred, address, deadline)
+                more, more_server = await self._ask(further, address, deadline, referred=True)
                 return whoistext.parse_network(address, more), more_server
         return _parse_network(address, text, server), server
 

@@ -46,8 +46,13 @@ def _decode(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-async def ask(host: str, port: int, query: str, deadline: float) -> str:
+async def ask(
+    host: str, port: int, query: str, deadline: float, *, connect_to: str | None = None
+) -> str:
     """The answer of ``host:port`` to ``query``, read before ``deadline`` (loop time).
+
+    ``connect_to``: the address to connect to instead of resolving ``host`` again (an
+    address the caller resolved and checked, e.g. with :func:`shared.ssrf.refusal`).
 
     Raise :class:`Unavailable` with the cause alone (``cannot connect: Connection
     refused``, ``timeout after 2 s``…) when the server cannot be reached, closes without
@@ -60,7 +65,7 @@ async def ask(host: str, port: int, query: str, deadline: float) -> str:
     connect_timeout = min(CONNECT_TIMEOUT, remaining)
     try:
         async with asyncio.timeout(connect_timeout):
-            reader, writer = await asyncio.open_connection(host, port)
+            reader, writer = await asyncio.open_connection(connect_to or host, port)
     except TimeoutError:
         raise Unavailable(f"cannot connect: timeout after {connect_timeout:.2g} s") from None
     except OSError as exc:
