@@ -230,7 +230,13 @@ async def test_every_sink_delivers_any_json_the_gateway_accepts(
             ).encode()
             api_bodies = [
                 raw_json(
-                    {"type": "scan", "source": "scanner", "id": "api-odd", "data": data},
+                    {
+                        "type": "scan",
+                        "source": "scanner",
+                        "id": "api-odd",
+                        "timestamp": "2026-13-45T99:99:99\u0000\u202e" + ODD_TEXT,
+                        "data": data,
+                    },
                     **NUMBERS,
                 ).encode()
                 for data in (
