@@ -405,6 +405,12 @@ class Publisher:
         self._waiting: dict[str, asyncio.Future[Msg]] = {}
         self._tokens = itertools.count(1)
 
+    @property
+    def max_payload(self) -> int:
+        """The most bytes the connected server stores in one message, headers included
+        (its ``max_payload``; nats-py checks only the payload, the server both)."""
+        return self._nc.max_payload
+
     async def start(self) -> None:
         self._prefix = self._nc.new_inbox() + "."
         await self._nc.subscribe(self._prefix + "*", cb=self._on_ack)

@@ -319,6 +319,8 @@ class Settings:
     sqreen_secrets: tuple[Secret, ...] = ()
     api_tokens: tuple[Secret, ...] = ()
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    """Largest webhook body (and file upload); each message in it must also fit one NATS
+    message (``shared.schemas.envelope_limit`` of the server's ``max_payload``)."""
     max_messages: int = 1000
     dedup_window: float = 3600.0
     publish_timeout: float = 5.0

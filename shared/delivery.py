@@ -140,6 +140,11 @@ class SinkRunner:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             await self._dead_letter(msg, None, f"not a valid notification: {exc}", attempt)
             return
+        if not notification.id.isprintable():  # only from a publisher that bypassed the
+            # gateway: no header (webhook-id, a mail's) can carry it, so no retry would help
+            reason = "not a valid notification: its id holds a control character"
+            await self._dead_letter(msg, notification, reason, attempt)
+            return
         logger = self.log.bind(
             notification_id=notification.id, attempt=attempt, request_id=request_id
         )

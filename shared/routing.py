@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
+from shared import jsondata
 from shared.config import Match, TargetConfig
 from shared.schemas import Notification
 
@@ -38,8 +37,8 @@ def _text(value: Any) -> str | None:
 
 def attributes(notification: Notification) -> Attributes:
     try:
-        data = msgspec.json.decode(notification.data)
-    except msgspec.DecodeError:
+        data = jsondata.load(notification.data)
+    except jsondata.JsonError:
         return Attributes()
     if not isinstance(data, dict):
         return Attributes()

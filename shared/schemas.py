@@ -43,7 +43,53 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-Text = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+MAX_TEXT = 256
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT)]
+
+
+class IdError(ValueError):
+    """Not an id lookout can carry (the message is the reason, for a 400)."""
+
+
+def notification_id(value: str) -> str:
+    """``value`` as a notification id: kept whole when it is 1 to :data:`MAX_TEXT`
+    printable ASCII characters that neither start nor end with a space (it goes into the
+    ``Nats-Msg-Id`` and ``webhook-id`` headers, log lines, mail headers); replaced by
+    ``sha256-<hex of the whole value>`` when longer, so a re-sent one is still recognised
+    and two that share a beginning stay apart; :class:`IdError` for anything else (control
+    characters, other Unicode), never cut or cleaned, which could make two ids one."""
+    if value.isascii() and value.isprintable() and value and value[0] != " " and value[-1] != " ":
+        if len(value) <= MAX_TEXT:
+            return value
+        return "sha256-" + hashlib.sha256(value.encode()).hexdigest()
+    if not value:
+        raise IdError("id is empty")
+    if not value.isascii():
+        raise IdError("id must be printable ASCII (it goes into HTTP and NATS headers)")
+    if not value.isprintable():
+        raise IdError("id holds a control character (CR, LF, NUL, tab…)")
+    raise IdError("id starts or ends with a space")
+
+
+ENVELOPE_RESERVE = 4096
+"""Bytes of a message's NATS max payload kept for its headers and for the dead-letter
+record that may one day wrap it: a notification's envelope (:func:`encode`) is stored only
+when it is at most ``max_payload - ENVELOPE_RESERVE`` bytes (see :func:`too_large`)."""
+
+
+def envelope_limit(max_payload: int) -> int:
+    """The largest envelope (:func:`encode` of a notification) stored on a bus that takes
+    ``max_payload`` bytes per message (nats-py's ``Client.max_payload``)."""
+    return max_payload - ENVELOPE_RESERVE
+
+
+def too_large(payload: bytes, data: msgspec.Raw, limit: int) -> str:
+    """Why the envelope ``payload`` (whose message is ``data``) is over ``limit``
+    (:func:`envelope_limit`), in terms of the message as its sender sent it."""
+    return (
+        f"{len(data)} bytes; the bus stores at most "
+        f"{limit - (len(payload) - len(data))} bytes per message"
+    )
 
 
 class Notification(msgspec.Struct, kw_only=True, frozen=True):

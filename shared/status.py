@@ -9,7 +9,9 @@ Writing status is best effort: it never holds up or fails a delivery.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -74,12 +76,31 @@ def utc_text(when: datetime | None) -> str | None:
 
 
 def notification_key(notification_id: str) -> str:
-    """KV-safe key prefix for a notification id (ids hold ':', '@', '/'…)."""
+    """KV-safe key prefix for a notification id (ids hold ':', '@', '/'…): every record
+    of that id, whatever its source, is under ``<notification_key>.>``."""
     return hashlib.sha256(notification_id.encode()).hexdigest()[:24]
 
 
+_TOKEN = re.compile(r"[a-z0-9_-]{1,64}")
+
+
+@functools.lru_cache(maxsize=1024)
+def source_key(source: str) -> str:
+    """A KV-safe key token for a source: the name itself when it is a subject token (every
+    source the gateway names is), else ``S`` and a hash (upper case: never a name)."""
+    if _TOKEN.fullmatch(source):
+        return source
+    return "S" + hashlib.sha256(source.encode()).hexdigest()[:24]
+
+
 def key(notification: Notification, target: str) -> str:
-    return f"{notification_key(notification.id)}.{target}"
+    """``<notification_key>.<source_key>.<target>``: two sources' notifications with one
+    id keep their own records (the id is the sender's, unique only within its source).
+
+    Records written before the source was part of the key (``<notification_key>.<target>``)
+    are still found under the notification's prefix, but a new record of the same
+    notification and target no longer replaces them."""
+    return f"{notification_key(notification.id)}.{source_key(notification.source)}.{target}"
 
 
 _decoder = msgspec.json.Decoder(DeliveryStatus)

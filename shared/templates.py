@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import jinja2
-import msgspec
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from shared import jsondata
 from shared.routing import attributes
 from shared.schemas import Notification, is_digest
 
@@ -137,10 +137,15 @@ def _template(source: str) -> jinja2.Template:
     return template
 
 
+def _list(value: Any) -> list[Any]:
+    """``value`` when it is a list, else none: a message may hold anything anywhere."""
+    return value if isinstance(value, list) else []
+
+
 def _ips(message: dict[str, Any]) -> list[str]:
     found: list[str] = []
     for key in ("ips", "new_related_ips"):
-        for item in message.get(key) or []:
+        for item in _list(message.get(key)):
             if isinstance(item, dict) and isinstance(item.get("address"), str):
                 found.append(item["address"])
             elif isinstance(item, str):
@@ -150,7 +155,7 @@ def _ips(message: dict[str, Any]) -> list[str]:
 
 def _accounts(message: dict[str, Any]) -> list[str]:
     found: list[str] = []
-    for item in message.get("new_compromised_accounts") or message.get("accounts") or []:
+    for item in _list(message.get("new_compromised_accounts") or message.get("accounts")):
         if isinstance(item, dict):
             found.append(
                 str(item.get("email") or item.get("username") or next(iter(item.values()), ""))
@@ -162,8 +167,8 @@ def _accounts(message: dict[str, Any]) -> list[str]:
 
 def context(notification: Notification, subject: str | None = None) -> dict[str, Any]:
     try:
-        data = msgspec.json.decode(notification.data)
-    except msgspec.DecodeError:
+        data = jsondata.load(notification.data)
+    except jsondata.JsonError:
         data = None
     inner = data.get("message") if isinstance(data, dict) else None
     message: dict[str, Any] = (

@@ -28,7 +28,7 @@ import msgspec
 from aiohttp import web
 
 from services.gateway import deadletters_api, hosts, lookups, notifications, sqreen, ui
-from shared import bus, indicators, schemas, status
+from shared import bus, indicators, jsondata, schemas, status
 from shared.config import NAME_RE
 from shared.deadletters import ORIGINAL_SUBJECT_HEADER
 from shared.providers import VERDICT_ORDER
@@ -349,7 +349,16 @@ def _notification_schemas() -> dict[str, JSON]:
                 "type": {**token, "examples": ["security_event"]},
                 "source": {**token, "examples": ["ids"]},
                 "data": {"description": "The alert itself, any JSON value, kept unchanged."},
-                "id": {"type": ["string", "null"], "minLength": 1, "maxLength": 256},
+                "id": {
+                    "type": ["string", "null"],
+                    "pattern": ID_PATTERN,
+                    "description": (
+                        "Printable ASCII, no leading or trailing space (it goes into HTTP and "
+                        "NATS headers): anything else is refused with 400. Kept whole up to "
+                        "256 characters; a longer one is stored as `sha256-` and the 64 hex "
+                        "digits of its SHA-256, as the answer says."
+                    ),
+                },
                 "timestamp": {
                     "type": ["string", "null"],
                     "description": "When it happened (RFC 3339); default: now.",
@@ -605,6 +614,12 @@ _WRONG_HOST: Final = (
 _TOO_LARGE: Final = (
     "Body larger than `LOOKOUT_MAX_JSON_BYTES` (never more than `LOOKOUT_MAX_BODY_BYTES`)."
 )
+_TOO_LARGE_MESSAGE: Final = (
+    "a message larger than one NATS message holds (its envelope may take the server's "
+    f"`max_payload`, 1 MiB by default, less {schemas.ENVELOPE_RESERVE} bytes)"
+)
+ID_PATTERN: Final = "^[!-~](?:[ -~]*[!-~])?$"
+"""A notification id lookout keeps (:func:`shared.schemas.notification_id`)."""
 _RATE_LIMITED: Final = (
     "Over this client's rate limit: `LOOKOUT_API_RATE` requests per second with bursts of "
     "`LOOKOUT_API_BURST`, per API token, web-UI session, or else remote address (refused "
@@ -682,11 +697,19 @@ def _webhook_path() -> JSON:
             "responses": {
                 "200": _answer("Every message is stored.", "WebhookAccepted", request_id),
                 "400": _answer(
-                    "Malformed JSON or an unknown message shape (the reason names the message).",
+                    f"Malformed JSON, not UTF-8, nested more than {jsondata.MAX_DEPTH} levels "
+                    "deep, an unknown message shape, or an id no header can carry (control "
+                    "characters, other than printable ASCII, a leading or trailing space). "
+                    "The reason names the message.",
                     headers=request_id,
                 ),
                 "401": _answer("Bad or missing signature.", headers=request_id),
-                "413": _answer("Body larger than `LOOKOUT_MAX_BODY_BYTES`.", headers=request_id),
+                "413": _answer(
+                    f"Body larger than `LOOKOUT_MAX_BODY_BYTES`, or {_TOO_LARGE_MESSAGE}: "
+                    "`message N is X bytes; the bus stores at most Y bytes per message`. "
+                    "Nothing of the body is stored.",
+                    headers=request_id,
+                ),
                 "503": _answer(
                     "The bus is unavailable or did not store every message, or "
                     "`SQREEN_WEBHOOK_SECRET` is not configured: retry later.",
@@ -934,12 +957,15 @@ def _notification_paths() -> JSON:
                 {
                     "202": _answer("Stored.", "NotificationAccepted", _REQUEST_ID_HEADERS),
                     "400": _answer(
-                        "Malformed JSON, a missing or unknown field, or a `source`/`type` "
-                        "that is not a lower-case subject token.",
+                        "Malformed JSON, not UTF-8, nested more than "
+                        f"{jsondata.MAX_DEPTH} levels deep, a missing or unknown field, a "
+                        "`source`/`type` that is not a lower-case subject token, or an `id` "
+                        "no header can carry.",
                         headers=_REQUEST_ID_HEADERS,
                     ),
                     "413": _answer(
-                        "A body larger than `LOOKOUT_MAX_JSON_BYTES`.",
+                        f"A body larger than `LOOKOUT_MAX_JSON_BYTES`, or {_TOO_LARGE_MESSAGE}: "
+                        "`data is X bytes; the bus stores at most Y bytes per message`.",
                         headers=_REQUEST_ID_HEADERS,
                     ),
                     "503": _answer(
@@ -1213,7 +1239,13 @@ def _messages() -> JSON:
                 "`id` identifies the notification for its whole life: the JetStream "
                 "`Nats-Msg-Id` (prefixed with the source), the `webhook-id` of every HTTP "
                 "delivery and the idempotency key of targets. `source` and `type` should "
-                "equal the subject's tokens; `data` is the original alert, unchanged."
+                "equal the subject's tokens; `data` is the original alert, unchanged. What "
+                "the gateway stores every target can deliver; a direct publisher should "
+                "keep to the same: an `id` of printable ASCII (one with a control character "
+                "is dead-lettered at once), `data` in UTF-8 nested at most "
+                f"{jsondata.MAX_DEPTH} levels deep, and the whole message at most the "
+                f"server's `max_payload` less {schemas.ENVELOPE_RESERVE} bytes (room for "
+                "the dead letter that may wrap it)."
             ),
             "contentType": "application/json",
             "headers": _headers(

@@ -16,7 +16,7 @@ from services.gateway import hardening
 from services.gateway.answers import api_json, bus_js, bus_publisher, query_limit
 from services.gateway.state import SETTINGS
 from services.gateway.stored import OUTCOME
-from shared import bus, schemas, status
+from shared import bus, jsondata, schemas, status
 from shared.schemas import Notification
 
 DEFAULT_LIST = 50
@@ -111,23 +111,26 @@ class _Incoming(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     type: schemas.Text
     source: schemas.Text
     data: msgspec.Raw
-    id: schemas.Text | None = None
+    id: str | None = None
     timestamp: str | None = None
+
+
+_incoming = msgspec.json.Decoder(_Incoming)
+_EXPECTED = 'expected {"type", "source", "data", optional "id", "timestamp"}'
 
 
 async def post_notification(request: web.Request, request_id: str) -> web.Response:
     """Any system's alert, routed like a Sqreen notification (authenticated by API tokens);
     every answer carries ``request_id`` (see :func:`answers.with_request_id`)."""
     settings = request.config_dict[SETTINGS]
+    body = await hardening.read_capped(request, hardening.json_limit(settings))
     try:
-        incoming = msgspec.json.decode(
-            await hardening.read_capped(request, hardening.json_limit(settings)), type=_Incoming
-        )
+        jsondata.check(body)  # what every sink can read back
+        incoming = _incoming.decode(body)
+    except jsondata.JsonError as exc:
+        return api_json(400, {"error": str(exc)})
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        return api_json(
-            400,
-            {"error": f'expected {{"type", "source", "data", optional "id", "timestamp"}}: {exc}'},
-        )
+        return api_json(400, {"error": f"{_EXPECTED}: {exc}"})
     if (
         schemas.subject_token(incoming.source) != incoming.source
         or schemas.subject_token(incoming.type) != incoming.type
@@ -135,20 +138,28 @@ async def post_notification(request: web.Request, request_id: str) -> web.Respon
         return api_json(
             400, {"error": "source and type must be lower-case letters, digits, '_' or '-'"}
         )
+    try:
+        ident = (
+            os.urandom(12).hex() if incoming.id is None else schemas.notification_id(incoming.id)
+        )
+    except schemas.IdError as exc:
+        return api_json(400, {"error": str(exc)})
     publisher = bus_publisher(request)
     note = Notification(
-        id=incoming.id or os.urandom(12).hex(),
+        id=ident,
         type=incoming.type,
         source=incoming.source,
         timestamp=incoming.timestamp or schemas.utc_now(),
         data=incoming.data,
     )
+    payload = schemas.encode(note)
+    limit = schemas.envelope_limit(publisher.max_payload)
+    if len(payload) > limit:  # it would never be stored: say why, do not ask for a retry
+        return api_json(413, {"error": f"data is {schemas.too_large(payload, note.data, limit)}"})
     headers = schemas.notification_headers(note, request_id)
     result: bus.PublishAck | BaseException
     try:
-        result = await publisher.publish(
-            note.subject, schemas.encode(note), headers, settings.publish_timeout
-        )
+        result = await publisher.publish(note.subject, payload, headers, settings.publish_timeout)
     except Exception as exc:
         result = exc
     request.config_dict[OUTCOME].count([note], [result], request_id)

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import TypeVar
 
 import msgspec
 
+from shared import jsondata
 from shared.config import Secret
-from shared.schemas import Notification, subject_token, utc_now
+from shared.schemas import IdError, Notification, notification_id, subject_token, utc_now
 
 SIGNATURE_HEADER = "X-Sqreen-Integrity"
 SOURCE = "sqreen"
@@ -73,15 +76,30 @@ def verify(body: bytes, signature: str | None, keys: Sequence[hmac.HMAC]) -> Non
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 _JSON_SPACE = b" \t\r\n"  # what JSON allows around values (bytes.strip() takes more)
 _any = msgspec.json.Decoder()
-_canonical = msgspec.json.Encoder(order="sorted")
+_raw = msgspec.json.Decoder(msgspec.Raw)
+_canonical = msgspec.json.Encoder(order="sorted", decimal_format="number")
+
+
+def check(body: bytes) -> None:
+    """:class:`PayloadError` unless ``body`` is UTF-8 nested at most
+    :data:`jsondata.MAX_DEPTH` deep: what every sink can read back (see shared/jsondata.py)."""
+    try:
+        jsondata.check(body)
+    except jsondata.JsonError as exc:
+        raise PayloadError(str(exc)) from None
 
 
 def split(body: bytes, max_messages: int) -> list[msgspec.Raw]:
     """The raw JSON of each message, byte for byte as Sqreen sent it."""
+    check(body)
+    return _split(body, max_messages)
+
+
+def _split(body: bytes, max_messages: int) -> list[msgspec.Raw]:
     stripped = body.lstrip()
     if stripped[:1] == b"{":
         try:
-            _any.decode(body)
+            _raw.decode(body)  # well-formed? (a number out of range is for parse() to see)
         except msgspec.DecodeError as exc:
             raise PayloadError(f"malformed JSON: {exc}") from None
         return [msgspec.Raw(stripped.rstrip())]
@@ -102,6 +120,16 @@ def _first_text(*values: object) -> str | None:
     for value in values:
         if isinstance(value, str) and value.strip():
             return value.strip()
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+    return None
+
+
+def _first_id(*values: object) -> str | None:
+    """As :func:`_first_text`, but the text as it is: an id is kept whole, or refused."""
+    for value in values:
+        if isinstance(value, str) and value.strip():
+            return value
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
     return None
@@ -143,20 +171,37 @@ _loose = msgspec.json.Decoder(_Loose)
 
 def _identity(top: _Fields, body: _Fields, raw: msgspec.Raw) -> str:
     """A stable id: the same message re-sent (higher ``retry_count``) gets the same id."""
-    explicit = _first_text(top.message_id)
+    explicit = _first_id(top.message_id)
     if explicit:
         return explicit
-    thread = _first_text(body.incident_thread)
+    thread = _first_id(body.incident_thread)
     if thread:
         # An incident thread is updated over time; each update is its own notification.
-        stage = _first_text(body.date_last_updated, body.incident_status)
+        stage = _first_id(body.date_last_updated, body.incident_status)
         return f"{thread}@{stage}" if stage else thread
-    event = _first_text(body.event_id, body.id)
+    event = _first_id(body.event_id, body.id)
     if event:
         return event
-    message = _any.decode(raw)
+    return "sha256-" + hashlib.sha256(_canonical_form(raw)).hexdigest()[:32]
+
+
+def _canonical_form(raw: msgspec.Raw) -> bytes:
+    """The message with sorted keys and without ``retry_count``: the same for every
+    re-send of it. A number Python cannot hold (``1e999``) keeps its exact value (a
+    Decimal, written as a number), so it never reads like another message's string."""
+    try:
+        message = _any.decode(raw)
+    except msgspec.ValidationError:
+        message = json.loads(bytes(raw), parse_float=Decimal, parse_int=_int)
     unchanging = {k: v for k, v in message.items() if k != "retry_count"}
-    return "sha256-" + hashlib.sha256(_canonical.encode(unchanging)).hexdigest()[:32]
+    return _canonical.encode(unchanging)
+
+
+def _int(text: str) -> int | Decimal:
+    try:
+        return int(text)
+    except ValueError:  # more digits than Python converts
+        return Decimal(text)
 
 
 def _decode(index: int, raw: msgspec.Raw, decoder: msgspec.json.Decoder[T]) -> T:
@@ -201,8 +246,12 @@ def _notification(index: int, top: _Message | _Loose, raw: msgspec.Raw) -> Notif
         )
     if not isinstance(kind, str) or not kind.strip():
         raise PayloadError(f"message {index}: the message type must be a non-empty string")
+    try:
+        ident = notification_id(_identity(top, body, raw))
+    except IdError as exc:
+        raise PayloadError(f"message {index}: {exc}") from None
     return Notification(
-        id=_identity(top, body, raw)[:200],
+        id=ident,
         type=subject_token(kind),
         source=SOURCE,
         timestamp=timestamp or utc_now(),
@@ -219,6 +268,7 @@ def notifications(body: bytes, max_messages: int) -> list[Notification]:
     """The notifications of a webhook body: what :func:`split` then :func:`parse` give, with
     the same errors, but reading the JSON once or twice instead of three times (the top level,
     each message, each message's ``message``) for the usual body, an array of messages."""
+    check(body)
     stripped = body.strip(_JSON_SPACE)
     if stripped[:1] == b"[":
         try:
@@ -231,4 +281,4 @@ def notifications(body: bytes, max_messages: int) -> list[Notification]:
         if 1 < len(tops) <= max_messages:
             pairs = enumerate(zip(tops, _raw_list.decode(stripped), strict=True))
             return [_notification(i, top, raw) for i, (top, raw) in pairs]
-    return [parse(i, raw) for i, raw in enumerate(split(body, max_messages))]
+    return [parse(i, raw) for i, raw in enumerate(_split(body, max_messages))]

@@ -90,26 +90,36 @@ class SqreenWebhook:
                 )
 
             timeout = self._timeout
+            # Every message must fit the bus, or none is stored: one that never can would
+            # make the sender retry the whole batch for ever.
+            limit = schemas.envelope_limit(publisher.max_payload)
             started = time.perf_counter()
             results: list[bus.PublishAck | BaseException]
             if len(notifications) == 1:  # the common case: no task, no gather
                 n = notifications[0]
+                payload = schemas.encode(n)
+                if len(payload) > limit:
+                    return self._too_large_message(request_id, 0, n, payload, limit)
                 headers = schemas.notification_headers(n, request_id)
                 try:
-                    ack = await publisher.publish(n.subject, schemas.encode(n), headers, timeout)
+                    ack = await publisher.publish(n.subject, payload, headers, timeout)
                     results = [ack]
                 except Exception as exc:
                     results = [exc]
             else:
+                payloads = [schemas.encode(n) for n in notifications]
+                for index, (n, payload) in enumerate(zip(notifications, payloads, strict=True)):
+                    if len(payload) > limit:
+                        return self._too_large_message(request_id, index, n, payload, limit)
                 results = await asyncio.gather(
                     *(
                         publisher.publish(
                             n.subject,
-                            schemas.encode(n),
+                            payload,
                             schemas.notification_headers(n, request_id),
                             timeout,
                         )
-                        for n in notifications
+                        for n, payload in zip(notifications, payloads, strict=True)
                     ),
                     return_exceptions=True,
                 )
@@ -119,6 +129,17 @@ class SqreenWebhook:
             # Never a traceback to the sender; a 500 makes Sqreen retry later.
             _log.exception("unhandled error in webhook handler", request_id=request_id)
             return api_json(500, {"error": "internal error"}, {requestid.HTTP_HEADER: request_id})
+
+    def _too_large_message(
+        self,
+        request_id: str,
+        index: int,
+        notification: schemas.Notification,
+        payload: bytes,
+        limit: int,
+    ) -> web.Response:
+        reason = schemas.too_large(payload, notification.data, limit)
+        return self._reject(request_id, 413, "too_large", f"message {index} is {reason}")
 
     def _reject(
         self,

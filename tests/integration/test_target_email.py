@@ -371,7 +371,7 @@ async def test_connection_is_kept_and_a_dropped_one_replaced_without_a_retry(
     assert mailbox.delivered[3].peer != mailbox.delivered[0].peer
     assert len(mailbox.attempts) == 4  # no failed attempt, no duplicate
     [note_id] = answer["ids"]
-    key = f"{status_module.notification_key(note_id)}.{TARGET}"
+    key = f"{status_module.notification_key(note_id)}.sqreen.{TARGET}"
     nc = await nats.connect(nats_server.url)
     try:
         kv = await nc.jetstream().key_value(bus.STATUS_BUCKET)

@@ -295,3 +295,105 @@ def test_parse_reads_what_the_one_pass_cannot(raw: bytes, expected: str) -> None
     body = b"[" + raw + b"]"
     if raw.count(b"{") == raw.count(b"}"):  # well-formed: the webhook's way gives the same
         assert _one_pass(body, 10) == _reference(body, 10)
+
+
+# Issue 12: what every sink can read back, ids kept whole or refused.
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 1000 + b"]" * 1000,  # 2 KB: msgspec's RecursionError, a 500, before
+        b'[{"message_type": "test", "message": {"x": ' + b"[" * 1000 + b"]" * 1000 + b"}}]",
+        b'{"message_type": "test", "message": {"x": ' + b"[" * 127 + b"]" * 127 + b"}}",
+        b'[{"message_type": "test", "message": {"x": ' + b"[" * 126 + b"]" * 126 + b"}}]",
+    ],
+)
+def test_json_nested_too_deep_is_a_payload_error(body: bytes) -> None:
+    for read in (
+        lambda: sqreen.notifications(body, 1000),
+        lambda: sqreen.split(body, 1000),
+    ):
+        with pytest.raises(sqreen.PayloadError, match="nested more than 128 levels deep"):
+            read()
+
+
+def test_json_nested_as_deep_as_allowed_is_read() -> None:
+    inner = b"[" * 125 + b"]" * 125
+    body = b'[{"message_type": "test", "message": {"x": ' + inner + b"}}]"
+    [note] = sqreen.notifications(body, 1000)
+    assert note.id.startswith("sha256-")  # the content hash reads it whole
+
+
+def test_a_body_that_is_not_utf8_is_a_payload_error() -> None:
+    body = b'[{"message_type": "test", "message": {"id": "1", "note": "\xff"}}]'
+    with pytest.raises(sqreen.PayloadError, match="not UTF-8"):
+        sqreen.notifications(body, 1000)
+
+
+@pytest.mark.usefixtures("fixed_clock")
+@pytest.mark.parametrize("shape", ["array", "object"])
+def test_numbers_python_cannot_hold_are_accepted_where_lookout_does_not_read(shape: str) -> None:
+    message = b'{"message_type": "test", "message": {"id": "n-1", "x": 1e999, "y": ' + (
+        b"7" * 5000 + b"}}"
+    )
+    body = b"[" + message + b"]" if shape == "array" else message
+    [note] = sqreen.notifications(body, 1000)
+    assert (note.id, bytes(note.data)) == ("n-1", message)
+
+
+def test_content_hash_of_a_message_with_huge_numbers_tells_them_from_strings() -> None:
+    def ident(raw: bytes) -> str:
+        return sqreen.parse(0, msgspec.Raw(raw)).id
+
+    number = ident(b'{"message_type": "custom", "message": {"x": 1e999}, "retry_count": 0}')
+    text = ident(b'{"message_type": "custom", "message": {"x": "1e999"}, "retry_count": 0}')
+    again = ident(b'{"message_type": "custom", "message": {"x": 1e999}, "retry_count": 4}')
+    assert number.startswith("sha256-")
+    assert number != text
+    assert number == again
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        ({"message_id": "a\r\nb"}, "control character"),
+        ({"message_id": "a\x00"}, "control character"),
+        ({"message_id": "x\n"}, "control character"),  # was cut to "x": one id for two
+        ({"message": {"event_id": "e\x1f"}}, "control character"),
+        ({"message": {"incident_thread": "t\r"}}, "control character"),
+        ({"message": {"incident_thread": "t", "incident_status": "open\n"}}, "control"),
+        ({"message_id": "caf\u00e9"}, "printable ASCII"),
+        ({"message_id": " x"}, "space"),
+    ],
+)
+def test_an_id_no_header_can_carry_is_refused_naming_the_message(
+    message: dict[str, object], reason: str
+) -> None:
+    fine = {"message_type": "test", "message": {"id": "ok"}}
+    bad = {"message_type": "test", "message": {}, **message}
+    body = json.dumps([fine, bad]).encode()
+    for read in (
+        lambda: sqreen.notifications(body, 1000),
+        lambda: [sqreen.parse(i, raw) for i, raw in enumerate(sqreen.split(body, 1000))],
+    ):
+        with pytest.raises(sqreen.PayloadError, match=f"^message 1: id .*{reason}"):
+            read()
+
+
+def test_long_ids_are_hashed_whole_so_a_shared_beginning_is_no_collision() -> None:
+    common = "m" * 256
+    body = json.dumps(
+        [
+            {"message_id": common + "-first", "message_type": "test", "message": {}},
+            {"message_id": common + "-second", "message_type": "test", "message": {}},
+            {"message_id": "m" * 256, "message_type": "test", "message": {}},
+        ]
+    ).encode()
+    first, second, whole = sqreen.notifications(body, 1000)
+    assert first.id != second.id
+    assert first.id.startswith("sha256-")
+    assert second.id.startswith("sha256-")
+    assert whole.id == "m" * 256  # at the limit: kept as it is
+    again = json.dumps([{"message_id": common + "-first", "message_type": "test", "message": {}}])
+    assert sqreen.notifications(again.encode(), 1000)[0].id == first.id

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import msgspec
-
+from shared import jsondata
 from shared import logging as log
 from shared.config import LogTargetConfig, Settings
 from shared.routing import attributes
@@ -19,7 +18,10 @@ class LogTarget(Target):
     async def deliver(self, delivery: Delivery) -> None:
         n = delivery.notification
         attrs = attributes(n)
-        data = msgspec.json.decode(n.data)
+        try:
+            data = jsondata.load(n.data)
+        except jsondata.JsonError:  # not from the gateway: log it as the text it is
+            data = bytes(n.data).decode("utf-8", "replace")
         getattr(self.log, self.level)(
             "notification",
             notification_id=n.id,
