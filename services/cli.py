@@ -122,6 +122,16 @@ async def _deadletters(settings: config.Settings, args: argparse.Namespace) -> i
 
     if args.action == "replay":
         settings.target(args.target)  # a replay needs the target's consumer: must exist
+    elif args.target is None and args.limit is not None:
+        print("lookout: --limit needs a TARGET", file=sys.stderr)
+        return 2
+    elif args.target is not None and not config.NAME_RE.fullmatch(args.target):
+        print(
+            f"lookout: {args.target!r} is not a target name (lower-case letters, digits, "
+            "'_' and '-', at most 63)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         nc = await bus.connect(settings.effective_nats_url, "lookout-cli", wait=10)
     except bus.BusUnavailable as exc:

@@ -204,5 +204,7 @@ async def test_cli_list_every_target_header_and_unknown_target(
     assert out == ""
     assert "no target named 'nosuch' is configured" in err
 
-    code, out, err = await cli(tmp_path, nats_server, "ops-http", "--limit", "0")
-    assert code == 2
+    for bad in (["ops-http", "--limit", "0"], ["--limit", "3"], ["*"], ["deadletter.>"]):
+        code, out, err = await cli(tmp_path, nats_server, *bad)
+        assert code == 2, bad
+        assert out == ""
