@@ -4,7 +4,8 @@
 ``lookout service NAME``   one service alone: gateway, sink-<target name>
 ``lookout services``       the service names the current configuration yields
 ``lookout lookup HOST…``    look indicators up through the bus (see lookup_cli for exits)
-``lookout deadletters list|replay TARGET``   what a target gave up on; deliver it again
+``lookout deadletters list [TARGET]``   every target's count, or what TARGET gave up on
+``lookout deadletters replay TARGET``   deliver it again
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from services.lookup_cli import EXIT_STATUS as LOOKUP_EXIT_STATUS
 from services.lookup_cli import add_arguments as add_lookup_arguments
 from shared import config, service
 from shared import logging as log
+
+if TYPE_CHECKING:
+    from shared import deadletters as deadletters_t
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,9 +44,15 @@ def _parser() -> argparse.ArgumentParser:
     add_lookup_arguments(lookup)
     dead = commands.add_parser("deadletters", help="list or replay a target's dead letters")
     actions = dead.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = actions.add_parser("list", help="the notifications TARGET gave up on")
-    listing.add_argument("target")
+    listing = actions.add_parser(
+        "list",
+        help="the notifications TARGET gave up on; without TARGET, every target's count",
+    )
+    listing.add_argument("target", nargs="?", metavar="TARGET")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.add_argument(
+        "--limit", type=_positive, metavar="N", help="only TARGET's newest N dead letters"
+    )
     again = actions.add_parser("replay", help="deliver them to TARGET again")
     again.add_argument("target")
     which = again.add_mutually_exclusive_group(required=True)
@@ -88,13 +99,39 @@ def _secret_scope(args: argparse.Namespace) -> tuple[str, ...] | None:
     return ()
 
 
-async def _deadletters(settings: config.Settings, args: argparse.Namespace) -> int:
-    import json
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1, not {text!r}")
+    return value
 
-    from shared import bus, deadletters
+
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    """Columns padded to their widest cell (the last one is not padded)."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[-1]]).rstrip())
+
+
+async def _deadletters(settings: config.Settings, args: argparse.Namespace) -> int:
+    from shared import bus, deadletters, direct
 
     if args.action == "replay":
         settings.target(args.target)  # a replay needs the target's consumer: must exist
+    elif args.target is None and args.limit is not None:
+        print("lookout: --limit needs a TARGET", file=sys.stderr)
+        return 2
+    elif args.target is not None and not config.NAME_RE.fullmatch(args.target):
+        print(
+            f"lookout: {args.target!r} is not a target name (lower-case letters, digits, "
+            "'_' and '-', at most 63)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         nc = await bus.connect(settings.effective_nats_url, "lookout-cli", wait=10)
     except bus.BusUnavailable as exc:
@@ -103,23 +140,21 @@ async def _deadletters(settings: config.Settings, args: argparse.Namespace) -> i
     try:
         js = nc.jetstream(timeout=settings.publish_timeout)
         await bus.ensure_streams(js, settings)
-        found = await deadletters.entries(js, args.target)
+        reader = direct.Reader(nc, settings.publish_timeout)
+        await reader.start()
+        if args.action == "list" and args.target is None:
+            return _list_targets(
+                deadletters.per_target(settings, await deadletters.counts(js)), args
+            )
         if args.action == "list":
-            for entry in found:
-                r = entry.record
-                if args.json:
-                    print(json.dumps({"seq": entry.seq, **_builtins(r)}))
-                    continue
-                note = r.notification
-                ident = note.id if note else "(invalid message)"
-                kind = f"{note.source}/{note.type}" if note else "-"
-                print(
-                    f"{entry.seq:>6}  {r.failed_at}  {ident}  {kind}  "
-                    f"attempts={r.attempts}  {r.error}"
-                )
-            if not args.json:
-                print(f"{len(found)} dead letter(s) for {args.target}", file=sys.stderr)
-            return 0
+            if args.limit is None:
+                found = await deadletters.entries(reader, args.target)
+                total = len(found)
+            else:
+                newest, total = await deadletters.newest(reader, args.target, args.limit)
+                found = newest[::-1]
+            return _list_entries(settings, args, found, total)
+        found = await deadletters.entries(reader, args.target)
         chosen = deadletters.select(found, args.id)
         if not chosen:
             what = f"matching {args.id!r}" if args.id else "at all"
@@ -132,8 +167,73 @@ async def _deadletters(settings: config.Settings, args: argparse.Namespace) -> i
             else:
                 print(f"skipped {outcome.seq}: {outcome.reason}", file=sys.stderr)
         return 0 if all(o.replayed for o in outcomes) else 1
+    except direct.ReadRefused as exc:
+        print(f"lookout: {exc}", file=sys.stderr)
+        return 1
     finally:
         await nc.close()
+
+
+def _list_targets(targets: list[deadletters_t.TargetCount], args: argparse.Namespace) -> int:
+    """Every configured target and any other with dead letters, with its count."""
+    import json
+
+    if args.json:
+        for t in targets:
+            print(
+                json.dumps(
+                    {"name": t.name, "type": t.type, "configured": t.configured, "count": t.count}
+                )
+            )
+        return 0
+    _print_table(
+        ["TARGET", "TYPE", "CONFIGURED", "DEAD LETTERS"],
+        [[t.name, t.type or "-", "yes" if t.configured else "no", str(t.count)] for t in targets],
+    )
+    return 0
+
+
+def _list_entries(
+    settings: config.Settings,
+    args: argparse.Namespace,
+    found: list[deadletters_t.Entry],
+    total: int,
+) -> int:
+    """A target's dead letters, oldest first; exit 2 for a target that is neither
+    configured nor has any (as the API's 404)."""
+    import json
+
+    from shared import deadletters
+
+    if not total and deadletters.target_type(settings, args.target) is None:
+        print(
+            f"lookout: no target named {args.target!r} is configured, and none has dead "
+            "letters under that name (`lookout deadletters list` shows every target)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.json:
+        for entry in found:
+            print(json.dumps({"seq": entry.seq, **_builtins(entry.record)}))
+        return 0
+    rows = []
+    for entry in found:
+        r = entry.record
+        note = r.notification
+        rows.append(
+            [
+                str(entry.seq),
+                r.failed_at,
+                note.id if note else "(invalid message)",
+                f"{note.source}/{note.type}" if note else "-",
+                str(r.attempts),
+                r.error,
+            ]
+        )
+    _print_table(["SEQ", "FAILED AT", "ID", "SOURCE/TYPE", "ATTEMPTS", "ERROR"], rows)
+    shown = "" if len(found) == total else f" ({len(found)} newest shown)"
+    print(f"{total} dead letter(s) for {args.target}{shown}", file=sys.stderr)
+    return 0
 
 
 def _builtins(value: object) -> dict[str, object]:

@@ -15,14 +15,12 @@ import time
 from collections.abc import Iterable
 from typing import TextIO
 
-import msgspec
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.kv import KeyValue
+from nats.aio.client import Client as NATS
 
-from shared import bus, indicators, jobs, requestid, schemas
+from shared import bus, direct, indicators, jobs, requestid
 from shared.config import Settings
 from shared.providers import counts_as, judge
-from shared.schemas import PROVIDER_KINDS, LookupResult
+from shared.schemas import PROVIDER_KINDS
 
 EXIT_STATUS = (
     "exit status, the first that applies: 2 bad input or configuration; 3 bus unreachable; "
@@ -188,29 +186,15 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
         except jobs.SubmitError as exc:
             print(f"lookout: {exc}", file=sys.stderr)
             return 3
-        results = await js.key_value(bus.RESULTS_BUCKET)
         view = jobs.JobView(job)
         expected = sum(len(job.providers.get(i.kind, [])) for i in job.indicators)
         progress = sys.stderr.isatty() and not (args.json or args.csv)
-        found, watcher = await jobs.snapshot(results, job.id)
         deadline = time.monotonic() + args.timeout
         try:
-            for result in found:
-                view.add(result)
-            while not view.complete and time.monotonic() < deadline:
-                if progress:
-                    done = sum(
-                        1
-                        for _, rs in view.rows()
-                        for r in rs
-                        if r.status not in ("pending", "queued")
-                    )
-                    print(f"\r{done}/{expected} results", end="", file=sys.stderr, flush=True)
-                entry = await _next_result(watcher, min(1.0, deadline - time.monotonic()))
-                if entry is not None:
-                    view.add(entry)
-        finally:
-            await jobs.stop(watcher)
+            await _follow(nc, settings, view, deadline, expected if progress else None)
+        except direct.ReadRefused as exc:
+            print(f"lookout: cannot read the results: {exc}", file=sys.stderr)
+            return 3
         if progress:
             print("\r" + " " * 30 + "\r", end="", file=sys.stderr, flush=True)
     finally:
@@ -250,15 +234,37 @@ def _exit_status(view: jobs.JobView, job_id: str, timeout: float) -> int:
     return 3 if failed or not view.complete else 0
 
 
-async def _next_result(watcher: KeyValue.KeyWatcher, timeout: float) -> LookupResult | None:
-    """The next stored result, or None when nothing arrived within ``timeout``."""
+RESYNC_AFTER = 5.0
+"""Seconds without a new result after which the stored results are read again (for one
+the subscription missed, e.g. while reconnecting)."""
+
+
+async def _follow(
+    nc: NATS, settings: Settings, view: jobs.JobView, deadline: float, expected: int | None
+) -> None:
+    """Fill ``view`` with the job's results until it is complete or ``deadline`` passes;
+    with ``expected``, show the progress on stderr. Reads make no consumer (a core NATS
+    subscription and direct gets: see shared.direct)."""
+    reader = direct.Reader(nc, settings.publish_timeout)
+    await reader.start()
+    follower = jobs.Follower(nc, reader, view.job.id)
     try:
-        entry = await jobs.next_entry(watcher, max(0.05, timeout))
-    except NatsTimeoutError:
-        return None
-    if entry is None or not entry.value:
-        return None
-    try:
-        return schemas.decode_lookup_result(entry.value)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
+        for stored in await follower.start():
+            view.add(stored)
+        quiet_since = time.monotonic()
+        while not view.complete and time.monotonic() < deadline:
+            if expected is not None:
+                done = sum(
+                    1 for _, rs in view.rows() for r in rs if r.status not in ("pending", "queued")
+                )
+                print(f"\r{done}/{expected} results", end="", file=sys.stderr, flush=True)
+            result = await follower.next(max(0.05, min(1.0, deadline - time.monotonic())))
+            if result is not None:
+                view.add(result)
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= RESYNC_AFTER:
+                quiet_since = time.monotonic()
+                for stored in await follower.resync():
+                    view.add(stored)
+    finally:
+        await follower.stop()

@@ -25,6 +25,7 @@ from nats.js.api import (
 )
 from nats.js.errors import APIError, BadRequestError, NotFoundError
 
+from shared import direct
 from shared import logging as log
 from shared.config import ConfigError, Settings
 from shared.schemas import PROVIDER_KINDS
@@ -124,6 +125,7 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             storage=StorageType.FILE,
             max_age=30 * DAY,
             duplicate_window=120.0,
+            allow_direct=True,  # listed in pages of direct gets (shared.direct)
         ),
     ]
 
@@ -232,11 +234,12 @@ def provider_durable(provider: str) -> str:
 
 
 async def _ensure_bucket(js: JetStreamContext, config: KeyValueConfig, replicas: int) -> None:
-    """Create the bucket with ``replicas``, or bring an existing one to ``replicas`` and
-    ``config.ttl``. nats-py has no KV update, and creating it again with other settings
-    fails, so those two are changed on the bucket's backing stream (its other settings are
-    left as they are): a release that changes a lifetime (e.g. the web UI sessions') applies
-    it to buckets made by the one before."""
+    """Create the bucket with ``replicas``, or bring an existing one to ``replicas``,
+    ``config.ttl`` and, when ``config.direct``, ``allow_direct``. nats-py has no KV update,
+    and creating it again with other settings fails, so those are changed on the bucket's
+    backing stream (its other settings are left as they are): a release that changes a
+    lifetime (e.g. the web UI sessions') applies it to buckets made by the one before, and
+    buckets made before reads went through direct gets (shared.direct) can be read so."""
     config = dataclasses.replace(config, replicas=replicas)
     stream = KV_STREAM.format(bucket=config.bucket)
     try:
@@ -254,6 +257,9 @@ async def _ensure_bucket(js: JetStreamContext, config: KeyValueConfig, replicas:
         if abs(float(current.max_age or 0.0) - wanted_age) > 0.001:
             changed["ttl"] = (current.max_age, wanted_age)
             current.max_age = wanted_age
+        if config.direct and not current.allow_direct:
+            changed["allow_direct"] = (False, True)
+            current.allow_direct = True
         if changed:
             _log.info("changing bucket settings", bucket=config.bucket, **changed)
             await js.update_stream(current)
@@ -288,12 +294,14 @@ async def provision_lookups(js: JetStreamContext, settings: Settings) -> None:
         KeyValueConfig(
             bucket=JOBS_BUCKET,
             description="lookup jobs",
+            direct=True,  # read with direct gets (shared.direct), never a watch
             ttl=settings.job_ttl,
             storage=StorageType.FILE,
         ),
         KeyValueConfig(
             bucket=RESULTS_BUCKET,
             description="lookup results by job",
+            direct=True,  # read with direct gets (shared.direct), never a watch
             ttl=settings.job_ttl,
             storage=StorageType.FILE,
         ),
@@ -337,6 +345,7 @@ async def provision(js: JetStreamContext, settings: Settings) -> None:
         KeyValueConfig(
             bucket=STATUS_BUCKET,
             description="delivery state per notification and target",
+            direct=True,  # read with direct gets (shared.direct), never a watch
             ttl=7 * DAY,
             storage=StorageType.FILE,
         ),
@@ -360,13 +369,33 @@ async def provision(js: JetStreamContext, settings: Settings) -> None:
     await provision_lookups(js, settings)
 
 
-async def streams_present(js: JetStreamContext) -> bool:
-    try:
-        for name in (NOTIFICATIONS, DEADLETTERS):
+READ_STREAMS = (
+    KV_STREAM.format(bucket=JOBS_BUCKET),
+    KV_STREAM.format(bucket=RESULTS_BUCKET),
+    KV_STREAM.format(bucket=STATUS_BUCKET),
+    DEADLETTERS,
+)
+"""The streams the gateway reads with direct gets (shared.direct)."""
+
+
+async def refusal(js: JetStreamContext, reader: direct.Reader) -> str | None:
+    """Why the bus would refuse the gateway's work now, or None: the JetStream API must
+    answer for the notification streams, and every stream the gateway reads must answer a
+    direct get. A few small requests, cheap enough for every ``/readyz``."""
+    for name in (NOTIFICATIONS, DEADLETTERS):
+        try:
             await js.stream_info(name)
-    except Exception:
-        return False
-    return True
+        except NotFoundError:
+            return f"JetStream stream {name} is missing"
+        except Exception as exc:
+            return f"JetStream API does not answer: {str(exc) or type(exc).__name__}"
+    probes = await asyncio.gather(
+        *(reader.probe(name) for name in READ_STREAMS), return_exceptions=True
+    )
+    for failed in probes:
+        if isinstance(failed, BaseException):
+            return str(failed) or type(failed).__name__
+    return None
 
 
 # --------------------------------------------------------------------------- publishing

@@ -8,14 +8,12 @@ notification comes back as a new dead letter.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 
-from shared import bus, schemas
+from shared import bus, direct, schemas
 from shared.config import Settings
 
 ORIGINAL_SUBJECT_HEADER = "Lookout-Original-Subject"
@@ -27,21 +25,69 @@ class Entry:
     record: schemas.DeadLetter
 
 
-async def entries(js: JetStreamContext, target: str) -> list[Entry]:
-    """Every dead letter of ``target``, oldest first."""
-    subject = f"deadletter.{target}"
-    found: list[Entry] = []
-    seq = 1
-    while True:
-        try:
-            msg = await js.get_msg(bus.DEADLETTERS, seq, subject=subject, next=True)
-        except NotFoundError:
-            return found
-        if msg.seq is None or msg.data is None:
-            return found
-        with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
-            found.append(Entry(msg.seq, schemas.decode_deadletter(msg.data)))
-        seq = msg.seq + 1
+def subject(target: str) -> str:
+    return f"deadletter.{target}"
+
+
+def _entry(msg: direct.Stored) -> Entry | None:
+    try:
+        return Entry(msg.seq, schemas.decode_deadletter(msg.data))
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+async def entries(reader: direct.Reader, target: str) -> list[Entry]:
+    """Every dead letter of ``target``, oldest first, read in pages of direct gets."""
+    found = await reader.scan(bus.DEADLETTERS, subject(target))
+    return [e for msg in found if (e := _entry(msg)) is not None]
+
+
+async def newest(reader: direct.Reader, target: str, limit: int) -> tuple[list[Entry], int]:
+    """The newest ``limit`` dead letters of ``target``, newest first, and how many it has:
+    a few small requests and the ``limit`` entries, however many there are (see
+    :meth:`shared.direct.Reader.newest`)."""
+    found, total = await reader.newest(bus.DEADLETTERS, subject(target), limit)
+    return [e for msg in found if (e := _entry(msg)) is not None], total
+
+
+async def counts(js: JetStreamContext) -> dict[str, int]:
+    """Dead letters per target, from the stream's per-subject counts (no entry is read)."""
+    info = await js.stream_info(bus.DEADLETTERS, subjects_filter="deadletter.>")
+    return {
+        name.removeprefix("deadletter."): count
+        for name, count in (info.state.subjects or {}).items()
+    }
+
+
+def target_type(settings: Settings, name: str) -> str | None:
+    """The type of the configured target ``name`` (e.g. ``http``), or None."""
+    for target in settings.targets:
+        if target.name == name:
+            tag = type(target).__struct_config__.tag
+            return str(tag) if tag is not None else None
+    return None
+
+
+@dataclass(frozen=True)
+class TargetCount:
+    name: str
+    type: str | None
+    configured: bool
+    count: int
+
+
+def per_target(settings: Settings, found: dict[str, int]) -> list[TargetCount]:
+    """Every configured target with its count (0 when it has none), then any other that
+    still has dead letters (e.g. a target removed from the configuration)."""
+    configured = [t.name for t in settings.targets]
+    return [
+        TargetCount(name, target_type(settings, name), True, found.get(name, 0))
+        for name in configured
+    ] + [
+        TargetCount(name, None, False, count)
+        for name, count in sorted(found.items())
+        if name not in configured
+    ]
 
 
 @dataclass(frozen=True)

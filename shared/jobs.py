@@ -9,20 +9,23 @@ import csv
 import io
 import os
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError
-from nats.js.kv import KeyValue
 
-from shared import bus, indicators, schemas
+from shared import bus, direct, indicators, schemas
 from shared.config import Settings
 from shared.providers import judge
 from shared.schemas import PROVIDER_KINDS, Job, JobIndicator, LookupRequest, LookupResult
 
 PUBLISH_CHUNK = 256
+REJECTED_KEPT = 100
+"""The rejected items a job keeps and an answer lists; ``rejected_total`` counts them all."""
+CHUNK_BYTES = 128 * 1024
+"""The largest stored part of a job: a job of any size is kept in parts that each fit in a
+NATS message (``max_payload``, 1 MB by default), read back with batched direct gets."""
 
 
 class SubmitError(Exception):
@@ -32,6 +35,52 @@ class SubmitError(Exception):
 def new_job_id() -> str:
     # Sortable by creation time, unguessable enough to share in a ticket.
     return f"{int(time.time() * 1000):012x}{os.urandom(6).hex()}"
+
+
+def rejected_items(parsed: indicators.Parsed) -> tuple[list[dict[str, str]], int]:
+    """The first :data:`REJECTED_KEPT` rejected items with their reasons, and how many
+    there are in all."""
+    kept = [{"item": r.item, "reason": r.reason} for r in parsed.rejected[:REJECTED_KEPT]]
+    return kept, len(parsed.rejected)
+
+
+class _Chunk(msgspec.Struct, frozen=True):
+    """One stored part of a job's indicators (key ``<job id>.<n>``)."""
+
+    indicators: list[JobIndicator]
+
+
+def _chunks(items: list[JobIndicator]) -> list[list[JobIndicator]]:
+    parts: list[list[JobIndicator]] = []
+    size = 0
+    for item in items:
+        cost = len(schemas.encode(item)) + 1
+        if not parts or size + cost > CHUNK_BYTES:
+            parts.append([])
+            size = 0
+        parts[-1].append(item)
+        size += cost
+    return parts
+
+
+async def _store(js: JetStreamContext, job: Job) -> None:
+    """The job under its id; its indicators in parts first when it would not fit in one
+    message, so that whoever reads the job finds every part."""
+    bucket = await js.key_value(bus.JOBS_BUCKET)
+    body = schemas.encode(job)
+    if len(body) <= CHUNK_BYTES:
+        await bucket.put(job.id, body)
+        return
+    parts = _chunks(job.indicators)
+    for start in range(0, len(parts), PUBLISH_CHUNK):
+        await asyncio.gather(
+            *(
+                bucket.put(f"{job.id}.{n}", schemas.encode(_Chunk(part)))
+                for n, part in enumerate(parts[start : start + PUBLISH_CHUNK], start)
+            )
+        )
+    head = msgspec.structs.replace(job, indicators=[], chunks=len(parts))
+    await bucket.put(job.id, schemas.encode(head))
 
 
 async def submit(
@@ -45,7 +94,7 @@ async def submit(
 ) -> Job:
     """Store the job and publish one ``lookup.requested.<kind>`` per indicator, each with
     ``request_id`` in its ``Lookout-Request-Id`` header (the providers log it)."""
-    rejected = [{"item": r.item, "reason": r.reason} for r in parsed.rejected]
+    rejected, rejected_total = rejected_items(parsed)
     wanted = set(providers) or set(PROVIDER_KINDS)
     kinds = {i.kind for i in parsed.indicators}
     job = Job(
@@ -59,9 +108,14 @@ async def submit(
         rejected=rejected,
         fresh=fresh,
         request_id=request_id,
+        rejected_total=rejected_total,
     )
-    bucket = await js.key_value(bus.JOBS_BUCKET)
-    await bucket.put(job.id, schemas.encode(job))
+    try:
+        await _store(js, job)
+    except Exception as exc:
+        raise SubmitError(
+            f"message bus did not store the job ({str(exc) or type(exc).__name__}), retry later"
+        ) from exc
     requests = [
         LookupRequest(
             job_id=job.id,
@@ -98,16 +152,136 @@ async def submit(
     return job
 
 
-async def load(js: JetStreamContext, job_id: str) -> tuple[Job, KeyValue] | None:
-    """The job and the results bucket, or None when there is no such job (or it expired)."""
-    bucket = await js.key_value(bus.JOBS_BUCKET)
+_JOBS_STREAM = direct.kv_stream(bus.JOBS_BUCKET)
+_RESULTS_STREAM = direct.kv_stream(bus.RESULTS_BUCKET)
+
+
+async def _latest(reader: direct.Reader, key: str) -> bytes | None:
+    """The value of a key of ``lookup_jobs``. A replica answering a direct get may not have
+    the job its client just created yet: a miss is asked again of the stream's leader."""
+    subject = direct.kv_subject(bus.JOBS_BUCKET, key)
+    found = await reader.last(_JOBS_STREAM, subject)
+    if found is None:
+        found = await reader.leader_last(_JOBS_STREAM, subject)
+    if found is None or found.removed or not found.data:
+        return None
+    return found.data
+
+
+async def load(reader: direct.Reader, job_id: str) -> Job | None:
+    """The job, its indicators put together again, or None when there is no such job (or
+    it expired)."""
+    head = await _latest(reader, job_id)
+    if head is None:
+        return None
     try:
-        entry = await bucket.get(job_id)
-    except KeyNotFoundError:
+        job = schemas.decode_job(head)
+    except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    if entry.value is None:
+    if not job.chunks:
+        return job
+    parts: dict[int, list[JobIndicator]] = {}
+    prefix = f"{job_id}."
+    stored = await reader.scan(_JOBS_STREAM, direct.kv_subject(bus.JOBS_BUCKET, f"{job_id}.*"))
+    for msg in stored:
+        index = direct.kv_key(bus.JOBS_BUCKET, msg.subject).removeprefix(prefix)
+        if msg.removed or not index.isdigit():
+            continue
+        with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+            parts[int(index)] = msgspec.json.decode(msg.data, type=_Chunk).indicators
+    for n in range(job.chunks):
+        if n not in parts and (data := await _latest(reader, f"{job_id}.{n}")) is not None:
+            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+                parts[n] = msgspec.json.decode(data, type=_Chunk).indicators
+        if n not in parts:
+            return None  # expired part by part
+    return msgspec.structs.replace(
+        job, indicators=[item for n in range(job.chunks) for item in parts[n]]
+    )
+
+
+def _result_of(data: bytes | None, headers: dict[str, str] | None) -> LookupResult | None:
+    if not data or (headers or {}).get(direct.KV_OPERATION) in ("DEL", "PURGE"):
         return None
-    return schemas.decode_job(entry.value), await js.key_value(bus.RESULTS_BUCKET)
+    try:
+        return schemas.decode_lookup_result(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+async def stored_results(reader: direct.Reader, job_id: str) -> list[LookupResult]:
+    """Every result of the job stored so far."""
+    subjects = direct.kv_subject(bus.RESULTS_BUCKET, f"{job_id}.>")
+    found = []
+    for msg in await reader.scan(_RESULTS_STREAM, subjects):
+        if (result := _result_of(msg.data, msg.headers)) is not None:
+            found.append(result)
+    return found
+
+
+async def current(reader: direct.Reader, job: Job) -> JobView:
+    """The job with every result stored so far."""
+    view = JobView(job)
+    for result in await stored_results(reader, job.id):
+        view.add(result)
+    return view
+
+
+class Follower:
+    """A job's results as they are stored: those stored so far (:meth:`start`), then each
+    new one (:meth:`next`).
+
+    No consumer: a core NATS subscription on the job's keys in ``lookup_results``, opened
+    before the stored ones are read so that nothing falls in between, and the store read
+    again (:meth:`resync`) for whatever the subscription missed (e.g. during a reconnect).
+    A result replaces one of the same indicator and provider unless it is older
+    (``updated_at``), so a stale copy never hides a newer one."""
+
+    def __init__(self, nc: NATS, reader: direct.Reader, job_id: str) -> None:
+        self._reader = reader
+        self._job_id = job_id
+        self._follow = direct.Follow(nc, direct.kv_subject(bus.RESULTS_BUCKET, f"{job_id}.>"))
+        self._seen: dict[str, LookupResult] = {}
+
+    def _take(self, result: LookupResult) -> bool:
+        held = self._seen.get(result.kv_key)
+        if held is not None and (held == result or held.updated_at > result.updated_at):
+            return False
+        self._seen[result.kv_key] = result
+        return True
+
+    async def start(self) -> list[LookupResult]:
+        """Subscribe, then every result stored so far (with any that arrived meanwhile)."""
+        await self._follow.start()
+        try:
+            stored = await stored_results(self._reader, self._job_id)
+        except BaseException:
+            await self._follow.stop()
+            raise
+        found = [r for r in stored if self._take(r)]
+        for msg in self._follow.ready():
+            if (result := _result_of(msg.data, msg.headers)) is not None and self._take(result):
+                found.append(result)
+        return found
+
+    async def next(self, timeout: float) -> LookupResult | None:
+        """The next new result, or None when none came within ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (left := deadline - loop.time()) > 0:
+            msg = await self._follow.next(left)
+            if msg is None:
+                return None
+            if (result := _result_of(msg.data, msg.headers)) is not None and self._take(result):
+                return result
+        return None
+
+    async def resync(self) -> list[LookupResult]:
+        """Results in the store this follower has not seen (newer than what it holds)."""
+        return [r for r in await stored_results(self._reader, self._job_id) if self._take(r)]
+
+    async def stop(self) -> None:
+        await self._follow.stop()
 
 
 class JobView:
@@ -172,47 +346,10 @@ class JobView:
             "complete": self.complete,
             "providers": self.job.providers,
             "rejected": self.job.rejected,
+            "rejected_total": max(self.job.rejected_total, len(self.job.rejected)),
             "indicators": indicators,
             "results": [msgspec.to_builtins(r) for _, results in rows for r in results],
         }
-
-
-async def next_entry(watcher: KeyValue.KeyWatcher, timeout: float) -> KeyValue.Entry | None:
-    entry: KeyValue.Entry | None = await watcher.updates(timeout=timeout)  # type: ignore[no-untyped-call]
-    return entry
-
-
-async def stop(watcher: KeyValue.KeyWatcher) -> None:
-    await watcher.stop()  # type: ignore[no-untyped-call]
-
-
-async def snapshot(
-    results: KeyValue, job_id: str
-) -> tuple[list[LookupResult], KeyValue.KeyWatcher]:
-    """Every result stored so far, and the watcher that will carry the next ones."""
-    watcher = await results.watch(f"{job_id}.>")
-    found: list[LookupResult] = []
-    while True:
-        entry = await next_entry(watcher, 10.0)
-        if entry is None:
-            return found, watcher
-        if entry.value:
-            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
-                found.append(schemas.decode_lookup_result(entry.value))
-
-
-async def updates(watcher: KeyValue.KeyWatcher) -> AsyncIterator[LookupResult | None]:
-    """Results as they arrive; ``None`` every 15 s of silence (a keep-alive)."""
-    while True:
-        try:
-            entry = await next_entry(watcher, 15.0)
-        except Exception:
-            yield None
-            continue
-        if entry is None or not entry.value:
-            continue
-        with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
-            yield schemas.decode_lookup_result(entry.value)
 
 
 CSV_RISKY = ("=", "+", "-", "@", "\t", "\r")

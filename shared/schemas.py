@@ -247,10 +247,16 @@ class Job(msgspec.Struct, kw_only=True, frozen=True):
     providers: dict[str, list[str]]
     """Per indicator kind, the providers that will answer for it."""
     rejected: list[dict[str, str]] = []
+    """The first of the items that could not be read (at most ``shared.jobs.REJECTED_KEPT``)."""
     fresh: bool = False
     request_id: str | None = None
     """The request that created it (``X-Request-Id``; sent as ``Lookout-Request-Id`` with
     each of its lookup requests). None for a job stored before request ids."""
+    rejected_total: int = 0
+    """How many items could not be read (0 in a job stored before it was counted)."""
+    chunks: int = 0
+    """Stored only: the indicators are kept apart under the keys ``<id>.0`` … ``<id>.<n-1>``
+    (see shared.jobs), so a job of any size fits in NATS messages; 0 when inline."""
 
 
 _result_decoder = msgspec.json.Decoder(LookupResult)

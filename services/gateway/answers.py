@@ -9,11 +9,13 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from services.gateway.state import BUS, Bus
 from shared import requestid
 from shared.bus import Publisher
+from shared.direct import Reader
 
 _json = msgspec.json.Encoder()
 
@@ -69,6 +71,20 @@ def bus_publisher(request: web.Request) -> Publisher:
     publisher = _usable(request).publisher
     assert publisher is not None  # made before the bus is usable
     return publisher
+
+
+def bus_nc(request: web.Request) -> NATS:
+    """The gateway's NATS connection; 503 while the bus is not usable."""
+    nc = _usable(request).nc
+    assert nc is not None  # made before the bus is usable
+    return nc
+
+
+def bus_reader(request: web.Request) -> Reader:
+    """The gateway's reader of streams and buckets; 503 while the bus is not usable."""
+    reader = _usable(request).reader
+    assert reader is not None  # made before the bus is usable
+    return reader
 
 
 def query_limit(request: web.Request, default: int, maximum: int) -> int:

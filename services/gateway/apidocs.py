@@ -31,6 +31,7 @@ from services.gateway import deadletters_api, hosts, lookups, notifications, sqr
 from shared import bus, indicators, jsondata, schemas, status
 from shared.config import NAME_RE
 from shared.deadletters import ORIGINAL_SUBJECT_HEADER
+from shared.jobs import REJECTED_KEPT
 from shared.providers import VERDICT_ORDER
 
 JSON = dict[str, Any]
@@ -58,6 +59,19 @@ OVERALL_VERDICTS: Final[list[str]] = list(VERDICT_ORDER)
 DELIVERY_STATES: Final[list[str]] = list(get_args(status.State))
 SUBJECT_PART_PATTERN: Final = "^[a-z0-9-]([a-z0-9_-]{0,62}[a-z0-9-])?$"
 """What :func:`shared.schemas.subject_token` leaves unchanged: ``source`` and ``type``."""
+
+
+_REJECTED: Final[JSON] = {
+    "type": "array",
+    "items": {"$ref": "#/components/schemas/Rejected"},
+    "maxItems": REJECTED_KEPT,
+    "description": f"The first {REJECTED_KEPT} items that could not be read, with the reason.",
+}
+_REJECTED_TOTAL: Final[JSON] = {
+    "type": "integer",
+    "minimum": 0,
+    "description": f"How many items could not be read (`rejected` lists {REJECTED_KEPT} at most).",
+}
 
 
 def ref(name: str) -> JSON:
@@ -129,7 +143,8 @@ def _error_schemas() -> dict[str, JSON]:
             ),
             "allOf": [ref("Error")],
             "properties": {
-                "rejected": {"type": "array", "items": ref("Rejected")},
+                "rejected": _REJECTED,
+                "rejected_total": _REJECTED_TOTAL,
                 "providers": {"type": "array", "items": {"enum": PROVIDERS}},
             },
         },
@@ -264,11 +279,12 @@ def _lookup_schemas() -> dict[str, JSON]:
             "properties": {
                 "id": {"type": "string", "pattern": _job_id_pattern()},
                 "indicators": {"type": "array", "items": ref("JobIndicator")},
-                "rejected": {"type": "array", "items": ref("Rejected")},
+                "rejected": _REJECTED,
+                "rejected_total": _REJECTED_TOTAL,
                 "providers": ref("JobProviders"),
                 "links": ref("LookupLinks"),
             },
-            "required": ["id", "indicators", "rejected", "providers", "links"],
+            "required": ["id", "indicators", "rejected", "rejected_total", "providers", "links"],
         },
         "IndicatorVerdict": {
             "title": "IndicatorVerdict",
@@ -316,7 +332,8 @@ def _lookup_schemas() -> dict[str, JSON]:
                 },
                 "complete": {"type": "boolean"},
                 "providers": ref("JobProviders"),
-                "rejected": {"type": "array", "items": ref("Rejected")},
+                "rejected": _REJECTED,
+                "rejected_total": _REJECTED_TOTAL,
                 "indicators": {"type": "array", "items": ref("IndicatorVerdict")},
                 "results": {"type": "array", "items": ref("LookupResult")},
             },
@@ -327,6 +344,7 @@ def _lookup_schemas() -> dict[str, JSON]:
                 "complete",
                 "providers",
                 "rejected",
+                "rejected_total",
                 "indicators",
                 "results",
             ],
@@ -605,7 +623,10 @@ _FORBIDDEN: Final = (
     "A browser request from another site, or a web-UI session request without its "
     f"`{ui.CSRF_HEADER}` header."
 )
-_BUS_DOWN: Final = "The message bus is unavailable; retry later."
+_BUS_DOWN: Final = (
+    "The message bus is unavailable, or JetStream refused or did not answer the read or "
+    "write (the reason says which); retry later. Never a 500."
+)
 _WRONG_HOST: Final = (
     "The `Host` header names neither a loopback name (`localhost`, `127.0.0.1`, `[::1]`) nor "
     "one of `LOOKOUT_ALLOWED_HOSTS` (checked without API tokens, or when that variable is "
@@ -746,14 +767,21 @@ def _operations_paths() -> JSON:
                 "operationId": "readyz",
                 "tags": ["operations"],
                 "summary": "Readiness",
-                "description": "Connected to NATS and the JetStream streams exist.",
+                "description": (
+                    "Connected to NATS, the JetStream API answers, its streams exist, and "
+                    "every stream the API reads answers a direct get (the reads make no "
+                    "consumer): a bus that would refuse the API's work is not ready."
+                ),
                 "security": [],
                 "responses": {
                     "200": {
                         "description": "Ready.",
                         "content": _json_content(status_schema("ready")),
                     },
-                    "503": _answer("Not connected to NATS, or the streams are missing."),
+                    "503": _answer(
+                        "Not ready, with the reason: not connected to NATS, a stream "
+                        "missing, or JetStream refusing or not answering reads."
+                    ),
                 },
             }
         },
@@ -866,6 +894,8 @@ def _lookup_paths() -> JSON:
                 "with a `LookupResult` as `data`; finally `event: done` with the indicators "
                 "and their overall verdicts (`IndicatorVerdict` list) once nothing is "
                 "pending. A comment line (`: keep-alive`) is sent every 15 s of silence. "
+                "The job is loaded and followed before the stream begins, so an unknown "
+                "job is a 404 and a bus that refuses the read a 503, both as JSON. "
                 "When the gateway shuts down, an open stream ends at once with "
                 "`event: shutdown` (after `retry: 1000`): reconnect, to another replica or "
                 "to the restarted gateway.",

@@ -28,11 +28,15 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """200 once the bus is connected, provisioned and serving: 503 with the reason while it
+    is not, or while JetStream refuses the work the gateway gives it (see
+    :func:`shared.bus.refusal`)."""
     the_bus = request.app[BUS]
-    if not the_bus.usable or the_bus.js is None:
+    if not the_bus.usable or the_bus.js is None or the_bus.reader is None:
         return api_error(503, "not connected to NATS")
-    if not await bus.streams_present(the_bus.js):
-        return api_error(503, "JetStream streams missing")
+    refused = await bus.refusal(the_bus.js, the_bus.reader)
+    if refused is not None:
+        return api_error(503, refused)
     return api_json(200, {"status": "ready"})
 
 

@@ -10,17 +10,17 @@ first (``?limit=``, default 200). ``POST /api/v1/deadletters/{target}/replay`` w
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import weakref
 from typing import Any
 
 import msgspec
 from aiohttp import web
-from nats.js import JetStreamContext
 
 from services.gateway import hardening
-from services.gateway.answers import api_json, bus_js, query_limit
+from services.gateway.answers import api_json, bus_js, bus_reader, query_limit
 from services.gateway.state import SETTINGS
-from shared import bus, deadletters
+from shared import deadletters
 from shared import logging as log
 from shared.config import NAME_RE, ConfigError, Settings
 
@@ -45,39 +45,10 @@ def _target_name(request: web.Request) -> str:
     return name
 
 
-def _type_of(settings: Settings, name: str) -> str | None:
-    for target in settings.targets:
-        if target.name == name:
-            tag = type(target).__struct_config__.tag
-            return str(tag) if tag is not None else None
-    return None
-
-
-async def _counts(js: JetStreamContext) -> dict[str, int]:
-    info = await js.stream_info(bus.DEADLETTERS, subjects_filter="deadletter.>")
-    return {
-        subject.removeprefix("deadletter."): count
-        for subject, count in (info.state.subjects or {}).items()
-    }
-
-
 async def list_targets(request: web.Request) -> web.Response:
     settings: Settings = request.config_dict[SETTINGS]
-    counts = await _counts(bus_js(request))
-    configured = [t.name for t in settings.targets]
-    targets = [
-        {
-            "name": name,
-            "type": _type_of(settings, name),
-            "configured": True,
-            "count": counts.get(name, 0),
-        }
-        for name in configured
-    ] + [
-        {"name": name, "type": None, "configured": False, "count": count}
-        for name, count in sorted(counts.items())
-        if name not in configured
-    ]
+    counts = await deadletters.counts(bus_js(request))
+    targets = [dataclasses.asdict(t) for t in deadletters.per_target(settings, counts)]
     return api_json(200, {"targets": targets, "total": sum(counts.values())})
 
 
@@ -105,17 +76,16 @@ async def list_entries(request: web.Request) -> web.Response:
     settings: Settings = request.config_dict[SETTINGS]
     name = _target_name(request)
     limit = query_limit(request, DEFAULT_LIMIT, MAX_LIMIT)
-    found = await deadletters.entries(bus_js(request), name)
-    configured = _type_of(settings, name) is not None
-    if not configured and not found:
+    newest, total = await deadletters.newest(bus_reader(request), name, limit)
+    configured = deadletters.target_type(settings, name) is not None
+    if not configured and not total:
         return api_json(404, {"error": f"no target named {name!r} is configured"})
-    newest = sorted(found, key=lambda e: e.seq, reverse=True)[:limit]
     return api_json(
         200,
         {
             "target": name,
             "configured": configured,
-            "total": len(found),
+            "total": total,
             "deadletters": [_entry_json(e) for e in newest],
         },
     )
@@ -145,7 +115,7 @@ async def replay(request: web.Request) -> web.Response:
     js = bus_js(request)
     locks = _locks.setdefault(asyncio.get_running_loop(), {})
     async with locks.setdefault(name, asyncio.Lock()):
-        found = await deadletters.entries(js, name)
+        found = await deadletters.entries(bus_reader(request), name)
         ident = wanted.id.strip() if wanted.id is not None else None
         chosen = deadletters.select(found, ident)
         if not chosen:

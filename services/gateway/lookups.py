@@ -9,19 +9,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any, cast
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import msgspec
+import nats.errors
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import BadHttpMessage
-from nats.js.kv import KeyValue
 
 from services.gateway import deadletters_api, hardening, notifications, ui
-from services.gateway.answers import api_error, api_json, bus_js, with_request_id
+from services.gateway.answers import (
+    api_error,
+    api_json,
+    bus_js,
+    bus_nc,
+    bus_reader,
+    with_request_id,
+)
 from services.gateway.apilimit import API_LIMITER, too_many
 from services.gateway.state import SETTINGS
-from shared import indicators, jobs
+from shared import direct, indicators, jobs
 from shared import logging as log
 from shared.config import Settings
 from shared.schemas import PROVIDER_KINDS, Job, LookupResult
@@ -82,6 +89,11 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         if exc.status < 400:
             raise
         return api_error(exc.status, exc.reason)
+    except (direct.ReadRefused, nats.errors.Error) as exc:
+        # JetStream refused or did not answer: the client may retry, it did nothing wrong.
+        reason = str(exc) or type(exc).__name__
+        _log.warning("message bus refused an API request", path=request.path, error=reason)
+        return api_error(503, f"message bus unavailable, retry later: {reason}")
     except Exception:
         _log.exception("unhandled API error", path=request.path)
         return api_error(500, "internal error")
@@ -200,9 +212,14 @@ async def create_lookup(request: web.Request, request_id: str) -> web.Response:
         return api_error(
             400, f"unknown providers: {', '.join(unknown)}", providers=list(PROVIDER_KINDS)
         )
-    rejected = [{"item": r.item, "reason": r.reason} for r in parsed.rejected]
+    rejected, rejected_total = jobs.rejected_items(parsed)
     if not parsed.indicators:
-        return api_error(400, "no indicator could be read from the input", rejected=rejected)
+        return api_error(
+            400,
+            "no indicator could be read from the input",
+            rejected=rejected,
+            rejected_total=rejected_total,
+        )
     if len(parsed.indicators) > settings.max_indicators:
         return api_error(
             400,
@@ -222,7 +239,7 @@ async def create_lookup(request: web.Request, request_id: str) -> web.Response:
         request_id=request_id,
         job=job.id,
         indicators=len(job.indicators),
-        rejected=len(rejected),
+        rejected=rejected_total,
     )
     return api_json(
         202,
@@ -232,6 +249,7 @@ async def create_lookup(request: web.Request, request_id: str) -> web.Response:
                 {"value": i.value, "kind": i.kind, "scope": i.scope} for i in job.indicators
             ],
             "rejected": rejected,
+            "rejected_total": rejected_total,
             "providers": job.providers,
             "links": {
                 "self": f"/api/v1/lookups/{job.id}",
@@ -242,23 +260,16 @@ async def create_lookup(request: web.Request, request_id: str) -> web.Response:
     )
 
 
-async def _load_job(request: web.Request) -> tuple[Job, KeyValue]:
-    js = bus_js(request)
-    found = await jobs.load(js, request.match_info["id"])
+async def _load_job(request: web.Request) -> Job:
+    found = await jobs.load(bus_reader(request), request.match_info["id"])
     if found is None:
         raise web.HTTPNotFound(reason="no such lookup job (or it expired)")
     return found
 
 
 async def _current_view(request: web.Request) -> jobs.JobView:
-    """The job with every result stored so far."""
-    job, results = await _load_job(request)
-    view = jobs.JobView(job)
-    found, watcher = await jobs.snapshot(results, job.id)
-    await jobs.stop(watcher)
-    for result in found:
-        view.add(result)
-    return view
+    """The job with every result stored so far (direct gets: no consumer is made)."""
+    return await jobs.current(bus_reader(request), await _load_job(request))
 
 
 async def get_lookup(request: web.Request) -> web.Response:
@@ -280,25 +291,28 @@ RECONNECT_MS = 1000
 """The ``retry:`` an event stream ending at shutdown gives: when the browser reconnects."""
 
 
+KEEP_ALIVE = 15.0
+"""Seconds of silence after which an event stream sends a keep-alive (and reads the store
+again, for any result its subscription missed)."""
+
+
 class _ShuttingDown(Exception):
     pass
 
 
-async def _next_update(
-    updates: AsyncGenerator[LookupResult | None, None], stopping: asyncio.Event
-) -> LookupResult | None:
+async def _next_update(follower: jobs.Follower, stopping: asyncio.Event) -> LookupResult | None:
     """The next update (``None``: a keep-alive is due); :class:`_ShuttingDown` as soon as
     the gateway stops, instead of waiting for results that may never come."""
     if stopping.is_set():
         raise _ShuttingDown
-    step = asyncio.ensure_future(anext(updates))
+    step = asyncio.ensure_future(follower.next(KEEP_ALIVE))
     stop = asyncio.ensure_future(stopping.wait())
     try:
         await asyncio.wait((step, stop), return_when=asyncio.FIRST_COMPLETED)
     finally:
         stop.cancel()
         if not step.done():
-            step.cancel()  # ends the generator; the caller stops the watcher
+            step.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await step
     if step.cancelled():
@@ -310,12 +324,18 @@ async def lookup_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: every result stored so far, then each new one as it lands;
     ``event: done`` when nothing is pending any more.
 
+    The job is loaded and its results followed (a core NATS subscription, then the stored
+    results: no consumer) *before* the 200 is sent, so a missing job is a 404 and a bus
+    that refuses the read a 503, never an error inside a stream already begun.
+
     When the gateway shuts down, an open stream ends at once with ``event: shutdown``
     (and ``retry:``), so a browser's EventSource reconnects (to another replica, or to this
     one once it is back) instead of holding the shutdown until the job completes."""
-    job, results = await _load_job(request)
+    job = await _load_job(request)
     stopping = request.config_dict[STOPPING]
     view = jobs.JobView(job)
+    follower = jobs.Follower(bus_nc(request), bus_reader(request), job.id)
+    found = await follower.start()
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -323,23 +343,28 @@ async def lookup_events(request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",
         }
     )
-    await response.prepare(request)
 
     async def send(event: str, body: Any) -> None:
         await response.write(f"event: {event}\ndata: ".encode() + _json.encode(body) + b"\n\n")
 
-    found, watcher = await jobs.snapshot(results, job.id)
-    updates = cast(AsyncGenerator[LookupResult | None, None], jobs.updates(watcher))
-    try:
-        for result in found:
+    async def send_new(results: list[LookupResult]) -> None:
+        for result in results:
             if view.add(result):
                 await send("result", msgspec.to_builtins(result))
+
+    try:
+        await response.prepare(request)
+        await send_new(found)
         while not view.complete:
-            update = await _next_update(updates, stopping)
-            if update is None:
-                await response.write(b": keep-alive\n\n")
-            elif view.add(update):
-                await send("result", msgspec.to_builtins(update))
+            update = await _next_update(follower, stopping)
+            if update is not None:
+                await send_new([update])
+                continue
+            await response.write(b": keep-alive\n\n")
+            try:
+                await send_new(await follower.resync())
+            except (direct.ReadRefused, nats.errors.Error) as exc:
+                _log.info("event stream could not re-read the job", job=job.id, error=str(exc))
         await send("done", view.as_json()["indicators"])
     except _ShuttingDown:
         with contextlib.suppress(ConnectionResetError):
@@ -347,9 +372,13 @@ async def lookup_events(request: web.Request) -> web.StreamResponse:
             await send("shutdown", {"reason": "the server is shutting down: reconnect"})
     except (ConnectionResetError, asyncio.CancelledError):
         pass
+    except Exception:
+        # The 200 is sent: no other status can follow. Say so in the stream and end it.
+        _log.exception("event stream failed", job=job.id)
+        with contextlib.suppress(ConnectionResetError):
+            await send("error", {"error": "internal error: reload to continue"})
     finally:
-        await updates.aclose()
-        await jobs.stop(watcher)
+        await follower.stop()
     return response
 
 

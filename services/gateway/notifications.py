@@ -9,14 +9,12 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.kv import KeyValue
 
 from services.gateway import hardening
-from services.gateway.answers import api_json, bus_js, bus_publisher, query_limit
+from services.gateway.answers import api_json, bus_publisher, bus_reader, query_limit
 from services.gateway.state import SETTINGS
 from services.gateway.stored import OUTCOME
-from shared import bus, jsondata, schemas, status
+from shared import bus, direct, jsondata, schemas, status
 from shared.schemas import Notification
 
 DEFAULT_LIST = 50
@@ -24,22 +22,16 @@ MAX_LIST = 500
 
 
 async def _statuses(request: web.Request, prefix: str = ">") -> list[status.DeliveryStatus]:
-    kv: KeyValue = await bus_js(request).key_value(bus.STATUS_BUCKET)
-    watcher = await kv.watch(prefix)
+    """The delivery records under ``prefix`` in ``delivery_status``, read in pages of direct
+    gets: a read makes no consumer (see shared.direct)."""
+    stored = await bus_reader(request).scan(
+        direct.kv_stream(bus.STATUS_BUCKET), direct.kv_subject(bus.STATUS_BUCKET, prefix)
+    )
     found: list[status.DeliveryStatus] = []
-    try:
-        while True:
-            try:
-                entry = await watcher.updates(timeout=10.0)  # type: ignore[no-untyped-call]
-            except NatsTimeoutError:
-                break
-            if entry is None:
-                break
-            if entry.value:
-                with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
-                    found.append(status.decode(entry.value))
-    finally:
-        await watcher.stop()  # type: ignore[no-untyped-call]
+    for msg in stored:
+        if msg.data and not msg.removed:
+            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+                found.append(status.decode(msg.data))
     return found
 
 

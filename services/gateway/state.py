@@ -9,7 +9,7 @@ from aiohttp import web
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from shared import bus
+from shared import bus, direct
 from shared import logging as log
 from shared.config import Settings
 from shared.metrics import GatewayMetrics
@@ -26,6 +26,7 @@ class Bus:
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
         self.publisher: bus.Publisher | None = None  # the webhook's publishes
+        self.reader: direct.Reader | None = None  # the API's reads: no consumer ever
         self.provisioned = False
         self._task: asyncio.Task[None] | None = None
 
@@ -41,11 +42,15 @@ class Bus:
                 await asyncio.sleep(2.0)
         self.js = self.nc.jetstream(timeout=self.settings.publish_timeout)
         publisher = bus.Publisher(self.nc)
+        reader = direct.Reader(self.nc, self.settings.publish_timeout)
         while not self.provisioned:
             try:  # the ack subscription too: a connection lost right now is retried here
                 if self.publisher is None:
                     await publisher.start()
                     self.publisher = publisher
+                if self.reader is None:
+                    await reader.start()
+                    self.reader = reader
                 await bus.provision(self.js, self.settings)
                 self.provisioned = True
             except Exception as exc:
