@@ -405,3 +405,97 @@ def test_split_server_and_decorated_queries() -> None:
     assert port43.decorated("whois.verisign-grs.com", "example.com") == "domain example.com"
     assert port43.decorated("whois.jprs.jp", "example.jp") == "example.jp/e"
     assert port43.decorated("whois.example.net", "example.net") == "example.net"
+
+
+# ------------------------------------------------------------------------- asyncwhois, offline
+
+OFFLINE_CHECK = """
+import sys
+calls = []
+# (urllib3, imported by asyncwhois' client, binds a socket to ::1 to see whether IPv6 works:
+# local, and no traffic)
+NETWORK = {"socket.connect", "socket.getaddrinfo", "socket.gethostbyname",
+           "socket.gethostbyaddr", "socket.sendto", "socket.sendmsg", "subprocess.Popen"}
+def hook(event, args):
+    if event in NETWORK or event.startswith(("urllib.", "http.client.")):
+        calls.append(event)
+sys.addaudithook(hook)
+from pathlib import Path
+from services.providers.whois import whoistext
+for path in sorted(Path(sys.argv[1]).glob("*/texts/*.txt"))[::7]:
+    try:
+        whoistext.parse_domain(path.stem, path.read_text(encoding="utf-8"))
+    except Exception:
+        pass
+print(sorted(set(calls)))
+"""
+
+
+def test_asyncwhois_parsing_touches_no_network() -> None:
+    """Importing and parsing with asyncwhois (through whoistext) opens no socket, resolves no
+    name and fetches nothing (no public suffix list, no RDAP bootstrap file)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    fixtures = Path(__file__).parent.parent / "fixtures" / "whois"
+    done = subprocess.run(
+        [sys.executable, "-c", OFFLINE_CHECK, str(fixtures)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_registrar_names_without_registry_decorations() -> None:
+    from services.providers.whois.record import registrar_name
+
+    assert registrar_name("MarkMonitor, Inc. (R22-LRMS)") == "MarkMonitor, Inc."
+    assert registrar_name("Tuonome IT (380)") == "Tuonome IT"
+    assert registrar_name("MarkMonitor Inc. (http://www.markmonitor.com)") == "MarkMonitor Inc."
+    assert registrar_name("MarkMonitor Inc. ( https://nic.at/registrar/434 )") == "MarkMonitor Inc."
+    assert registrar_name("Key-Systems GmbH [Tag = KEY-SYSTEMS-DE]") == "Key-Systems GmbH"
+    assert registrar_name("Markmonitor Inc. t/a Markmonitor [Tag = MARKMONITOR]") == (
+        "Markmonitor Inc."
+    )
+    # what is not an id stays
+    assert registrar_name("MarkMonitor, Inc (TLDs)") == "MarkMonitor, Inc (TLDs)"
+    assert registrar_name("Registrar NIC .DO (midominio.do)") == "Registrar NIC .DO (midominio.do)"
+    assert registrar_name("No registrar listed.  This domain is registered with Nominet.") is None
+    assert registrar_name("https://www.registrar.example") is None
+
+
+FRED = """\
+domain:       example.cz
+registrant:   CONTACT-1
+nsset:        NSSET-1
+registrar:    REG-EXAMPLE
+registered:   21.07.2000 15:21:00
+changed:      18.05.2011 23:28:45
+expire:       22.07.2030
+contact:      CONTACT-1
+org:          Example s.r.o.
+registrar:    REG-EXAMPLE
+created:      18.05.2024 23:28:26
+nsset:        NSSET-1
+nserver:      ns1.example.net
+registrar:    REG-EXAMPLE
+created:      18.05.2025 23:27:16
+"""
+
+
+@pytest.mark.parametrize("blank", ["", "\n"])
+def test_contact_and_nsset_dates_are_not_the_domains(blank: str) -> None:
+    """FRED registries (.cz, .cr, .tz…) list the contact and NSSET objects after the domain's,
+    with or without blank lines between them (python-whois' samples have none)."""
+    text = FRED.replace("contact:", f"{blank}contact:").replace(
+        "nsset:        NSSET-1\nn", f"{blank}nsset:        NSSET-1\nn"
+    )
+    record = whoistext.parse_domain("example.cz", text)
+    assert record.created == datetime(2000, 7, 21, 15, 21, tzinfo=UTC)
+    assert record.expires == datetime(2030, 7, 22, tzinfo=UTC)
+    assert record.updated == datetime(2011, 5, 18, 23, 28, 45, tzinfo=UTC)
+    assert record.registrar == "REG-EXAMPLE"
+    assert record.nameservers == ["ns1.example.net"]

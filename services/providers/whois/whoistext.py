@@ -404,6 +404,8 @@ class _Answer:
         for f in self.found:
             segment_keys.setdefault(f.segment, f.key)
         self._segment_first = segment_keys
+        mine = [f for f in self.found if not self.about_someone(f)]
+        self._tiers = [[f for f in mine if f.segment == self.domain_segment], mine]
 
     def about_someone(self, f: Field) -> bool:
         """Whether a field belongs to a contact, a person, an NSSET…, not to the domain."""
@@ -414,8 +416,7 @@ class _Answer:
 
     def tiers(self) -> list[list[Field]]:
         """The domain's own object, then everything but contacts' and NSSETs' objects."""
-        mine = [f for f in self.found if not self.about_someone(f)]
-        return [[f for f in mine if f.segment == self.domain_segment], mine]
+        return self._tiers
 
     def date(self, keys: Iterable[str], like: re.Pattern[str]) -> datetime | None:
         """The first readable date of the first key (in ``keys`` order) in the domain's
@@ -533,6 +534,7 @@ def parse_domain(name: str, text: str) -> DomainRecord:
 
     Raise :class:`NotRegistered` for a "No match" answer, :class:`Unavailable` for an
     answer that holds no registration data (a rate-limit notice…)."""
+    text = text[:MAX_TEXT]
     record = parse_domain_own(name, text)
     by_tld = bytld.parse(name, text)
     if by_tld is not None:
@@ -549,14 +551,16 @@ def parse_domain(name: str, text: str) -> DomainRecord:
     return record
 
 
+MAX_TEXT = 128 * 1024
+"""What is read of an answer (a registry's is a few kB; the biggest of the corpora 12 kB)."""
 _FILLED = ("created", "updated", "expires", "registrar", "registrant_country", "nameservers")
 
 
 def parse_domain_own(name: str, text: str) -> DomainRecord:
     """lookout's own reading of an answer (never raises; may find nothing)."""
-    answer = _Answer(name, text)
+    answer = _Answer(name, text[:MAX_TEXT])
     found = answer.found
-    mine = [f for f in found if not answer.about_someone(f)]
+    mine = answer.tiers()[1]
     record = DomainRecord(domain=name)
     record.registrar = answer.registrar()
     record.created = answer.date(CREATED, _CREATED_LIKE)
