@@ -499,3 +499,38 @@ def test_contact_and_nsset_dates_are_not_the_domains(blank: str) -> None:
     assert record.updated == datetime(2011, 5, 18, 23, 28, 45, tzinfo=UTC)
     assert record.registrar == "REG-EXAMPLE"
     assert record.nameservers == ["ns1.example.net"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("074.125.000.000", "74.125.0.0"),  # ARIN RDAP
+        ("074.125.255.255", "74.125.255.255"),
+        ("2001:4860:0000:0000:0000:0000:0000:0000", "2001:4860::"),  # ARIN RDAP, IPv6
+        ("2001:4860:FFFF:FFFF:FFFF:FFFF:FFFF:FFFF", "2001:4860:ffff:ffff:ffff:ffff:ffff:ffff"),
+        ("62.239.237.0/32", "62.239.237.0"),  # RIPE RDAP
+        ("2a00:2381:ffff::/128", "2a00:2381:ffff::"),
+        ("2801:10:c000:0:0:0:0:0", "2801:10:c000::"),  # LACNIC RDAP
+        ("192.0.2.1", "192.0.2.1"),
+        ("not an address", "not an address"),
+        ("0999.1.1.1", "0999.1.1.1"),
+    ],
+)
+def test_normal_address(text: str, expected: str) -> None:
+    from services.providers.whois.record import normal_address
+
+    assert normal_address(text) == expected
+
+
+def test_rdap_network_zero_padded_arin_addresses() -> None:
+    document = {
+        "objectClassName": "ip network",
+        "handle": "NET-74-125-0-0-1",
+        "startAddress": "074.125.000.000",
+        "endAddress": "074.125.255.255",
+        "cidr0_cidrs": [{"v4prefix": "074.125.000.000", "length": 16}],
+        "name": "GOOGLE",
+    }
+    record = rdap.parse_network("74.125.225.229", document)
+    assert (record.start_address, record.end_address) == ("74.125.0.0", "74.125.255.255")
+    assert record.cidrs == ["74.125.0.0/16"]

@@ -144,6 +144,23 @@ def hostname(value: str) -> str | None:
     return host if "." in host and not host.startswith(("http:", "https:")) else None
 
 
+def normal_address(value: str) -> str:
+    """An IP address as Python writes it, from the spellings registries use: ARIN's
+    zero-padded IPv4 (``074.125.000.000`` → ``74.125.0.0``), uncompressed or uppercase IPv6
+    (``2001:4860:0000:…:FFFF`` → ``2001:4860::…``), a ``/length`` some RIPE answers append
+    to a range's ends (``62.239.237.0/32``). Anything that is not an address comes back as
+    given."""
+    text = value.strip()
+    bare = text.split("/", 1)[0].strip()
+    parts = bare.split(".")
+    if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 for p in parts):
+        bare = ".".join(str(int(p)) for p in parts)
+    try:
+        return str(ipaddress.ip_address(bare))
+    except ValueError:
+        return text
+
+
 def range_cidrs(start: str, end: str) -> list[str]:
     try:
         first, last = ipaddress.ip_address(start.strip()), ipaddress.ip_address(end.strip())

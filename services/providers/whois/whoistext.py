@@ -29,6 +29,7 @@ from services.providers.whois.record import (
     NotRegistered,
     Unavailable,
     hostname,
+    normal_address,
     parse_date,
     range_cidrs,
     registrar_name,
@@ -613,7 +614,7 @@ def parse_network(address: str, text: str) -> NetworkRecord:
     span = _first(found, ("netrange", "inetnum", "inet6num"), net)
     if span and "-" in span:
         start, _, end = span.partition("-")
-        record.start_address, record.end_address = start.strip(), end.strip()
+        record.start_address, record.end_address = normal_address(start), normal_address(end)
     elif span and "/" in span:
         record.cidrs = [_cidr(span)]
     cidrs = _first(found, ("cidr",), net)
