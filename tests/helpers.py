@@ -432,13 +432,15 @@ async def lookup_stack(
             tmp_path,
             nats_server.url,
             "[providers.virustotal.quota]\nper_minute = 100\n",
-            LOOKOUT_DNS_NAMESERVERS=dns.nameserver,
-            LOOKOUT_RDAP_URL=whois.url,
-            VIRUSTOTAL_API_KEY=vt.api_key,
-            VIRUSTOTAL_URL=vt.base_url,
-            ABUSEIPDB_API_KEY=abuse.api_key,
-            ABUSEIPDB_URL=abuse.base_url,
-            **env,
+            **{  # env may replace any of these (LOOKOUT_RDAP_URL: an unreachable one…)
+                "LOOKOUT_DNS_NAMESERVERS": dns.nameserver,
+                "LOOKOUT_RDAP_URL": whois.url,
+                "VIRUSTOTAL_API_KEY": vt.api_key,
+                "VIRUSTOTAL_URL": vt.base_url,
+                "ABUSEIPDB_API_KEY": abuse.api_key,
+                "ABUSEIPDB_URL": abuse.base_url,
+                **env,
+            },
         )
         base = await stack.enter_async_context(running_gateway(settings))
         for name in providers:

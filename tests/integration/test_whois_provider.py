@@ -359,8 +359,8 @@ async def test_cache_salt_names_the_upstreams(tmp_path: Path) -> None:
             }
         )
     )
-    assert default.cache_salt() == "rdap=bootstrap|whois=referrals"
-    assert custom.cache_salt() == "rdap=http://127.0.0.1:9/rdap|whois=127.0.0.1:4343"
+    assert default.cache_salt() == "parser=2|rdap=bootstrap|whois=referrals"
+    assert custom.cache_salt() == "parser=2|rdap=http://127.0.0.1:9/rdap|whois=127.0.0.1:4343"
     assert default.name == "whois"
     assert default.default_ttl == 86400
     assert default.configured() is None

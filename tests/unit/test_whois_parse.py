@@ -47,7 +47,27 @@ def test_bootstrap_data_is_shipped_and_matches_longest_entry() -> None:
         ("20000101", datetime(2000, 1, 1, tzinfo=UTC)),
         ("2020-01-02 03:04:05 UTC", datetime(2020, 1, 2, 3, 4, 5, tzinfo=UTC)),
         ("2007-01-26T19:10:31Z[UTC]", datetime(2007, 1, 26, 19, 10, 31, tzinfo=UTC)),
-        ("before Aug-1996", None),
+        # Nominet's domains older than its records: at least that old (python-whois and
+        # weppos/whois-parser both read it as the first of the month)
+        ("before Aug-1996", datetime(1996, 8, 1, tzinfo=UTC)),
+        # spellings seen in real registry answers (tests/fixtures/whois)
+        ("2019-11-09 (YYYY-MM-DD)", datetime(2019, 11, 9, tzinfo=UTC)),
+        ("2002-10-22 17:48:23 CLST", datetime(2002, 10, 22, 20, 48, 23, tzinfo=UTC)),
+        ("Tue Feb 10 09:42:42 2004", datetime(2004, 2, 10, 9, 42, 42, tzinfo=UTC)),
+        ("Mar 25 01:57:22 PDT 2009", datetime(2009, 3, 25, 8, 57, 22, tzinfo=UTC)),
+        ("Fri Mar 29 22:03:53 GMT 2002", datetime(2002, 3, 29, 22, 3, 53, tzinfo=UTC)),
+        ("30th April 2003 at 00:00:00.000", datetime(2003, 4, 30, tzinfo=UTC)),
+        ("Monday 16th Jun 2014", datetime(2014, 6, 16, tzinfo=UTC)),
+        ("2nd April, 2001", datetime(2001, 4, 2, tzinfo=UTC)),
+        ("October  9 2012", datetime(2012, 10, 9, tzinfo=UTC)),
+        ("10/11/2009 14:06:58 EAT", datetime(2009, 11, 10, 11, 6, 58, tzinfo=UTC)),
+        ("03/27/2013", datetime(2013, 3, 27, tzinfo=UTC)),  # month first: 27 is no month
+        ("2010-08-13 23:16:40 (UTC+8)", datetime(2010, 8, 13, 15, 16, 40, tzinfo=UTC)),
+        ('"2011-01-13T15:45:18+01:00"', datetime(2011, 1, 13, 14, 45, 18, tzinfo=UTC)),
+        ("1999.10.27 13:00:00", datetime(1999, 10, 27, 13, tzinfo=UTC)),
+        ("Thu Aug 03 2006", datetime(2006, 8, 3, tzinfo=UTC)),
+        ("May 2002", None),  # no day
+        ("31.02.2019", None),
         ("", None),
         ("n/a", None),
     ],
@@ -201,7 +221,7 @@ NOMINET = """\
 
 def test_whois_indented_multiline_answer() -> None:
     record = whoistext.parse_domain("example.co.uk", NOMINET)
-    assert record.registrar == "Example Registrar Ltd [Tag = EXAMPLE]"
+    assert record.registrar == "Example Registrar Ltd"  # without Nominet's "[Tag = …]"
     assert record.created == datetime(1996, 8, 26, tzinfo=UTC)
     assert record.expires == datetime(2030, 8, 26, tzinfo=UTC)
     assert record.updated == datetime(2024, 7, 25, tzinfo=UTC)
@@ -385,3 +405,132 @@ def test_split_server_and_decorated_queries() -> None:
     assert port43.decorated("whois.verisign-grs.com", "example.com") == "domain example.com"
     assert port43.decorated("whois.jprs.jp", "example.jp") == "example.jp/e"
     assert port43.decorated("whois.example.net", "example.net") == "example.net"
+
+
+# ------------------------------------------------------------------------- asyncwhois, offline
+
+OFFLINE_CHECK = """
+import sys
+calls = []
+# (urllib3, imported by asyncwhois' client, binds a socket to ::1 to see whether IPv6 works:
+# local, and no traffic)
+NETWORK = {"socket.connect", "socket.getaddrinfo", "socket.gethostbyname",
+           "socket.gethostbyaddr", "socket.sendto", "socket.sendmsg", "subprocess.Popen"}
+def hook(event, args):
+    if event in NETWORK or event.startswith(("urllib.", "http.client.")):
+        calls.append(event)
+sys.addaudithook(hook)
+from pathlib import Path
+from services.providers.whois import whoistext
+for path in sorted(Path(sys.argv[1]).glob("*/texts/*.txt"))[::7]:
+    try:
+        whoistext.parse_domain(path.stem, path.read_text(encoding="utf-8"))
+    except Exception:
+        pass
+print(sorted(set(calls)))
+"""
+
+
+def test_asyncwhois_parsing_touches_no_network() -> None:
+    """Importing and parsing with asyncwhois (through whoistext) opens no socket, resolves no
+    name and fetches nothing (no public suffix list, no RDAP bootstrap file)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    fixtures = Path(__file__).parent.parent / "fixtures" / "whois"
+    done = subprocess.run(
+        [sys.executable, "-c", OFFLINE_CHECK, str(fixtures)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_registrar_names_without_registry_decorations() -> None:
+    from services.providers.whois.record import registrar_name
+
+    assert registrar_name("MarkMonitor, Inc. (R22-LRMS)") == "MarkMonitor, Inc."
+    assert registrar_name("Tuonome IT (380)") == "Tuonome IT"
+    assert registrar_name("MarkMonitor Inc. (http://www.markmonitor.com)") == "MarkMonitor Inc."
+    assert registrar_name("MarkMonitor Inc. ( https://nic.at/registrar/434 )") == "MarkMonitor Inc."
+    assert registrar_name("Key-Systems GmbH [Tag = KEY-SYSTEMS-DE]") == "Key-Systems GmbH"
+    assert registrar_name("Markmonitor Inc. t/a Markmonitor [Tag = MARKMONITOR]") == (
+        "Markmonitor Inc."
+    )
+    # what is not an id stays
+    assert registrar_name("MarkMonitor, Inc (TLDs)") == "MarkMonitor, Inc (TLDs)"
+    assert registrar_name("Registrar NIC .DO (midominio.do)") == "Registrar NIC .DO (midominio.do)"
+    assert registrar_name("No registrar listed.  This domain is registered with Nominet.") is None
+    assert registrar_name("https://www.registrar.example") is None
+
+
+FRED = """\
+domain:       example.cz
+registrant:   CONTACT-1
+nsset:        NSSET-1
+registrar:    REG-EXAMPLE
+registered:   21.07.2000 15:21:00
+changed:      18.05.2011 23:28:45
+expire:       22.07.2030
+contact:      CONTACT-1
+org:          Example s.r.o.
+registrar:    REG-EXAMPLE
+created:      18.05.2024 23:28:26
+nsset:        NSSET-1
+nserver:      ns1.example.net
+registrar:    REG-EXAMPLE
+created:      18.05.2025 23:27:16
+"""
+
+
+@pytest.mark.parametrize("blank", ["", "\n"])
+def test_contact_and_nsset_dates_are_not_the_domains(blank: str) -> None:
+    """FRED registries (.cz, .cr, .tz…) list the contact and NSSET objects after the domain's,
+    with or without blank lines between them (python-whois' samples have none)."""
+    text = FRED.replace("contact:", f"{blank}contact:").replace(
+        "nsset:        NSSET-1\nn", f"{blank}nsset:        NSSET-1\nn"
+    )
+    record = whoistext.parse_domain("example.cz", text)
+    assert record.created == datetime(2000, 7, 21, 15, 21, tzinfo=UTC)
+    assert record.expires == datetime(2030, 7, 22, tzinfo=UTC)
+    assert record.updated == datetime(2011, 5, 18, 23, 28, 45, tzinfo=UTC)
+    assert record.registrar == "REG-EXAMPLE"
+    assert record.nameservers == ["ns1.example.net"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("074.125.000.000", "74.125.0.0"),  # ARIN RDAP
+        ("074.125.255.255", "74.125.255.255"),
+        ("2001:4860:0000:0000:0000:0000:0000:0000", "2001:4860::"),  # ARIN RDAP, IPv6
+        ("2001:4860:FFFF:FFFF:FFFF:FFFF:FFFF:FFFF", "2001:4860:ffff:ffff:ffff:ffff:ffff:ffff"),
+        ("62.239.237.0/32", "62.239.237.0"),  # RIPE RDAP
+        ("2a00:2381:ffff::/128", "2a00:2381:ffff::"),
+        ("2801:10:c000:0:0:0:0:0", "2801:10:c000::"),  # LACNIC RDAP
+        ("192.0.2.1", "192.0.2.1"),
+        ("not an address", "not an address"),
+        ("0999.1.1.1", "0999.1.1.1"),
+    ],
+)
+def test_normal_address(text: str, expected: str) -> None:
+    from services.providers.whois.record import normal_address
+
+    assert normal_address(text) == expected
+
+
+def test_rdap_network_zero_padded_arin_addresses() -> None:
+    document = {
+        "objectClassName": "ip network",
+        "handle": "NET-74-125-0-0-1",
+        "startAddress": "074.125.000.000",
+        "endAddress": "074.125.255.255",
+        "cidr0_cidrs": [{"v4prefix": "074.125.000.000", "length": 16}],
+        "name": "GOOGLE",
+    }
+    record = rdap.parse_network("74.125.225.229", document)
+    assert (record.start_address, record.end_address) == ("74.125.0.0", "74.125.255.255")
+    assert record.cidrs == ["74.125.0.0/16"]

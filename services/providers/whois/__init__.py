@@ -46,6 +46,8 @@ from shared.config import Settings
 from shared.providers import Answer, Provider, ProviderError, is_ip, upstream
 from shared.schemas import LookupRequest, Verdict
 
+PARSER_VERSION = 2
+"""Raised whenever the WHOIS/RDAP readers change what they read from the same answer."""
 NEW_DOMAIN_DAYS = 30
 NOT_REGISTERED_TTL = 3600.0
 BUDGET_SHARE = 0.9
@@ -95,9 +97,11 @@ class WhoisProvider(Provider):
         self._session: aiohttp.ClientSession | None = None
 
     def cache_salt(self) -> str:
+        """The upstreams asked, and the version of the readers: answers cached by an older
+        parser (which misread some registries) are not reused."""
         server = self.settings.whois_server
         whois = f"{server[0]}:{server[1]}" if server else "referrals"
-        return f"rdap={self.settings.rdap_url or 'bootstrap'}|whois={whois}"
+        return f"parser={PARSER_VERSION}|rdap={self.settings.rdap_url or 'bootstrap'}|whois={whois}"
 
     async def open(self) -> None:
         if self._session is None:

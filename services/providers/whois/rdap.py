@@ -19,6 +19,7 @@ from services.providers.whois.record import (
     NetworkRecord,
     NotRegistered,
     Unavailable,
+    normal_address,
     parse_date,
 )
 from shared.providers import client_error_text
@@ -199,12 +200,13 @@ def _asn(document: dict[str, Any]) -> int | None:
 
 
 def parse_network(address: str, document: dict[str, Any]) -> NetworkRecord:
+    start, end = _text(document.get("startAddress")), _text(document.get("endAddress"))
     record = NetworkRecord(
         address=address,
         name=_text(document.get("name")),
         handle=_text(document.get("handle")),
-        start_address=_text(document.get("startAddress")),
-        end_address=_text(document.get("endAddress")),
+        start_address=normal_address(start) if start else None,
+        end_address=normal_address(end) if end else None,
         country=(_text(document.get("country")) or "").upper() or None,
         asn=_asn(document),
         status=_status(document),
@@ -214,7 +216,7 @@ def parse_network(address: str, document: dict[str, Any]) -> NetworkRecord:
         cidr = _dict(cidr)
         prefix = _text(cidr.get("v4prefix")) or _text(cidr.get("v6prefix"))
         if prefix and isinstance(cidr.get("length"), int):
-            record.cidrs.append(f"{prefix}/{cidr['length']}")
+            record.cidrs.append(f"{normal_address(prefix)}/{cidr['length']}")
     record.complete_range()
     for registrant in _with_role(document, "registrant"):
         record.organization = _vcard_value(registrant, "fn")
