@@ -152,6 +152,7 @@ def _run_supervisor(settings: config.Settings) -> int:
     from services.supervisor import supervise
     from shared.bus import BusUnavailable
     from shared.natsserver import NatsServerError
+    from shared.service import EXIT_CANNOT_START, CannotStart
 
     log.setup("run", settings.log_level)
 
@@ -164,6 +165,9 @@ def _run_supervisor(settings: config.Settings) -> int:
 
     try:
         return asyncio.run(runner())
+    except CannotStart as exc:
+        print(f"lookout: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_START
     except (NatsServerError, BusUnavailable) as exc:
         print(f"lookout: {exc}", file=sys.stderr)
         return 1
