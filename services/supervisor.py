@@ -220,8 +220,15 @@ async def _watch_nats(server: NatsServer, stop: asyncio.Event) -> None:
             break
 
 
-async def supervise(settings: Settings, stop: asyncio.Event) -> int:
+def check_config(settings: Settings) -> None:
+    """What ``lookout run`` refuses in a loaded configuration beyond :func:`config.load`
+    (:class:`ConfigError`): ``lookout services`` checks the same."""
     settings.check_bind()
+    _child_envs(settings, {})
+
+
+async def supervise(settings: Settings, stop: asyncio.Event) -> int:
+    check_config(settings)
     server: NatsServer | None = None
     env = dict(os.environ)
     children = [Child(name, child_env) for name, child_env in _child_envs(settings, env)]

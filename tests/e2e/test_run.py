@@ -160,7 +160,7 @@ def test_bad_config_stops_startup_with_a_clear_message(
     tmp_path: Path, change: dict[str, str], message: str
 ) -> None:
     env = {**env_for(tmp_path, "http://127.0.0.1:9/x"), **change}
-    for command in (["run"], ["service", "gateway"]):
+    for command in (["run"], ["service", "gateway"], ["services"]):
         out = subprocess.run(
             [LOOKOUT, *command], env=env, capture_output=True, text=True, timeout=30
         )
@@ -183,14 +183,44 @@ def test_a_service_reads_only_its_own_targets_secrets(tmp_path: Path) -> None:
     def lookout(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([LOOKOUT, *args], env=env, capture_output=True, text=True, timeout=30)
 
-    listed = lookout("services")
+    listed = lookout("services", "--skip-secrets")
     assert listed.returncode == 0, listed.stderr
     assert "sink-chat" in listed.stdout.split()
-    for command in (["service", "sink-chat"], ["run"]):
+    for command in (["service", "sink-chat"], ["run"], ["services"]):
         out = lookout(*command)
         assert out.returncode == 2, command
         assert "(chat).webhook_url_file: cannot read" in out.stderr, command
         assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"LOOKOUT_HTTP_HOST": "0.0.0.0"}, "LOOKOUT_API_TOKENS is empty"),
+        ({"LOOKOUT_METRICS_PORT": "65530"}, "LOOKOUT_METRICS_PORT=65530: "),
+        ({"TOML": 'secret = "not-a-whsec-secret"'}, "(ops-http).secret: must start with 'whsec_'"),
+    ],
+)
+def test_services_refuses_what_run_refuses(
+    tmp_path: Path, change: dict[str, str], message: str
+) -> None:
+    """``lookout services`` checks the configuration as ``lookout run`` does: same exit
+    status, same message (it used to list the names of a configuration run refuses)."""
+    env = {**env_for(tmp_path, "http://127.0.0.1:9/x"), **change}
+    if "TOML" in change:
+        config = Path(env["LOOKOUT_CONFIG"])
+        config.write_text(config.read_text().replace(f'secret = "{WHSEC}"', change["TOML"]))
+    answers = {
+        command: subprocess.run(
+            [LOOKOUT, command], env=env, capture_output=True, text=True, timeout=30
+        )
+        for command in ("run", "services")
+    }
+    for command, out in answers.items():
+        assert out.returncode == 2, command
+        assert message in out.stderr, command
+        assert out.stdout == "", command
+    assert answers["run"].stderr == answers["services"].stderr
 
 
 def test_unknown_service_name(tmp_path: Path) -> None:
@@ -211,12 +241,16 @@ async def test_service_stops_on_sigterm_even_while_waiting_for_nats(tmp_path: Pa
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    await asyncio.sleep(1.5)
+    assert proc.stdout is not None
+    seen = b""
+    while b"waiting for nats" not in seen:  # its signal handlers are in place by then
+        line = proc.stdout.readline()
+        assert line, f"ended without waiting for nats: {seen!r}"
+        seen += line
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
     assert time.monotonic() - started < 10
-    assert b"waiting for nats" in (proc.stdout.read() if proc.stdout else b"")
 
 
 # --------------------------------------------------------------------------- issue 12, C

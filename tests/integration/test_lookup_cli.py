@@ -114,3 +114,13 @@ async def test_lookup_cli(nats_server: NatsServer, tmp_path: Path, zone: ZoneSer
     code, _, err = await lookup(dead, "a.com")
     assert code == 3
     assert "cannot reach NATS" in err
+
+
+async def test_a_file_that_cannot_be_read_is_bad_input(tmp_path: Path) -> None:
+    """Exit 2 (bad input), never 1, which a script reads as "a malicious indicator"."""
+    dead = {"NATS_URL": f"nats://127.0.0.1:{free_port()}"}
+    for path in (tmp_path / "missing.txt", tmp_path):
+        code, out, err = await lookup(dead, "--file", str(path))
+        assert code == 2, err
+        assert err.startswith(f"lookout: cannot read {path}: "), err
+        assert out == ""
