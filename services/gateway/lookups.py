@@ -82,6 +82,11 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         if exc.status < 400:
             raise
         return api_error(exc.status, exc.reason)
+    except ConnectionResetError:
+        # The client went away while sending its body (an aborted upload): nothing is
+        # wrong here and nobody reads the answer.
+        _log.info("client disconnected before its request was read", path=request.path)
+        return api_error(400, "the client disconnected before its request was read")
     except Exception:
         _log.exception("unhandled API error", path=request.path)
         return api_error(500, "internal error")
