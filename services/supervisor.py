@@ -38,6 +38,7 @@ class Child:
     restarts: int = 0
     backoff: float = field(default=1.0)
     cannot_start: bool = False
+    relays: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
@@ -48,9 +49,26 @@ class Child:
             self.name,
             env=self.env,
             stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
             preexec_fn=die_with_parent,
         )
+        out, err = self.process.stdout, self.process.stderr
+        assert out is not None
+        assert err is not None
+        self.relays = [  # to this process's own file descriptors 1 and 2
+            asyncio.create_task(relay_lines(out, 1)),
+            asyncio.create_task(relay_lines(err, 2)),
+        ]
         self.started = time.monotonic()
+
+    async def relayed(self) -> None:
+        """Wait until the last lines of the process that ended are written out."""
+        relays, self.relays = self.relays, []
+        if relays:
+            _, late = await asyncio.wait(relays, timeout=5.0)
+            for task in late:  # someone else holds the pipe open: stop reading it
+                task.cancel()
 
     async def stop(self) -> None:
         proc = self.process
@@ -65,6 +83,41 @@ class Child:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
+        await self.relayed()
+
+
+RELAY_CHUNK = 65536
+
+
+async def relay_lines(stream: asyncio.StreamReader, fd: int) -> None:
+    """Copy a service's output to ``fd`` in whole lines, each write ending with a newline.
+
+    Every service writes its log lines to a pipe of its own and ``lookout run`` alone
+    writes to its stdout, one write per batch of whole lines: lines of several services
+    never cut into one another, even lines longer than a pipe writes atomically
+    (PIPE_BUF, 4 KiB) or written with PYTHONUNBUFFERED. A last line without its newline
+    gets one. When ``fd`` fails (a closed pipe), the output is read and dropped, so a
+    service never blocks on a full pipe."""
+    pending = b""
+    writable = True
+    while chunk := await stream.read(RELAY_CHUNK):
+        pending += chunk
+        cut = pending.rfind(b"\n") + 1
+        if cut:
+            writable = writable and _write_all(fd, pending[:cut])
+            pending = pending[cut:]
+    if pending and writable:
+        _write_all(fd, pending + b"\n")
+
+
+def _write_all(fd: int, data: bytes) -> bool:
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError:
+        return False
+    return True
 
 
 async def _watch(child: Child, stop: asyncio.Event) -> None:
@@ -79,6 +132,7 @@ async def _watch(child: Child, stop: asyncio.Event) -> None:
         if stop.is_set():
             waiter.cancel()
             return
+        await child.relayed()  # its last words (a traceback, a reason) before ours
         code = child.process.returncode
         if code == EXIT_CANNOT_START and child.restarts == 0:
             # It said why on stderr (a port taken…): restarting changes nothing.

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 
 from services.providers.whois.record import Unavailable
+from shared import netio
 
 PORT = 43
 MAX_ANSWER = 1024 * 1024
@@ -59,7 +60,7 @@ async def ask(host: str, port: int, query: str, deadline: float) -> str:
     connect_timeout = min(CONNECT_TIMEOUT, remaining)
     try:
         async with asyncio.timeout(connect_timeout):
-            reader, writer = await asyncio.open_connection(host, port)
+            reader, writer = await netio.open_connection(host, port)
     except TimeoutError:
         raise Unavailable(f"{where}: cannot connect within {connect_timeout:.3g}s") from None
     except OSError as exc:
