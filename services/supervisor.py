@@ -290,7 +290,7 @@ async def supervise(settings: Settings, stop: asyncio.Event) -> int:
     nats_watcher: asyncio.Task[None] | None = None
     if settings.nats_url is None:
         data_dir = settings.data_dir.resolve()
-        print(f"lookout: data in {data_dir} (LOOKOUT_DATA_DIR)", flush=True)
+        print(f"lookout: keeping its data in {data_dir} (LOOKOUT_DATA_DIR)", flush=True)
         server = NatsServer(data_dir / "nats", port=settings.nats_port)
         server.start()  # blocking, on purpose: on the main thread (see die_with_parent)
         env["NATS_URL"] = server.url

@@ -613,6 +613,25 @@ def _missing_secret_hint(target: AnyTarget, field_name: str) -> str:
     return f"needs {field_name} (or {field_name}_file)"
 
 
+def data_dir(env: Mapping[str, str]) -> Path:
+    """Where ``lookout run``'s embedded nats-server keeps JetStream: ``LOOKOUT_DATA_DIR``,
+    else ``$XDG_STATE_HOME/lookout``, else ``~/.local/state/lookout`` (the XDG Base
+    Directory default): the same whatever directory lookout is started from. Only without
+    a home directory, ``.lookout`` in the current directory."""
+    if env.get("LOOKOUT_DATA_DIR"):
+        return Path(env["LOOKOUT_DATA_DIR"])
+    state = env.get("XDG_STATE_HOME", "")
+    if state and Path(state).is_absolute():  # the spec: a relative value is to be ignored
+        return Path(state) / "lookout"
+    home = env.get("HOME")
+    if not home:
+        try:
+            home = str(Path.home())
+        except (KeyError, RuntimeError):  # no HOME and no passwd entry (a bare container)
+            return Path(".lookout").absolute()
+    return Path(home) / ".local" / "state" / "lookout"
+
+
 def _check_nats_url(nats_url: str) -> None:
     """Every server of ``NATS_URL`` a NATS URL; the credentials any of them carries are
     registered as secrets (never logged), and no message here shows them."""
@@ -674,7 +693,7 @@ def load(
         http_port=_int(env, "LOOKOUT_HTTP_PORT", 8080, 0, 65535),
         nats_url=nats_url,
         nats_port=_int(env, "LOOKOUT_NATS_PORT", 4222, 1, 65535),
-        data_dir=Path(env.get("LOOKOUT_DATA_DIR") or ".lookout"),
+        data_dir=data_dir(env),
         sqreen_secrets=_secret_list(env, "SQREEN_WEBHOOK_SECRET"),
         api_tokens=_secret_list(env, "LOOKOUT_API_TOKENS"),
         max_body_bytes=_int(

@@ -102,8 +102,9 @@ async def test_run_whole_stack(tmp_path: Path, receiver: Receiver) -> None:
             for path in ("/healthz", "/readyz", "/", "/metrics"):
                 async with session.get(base + path) as response:
                     assert response.status == 200, path
-        # the embedded bus keeps its data under LOOKOUT_DATA_DIR
+        # the embedded bus keeps its data under LOOKOUT_DATA_DIR, and says where
         assert (tmp_path / "data" / "nats" / "jetstream").is_dir()
+        assert f"lookout: keeping its data in {tmp_path / 'data'} " in log_path.read_text()
 
         status, answer = await post_webhook(base, sqreen_fixture("v2_security_event.json"))
         assert status == 200
@@ -468,3 +469,23 @@ async def test_run_with_credentials_in_every_nats_url(tmp_path: Path, receiver: 
         assert "ValueError" not in text
     finally:
         server.stop()
+
+
+async def test_run_keeps_its_data_in_one_place_whatever_the_directory(tmp_path: Path) -> None:
+    """Without LOOKOUT_DATA_DIR, ``lookout run`` keeps JetStream under the XDG state
+    directory, not under the directory it was started from, and says where at start."""
+    env = env_for(tmp_path, "http://127.0.0.1:9/x")
+    del env["LOOKOUT_DATA_DIR"]
+    env.pop("XDG_STATE_HOME", None)
+    env["HOME"] = str(tmp_path / "home")
+    state = tmp_path / "home" / ".local" / "state" / "lookout"
+    somewhere = tmp_path / "somewhere"
+    somewhere.mkdir()
+    proc, log_path = start_run(env, somewhere)
+    try:
+        await wait_for(lambda: (state / "nats" / "jetstream").is_dir(), within=60)
+        assert log_path.read_text().startswith(f"lookout: keeping its data in {state} ")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    assert not (somewhere / ".lookout").exists()
