@@ -68,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from services.registry import service_names
             from services.supervisor import check_config
 
-            check_config(settings)  # what `lookout run` refuses, this refuses too
+            # what `lookout run` refuses, this refuses too
+            check_config(settings, targets=not args.skip_secrets)
             print("\n".join(service_names(settings)))
             return 0
         if args.command == "service":

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from services.registry import service_names
+from services.registry import build_target, service_names
 from shared import bus
 from shared import logging as log
 from shared.config import ConfigError, Settings
@@ -274,11 +274,17 @@ async def _watch_nats(server: NatsServer, stop: asyncio.Event) -> None:
             break
 
 
-def check_config(settings: Settings) -> None:
+def check_config(settings: Settings, *, targets: bool = True) -> None:
     """What ``lookout run`` refuses in a loaded configuration beyond :func:`config.load`
-    (:class:`ConfigError`): ``lookout services`` checks the same."""
+    (:class:`ConfigError`): a public bind without API tokens, metrics ports past 65535 and,
+    with ``targets`` (every target's secrets read), what each target checks when it is
+    built (a webhook URL that is not http(s), a malformed routing key…), which would
+    otherwise stop that sink only once it runs. ``lookout services`` checks the same."""
     settings.check_bind()
     _child_envs(settings, {})
+    if targets:
+        for target in settings.targets:
+            build_target(target, settings)  # no I/O: sessions open when the sink starts
 
 
 async def supervise(settings: Settings, stop: asyncio.Event) -> int:

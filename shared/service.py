@@ -11,6 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from shared import logging as log
+from shared.config import ConfigError
 
 ServiceMain = Callable[[asyncio.Event], Awaitable[None]]
 
@@ -93,6 +94,9 @@ def run(service: str, level: str, main: ServiceMain) -> int:
         asyncio.run(runner())
     except CannotStart as exc:
         print(f"lookout: {service}: {exc}", file=sys.stderr, flush=True)
+        return EXIT_CANNOT_START
+    except ConfigError as exc:  # found once the service builds its parts
+        print(f"lookout: {service}: configuration error: {exc}", file=sys.stderr, flush=True)
         return EXIT_CANNOT_START
     except Exception:
         log.get().exception("service crashed")

@@ -200,6 +200,10 @@ def test_a_service_reads_only_its_own_targets_secrets(tmp_path: Path) -> None:
         ({"LOOKOUT_HTTP_HOST": "0.0.0.0"}, "LOOKOUT_API_TOKENS is empty"),
         ({"LOOKOUT_METRICS_PORT": "65530"}, "LOOKOUT_METRICS_PORT=65530: "),
         ({"TOML": 'secret = "not-a-whsec-secret"'}, "(ops-http).secret: must start with 'whsec_'"),
+        (
+            {"APPEND": '[[targets]]\nname = "chat"\ntype = "slack"\nwebhook_url = "ftp://x"\n'},
+            "target chat: webhook_url must be an absolute https URL",
+        ),
     ],
 )
 def test_services_refuses_what_run_refuses(
@@ -208,9 +212,19 @@ def test_services_refuses_what_run_refuses(
     """``lookout services`` checks the configuration as ``lookout run`` does: same exit
     status, same message (it used to list the names of a configuration run refuses)."""
     env = {**env_for(tmp_path, "http://127.0.0.1:9/x"), **change}
+    config = Path(env["LOOKOUT_CONFIG"])
     if "TOML" in change:
-        config = Path(env["LOOKOUT_CONFIG"])
         config.write_text(config.read_text().replace(f'secret = "{WHSEC}"', change["TOML"]))
+    if "APPEND" in change:
+        config.write_text(config.read_text() + change["APPEND"])
+        # and the sink alone says so in one line, instead of crashing with a traceback
+        alone = subprocess.run(
+            [LOOKOUT, "service", "sink-chat"], env=env, capture_output=True, text=True, timeout=30
+        )
+        assert alone.returncode == 2
+        assert alone.stderr.strip().splitlines() == [
+            f"lookout: sink-chat: configuration error: {message}"
+        ]
     answers = {
         command: subprocess.run(
             [LOOKOUT, command], env=env, capture_output=True, text=True, timeout=30
