@@ -2,19 +2,34 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
+# What running needs (make run), and the test and lint tools on top of it (make test…).
+RUN_STAMP := $(VENV)/.run-stamp
+STAMP     := $(VENV)/.installed-stamp
+# make run keeps its state (JetStream: notifications, dead letters, lookups) in the
+# checkout, whatever the directory make is called from; set LOOKOUT_DATA_DIR to move it.
+# A bare `lookout run` defaults to $$XDG_STATE_HOME/lookout (~/.local/state/lookout).
+LOOKOUT_DATA_DIR ?= $(CURDIR)/.lookout
 
 .PHONY: run test lint format bench clean
 
-$(STAMP): pyproject.toml
+define VENV_BOOTSTRAP
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "lookout needs Python 3.11 or newer (found: $$($(PYTHON) --version))"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-	@touch $(STAMP)
+endef
 
-run: $(STAMP)
-	$(BIN)/lookout run
+$(RUN_STAMP): pyproject.toml
+	$(VENV_BOOTSTRAP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	@touch $(RUN_STAMP)
+
+$(STAMP): pyproject.toml
+	$(VENV_BOOTSTRAP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP) $(RUN_STAMP)
+
+run: $(RUN_STAMP)
+	LOOKOUT_DATA_DIR="$(LOOKOUT_DATA_DIR)" $(BIN)/lookout run
 
 test: $(STAMP)
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || [ "$$(id -u)" != 0 ] || \

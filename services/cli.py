@@ -2,7 +2,7 @@
 
 ``lookout run``            the whole stack (embedded NATS unless NATS_URL is set)
 ``lookout service NAME``   one service alone: gateway, sink-<target name>
-``lookout services``       the service names the current configuration yields
+``lookout services``       the service names the configuration yields (checked as run does)
 ``lookout lookup HOST…``    look indicators up through the bus (see lookup_cli for exits)
 ``lookout deadletters list [TARGET]``   every target's count, or what TARGET gave up on
 ``lookout deadletters replay TARGET``   deliver it again
@@ -34,7 +34,17 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("run", help="run the whole stack on this machine")
     one = commands.add_parser("service", help="run one service (for containers and scaling)")
     one.add_argument("name", help="gateway or sink-<target name>; see 'lookout services'")
-    commands.add_parser("services", help="list the services the configuration yields")
+    names = commands.add_parser(
+        "services",
+        help="list the services the configuration yields",
+        description="List the services the configuration yields, after checking it as "
+        "'lookout run' does (exit 2 and the reason when run would refuse it).",
+    )
+    names.add_argument(
+        "--skip-secrets",
+        action="store_true",
+        help="read no target's secrets (in a container that mounts only its own)",
+    )
     lookup = commands.add_parser(
         "lookup",
         help="look indicators up through the bus (exit 1 when any is malicious)",
@@ -67,7 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = config.load(secrets_of=_secret_scope(args))
         if args.command == "services":
             from services.registry import service_names
+            from services.supervisor import check_config
 
+            # what `lookout run` refuses, this refuses too
+            check_config(settings, targets=not args.skip_secrets)
             print("\n".join(service_names(settings)))
             return 0
         if args.command == "service":
@@ -91,8 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _secret_scope(args: argparse.Namespace) -> tuple[str, ...] | None:
     """Whose target secrets this command reads: a sink its own target's, other services
     and commands none (so a deployment mounts each secret only where it is used);
-    ``lookout run`` every one, to refuse a bad configuration before starting anything."""
-    if args.command == "run":
+    ``lookout run`` every one, to refuse a bad configuration before starting anything, and
+    ``lookout services`` as run does (unless told to skip them)."""
+    if args.command == "run" or (args.command == "services" and not args.skip_secrets):
         return None
     if args.command == "service" and args.name.startswith("sink-"):
         return (args.name.removeprefix("sink-"),)
@@ -247,11 +261,12 @@ def _builtins(value: object) -> dict[str, object]:
 def _run_supervisor(settings: config.Settings) -> int:
     import signal
 
-    settings.check_bind()
+    from services.supervisor import check_config, supervise
 
-    from services.supervisor import supervise
+    check_config(settings)  # before anything starts
     from shared.bus import BusUnavailable
     from shared.natsserver import NatsServerError
+    from shared.service import EXIT_CANNOT_START, CannotStart
 
     log.setup("run", settings.log_level)
 
@@ -264,6 +279,9 @@ def _run_supervisor(settings: config.Settings) -> int:
 
     try:
         return asyncio.run(runner())
+    except CannotStart as exc:
+        print(f"lookout: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_START
     except (NatsServerError, BusUnavailable) as exc:
         print(f"lookout: {exc}", file=sys.stderr)
         return 1

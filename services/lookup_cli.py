@@ -85,8 +85,9 @@ def _read(args: argparse.Namespace) -> tuple[indicators.Parsed, list[str]]:
         try:
             with open(args.file, encoding="utf-8", errors="replace") as handle:
                 _lines(args.file, handle, parts, lines)
-        except OSError as exc:
-            raise SystemExit(f"lookout: cannot read {args.file}: {exc.strerror}") from None
+        except OSError as exc:  # bad input: exit 2, not 1 (which means "malicious found")
+            print(f"lookout: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+            raise SystemExit(2) from None
     seen: set[tuple[str, str]] = set()
     found, rejected = [], []
     for part in parts:

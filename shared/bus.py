@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import time
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 import nats
@@ -50,13 +50,21 @@ _log = log.get("bus")
 
 
 def safe_url(url: str) -> str:
-    """``url`` without credentials, for logs."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """``url`` without credentials, for logs and messages: every server of a
+    comma-separated ``NATS_URL`` (``user:password@`` or ``token@`` becomes ``***@``).
+    Never raises, whatever the text."""
+    return ",".join(_safe_server(server.strip()) for server in url.split(","))
+
+
+def _safe_server(server: str) -> str:
+    scheme, sep, rest = server.partition("://")
+    if not sep:
+        scheme, rest = "", server
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority = rest[:end]
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{rest[end:]}"
 
 
 class BusUnavailable(Exception):
@@ -98,12 +106,31 @@ async def connect(url: str, name: str, *, wait: float | None = None) -> NATS:
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,
     )
+    # nats-py's connect loop can lose a cancellation (asyncio.wait_for of Python 3.11 drops
+    # one that meets a finished connection attempt, and the loop then tries again for
+    # ever): it runs as its own task, and giving up cancels that task until it has ended.
+    attempt = asyncio.ensure_future(connecting)
     try:
-        nc = await (connecting if wait is None else asyncio.wait_for(connecting, wait))
-    except TimeoutError:
-        raise BusUnavailable(f"cannot reach NATS at {safe_url(url)} within {wait:g}s") from None
+        shielded = asyncio.shield(attempt)
+        nc = await (shielded if wait is None else asyncio.wait_for(shielded, wait))
+    except BaseException as exc:
+        await _end(attempt)
+        if isinstance(exc, TimeoutError):
+            raise BusUnavailable(f"cannot reach NATS at {safe_url(url)} within {wait:g}s") from None
+        raise
     client.append(nc)
     return nc
+
+
+async def _end(attempt: asyncio.Future[NATS]) -> None:
+    """Cancel a connection attempt until it has ended; close the connection it made if it
+    made one meanwhile."""
+    while not attempt.done():
+        attempt.cancel()
+        await asyncio.wait({attempt}, timeout=0.1)
+    if not attempt.cancelled() and attempt.exception() is None:
+        with contextlib.suppress(Exception):
+            await attempt.result().close()
 
 
 def stream_configs(settings: Settings) -> list[StreamConfig]:

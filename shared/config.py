@@ -649,6 +649,46 @@ def _missing_secret_hint(target: AnyTarget, field_name: str) -> str:
     return f"needs {field_name} (or {field_name}_file)"
 
 
+def data_dir(env: Mapping[str, str]) -> Path:
+    """Where ``lookout run``'s embedded nats-server keeps JetStream: ``LOOKOUT_DATA_DIR``,
+    else ``$XDG_STATE_HOME/lookout``, else ``~/.local/state/lookout`` (the XDG Base
+    Directory default): the same whatever directory lookout is started from. Only without
+    a home directory, ``.lookout`` in the current directory."""
+    if env.get("LOOKOUT_DATA_DIR"):
+        return Path(env["LOOKOUT_DATA_DIR"])
+    state = env.get("XDG_STATE_HOME", "")
+    if state and Path(state).is_absolute():  # the spec: a relative value is to be ignored
+        return Path(state) / "lookout"
+    home = env.get("HOME")
+    if not home:
+        try:
+            home = str(Path.home())
+        except (KeyError, RuntimeError):  # no HOME and no passwd entry (a bare container)
+            return Path(".lookout").absolute()
+    return Path(home) / ".local" / "state" / "lookout"
+
+
+def _check_nats_url(nats_url: str) -> None:
+    """Every server of ``NATS_URL`` a NATS URL; the credentials any of them carries are
+    registered as secrets (never logged), and no message here shows them."""
+    from shared.bus import safe_url  # the bus imports this module
+
+    for server in nats_url.split(","):
+        try:
+            parts = urlsplit(server.strip())
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError as exc:
+            raise ConfigError(f"NATS_URL: {safe_url(server.strip())!r}: {exc}") from None
+        if parts.scheme not in ("nats", "tls", "ws", "wss"):
+            raise ConfigError(
+                f"NATS_URL: {safe_url(server.strip())!r} is not a nats:// (or tls://) URL"
+            )
+        # The password, or a token alone (``nats://token@host``); a user name is no secret.
+        credential = parts.password if parts.password is not None else parts.username
+        if credential:
+            log.register_secret(credential)
+
+
 def load(
     env: Mapping[str, str] | None = None, *, secrets_of: Collection[str] | None = None
 ) -> Settings:
@@ -679,9 +719,7 @@ def load(
 
     nats_url = env.get("NATS_URL") or None
     if nats_url is not None:
-        for server in nats_url.split(","):
-            if urlsplit(server.strip()).scheme not in ("nats", "tls", "ws", "wss"):
-                raise ConfigError(f"NATS_URL: {server!r} is not a nats:// (or tls://) URL")
+        _check_nats_url(nats_url)
     log_level = env.get("LOOKOUT_LOG_LEVEL", "info").lower()
     if log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"LOOKOUT_LOG_LEVEL must be debug|info|warning|error, got {log_level!r}")
@@ -691,7 +729,7 @@ def load(
         http_port=_int(env, "LOOKOUT_HTTP_PORT", 8080, 0, 65535),
         nats_url=nats_url,
         nats_port=_int(env, "LOOKOUT_NATS_PORT", 4222, 1, 65535),
-        data_dir=Path(env.get("LOOKOUT_DATA_DIR") or ".lookout"),
+        data_dir=data_dir(env),
         sqreen_secrets=_secret_list(env, "SQREEN_WEBHOOK_SECRET"),
         api_tokens=_secret_list(env, "LOOKOUT_API_TOKENS"),
         max_body_bytes=_int(
@@ -729,9 +767,11 @@ def load(
 
 def describe(settings: Settings) -> dict[str, Any]:
     """A log-safe summary of the settings (no secret values)."""
+    from shared.bus import safe_url  # the bus imports this module
+
     return {
         "http": f"{settings.http_host}:{settings.http_port}",
-        "nats": settings.effective_nats_url,
+        "nats": safe_url(settings.effective_nats_url),
         "config": str(settings.config_path) if settings.config_path else None,
         "targets": [f"{t.name}:{type(t).__struct_config__.tag}" for t in settings.targets],
         "sqreen_secrets": len(settings.sqreen_secrets),

@@ -22,6 +22,7 @@ _SECRET_KEY = re.compile(r"secret|token|password|passwd|authorization|api_key|ap
 _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 _min_level = logging.NOTSET  # structlog's default configuration filters nothing
+_service: str | None = None  # the process's service, for library lines (see _StdlibJson)
 
 
 def register_secret(value: str) -> None:
@@ -63,7 +64,8 @@ def _scrub_rendered(_logger: Any, _method: str, line: Any) -> Any:
 
 
 class _CurrentStdout(io.TextIOBase):
-    """Whatever ``sys.stdout`` is now: cached loggers never hold on to a replaced stream."""
+    """Whatever ``sys.stdout`` is now: cached loggers never hold on to a replaced stream.
+    Each ``write`` is one write of the stream (a line is never split here)."""
 
     def write(self, text: str) -> int:
         return sys.stdout.write(text)
@@ -87,10 +89,15 @@ def setup(service: str, level: str = "info") -> None:
             _scrub_rendered,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, _CurrentStdout())),
+        # One write() of the whole line, newline included (PrintLogger writes the newline
+        # apart): the services of `lookout run` share one stdout, and with PYTHONUNBUFFERED
+        # each write is a system call, so a line cut in two took another's line inside it.
+        logger_factory=structlog.WriteLoggerFactory(cast(TextIO, _CurrentStdout())),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
+    global _service
+    _service = service
     # Libraries (aiohttp, nats) log through stdlib: route them to the same JSON stream.
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(_StdlibJson())
@@ -103,6 +110,7 @@ class _StdlibJson(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         event: MutableMapping[str, Any] = {
             "event": record.getMessage(),
+            "service": _service,
             "level": record.levelname.lower(),
             "logger": record.name,
         }

@@ -23,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
 from shared import logging as log
+from shared.service import cannot_listen
 
 _log = log.get("metrics")
 
@@ -393,7 +394,10 @@ async def metrics_server(
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise cannot_listen(host, port, exc, "LOOKOUT_METRICS_PORT") from None
         bound = port
         server = site._server
         sockets = getattr(server, "sockets", None) or []

@@ -6,6 +6,8 @@ runs against this real server.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
 import shutil
 import signal
@@ -63,6 +65,22 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+async def probe_async(host: str, port: int) -> bool:
+    """:func:`probe` without blocking the event loop."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 0.5)
+    except (OSError, TimeoutError):
+        return False
+    try:
+        return (await asyncio.wait_for(reader.read(4096), 1.0)).startswith(b"INFO ")
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
 def probe(host: str, port: int) -> bool:
     """Whether a NATS server answers on ``host:port`` (it greets every client with INFO)."""
     try:
@@ -96,6 +114,40 @@ class NatsServer:
         return f"nats://{self.host}:{self.port}"
 
     def start(self, timeout: float = 15.0) -> None:
+        """Start it and wait until it answers (blocking; call it on the main thread: see
+        :func:`die_with_parent`)."""
+        self.launch()
+        self.wait_ready(timeout)
+
+    async def restart(self, timeout: float = 15.0) -> None:
+        """Start it again after it died, on the same port and store directory, without
+        blocking the event loop (which must run on the main thread)."""
+        self.launch()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.exited():
+                tail = self.log_tail()
+                raise NatsServerError(f"nats-server exited with {self.returncode}: {tail}")
+            if await probe_async(self.host, self.port):
+                return
+            await asyncio.sleep(0.05)
+        self.stop()
+        raise NatsServerError(f"nats-server did not become ready on {self.url} in {timeout}s")
+
+    def exited(self) -> bool:
+        """Whether the process it started has ended."""
+        return self.process is not None and self.process.poll() is not None
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.process is None else self.process.returncode
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+    def launch(self) -> None:
+        """Start the process (not waiting for it to answer)."""
         if not port_is_free(self.host, self.port):
             raise NatsServerError(
                 f"cannot start the embedded nats-server: {self.host}:{self.port} is in use "
@@ -127,7 +179,6 @@ class NatsServer:
             start_new_session=True,
             preexec_fn=die_with_parent,
         )
-        self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float) -> None:
         assert self.process is not None
@@ -143,10 +194,16 @@ class NatsServer:
         raise NatsServerError(f"nats-server did not become ready on {self.url} in {timeout}s")
 
     def log_tail(self, lines: int = 5) -> str:
+        """The last ``lines`` lines of its log file, on one line (read from its end: the
+        file grows for as long as the store lives)."""
         try:
-            return " | ".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+            with self.log_file.open("rb") as handle:
+                size = handle.seek(0, 2)
+                handle.seek(max(0, size - 16384))
+                text = handle.read().decode("utf-8", "replace")
         except OSError:
             return "(no log)"
+        return " | ".join(text.splitlines()[-lines:]) or "(empty log)"
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -205,10 +205,19 @@ def _defaults(notification: Notification) -> tuple[str, str]:
 
 
 def _render(source: str, values: dict[str, Any]) -> str:
+    """``source`` rendered with ``values``; :class:`TemplateError` when it fails, whatever
+    the failure: a Jinja error, or one raised by an expression (``{{ risk + 10 }}`` when
+    there is no risk is a ``TypeError``, ``{{ 1 / 0 }}`` a ``ZeroDivisionError``). The same
+    template fails the same way on every attempt, so the targets treat it as permanent."""
     try:
         return _template(source).render(values)
-    except jinja2.TemplateError as exc:
-        raise TemplateError(f"template failed: {exc}") from None
+    except TemplateError:
+        raise
+    except Exception as exc:
+        detail = (
+            str(exc) if isinstance(exc, jinja2.TemplateError) else f"{type(exc).__name__}: {exc}"
+        )
+        raise TemplateError(f"template failed: {detail}") from None
 
 
 def render_title(

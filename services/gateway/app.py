@@ -19,6 +19,7 @@ from services.gateway.webhook import SqreenWebhook
 from shared import bus
 from shared import logging as log
 from shared.config import Settings
+from shared.service import cannot_listen
 
 _log = log.get("gateway")
 
@@ -103,7 +104,13 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     runner = web.AppRunner(create_app(settings), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port, backlog=2048)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise cannot_listen(
+            settings.http_host, settings.http_port, exc, "LOOKOUT_HTTP_PORT"
+        ) from None
     _log.info("gateway listening", url=f"http://{settings.http_host}:{settings.http_port}/")
     try:
         await stop.wait()

@@ -94,6 +94,11 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         reason = str(exc) or type(exc).__name__
         _log.warning("message bus refused an API request", path=request.path, error=reason)
         return api_error(503, f"message bus unavailable, retry later: {reason}")
+    except ConnectionResetError:
+        # The client went away while sending its body (an aborted upload): nothing is
+        # wrong here and nobody reads the answer.
+        _log.info("client disconnected before its request was read", path=request.path)
+        return api_error(400, "the client disconnected before its request was read")
     except Exception:
         _log.exception("unhandled API error", path=request.path)
         return api_error(500, "internal error")

@@ -70,6 +70,9 @@ class SqreenWebhook:
                 body = await request.read()
             except web.HTTPRequestEntityTooLarge:
                 return self._reject(request_id, 413, "too_large", self._too_large)
+            except ConnectionResetError:  # the sender went away mid-body: nobody to answer
+                _log.info("client disconnected before its request was read", request_id=request_id)
+                return web.Response(status=400)
             try:
                 sqreen.verify(body, request.headers.get(sqreen.SIGNATURE_HEADER), self._keys)
             except sqreen.SignatureError as exc:

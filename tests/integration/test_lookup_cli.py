@@ -185,3 +185,13 @@ async def test_errors_are_errors_and_skipped_lines_are_told(
             assert "skipped '999.1.1.1': malformed IPv4 address" in err
             assert "line 3" not in err  # an empty line is nothing to tell
             assert "could not be checked" in err
+
+
+async def test_a_file_that_cannot_be_read_is_bad_input(tmp_path: Path) -> None:
+    """Exit 2 (bad input), never 1, which a script reads as "a malicious indicator"."""
+    dead = {"NATS_URL": f"nats://127.0.0.1:{free_port()}"}
+    for path in (tmp_path / "missing.txt", tmp_path):
+        code, out, err = await lookup(dead, "--file", str(path))
+        assert code == 2, err
+        assert err.startswith(f"lookout: cannot read {path}: "), err
+        assert out == ""

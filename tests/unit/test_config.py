@@ -21,7 +21,7 @@ def test_defaults_give_one_log_target_and_loopback() -> None:
     assert settings.http_port == 8080
     assert settings.nats_url is None
     assert settings.effective_nats_url == "nats://127.0.0.1:4222"
-    assert settings.data_dir == Path(".lookout")
+    assert settings.data_dir == Path.home() / ".local" / "state" / "lookout"
     assert [(t.name, type(t)) for t in settings.targets] == [("log", LogTargetConfig)]
 
 
@@ -247,3 +247,22 @@ def test_each_service_reads_only_the_secrets_it_uses(tmp_path: Path) -> None:
     gateway = config.load(env, secrets_of=())
     assert gateway.target_secrets == {}
     assert [t.name for t in gateway.targets] == ["pager-sms", "soc-slack"]  # routes still known
+
+
+def test_the_data_dir_does_not_depend_on_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not ``.lookout`` under wherever lookout was started (state and dead letters changed
+    with the directory): ``LOOKOUT_DATA_DIR``, else the XDG state directory."""
+    home = tmp_path / "home"
+    for where in (tmp_path / "a", tmp_path / "b"):
+        where.mkdir()
+        monkeypatch.chdir(where)
+        assert config.load({"HOME": str(home)}).data_dir == home / ".local/state/lookout"
+    assert config.data_dir({"HOME": str(home), "XDG_STATE_HOME": "/var/state"}) == Path(
+        "/var/state/lookout"
+    )
+    relative = {"HOME": str(home), "XDG_STATE_HOME": "state"}  # ignored, as the spec says
+    assert config.data_dir(relative) == home / ".local/state/lookout"
+    chosen = {"HOME": str(home), "XDG_STATE_HOME": "/x", "LOOKOUT_DATA_DIR": "/srv/lookout"}
+    assert config.load(chosen).data_dir == Path("/srv/lookout")

@@ -5,11 +5,13 @@ from __future__ import annotations
 from email import message_from_bytes, policy
 
 import msgspec
+from helpers import sqreen_fixture
 
+from services.gateway import sqreen
 from services.sinks.email import build_message, envelope_address
 from shared.config import EmailTargetConfig
 from shared.schemas import Notification
-from shared.templates import Rendered
+from shared.templates import Rendered, render
 
 
 def test_non_ascii_headers_and_bodies_round_trip() -> None:
@@ -37,7 +39,7 @@ def test_non_ascii_headers_and_bodies_round_trip() -> None:
     assert parsed["X-Lookout-Notification-Id"] == "évt-1"
     assert parsed.get_content_type() == "multipart/alternative"
     text, page = parsed.iter_parts()
-    assert text.get_content() == "Corps ✓\nligne 2\n"
+    assert text.get_content() == "Risk: 85\n\nCorps ✓\nligne 2\n"
     assert page.get_content_type() == "text/html"
     assert "Corps ✓<br>" in page.get_content()
 
@@ -80,7 +82,7 @@ def test_lines_end_in_crlf_and_a_body_quoting_the_boundary_stays_one_part() -> N
     parsed = message_from_bytes(raw, policy=policy.default)
     parts = list(parsed.iter_parts())
     assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
-    assert parts[0].get_content() == body + "\n"
+    assert parts[0].get_content() == "Risk: 40\n\n" + body + "\n"
     # a fresh boundary per message
     again = build_message(config, note, note.subject, Rendered("t", body))
     assert parsed.get_boundary() != message_from_bytes(again).get_boundary()
@@ -89,3 +91,32 @@ def test_lines_end_in_crlf_and_a_body_quoting_the_boundary_stays_one_part() -> N
 def test_envelope_addresses_drop_the_display_name() -> None:
     assert envelope_address("Alerte Sécurité <soc@example.com>") == "soc@example.com"
     assert envelope_address("soc@example.com") == "soc@example.com"
+
+
+def test_the_plain_text_part_has_risk_application_and_environment() -> None:
+    """As the HTML part has them (a mail client showing the text part lost them)."""
+    body = sqreen_fixture("v2_security_event.json")
+    _, note = (sqreen.parse(i, raw) for i, raw in enumerate(sqreen.split(body, 10)))
+    config = EmailTargetConfig(name="mail", host="h", sender="a@example.com", to=["b@example.com"])
+    rendered = render(note)
+    parsed = message_from_bytes(
+        build_message(config, note, note.subject, rendered), policy=policy.default
+    )
+    text, page = (part.get_content() for part in parsed.iter_parts())
+    facts = ["Risk: 80", "Application: billing-api", "Environment: production"]
+    assert text.splitlines()[:4] == [*facts, ""]
+    assert text.endswith(rendered.body + "\n")
+    for fact in facts:
+        label, value = fact.split(": ")
+        assert f'>{label}</th><td style="padding:2px 0">{value}</td>' in page
+    # without any of them, the text part is the body alone
+    bare = Notification(
+        id="n-2",
+        type="test",
+        source="other",
+        timestamp="2026-01-01T00:00:00Z",
+        data=msgspec.Raw(b"{}"),
+    )
+    raw = build_message(config, bare, bare.subject, Rendered("t", "just the body"))
+    plain = next(message_from_bytes(raw, policy=policy.default).iter_parts())
+    assert plain.get_content() == "just the body\n"

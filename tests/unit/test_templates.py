@@ -128,3 +128,31 @@ def test_digest_renders_its_members_whatever_the_target_templates() -> None:
     assert f"Digest: {delivery.notification.id}" in rendered.body
     # the same members give the same digest id (the idempotency key of a retry)
     assert digest(config, list(reversed(members)), 30.0).notification.id == delivery.notification.id
+
+
+@pytest.mark.parametrize(
+    ("template", "error"),
+    [
+        ("{{ risk + 10 }}", "TypeError: unsupported operand"),  # a message without a risk
+        ("{{ 1 / 0 }}", "ZeroDivisionError"),
+        ('{{ "%d" % application }}', "TypeError"),
+        ("{{ nothing + 1 }}", "'nothing' is undefined"),  # a Jinja error, as before
+    ],
+)
+def test_an_expression_that_fails_at_render_time_is_a_template_error(
+    template: str, error: str
+) -> None:
+    """Not only Jinja's own errors: whatever an expression raises is a :class:`TemplateError`
+    (which every target turns into a permanent failure, never a retry)."""
+    note = Notification(
+        id="no-risk",
+        type="port_scan",
+        source="suricata",
+        timestamp="2026-01-01T00:00:00Z",
+        data=msgspec.Raw(b'{"description": "no risk here"}'),
+    )
+    for title, body in ((template, None), (None, template)):
+        with pytest.raises(TemplateError, match=error):
+            render(note, title=title, body=body)
+    with pytest.raises(TemplateError, match=error):
+        render_title(note, context(note), template)

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 
 from services.providers.whois.record import Unavailable
+from shared import netio
 from shared.providers import os_error_text
 
 PORT = 43
@@ -65,7 +66,7 @@ async def ask(
     connect_timeout = min(CONNECT_TIMEOUT, remaining)
     try:
         async with asyncio.timeout(connect_timeout):
-            reader, writer = await asyncio.open_connection(connect_to or host, port)
+            reader, writer = await netio.open_connection(connect_to or host, port)
     except TimeoutError:
         raise Unavailable(f"cannot connect: timeout after {connect_timeout:.2g} s") from None
     except OSError as exc:

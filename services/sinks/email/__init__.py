@@ -7,8 +7,9 @@ verified unless ``verify_tls = false``. With ``username`` set, the target authen
 (AUTH) with ``password`` / ``password_file`` after TLS is up.
 
 The message: ``Subject`` is the rendered title, ``From`` the configured ``sender``,
-``To`` every recipient; a ``text/plain`` part with the rendered body and a ``text/html``
-alternative (every value HTML-escaped). ``Message-ID`` is derived from the notification
+``To`` every recipient; a ``text/plain`` part with the risk, application and environment
+(those the notification has) above the rendered body, and a ``text/html`` alternative with
+the same (every value HTML-escaped). ``Message-ID`` is derived from the notification
 identity, so every retry carries the same one and mail clients can spot duplicates;
 ``X-Lookout-Notification-Id`` and ``X-Lookout-Type`` name the notification.
 
@@ -77,18 +78,29 @@ _STYLE_TEXT = (
 )
 
 
+FACTS = (("Risk", "risk"), ("Application", "application"), ("Environment", "environment"))
+"""What both versions of the message show above the body, when the notification has it."""
+
+
+def facts(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) of each of :data:`FACTS` the notification has."""
+    return [(label, str(values[key])) for label, key in FACTS if values.get(key) not in (None, "")]
+
+
+def text_body(rendered: Rendered, values: Mapping[str, Any]) -> str:
+    """The plain-text version: the same facts as the HTML one (risk, application,
+    environment), then the rendered body."""
+    head = "".join(f"{label}: {' '.join(value.split())}\n" for label, value in facts(values))
+    return f"{head}\n{rendered.body}\n" if head else f"{rendered.body}\n"
+
+
 def html_body(rendered: Rendered, values: Mapping[str, Any]) -> str:
     """A simple, readable HTML version of the message; every value is escaped."""
     esc = html.escape
     rows = "".join(
         f'<tr><th align="left" style="padding:2px 12px 2px 0">{label}</th>'
-        f'<td style="padding:2px 0">{esc(str(values[key]))}</td></tr>'
-        for label, key in (
-            ("Risk", "risk"),
-            ("Application", "application"),
-            ("Environment", "environment"),
-        )
-        if values.get(key) not in (None, "")
+        f'<td style="padding:2px 0">{esc(value)}</td></tr>'
+        for label, value in facts(values)
     )
     table = (
         f'<table role="presentation" style="border-collapse:collapse;margin:0 0 12px">'
@@ -194,10 +206,11 @@ def build_message(
             _header("X-Lookout-Type", _header_value(notification.type)),
         )
     )
-    page = html_body(rendered, context(notification, subject))
+    values = context(notification, subject)
+    page = html_body(rendered, values)
     text = (
         f"{head}{CRLF}"
-        f"--{boundary}{CRLF}{_part('text/plain', rendered.body + chr(10))}"
+        f"--{boundary}{CRLF}{_part('text/plain', text_body(rendered, values))}"
         f"--{boundary}{CRLF}{_part('text/html', page)}"
         f"--{boundary}--{CRLF}"
     )
