@@ -18,11 +18,14 @@ from typing import TYPE_CHECKING
 
 from services.lookup_cli import EXIT_STATUS as LOOKUP_EXIT_STATUS
 from services.lookup_cli import add_arguments as add_lookup_arguments
-from shared import config, service
-from shared import logging as log
+from shared.core import logging as log
+from shared.core import service
+from shared.core import settings as config
+from shared.core.errors import ConfigError
+from shared.relay.config import NAME_RE
 
 if TYPE_CHECKING:
-    from shared import deadletters as deadletters_t
+    from shared.relay import deadletters as deadletters_t
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -95,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(lookup_cli.run(settings, args))
         if args.command == "deadletters":
             return asyncio.run(_deadletters(settings, args))
-    except config.ConfigError as exc:
+    except ConfigError as exc:
         print(f"lookout: configuration error: {exc}", file=sys.stderr)
         return 2
     return 2  # pragma: no cover - argparse rejects other commands
@@ -132,14 +135,16 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
 
 
 async def _deadletters(settings: config.Settings, args: argparse.Namespace) -> int:
-    from shared import bus, deadletters, direct
+    from shared.bus import direct
+    from shared.bus.connect import BusUnavailable, connect
+    from shared.relay import deadletters, streams
 
     if args.action == "replay":
         settings.target(args.target)  # a replay needs the target's consumer: must exist
     elif args.target is None and args.limit is not None:
         print("lookout: --limit needs a TARGET", file=sys.stderr)
         return 2
-    elif args.target is not None and not config.NAME_RE.fullmatch(args.target):
+    elif args.target is not None and not NAME_RE.fullmatch(args.target):
         print(
             f"lookout: {args.target!r} is not a target name (lower-case letters, digits, "
             "'_' and '-', at most 63)",
@@ -147,13 +152,13 @@ async def _deadletters(settings: config.Settings, args: argparse.Namespace) -> i
         )
         return 2
     try:
-        nc = await bus.connect(settings.effective_nats_url, "lookout-cli", wait=10)
-    except bus.BusUnavailable as exc:
+        nc = await connect(settings.effective_nats_url, "lookout-cli", wait=10)
+    except BusUnavailable as exc:
         print(f"lookout: {exc}", file=sys.stderr)
         return 1
     try:
         js = nc.jetstream(timeout=settings.publish_timeout)
-        await bus.ensure_streams(js, settings)
+        await streams.ensure_streams(js, settings)
         reader = direct.Reader(nc, settings.publish_timeout)
         await reader.start()
         if args.action == "list" and args.target is None:
@@ -217,7 +222,7 @@ def _list_entries(
     configured nor has any (as the API's 404)."""
     import json
 
-    from shared import deadletters
+    from shared.relay import deadletters
 
     if not total and deadletters.target_type(settings, args.target) is None:
         print(
@@ -264,9 +269,9 @@ def _run_supervisor(settings: config.Settings) -> int:
     from services.supervisor import check_config, supervise
 
     check_config(settings)  # before anything starts
-    from shared.bus import BusUnavailable
-    from shared.natsserver import NatsServerError
-    from shared.service import EXIT_CANNOT_START, CannotStart
+    from shared.bus.connect import BusUnavailable
+    from shared.core.natsserver import NatsServerError
+    from shared.core.service import EXIT_CANNOT_START, CannotStart
 
     log.setup("run", settings.log_level)
 

@@ -17,10 +17,14 @@ from typing import TextIO
 
 from nats.aio.client import Client as NATS
 
-from shared import bus, direct, indicators, jobs, requestid
-from shared.config import Settings
-from shared.providers import counts_as, judge
-from shared.schemas import PROVIDER_KINDS
+from shared.bus import direct
+from shared.bus.connect import BusUnavailable, connect
+from shared.core import requestid
+from shared.core.settings import Settings
+from shared.lookups import indicators, jobs
+from shared.lookups import streams as lookup_streams
+from shared.lookups.schemas import PROVIDER_KINDS
+from shared.lookups.verdicts import counts_as, judge
 
 EXIT_STATUS = (
     "exit status, the first that applies: 2 bad input or configuration; 3 bus unreachable; "
@@ -173,13 +177,13 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        nc = await bus.connect(settings.effective_nats_url, "lookout-cli", wait=10)
-    except bus.BusUnavailable as exc:
+        nc = await connect(settings.effective_nats_url, "lookout-cli", wait=10)
+    except BusUnavailable as exc:
         print(f"lookout: {exc} (is `lookout run` running?)", file=sys.stderr)
         return 3
     try:
         js = nc.jetstream(timeout=settings.publish_timeout)
-        await bus.provision_lookups(js, settings)
+        await lookup_streams.provision(js, settings)
         try:
             job = await jobs.submit(
                 js, settings, parsed, wanted, args.fresh, request_id=requestid.new()
@@ -245,7 +249,7 @@ async def _follow(
 ) -> None:
     """Fill ``view`` with the job's results until it is complete or ``deadline`` passes;
     with ``expected``, show the progress on stderr. Reads make no consumer (a core NATS
-    subscription and direct gets: see shared.direct)."""
+    subscription and direct gets: see shared.bus.direct)."""
     reader = direct.Reader(nc, settings.publish_timeout)
     await reader.start()
     follower = jobs.Follower(nc, reader, view.job.id)

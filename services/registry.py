@@ -14,13 +14,18 @@ from typing import Protocol, TypeVar
 from nats.aio.client import Client as NATS
 from prometheus_client import CollectorRegistry
 
-from shared import bus
-from shared.config import AnyTarget, ConfigError, Settings
-from shared.delivery import SinkRunner
-from shared.metrics import ProviderMetrics, SinkMetrics, metrics_server
-from shared.providers import Provider, ProviderRunner
-from shared.schemas import PROVIDER_KINDS
-from shared.targets import Target
+from shared.bus.connect import connect
+from shared.core.errors import ConfigError
+from shared.core.metrics import metrics_server
+from shared.core.settings import Settings
+from shared.lookups.metrics import ProviderMetrics
+from shared.lookups.provider import Provider
+from shared.lookups.runner import ProviderRunner
+from shared.lookups.schemas import PROVIDER_KINDS
+from shared.relay.config import AnyTarget
+from shared.relay.metrics import SinkMetrics
+from shared.relay.runner import SinkRunner
+from shared.relay.target import Target
 
 T = TypeVar("T")
 
@@ -75,7 +80,7 @@ async def _worker(
     end), and ``run`` on it until ``stop``."""
     async with metrics_server(registry, settings.metrics_host, settings.metrics_port, service):
         url = settings.effective_nats_url
-        nc = await unless_stopped(stop, bus.connect(url, f"lookout-{service}"))
+        nc = await unless_stopped(stop, connect(url, f"lookout-{service}"))
         if nc is None:
             return
         try:

@@ -17,13 +17,16 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from services.gateway import state as gateway_state
 from services.registry import build_target, service_names
-from shared import bus
-from shared import logging as log
-from shared.config import ConfigError, Settings
-from shared.metrics import url_host
-from shared.natsserver import NatsServer, NatsServerError, die_with_parent
-from shared.service import EXIT_CANNOT_START, check_port
+from shared.bus.connect import connect
+from shared.core import logging as log
+from shared.core.errors import ConfigError
+from shared.core.metrics import url_host
+from shared.core.natsserver import NatsServer, NatsServerError, die_with_parent
+from shared.core.natsurl import safe_url
+from shared.core.service import EXIT_CANNOT_START, check_port
+from shared.core.settings import Settings
 
 _log = log.get("run")
 STOP_GRACE = 15.0
@@ -306,9 +309,9 @@ async def supervise(settings: Settings, stop: asyncio.Event) -> int:
         nats_watcher = asyncio.create_task(_watch_nats(server, stop))
     url = env.get("NATS_URL") or settings.effective_nats_url
     try:
-        nc = await bus.connect(url, "lookout-run", wait=30)
+        nc = await connect(url, "lookout-run", wait=30)
         try:
-            await bus.provision(nc.jetstream(), settings)
+            await gateway_state.provision(nc.jetstream(), settings)
         finally:
             await nc.close()
         _print_metrics_ports(settings, children)
@@ -316,7 +319,7 @@ async def supervise(settings: Settings, stop: asyncio.Event) -> int:
         base = f"http://{_display_host(settings.http_host)}:{settings.http_port}"
         if await _wait_ready(f"{base}/readyz", stop):
             print(
-                f"\nlookout is running: {base}/  (NATS {bus.safe_url(url)}; Ctrl-C stops)\n",
+                f"\nlookout is running: {base}/  (NATS {safe_url(url)}; Ctrl-C stops)\n",
                 flush=True,
             )
         elif not stop.is_set():

@@ -20,7 +20,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 
-from shared.natsserver import NatsServer, free_port
+from shared.core.natsserver import NatsServer, free_port
 
 PROBE_STREAM = "CLUSTER_PROBE"
 

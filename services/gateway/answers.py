@@ -13,9 +13,9 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from services.gateway.state import BUS, Bus
-from shared import requestid
-from shared.bus import Publisher
-from shared.direct import Reader
+from shared.bus.direct import Reader
+from shared.bus.publish import Publisher
+from shared.core import requestid
 
 _json = msgspec.json.Encoder()
 

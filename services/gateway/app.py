@@ -11,15 +11,15 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from services.gateway import apidocs, hardening, hosts, ui
+from services.gateway import state as gateway_state
 from services.gateway.answers import api_error, api_json
 from services.gateway.lookups import api_app
 from services.gateway.state import BUS, METRICS, SETTINGS, Bus, Metrics
 from services.gateway.stored import OUTCOME, Outcome
 from services.gateway.webhook import SqreenWebhook
-from shared import bus
-from shared import logging as log
-from shared.config import Settings
-from shared.service import cannot_listen
+from shared.core import logging as log
+from shared.core.service import cannot_listen
+from shared.core.settings import Settings
 
 _log = log.get("gateway")
 
@@ -31,11 +31,11 @@ async def healthz(_request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """200 once the bus is connected, provisioned and serving: 503 with the reason while it
     is not, or while JetStream refuses the work the gateway gives it (see
-    :func:`shared.bus.refusal`)."""
+    :func:`services.gateway.state.refusal`)."""
     the_bus = request.app[BUS]
     if not the_bus.usable or the_bus.js is None or the_bus.reader is None:
         return api_error(503, "not connected to NATS")
-    refused = await bus.refusal(the_bus.js, the_bus.reader)
+    refused = await gateway_state.refusal(the_bus.js, the_bus.reader)
     if refused is not None:
         return api_error(503, refused)
     return api_json(200, {"status": "ready"})

@@ -4,7 +4,7 @@
 letters) with its count. ``GET /api/v1/deadletters/{target}``: its dead letters, newest
 first (``?limit=``, default 200). ``POST /api/v1/deadletters/{target}/replay`` with
 ``{"id": "<notification id or sequence>"}`` or ``{"all": true}``: replayed exactly as
-``lookout deadletters replay`` does (see :mod:`shared.deadletters`).
+``lookout deadletters replay`` does (see :mod:`shared.relay.deadletters`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from aiohttp import web
 from services.gateway import hardening
 from services.gateway.answers import api_json, bus_js, bus_reader, query_limit
 from services.gateway.state import SETTINGS
-from shared import deadletters
-from shared import logging as log
-from shared.config import NAME_RE, ConfigError, Settings
+from shared.core import logging as log
+from shared.core.errors import ConfigError
+from shared.core.settings import Settings
+from shared.relay import deadletters
+from shared.relay.config import NAME_RE
 
 _log = log.get("gateway")
 DEFAULT_LIMIT = 200

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from services.gateway.apilimit import API_LIMITER, ClientLimiter
 from services.gateway.state import SETTINGS
-from shared.config import Settings
+from shared.core.settings import Settings
 
 HEADERS = {
     "X-Content-Type-Options": "nosniff",

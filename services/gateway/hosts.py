@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from shared.config import Settings
+from shared.core.settings import Settings
 
 LOOPBACK_NAMES = frozenset({"localhost"})
 VARIABLE = "LOOKOUT_ALLOWED_HOSTS"

@@ -28,10 +28,11 @@ from services.gateway.answers import (
 )
 from services.gateway.apilimit import API_LIMITER, too_many
 from services.gateway.state import SETTINGS
-from shared import direct, indicators, jobs
-from shared import logging as log
-from shared.config import Settings
-from shared.schemas import PROVIDER_KINDS, Job, LookupResult
+from shared.bus import direct
+from shared.core import logging as log
+from shared.core.settings import Settings
+from shared.lookups import indicators, jobs
+from shared.lookups.schemas import PROVIDER_KINDS, Job, LookupResult
 
 _log = log.get("gateway")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

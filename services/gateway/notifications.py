@@ -14,8 +14,11 @@ from services.gateway import hardening
 from services.gateway.answers import api_json, bus_publisher, bus_reader, query_limit
 from services.gateway.state import SETTINGS
 from services.gateway.stored import OUTCOME
-from shared import bus, direct, jsondata, schemas, status
-from shared.schemas import Notification
+from shared.bus import direct, messages
+from shared.bus.publish import PublishAck
+from shared.core import jsondata
+from shared.relay import schemas, status, streams
+from shared.relay.schemas import Notification
 
 DEFAULT_LIST = 50
 MAX_LIST = 500
@@ -23,9 +26,9 @@ MAX_LIST = 500
 
 async def _statuses(request: web.Request, prefix: str = ">") -> list[status.DeliveryStatus]:
     """The delivery records under ``prefix`` in ``delivery_status``, read in pages of direct
-    gets: a read makes no consumer (see shared.direct)."""
+    gets: a read makes no consumer (see shared.bus.direct)."""
     stored = await bus_reader(request).scan(
-        direct.kv_stream(bus.STATUS_BUCKET), direct.kv_subject(bus.STATUS_BUCKET, prefix)
+        direct.kv_stream(streams.STATUS_BUCKET), direct.kv_subject(streams.STATUS_BUCKET, prefix)
     )
     found: list[status.DeliveryStatus] = []
     for msg in stored:
@@ -100,8 +103,8 @@ async def get_notification(request: web.Request) -> web.Response:
 
 
 class _Incoming(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    type: schemas.Text
-    source: schemas.Text
+    type: messages.Text
+    source: messages.Text
     data: msgspec.Raw
     id: str | None = None
     timestamp: str | None = None
@@ -141,15 +144,15 @@ async def post_notification(request: web.Request, request_id: str) -> web.Respon
         id=ident,
         type=incoming.type,
         source=incoming.source,
-        timestamp=incoming.timestamp or schemas.utc_now(),
+        timestamp=incoming.timestamp or messages.utc_now(),
         data=incoming.data,
     )
-    payload = schemas.encode(note)
+    payload = messages.encode(note)
     limit = schemas.envelope_limit(publisher.max_payload)
     if len(payload) > limit:  # it would never be stored: say why, do not ask for a retry
         return api_json(413, {"error": f"data is {schemas.too_large(payload, note.data, limit)}"})
     headers = schemas.notification_headers(note, request_id)
-    result: bus.PublishAck | BaseException
+    result: PublishAck | BaseException
     try:
         result = await publisher.publish(note.subject, payload, headers, settings.publish_timeout)
     except Exception as exc:

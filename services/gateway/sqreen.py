@@ -8,7 +8,7 @@ accepted too), each either
   "message": {...}}``, or
 - v1: flat, with ``sqreen_payload_type`` naming the type.
 
-Each message becomes one :class:`~shared.schemas.Notification` whose ``id`` stays the same
+Each message becomes one :class:`~shared.relay.schemas.Notification` whose ``id`` stays the same
 when Sqreen re-sends the message with a higher ``retry_count``.
 """
 
@@ -23,9 +23,10 @@ from typing import TypeVar
 
 import msgspec
 
-from shared import jsondata
-from shared.config import Secret
-from shared.schemas import IdError, Notification, notification_id, subject_token, utc_now
+from shared.bus.messages import utc_now
+from shared.core import jsondata
+from shared.core.secrets import Secret
+from shared.relay.schemas import IdError, Notification, notification_id, subject_token
 
 SIGNATURE_HEADER = "X-Sqreen-Integrity"
 SOURCE = "sqreen"
@@ -82,7 +83,7 @@ _canonical = msgspec.json.Encoder(order="sorted", decimal_format="number")
 
 def check(body: bytes) -> None:
     """:class:`PayloadError` unless ``body`` is UTF-8 nested at most
-    :data:`jsondata.MAX_DEPTH` deep: what every sink can read back (see shared/jsondata.py)."""
+    :data:`jsondata.MAX_DEPTH` deep: what every sink can read back (see shared/core/jsondata.py)."""
     try:
         jsondata.check(body)
     except jsondata.JsonError as exc:

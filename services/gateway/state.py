@@ -1,4 +1,6 @@
-"""What the gateway's handlers share: settings, the NATS connection, metrics."""
+"""What the gateway's handlers share: settings, the NATS connection, metrics; and what the
+gateway provisions on the bus (every domain's streams and buckets, and its own sessions
+bucket) and asks of it to be ready."""
 
 from __future__ import annotations
 
@@ -8,13 +10,70 @@ import contextlib
 from aiohttp import web
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import NotFoundError
 
-from shared import bus, direct
-from shared import logging as log
-from shared.config import Settings
-from shared.metrics import GatewayMetrics
+from services.gateway.metrics import GatewayMetrics
+from shared.bus import direct
+from shared.bus.connect import connect
+from shared.bus.manage import KV_STREAM, ensure_bucket
+from shared.bus.publish import Publisher
+from shared.core import logging as log
+from shared.core.natsurl import safe_url
+from shared.core.settings import Settings
+from shared.lookups import streams as lookup_streams
+from shared.relay import streams as relay_streams
 
 _log = log.get("gateway")
+
+SESSIONS_BUCKET = "ui_sessions"
+SESSION_TTL = 12 * 3600.0  # a web UI session's lifetime, and its bucket's TTL
+
+
+async def provision(js: JetStreamContext, settings: Settings) -> None:
+    """Everything the gateway works with: the relay's streams, buckets and target consumers,
+    the lookups' streams, buckets and provider consumers, and the web UI sessions bucket."""
+    await relay_streams.provision(js, settings)
+    await ensure_bucket(
+        js,
+        KeyValueConfig(
+            bucket=SESSIONS_BUCKET,
+            description="web UI sessions by SHA-256 of the session id",
+            ttl=SESSION_TTL,
+            storage=StorageType.FILE,
+        ),
+        settings.stream_replicas,
+    )
+    await lookup_streams.provision(js, settings)
+
+
+READ_STREAMS = (
+    KV_STREAM.format(bucket=lookup_streams.JOBS_BUCKET),
+    KV_STREAM.format(bucket=lookup_streams.RESULTS_BUCKET),
+    KV_STREAM.format(bucket=relay_streams.STATUS_BUCKET),
+    relay_streams.DEADLETTERS,
+)
+"""The streams the gateway reads with direct gets (shared.bus.direct)."""
+
+
+async def refusal(js: JetStreamContext, reader: direct.Reader) -> str | None:
+    """Why the bus would refuse the gateway's work now, or None: the JetStream API must
+    answer for the notification streams, and every stream the gateway reads must answer a
+    direct get. A few small requests, cheap enough for every ``/readyz``."""
+    for name in (relay_streams.NOTIFICATIONS, relay_streams.DEADLETTERS):
+        try:
+            await js.stream_info(name)
+        except NotFoundError:
+            return f"JetStream stream {name} is missing"
+        except Exception as exc:
+            return f"JetStream API does not answer: {str(exc) or type(exc).__name__}"
+    probes = await asyncio.gather(
+        *(reader.probe(name) for name in READ_STREAMS), return_exceptions=True
+    )
+    for failed in probes:
+        if isinstance(failed, BaseException):
+            return str(failed) or type(failed).__name__
+    return None
 
 
 class Bus:
@@ -25,7 +84,7 @@ class Bus:
         self.settings = settings
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
-        self.publisher: bus.Publisher | None = None  # the webhook's publishes
+        self.publisher: Publisher | None = None  # the webhook's publishes
         self.reader: direct.Reader | None = None  # the API's reads: no consumer ever
         self.provisioned = False
         self._task: asyncio.Task[None] | None = None
@@ -36,12 +95,12 @@ class Bus:
     async def _connect(self) -> None:
         while self.nc is None:
             try:
-                self.nc = await bus.connect(self.settings.effective_nats_url, "lookout-gateway")
+                self.nc = await connect(self.settings.effective_nats_url, "lookout-gateway")
             except Exception as exc:  # e.g. a bad server list: keep trying, stay unready
                 _log.error("nats connection failed, retrying", error=str(exc) or repr(exc))
                 await asyncio.sleep(2.0)
         self.js = self.nc.jetstream(timeout=self.settings.publish_timeout)
-        publisher = bus.Publisher(self.nc)
+        publisher = Publisher(self.nc)
         reader = direct.Reader(self.nc, self.settings.publish_timeout)
         while not self.provisioned:
             try:  # the ack subscription too: a connection lost right now is retried here
@@ -51,12 +110,12 @@ class Bus:
                 if self.reader is None:
                     await reader.start()
                     self.reader = reader
-                await bus.provision(self.js, self.settings)
+                await provision(self.js, self.settings)
                 self.provisioned = True
             except Exception as exc:
                 _log.warning("provisioning failed, retrying", error=str(exc) or repr(exc))
                 await asyncio.sleep(1.0)
-        _log.info("connected to nats", url=bus.safe_url(self.settings.effective_nats_url))
+        _log.info("connected to nats", url=safe_url(self.settings.effective_nats_url))
 
     @property
     def usable(self) -> bool:
@@ -72,7 +131,7 @@ class Bus:
                 await self.nc.drain()
 
 
-Metrics = GatewayMetrics  # the gateway's metrics live with every other in shared.metrics
+Metrics = GatewayMetrics
 
 
 SETTINGS = web.AppKey("settings", Settings)

@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from services.gateway.state import Metrics
-from shared import bus, schemas
-from shared import logging as log
-from shared.config import Settings
-from shared.routing import routes_everything, unrouted
+from shared.bus.publish import PublishAck
+from shared.core import logging as log
+from shared.core.settings import Settings
+from shared.relay import schemas, streams
+from shared.relay.routing import routes_everything, unrouted
 
 _log = log.get("gateway")
 
@@ -26,14 +27,14 @@ class Outcome:
         self._targets = settings.targets
         self._metrics = metrics
         self._all_routed = routes_everything(settings.targets)
-        self._stored = metrics.stream_publish(bus.NOTIFICATIONS, "stored")
-        self._duplicate = metrics.stream_publish(bus.NOTIFICATIONS, "duplicate")
-        self._failed = metrics.stream_publish(bus.NOTIFICATIONS, "failed")
+        self._stored = metrics.stream_publish(streams.NOTIFICATIONS, "stored")
+        self._duplicate = metrics.stream_publish(streams.NOTIFICATIONS, "duplicate")
+        self._failed = metrics.stream_publish(streams.NOTIFICATIONS, "failed")
 
     def count(
         self,
         notifications: Sequence[schemas.Notification],
-        results: Sequence[bus.PublishAck | BaseException],
+        results: Sequence[PublishAck | BaseException],
         request_id: str,
     ) -> tuple[int, int]:
         """The number of failed and of duplicate publishes among ``results`` (one per
@@ -63,7 +64,7 @@ class Outcome:
             self._failed.inc(failed)
         if not self._all_routed:
             for n, result in zip(notifications, results, strict=True):
-                stored_now = isinstance(result, bus.PublishAck) and not result.duplicate
+                stored_now = isinstance(result, PublishAck) and not result.duplicate
                 if stored_now and unrouted(self._targets, n):
                     self._metrics.unrouted.labels(n.source).inc()
                     _log.warning(

@@ -49,13 +49,13 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from services.gateway import hosts
+from services.gateway import state as gateway_state
 from services.gateway.answers import api_json
 from services.gateway.hardening import FORM_MAX_BYTES, capped, too_large
 from services.gateway.loginlimit import LOGIN_THROTTLE, LoginThrottle, client_of
 from services.gateway.state import BUS, SETTINGS, Bus
-from shared import bus
-from shared import logging as log
-from shared.config import Settings
+from shared.core import logging as log
+from shared.core.settings import Settings
 
 _log = log.get("gateway")
 
@@ -63,7 +63,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 SESSION_COOKIE = "lookout_session"
 LOGIN_COOKIE = "lookout_login"
 CSRF_HEADER = "X-CSRF-Token"
-SESSION_TTL = bus.SESSION_TTL
+SESSION_TTL = gateway_state.SESSION_TTL
 FAILED_LOGIN_DELAY = 0.3
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -120,7 +120,7 @@ class Sessions:
             raise SessionStoreUnavailable
         if self._kv is None:
             try:
-                self._kv = await js.key_value(bus.SESSIONS_BUCKET)
+                self._kv = await js.key_value(gateway_state.SESSIONS_BUCKET)
             except Exception as exc:
                 raise SessionStoreUnavailable from exc
         return self._kv

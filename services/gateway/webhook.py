@@ -19,9 +19,12 @@ from services.gateway import hardening, sqreen
 from services.gateway.answers import api_json
 from services.gateway.state import Bus, Metrics
 from services.gateway.stored import Outcome
-from shared import bus, requestid, schemas
-from shared import logging as log
-from shared.config import Settings
+from shared.bus import messages
+from shared.bus.publish import PublishAck
+from shared.core import logging as log
+from shared.core import requestid
+from shared.core.settings import Settings
+from shared.relay import schemas
 
 _log = log.get("gateway")
 
@@ -97,10 +100,10 @@ class SqreenWebhook:
             # make the sender retry the whole batch for ever.
             limit = schemas.envelope_limit(publisher.max_payload)
             started = time.perf_counter()
-            results: list[bus.PublishAck | BaseException]
+            results: list[PublishAck | BaseException]
             if len(notifications) == 1:  # the common case: no task, no gather
                 n = notifications[0]
-                payload = schemas.encode(n)
+                payload = messages.encode(n)
                 if len(payload) > limit:
                     return self._too_large_message(request_id, 0, n, payload, limit)
                 headers = schemas.notification_headers(n, request_id)
@@ -110,7 +113,7 @@ class SqreenWebhook:
                 except Exception as exc:
                     results = [exc]
             else:
-                payloads = [schemas.encode(n) for n in notifications]
+                payloads = [messages.encode(n) for n in notifications]
                 for index, (n, payload) in enumerate(zip(notifications, payloads, strict=True)):
                     if len(payload) > limit:
                         return self._too_large_message(request_id, index, n, payload, limit)
@@ -170,7 +173,7 @@ class SqreenWebhook:
         self,
         request_id: str,
         notifications: list[schemas.Notification],
-        results: list[bus.PublishAck | BaseException],
+        results: list[PublishAck | BaseException],
     ) -> web.Response:
         """200 only when JetStream acknowledged every message; else 503 so the sender retries
         (the messages that were stored are deduplicated when they come again)."""

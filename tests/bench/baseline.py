@@ -6,7 +6,7 @@ against this in the same run.
 
 ``--publisher js`` (the baseline the goal is judged on) publishes with nats-py's
 ``JetStreamContext.publish``; ``--publisher lookout`` with the gateway's own
-``shared.bus.Publisher``, so the run can also tell the gateway's overhead apart from what
+``shared.bus.publish.Publisher``, so the run can also tell the gateway's overhead apart from what
 its leaner publish saves.
 """
 
@@ -26,7 +26,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from shared.bus import Publisher
+from shared.bus.publish import Publisher
 
 
 async def main(port: int, nats_url: str, secret: bytes, publisher_kind: str) -> None:

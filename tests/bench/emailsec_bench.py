@@ -711,7 +711,7 @@ def profile_lookout(
         by_part[part] += tt
         if func == "_ensure_future" and key.startswith("asyncio/tasks"):
             metrics["tasks_per_domain"] = _nc / len(domains)
-        if func == "parse_record" and key.endswith("emailsec/spf.py"):
+        if func == "parse_record" and key.endswith("emailsec/spfrecord.py"):
             metrics["spf_parses_per_domain"] = _nc / len(domains)
     top = sorted(by_file.items(), key=lambda kv: -kv[1])[:12]
     rows = "\n".join(f"| `{name}` | {tt:.2f} | {100 * tt / total:.1f} % |" for name, tt in top)

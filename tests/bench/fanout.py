@@ -37,7 +37,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from shared.natsserver import NatsServer, find_binary, free_port
+from shared.core.natsserver import NatsServer, find_binary, free_port
 
 HERE = Path(__file__).parent
 FIXTURE = HERE.parent / "fixtures" / "sqreen" / "v2_security_event.json"

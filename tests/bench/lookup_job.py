@@ -33,9 +33,10 @@ from fakes.abuseipdb import FakeAbuseIpdb  # noqa: E402
 from fakes.rdap import FakeRdapServer  # noqa: E402
 from fakes.virustotal import FakeVirusTotal  # noqa: E402
 
-from shared import config, indicators  # noqa: E402
-from shared.natsserver import NatsServer, free_port  # noqa: E402
-from shared.schemas import PROVIDER_KINDS, LookupRequest  # noqa: E402
+from shared.core import settings as config  # noqa: E402
+from shared.core.natsserver import NatsServer, free_port  # noqa: E402
+from shared.lookups import indicators  # noqa: E402
+from shared.lookups.schemas import PROVIDER_KINDS, LookupRequest  # noqa: E402
 
 LOOKOUT = str(Path(sys.executable).parent / "lookout")
 

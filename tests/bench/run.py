@@ -4,7 +4,7 @@ Runs the real gateway (``lookout service gateway``) and a minimal aiohttp handle
 checks the HMAC and awaits a JetStream publish (``baseline.py``) against the same
 nats-server, and loads each with wrk (``-t1 -c32``) in alternating rounds (A B C A B C …),
 reporting medians, the ratio and each server's peak RSS. A second baseline publishes with
-the gateway's ``shared.bus.Publisher`` instead of ``js.publish``: the gateway against it
+the gateway's ``shared.bus.publish.Publisher`` instead of ``js.publish``: the gateway against it
 is the cost of the gateway's own work, apart from what its leaner publish saves. Bodies are
 distinct signed Sqreen security_event messages, so every request is stored (no dedup
 shortcut).
@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from shared.natsserver import NatsServer, find_binary, free_port
+from shared.core.natsserver import NatsServer, find_binary, free_port
 
 HERE = Path(__file__).parent
 FIXTURE = HERE.parent / "fixtures" / "sqreen" / "v2_security_event.json"
@@ -210,7 +210,7 @@ def main() -> int:
     print(f"ratio gateway/baseline (req/s): {ratio:.2f}  (goal >= 0.80)")
     print(
         f"ratio gateway/{BASELINE_LEAN} (req/s): {own:.2f}  (the gateway's own work, "
-        "both publishing with shared.bus.Publisher)"
+        "both publishing with shared.bus.publish.Publisher)"
     )
     failures = sum(r["non2xx"] for rs in results.values() for r in rs)
     if failures:

@@ -27,8 +27,8 @@ from fakes.twilio import FakeTwilio
 from fakes.virustotal import FakeVirusTotal
 from helpers import SQREEN_SECRET, WHSEC, Receiver, post_webhook, sqreen_fixture, wait_for
 
-from shared.natsserver import free_port
-from shared.targets import secret_parts
+from shared.core.natsserver import free_port
+from shared.relay.outbound import secret_parts
 
 
 @pytest.mark.slow

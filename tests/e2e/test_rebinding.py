@@ -9,7 +9,7 @@ from pathlib import Path
 from helpers import make_settings, running_gateway
 from test_ui import async_playwright, chromium  # noqa: F401 - the session fixture
 
-from shared.natsserver import NatsServer
+from shared.core.natsserver import NatsServer
 
 REBOUND = "rebind.attacker.example"
 

@@ -26,8 +26,8 @@ from helpers import (
     wait_for,
 )
 
-from shared.natsserver import NatsServer, free_port, port_is_free
-from shared.schemas import PROVIDER_KINDS
+from shared.core.natsserver import NatsServer, free_port, port_is_free
+from shared.lookups.schemas import PROVIDER_KINDS
 
 LOOKOUT = str(Path(sys.executable).parent / "lookout")
 PROVIDERS = [f"provider-{name}" for name in PROVIDER_KINDS]

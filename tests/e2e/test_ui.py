@@ -42,8 +42,8 @@ from helpers import (
     wait_for,
 )
 
-from shared.natsserver import NatsServer, free_port
-from shared.schemas import PROVIDER_KINDS
+from shared.core.natsserver import NatsServer, free_port
+from shared.lookups.schemas import PROVIDER_KINDS
 
 try:
     from playwright.async_api import Browser, Page, async_playwright, expect

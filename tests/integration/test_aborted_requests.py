@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from helpers import make_settings, running_gateway
 
-from shared import logging as log
-from shared.natsserver import NatsServer
+from shared.core import logging as log
+from shared.core.natsserver import NatsServer
 
 UPLOAD = (
     b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="hosts.txt"\r\n'

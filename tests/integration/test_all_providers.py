@@ -7,7 +7,7 @@ from pathlib import Path
 
 from helpers import EMAIL, IP, LOGIN, LOOKUP_TEXT, api, lookup_stack, wait_job
 
-from shared.natsserver import NatsServer
+from shared.core.natsserver import NatsServer
 
 
 async def test_free_text_job_through_every_provider(

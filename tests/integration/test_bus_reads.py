@@ -5,7 +5,7 @@ Before, every ``GET /api/v1/lookups/{id}``, ``GET /api/v1/notifications/{id}`` a
 ``/events`` stream made a KV watch, an ordered consumer that outlived the request for its
 inactive threshold (300 s): enough reads filled the stream's consumer cap, after which every
 read answered 500 while ``/readyz`` said 200. Reads are now direct gets and core NATS
-subscriptions (shared/direct.py): the number of consumers must not move, however many reads.
+subscriptions (shared/bus/direct.py): the number of consumers must not move, however many reads.
 """
 
 from __future__ import annotations
@@ -37,15 +37,17 @@ from helpers import (
 )
 from nats.js import JetStreamContext
 
-from shared import bus
-from shared.config import Settings
-from shared.natsserver import NatsServer
+from services.gateway import state as gateway_state
+from shared.core.natsserver import NatsServer
+from shared.core.settings import Settings
+from shared.lookups import streams as lookup_streams
+from shared.relay import streams
 
 READ_STREAMS = (
     "KV_lookup_jobs",
     "KV_lookup_results",
     "KV_delivery_status",
-    bus.DEADLETTERS,
+    streams.DEADLETTERS,
 )
 
 
@@ -252,13 +254,13 @@ async def test_existing_buckets_are_brought_to_direct_gets(
     changed in place when a service provisions them, their data kept."""
     settings = make_settings(tmp_path, nats_server.url)
     async with jetstream(nats_server.url, settings) as js:
-        kv = await js.key_value(bus.JOBS_BUCKET)
+        kv = await js.key_value(lookup_streams.JOBS_BUCKET)
         await kv.put("old", b"{}")
         for stream in READ_STREAMS:
             config = (await js.stream_info(stream)).config
             config.allow_direct = False
             await js.update_stream(config)
-        await bus.provision(js, settings)
+        await gateway_state.provision(js, settings)
         for stream in READ_STREAMS:
             assert (await js.stream_info(stream)).config.allow_direct is True
         assert (await kv.get("old")).value == b"{}"

@@ -41,20 +41,28 @@ from helpers import (
 )
 from nats.js import JetStreamContext
 
-from shared import bus
-from shared.config import ConfigError
-from shared.natsserver import NatsServer, die_with_parent, free_port
+from services.gateway import state as gateway_state
+from shared.bus import manage
+from shared.core.errors import ConfigError
+from shared.core.natsserver import NatsServer, die_with_parent, free_port
+from shared.lookups import streams as lookup_streams
+from shared.relay import streams
 
 TARGET = "ops-http"
-STREAMS = (bus.NOTIFICATIONS, bus.DEADLETTERS, bus.LOOKUPS, bus.LOOKUP_RESULTS)
+STREAMS = (
+    streams.NOTIFICATIONS,
+    streams.DEADLETTERS,
+    lookup_streams.LOOKUPS,
+    lookup_streams.LOOKUP_RESULTS,
+)
 BUCKETS = (
-    bus.STATUS_BUCKET,
-    bus.JOBS_BUCKET,
-    bus.RESULTS_BUCKET,
-    bus.CACHE_BUCKET,
-    bus.QUOTA_BUCKET,
-    bus.PACE_BUCKET,
-    bus.SESSIONS_BUCKET,
+    streams.STATUS_BUCKET,
+    lookup_streams.JOBS_BUCKET,
+    lookup_streams.RESULTS_BUCKET,
+    lookup_streams.CACHE_BUCKET,
+    lookup_streams.QUOTA_BUCKET,
+    streams.PACE_BUCKET,
+    gateway_state.SESSIONS_BUCKET,
 )
 CONCURRENCY = 16  # the target's default: deliveries in flight per sink process
 
@@ -177,7 +185,7 @@ class Services:
 async def settled(js: JetStreamContext) -> bool:
     """Nothing left to deliver to the target and nothing awaiting an acknowledgement."""
     try:
-        info = await js.consumer_info(bus.NOTIFICATIONS, bus.sink_durable(TARGET))
+        info = await js.consumer_info(streams.NOTIFICATIONS, streams.sink_durable(TARGET))
     except Exception:  # a leader election in progress
         return False
     return bool(info.num_pending == 0 and info.num_ack_pending == 0)
@@ -220,7 +228,7 @@ async def test_scale_out_survives_a_nats_node_and_a_sink_replica_dying(
     js = nc.jetstream(timeout=5.0)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
     try:
-        await bus.provision(js, settings)
+        await gateway_state.provision(js, settings)
         gateways = []
         for label in ("gateway-1", "gateway-2"):
             port = free_port()
@@ -294,7 +302,7 @@ async def test_scale_out_survives_a_nats_node_and_a_sink_replica_dying(
             leader: list[str] = []
 
             async def found_leader() -> bool:
-                name = await stream_leader(js, bus.NOTIFICATIONS)
+                name = await stream_leader(js, streams.NOTIFICATIONS)
                 if name:
                     leader.append(name)
                 return bool(name)
@@ -320,7 +328,7 @@ async def test_scale_out_survives_a_nats_node_and_a_sink_replica_dying(
 
         # The killed node comes back and catches up: three current replicas again.
         victim.start()  # the same ports and store directory
-        for stream in (*STREAMS, *(bus.KV_STREAM.format(bucket=b) for b in BUCKETS)):
+        for stream in (*STREAMS, *(manage.KV_STREAM.format(bucket=b) for b in BUCKETS)):
             await wait_for(partial(replicas_current, js, stream, 3), within=60, every=0.2)
 
         for label in ("gateway-1", "gateway-2", "sink-b"):
@@ -363,16 +371,16 @@ async def test_scale_out_survives_a_nats_node_and_a_sink_replica_dying(
 
         # Stored once each (the gateways' Nats-Msg-Id dedup survived the leader change),
         # nothing dead-lettered, and everything really is replicated three times.
-        info = await js.stream_info(bus.NOTIFICATIONS)
+        info = await js.stream_info(streams.NOTIFICATIONS)
         assert info.state.messages == total, report
-        assert (await js.stream_info(bus.DEADLETTERS)).state.messages == 0
-        for stream in (*STREAMS, *(bus.KV_STREAM.format(bucket=b) for b in BUCKETS)):
+        assert (await js.stream_info(streams.DEADLETTERS)).state.messages == 0
+        for stream in (*STREAMS, *(manage.KV_STREAM.format(bucket=b) for b in BUCKETS)):
             info = await js.stream_info(stream)
             assert info.config.num_replicas == 3, stream
             assert info.cluster is not None
             assert info.cluster.leader, stream
             assert len(info.cluster.replicas or []) == 2, stream
-        consumer = await js.consumer_info(bus.NOTIFICATIONS, bus.sink_durable(TARGET))
+        consumer = await js.consumer_info(streams.NOTIFICATIONS, streams.sink_durable(TARGET))
         assert consumer.cluster is not None
         assert consumer.cluster.leader
         assert len(consumer.cluster.replicas or []) == 2
@@ -395,37 +403,39 @@ async def test_provisioning_applies_the_replica_count(cluster: NatsCluster, tmp_
     await cluster.wait_jetstream()
     nc = await cluster.connect()
     js = nc.jetstream(timeout=5.0)
-    kv_streams = [bus.KV_STREAM.format(bucket=b) for b in BUCKETS]
+    kv_streams = [manage.KV_STREAM.format(bucket=b) for b in BUCKETS]
 
     async def replica_counts() -> set[int | None]:
         return {(await js.stream_info(s)).config.num_replicas for s in (*STREAMS, *kv_streams)}
 
     async def consumer_followers(count: int) -> bool:
         try:
-            info = await js.consumer_info(bus.NOTIFICATIONS, bus.sink_durable("log"))
+            info = await js.consumer_info(streams.NOTIFICATIONS, streams.sink_durable("log"))
         except Exception:  # a leader election in progress
             return False
         cluster = info.cluster
         return cluster is not None and bool(cluster.leader) and len(cluster.replicas or []) == count
 
     try:
-        await bus.provision(js, make_settings(tmp_path, cluster.url))
+        await gateway_state.provision(js, make_settings(tmp_path, cluster.url))
         assert await replica_counts() == {1}
         await js.publish("notification.test.kept", b'{"kept": true}')
-        status = await js.key_value(bus.STATUS_BUCKET)
+        status = await js.key_value(streams.STATUS_BUCKET)
         await status.put("kept", b"yes")
 
-        await bus.provision(js, make_settings(tmp_path, cluster.url, LOOKOUT_STREAM_REPLICAS="3"))
+        await gateway_state.provision(
+            js, make_settings(tmp_path, cluster.url, LOOKOUT_STREAM_REPLICAS="3")
+        )
         assert await replica_counts() == {3}
         for stream in (*STREAMS, *kv_streams):
             await wait_for(partial(replicas_current, js, stream, 3), within=30, every=0.2)
         await wait_for(lambda: consumer_followers(2), within=30, every=0.2)
 
-        await bus.provision(js, make_settings(tmp_path, cluster.url))
+        await gateway_state.provision(js, make_settings(tmp_path, cluster.url))
         assert await replica_counts() == {1}
         await wait_for(lambda: consumer_followers(0), within=30, every=0.2)
 
-        assert (await js.stream_info(bus.NOTIFICATIONS)).state.messages == 1
+        assert (await js.stream_info(streams.NOTIFICATIONS)).state.messages == 1
         entry = await status.get("kept")
         assert entry.value == b"yes"
     finally:
@@ -439,6 +449,6 @@ async def test_replicas_on_a_single_server_is_a_clear_error(
     try:
         settings = make_settings(tmp_path, nats_server.url, LOOKOUT_STREAM_REPLICAS="3")
         with pytest.raises(ConfigError, match=r"LOOKOUT_STREAM_REPLICAS.*non-clustered"):
-            await bus.provision(nc.jetstream(), settings)
+            await gateway_state.provision(nc.jetstream(), settings)
     finally:
         await nc.close()

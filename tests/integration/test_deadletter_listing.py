@@ -22,8 +22,9 @@ from helpers import LOOKOUT, api, http_target, jetstream, make_settings, running
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from shared import bus, schemas
-from shared.natsserver import NatsServer
+from shared.bus import messages
+from shared.core.natsserver import NatsServer
+from shared.relay import schemas, streams
 
 SEEDED = {"ops-http": 2006, "other": 1000, "gone": 3}  # "gone" is no longer configured
 
@@ -54,7 +55,7 @@ async def seed(js: JetStreamContext) -> None:
             publishes.append(
                 js.publish(
                     f"deadletter.{target}",
-                    schemas.encode(record),
+                    messages.encode(record),
                     headers={"Nats-Msg-Id": f"{target}:{i}"},
                 )
             )
@@ -77,9 +78,9 @@ async def counting(url: str) -> AsyncIterator[tuple[Requests, nats.NATS]]:
     requests = Requests()
     try:
         for subject in (
-            f"$JS.API.DIRECT.GET.{bus.DEADLETTERS}",
-            f"$JS.API.DIRECT.GET.{bus.DEADLETTERS}.>",
-            f"$JS.API.STREAM.MSG.GET.{bus.DEADLETTERS}",
+            f"$JS.API.DIRECT.GET.{streams.DEADLETTERS}",
+            f"$JS.API.DIRECT.GET.{streams.DEADLETTERS}.>",
+            f"$JS.API.STREAM.MSG.GET.{streams.DEADLETTERS}",
         ):
             await nc.subscribe(subject, cb=requests.on_request)
         await nc.flush()

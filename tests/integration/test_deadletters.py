@@ -20,7 +20,7 @@ from helpers import (
     wait_for,
 )
 
-from shared.natsserver import NatsServer
+from shared.core.natsserver import NatsServer
 
 
 async def cli(tmp_path: Path, nats: NatsServer, *args: str) -> tuple[int, str, str]:

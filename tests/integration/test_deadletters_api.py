@@ -25,7 +25,7 @@ from helpers import (
     wait_for,
 )
 
-from shared.natsserver import NatsServer
+from shared.core.natsserver import NatsServer
 
 
 async def test_list_and_replay_over_http(

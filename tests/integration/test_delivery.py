@@ -24,9 +24,10 @@ from helpers import (
 )
 from standardwebhooks import Webhook
 
-from shared import bus, schemas
-from shared.config import Settings
-from shared.natsserver import NatsServer
+from shared.bus import messages
+from shared.core.natsserver import NatsServer
+from shared.core.settings import Settings
+from shared.relay import schemas, streams
 
 
 async def test_signed_webhook_in_signed_envelope_out(
@@ -174,7 +175,7 @@ async def test_attempts_are_bounded_then_dead_letter(
 async def test_unreachable_target_retries_then_dead_letters(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
-    from shared.natsserver import free_port
+    from shared.core.natsserver import free_port
 
     url = f"http://127.0.0.1:{free_port()}/nobody"
     settings = make_settings(tmp_path, nats_server.url, http_target(url))
@@ -202,10 +203,10 @@ async def test_invalid_message_on_the_bus_is_dead_lettered_not_blocking(
             id="n-1",
             type="alert",
             source="other",
-            timestamp=schemas.utc_now(),
+            timestamp=messages.utc_now(),
             data=msgspec.Raw(b'{"risk": 10}'),
         )
-        await js.publish(good.subject, schemas.encode(good))
+        await js.publish(good.subject, messages.encode(good))
         await nc.close()
         await wait_for(lambda: len(receiver.requests) == 1)
 
@@ -222,7 +223,7 @@ async def test_invalid_message_on_the_bus_is_dead_lettered_not_blocking(
 
 async def _consumer_exists(js: nats.js.JetStreamContext, target: str) -> bool:
     try:
-        await js.consumer_info(bus.NOTIFICATIONS, bus.sink_durable(target))
+        await js.consumer_info(streams.NOTIFICATIONS, streams.sink_durable(target))
     except Exception:
         return False
     return True

@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 from helpers import LOOKOUT, api, gateway_ready, wait_for
 
-from shared.natsserver import NatsServer, free_port
+from shared.core.natsserver import NatsServer, free_port
 
 SHUTDOWN_BOUND = 5.0  # seconds; the stream used to hold the exit for 15 s or more
 

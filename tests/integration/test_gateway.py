@@ -17,8 +17,10 @@ from helpers import (
     sqreen_sign,
 )
 
-from shared import bus, schemas
-from shared.natsserver import NatsServer, free_port
+from services.gateway import state as gateway_state
+from shared.bus.messages import REQUEST_ID_HEADER, SCHEMA_HEADER
+from shared.core.natsserver import NatsServer, free_port
+from shared.relay import schemas, streams
 
 
 async def stored(url: str) -> list[tuple[str, schemas.Notification, dict[str, str]]]:
@@ -26,11 +28,11 @@ async def stored(url: str) -> list[tuple[str, schemas.Notification, dict[str, st
     nc = await nats.connect(url)
     try:
         js = nc.jetstream()
-        info = await js.stream_info(bus.NOTIFICATIONS)
+        info = await js.stream_info(streams.NOTIFICATIONS)
         count = info.state.messages
         out = []
         for seq in range(info.state.first_seq, info.state.first_seq + count):
-            msg = await js.get_msg(bus.NOTIFICATIONS, seq)
+            msg = await js.get_msg(streams.NOTIFICATIONS, seq)
             out.append(
                 (msg.subject, schemas.decode_notification(msg.data), dict(msg.headers or {}))
             )
@@ -53,8 +55,8 @@ async def test_v2_array_is_stored_per_message(nats_server: NatsServer, tmp_path:
     assert answer["ids"] == [m[1].id for m in messages]
     for _, note, headers in messages:
         assert headers["Nats-Msg-Id"] == f"sqreen:{note.id}"
-        assert headers[schemas.SCHEMA_HEADER] == schemas.NOTIFICATION_SCHEMA
-        assert headers[schemas.REQUEST_ID_HEADER] == "req-42"
+        assert headers[SCHEMA_HEADER] == schemas.NOTIFICATION_SCHEMA
+        assert headers[REQUEST_ID_HEADER] == "req-42"
 
 
 @pytest.mark.parametrize(
@@ -267,11 +269,11 @@ def test_stream_settings_are_idempotent(nats_server: NatsServer, tmp_path: Path)
         settings = make_settings(tmp_path, nats_server.url)
         nc = await nats.connect(nats_server.url)
         js = nc.jetstream()
-        await bus.provision(js, settings)
-        await bus.provision(js, settings)
+        await gateway_state.provision(js, settings)
+        await gateway_state.provision(js, settings)
         changed = make_settings(tmp_path, nats_server.url, LOOKOUT_DEDUP_WINDOW="60")
-        await bus.provision(js, changed)
-        info = await js.stream_info(bus.NOTIFICATIONS)
+        await gateway_state.provision(js, changed)
+        info = await js.stream_info(streams.NOTIFICATIONS)
         await nc.close()
         return float(info.config.duplicate_window or 0)
 

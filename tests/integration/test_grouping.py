@@ -22,8 +22,8 @@ from helpers import (
 )
 from nats.js import JetStreamContext
 
-from shared import bus, status
-from shared.natsserver import NatsServer
+from shared.core.natsserver import NatsServer
+from shared.relay import status, streams
 
 
 async def publish(
@@ -45,7 +45,7 @@ async def publish(
 
 async def statuses(url: str) -> dict[str, str]:
     async with jetstream(url) as js:
-        kv = await js.key_value(bus.STATUS_BUCKET)
+        kv = await js.key_value(streams.STATUS_BUCKET)
         found: dict[str, str] = {}
         for key in await kv_keys(kv):
             entry = await kv.get(key)
@@ -186,7 +186,7 @@ async def test_group_held_at_shutdown_is_delivered_by_the_next_sink(
 
 async def _ack_pending(url: str, n: int) -> bool:
     async with jetstream(url) as js:
-        info = await js.consumer_info(bus.NOTIFICATIONS, bus.sink_durable("ops-http"))
+        info = await js.consumer_info(streams.NOTIFICATIONS, streams.sink_durable("ops-http"))
         return info.num_ack_pending == n
 
 

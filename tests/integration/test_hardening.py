@@ -13,7 +13,7 @@ from helpers import api, make_settings, post_webhook, running_gateway, sqreen_si
 
 from services.gateway.apilimit import ClientLimiter
 from services.gateway.hardening import FORM_MAX_BYTES
-from shared.natsserver import NatsServer
+from shared.core.natsserver import NatsServer
 
 # ------------------------------------------------------------------ rate limit
 

@@ -11,8 +11,9 @@ import pytest
 from helpers import make_settings, running_gateway, sqreen_fixture, sqreen_sign
 
 from services.gateway import hosts
-from shared import config
-from shared.natsserver import NatsServer
+from shared.core import settings as config
+from shared.core.errors import ConfigError
+from shared.core.natsserver import NatsServer
 
 TOKEN = "tok-host-check-0123456789"
 BROWSER_READABLE = [
@@ -140,7 +141,7 @@ def test_refusal_of_every_loopback_form_and_none_other() -> None:
 
 @pytest.mark.parametrize("raw", ["https://lookout.example", "lookout.example:8080", "a b", "x/y"])
 def test_a_malformed_allowed_host_is_a_config_error(raw: str) -> None:
-    with pytest.raises(config.ConfigError, match="LOOKOUT_ALLOWED_HOSTS"):
+    with pytest.raises(ConfigError, match="LOOKOUT_ALLOWED_HOSTS"):
         config.load({"LOOKOUT_ALLOWED_HOSTS": raw})
 
 

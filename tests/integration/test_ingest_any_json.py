@@ -36,9 +36,9 @@ from helpers import (
     wait_for,
 )
 
-from shared import jsondata
-from shared import logging as log
-from shared.natsserver import NatsServer, free_port
+from shared.core import jsondata
+from shared.core import logging as log
+from shared.core.natsserver import NatsServer, free_port
 
 RETRY = "retry = { max_attempts = 2, initial_backoff = 0.2, max_backoff = 0.5, jitter = 0 }"
 TARGETS = ("notes", "ops-http", "ops-mail", "oncall-sms", "soc-slack", "soc-teams")

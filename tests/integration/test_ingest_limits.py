@@ -26,8 +26,9 @@ from helpers import (
 )
 from nats.js.errors import KeyNotFoundError
 
-from shared import bus, jsondata, schemas, status
-from shared.natsserver import NatsServer
+from shared.core import jsondata
+from shared.core.natsserver import NatsServer
+from shared.relay import schemas, status, streams
 
 
 async def stored(url: str) -> list[schemas.Notification]:
@@ -35,10 +36,10 @@ async def stored(url: str) -> list[schemas.Notification]:
     nc = await nats.connect(url)
     try:
         js = nc.jetstream()
-        info = await js.stream_info(bus.NOTIFICATIONS)
+        info = await js.stream_info(streams.NOTIFICATIONS)
         out = []
         for seq in range(info.state.first_seq, info.state.first_seq + info.state.messages):
-            msg = await js.get_msg(bus.NOTIFICATIONS, seq)
+            msg = await js.get_msg(streams.NOTIFICATIONS, seq)
             assert msg.data is not None
             out.append(schemas.decode_notification(msg.data))
         return out
@@ -324,7 +325,7 @@ async def test_same_id_from_two_sources_keeps_two_delivery_records(
     assert sorted((n.source, n.id) for n in notes) == [("other", "x"), ("sqreen", "x")]
     nc = await nats.connect(nats_server.url)
     try:
-        kv = await nc.jetstream().key_value(bus.STATUS_BUCKET)
+        kv = await nc.jetstream().key_value(streams.STATUS_BUCKET)
         records: dict[str, status.DeliveryStatus] = {}
 
         async def both_recorded() -> bool:

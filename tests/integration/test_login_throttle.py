@@ -16,7 +16,7 @@ from helpers import login_nonce, make_settings, running_gateway
 from services.gateway import loginlimit
 from services.gateway.app import create_app
 from services.gateway.loginlimit import LOGIN_THROTTLE
-from shared.natsserver import NatsServer
+from shared.core.natsserver import NatsServer
 
 TOKEN = "tok-right-0123456789"
 

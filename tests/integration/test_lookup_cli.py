@@ -15,7 +15,7 @@ from dnsserver import ZoneServer
 from fakes.virustotal import FakeVirusTotal
 from helpers import LOOKOUT, make_settings, running_provider
 
-from shared.natsserver import NatsServer, free_port
+from shared.core.natsserver import NatsServer, free_port
 
 ZONE = """
 $ORIGIN example.com.

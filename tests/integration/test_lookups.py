@@ -27,7 +27,7 @@ from helpers import (
     wait_job,
 )
 
-from shared.natsserver import NatsServer, free_port
+from shared.core.natsserver import NatsServer, free_port
 
 ZONE = """
 $ORIGIN example.com.

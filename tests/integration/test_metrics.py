@@ -29,10 +29,13 @@ from helpers import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.supervisor import _child_envs
-from shared import bus, config, schemas
-from shared.config import ConfigError
-from shared.metrics import SinkMetrics, metrics_server
-from shared.natsserver import NatsServer, free_port
+from shared.bus import messages
+from shared.core import settings as config
+from shared.core.errors import ConfigError
+from shared.core.metrics import metrics_server
+from shared.core.natsserver import NatsServer, free_port
+from shared.relay import streams
+from shared.relay.metrics import SinkMetrics
 
 VT_KEY = "vt-test-key-0123456789abcdef"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -153,9 +156,9 @@ async def test_posted_notifications_count_like_webhooks_and_carry_the_request_id
     assert value(samples, "lookout_publishes_total", outcome="duplicate", **stream) == 1
     assert value(samples, "lookout_notifications_unrouted_total", source="suricata") == 1
     async with jetstream(nats_server.url) as js:
-        msg = await js.get_msg(bus.NOTIFICATIONS, 1)
+        msg = await js.get_msg(streams.NOTIFICATIONS, 1)
     assert msg.headers is not None
-    assert msg.headers[schemas.REQUEST_ID_HEADER] == "req-42"
+    assert msg.headers[messages.REQUEST_ID_HEADER] == "req-42"
 
 
 # ----------------------------------------------------------------------------- sinks

@@ -20,7 +20,7 @@ from helpers import (
     wait_for,
 )
 
-from shared.natsserver import NatsServer
+from shared.core.natsserver import NatsServer
 
 SLOW_RETRY = "retry = { max_attempts = 5, initial_backoff = 30, max_backoff = 60, jitter = 0 }"
 

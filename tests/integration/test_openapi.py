@@ -45,7 +45,7 @@ from services.gateway import (
     notifications,
 )
 from services.gateway.app import create_app
-from shared.natsserver import NatsServer
+from shared.core.natsserver import NatsServer
 
 TOKEN = "openapi-test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -8,8 +8,9 @@ import nats
 from helpers import make_settings
 from nats.js.api import KeyValueConfig, StorageType
 
-from shared import bus
-from shared.natsserver import NatsServer
+from services.gateway import state as gateway_state
+from shared.bus import manage
+from shared.core.natsserver import NatsServer
 
 
 async def test_provisioning_twice_changes_nothing_and_keeps_data(
@@ -19,10 +20,10 @@ async def test_provisioning_twice_changes_nothing_and_keeps_data(
     nc = await nats.connect(nats_server.url)
     try:
         js = nc.jetstream()
-        await bus.provision(js, settings)
-        kv = await js.key_value(bus.SESSIONS_BUCKET)
+        await gateway_state.provision(js, settings)
+        kv = await js.key_value(gateway_state.SESSIONS_BUCKET)
         await kv.put("k", b"v")
-        await bus.provision(js, settings)
+        await gateway_state.provision(js, settings)
         assert (await kv.get("k")).value == b"v"
     finally:
         await nc.close()
@@ -36,14 +37,14 @@ async def test_an_existing_bucket_gets_the_new_ttl(nats_server: NatsServer, tmp_
     try:
         js = nc.jetstream()
         old = KeyValueConfig(
-            bucket=bus.SESSIONS_BUCKET, ttl=60.0, storage=StorageType.FILE, replicas=1
+            bucket=gateway_state.SESSIONS_BUCKET, ttl=60.0, storage=StorageType.FILE, replicas=1
         )
         await js.create_key_value(old)
-        kv = await js.key_value(bus.SESSIONS_BUCKET)
+        kv = await js.key_value(gateway_state.SESSIONS_BUCKET)
         await kv.put("kept", b"1")
-        await bus.provision(js, settings)
-        info = await js.stream_info(bus.KV_STREAM.format(bucket=bus.SESSIONS_BUCKET))
-        assert info.config.max_age == bus.SESSION_TTL
+        await gateway_state.provision(js, settings)
+        info = await js.stream_info(manage.KV_STREAM.format(bucket=gateway_state.SESSIONS_BUCKET))
+        assert info.config.max_age == gateway_state.SESSION_TTL
         assert (await kv.get("kept")).value == b"1"
     finally:
         await nc.close()

@@ -1,4 +1,4 @@
-"""bus.Publisher on a real nats-server: what js.publish answers, and its failures told apart."""
+"""Publisher on a real nats-server: what js.publish answers, and its failures told apart."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 
-from shared import bus
-from shared.natsserver import NatsServer
+from services.gateway import state as gateway_state
+from shared.bus.connect import connect
+from shared.bus.publish import Publisher, PublishRefused
+from shared.core.natsserver import NatsServer
 
 HEADERS = {"Lookout-Schema": "notification/1"}
 
@@ -34,7 +36,7 @@ async def stream_p(url: str) -> AsyncIterator[tuple[NATS, JetStreamContext]]:
 
 async def test_acks_carry_the_sequence_and_the_duplicate_flag(nats_server: NatsServer) -> None:
     async with stream_p(nats_server.url) as (nc, js):
-        publisher = bus.Publisher(nc)
+        publisher = Publisher(nc)
         await publisher.start()
         acks = await asyncio.gather(
             *(
@@ -56,15 +58,15 @@ async def test_acks_carry_the_sequence_and_the_duplicate_flag(nats_server: NatsS
 
 async def test_refusals_and_silence_are_errors_not_acks(nats_server: NatsServer) -> None:
     async with stream_p(nats_server.url) as (nc, _js):
-        publisher = bus.Publisher(nc)
-        with pytest.raises(bus.PublishRefused, match="not started"):
+        publisher = Publisher(nc)
+        with pytest.raises(PublishRefused, match="not started"):
             await publisher.publish("p.x", b"", {}, 1)
         await publisher.start()
         # no stream takes the subject: the server's no-responders status, at once
-        with pytest.raises(bus.PublishRefused, match=r"no stream took nostream\.x"):
+        with pytest.raises(PublishRefused, match=r"no stream took nostream\.x"):
             await publisher.publish("nostream.x", b"x", HEADERS, 5)
         # JetStream refuses it: its error description
-        with pytest.raises(bus.PublishRefused, match="wrong last sequence"):
+        with pytest.raises(PublishRefused, match="wrong last sequence"):
             await publisher.publish("p.x", b"x", {"Nats-Expected-Last-Sequence": "99"}, 5)
         # someone answers nothing: a timeout
         await nc.subscribe("silent.x")
@@ -77,10 +79,10 @@ async def test_publishing_goes_on_after_nats_restarts(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
     settings = make_settings(tmp_path, nats_server.url)
-    nc = await bus.connect(nats_server.url, "test-publisher")
+    nc = await connect(nats_server.url, "test-publisher")
     try:
-        await bus.provision(nc.jetstream(), settings)
-        publisher = bus.Publisher(nc)
+        await gateway_state.provision(nc.jetstream(), settings)
+        publisher = Publisher(nc)
         await publisher.start()
         first = await publisher.publish("notification.t.x", b"1", {"Nats-Msg-Id": "1"}, 5)
         nats_server.stop()
@@ -90,7 +92,7 @@ async def test_publishing_goes_on_after_nats_restarts(
             try:
                 second = await publisher.publish("notification.t.x", b"2", {"Nats-Msg-Id": "2"}, 1)
                 break
-            except (TimeoutError, bus.PublishRefused, nats.errors.Error):
+            except (TimeoutError, PublishRefused, nats.errors.Error):
                 assert asyncio.get_running_loop().time() < deadline
                 await asyncio.sleep(0.2)
         assert second.seq == first.seq + 1  # the stream's data survived; the ack subscription too

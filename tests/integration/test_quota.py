@@ -8,10 +8,11 @@ from pathlib import Path
 import nats
 from helpers import make_settings
 
-from shared import bus
-from shared.config import Quota
-from shared.natsserver import NatsServer
-from shared.ratelimit import Exhausted, Granted, SharedQuota, Wait, next_utc_midnight
+from shared.bus.kvtime import Wait
+from shared.core.natsserver import NatsServer
+from shared.lookups import streams as lookup_streams
+from shared.lookups.config import Quota
+from shared.lookups.quota import Exhausted, Granted, SharedQuota, next_utc_midnight
 
 START = 1_700_000_000.0  # 2023-11-14T22:13:20Z: a simulated clock, far from midnight
 
@@ -22,8 +23,10 @@ async def replicas(url: str, tmp_path: Path, quota: Quota, count: int = 3) -> li
     for _ in range(count):  # one connection each, like separate processes
         nc = await nats.connect(url)
         js = nc.jetstream()
-        await bus.provision_lookups(js, settings)
-        out.append(SharedQuota(await js.key_value(bus.QUOTA_BUCKET), "vt", quota, smooth=False))
+        await lookup_streams.provision(js, settings)
+        out.append(
+            SharedQuota(await js.key_value(lookup_streams.QUOTA_BUCKET), "vt", quota, smooth=False)
+        )
     return out
 
 

@@ -25,11 +25,14 @@ from fakes.virustotal import FakeVirusTotal
 from helpers import api, make_settings, running_gateway, wait_for
 
 from services.providers import virustotal
-from shared import bus, config
-from shared.config import Quota, Settings
-from shared.natsserver import NatsServer
-from shared.providers import ProviderRunner
-from shared.ratelimit import WINDOW, Granted, SharedQuota, Wait
+from shared.bus.kvtime import Wait
+from shared.core import settings as config
+from shared.core.natsserver import NatsServer
+from shared.core.settings import Settings
+from shared.lookups import streams as lookup_streams
+from shared.lookups.config import Quota
+from shared.lookups.quota import WINDOW, Granted, SharedQuota
+from shared.lookups.runner import ProviderRunner
 
 VT_KEY = "vt-test-key-0123456789abcdef"
 TEST_WINDOW = 2.0
@@ -115,8 +118,8 @@ async def quota_on(nats_server: NatsServer, tmp_path: Path, **options: float) ->
     settings = make_settings(tmp_path, nats_server.url)
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream()
-    await bus.provision_lookups(js, settings)
-    kv = await js.key_value(bus.QUOTA_BUCKET)
+    await lookup_streams.provision(js, settings)
+    kv = await js.key_value(lookup_streams.QUOTA_BUCKET)
     return SharedQuota(kv, "vt", Quota(per_minute=1), smooth=False, **options)
 
 

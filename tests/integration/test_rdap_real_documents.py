@@ -15,9 +15,9 @@ import pytest
 from fakes.rdap import FakeRdapServer
 
 from services.providers.whois import WhoisProvider, build
-from shared import config
-from shared.natsserver import free_port
-from shared.schemas import LookupRequest
+from shared.core import settings as config
+from shared.core.natsserver import free_port
+from shared.lookups.schemas import LookupRequest
 
 DOCUMENTS: dict[str, Any] = json.loads(
     (Path(__file__).parent.parent / "fixtures" / "rdap" / "ipwhois-rdap.json").read_text()

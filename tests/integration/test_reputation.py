@@ -13,9 +13,9 @@ from fakes.abuseipdb import FakeAbuseIpdb
 from fakes.virustotal import FakeVirusTotal
 from helpers import api, make_settings, running_gateway, running_provider, wait_for, wait_job
 
-from shared.config import Settings
-from shared.natsserver import NatsServer, free_port
-from shared.ratelimit import next_utc_midnight
+from shared.core.natsserver import NatsServer, free_port
+from shared.core.settings import Settings
+from shared.lookups.quota import next_utc_midnight
 
 VT_KEY = "vt-test-key-0123456789abcdef"
 ABUSE_KEY = "abuse-test-key-0123456789"

@@ -24,7 +24,7 @@ from helpers import (
     wait_for,
 )
 
-from shared.natsserver import NatsServer, free_port
+from shared.core.natsserver import NatsServer, free_port
 
 
 def batch(start: int, count: int) -> bytes:

@@ -34,12 +34,15 @@ from helpers import (
 )
 from nats.js.kv import KeyValue
 
+from services.gateway import state as gateway_state
 from services.registry import build_target
-from shared import bus
-from shared.config import Settings
-from shared.delivery import SinkRunner
-from shared.natsserver import NatsServer
-from shared.targets import Paced, Pacer
+from shared.bus import manage
+from shared.core.natsserver import NatsServer
+from shared.core.settings import Settings
+from shared.relay import streams
+from shared.relay.pacing import Pacer
+from shared.relay.runner import SinkRunner
+from shared.relay.target import Paced
 
 SMS = "oncall-sms"
 SLACK = "soc-slack"
@@ -119,9 +122,9 @@ async def replicas(
             async with jetstream(settings.effective_nats_url) as js:
 
                 async def all_pulling() -> bool:
-                    durable = bus.sink_durable(name)
+                    durable = streams.sink_durable(name)
                     try:
-                        info = await js.consumer_info(bus.NOTIFICATIONS, durable)
+                        info = await js.consumer_info(streams.NOTIFICATIONS, durable)
                     except Exception:
                         return False
                     return (info.num_waiting or 0) >= count
@@ -148,7 +151,7 @@ def busiest_second(times: list[float]) -> int:
 
 async def pace_keys(url: str) -> list[str]:
     async with jetstream(url) as js:
-        return sorted(await kv_keys(await js.key_value(bus.PACE_BUCKET)))
+        return sorted(await kv_keys(await js.key_value(streams.PACE_BUCKET)))
 
 
 async def pace_key_set(url: str, key: str) -> bool:
@@ -213,7 +216,7 @@ async def test_an_unreachable_pace_store_hands_deliveries_back_and_loses_none(
             await publish_alerts(js, 1, "before")
             await wait_for(lambda: upstream.delivered() == 1)
 
-            await js.delete_key_value(bus.PACE_BUCKET)  # the sink's pacing store is gone
+            await js.delete_key_value(streams.PACE_BUCKET)  # the sink's pacing store is gone
 
             def retrying() -> float:
                 value = runner.metrics.registry.get_sample_value(
@@ -226,7 +229,7 @@ async def test_an_unreachable_pace_store_hands_deliveries_back_and_loses_none(
             assert upstream.delivered() == 1  # nothing sent without a slot
             assert len(upstream.arrivals()) == 1
 
-            await bus.provision(js, settings)  # the store is back
+            await gateway_state.provision(js, settings)  # the store is back
             await wait_for(lambda: upstream.delivered() == 4, within=20)
         assert await settled(nats_server.url, upstream.target)
     assert await dead_letters(nats_server.url, upstream.target) == []
@@ -244,7 +247,7 @@ async def test_a_target_without_a_rate_never_touches_the_pace_store(
         async with running_sink(settings, "ops-http"):
             await publish_alerts(js, 5, "free")
             await wait_for(lambda: len(receiver.requests) == 5)
-        info = await js.stream_info(bus.KV_STREAM.format(bucket=bus.PACE_BUCKET))
+        info = await js.stream_info(manage.KV_STREAM.format(bucket=streams.PACE_BUCKET))
     assert info.state.messages == 0
     assert await pace_keys(nats_server.url) == []
 
@@ -262,7 +265,7 @@ async def test_per_second_0_lifts_the_default_limit_and_never_touches_the_store(
             await wait_for(lambda: upstream.delivered() == 12)
             # 12 sends at the default of 1 per second would take 11 s or more
             assert time.monotonic() - started < 8
-        info = await js.stream_info(bus.KV_STREAM.format(bucket=bus.PACE_BUCKET))
+        info = await js.stream_info(manage.KV_STREAM.format(bucket=streams.PACE_BUCKET))
     assert info.state.messages == 0
 
 
@@ -272,7 +275,7 @@ async def test_per_second_0_lifts_the_default_limit_and_never_touches_the_store(
 @asynccontextmanager
 async def pace_bucket(url: str, settings: Settings) -> AsyncIterator[KeyValue]:
     async with jetstream(url, settings) as js:
-        yield await js.key_value(bus.PACE_BUCKET)
+        yield await js.key_value(streams.PACE_BUCKET)
 
 
 async def test_a_pause_holds_a_slot_taken_before_it(

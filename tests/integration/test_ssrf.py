@@ -26,9 +26,12 @@ from helpers import (
 )
 
 from services.registry import build_target
-from shared import config, schemas, ssrf
-from shared.natsserver import NatsServer
-from shared.targets import Delivery, PermanentError
+from shared.core import settings as config
+from shared.core import ssrf
+from shared.core.errors import ConfigError
+from shared.core.natsserver import NatsServer
+from shared.relay import schemas
+from shared.relay.target import Delivery, PermanentError
 
 # ------------------------------------------------------------------ classification
 
@@ -197,7 +200,7 @@ def test_allow_list_covers_the_address_and_the_ipv4_inside_ipv6() -> None:
 
 @pytest.mark.parametrize("raw", ["10.0.0.0/33", "localhost", "10.0.0.0/8,,nope", "1.2.3.4/x"])
 def test_a_malformed_allow_list_is_a_config_error_naming_the_variable(raw: str) -> None:
-    with pytest.raises(config.ConfigError, match="LOOKOUT_OUTBOUND_ALLOW"):
+    with pytest.raises(ConfigError, match="LOOKOUT_OUTBOUND_ALLOW"):
         config.load({"LOOKOUT_OUTBOUND_ALLOW": raw})
 
 

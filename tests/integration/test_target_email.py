@@ -32,10 +32,11 @@ from helpers import (
 from nats.js.errors import KeyNotFoundError
 
 import services.sinks.email as email_sink
-from shared import bus
-from shared import status as status_module
-from shared.config import EmailTargetConfig, Settings
-from shared.natsserver import NatsServer, free_port
+from shared.core.natsserver import NatsServer, free_port
+from shared.core.settings import Settings
+from shared.relay import status as status_module
+from shared.relay import streams
+from shared.relay.config import EmailTargetConfig
 
 TARGET = "ops-mail"
 SENDER = "lookout@example.org"
@@ -374,7 +375,7 @@ async def test_connection_is_kept_and_a_dropped_one_replaced_without_a_retry(
     key = f"{status_module.notification_key(note_id)}.sqreen.{TARGET}"
     nc = await nats.connect(nats_server.url)
     try:
-        kv = await nc.jetstream().key_value(bus.STATUS_BUCKET)
+        kv = await nc.jetstream().key_value(streams.STATUS_BUCKET)
 
         async def recorded() -> bool:  # status is published without waiting for its ack
             try:

@@ -33,9 +33,11 @@ from services.sinks.pagerduty import (
     dedup_key,
     severity_for,
 )
-from shared import schemas
-from shared.config import ConfigError, PagerDutyTargetConfig, Settings
-from shared.natsserver import NatsServer
+from shared.core.errors import ConfigError
+from shared.core.natsserver import NatsServer
+from shared.core.settings import Settings
+from shared.relay import schemas
+from shared.relay.config import PagerDutyTargetConfig
 
 TARGET = "soc-pagerduty"
 

@@ -24,10 +24,12 @@ from helpers import (
 )
 
 from services.sinks.slack import AMBER, GREEN, GREY, RED, build, build_message, risk_colour
-from shared import schemas
-from shared.config import ConfigError, Settings, SlackTargetConfig
-from shared.natsserver import NatsServer
-from shared.targets import Delivery, RetryableError
+from shared.core.errors import ConfigError
+from shared.core.natsserver import NatsServer
+from shared.core.settings import Settings
+from shared.relay import schemas
+from shared.relay.config import SlackTargetConfig
+from shared.relay.target import Delivery, RetryableError
 
 TARGET = "soc-slack"
 

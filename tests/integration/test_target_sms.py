@@ -22,8 +22,8 @@ from helpers import (
 )
 
 from services.sinks.sms import sms_text
-from shared.config import Settings
-from shared.natsserver import NatsServer
+from shared.core.natsserver import NatsServer
+from shared.core.settings import Settings
 
 TARGET = "oncall-sms"
 SENDER = "+15005550006"

@@ -30,10 +30,12 @@ from helpers import (
 
 from services.sinks import discord as discord_target
 from services.sinks import teams as teams_target
-from shared import schemas
-from shared.config import ConfigError, DiscordTargetConfig, Settings, TeamsTargetConfig
-from shared.natsserver import NatsServer
-from shared.targets import Delivery, PermanentError, RetryableError
+from shared.core.errors import ConfigError
+from shared.core.natsserver import NatsServer
+from shared.core.settings import Settings
+from shared.relay import schemas
+from shared.relay.config import DiscordTargetConfig, TeamsTargetConfig
+from shared.relay.target import Delivery, PermanentError, RetryableError
 
 TEAMS = "soc-teams"
 DISCORD = "soc-discord"

@@ -16,7 +16,7 @@ from helpers import (
     wait_for,
 )
 
-from shared.natsserver import NatsServer
+from shared.core.natsserver import NatsServer
 
 TARGET = "soc-slack"
 

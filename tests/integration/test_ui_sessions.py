@@ -18,11 +18,12 @@ import aiohttp
 import nats
 from helpers import kv_keys, make_settings, running_gateway, ui_login, wait_for
 
+from services.gateway import state as gateway_state
 from services.gateway import ui
 from services.gateway.app import create_app
-from shared import bus
-from shared.config import Settings
-from shared.natsserver import NatsServer
+from shared.bus import manage
+from shared.core.natsserver import NatsServer
+from shared.core.settings import Settings
 
 TOKEN = "ui-session-test-token"
 LOOKUP = {"indicators": ["example.com"], "providers": ["dns"]}
@@ -82,7 +83,7 @@ async def logout(base: str, cookie: str, csrf: str) -> None:
 async def bucket_entries(url: str) -> dict[str, bytes]:
     nc = await nats.connect(url)
     try:
-        kv = await nc.jetstream().key_value(bus.SESSIONS_BUCKET)
+        kv = await nc.jetstream().key_value(gateway_state.SESSIONS_BUCKET)
         return {key: (await kv.get(key)).value or b"" for key in await kv_keys(kv)}
     finally:
         await nc.close()
@@ -123,16 +124,16 @@ async def test_sessions_are_shared_by_replicas_and_survive_a_restart(
         assert all(cookie not in key and cookie.encode() not in v for key, v in entries.items())
         stored = json.loads(next(iter(entries.values())))
         assert stored["csrf"] == csrf
-        assert abs(stored["expires"] - (time.time() + bus.SESSION_TTL)) < 60
+        assert abs(stored["expires"] - (time.time() + gateway_state.SESSION_TTL)) < 60
         # expired sessions vanish by themselves: the bucket's TTL is the session lifetime
         nc = await nats.connect(nats_server.url)
         try:
             info = await nc.jetstream().stream_info(
-                bus.KV_STREAM.format(bucket=bus.SESSIONS_BUCKET)
+                manage.KV_STREAM.format(bucket=gateway_state.SESSIONS_BUCKET)
             )
         finally:
             await nc.close()
-        assert info.config.max_age == bus.SESSION_TTL == ui.SESSION_TTL
+        assert info.config.max_age == gateway_state.SESSION_TTL == ui.SESSION_TTL
         assert info.config.num_replicas == settings_a.stream_replicas
 
     # both gateways are gone; a new instance still knows the session

@@ -21,10 +21,10 @@ from helpers import api, lookup_stack, wait_job
 from whois_corpus import CORPORA, FIELDS, HEADLINE, Sample, asyncwhois_alone, load, score
 
 from services.providers.whois import WhoisProvider, build
-from shared import config
-from shared.natsserver import NatsServer, free_port
-from shared.providers import ProviderError
-from shared.schemas import LookupRequest
+from shared.core import settings as config
+from shared.core.natsserver import NatsServer, free_port
+from shared.lookups.provider import ProviderError
+from shared.lookups.schemas import LookupRequest
 
 GOAL_HELDOUT = 0.90
 

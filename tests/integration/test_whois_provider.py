@@ -12,10 +12,10 @@ from fakes.rdap import FakeRdapServer, domain_object, network_object
 from fakes.whois_server import FakeWhoisServer
 
 from services.providers.whois import WhoisProvider, build
-from shared import config
-from shared.natsserver import free_port
-from shared.providers import ProviderError
-from shared.schemas import LookupRequest
+from shared.core import settings as config
+from shared.core.natsserver import free_port
+from shared.lookups.provider import ProviderError
+from shared.lookups.schemas import LookupRequest
 
 WHOIS_EXAMPLE_ORG = """\
 Domain Name: EXAMPLE.ORG

@@ -1,6 +1,6 @@
 """WHOIS referrals and the SSRF guard: a server named by an answer (IANA's ``refer:``,
 ``Registrar WHOIS Server:``, ``ReferralServer:``) is asked only on port 43 and only at an
-address :func:`shared.ssrf.refusal` allows; the shipped IANA/RIR servers and
+address :func:`shared.core.ssrf.refusal` allows; the shipped IANA/RIR servers and
 ``LOOKOUT_WHOIS_SERVER`` are asked as configured. Real WHOIS servers on loopback: the
 "inside" ones, which a hostile answer must not reach, record every query."""
 
@@ -16,8 +16,8 @@ from fakes.whois_server import FakeWhoisServer
 from test_whois_provider import WHOIS_EXAMPLE_ORG, WHOIS_NETWORK, make_provider, request
 
 from services.providers.whois.record import Unavailable
-from shared.natsserver import free_port
-from shared.providers import ProviderError
+from shared.core.natsserver import free_port
+from shared.lookups.provider import ProviderError
 
 
 @pytest.fixture

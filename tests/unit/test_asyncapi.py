@@ -17,8 +17,11 @@ import msgspec
 import pytest
 
 from services.gateway import apidocs
-from shared import bus, schemas
-from shared.deadletters import ORIGINAL_SUBJECT_HEADER
+from shared.bus.messages import REQUEST_ID_HEADER, SCHEMA_HEADER, encode
+from shared.lookups import schemas as lookup_schemas
+from shared.lookups import streams as lookup_streams
+from shared.relay import schemas, streams
+from shared.relay.deadletters import ORIGINAL_SUBJECT_HEADER
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "docs" / "asyncapi.json"
@@ -63,11 +66,14 @@ def test_module_prints_the_documents() -> None:
 
 
 def stream_subjects() -> list[str]:
-    """Every subject pattern of every ``StreamConfig(...)`` in shared/bus.py, read from the
-    source so that a stream added anywhere in it is seen."""
-    tree = ast.parse((ROOT / "shared" / "bus.py").read_text("utf-8"))
+    """Every subject pattern of every ``StreamConfig(...)`` in shared/ (each domain's
+    streams.py), read from the source so that a stream added anywhere in it is seen."""
     found: list[str] = []
-    for node in ast.walk(tree):
+    for node in (
+        node
+        for path in sorted((ROOT / "shared").rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text("utf-8")))
+    ):
         if not isinstance(node, ast.Call):
             continue
         name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
@@ -126,9 +132,14 @@ def test_every_stream_subject_has_a_channel(doc: dict[str, Any]) -> None:
 
 
 def test_channels_name_their_streams(doc: dict[str, Any]) -> None:
-    streams = {bus.NOTIFICATIONS, bus.DEADLETTERS, bus.LOOKUPS, bus.LOOKUP_RESULTS}
+    names = {
+        streams.NOTIFICATIONS,
+        streams.DEADLETTERS,
+        lookup_streams.LOOKUPS,
+        lookup_streams.LOOKUP_RESULTS,
+    }
     for name, channel in doc["channels"].items():
-        assert channel["x-jetstream-stream"] in streams, name
+        assert channel["x-jetstream-stream"] in names, name
     addresses = {c["address"] for c in doc["channels"].values()}
     assert addresses == {
         "lookup.requested.{kind}",
@@ -205,22 +216,22 @@ def test_headers_are_the_ones_the_code_sets(doc: dict[str, Any]) -> None:
     versions = {
         "Notification": schemas.NOTIFICATION_SCHEMA,
         "Replay": schemas.NOTIFICATION_SCHEMA,
-        "LookupRequest": schemas.LOOKUP_REQUEST_SCHEMA,
-        "LookupResult": schemas.LOOKUP_RESULT_SCHEMA,
+        "LookupRequest": lookup_schemas.LOOKUP_REQUEST_SCHEMA,
+        "LookupResult": lookup_schemas.LOOKUP_RESULT_SCHEMA,
         "DeadLetter": schemas.DEADLETTER_SCHEMA,
     }
     assert set(messages) == set(versions)
     for name, version in versions.items():
         headers = messages[name]["headers"]
-        assert headers["properties"][schemas.SCHEMA_HEADER]["const"] == version, name
+        assert headers["properties"][SCHEMA_HEADER]["const"] == version, name
         deduplicated = name != "LookupResult"
         assert ("Nats-Msg-Id" in headers["required"]) is deduplicated, name
     for name in ("Notification", "LookupRequest"):  # the gateway's (and CLI's) request id
-        assert schemas.REQUEST_ID_HEADER in messages[name]["headers"]["properties"], name
-        assert schemas.REQUEST_ID_HEADER not in messages[name]["headers"]["required"], name
+        assert REQUEST_ID_HEADER in messages[name]["headers"]["properties"], name
+        assert REQUEST_ID_HEADER not in messages[name]["headers"]["required"], name
     assert ORIGINAL_SUBJECT_HEADER in messages["Replay"]["headers"]["required"]
     with pytest.raises(jsonschema.ValidationError):
-        _validate(doc, messages["Notification"]["headers"], {schemas.SCHEMA_HEADER: "x/9"})
+        _validate(doc, messages["Notification"]["headers"], {SCHEMA_HEADER: "x/9"})
 
 
 # ------------------------------------------------------------------------------- payloads
@@ -248,8 +259,10 @@ def test_real_messages_validate_and_bad_ones_do_not(doc: dict[str, Any]) -> None
         "DeadLetter": schemas.DeadLetter(
             target="t", subject="s", error="e", attempts=3, failed_at="t", stream_seq=1, raw="x"
         ),
-        "LookupRequest": schemas.LookupRequest(job_id="j", indicator="192.0.2.1", kind="ipv4"),
-        "LookupResult": schemas.LookupResult(
+        "LookupRequest": lookup_schemas.LookupRequest(
+            job_id="j", indicator="192.0.2.1", kind="ipv4"
+        ),
+        "LookupResult": lookup_schemas.LookupResult(
             job_id="j",
             indicator="192.0.2.1",
             kind="ipv4",
@@ -260,7 +273,7 @@ def test_real_messages_validate_and_bad_ones_do_not(doc: dict[str, Any]) -> None
         ),
     }
     for message, struct in encoded.items():
-        _validate(doc, _payload(doc, message), json.loads(schemas.encode(struct)))
+        _validate(doc, _payload(doc, message), json.loads(encode(struct)))
     bad = {
         "Notification": {"id": "", "type": "t", "source": "s", "timestamp": "t", "data": 1},
         "DeadLetter": {"target": "t", "subject": "s", "error": "e", "attempts": "3"},
@@ -277,8 +290,8 @@ def test_payload_schemas_come_from_the_structs(doc: dict[str, Any]) -> None:
     for struct in (
         schemas.Notification,
         schemas.DeadLetter,
-        schemas.LookupRequest,
-        schemas.LookupResult,
+        lookup_schemas.LookupRequest,
+        lookup_schemas.LookupResult,
     ):
         fields = {f.encode_name for f in msgspec.structs.fields(struct)}
         schema = components[struct.__name__]

@@ -5,8 +5,10 @@ from pathlib import Path
 import pytest
 from helpers import WHSEC
 
-from shared import config
-from shared.config import ConfigError, HttpTargetConfig, LogTargetConfig
+from shared.core import settings as config
+from shared.core.errors import ConfigError
+from shared.core.secrets import Secret
+from shared.relay.config import HttpTargetConfig, LogTargetConfig
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -96,7 +98,7 @@ type = "log"
     assert http.url == "https://hooks.example.com/in"
     assert http.match.min_risk == 50
     assert http.retry.max_attempts == 3
-    assert settings.secret("ops-http", "secret") == config.Secret(WHSEC)
+    assert settings.secret("ops-http", "secret") == Secret(WHSEC)
     assert audit.name == "audit"
     assert settings.target("audit") is audit
     with pytest.raises(ConfigError, match="no target named 'nope'"):
@@ -154,7 +156,7 @@ def test_http_secret_file(tmp_path: Path) -> None:
         tmp_path,
         f'[[targets]]\nname = "h"\ntype = "http"\nurl = "http://h/"\nsecret_file = "{secret}"\n',
     )
-    assert config.load({"LOOKOUT_CONFIG": path}).secret("h", "secret") == config.Secret(WHSEC)
+    assert config.load({"LOOKOUT_CONFIG": path}).secret("h", "secret") == Secret(WHSEC)
 
 
 def test_refuses_public_bind_without_tokens() -> None:
@@ -227,7 +229,7 @@ def test_secret_fields_of_other_targets(tmp_path: Path) -> None:
     )
     (tmp_path / "lookout.toml").write_text(text)
     settings = config.load({"LOOKOUT_CONFIG": path})
-    assert settings.secret("pager-sms", "auth_token") == config.Secret("twilio-token-123")
+    assert settings.secret("pager-sms", "auth_token") == Secret("twilio-token-123")
     assert settings.secret("soc-slack", "webhook_url") is not None
 
 
@@ -242,7 +244,7 @@ def test_each_service_reads_only_the_secrets_it_uses(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"soc-slack"):
         config.load(env, secrets_of=("soc-slack",))
     sms_sink = config.load(env, secrets_of=("pager-sms",))
-    assert sms_sink.secret("pager-sms", "auth_token") == config.Secret("twilio-token-123")
+    assert sms_sink.secret("pager-sms", "auth_token") == Secret("twilio-token-123")
     assert sms_sink.secret("soc-slack", "webhook_url") is None
     gateway = config.load(env, secrets_of=())
     assert gateway.target_secrets == {}

@@ -2,7 +2,7 @@
 
 No Docker engine or cluster is needed. Each file is parsed and held against what the code
 does: service names come from the real ``lookout services`` run with the configuration and
-environment each container gets, environment variables must be ones ``shared.config.load``
+environment each container gets, environment variables must be ones ``shared.core.settings.load``
 looks up, and every file a container reads (config, secrets) must be mounted in it. The
 container paths are mapped onto the committed files (``*.example`` for secrets).
 """
@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from services.registry import build_target
-from shared import config
+from shared.core import settings as config
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -64,7 +64,7 @@ class RecordingEnv(Mapping[str, str]):
 
 
 def variables_read(env: Mapping[str, str]) -> set[str]:
-    """The variables ``shared.config.load`` looks up when given ``env`` (``*_FILE`` too)."""
+    """The variables ``shared.core.settings.load`` looks up when given ``env`` (``*_FILE`` too)."""
     recording = RecordingEnv(env)
     config.load(recording, secrets_of=())  # target secrets are files named in the TOML
     return recording.looked_up

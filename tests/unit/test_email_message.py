@@ -9,9 +9,9 @@ from helpers import sqreen_fixture
 
 from services.gateway import sqreen
 from services.sinks.email import build_message, envelope_address
-from shared.config import EmailTargetConfig
-from shared.schemas import Notification
-from shared.templates import Rendered, render
+from shared.relay.config import EmailTargetConfig
+from shared.relay.schemas import Notification
+from shared.relay.templates import Rendered, render
 
 
 def test_non_ascii_headers_and_bodies_round_trip() -> None:

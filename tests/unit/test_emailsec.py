@@ -12,9 +12,9 @@ from dnsserver import ZoneServer
 from services.providers import emailsec
 from services.providers.emailsec import EmailSecProvider, build, evaluate
 from services.providers.emailsec.dnsclient import DnsClient
-from shared.config import Settings
-from shared.providers import ProviderError
-from shared.schemas import LookupRequest
+from shared.core.settings import Settings
+from shared.lookups.provider import ProviderError
+from shared.lookups.schemas import LookupRequest
 
 ZONE = """
 $TTL 300

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from dnsserver import ZoneServer
 
-from services.providers.emailsec import clear_caches, dmarc, evaluate, spf
+from services.providers.emailsec import clear_caches, dmarc, evaluate, spf, spfrecord
 from services.providers.emailsec.dnsclient import DnsClient
 
 ZONE = """
@@ -46,7 +46,7 @@ async def client(server: ZoneServer) -> AsyncIterator[DnsClient]:
 
 
 def shared_terms(record: str) -> list[dict[str, Any]]:
-    return [term.to_dict() for term in spf._analyse(record).terms]
+    return [term.to_dict() for term in spfrecord.analyse(record).terms]
 
 
 async def test_shared_records_are_analysed_once_and_never_modified(client: DnsClient) -> None:
@@ -56,7 +56,7 @@ async def test_shared_records_are_analysed_once_and_never_modified(client: DnsCl
         results.append(await spf.check_spf(f"{name}.example.com", client))
         if name == "one":
             before = shared_terms(provider)
-    assert spf._analyse.cache_info().hits > 0
+    assert spfrecord.analyse.cache_info().hits > 0
     assert shared_terms(provider) == before  # targets, voids, addresses are per evaluation
     assert results[0] == results[-1]
     first_tree = results[0]["tree"]["includes"][0]
@@ -91,16 +91,16 @@ def test_parse_record_gives_the_callers_own_terms() -> None:
 
 
 def test_terms_after_all_in_the_analysis() -> None:
-    analysis = spf._analyse("v=spf1 mx -all include:a.example.com a")
+    analysis = spfrecord.analyse("v=spf1 mx -all include:a.example.com a")
     assert [t.lookups for t in analysis.terms] == [1, 0, 0, 0]
     assert analysis.evaluated == (0,)
     assert analysis.lookups == 1
     assert analysis.warnings == ("terms after '-all' are never evaluated: include:a.example.com a",)
-    redirect = spf._analyse("v=spf1 ip4:192.0.2.1 redirect=_spf.example.com")
+    redirect = spfrecord.analyse("v=spf1 ip4:192.0.2.1 redirect=_spf.example.com")
     assert redirect.redirect_index == 1
     assert redirect.lookups == 1
     assert redirect.root_warnings == redirect.warnings == ()
-    bare = spf._analyse("v=spf1 ip4:192.0.2.1")
+    bare = spfrecord.analyse("v=spf1 ip4:192.0.2.1")
     assert bare.warnings == ()
     assert bare.root_warnings == (
         "no 'all' mechanism and no redirect=: the default result is neutral ('?all')",
@@ -132,7 +132,7 @@ def test_ip4_check_is_ipaddress_check() -> None:
             valid = True
         except ValueError:
             valid = False
-        assert (spf._IPV4_RE.fullmatch(text) is not None) == valid, text
+        assert (spfrecord._IPV4_RE.fullmatch(text) is not None) == valid, text
 
 
 def test_domain_spec_fast_path_agrees() -> None:
@@ -159,7 +159,9 @@ def test_domain_spec_fast_path_agrees() -> None:
         "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 14))) for _ in range(30000)
     ]
     for spec in specs:
-        assert spf._domain_spec_error(spec) == spf._domain_spec_error_general(spec), spec
+        assert spfrecord._domain_spec_error(spec) == spfrecord._domain_spec_error_general(spec), (
+            spec
+        )
 
 
 def test_organisational_domain_cache() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import prometheus_client as prom
 import pytest
 
-from shared.metrics import HotCounter, HotHistogram
+from shared.core.metrics import HotCounter, HotHistogram
 
 
 def _samples(registry: prom.CollectorRegistry) -> list[str]:

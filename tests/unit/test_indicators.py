@@ -1,11 +1,11 @@
-"""shared.indicators: refanging, classification, normalisation, free-text extraction."""
+"""shared.lookups.indicators: refanging, classification, normalisation, free-text extraction."""
 
 from __future__ import annotations
 
 import msgspec
 import pytest
 
-from shared.indicators import (
+from shared.lookups.indicators import (
     REFANG_TABLE,
     Indicator,
     Parsed,

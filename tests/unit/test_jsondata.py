@@ -1,5 +1,5 @@
-"""shared.jsondata: the JSON the gateway accepts, and how a sink reads it back; notification
-ids (shared.schemas.notification_id) and delivery-status keys (shared.status.key)."""
+"""shared.core.jsondata: the JSON the gateway accepts, and how a sink reads it back; notification
+ids (shared.relay.schemas.notification_id) and delivery-status keys (shared.relay.status.key)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared import jsondata, schemas, status
+from shared.core import jsondata
+from shared.relay import schemas, status
 
 
 def depth(value: Any) -> int:

@@ -13,7 +13,7 @@ import textwrap
 WRITER = textwrap.dedent(
     """
     import logging, sys
-    from shared import logging as log
+    from shared.core import logging as log
 
     name, count = sys.argv[1], int(sys.argv[2])
     log.setup(name, "info")
@@ -66,7 +66,7 @@ def test_concurrent_unbuffered_writers_never_split_a_line() -> None:
 LONG_WRITER = textwrap.dedent(
     """
     import sys
-    from shared import logging as log
+    from shared.core import logging as log
 
     name, count = sys.argv[1], int(sys.argv[2])
     log.setup(name, "info")

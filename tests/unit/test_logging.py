@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from shared import config
-from shared import logging as log
+from shared.core import logging as log
+from shared.core import settings as config
 
 
 def test_secrets_never_reach_log_lines(capsys: pytest.CaptureFixture[str]) -> None:

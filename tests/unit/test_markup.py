@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from shared.markup import BLANK, MarkdownEscaper, by_risk, cut
+from shared.relay.markup import BLANK, MarkdownEscaper, by_risk, cut
 
 
 def test_risk_bands() -> None:

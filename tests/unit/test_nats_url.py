@@ -7,9 +7,10 @@ import json
 
 import pytest
 
-from shared import config
-from shared import logging as log
-from shared.bus import safe_url
+from shared.core import logging as log
+from shared.core import settings as config
+from shared.core.errors import ConfigError
+from shared.core.natsurl import safe_url
 
 
 @pytest.mark.parametrize(
@@ -40,7 +41,7 @@ def test_a_bad_server_in_nats_url_is_named_without_its_password() -> None:
         "nats://h1:4222,http://user:bad-entry-password@h2:80",
         "nats://h1:4222,nats://user:bad-entry-password@h2:port",
     ):
-        with pytest.raises(config.ConfigError) as caught:
+        with pytest.raises(ConfigError) as caught:
             config.load({"NATS_URL": url})
         assert "bad-entry-password" not in str(caught.value)
         assert "***@h2" in str(caught.value)

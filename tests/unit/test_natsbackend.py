@@ -9,7 +9,7 @@ import nats
 import natsbackend
 import pytest
 
-from shared.natsserver import NatsServerError, free_port
+from shared.core.natsserver import NatsServerError, free_port
 
 ENGINE = natsbackend.docker_engine()  # None when a Docker engine answers
 

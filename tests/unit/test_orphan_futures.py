@@ -14,10 +14,10 @@ SCRIPT = textwrap.dedent(
     import asyncio, gc, sys
     import uvloop
     from services.providers.whois import port43
-    from shared import logging as log
+    from shared.core import logging as log
 
     log.setup("provider-whois", "info")
-    uvloop.install()  # as every service runs (shared.service)
+    uvloop.install()  # as every service runs (shared.core.service)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.ratelimit import take_slots
-from shared.targets import Paced, Pacer, RetryableError
+from shared.relay.pacing import Pacer, take_slots
+from shared.relay.target import Paced, RetryableError
 
 
 def test_a_free_target_sends_now() -> None:
@@ -109,7 +109,7 @@ async def test_a_429_pause_is_capped_by_max_retry_after() -> None:
 
 def test_webhook_targets_take_the_cap_from_their_retry_policy(tmp_path: Path) -> None:
     from services.registry import build_target
-    from shared.config import load
+    from shared.core.settings import load
 
     config_file = tmp_path / "lookout.toml"
     config_file.write_text(

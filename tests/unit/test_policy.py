@@ -10,11 +10,13 @@ import pytest
 from helpers import sqreen_fixture
 
 from services.gateway import sqreen
-from shared.config import Match, RetryPolicy
-from shared.delivery import backoff
-from shared.routing import attributes, matches
-from shared.schemas import Notification
-from shared.targets import PermanentError, RetryableError, parse_retry_after, raise_for_status
+from shared.core.retryafter import parse_retry_after
+from shared.relay.config import Match, RetryPolicy
+from shared.relay.routing import matches
+from shared.relay.runner import backoff
+from shared.relay.schemas import Notification
+from shared.relay.sources import attributes
+from shared.relay.target import PermanentError, RetryableError, raise_for_status
 
 
 def test_backoff_grows_exponentially_within_bounds() -> None:
@@ -117,7 +119,7 @@ def test_generic_source_attributes() -> None:
 
 
 def test_overall_verdict_is_the_worst_finding() -> None:
-    from shared.providers import overall_verdict
+    from shared.lookups.verdicts import overall_verdict
 
     assert overall_verdict(["harmless", "malicious", "undetected"]) == "malicious"
     assert overall_verdict(["harmless", "suspicious"]) == "suspicious"

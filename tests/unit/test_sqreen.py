@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.gateway import sqreen
-from shared.config import Secret
-from shared.schemas import Notification
+from shared.core.secrets import Secret
+from shared.relay.schemas import Notification
 
 BODY = b'[{"message_type": "test", "message": {"id": "1"}}]'
 SECRETS = sqreen.keys([Secret("current-secret")])

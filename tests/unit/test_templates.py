@@ -7,9 +7,9 @@ import pytest
 from helpers import sqreen_fixture
 
 from services.gateway import sqreen
-from shared.config import LogTargetConfig, MessageTemplate
-from shared.schemas import Notification
-from shared.templates import TemplateError, compile_template, context, render, render_title
+from shared.relay.config import LogTargetConfig, MessageTemplate
+from shared.relay.schemas import Notification
+from shared.relay.templates import TemplateError, compile_template, context, render, render_title
 
 
 def notes(fixture: str) -> list[Notification]:
@@ -107,9 +107,9 @@ def test_the_sandbox_refuses_internals() -> None:
 
 
 def test_digest_renders_its_members_whatever_the_target_templates() -> None:
-    from shared.grouping import Member, digest
-    from shared.routing import attributes
-    from shared.targets import Delivery
+    from shared.relay.grouping import Member, digest
+    from shared.relay.sources import attributes
+    from shared.relay.target import Delivery
 
     members = []
     for note in notes("v2_security_event.json"):

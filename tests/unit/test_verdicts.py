@@ -1,12 +1,12 @@
-"""An indicator's overall verdict and its reasons (shared/providers.py ``judge``): the one
+"""An indicator's overall verdict and its reasons (shared/lookups/runner.py ``judge``): the one
 rule the API, the CSV and ``lookout lookup`` use, and the web UI mirrors."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from shared.providers import VERDICT_ORDER, counts_as, judge, overall_verdict
-from shared.schemas import LookupResult
+from shared.lookups.schemas import LookupResult
+from shared.lookups.verdicts import VERDICT_ORDER, counts_as, judge, overall_verdict
 
 
 def result(provider: str, status: str, verdict: str = "unknown", **more: Any) -> LookupResult:

@@ -12,7 +12,7 @@ export const PROVIDER_LABELS = {
   abuseipdb: "AbuseIPDB",
 };
 // The overall verdict of an indicator is the first of these its results count as (the
-// rule of shared/providers.py judge(), mirrored): a done result counts with its verdict, an
+// rule of shared/lookups/verdicts.py judge(), mirrored): a done result counts with its verdict, an
 // error or quota_exhausted one as "error", a pending or queued one as "pending", a
 // not_configured one not at all.
 export const VERDICT_ORDER = [

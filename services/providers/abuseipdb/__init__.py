@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.config import Settings
-from shared.providers import Answer, HttpProvider, ProviderError, Throttled, upstream
-from shared.schemas import LookupRequest, Verdict
-from shared.targets import parse_retry_after
+from shared.core.retryafter import parse_retry_after
+from shared.core.settings import Settings
+from shared.lookups.provider import Answer, HttpProvider, ProviderError, Throttled, upstream
+from shared.lookups.schemas import LookupRequest, Verdict
 
 FIELDS = (
     "abuseConfidenceScore",

@@ -17,9 +17,9 @@ import dns.rdtypes.txtbase
 import dns.resolver
 import dns.reversename
 
-from shared.config import Settings
-from shared.providers import Answer, Provider, ProviderError, is_ip
-from shared.schemas import LookupRequest
+from shared.core.settings import Settings
+from shared.lookups.provider import Answer, Provider, ProviderError, is_ip
+from shared.lookups.schemas import LookupRequest
 
 NAME_TYPES = ("A", "AAAA", "CNAME", "MX", "NS", "TXT", "SOA")
 MIN_TTL, MAX_TTL, NEGATIVE_TTL = 60.0, 3600.0, 300.0

@@ -28,14 +28,15 @@ from typing import Any
 
 import dns.resolver
 
-from shared.config import Settings
-from shared.providers import Answer, Provider, ProviderError
-from shared.schemas import LookupRequest, Verdict
+from shared.core.settings import Settings
+from shared.lookups.provider import Answer, Provider, ProviderError
+from shared.lookups.schemas import LookupRequest, Verdict
 
 from .dmarc import check_dmarc
 from .dmarc import clear_cache as clear_dmarc_cache
 from .dnsclient import DnsAnswer, DnsClient, Resolver, answers, cancel, start_query
-from .spf import check_spf, clear_analysis_cache
+from .spf import check_spf
+from .spfrecord import clear_analysis_cache
 
 __all__ = [
     "DnsAnswer",

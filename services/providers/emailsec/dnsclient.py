@@ -59,7 +59,8 @@ import dns.rdtypes.nsbase
 import dns.rdtypes.txtbase
 import dns.rrset
 
-from . import wire
+import services.providers.emailsec.wire as wire
+
 from .answer import DnsAnswer
 from .wire import CNAME_CHAIN_MAX, HEADER_LEN, TC
 

@@ -16,10 +16,10 @@ import base64
 from typing import Any
 from urllib.parse import quote
 
-from shared.config import Settings
-from shared.providers import Answer, HttpProvider, ProviderError, Throttled, upstream
-from shared.schemas import LookupRequest, Verdict
-from shared.targets import parse_retry_after
+from shared.core.retryafter import parse_retry_after
+from shared.core.settings import Settings
+from shared.lookups.provider import Answer, HttpProvider, ProviderError, Throttled, upstream
+from shared.lookups.schemas import LookupRequest, Verdict
 
 
 def url_id(url: str) -> str:

@@ -12,7 +12,7 @@ when RDAP cannot answer.
   registry, and one further referral (``Registrar WHOIS Server:``, ``ReferralServer:``) is
   followed to complete the registry's answer. A server named by an answer (IANA's
   ``refer:`` included) is asked only on port 43 and only at an address the SSRF guard
-  allows (:func:`shared.ssrf.refusal`, lifted by ``LOOKOUT_OUTBOUND_ALLOW``); the shipped
+  allows (:func:`shared.core.ssrf.refusal`, lifted by ``LOOKOUT_OUTBOUND_ALLOW``); the shipped
   IANA and RIR servers and ``LOOKOUT_WHOIS_SERVER`` are asked as they are.
 - **Verdict** ``unknown`` (registration data does not judge), except ``suspicious`` for a
   domain registered less than 30 days ago (newly registered domains are a classic phishing
@@ -33,7 +33,9 @@ from typing import Any
 
 import aiohttp
 
-from services.providers.whois import port43, rdap, whoistext
+import services.providers.whois.port43 as port43
+import services.providers.whois.rdap as rdap
+import services.providers.whois.whoistext as whoistext
 from services.providers.whois.bootstrap import Bootstrap, bootstrap
 from services.providers.whois.record import (
     DomainRecord,
@@ -41,10 +43,10 @@ from services.providers.whois.record import (
     NotRegistered,
     Unavailable,
 )
-from shared import ssrf
-from shared.config import Settings
-from shared.providers import Answer, Provider, ProviderError, is_ip, upstream
-from shared.schemas import LookupRequest, Verdict
+from shared.core import ssrf
+from shared.core.settings import Settings
+from shared.lookups.provider import Answer, Provider, ProviderError, is_ip, upstream
+from shared.lookups.schemas import LookupRequest, Verdict
 
 PARSER_VERSION = 2
 """Raised whenever the WHOIS/RDAP readers change what they read from the same answer."""
@@ -212,7 +214,7 @@ class WhoisProvider(Provider):
 
     async def _referral_address(self, host: str, port: int, deadline: float) -> str:
         """The address to ask a referred server at: ``host`` resolved once, every address
-        checked by :func:`shared.ssrf.refusal` (``LOOKOUT_OUTBOUND_ALLOW`` lifts it), the
+        checked by :func:`shared.core.ssrf.refusal` (``LOOKOUT_OUTBOUND_ALLOW`` lifts it), the
         first allowed one returned, so the connection goes where the check looked (a name
         that rebinds between check and connect cannot lead inwards). :class:`Unavailable`
         when the port is not :attr:`referral_port` or no address is allowed."""

@@ -8,8 +8,8 @@ import asyncio
 import contextlib
 
 from services.providers.whois.record import Unavailable
-from shared import netio
-from shared.providers import os_error_text
+from shared.core import netio
+from shared.lookups.provider import os_error_text
 
 PORT = 43
 MAX_ANSWER = 1024 * 1024
@@ -53,7 +53,7 @@ async def ask(
     """The answer of ``host:port`` to ``query``, read before ``deadline`` (loop time).
 
     ``connect_to``: the address to connect to instead of resolving ``host`` again (an
-    address the caller resolved and checked, e.g. with :func:`shared.ssrf.refusal`).
+    address the caller resolved and checked, e.g. with :func:`shared.core.ssrf.refusal`).
 
     Raise :class:`Unavailable` with the cause alone (``cannot connect: Connection
     refused``, ``timeout after 2 s``…) when the server cannot be reached, closes without

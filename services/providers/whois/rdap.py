@@ -22,7 +22,7 @@ from services.providers.whois.record import (
     normal_address,
     parse_date,
 )
-from shared.providers import client_error_text
+from shared.lookups.provider import client_error_text
 
 ACCEPT = "application/rdap+json, application/json;q=0.9"
 MAX_BODY = 4 * 1024 * 1024

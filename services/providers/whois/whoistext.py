@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import NamedTuple
 
-from services.providers.whois import bytld
+import services.providers.whois.bytld as bytld
 from services.providers.whois.record import (
     DomainRecord,
     NetworkRecord,

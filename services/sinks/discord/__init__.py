@@ -19,7 +19,7 @@ accepted request really was posted) with::
 text holds (``@everyone``, ``@here``, ``<@user>``, ``<@&role>``); mentions inside embeds
 never ping anyway, and lookout puts no text in ``content``.
 
-The title and body come from :func:`shared.templates.render`. Titles, descriptions and
+The title and body come from :func:`shared.relay.templates.render`. Titles, descriptions and
 field texts are Markdown in Discord, so every piece of text has the Markdown that could
 restyle it, hide it as a spoiler, disguise a link or render a mention or timestamp
 (``<…>``) escaped with a backslash; bare URLs are left whole so they still work. Each
@@ -42,7 +42,7 @@ clients that collect too many). Sends go through a leaky-bucket limiter (``per_s
 default 1) shared by all concurrent deliveries of this target and, like the pause, by every
 replica of its sink.
 
-The webhook URL carries the token: it is kept as a :class:`~shared.config.Secret`, never
+The webhook URL carries the token: it is kept as a :class:`~shared.core.secrets.Secret`, never
 logged and never part of an error message, nor of a dead letter.
 """
 
@@ -58,18 +58,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import msgspec
 import yarl
 
-from shared.config import DiscordTargetConfig, Secret, Settings
-from shared.markup import BLANK, MarkdownEscaper, by_risk, cut
-from shared.schemas import Notification
-from shared.targets import (
-    RETRYABLE_STATUS,
-    Delivery,
-    RetryableError,
-    WebhookTarget,
-    parse_retry_after,
-    raise_for_status,
-)
-from shared.templates import context, render
+from shared.core.retryafter import parse_retry_after
+from shared.core.secrets import Secret
+from shared.core.settings import Settings
+from shared.relay.config import DiscordTargetConfig
+from shared.relay.markup import BLANK, MarkdownEscaper, by_risk, cut
+from shared.relay.outbound import WebhookTarget
+from shared.relay.schemas import Notification
+from shared.relay.target import RETRYABLE_STATUS, Delivery, RetryableError, raise_for_status
+from shared.relay.templates import context, render
 
 USER_AGENT = "lookout-discord/1"
 

@@ -40,11 +40,14 @@ from typing import Any
 
 import aiosmtplib
 
-from shared import logging as log
-from shared.config import EmailTargetConfig, Secret, Settings
-from shared.schemas import Notification
-from shared.targets import Delivery, PermanentError, RecipientProgress, RetryableError, Target
-from shared.templates import Rendered, TemplateError, context, render
+from shared.core import logging as log
+from shared.core.secrets import Secret
+from shared.core.settings import Settings
+from shared.relay.config import EmailTargetConfig
+from shared.relay.recipients import RecipientProgress
+from shared.relay.schemas import Notification
+from shared.relay.target import Delivery, PermanentError, RetryableError, Target
+from shared.relay.templates import Rendered, TemplateError, context, render
 
 REMEMBERED_NOTIFICATIONS = 10_000
 """How many notifications the per-recipient progress is kept for (oldest forgotten first)."""

@@ -17,9 +17,13 @@ from ipaddress import IPv4Network, IPv6Network
 
 import aiohttp
 
-from shared import requestid, schemas
-from shared.config import HttpTargetConfig, Secret, Settings, decode_webhook_secret
-from shared.targets import Delivery, RetryableError, SessionTarget, raise_for_status
+from shared.bus import messages
+from shared.core import requestid
+from shared.core.secrets import Secret
+from shared.core.settings import Settings
+from shared.relay.config import HttpTargetConfig, decode_webhook_secret
+from shared.relay.outbound import SessionTarget
+from shared.relay.target import Delivery, RetryableError, raise_for_status
 
 USER_AGENT = "lookout-webhooks/1"
 
@@ -47,7 +51,7 @@ class HttpTarget(SessionTarget):
     async def deliver(self, delivery: Delivery) -> None:
         session = self.session
         notification = delivery.notification
-        body = schemas.encode(notification)
+        body = messages.encode(notification)
         timestamp = int(time.time())
         headers = {
             "Content-Type": "application/json",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from shared import jsondata
-from shared import logging as log
-from shared.config import LogTargetConfig, Settings
-from shared.routing import attributes
-from shared.targets import Delivery, Target
+from shared.core import jsondata
+from shared.core import logging as log
+from shared.core.settings import Settings
+from shared.relay.config import LogTargetConfig
+from shared.relay.sources import attributes
+from shared.relay.target import Delivery, Target
 
 
 class LogTarget(Target):

@@ -23,7 +23,7 @@ Each notification becomes one ``trigger`` event, ``POST {api_url}/v2/enqueue``::
 ``group`` when there is no environment, ``timestamp`` when no time parses, and empty
 custom details (no risk, no IPs…) are left out.
 
-The title and body come from :func:`shared.templates.render` (the target's own templates,
+The title and body come from :func:`shared.relay.templates.render` (the target's own templates,
 else the default for the message type). PagerDuty renders none of it as markup, so nothing
 is escaped; texts are only cut to PagerDuty's limits (summary 1024 characters) and to sizes
 that keep an event far below its 512 KB limit.
@@ -42,9 +42,9 @@ PagerDuty's answers (https://developer.pagerduty.com/docs/events-api-v2/trigger-
 permanent and the dead letter quotes the errors (``Invalid routing key``, ``Length of
 'routing_key' is incorrect…``); 429 (too many events for the integration, usually without
 ``Retry-After``) and 5xx are retried with the target's backoff, or ``Retry-After`` when
-PagerDuty sends one. Anything else follows :func:`shared.targets.raise_for_status`.
+PagerDuty sends one. Anything else follows :func:`shared.relay.target.raise_for_status`.
 
-The routing key is kept as a :class:`~shared.config.Secret`: it travels only in the request
+The routing key is kept as a :class:`~shared.core.secrets.Secret`: it travels only in the request
 body, is never logged and never part of an error message (nor of a dead letter).
 """
 
@@ -61,16 +61,14 @@ from urllib.parse import urlsplit
 import aiohttp
 import msgspec
 
-from shared.config import ConfigError, PagerDutyTargetConfig, Secret, Settings
-from shared.schemas import Notification
-from shared.targets import (
-    Delivery,
-    PermanentError,
-    RetryableError,
-    SessionTarget,
-    raise_for_status,
-)
-from shared.templates import TemplateError, context, render
+from shared.core.errors import ConfigError
+from shared.core.secrets import Secret
+from shared.core.settings import Settings
+from shared.relay.config import PagerDutyTargetConfig
+from shared.relay.outbound import SessionTarget
+from shared.relay.schemas import Notification
+from shared.relay.target import Delivery, PermanentError, RetryableError, raise_for_status
+from shared.relay.templates import TemplateError, context, render
 
 USER_AGENT = "lookout-pagerduty/1"
 CLIENT = "lookout"

@@ -14,7 +14,7 @@ Message layout (one message per notification)::
             actions(button "View event" -> url),   # only when the event has a URL
         ]}]}
 
-The title and body come from :func:`shared.templates.render` (the target's own templates,
+The title and body come from :func:`shared.relay.templates.render` (the target's own templates,
 else the default for the message type). Every piece of text is escaped per Slack's rules
 (``&``, ``<`` and ``>`` only), so a notification can never inject a mention such as
 ``<!channel>`` or a disguised link, and each is cut to Slack's limits (header 150, section
@@ -30,9 +30,9 @@ that keeps posting while rate limited may be disabled.
 
 Slack allows about one message per second per webhook, so sends go through a leaky-bucket
 limiter (``per_second``, default 1) shared by all concurrent deliveries of this target and,
-like the pause, by every replica of its sink (:class:`~shared.targets.Pacer`).
+like the pause, by every replica of its sink (:class:`~shared.relay.pacing.Pacer`).
 
-The webhook URL carries the token: it is kept as a :class:`~shared.config.Secret`, never
+The webhook URL carries the token: it is kept as a :class:`~shared.core.secrets.Secret`, never
 logged and never part of an error message (nor of a dead letter).
 """
 
@@ -43,16 +43,14 @@ from typing import Any
 
 import msgspec
 
-from shared.config import Settings, SlackTargetConfig
-from shared.markup import by_risk, cut
-from shared.schemas import Notification
-from shared.targets import (
-    Delivery,
-    WebhookTarget,
-    parse_retry_after,
-    raise_for_status,
-)
-from shared.templates import context, render
+from shared.core.retryafter import parse_retry_after
+from shared.core.settings import Settings
+from shared.relay.config import SlackTargetConfig
+from shared.relay.markup import by_risk, cut
+from shared.relay.outbound import WebhookTarget
+from shared.relay.schemas import Notification
+from shared.relay.target import Delivery, raise_for_status
+from shared.relay.templates import context, render
 
 USER_AGENT = "lookout-slack/1"
 

@@ -28,17 +28,14 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 
-from shared import logging as log
-from shared.config import Secret, Settings, SmsTargetConfig
-from shared.targets import (
-    Delivery,
-    PermanentError,
-    RecipientProgress,
-    RetryableError,
-    SessionTarget,
-    raise_for_status,
-)
-from shared.templates import TemplateError, render
+from shared.core import logging as log
+from shared.core.secrets import Secret
+from shared.core.settings import Settings
+from shared.relay.config import SmsTargetConfig
+from shared.relay.outbound import SessionTarget
+from shared.relay.recipients import RecipientProgress
+from shared.relay.target import Delivery, PermanentError, RetryableError, raise_for_status
+from shared.relay.templates import TemplateError, render
 
 USER_AGENT = "lookout-sms/1"
 API_VERSION = "2010-04-01"

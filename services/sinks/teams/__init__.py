@@ -23,7 +23,7 @@ Adaptive Cards and posts each card to the channel. One message per notification:
 The title colour is Adaptive Cards' ``attention`` (red) from risk 70, ``warning`` (amber)
 from 40, ``good`` (green) below and ``default`` when the message has no risk.
 
-The title and body come from :func:`shared.templates.render`. TextBlock texts and fact
+The title and body come from :func:`shared.relay.templates.render`. TextBlock texts and fact
 values are Markdown in Teams (bold, italic, lists and ``[links](url)``; HTML is not
 rendered), so every piece of text has the Markdown that could restyle it or disguise a
 link escaped with a backslash (bare URLs are left whole so they still work), and single
@@ -43,7 +43,7 @@ concurrent deliveries of this target and, like the pause, by every replica of it
 Teams throttles webhooks posting more than about four messages a second.
 
 The webhook URL carries the credential (its ``sig`` query parameter): it is kept as a
-:class:`~shared.config.Secret`, never logged and never part of an error message, nor of a
+:class:`~shared.core.secrets.Secret`, never logged and never part of an error message, nor of a
 dead letter.
 """
 
@@ -55,18 +55,14 @@ from typing import Any
 import msgspec
 import yarl
 
-from shared.config import Settings, TeamsTargetConfig
-from shared.markup import BLANK, MarkdownEscaper, by_risk, cut
-from shared.schemas import Notification
-from shared.targets import (
-    RETRYABLE_STATUS,
-    Delivery,
-    RetryableError,
-    WebhookTarget,
-    parse_retry_after,
-    raise_for_status,
-)
-from shared.templates import context, render
+from shared.core.retryafter import parse_retry_after
+from shared.core.settings import Settings
+from shared.relay.config import TeamsTargetConfig
+from shared.relay.markup import BLANK, MarkdownEscaper, by_risk, cut
+from shared.relay.outbound import WebhookTarget
+from shared.relay.schemas import Notification
+from shared.relay.target import RETRYABLE_STATUS, Delivery, RetryableError, raise_for_status
+from shared.relay.templates import context, render
 
 USER_AGENT = "lookout-teams/1"
 

@@ -26,15 +26,19 @@ import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from shared import bus, schemas, status
-from shared import logging as log
-from shared.config import RetryPolicy, Settings, TargetConfig
-from shared.consume import consume
-from shared.deadletters import ORIGINAL_SUBJECT_HEADER
-from shared.grouping import Grouper, Member, digest
-from shared.metrics import SinkMetrics
-from shared.routing import Attributes, attributes, matches
-from shared.targets import Delivery, Paced, Pacer, PermanentError, RetryableError, Target
+from shared.bus import messages
+from shared.bus.consume import consume
+from shared.core import logging as log
+from shared.core.settings import Settings
+from shared.relay import schemas, status, streams
+from shared.relay.config import RetryPolicy, TargetConfig
+from shared.relay.deadletters import ORIGINAL_SUBJECT_HEADER
+from shared.relay.grouping import Grouper, Member, digest
+from shared.relay.metrics import SinkMetrics
+from shared.relay.pacing import Pacer
+from shared.relay.routing import matches
+from shared.relay.sources import Attributes, attributes
+from shared.relay.target import Delivery, Paced, PermanentError, RetryableError, Target
 
 _NO_ATTRS = Attributes()
 
@@ -81,27 +85,27 @@ class SinkRunner:
             Pacer(
                 config.name,
                 config.send_rate,
-                max_wait=bus.ack_wait_for(config.timeout),
+                max_wait=streams.ack_wait_for(config.timeout),
                 max_pause=config.retry.max_retry_after,
             )
             if config.send_rate is not None and not target.paces_itself
             else None
         )
         self._grouper = (
-            Grouper(config, self._flush_group, keepalive=bus.ack_wait_for(config.timeout) / 3)
+            Grouper(config, self._flush_group, keepalive=streams.ack_wait_for(config.timeout) / 3)
             if config.group_window is not None
             else None
         )
 
     async def run(self, stop: asyncio.Event) -> None:
         name = self.config.name
-        await bus.provision(self.js, self.settings)
+        await streams.provision(self.js, self.settings)
         sub = await self.js.pull_subscribe_bind(
-            durable=bus.sink_durable(name), stream=bus.NOTIFICATIONS
+            durable=streams.sink_durable(name), stream=streams.NOTIFICATIONS
         )
         await self._share_pacing()
         await self.target.open()
-        self.log.info("sink started", consumer=bus.sink_durable(name))
+        self.log.info("sink started", consumer=streams.sink_durable(name))
         try:
             await consume(
                 sub,
@@ -125,16 +129,16 @@ class SinkRunner:
         pacers = [p for p in (self._pacer, *self.target.pacers()) if p is not None and p.rated]
         if not pacers:
             return
-        kv = await self.js.key_value(bus.PACE_BUCKET)
+        kv = await self.js.key_value(streams.PACE_BUCKET)
         for pacer in pacers:
             pacer.share(kv, self.config.name)
-        self.log.info("send rate shared by every replica", bucket=bus.PACE_BUCKET)
+        self.log.info("send rate shared by every replica", bucket=streams.PACE_BUCKET)
 
     async def _handle(self, msg: Msg) -> None:
         meta = msg.metadata
         attempt = meta.num_delivered
         headers = msg.headers or {}
-        request_id = headers.get(schemas.REQUEST_ID_HEADER)
+        request_id = headers.get(messages.REQUEST_ID_HEADER)
         try:
             notification = schemas.decode_notification(msg.data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -280,7 +284,7 @@ class SinkRunner:
             attempts=attempts,
             last_error=error[:500] if error else None,
             next_attempt_at=next_at,
-            updated_at=schemas.utc_now(),
+            updated_at=messages.utc_now(),
             received_at=status.utc_text(received),
             title=shown.title,
             application=shown.application,
@@ -291,8 +295,8 @@ class SinkRunner:
             # A plain publish on the bucket's subject: JetStream stores it like a put, and
             # the delivery path does not wait for (or pay for) the acknowledgement. Updates
             # of one key leave on this one connection, so they are stored in order.
-            subject = f"$KV.{bus.STATUS_BUCKET}.{status.key(notification, self.config.name)}"
-            await self.nc.publish(subject, schemas.encode(record))
+            subject = f"$KV.{streams.STATUS_BUCKET}.{status.key(notification, self.config.name)}"
+            await self.nc.publish(subject, messages.encode(record))
         except Exception as exc:
             self.log.warning("could not record delivery status", error=str(exc) or repr(exc))
 
@@ -300,7 +304,7 @@ class SinkRunner:
         """Deliver (after the pacer's turn), telling JetStream the messages are in progress
         while the target or the pacer is slow."""
         task = asyncio.ensure_future(self._paced(delivery))
-        interval = bus.ack_wait_for(self.config.timeout) / 3
+        interval = streams.ack_wait_for(self.config.timeout) / 3
         while True:
             done, _ = await asyncio.wait({task}, timeout=interval)
             if done:
@@ -344,19 +348,19 @@ class SinkRunner:
             subject=_original_subject(msg, notification),
             error=error[:2000],
             attempts=attempts,
-            failed_at=schemas.utc_now(),
+            failed_at=messages.utc_now(),
             stream_seq=seq,
             notification=notification,
             raw=None if notification else msg.data[:65536].decode("utf-8", "replace"),
         )
         headers: dict[str, Any] = {
             "Nats-Msg-Id": f"{self.config.name}:{seq}",
-            schemas.SCHEMA_HEADER: schemas.DEADLETTER_SCHEMA,
+            messages.SCHEMA_HEADER: schemas.DEADLETTER_SCHEMA,
         }
         try:
             await self.js.publish(
                 f"deadletter.{self.config.name}",
-                schemas.encode(record),
+                messages.encode(record),
                 headers=headers,
                 timeout=self.settings.publish_timeout,
             )
@@ -375,7 +379,7 @@ class SinkRunner:
         self.log.warning(
             "dead-lettered",
             notification_id=notification.id if notification else None,
-            request_id=(msg.headers or {}).get(schemas.REQUEST_ID_HEADER),
+            request_id=(msg.headers or {}).get(messages.REQUEST_ID_HEADER),
             stream_seq=seq,
             error=error[:500],
             attempts=attempts,

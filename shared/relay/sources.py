@@ -1,4 +1,4 @@
-"""Route filters: which notifications a target receives.
+"""What lookout reads of a notification's message to route and render it.
 
 Sqreen messages keep their routing fields in different places per version and type (v2
 wraps them in ``message``; security events carry ``risk_coefficient``, v1 and the test
@@ -9,13 +9,11 @@ from other sources may carry top-level ``risk``, ``application`` and ``environme
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared import jsondata
-from shared.config import Match, TargetConfig
-from shared.schemas import Notification
+from shared.core import jsondata
+from shared.relay.schemas import Notification
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,29 +52,3 @@ def attributes(notification: Notification) -> Attributes:
         application = nested
     environment = _text(body.get("environment")) or _text(app.get("environment"))
     return Attributes(risk=risk, application=application, environment=environment)
-
-
-def routes_everything(targets: Sequence[TargetConfig]) -> bool:
-    """True when some target takes every notification (its route filters nothing), so no
-    notification can be unrouted and :func:`unrouted` need not be asked."""
-    return any(target.match == Match() for target in targets)
-
-
-def unrouted(targets: Sequence[TargetConfig], notification: Notification) -> bool:
-    """True when no configured target's route accepts ``notification``."""
-    return not any(matches(target.match, notification) for target in targets)
-
-
-def matches(match: Match, notification: Notification) -> bool:
-    if match.types and notification.type not in match.types:
-        return False
-    if match.sources and notification.source not in match.sources:
-        return False
-    if match.min_risk is None and not match.applications and not match.environments:
-        return True
-    attrs = attributes(notification)
-    if match.min_risk is not None and (attrs.risk is None or attrs.risk < match.min_risk):
-        return False
-    if match.applications and attrs.application not in match.applications:
-        return False
-    return not (match.environments and attrs.environment not in match.environments)

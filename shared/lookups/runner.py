@@ -11,21 +11,12 @@ acknowledges the request. A provider that raises never loses the request: the re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-import ipaddress
-import os
 import random
-import socket
 import time
-from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
-import aiohttp
 import msgspec
 import structlog
 from nats.aio.msg import Msg
@@ -33,212 +24,21 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from shared import bus, ratelimit, schemas
-from shared import logging as log
-from shared.config import Settings
-from shared.consume import consume
-from shared.metrics import ProviderMetrics
-from shared.ratelimit import Exhausted, Granted, SharedQuota, Wait
-from shared.schemas import PROVIDER_KINDS, LookupRequest, LookupResult, Status, Verdict
+from shared.bus import messages
+from shared.bus.consume import consume
+from shared.bus.kvtime import Wait
+from shared.core import logging as log
+from shared.core.settings import Settings
+from shared.lookups import quota as quotas
+from shared.lookups import schemas, streams
+from shared.lookups.metrics import ProviderMetrics
+from shared.lookups.provider import Answer, Provider, ProviderError, Throttled
+from shared.lookups.quota import Exhausted, Granted, SharedQuota
+from shared.lookups.schemas import PROVIDER_KINDS, LookupRequest, LookupResult, Status, Verdict
 
 SETTLE_MARGIN = 2.0
 """Seconds a quota grant stays in flight beyond the provider timeout (the time its
 settling may take); past both it counts from its stamp anyway."""
-
-# How an indicator's results combine into its overall verdict: the first one present in
-# this order wins. A real finding outranks the absence of one; then "could not be checked"
-# (``error``) and "not checked yet" (``pending``) outrank "checked, no opinion"
-# (``unknown``), so nothing that failed ever looks like a quiet answer.
-OverallVerdict = Literal[
-    "malicious", "suspicious", "harmless", "undetected", "error", "pending", "unknown"
-]
-VERDICT_ORDER: tuple[OverallVerdict, ...] = (
-    "malicious",
-    "suspicious",
-    "harmless",
-    "undetected",
-    "error",
-    "pending",
-    "unknown",
-)
-PROVIDER_LABELS: dict[str, str] = {
-    "dns": "DNS",
-    "whois": "WHOIS",
-    "emailsec": "SPF/DMARC",
-    "virustotal": "VirusTotal",
-    "abuseipdb": "AbuseIPDB",
-}
-"""How a provider is named to people (verdict reasons, the UI's column heads)."""
-
-
-def is_ip(host: str) -> bool:
-    """True when ``host`` is an IPv4 or IPv6 address literal (a URL's host may be one)."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def overall_verdict(verdicts: Iterable[OverallVerdict]) -> OverallVerdict:
-    """The first of :data:`VERDICT_ORDER` among ``verdicts`` (what each result counts as,
-    see :func:`counts_as`); ``unknown`` when there is none."""
-    present = set(verdicts)
-    for verdict in VERDICT_ORDER:
-        if verdict in present:
-            return verdict
-    return "unknown"
-
-
-def counts_as(result: LookupResult) -> OverallVerdict | None:
-    """What one result adds to its indicator's overall verdict: its verdict when ``done``;
-    ``error`` when it could not be checked (``error``, ``quota_exhausted``); ``pending``
-    while it waits (``pending``, ``queued``); nothing when ``not_configured`` (a missing
-    API key never fails a job)."""
-    if result.status == "done":
-        return result.verdict
-    if result.status in ("error", "quota_exhausted"):
-        return "error"
-    if result.status in ("pending", "queued"):
-        return "pending"
-    return None
-
-
-def _reason(result: LookupResult) -> str:
-    label = PROVIDER_LABELS.get(result.provider, result.provider)
-    if result.status == "done":
-        said = result.summary or result.verdict
-    elif result.status == "pending":
-        said = "pending"
-    else:
-        said = result.error or result.summary or result.status.replace("_", " ")
-    return f"{label}: {said}"
-
-
-def judge(results: Iterable[LookupResult]) -> tuple[OverallVerdict, list[str]]:
-    """An indicator's overall verdict and why: the providers whose results gave it, each
-    as ``"<Provider>: <its summary or error>"`` (e.g. ``"VirusTotal: 9/74 engines"``,
-    ``"WHOIS: cannot connect: Connection refused"``). The one rule the API, the CSV and
-    the CLI use (the web UI mirrors it in ``render.js``).
-
-    When no result counts (every provider not configured, or none applies) the verdict
-    is ``unknown`` and the reasons are the not-configured providers' explanations."""
-    given = list(results)
-    counted = [(counts_as(r), r) for r in given]
-    verdict = overall_verdict(v for v, _ in counted if v is not None)
-    reasons = [_reason(r) for v, r in counted if v == verdict]
-    if not reasons:
-        reasons = [_reason(r) for v, r in counted if v is None]
-    return verdict, reasons
-
-
-class ProviderError(Exception):
-    """The upstream could not answer (unreachable, timeout, bad answer).
-
-    The message is the cause, first and short (``cannot connect: Connection refused``,
-    ``HTTP 503``, ``timeout after 10 s``): it is what a table cell shows. Where the
-    provider asked goes to ``data`` (e.g. ``{"upstream": "https://…"}``), shown with the
-    result's details; never a secret (API keys travel in headers, not in URLs)."""
-
-    def __init__(self, reason: str, *, data: Mapping[str, Any] | None = None) -> None:
-        super().__init__(reason)
-        self.data: dict[str, Any] = dict(data or {})
-
-
-def upstream(url: str) -> str:
-    """``url`` fit to show: without user info, query or fragment (they may carry secrets
-    or the indicator itself)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url.split("?", 1)[0]
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = host + (f":{port}" if port is not None else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def os_error_text(exc: BaseException) -> str:
-    """Why a connection failed, in the system's words: ``Connection refused``, ``Name or
-    service not known`` (not asyncio's ``Connect call failed ('127.0.0.1', 9)``)."""
-    if isinstance(exc, socket.gaierror):
-        return exc.strerror or str(exc)
-    if isinstance(exc, OSError) and exc.errno is not None and exc.errno > 0:
-        return os.strerror(exc.errno)
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
-
-
-def client_error_text(exc: BaseException) -> str:
-    """The cause of an aiohttp client failure, short and human: ``cannot connect: Name or
-    service not known``, ``server disconnected``, ``TLS certificate not trusted: …``."""
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return f"TLS certificate not trusted: {exc.certificate_error}"
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return "TLS handshake failed"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect: {os_error_text(exc.os_error)}"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "server disconnected"
-    if isinstance(exc, aiohttp.TooManyRedirects):
-        return "too many redirects"
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return "incomplete answer"
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return f"HTTP {exc.status}" + (f" {exc.message}" if exc.message else "")
-    if isinstance(exc, aiohttp.InvalidURL):
-        return "invalid URL"
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-class Throttled(ProviderError):
-    """Upstream said slow down (HTTP 429): the whole provider pool pauses, the request
-    waits and is asked again."""
-
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
-
-
-@dataclass(frozen=True)
-class Answer:
-    verdict: Verdict
-    summary: str
-    data: dict[str, Any] = field(default_factory=dict)
-    ttl: float | None = None
-    """How long the answer may be cached (None: the provider's default)."""
-
-
-class Provider(ABC):
-    name: str
-    default_ttl: float = 3600.0
-    looks_up_private: bool = False
-    """Whether private, loopback and reserved addresses are worth asking about (DNS PTR)."""
-
-    def configured(self) -> str | None:
-        """None when ready; else why not (e.g. ``VIRUSTOTAL_API_KEY is not set``)."""
-        return None
-
-    def cache_salt(self) -> str:
-        """Settings that change answers (upstream URL, nameservers…): part of the cache key."""
-        return ""
-
-    async def open(self) -> None:  # noqa: B027 - optional hook
-        """Acquire sessions before the first lookup."""
-
-    async def close(self) -> None:  # noqa: B027 - optional hook
-        """Release what :meth:`open` acquired."""
-
-    @abstractmethod
-    async def lookup(self, request: LookupRequest) -> Answer:
-        """Look one indicator up; raise :class:`ProviderError` when upstream fails."""
 
 
 def _cache_key(provider: Provider, request: LookupRequest) -> str:
@@ -264,7 +64,7 @@ class ProviderRunner:
         settings: Settings,
         metrics: ProviderMetrics | None = None,
         *,
-        quota_window: float = ratelimit.WINDOW,
+        quota_window: float = quotas.WINDOW,
     ) -> None:
         """``quota_window``: the per-minute quota's window, 60 s; tests only shorten it."""
         self.quota_window = quota_window
@@ -282,11 +82,11 @@ class ProviderRunner:
         self.quota: SharedQuota | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        await bus.provision_lookups(self.js, self.settings)
-        self.results = await self.js.key_value(bus.RESULTS_BUCKET)
-        self.cache = await self.js.key_value(bus.CACHE_BUCKET)
+        await streams.provision(self.js, self.settings)
+        self.results = await self.js.key_value(streams.RESULTS_BUCKET)
+        self.cache = await self.js.key_value(streams.CACHE_BUCKET)
         self.quota = SharedQuota(
-            await self.js.key_value(bus.QUOTA_BUCKET),
+            await self.js.key_value(streams.QUOTA_BUCKET),
             self.provider.name,
             self.config.quota,
             slack=self.config.quota_slack,
@@ -294,7 +94,7 @@ class ProviderRunner:
             window=self.quota_window,
         )
         sub = await self.js.pull_subscribe_bind(
-            durable=bus.provider_durable(self.provider.name), stream=bus.LOOKUPS
+            durable=streams.provider_durable(self.provider.name), stream=streams.LOOKUPS
         )
         await self.provider.open()
         self.log.info("provider started", configured=self.provider.configured() is None)
@@ -323,7 +123,7 @@ class ProviderRunner:
         ):
             await msg.ack()
             return
-        request_id = (msg.headers or {}).get(schemas.REQUEST_ID_HEADER)
+        request_id = (msg.headers or {}).get(messages.REQUEST_ID_HEADER)
         if request_id:  # this handler's own task: every log line of this lookup carries it
             structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
@@ -347,7 +147,7 @@ class ProviderRunner:
             indicator=request.indicator,
             kind=request.kind,
             provider=self.provider.name,
-            updated_at=schemas.utc_now(),
+            updated_at=messages.utc_now(),
             **fields,
         )
 
@@ -483,57 +283,17 @@ class ProviderRunner:
             summary=answer.summary,
             data=answer.data,
             expires=time.time() + ttl,
-            stored_at=schemas.utc_now(),
+            stored_at=messages.utc_now(),
         )
         await self.cache.put(key, msgspec.json.encode(entry))
 
     async def _store(self, result: LookupResult) -> None:
         assert self.results is not None
-        body = schemas.encode(result)
+        body = messages.encode(result)
         await self.results.put(result.kv_key, body)
         await self.js.publish(
             f"lookup.result.{result.provider}",
             body,
-            headers={schemas.SCHEMA_HEADER: schemas.LOOKUP_RESULT_SCHEMA},
+            headers={messages.SCHEMA_HEADER: schemas.LOOKUP_RESULT_SCHEMA},
             timeout=self.settings.publish_timeout,
         )
-
-
-class HttpProvider(Provider):
-    """A provider that asks an HTTP API: one session per process, bounded timeouts, and
-    connection failures turned into :class:`ProviderError` with a clear reason."""
-
-    user_agent = "lookout/1 (+https://github.com/lookout)"
-
-    def __init__(self, timeout: float) -> None:
-        self._timeout = timeout
-        self._session: aiohttp.ClientSession | None = None
-
-    async def open(self) -> None:
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self._timeout, connect=min(5.0, self._timeout)),
-            headers={"User-Agent": self.user_agent},
-        )
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-    async def get_json(
-        self, url: str, *, headers: dict[str, str], params: dict[str, str] | None = None
-    ) -> tuple[int, Mapping[str, str], Any]:
-        """(status, headers, decoded JSON body or None)."""
-        assert self._session is not None, "open() first"
-        where = {"upstream": upstream(url)}
-        try:
-            async with self._session.get(url, headers=headers, params=params) as response:
-                raw = await response.read()
-                body: Any = None
-                if raw:
-                    with contextlib.suppress(ValueError):
-                        body = msgspec.json.decode(raw)
-                return response.status, response.headers, body
-        except TimeoutError:
-            raise ProviderError(f"timeout after {self._timeout:g} s", data=where) from None
-        except aiohttp.ClientError as exc:
-            raise ProviderError(client_error_text(exc), data=where) from None

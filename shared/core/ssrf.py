@@ -1,14 +1,14 @@
 """SSRF guard for every outbound connection whose address lookout does not choose itself:
-the outbound targets (http, Slack, Teams, Discord, PagerDuty, SMS) and the WHOIS referrals.
+the targets that reach a service over HTTP and the referrals a lookup provider follows.
 
 A target's URL comes from configuration, but the address it reaches comes from DNS at the
 moment of sending. :class:`GuardedConnector` checks the addresses the connector is about to
 connect to, **after** resolution (so a name that resolves, or later rebinds, to 127.0.0.1
 is caught, and so is an IP literal in the URL), and drops every address :func:`refusal`
 refuses, unless it lies in ``LOOKOUT_OUTBOUND_ALLOW``. When no address is left the request
-fails with :class:`RefusedDestination`, a :class:`~shared.targets.PermanentError`: the
-notification is dead-lettered with the reason, never retried, and nothing reaches the
-forbidden address.
+fails with :class:`RefusedDestination` (or the subclass the caller names: the relay's is a
+permanent delivery failure, so the notification is dead-lettered with the reason, never
+retried), and nothing reaches the forbidden address.
 
 What is refused: every range of the IANA special-purpose address registries that is not
 globally reachable, written out below (:data:`IPV4_SPECIAL`, :data:`IPV6_SPECIAL`), on top
@@ -37,13 +37,11 @@ endpoint cannot bounce a delivery inwards either.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import aiohttp
 from aiohttp.abc import ResolveResult
-
-from shared.targets import PermanentError
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -111,8 +109,8 @@ _NAT64_LOCAL = _V6("64:ff9b:1::/48")  # RFC 8215: a local prefix of any length â
 _SIXTOFOUR = _V6("2002::/16")  # RFC 3056
 
 
-class RefusedDestination(PermanentError):
-    """The target's host resolves only to addresses lookout must not connect to."""
+class RefusedDestination(Exception):
+    """The host resolves only to addresses lookout must not connect to."""
 
 
 def _bits(value: int, start: int, end: int) -> int:
@@ -239,9 +237,15 @@ class GuardedConnector(aiohttp.TCPConnector):
     The check sits on the connector's resolution step, which every connection passes
     through: host names (whatever DNS answers this time) and IP literals alike."""
 
-    def __init__(self, allow: Sequence[Network] = (), **kwargs: Any) -> None:
+    def __init__(
+        self,
+        allow: Sequence[Network] = (),
+        refused: Callable[[str], RefusedDestination] = RefusedDestination,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.allow = tuple(allow)
+        self.refused = refused
 
     async def _resolve_host(self, host: str, port: int, traces: Any = None) -> list[ResolveResult]:
         resolved = await super()._resolve_host(host, port, traces=traces)
@@ -254,7 +258,7 @@ class GuardedConnector(aiohttp.TCPConnector):
             else:
                 reasons.append(reason)
         if not permitted:
-            raise RefusedDestination(reasons[0] if reasons else f"{host} did not resolve")
+            raise self.refused(reasons[0] if reasons else f"{host} did not resolve")
         return permitted
 
 
@@ -262,10 +266,12 @@ def session(
     allow: Sequence[Network],
     timeout: float,
     headers: dict[str, str] | None = None,
+    refused: Callable[[str], RefusedDestination] = RefusedDestination,
 ) -> aiohttp.ClientSession:
-    """An HTTP session for a target: guarded connector, total ``timeout``, ``headers``."""
+    """An HTTP session: guarded connector (raising ``refused`` for a forbidden destination),
+    total ``timeout``, ``headers``."""
     return aiohttp.ClientSession(
-        connector=GuardedConnector(allow),
+        connector=GuardedConnector(allow, refused),
         timeout=aiohttp.ClientTimeout(total=timeout),
         headers=headers,
     )

@@ -10,8 +10,8 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable
 
-from shared import logging as log
-from shared.config import ConfigError
+from shared.core import logging as log
+from shared.core.errors import ConfigError
 
 ServiceMain = Callable[[asyncio.Event], Awaitable[None]]
 

@@ -21,17 +21,10 @@
   upstream answered 429, honouring its Retry-After), so the whole pool backs off at once.
 
 Inside one process, aiolimiter smooths bursts so replicas do not spin on the KV.
-
-Sinks pace their targets the same way in the bucket ``sink_pace`` (:class:`SharedPace`):
-a send rate (``per_second``) and a pause after a 429, both shared by every replica of a
-sink. Times in both buckets are epoch seconds (``time.time()``), so replicas on different
-hosts compare them directly; their clocks must agree (NTP), as a skew of ``d`` seconds can
-bring two sends of different replicas ``d`` closer than the rate allows.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,10 +34,10 @@ from aiolimiter import AsyncLimiter
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from shared.config import Quota
+from shared.bus.kvtime import MAX_TRIES, Wait, advance, read_time
+from shared.lookups.config import Quota
 
 WINDOW = 60.0
-MAX_TRIES = 50
 
 
 @dataclass(frozen=True)
@@ -52,13 +45,6 @@ class Granted:
     stamp: float | None = None
     """The time this grant holds in the minute window until :meth:`SharedQuota.settle`
     (None: no minute quota, nothing to settle)."""
-
-
-@dataclass(frozen=True)
-class Wait:
-    until: float
-    """Epoch seconds when a slot is expected to be free."""
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -70,34 +56,6 @@ class Exhausted:
 Decision = Granted | Wait | Exhausted
 _times = msgspec.json.Decoder(list[float])
 _encode = msgspec.json.Encoder().encode
-
-
-async def read_time(kv: KeyValue, key: str) -> tuple[float, int | None]:
-    """The epoch time ``key`` holds (0 when unset) and the revision it was read at (``None``
-    when unset), for a compare-and-set."""
-    try:
-        entry = await kv.get(key)
-    except KeyNotFoundError:
-        return 0.0, None
-    return float(entry.value or b"0"), entry.revision
-
-
-async def advance(kv: KeyValue, key: str, until: float) -> float:
-    """Move the epoch time ``key`` holds forward to ``until``, never back, by compare-and-set
-    (so of two replicas writing at once the later time wins); the time it holds after."""
-    for _ in range(MAX_TRIES):
-        current, revision = await read_time(kv, key)
-        if current >= until:
-            return current
-        try:
-            if revision is None:
-                await kv.create(key, _encode(until))
-            else:
-                await kv.update(key, _encode(until), last=revision)
-        except KeyWrongLastSequenceError:
-            continue  # another replica wrote first: read again
-        return until
-    return until
 
 
 def next_utc_midnight(now: float) -> float:
@@ -273,96 +231,3 @@ class SharedQuota:
             self.known["day"] = max(0, self.quota.per_day - used - 1)
             return True
         return None
-
-
-def take_slots(
-    next_free: float, now: float, period: float, count: int = 1, horizon: float = math.inf
-) -> list[float]:
-    """GCRA as a "next free slot": asked at ``now`` for ``count`` sends, the first goes at
-    ``max(now, next_free)`` and each further one a ``period`` later; only the slots at most
-    ``horizon`` seconds from ``now`` are taken (maybe none). The next free slot is then one
-    period after the last one taken."""
-    first = max(now, next_free)
-    if first - now > horizon:
-        return []
-    fit = count if math.isinf(horizon) else min(count, int((now + horizon - first) / period) + 1)
-    return [first + i * period for i in range(fit)]
-
-
-@dataclass(frozen=True)
-class Slots:
-    taken: list[float]
-    """Send slots taken, epoch seconds, one period apart (fewer than asked, maybe none)."""
-    refused: Wait | None = None
-    """For the sends that got none: until when (a pause's end, or the next free slot)."""
-
-
-class SharedPace:
-    """A sink target's send rate and pause, shared by every replica of its sink, in the KV
-    bucket ``sink_pace``.
-
-    - ``<target>.next`` holds the time of the next free send slot. A replica reads it (or
-      starts from what it wrote there last), takes ``slot = max(now, next)`` and writes
-      ``next = slot + 1/per_second`` by compare-and-set on the revision it read (read
-      again on a conflict), then sends at ``slot``. Two replicas never take the same
-      slot, so sends are one period apart whichever replica makes them. A replica may
-      take several consecutive slots in one compare-and-set, for the sends that asked
-      while its previous claim was on its way. A slot further away than the caller waits
-      is not taken.
-    - ``<target>.pause`` holds a time before which no replica sends (the target said 429
-      and Retry-After); it only moves forward. A pause also moves ``next`` forward to its
-      end, so every slot taken after it lies beyond it: nobody needs to read the pause to
-      respect it, only to notice one set while it waited for a slot taken before.
-
-    Times are epoch seconds; see the module docstring about clock skew between replicas.
-    """
-
-    def __init__(self, kv: KeyValue, target: str, per_second: float) -> None:
-        if per_second <= 0:
-            raise ValueError("per_second must be positive")
-        self.kv = kv
-        self.target = target
-        self.period = 1.0 / per_second
-        self._next = f"{target}.next"
-        self._pause = f"{target}.pause"
-        self._wrote: tuple[float, int] | None = None
-        """``next`` and its revision as this replica last wrote it: the next claim tries
-        that revision first and reads only when another writer came in between (one
-        round trip per claim while a replica has the target to itself)."""
-
-    async def claim(self, horizon: float, count: int = 1, now: float | None = None) -> Slots:
-        """Take up to ``count`` consecutive send slots at most ``horizon`` seconds away."""
-        known, self._wrote = self._wrote, None
-        for _ in range(MAX_TRIES):
-            current = time.time() if now is None else now
-            if known is None:
-                next_free, revision = await read_time(self.kv, self._next)
-            else:  # never ahead of the stored value: at worst the write below conflicts
-                (next_free, revision), known = known, None
-            taken = take_slots(next_free, current, self.period, count, horizon)
-            if not taken:
-                paused = await self.paused_until()
-                if paused > current:
-                    return Slots([], Wait(paused, "paused"))
-                return Slots([], Wait(max(current, next_free), "send slots taken"))
-            after = taken[-1] + self.period
-            try:
-                if revision is None:
-                    written = await self.kv.create(self._next, _encode(after))
-                else:
-                    written = await self.kv.update(self._next, _encode(after), last=revision)
-            except KeyWrongLastSequenceError:
-                continue  # another replica took some first: read again
-            self._wrote = (after, written)
-            return Slots(taken, Wait(after, "send slots taken") if len(taken) < count else None)
-        current = time.time() if now is None else now
-        return Slots([], Wait(current + 1.0, "pace store busy"))
-
-    async def paused_until(self) -> float:
-        return (await read_time(self.kv, self._pause))[0]
-
-    async def pause(self, until: float) -> float:
-        """No replica sends before ``until`` (epoch seconds); the pause's end after."""
-        end = await advance(self.kv, self._pause, until)
-        await advance(self.kv, self._next, end)
-        return end

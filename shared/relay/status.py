@@ -18,8 +18,8 @@ from typing import Literal
 
 import msgspec
 
-from shared import templates
-from shared.schemas import Notification
+from shared.relay import templates
+from shared.relay.schemas import Notification
 
 State = Literal["pending", "skipped", "delivered", "retrying", "dead"]
 """``skipped``: the target's route does not match the notification."""

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import msgspec
 from nats.js import JetStreamContext
 
-from shared import bus, direct, schemas
-from shared.config import Settings
+from shared.bus import direct, messages
+from shared.core.settings import Settings
+from shared.relay import schemas, streams
 
 ORIGINAL_SUBJECT_HEADER = "Lookout-Original-Subject"
 
@@ -38,21 +39,21 @@ def _entry(msg: direct.Stored) -> Entry | None:
 
 async def entries(reader: direct.Reader, target: str) -> list[Entry]:
     """Every dead letter of ``target``, oldest first, read in pages of direct gets."""
-    found = await reader.scan(bus.DEADLETTERS, subject(target))
+    found = await reader.scan(streams.DEADLETTERS, subject(target))
     return [e for msg in found if (e := _entry(msg)) is not None]
 
 
 async def newest(reader: direct.Reader, target: str, limit: int) -> tuple[list[Entry], int]:
     """The newest ``limit`` dead letters of ``target``, newest first, and how many it has:
     a few small requests and the ``limit`` entries, however many there are (see
-    :meth:`shared.direct.Reader.newest`)."""
-    found, total = await reader.newest(bus.DEADLETTERS, subject(target), limit)
+    :meth:`shared.bus.direct.Reader.newest`)."""
+    found, total = await reader.newest(streams.DEADLETTERS, subject(target), limit)
     return [e for msg in found if (e := _entry(msg)) is not None], total
 
 
 async def counts(js: JetStreamContext) -> dict[str, int]:
     """Dead letters per target, from the stream's per-subject counts (no entry is read)."""
-    info = await js.stream_info(bus.DEADLETTERS, subjects_filter="deadletter.>")
+    info = await js.stream_info(streams.DEADLETTERS, subjects_filter="deadletter.>")
     return {
         name.removeprefix("deadletter."): count
         for name, count in (info.state.subjects or {}).items()
@@ -111,15 +112,15 @@ async def replay(
             continue
         await js.publish(
             f"replay.{target}",
-            schemas.encode(note),
+            messages.encode(note),
             headers={
                 "Nats-Msg-Id": f"replay:{target}:{entry.seq}",
-                schemas.SCHEMA_HEADER: schemas.NOTIFICATION_SCHEMA,
+                messages.SCHEMA_HEADER: schemas.NOTIFICATION_SCHEMA,
                 ORIGINAL_SUBJECT_HEADER: entry.record.subject,
             },
             timeout=settings.publish_timeout,
         )
-        await js.delete_msg(bus.DEADLETTERS, entry.seq)
+        await js.delete_msg(streams.DEADLETTERS, entry.seq)
         outcomes.append(Outcome(entry.seq, note.id, True))
     return outcomes
 

@@ -1,6 +1,6 @@
 """Structured JSON logging (structlog) that never prints a secret.
 
-Two guards: every secret value read by :mod:`shared.config` is registered here and replaced
+Two guards: every secret value read by :mod:`shared.core.settings` is registered here and replaced
 by ``[REDACTED]`` wherever it appears in a log line, and values under keys that name a
 secret (``secret``, ``token``, ``password``, ``authorization``…) are replaced whatever
 they hold.

@@ -32,11 +32,11 @@ from typing import Any
 import msgspec
 from nats.aio.msg import Msg
 
-from shared import schemas
-from shared.config import TargetConfig
-from shared.routing import Attributes
-from shared.targets import Delivery
-from shared.templates import TemplateError, context, render_title
+from shared.relay import schemas
+from shared.relay.config import TargetConfig
+from shared.relay.sources import Attributes
+from shared.relay.target import Delivery
+from shared.relay.templates import TemplateError, context, render_title
 
 MAX_ITEMS_DATA = 1000
 

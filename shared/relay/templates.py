@@ -22,9 +22,9 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from shared import jsondata
-from shared.routing import attributes
-from shared.schemas import Notification, is_digest
+from shared.core import jsondata
+from shared.relay.schemas import Notification, is_digest
+from shared.relay.sources import attributes
 
 _env = ImmutableSandboxedEnvironment(
     undefined=jinja2.ChainableUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True
@@ -105,7 +105,7 @@ DIGEST = (
     "{% if ips %}IPs: {{ ips[:20] | join(', ') }}{% if ips | length > 20 %} …{% endif %}\n"
     "{% endif %}Digest: {{ id }}",
 )
-"""A digest (shared/grouping.py) always renders with these; the target's own title
+"""A digest (shared/relay/grouping.py) always renders with these; the target's own title
 template renders each of its lines."""
 
 

@@ -15,10 +15,13 @@ import msgspec
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from shared import bus, direct, indicators, schemas
-from shared.config import Settings
-from shared.providers import judge
-from shared.schemas import PROVIDER_KINDS, Job, JobIndicator, LookupRequest, LookupResult
+from shared.bus import direct, messages
+from shared.core.settings import Settings
+from shared.lookups import indicators
+from shared.lookups import schemas as lookup_schemas
+from shared.lookups import streams as lookup_streams
+from shared.lookups.schemas import PROVIDER_KINDS, Job, JobIndicator, LookupRequest, LookupResult
+from shared.lookups.verdicts import judge
 
 PUBLISH_CHUNK = 256
 REJECTED_KEPT = 100
@@ -54,7 +57,7 @@ def _chunks(items: list[JobIndicator]) -> list[list[JobIndicator]]:
     parts: list[list[JobIndicator]] = []
     size = 0
     for item in items:
-        cost = len(schemas.encode(item)) + 1
+        cost = len(messages.encode(item)) + 1
         if not parts or size + cost > CHUNK_BYTES:
             parts.append([])
             size = 0
@@ -66,8 +69,8 @@ def _chunks(items: list[JobIndicator]) -> list[list[JobIndicator]]:
 async def _store(js: JetStreamContext, job: Job) -> None:
     """The job under its id; its indicators in parts first when it would not fit in one
     message, so that whoever reads the job finds every part."""
-    bucket = await js.key_value(bus.JOBS_BUCKET)
-    body = schemas.encode(job)
+    bucket = await js.key_value(lookup_streams.JOBS_BUCKET)
+    body = messages.encode(job)
     if len(body) <= CHUNK_BYTES:
         await bucket.put(job.id, body)
         return
@@ -75,12 +78,12 @@ async def _store(js: JetStreamContext, job: Job) -> None:
     for start in range(0, len(parts), PUBLISH_CHUNK):
         await asyncio.gather(
             *(
-                bucket.put(f"{job.id}.{n}", schemas.encode(_Chunk(part)))
+                bucket.put(f"{job.id}.{n}", messages.encode(_Chunk(part)))
                 for n, part in enumerate(parts[start : start + PUBLISH_CHUNK], start)
             )
         )
     head = msgspec.structs.replace(job, indicators=[], chunks=len(parts))
-    await bucket.put(job.id, schemas.encode(head))
+    await bucket.put(job.id, messages.encode(head))
 
 
 async def submit(
@@ -99,7 +102,7 @@ async def submit(
     kinds = {i.kind for i in parsed.indicators}
     job = Job(
         id=new_job_id(),
-        created_at=schemas.utc_now(),
+        created_at=messages.utc_now(),
         indicators=[JobIndicator(i.value, i.kind, i.scope) for i in parsed.indicators],
         providers={
             k: [p for p in PROVIDER_KINDS if p in wanted and k in PROVIDER_KINDS[p]]
@@ -131,15 +134,15 @@ async def submit(
         for i in parsed.indicators
     ]
     headers = {
-        schemas.SCHEMA_HEADER: schemas.LOOKUP_REQUEST_SCHEMA,
-        schemas.REQUEST_ID_HEADER: request_id,
+        messages.SCHEMA_HEADER: lookup_schemas.LOOKUP_REQUEST_SCHEMA,
+        messages.REQUEST_ID_HEADER: request_id,
     }
     for start in range(0, len(requests), PUBLISH_CHUNK):
         results = await asyncio.gather(
             *(
                 js.publish(
                     r.subject,
-                    schemas.encode(r),
+                    messages.encode(r),
                     headers={**headers, "Nats-Msg-Id": f"{job.id}:{r.key}"},
                     timeout=settings.publish_timeout,
                 )
@@ -152,14 +155,14 @@ async def submit(
     return job
 
 
-_JOBS_STREAM = direct.kv_stream(bus.JOBS_BUCKET)
-_RESULTS_STREAM = direct.kv_stream(bus.RESULTS_BUCKET)
+_JOBS_STREAM = direct.kv_stream(lookup_streams.JOBS_BUCKET)
+_RESULTS_STREAM = direct.kv_stream(lookup_streams.RESULTS_BUCKET)
 
 
 async def _latest(reader: direct.Reader, key: str) -> bytes | None:
     """The value of a key of ``lookup_jobs``. A replica answering a direct get may not have
     the job its client just created yet: a miss is asked again of the stream's leader."""
-    subject = direct.kv_subject(bus.JOBS_BUCKET, key)
+    subject = direct.kv_subject(lookup_streams.JOBS_BUCKET, key)
     found = await reader.last(_JOBS_STREAM, subject)
     if found is None:
         found = await reader.leader_last(_JOBS_STREAM, subject)
@@ -175,16 +178,18 @@ async def load(reader: direct.Reader, job_id: str) -> Job | None:
     if head is None:
         return None
     try:
-        job = schemas.decode_job(head)
+        job = lookup_schemas.decode_job(head)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
     if not job.chunks:
         return job
     parts: dict[int, list[JobIndicator]] = {}
     prefix = f"{job_id}."
-    stored = await reader.scan(_JOBS_STREAM, direct.kv_subject(bus.JOBS_BUCKET, f"{job_id}.*"))
+    stored = await reader.scan(
+        _JOBS_STREAM, direct.kv_subject(lookup_streams.JOBS_BUCKET, f"{job_id}.*")
+    )
     for msg in stored:
-        index = direct.kv_key(bus.JOBS_BUCKET, msg.subject).removeprefix(prefix)
+        index = direct.kv_key(lookup_streams.JOBS_BUCKET, msg.subject).removeprefix(prefix)
         if msg.removed or not index.isdigit():
             continue
         with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
@@ -204,14 +209,14 @@ def _result_of(data: bytes | None, headers: dict[str, str] | None) -> LookupResu
     if not data or (headers or {}).get(direct.KV_OPERATION) in ("DEL", "PURGE"):
         return None
     try:
-        return schemas.decode_lookup_result(data)
+        return lookup_schemas.decode_lookup_result(data)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
 
 
 async def stored_results(reader: direct.Reader, job_id: str) -> list[LookupResult]:
     """Every result of the job stored so far."""
-    subjects = direct.kv_subject(bus.RESULTS_BUCKET, f"{job_id}.>")
+    subjects = direct.kv_subject(lookup_streams.RESULTS_BUCKET, f"{job_id}.>")
     found = []
     for msg in await reader.scan(_RESULTS_STREAM, subjects):
         if (result := _result_of(msg.data, msg.headers)) is not None:
@@ -240,7 +245,9 @@ class Follower:
     def __init__(self, nc: NATS, reader: direct.Reader, job_id: str) -> None:
         self._reader = reader
         self._job_id = job_id
-        self._follow = direct.Follow(nc, direct.kv_subject(bus.RESULTS_BUCKET, f"{job_id}.>"))
+        self._follow = direct.Follow(
+            nc, direct.kv_subject(lookup_streams.RESULTS_BUCKET, f"{job_id}.>")
+        )
         self._seen: dict[str, LookupResult] = {}
 
     def _take(self, result: LookupResult) -> bool:
@@ -290,17 +297,17 @@ class JobView:
     def __init__(self, job: Job) -> None:
         self.job = job
         self.results: dict[tuple[str, str], LookupResult] = {}
-        self.expected = {schemas.indicator_key(i.kind, i.value): i for i in job.indicators}
+        self.expected = {lookup_schemas.indicator_key(i.kind, i.value): i for i in job.indicators}
 
     def add(self, result: LookupResult) -> bool:
-        key = schemas.indicator_key(result.kind, result.indicator)
+        key = lookup_schemas.indicator_key(result.kind, result.indicator)
         if key not in self.expected:
             return False
         self.results[(key, result.provider)] = result
         return True
 
     def entry(self, item: JobIndicator, provider: str) -> LookupResult:
-        found = self.results.get((schemas.indicator_key(item.kind, item.value), provider))
+        found = self.results.get((lookup_schemas.indicator_key(item.kind, item.value), provider))
         if found is not None:
             return found
         return LookupResult(

@@ -2,7 +2,7 @@
 
 The gateway keeps a sane ``X-Request-Id`` the client sent, else makes one; it answers it in
 ``X-Request-Id``, sends it in the ``Lookout-Request-Id`` NATS header
-(:data:`shared.schemas.REQUEST_ID_HEADER`) of every message the request publishes, and the
+(:data:`shared.bus.messages.REQUEST_ID_HEADER`) of every message the request publishes, and the
 services that handle those messages (sinks, providers) bind it to their log lines.
 """
 

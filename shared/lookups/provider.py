@@ -1,0 +1,177 @@
+"""The interface every lookup provider implements (:class:`Provider`), the HTTP one most of
+them build on (:class:`HttpProvider`), and how their failures read."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import socket
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import msgspec
+
+from shared.lookups.schemas import LookupRequest, Verdict
+
+
+def is_ip(host: str) -> bool:
+    """True when ``host`` is an IPv4 or IPv6 address literal (a URL's host may be one)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class ProviderError(Exception):
+    """The upstream could not answer (unreachable, timeout, bad answer).
+
+    The message is the cause, first and short (``cannot connect: Connection refused``,
+    ``HTTP 503``, ``timeout after 10 s``): it is what a table cell shows. Where the
+    provider asked goes to ``data`` (e.g. ``{"upstream": "https://…"}``), shown with the
+    result's details; never a secret (API keys travel in headers, not in URLs)."""
+
+    def __init__(self, reason: str, *, data: Mapping[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.data: dict[str, Any] = dict(data or {})
+
+
+def upstream(url: str) -> str:
+    """``url`` fit to show: without user info, query or fragment (they may carry secrets
+    or the indicator itself)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.split("?", 1)[0]
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = host + (f":{port}" if port is not None else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def os_error_text(exc: BaseException) -> str:
+    """Why a connection failed, in the system's words: ``Connection refused``, ``Name or
+    service not known`` (not asyncio's ``Connect call failed ('127.0.0.1', 9)``)."""
+    if isinstance(exc, socket.gaierror):
+        return exc.strerror or str(exc)
+    if isinstance(exc, OSError) and exc.errno is not None and exc.errno > 0:
+        return os.strerror(exc.errno)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def client_error_text(exc: BaseException) -> str:
+    """The cause of an aiohttp client failure, short and human: ``cannot connect: Name or
+    service not known``, ``server disconnected``, ``TLS certificate not trusted: …``."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"TLS certificate not trusted: {exc.certificate_error}"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return "TLS handshake failed"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect: {os_error_text(exc.os_error)}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "server disconnected"
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return "too many redirects"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "incomplete answer"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"HTTP {exc.status}" + (f" {exc.message}" if exc.message else "")
+    if isinstance(exc, aiohttp.InvalidURL):
+        return "invalid URL"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class Throttled(ProviderError):
+    """Upstream said slow down (HTTP 429): the whole provider pool pauses, the request
+    waits and is asked again."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Answer:
+    verdict: Verdict
+    summary: str
+    data: dict[str, Any] = field(default_factory=dict)
+    ttl: float | None = None
+    """How long the answer may be cached (None: the provider's default)."""
+
+
+class Provider(ABC):
+    name: str
+    default_ttl: float = 3600.0
+    looks_up_private: bool = False
+    """Whether private, loopback and reserved addresses are worth asking about (DNS PTR)."""
+
+    def configured(self) -> str | None:
+        """None when ready; else why not (e.g. ``VIRUSTOTAL_API_KEY is not set``)."""
+        return None
+
+    def cache_salt(self) -> str:
+        """Settings that change answers (upstream URL, nameservers…): part of the cache key."""
+        return ""
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Acquire sessions before the first lookup."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what :meth:`open` acquired."""
+
+    @abstractmethod
+    async def lookup(self, request: LookupRequest) -> Answer:
+        """Look one indicator up; raise :class:`ProviderError` when upstream fails."""
+
+
+class HttpProvider(Provider):
+    """A provider that asks an HTTP API: one session per process, bounded timeouts, and
+    connection failures turned into :class:`ProviderError` with a clear reason."""
+
+    user_agent = "lookout/1 (+https://github.com/lookout)"
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    async def open(self) -> None:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self._timeout, connect=min(5.0, self._timeout)),
+            headers={"User-Agent": self.user_agent},
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def get_json(
+        self, url: str, *, headers: dict[str, str], params: dict[str, str] | None = None
+    ) -> tuple[int, Mapping[str, str], Any]:
+        """(status, headers, decoded JSON body or None)."""
+        assert self._session is not None, "open() first"
+        where = {"upstream": upstream(url)}
+        try:
+            async with self._session.get(url, headers=headers, params=params) as response:
+                raw = await response.read()
+                body: Any = None
+                if raw:
+                    with contextlib.suppress(ValueError):
+                        body = msgspec.json.decode(raw)
+                return response.status, response.headers, body
+        except TimeoutError:
+            raise ProviderError(f"timeout after {self._timeout:g} s", data=where) from None
+        except aiohttp.ClientError as exc:
+            raise ProviderError(client_error_text(exc), data=where) from None

@@ -1,0 +1,129 @@
+"""Messages of the host lookups. Each is versioned by the ``Lookout-Schema`` header.
+
+``lookup.requested.<kind>`` (stream LOOKUPS) — schema ``lookup-request/1``: one indicator of
+one job. Every provider has its own durable consumer on this stream, so every provider sees
+every request; replicas of one provider share its consumer.
+
+``lookup.result.<provider>`` (stream LOOKUP_RESULTS) — schema ``lookup-result/1``: what the
+provider found. The same record is kept in the KV bucket ``lookup_results`` under
+``<job id>.<indicator key>.<provider>`` for the API, the event stream and the UI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+import msgspec
+
+from shared.bus.messages import Text
+
+LOOKUP_REQUEST_SCHEMA = "lookup-request/1"
+LOOKUP_RESULT_SCHEMA = "lookup-result/1"
+
+Status = Literal["pending", "queued", "done", "not_configured", "quota_exhausted", "error"]
+Verdict = Literal["malicious", "suspicious", "harmless", "undetected", "unknown", "error"]
+
+
+# Which indicator kinds each provider answers for: the gateway lists a pending entry for
+# every provider of an indicator's kind, and each provider service has a durable consumer.
+PROVIDER_KINDS: dict[str, frozenset[str]] = {
+    "dns": frozenset({"domain", "url", "email", "ipv4", "ipv6"}),
+    "whois": frozenset({"domain", "url", "email", "ipv4", "ipv6"}),
+    "emailsec": frozenset({"domain", "email"}),
+    "virustotal": frozenset({"domain", "url", "email", "ipv4", "ipv6"}),
+    "abuseipdb": frozenset({"ipv4", "ipv6"}),
+}
+
+
+def indicator_key(kind: str, value: str) -> str:
+    """A short, subject-safe key for one indicator (values hold ':', '/', '@'…)."""
+    return hashlib.sha256(f"{kind}\0{value}".encode()).hexdigest()[:20]
+
+
+class LookupRequest(msgspec.Struct, kw_only=True, frozen=True):
+    job_id: Text
+    indicator: Text
+    kind: Literal["ipv4", "ipv6", "domain", "url", "email"]
+    host: str | None = None
+    registered_domain: str | None = None
+    scope: str = "public"
+    providers: list[str] = []
+    """Only these providers (empty: every provider that handles the kind)."""
+    fresh: bool = False
+    """Bypass the cache."""
+    requested_at: str = ""
+
+    @property
+    def key(self) -> str:
+        return indicator_key(self.kind, self.indicator)
+
+    @property
+    def subject(self) -> str:
+        return f"lookup.requested.{self.kind}"
+
+
+class LookupResult(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=False):
+    job_id: str
+    indicator: str
+    kind: str
+    provider: str
+    status: Status
+    verdict: Verdict = "unknown"
+    summary: str = ""
+    """A few words for a table cell, e.g. ``12/94 engines`` or ``SPF 11 lookups``."""
+    data: dict[str, Any] = {}
+    cached: bool = False
+    error: str | None = None
+    retry_at: str | None = None
+    """``queued``: when the request is expected to go out; ``quota_exhausted``: reset time."""
+    updated_at: str = ""
+
+    @property
+    def kv_key(self) -> str:
+        return f"{self.job_id}.{indicator_key(self.kind, self.indicator)}.{self.provider}"
+
+
+class JobIndicator(msgspec.Struct, frozen=True):
+    value: str
+    kind: str
+    scope: str = "public"
+
+
+class Job(msgspec.Struct, kw_only=True, frozen=True):
+    """A lookup job (KV bucket ``lookup_jobs``, key = id)."""
+
+    id: str
+    created_at: str
+    indicators: list[JobIndicator]
+    providers: dict[str, list[str]]
+    """Per indicator kind, the providers that will answer for it."""
+    rejected: list[dict[str, str]] = []
+    """The first of the items that could not be read (at most
+    ``shared.lookups.jobs.REJECTED_KEPT``)."""
+    fresh: bool = False
+    request_id: str | None = None
+    """The request that created it (``X-Request-Id``; sent as ``Lookout-Request-Id`` with
+    each of its lookup requests). None for a job stored before request ids."""
+    rejected_total: int = 0
+    """How many items could not be read (0 in a job stored before it was counted)."""
+    chunks: int = 0
+    """Stored only: the indicators are kept apart under the keys ``<id>.0`` … ``<id>.<n-1>``
+    (see shared.lookups.jobs), so a job of any size fits in NATS messages; 0 when inline."""
+
+
+_result_decoder = msgspec.json.Decoder(LookupResult)
+_request_decoder = msgspec.json.Decoder(LookupRequest)
+_job_decoder = msgspec.json.Decoder(Job)
+
+
+def decode_lookup_request(data: bytes) -> LookupRequest:
+    return _request_decoder.decode(data)
+
+
+def decode_lookup_result(data: bytes) -> LookupResult:
+    return _result_decoder.decode(data)
+
+
+def decode_job(data: bytes) -> Job:
+    return _job_decoder.decode(data)

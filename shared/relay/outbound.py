@@ -1,0 +1,184 @@
+"""Targets that reach their service over HTTP: one session guarded against SSRF, and the
+chat and incident services reached by POSTing JSON to a secret webhook URL."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
+from typing import Any, ClassVar, Self
+from urllib.parse import urlsplit
+
+import aiohttp
+import msgspec
+import yarl
+from multidict import CIMultiDict
+
+from shared.core import ssrf
+from shared.core.errors import ConfigError
+from shared.core.secrets import Secret
+from shared.core.settings import Settings
+from shared.relay.config import TargetConfig
+from shared.relay.pacing import Pacer
+from shared.relay.schemas import Notification
+from shared.relay.target import Delivery, PermanentError, RetryableError, Target
+from shared.relay.templates import TemplateError
+
+
+class RefusedDestination(ssrf.RefusedDestination, PermanentError):
+    """The target's host resolves only to addresses lookout must not connect to: the
+    delivery fails for good (dead-lettered with the reason, never retried)."""
+
+
+class SessionTarget(Target):
+    """A target that reaches its service through one HTTP session guarded against SSRF
+    (:func:`shared.core.ssrf.session`): only public addresses, or those in the outbound
+    allow-list ``LOOKOUT_OUTBOUND_ALLOW``; a refused address fails the delivery as a
+    :class:`PermanentError`.
+
+    :meth:`open` creates the session with the target's ``timeout`` and
+    :meth:`session_headers`, :meth:`close` closes it, :attr:`session` is the open one."""
+
+    def __init__(self, timeout: float, allow: Sequence[IPv4Network | IPv6Network] = ()) -> None:
+        self._timeout = timeout
+        self._allow = tuple(allow)  # LOOKOUT_OUTBOUND_ALLOW, see shared.core.ssrf
+        self._session: aiohttp.ClientSession | None = None
+
+    @abstractmethod
+    def session_headers(self) -> dict[str, str]:
+        """The headers of every request of the session (``User-Agent``, credentials…)."""
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The session :meth:`open` created; :class:`RuntimeError` when it is not open."""
+        if self._session is None:
+            raise RuntimeError(f"{type(self).__name__} {self.name!r}: open() first")
+        return self._session
+
+    async def open(self) -> None:
+        self._session = ssrf.session(
+            self._allow, self._timeout, headers=self.session_headers(), refused=RefusedDestination
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def secret_parts(url: str) -> list[str]:
+    """The strings that would give a secret webhook URL away: the URL, its path and query,
+    and any long path segment or query value (tokens, ``sig``), longest first."""
+    parts = urlsplit(url)
+    found = {url, url.split("?", 1)[0]}
+    if len(parts.path) > 1:
+        found.add(parts.path)
+    if parts.query:
+        found.add(parts.query)
+        found.update(
+            value
+            for value in (item.partition("=")[2] for item in parts.query.split("&"))
+            if len(value) >= 16
+        )
+    found.update(segment for segment in parts.path.split("/") if len(segment) >= 16)
+    return sorted(found, key=len, reverse=True)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAnswer:
+    status: int
+    headers: Mapping[str, str]
+    text: str
+
+
+class WebhookTarget(SessionTarget):
+    """A chat or incident service reached by POSTing JSON to a secret webhook URL.
+
+    Shared by the Slack, Teams and Discord targets: one guarded HTTP session
+    (:class:`SessionTarget`, ``User-Agent`` :attr:`user_agent`), the pacer (own send
+    rate, pause after a 429), rendering through the target's templates (a template error is
+    permanent), timeouts and connection errors as retryable, and the URL scrubbed from every
+    error text. Each target builds its payload and judges the service's answer itself.
+    """
+
+    service: ClassVar[str] = "webhook"
+    user_agent: ClassVar[str] = "lookout/1"
+    paces_itself: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        config: TargetConfig,
+        webhook_url: Secret,
+        per_second: float | None,
+        allow: Sequence[IPv4Network | IPv6Network] = (),
+    ) -> None:
+        super().__init__(config.timeout, allow)
+        self.name = config.name
+        self.config = config
+        self._webhook = webhook_url
+        self._secrets = secret_parts(webhook_url.reveal())
+        self._pacer = Pacer(self.service, per_second, max_pause=config.retry.max_retry_after)
+
+    @classmethod
+    def from_settings(
+        cls, config: TargetConfig, settings: Settings, per_second: float | None = None
+    ) -> Self:
+        """The target for ``config`` with its secret ``webhook_url`` checked, the configured
+        send rate unless ``per_second`` overrides it, and the outbound allow-list."""
+        secret = settings.secret(config.name, "webhook_url")
+        assert secret is not None  # required: config.load() refuses such a target without one
+        parts = urlsplit(secret.reveal())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            # The value itself is a secret: name the key, never show it.
+            raise ConfigError(f"target {config.name}: webhook_url must be an absolute https URL")
+        rate = config.send_rate if per_second is None else per_second
+        return cls(config, secret, rate, allow=settings.outbound_allow)
+
+    def __repr__(self) -> str:  # never the URL
+        return f"{type(self).__name__}(name={self.name!r})"
+
+    def pacers(self) -> Sequence[Pacer]:
+        return (self._pacer,)
+
+    def session_headers(self) -> dict[str, str]:
+        return {"User-Agent": self.user_agent}
+
+    def encode(
+        self,
+        build: Callable[[Notification, str | None, str | None, str | None], Any],
+        delivery: Delivery,
+    ) -> bytes:
+        """The JSON body ``build`` makes for ``delivery`` with this target's templates."""
+        template = self.config.template
+        try:
+            payload = build(delivery.notification, delivery.subject, template.title, template.body)
+        except TemplateError as exc:
+            raise PermanentError(str(exc)) from None
+        return msgspec.json.encode(payload)
+
+    async def post(self, url: str | yarl.URL, body: bytes, read: int = 1000) -> WebhookAnswer:
+        """POST after the pacer's turn; the first ``read`` bytes of the answer."""
+        session = self.session
+        await self._pacer.turn()
+        try:
+            async with session.post(
+                url,
+                data=body,
+                headers={"Content-Type": "application/json; charset=utf-8"},
+                allow_redirects=False,
+            ) as response:
+                text = (await response.content.read(read)).decode("utf-8", "replace")
+                return WebhookAnswer(response.status, CIMultiDict(response.headers), text)
+        except TimeoutError:
+            raise RetryableError(
+                f"{self.service} did not answer within {self.config.timeout}s"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise RetryableError(self.scrub(f"{type(exc).__name__}: {exc}")) from None
+
+    def scrub(self, text: str) -> str:
+        """``text`` without the webhook URL or any part that would give it away."""
+        for secret in self._secrets:
+            text = text.replace(secret, "[webhook]")
+        return text
