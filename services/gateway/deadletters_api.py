@@ -24,7 +24,7 @@ from shared.core import logging as log
 from shared.core.errors import ConfigError
 from shared.core.settings import Settings
 from shared.relay import deadletters
-from shared.relay.config import NAME_RE
+from shared.relay.config import NAME_RE, relay
 
 _log = log.get("gateway")
 DEFAULT_LIMIT = 200
@@ -111,7 +111,7 @@ async def replay(request: web.Request) -> web.Response:
     if (wanted.id is not None) == wanted.all or (wanted.id is not None and not wanted.id.strip()):
         return api_json(400, {"error": usage})
     try:
-        settings.target(name)  # a replay needs the target's consumer
+        relay(settings).target(name)  # a replay needs the target's consumer
     except ConfigError as exc:
         return api_json(404, {"error": str(exc)})
     js = bus_js(request)

@@ -31,8 +31,9 @@ from services.gateway.state import SETTINGS
 from shared.bus import direct
 from shared.core import logging as log
 from shared.core.settings import Settings
-from shared.lookups import indicators, jobs
-from shared.lookups.schemas import PROVIDER_KINDS, Job, LookupResult
+from shared.lookups import catalog, indicators, jobs
+from shared.lookups.config import lookups
+from shared.lookups.schemas import Job, LookupResult
 
 _log = log.get("gateway")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -213,10 +214,10 @@ async def create_lookup(request: web.Request, request_id: str) -> web.Response:
             parsed = indicators.parse_items(options.indicators)
         else:
             parsed = indicators.extract(options.text or "")
-    unknown = [p for p in options.providers if p not in PROVIDER_KINDS]
+    unknown = [p for p in options.providers if catalog.get(p) is None]
     if unknown:
         return api_error(
-            400, f"unknown providers: {', '.join(unknown)}", providers=list(PROVIDER_KINDS)
+            400, f"unknown providers: {', '.join(unknown)}", providers=list(catalog.names())
         )
     rejected, rejected_total = jobs.rejected_items(parsed)
     if not parsed.indicators:
@@ -226,10 +227,11 @@ async def create_lookup(request: web.Request, request_id: str) -> web.Response:
             rejected=rejected,
             rejected_total=rejected_total,
         )
-    if len(parsed.indicators) > settings.max_indicators:
+    most = lookups(settings).max_indicators
+    if len(parsed.indicators) > most:
         return api_error(
             400,
-            f"{len(parsed.indicators)} indicators; at most {settings.max_indicators} per job",
+            f"{len(parsed.indicators)} indicators; at most {most} per job",
         )
     js = bus_js(request)
 

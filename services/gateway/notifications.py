@@ -18,6 +18,7 @@ from shared.bus import direct, messages
 from shared.bus.publish import PublishAck
 from shared.core import jsondata
 from shared.relay import schemas, status, streams
+from shared.relay.config import relay
 from shared.relay.schemas import Notification
 
 DEFAULT_LIST = 50
@@ -85,7 +86,7 @@ async def list_notifications(request: web.Request) -> web.Response:
     settings = request.config_dict[SETTINGS]
     limit = query_limit(request, DEFAULT_LIST, MAX_LIST)
     wanted_state = request.query.get("state")
-    items = _group(await _statuses(request), [t.name for t in settings.targets])
+    items = _group(await _statuses(request), [t.name for t in relay(settings).targets])
     if wanted_state:
         items = [i for i in items if i["state"] == wanted_state]
     return api_json(200, {"notifications": items[:limit], "total": len(items)})
@@ -95,7 +96,7 @@ async def get_notification(request: web.Request) -> web.Response:
     settings = request.config_dict[SETTINGS]
     notification_id = request.match_info["id"]
     prefix = f"{status.notification_key(notification_id)}.>"
-    items = _group(await _statuses(request, prefix), [t.name for t in settings.targets])
+    items = _group(await _statuses(request, prefix), [t.name for t in relay(settings).targets])
     items = [i for i in items if i["id"] == notification_id]
     if not items:
         return api_json(404, {"error": "no delivery recorded for that notification yet"})

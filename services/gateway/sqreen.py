@@ -10,6 +10,12 @@ accepted too), each either
 
 Each message becomes one :class:`~shared.relay.schemas.Notification` whose ``id`` stays the same
 when Sqreen re-sends the message with a higher ``retry_count``.
+
+The webhook secret is ``SQREEN_WEBHOOK_SECRET`` (or ``_FILE``; a comma-separated list while a
+secret is rotated), read by :data:`SECTION`. How the relay reads Sqreen messages to route
+and render them (risk, application, environment, links, addresses, accounts; a default
+title and body per message type) is :data:`PROFILE`, registered by the launcher for the
+source ``sqreen``.
 """
 
 from __future__ import annotations
@@ -19,17 +25,28 @@ import hmac
 import json
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
 from shared.bus.messages import utc_now
 from shared.core import jsondata
-from shared.core.secrets import Secret
+from shared.core.secrets import Secret, secret_list
+from shared.core.settings import Section, Settings
 from shared.relay.schemas import IdError, Notification, notification_id, subject_token
+from shared.relay.sources import (
+    Attributes,
+    Fields,
+    SourceProfile,
+    addresses,
+    names,
+    number,
+    text,
+)
 
 SIGNATURE_HEADER = "X-Sqreen-Integrity"
 SOURCE = "sqreen"
+SECRET_VARIABLE = "SQREEN_WEBHOOK_SECRET"  # noqa: S105 - its name, not a secret
 _DIGEST_HEX_LEN = hashlib.sha256().digest_size * 2
 
 
@@ -283,3 +300,114 @@ def notifications(body: bytes, max_messages: int) -> list[Notification]:
             pairs = enumerate(zip(tops, _raw_list.decode(stripped), strict=True))
             return [_notification(i, top, raw) for i, (top, raw) in pairs]
     return [parse(i, raw) for i, raw in enumerate(_split(body, max_messages))]
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def _load(settings: Settings) -> tuple[Secret, ...]:
+    return secret_list(settings.env, SECRET_VARIABLE)
+
+
+def _describe(secrets: tuple[Secret, ...]) -> dict[str, int]:
+    return {"sqreen_secrets": len(secrets)}
+
+
+SECTION = Section("sources.sqreen", _load, describe=_describe)
+"""``SQREEN_WEBHOOK_SECRET``: the webhook secrets (several while one is rotated)."""
+
+
+def secrets(settings: Settings) -> tuple[Secret, ...]:
+    """The webhook secrets (none: ``/webhooks/sqreen`` answers 503)."""
+    return settings.section(SECTION)
+
+
+# --------------------------------------------------------------------------- source profile
+
+TEMPLATES: dict[str, tuple[str, str]] = {
+    "security_event": (
+        "Security event{% if application %} in {{ application }}{% endif %}"
+        "{% if environment %} ({{ environment }}){% endif %}"
+        "{% if risk is not none %}: risk {{ risk }}{% endif %}",
+        "{{ description or message.event_category or 'Security event' }}\n"
+        "{% if message.event_kind %}Kind: {{ message.event_kind }}\n{% endif %}"
+        "{% if ips %}From: {{ ips | join(', ') }}\n{% endif %}"
+        "Time: {{ message.date_occurred or timestamp }}\n"
+        "{% if url %}Details: {{ url }}\n{% endif %}"
+        "Id: {{ id }}",
+    ),
+    "test": (
+        "Test notification from {{ source | capitalize }}"
+        "{% if application %} ({{ application }}){% endif %}",
+        "The webhook works: lookout received and relayed this test message.\n"
+        "Time: {{ timestamp }}\nId: {{ id }}",
+    ),
+    "security_response": (
+        "Security response{% if message.playbook.name %}: {{ message.playbook.name }}{% endif %}"
+        "{% if application %} in {{ application }}{% endif %}",
+        "{{ description or 'A security automation playbook ran.' }}\n"
+        "{% if ips %}IPs: {{ ips | join(', ') }}\n{% endif %}"
+        "Time: {{ timestamp }}\nId: {{ id }}",
+    ),
+    "pulse": (
+        "Pulse: {{ message.humanized_title or message.pulse_category or 'activity' }}"
+        "{% if application %} in {{ application }}{% endif %}",
+        "{{ message.humanized_title or description or 'New pulse' }}\n"
+        "{% if message.humanized_accounts %}Accounts: {{ message.humanized_accounts }}\n"
+        "{% endif %}{% if message.humanized_geos %}Where: {{ message.humanized_geos }}\n{% endif %}"
+        "Time: {{ timestamp }}\nId: {{ id }}",
+    ),
+}
+_INCIDENT = (
+    "Incident {{ type | replace('_', ' ') }}"
+    "{% if message.incident_status %} {{ message.incident_status }}{% endif %}"
+    "{% if application %} in {{ application }}{% endif %}",
+    "{{ description or (type | replace('_', ' ') | capitalize) }}\n"
+    "{% if ips %}IPs: {{ ips | join(', ') }}\n{% endif %}"
+    "{% if accounts %}Accounts: {{ accounts | join(', ') }}\n{% endif %}"
+    "Started: {{ message.date_started or timestamp }}\n"
+    "{% if url %}Details: {{ url }}\n{% endif %}"
+    "Thread: {{ message.incident_thread or id }}",
+)
+for _incident in ("http_scan", "account_takeover", "incident"):
+    TEMPLATES[_incident] = _INCIDENT
+
+
+class SqreenProfile(SourceProfile):
+    """Sqreen messages keep their fields in different places per version and type: v2 wraps
+    them in ``message`` (v1 is flat); security events carry ``risk_coefficient``, v1 and the
+    test message ``risk``; security responses nest ``application.name`` and
+    ``application.environment``; events link to the dashboard with ``event_url`` and
+    describe themselves in ``humanized_description``; incidents list ``new_related_ips``
+    and ``new_compromised_accounts``. A digest of Sqreen notifications does not name its
+    source (each member's default title says what it is)."""
+
+    templates = TEMPLATES
+    digest_names_source = False
+
+    def message(self, data: Any) -> dict[str, Any]:
+        inner = data.get("message") if isinstance(data, dict) else None
+        return inner if isinstance(inner, dict) else data if isinstance(data, dict) else {}
+
+    def attributes(self, message: dict[str, Any]) -> Attributes:
+        nested = message.get("application")
+        app: dict[str, Any] = nested if isinstance(nested, dict) else {}
+        risk = number(message.get("risk_coefficient"))
+        if risk is None:
+            risk = number(message.get("risk"))
+        application = text(message.get("application_name")) or text(app.get("name"))
+        if application is None and isinstance(nested, str):
+            application = nested
+        environment = text(message.get("environment")) or text(app.get("environment"))
+        return Attributes(risk=risk, application=application, environment=environment)
+
+    def fields(self, message: dict[str, Any]) -> Fields:
+        return Fields(
+            ips=addresses(message.get("ips")) + addresses(message.get("new_related_ips")),
+            accounts=names(message.get("new_compromised_accounts") or message.get("accounts")),
+            url=message.get("event_url") or message.get("url"),
+            description=message.get("humanized_description") or message.get("description") or "",
+        )
+
+
+PROFILE = SqreenProfile()

@@ -15,6 +15,7 @@ from shared.bus.publish import PublishAck
 from shared.core import logging as log
 from shared.core.settings import Settings
 from shared.relay import schemas, streams
+from shared.relay.config import relay
 from shared.relay.routing import routes_everything, unrouted
 
 _log = log.get("gateway")
@@ -24,9 +25,9 @@ class Outcome:
     """Counts one request's publishes and warns about unrouted notifications."""
 
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
-        self._targets = settings.targets
+        self._targets = relay(settings).targets
         self._metrics = metrics
-        self._all_routed = routes_everything(settings.targets)
+        self._all_routed = routes_everything(self._targets)
         self._stored = metrics.stream_publish(streams.NOTIFICATIONS, "stored")
         self._duplicate = metrics.stream_publish(streams.NOTIFICATIONS, "duplicate")
         self._failed = metrics.stream_publish(streams.NOTIFICATIONS, "failed")

@@ -46,7 +46,7 @@ class SqreenWebhook:
     ) -> None:
         self._bus = the_bus
         self._metrics = metrics
-        self._keys = sqreen.keys(settings.sqreen_secrets)
+        self._keys = sqreen.keys(sqreen.secrets(settings))
         self._max_body = settings.max_body_bytes
         self._too_large = hardening.too_large_reason(settings.max_body_bytes)
         self._max_messages = settings.max_messages

@@ -4,7 +4,7 @@ uvloop's ``create_connection`` (behind ``asyncio.open_connection``) resolves a h
 with a future of its own; when the caller is cancelled meanwhile (a timeout, a shutdown),
 that future still fails later (``gaierror`` without a network) and nobody retrieves its
 exception: asyncio logs "Future exception was never retrieved" for each, with no service
-name (``lookout run`` without internet logged 156 of them from the WHOIS provider). Here
+name (``lookout run`` without internet logged 156 of them from a registry lookup provider). Here
 the name is resolved with ``loop.getaddrinfo``, which cancels cleanly, and the connection
 is made to the numeric addresses, which need no resolution.
 """

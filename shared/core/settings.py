@@ -1,5 +1,15 @@
 """Configuration: environment variables plus an optional TOML file named by ``LOOKOUT_CONFIG``.
 
+:class:`Settings` holds what every service needs (HTTP and NATS addresses, limits, API
+tokens, logging, metrics), the environment it was read from and the TOML document, decoded
+but not validated. Everything else belongs to a domain or an integration, each of which
+declares its part as a :class:`Section`: the relay its ``[[targets]]``, the lookups their
+``[providers.<name>]`` tables, an integration the environment variables it reads (its API
+key, its base URL…). The launcher registers every section (``services/registry.py``) before
+:func:`load`, which reads and validates them all, so a bad configuration is refused at once
+whichever service starts; each section is read once per :class:`Settings`
+(:meth:`Settings.section`).
+
 Secrets (:mod:`shared.core.secrets`) may be read from files. Bad configuration raises
 :class:`~shared.core.errors.ConfigError` whose message names the offending variable or TOML
 key; the CLI prints it and exits with status 2 instead of a traceback.
@@ -9,34 +19,49 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 import msgspec
 
 from shared.core import env as envvars
 from shared.core import natsurl
 from shared.core.errors import ConfigError
-from shared.core.secrets import Secret, secret, secret_list
-from shared.lookups.config import ProvidersConfig
-from shared.relay.config import (
-    AnyTarget,
-    LogTargetConfig,
-    check_templates,
-)
-from shared.relay.config import (
-    target_secrets as read_target_secrets,
-)
+from shared.core.secrets import Secret, secret_list
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_JSON_BYTES = 1024 * 1024
 
+T = TypeVar("T")
 
-class FileConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    targets: list[AnyTarget] = []
-    providers: ProvidersConfig = ProvidersConfig()
+
+@dataclass(frozen=True)
+class Section(Generic[T]):
+    """A part of the configuration that a domain or an integration owns and reads itself.
+
+    ``load`` reads it from :attr:`Settings.env` and :attr:`Settings.document` (and may ask
+    for other sections), raising :class:`ConfigError` for anything wrong; ``keys`` are the
+    top-level TOML keys it owns (any other is refused); ``describe`` says what
+    :func:`describe` logs of it (never a secret)."""
+
+    name: str
+    load: Callable[[Settings], T]
+    keys: tuple[str, ...] = ()
+    describe: Callable[[T], Mapping[str, Any]] | None = None
+
+
+_sections: dict[str, Section[Any]] = {}
+
+
+def register_section(section: Section[Any]) -> None:
+    """Make :func:`load` read and check ``section`` (again: the same name replaces it)."""
+    _sections[section.name] = section
+
+
+def sections() -> tuple[Section[Any], ...]:
+    return tuple(_sections.values())
 
 
 @dataclass(frozen=True)
@@ -46,7 +71,6 @@ class Settings:
     nats_url: str | None = None
     nats_port: int = 4222
     data_dir: Path = Path(".lookout")
-    sqreen_secrets: tuple[Secret, ...] = ()
     api_tokens: tuple[Secret, ...] = ()
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     """Largest webhook body (and file upload); each message in it must also fit one NATS
@@ -61,22 +85,9 @@ class Settings:
     metrics_port: int | None = None
     """Workers' ``/metrics`` listener (None: none; 0: a free port, logged)."""
     config_path: Path | None = None
-    targets: tuple[AnyTarget, ...] = (LogTargetConfig(name="log"),)
-    target_secrets: Mapping[tuple[str, str], Secret] = field(default_factory=dict)
-    dns_nameservers: tuple[tuple[str, int], ...] = ()
-    dns_timeout: float = 5.0
-    max_indicators: int = 10_000
-    job_ttl: float = 7 * 86400.0
-    rdap_url: str | None = None
-    whois_server: tuple[str, int] | None = None
-    virustotal_api_key: Secret | None = None
-    virustotal_url: str = "https://www.virustotal.com/api/v3"
-    abuseipdb_api_key: Secret | None = None
-    abuseipdb_url: str = "https://api.abuseipdb.com/api/v2"
-    providers: ProvidersConfig = field(default_factory=lambda: ProvidersConfig())
     outbound_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-    """Networks outbound targets and WHOIS referrals may reach although special-purpose
-    (private, loopback…; see shared.core.ssrf)."""
+    """Networks outbound connections (targets, provider referrals) may reach although
+    special-purpose (private, loopback…; see shared.core.ssrf)."""
     allowed_hosts: tuple[str, ...] = ()
     """``LOOKOUT_ALLOWED_HOSTS``: host names (or IP addresses) the gateway answers to besides
     the loopback ones, lower-case, IPv6 without brackets (see services.gateway.hosts)."""
@@ -85,21 +96,29 @@ class Settings:
     api_burst: int = 100
     max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
     """Largest JSON body on ``/api/*`` (file uploads keep ``max_body_bytes``)."""
+    secret_scope: frozenset[str] | None = None
+    """The targets whose secrets this process reads (and requires); None: every target's,
+    as ``lookout run`` does (see :func:`load`)."""
+    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    """The environment the settings were read from (each section reads its variables)."""
+    document: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """The TOML file (``LOOKOUT_CONFIG``) decoded, each section validating its own keys."""
+    _read: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def effective_nats_url(self) -> str:
         return self.nats_url or f"nats://127.0.0.1:{self.nats_port}"
 
-    def target(self, name: str) -> AnyTarget:
-        for target in self.targets:
-            if target.name == name:
-                return target
-        known = ", ".join(t.name for t in self.targets) or "none"
-        raise ConfigError(f"no target named {name!r} is configured (configured: {known})")
+    @property
+    def config_where(self) -> str:
+        """How errors in the TOML document name it: its path."""
+        return str(self.config_path) if self.config_path else "LOOKOUT_CONFIG"
 
-    def secret(self, target: str, field_name: str) -> Secret | None:
-        """A target's secret field (read from the TOML value or its ``_file``)."""
-        return self.target_secrets.get((target, field_name))
+    def section(self, section: Section[T]) -> T:
+        """``section`` as read from these settings (once: later calls return the same)."""
+        if section.name not in self._read:
+            self._read[section.name] = section.load(self)
+        return cast(T, self._read[section.name])
 
     def check_bind(self) -> None:
         """Refuse a non-loopback listener without API tokens (the API would be open)."""
@@ -136,17 +155,21 @@ def _metrics_host(env: Mapping[str, str]) -> str:
     return raw
 
 
-def _load_file(path: Path) -> FileConfig:
+def _load_document(path: Path) -> dict[str, Any]:
+    """The TOML file, decoded; its top-level keys must belong to a registered section."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"LOOKOUT_CONFIG: cannot read {path}: {exc.strerror}") from None
     try:
-        return msgspec.toml.decode(raw, type=FileConfig)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        document = msgspec.toml.decode(raw)
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    known = {key for section in _sections.values() for key in section.keys}
+    for key in document:
+        if key not in known:
+            raise ConfigError(f"{path}: Object contains unknown field `{key}`")
+    return cast(dict[str, Any], document)
 
 
 def data_dir(env: Mapping[str, str]) -> Path:
@@ -171,7 +194,8 @@ def data_dir(env: Mapping[str, str]) -> Path:
 def load(
     env: Mapping[str, str] | None = None, *, secrets_of: Collection[str] | None = None
 ) -> Settings:
-    """Read and validate the whole configuration; raise :class:`ConfigError` on any problem.
+    """Read and validate the whole configuration, every registered section included; raise
+    :class:`ConfigError` on any problem.
 
     ``secrets_of`` names the targets whose secrets this process reads (and requires): a
     sink needs only its own, the gateway and the providers none, so each deployment mounts
@@ -179,22 +203,10 @@ def load(
     to refuse a bad configuration before anything starts."""
     env = os.environ if env is None else env
     config_path: Path | None = None
-    targets: list[AnyTarget] = [LogTargetConfig(name="log")]
-    target_secrets: dict[tuple[str, str], Secret] = {}
-    providers = ProvidersConfig()
+    document: dict[str, Any] = {}
     if env.get("LOOKOUT_CONFIG"):
         config_path = Path(env["LOOKOUT_CONFIG"])
-        file_config = _load_file(config_path)
-        if file_config.targets:
-            targets = file_config.targets
-        seen: set[str] = set()
-        for target in targets:
-            if target.name in seen:
-                raise ConfigError(f"{config_path}: two targets are named {target.name!r}")
-            seen.add(target.name)
-        target_secrets = read_target_secrets(targets, config_path, secrets_of)
-        check_templates(targets, config_path)
-        providers = file_config.providers
+        document = _load_document(config_path)
 
     nats_url = env.get("NATS_URL") or None
     if nats_url is not None:
@@ -203,13 +215,12 @@ def load(
     if log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"LOOKOUT_LOG_LEVEL must be debug|info|warning|error, got {log_level!r}")
 
-    return Settings(
+    settings = Settings(
         http_host=env.get("LOOKOUT_HTTP_HOST") or "127.0.0.1",
         http_port=envvars.integer(env, "LOOKOUT_HTTP_PORT", 8080, 0, 65535),
         nats_url=nats_url,
         nats_port=envvars.integer(env, "LOOKOUT_NATS_PORT", 4222, 1, 65535),
         data_dir=data_dir(env),
-        sqreen_secrets=secret_list(env, "SQREEN_WEBHOOK_SECRET"),
         api_tokens=secret_list(env, "LOOKOUT_API_TOKENS"),
         max_body_bytes=envvars.integer(
             env, "LOOKOUT_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 1024, 1024 * 1024 * 1024
@@ -221,21 +232,6 @@ def load(
         metrics_host=_metrics_host(env),
         metrics_port=envvars.optional_port(env, "LOOKOUT_METRICS_PORT"),
         config_path=config_path,
-        targets=tuple(targets),
-        target_secrets=target_secrets,
-        dns_nameservers=envvars.nameservers(env.get("LOOKOUT_DNS_NAMESERVERS", "")),
-        dns_timeout=envvars.number(env, "LOOKOUT_DNS_TIMEOUT", 5.0, 0.1, 60.0),
-        max_indicators=envvars.integer(env, "LOOKOUT_MAX_INDICATORS", 10_000, 1, 1_000_000),
-        job_ttl=envvars.number(env, "LOOKOUT_JOB_TTL", 7 * 86400.0, 60.0, 365 * 86400.0),
-        rdap_url=envvars.base_url(env, "LOOKOUT_RDAP_URL", None),
-        whois_server=envvars.host_port(env, "LOOKOUT_WHOIS_SERVER", 43),
-        virustotal_api_key=secret(env, "VIRUSTOTAL_API_KEY"),
-        virustotal_url=envvars.base_url(env, "VIRUSTOTAL_URL", "https://www.virustotal.com/api/v3")
-        or "",
-        abuseipdb_api_key=secret(env, "ABUSEIPDB_API_KEY"),
-        abuseipdb_url=envvars.base_url(env, "ABUSEIPDB_URL", "https://api.abuseipdb.com/api/v2")
-        or "",
-        providers=providers,
         outbound_allow=envvars.networks(env, "LOOKOUT_OUTBOUND_ALLOW"),
         allowed_hosts=envvars.host_names(env, "LOOKOUT_ALLOWED_HOSTS"),
         api_rate=envvars.number(env, "LOOKOUT_API_RATE", 20.0, 0.0, 1_000_000.0),
@@ -243,16 +239,24 @@ def load(
         max_json_bytes=envvars.integer(
             env, "LOOKOUT_MAX_JSON_BYTES", DEFAULT_MAX_JSON_BYTES, 1024, 1024 * 1024 * 1024
         ),
+        secret_scope=None if secrets_of is None else frozenset(secrets_of),
+        env=env,
+        document=document,
     )
+    for section in _sections.values():
+        settings.section(section)  # every part checked now, whichever service starts
+    return settings
 
 
 def describe(settings: Settings) -> dict[str, Any]:
     """A log-safe summary of the settings (no secret values)."""
-    return {
+    described: dict[str, Any] = {
         "http": f"{settings.http_host}:{settings.http_port}",
         "nats": natsurl.safe_url(settings.effective_nats_url),
         "config": str(settings.config_path) if settings.config_path else None,
-        "targets": [f"{t.name}:{type(t).__struct_config__.tag}" for t in settings.targets],
-        "sqreen_secrets": len(settings.sqreen_secrets),
-        "api_tokens": len(settings.api_tokens),
     }
+    for section in _sections.values():
+        if section.describe is not None:
+            described.update(section.describe(settings.section(section)))
+    described["api_tokens"] = len(settings.api_tokens)
+    return described

@@ -1,12 +1,26 @@
-"""The lookups' configuration: the ``[providers.<name>]`` tables of the TOML file."""
+"""The lookups' configuration: the environment variables every provider shares (limits, the
+DNS servers) and the ``[providers.<name>]`` tables of the TOML file.
+
+Each provider's table is its own Struct (a :class:`ProviderConfig` subclass with its quota
+defaults and thresholds), declared in its package and registered with the catalog
+(:mod:`shared.lookups.catalog`), which makes it a table of ``[providers]`` here.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
+from shared.core import env as envvars
+from shared.core.errors import ConfigError
+from shared.core.settings import Section, Settings
+
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+C = TypeVar("C", bound="ProviderConfig")
 
 
 class Quota(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -17,10 +31,12 @@ class Quota(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tru
 
 
 class ProviderConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """The ``[providers.<name>]`` keys every provider has."""
+
     quota: Quota = Quota()
     cache_ttl: Annotated[float, msgspec.Meta(ge=0)] | None = None
-    """Seconds every answer is cached, overriding the provider's own choice (DNS: the
-    record TTL; WHOIS: 24 h, 1 h for "not registered"; reputation: 1 h); 0: never."""
+    """Seconds every answer is cached, overriding the provider's own choice (its default
+    cache lifetime, or what an answer says of itself); 0: never."""
     timeout: PositiveFloat = 20.0
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 32
     quota_slack: Annotated[float, msgspec.Meta(ge=0, le=60)] = 1.0
@@ -28,30 +44,80 @@ class ProviderConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     lookout counts and how the upstream does (whole seconds, clock skew)."""
 
 
-class AbuseIpdbConfig(ProviderConfig, frozen=True):
-    quota: Quota = Quota(per_day=1000)
-    concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 8
-    max_age_days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 90
-    suspicious_score: Annotated[int, msgspec.Meta(ge=0, le=100)] = 25
-    malicious_score: Annotated[int, msgspec.Meta(ge=0, le=100)] = 75
+_tables: dict[str, type[ProviderConfig]] = {}
 
 
-class VirusTotalConfig(ProviderConfig, frozen=True):
-    # The public API's limits; a premium key raises them in [providers.virustotal.quota].
-    quota: Quota = Quota(per_minute=4, per_day=500)
-    concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 4
-    malicious_engines: Annotated[int, msgspec.Meta(ge=1)] = 3
-    """At least this many engines saying malicious makes the verdict malicious (fewer:
-    suspicious)."""
+def register_provider_table(name: str, config: type[ProviderConfig]) -> None:
+    """Accept ``[providers.<name>]``, read as ``config``."""
+    _tables[name] = config
 
 
-class ProvidersConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    dns: ProviderConfig = ProviderConfig()
-    whois: ProviderConfig = ProviderConfig()
-    emailsec: ProviderConfig = ProviderConfig()
-    virustotal: VirusTotalConfig = VirusTotalConfig()
-    abuseipdb: AbuseIpdbConfig = AbuseIpdbConfig()
+@functools.lru_cache(maxsize=8)
+def _file_struct(tables: tuple[tuple[str, type[ProviderConfig]], ...]) -> type[msgspec.Struct]:
+    """A Struct with ``providers``, a Struct with one field per registered table (so errors
+    read ``$.providers.<name>.quota.per_day`` as in the file)."""
+    providers = msgspec.defstruct(
+        "Providers",
+        [(name, config, msgspec.field(default_factory=config)) for name, config in tables],
+        kw_only=True,
+        frozen=True,
+        forbid_unknown_fields=True,
+    )
+    return msgspec.defstruct(
+        "ProvidersFile",
+        [("providers", providers, msgspec.field(default_factory=providers))],
+        kw_only=True,
+    )
 
-    def get(self, name: str) -> ProviderConfig:
-        value = getattr(self, name, None)
-        return value if isinstance(value, ProviderConfig) else ProviderConfig()
+
+@dataclass(frozen=True)
+class LookupsConfig:
+    max_indicators: int = 10_000
+    job_ttl: float = 7 * 86400.0
+    dns_nameservers: tuple[tuple[str, int], ...] = ()
+    """``LOOKOUT_DNS_NAMESERVERS`` (empty: the system's resolver)."""
+    dns_timeout: float = 5.0
+    providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
+
+    def provider(self, name: str) -> ProviderConfig:
+        """The ``[providers.<name>]`` table (its defaults when absent, the base defaults
+        for a provider without a table of its own)."""
+        found = self.providers.get(name)
+        return found if found is not None else ProviderConfig()
+
+
+def _providers(settings: Settings) -> dict[str, ProviderConfig]:
+    tables = tuple(_tables.items())
+    document = {"providers": settings.document.get("providers", {})}
+    try:
+        read: Any = msgspec.convert(document, _file_struct(tables))
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{settings.config_where}: {exc}") from None
+    return {name: getattr(read.providers, name) for name, _ in tables}
+
+
+def _load(settings: Settings) -> LookupsConfig:
+    env = settings.env
+    return LookupsConfig(
+        max_indicators=envvars.integer(env, "LOOKOUT_MAX_INDICATORS", 10_000, 1, 1_000_000),
+        job_ttl=envvars.number(env, "LOOKOUT_JOB_TTL", 7 * 86400.0, 60.0, 365 * 86400.0),
+        dns_nameservers=envvars.nameservers(env.get("LOOKOUT_DNS_NAMESERVERS", "")),
+        dns_timeout=envvars.number(env, "LOOKOUT_DNS_TIMEOUT", 5.0, 0.1, 60.0),
+        providers=_providers(settings),
+    )
+
+
+SECTION = Section("lookups", _load, keys=("providers",))
+
+
+def lookups(settings: Settings) -> LookupsConfig:
+    """The lookups' part of ``settings``."""
+    return settings.section(SECTION)
+
+
+def provider_config(settings: Settings, name: str, config: type[C]) -> C:
+    """The ``[providers.<name>]`` table of ``settings``, as the provider's own Struct."""
+    found = lookups(settings).provider(name)
+    if not isinstance(found, config):
+        raise ConfigError(f"[providers.{name}] is not registered as {config.__name__}")
+    return found

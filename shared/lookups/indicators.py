@@ -20,7 +20,7 @@ separate ``domain`` indicators: providers derive them from :attr:`Indicator.host
 Domains must end in a suffix of the ICANN section of the public suffix list bundled with the
 ``publicsuffixlist`` package (never downloaded) and must not be a public suffix themselves.
 The ICANN section is used, not the private one, so that ``registered_domain`` is what a
-registry (WHOIS/RDAP) knows: ``evil.github.io`` has ``registered_domain`` ``github.io``, and
+registry knows: ``evil.github.io`` has ``registered_domain`` ``github.io``, and
 ``github.io`` or ``blogspot.com`` can themselves be looked up.
 
 Every regular expression here runs in linear time: candidates may only start at a token
@@ -70,8 +70,8 @@ class Indicator(msgspec.Struct, frozen=True, kw_only=True):
 
     value: str
     kind: Kind
-    #: The host to query DNS/WHOIS for: the domain itself, a URL's host, an e-mail's domain;
-    #: the IP string for a URL or e-mail on an IP host; None for ipv4/ipv6 indicators.
+    #: The host to query DNS and registries for: the domain itself, a URL's host, an e-mail's
+    #: domain; the IP string for a URL or e-mail on an IP host; None for ipv4/ipv6 indicators.
     host: str | None
     #: Organisational domain per the public suffix list (``example.co.uk``); None for IPs.
     registered_domain: str | None

@@ -17,10 +17,10 @@ from nats.js import JetStreamContext
 
 from shared.bus import direct, messages
 from shared.core.settings import Settings
-from shared.lookups import indicators
+from shared.lookups import catalog, indicators
 from shared.lookups import schemas as lookup_schemas
 from shared.lookups import streams as lookup_streams
-from shared.lookups.schemas import PROVIDER_KINDS, Job, JobIndicator, LookupRequest, LookupResult
+from shared.lookups.schemas import Job, JobIndicator, LookupRequest, LookupResult
 from shared.lookups.verdicts import judge
 
 PUBLISH_CHUNK = 256
@@ -98,14 +98,14 @@ async def submit(
     """Store the job and publish one ``lookup.requested.<kind>`` per indicator, each with
     ``request_id`` in its ``Lookout-Request-Id`` header (the providers log it)."""
     rejected, rejected_total = rejected_items(parsed)
-    wanted = set(providers) or set(PROVIDER_KINDS)
+    wanted = set(providers) or set(catalog.names())
     kinds = {i.kind for i in parsed.indicators}
     job = Job(
         id=new_job_id(),
         created_at=messages.utc_now(),
         indicators=[JobIndicator(i.value, i.kind, i.scope) for i in parsed.indicators],
         providers={
-            k: [p for p in PROVIDER_KINDS if p in wanted and k in PROVIDER_KINDS[p]]
+            k: [p.name for p in catalog.specs() if p.name in wanted and k in p.kinds]
             for k in sorted(kinds)
         },
         rejected=rejected,
@@ -371,7 +371,7 @@ def csv_text(view: JobView) -> str:
     """One row per indicator: overall verdict and its reasons (``"; "``-separated), then
     status, verdict, summary per provider (an error's cause where there is no summary)."""
     job = view.job
-    providers = [p for p in PROVIDER_KINDS if any(p in ps for ps in job.providers.values())]
+    providers = [p for p in catalog.names() if any(p in ps for ps in job.providers.values())]
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(

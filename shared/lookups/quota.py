@@ -12,11 +12,11 @@
   at least a window after the answer of every grant it does not count arrives more than
   60 s after each of their arrivals: no 60-second window **as the upstream counts it**
   (arrival times) ever holds more than the quota, whatever the latency of the first
-  requests. The slack covers an upstream that counts in whole seconds, and clock skew.
+  requests. The margin covers an upstream that counts in whole seconds, and clock skew.
   A replica that dies mid-request leaves ``now + hold``: the slot stays taken a little
   longer, never shorter.
-- **Per day**: a counter per UTC day, ``<provider>.day.<YYYY-MM-DD>`` (VirusTotal and
-  AbuseIPDB reset daily quotas at 00:00 UTC), also compare-and-set.
+- **Per day**: a counter per UTC day, ``<provider>.day.<YYYY-MM-DD>`` (the reputation
+  services reset daily quotas at 00:00 UTC), also compare-and-set.
 - **Pause**: ``<provider>.pause`` holds a time before which nobody asks upstream (set when
   upstream answered 429, honouring its Retry-After), so the whole pool backs off at once.
 
@@ -71,18 +71,18 @@ class SharedQuota:
         quota: Quota,
         *,
         smooth: bool = True,
-        slack: float = 0.0,
+        margin: float = 0.0,
         hold: float = 0.0,
         window: float = WINDOW,
     ) -> None:
-        """``slack``: seconds added to the window; ``hold``: how long an unsettled grant
+        """``margin``: seconds added to the window; ``hold``: how long an unsettled grant
         may still be in flight (the provider timeout); ``window``: 60 s (tests only make it
         shorter, with the same logic)."""
         self.kv = kv
         self.provider = provider
         self.quota = quota
         self.window = window
-        self.span = window + max(0.0, slack)
+        self.span = window + max(0.0, margin)
         """How long a grant counts after its request ended: the window and the margin."""
         self.hold = max(0.0, hold)
         self.known: dict[str, int] = {}

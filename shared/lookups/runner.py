@@ -29,12 +29,13 @@ from shared.bus.consume import consume
 from shared.bus.kvtime import Wait
 from shared.core import logging as log
 from shared.core.settings import Settings
+from shared.lookups import catalog, schemas, streams
 from shared.lookups import quota as quotas
-from shared.lookups import schemas, streams
+from shared.lookups.config import lookups
 from shared.lookups.metrics import ProviderMetrics
 from shared.lookups.provider import Answer, Provider, ProviderError, Throttled
 from shared.lookups.quota import Exhausted, Granted, SharedQuota
-from shared.lookups.schemas import PROVIDER_KINDS, LookupRequest, LookupResult, Status, Verdict
+from shared.lookups.schemas import LookupRequest, LookupResult, Status, Verdict
 
 SETTLE_MARGIN = 2.0
 """Seconds a quota grant stays in flight beyond the provider timeout (the time its
@@ -72,10 +73,10 @@ class ProviderRunner:
         self.js = js
         self.provider = provider
         self.settings = settings
-        self.config = settings.providers.get(provider.name)
+        self.config = lookups(settings).provider(provider.name)
         self.timeout = self.config.timeout
         self.concurrency = self.config.concurrency
-        self.kinds = PROVIDER_KINDS[provider.name]
+        self.kinds = catalog.kinds(provider.name)
         self.log = log.get("provider").bind(provider=provider.name)
         self.results: KeyValue | None = None
         self.cache: KeyValue | None = None
@@ -89,7 +90,7 @@ class ProviderRunner:
             await self.js.key_value(streams.QUOTA_BUCKET),
             self.provider.name,
             self.config.quota,
-            slack=self.config.quota_slack,
+            margin=self.config.quota_slack,
             hold=self.timeout + SETTLE_MARGIN,
             window=self.quota_window,
         )

@@ -25,17 +25,6 @@ Status = Literal["pending", "queued", "done", "not_configured", "quota_exhausted
 Verdict = Literal["malicious", "suspicious", "harmless", "undetected", "unknown", "error"]
 
 
-# Which indicator kinds each provider answers for: the gateway lists a pending entry for
-# every provider of an indicator's kind, and each provider service has a durable consumer.
-PROVIDER_KINDS: dict[str, frozenset[str]] = {
-    "dns": frozenset({"domain", "url", "email", "ipv4", "ipv6"}),
-    "whois": frozenset({"domain", "url", "email", "ipv4", "ipv6"}),
-    "emailsec": frozenset({"domain", "email"}),
-    "virustotal": frozenset({"domain", "url", "email", "ipv4", "ipv6"}),
-    "abuseipdb": frozenset({"ipv4", "ipv6"}),
-}
-
-
 def indicator_key(kind: str, value: str) -> str:
     """A short, subject-safe key for one indicator (values hold ':', '/', '@'…)."""
     return hashlib.sha256(f"{kind}\0{value}".encode()).hexdigest()[:20]
@@ -71,7 +60,7 @@ class LookupResult(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Fals
     status: Status
     verdict: Verdict = "unknown"
     summary: str = ""
-    """A few words for a table cell, e.g. ``12/94 engines`` or ``SPF 11 lookups``."""
+    """A few words for a table cell, e.g. ``12/94 engines`` or ``11 DNS lookups``."""
     data: dict[str, Any] = {}
     cached: bool = False
     error: str | None = None

@@ -17,7 +17,8 @@ from nats.js.errors import NotFoundError
 
 from shared.bus.manage import DAY, ensure_bucket, ensure_stream
 from shared.core.settings import Settings
-from shared.lookups.schemas import PROVIDER_KINDS
+from shared.lookups import catalog
+from shared.lookups.config import lookups
 
 LOOKUPS = "LOOKUPS"
 LOOKUP_RESULTS = "LOOKUP_RESULTS"
@@ -33,6 +34,7 @@ def provider_durable(provider: str) -> str:
 
 async def provision(js: JetStreamContext, settings: Settings) -> None:
     """Streams, KV buckets and one durable consumer per provider, for host lookups."""
+    job_ttl = lookups(settings).job_ttl
     for config in (
         StreamConfig(
             name=LOOKUPS,
@@ -58,14 +60,14 @@ async def provision(js: JetStreamContext, settings: Settings) -> None:
             bucket=JOBS_BUCKET,
             description="lookup jobs",
             direct=True,  # read with direct gets (shared.bus.direct), never a watch
-            ttl=settings.job_ttl,
+            ttl=job_ttl,
             storage=StorageType.FILE,
         ),
         KeyValueConfig(
             bucket=RESULTS_BUCKET,
             description="lookup results by job",
             direct=True,  # read with direct gets (shared.bus.direct), never a watch
-            ttl=settings.job_ttl,
+            ttl=job_ttl,
             storage=StorageType.FILE,
         ),
         KeyValueConfig(
@@ -82,7 +84,7 @@ async def provision(js: JetStreamContext, settings: Settings) -> None:
         ),
     ):
         await ensure_bucket(js, bucket, settings.stream_replicas)
-    for provider in PROVIDER_KINDS:
+    for provider in catalog.names():
         durable = provider_durable(provider)
         try:
             await js.consumer_info(LOOKUPS, durable)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
+from shared.lookups import catalog
 from shared.lookups.schemas import LookupResult
 
 # How an indicator's results combine into its overall verdict: the first one present in
@@ -24,14 +25,6 @@ VERDICT_ORDER: tuple[OverallVerdict, ...] = (
     "pending",
     "unknown",
 )
-PROVIDER_LABELS: dict[str, str] = {
-    "dns": "DNS",
-    "whois": "WHOIS",
-    "emailsec": "SPF/DMARC",
-    "virustotal": "VirusTotal",
-    "abuseipdb": "AbuseIPDB",
-}
-"""How a provider is named to people (verdict reasons, the UI's column heads)."""
 
 
 def overall_verdict(verdicts: Iterable[OverallVerdict]) -> OverallVerdict:
@@ -59,7 +52,7 @@ def counts_as(result: LookupResult) -> OverallVerdict | None:
 
 
 def _reason(result: LookupResult) -> str:
-    label = PROVIDER_LABELS.get(result.provider, result.provider)
+    label = catalog.label(result.provider)
     if result.status == "done":
         said = result.summary or result.verdict
     elif result.status == "pending":
@@ -71,8 +64,8 @@ def _reason(result: LookupResult) -> str:
 
 def judge(results: Iterable[LookupResult]) -> tuple[OverallVerdict, list[str]]:
     """An indicator's overall verdict and why: the providers whose results gave it, each
-    as ``"<Provider>: <its summary or error>"`` (e.g. ``"VirusTotal: 9/74 engines"``,
-    ``"WHOIS: cannot connect: Connection refused"``). The one rule the API, the CSV and
+    as ``"<Provider>: <its summary or error>"`` (e.g. ``"Reputation: 9/74 engines"``,
+    ``"Registry: cannot connect: Connection refused"``). The one rule the API, the CSV and
     the CLI use (the web UI mirrors it in ``render.js``).
 
     When no result counts (every provider not configured, or none applies) the verdict

@@ -1,25 +1,26 @@
 """The relay's configuration: the ``[[targets]]`` tables of the TOML file.
 
-Every target has a name, a route filter (:class:`Match`), a retry policy, message
-templates, a concurrency and a timeout, an optional send rate and grouping; each target type
-adds its own keys. A field named in a type's ``secrets`` may instead be read from a file
-named by ``<field>_file``.
+Every target has a name, a route filter (:class:`Match`), a retry policy, message templates,
+a concurrency and a timeout, an optional send rate and grouping (:class:`TargetConfig`);
+each target type adds its own keys in its own subclass, which its sink package owns and
+the launcher registers (:func:`register_target_type`): the ``[[targets]]`` union is made of
+the registered types when the configuration is read. A field named in a type's ``secrets``
+may instead be read from a file named by ``<field>_file``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import functools
 import re
-from collections.abc import Collection
-from pathlib import Path
-from typing import Annotated, ClassVar, Literal
-from urllib.parse import urlsplit
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import msgspec
 
 from shared.core.errors import ConfigError
 from shared.core.secrets import Secret, read_secret_file
+from shared.core.settings import Section, Settings
 from shared.relay.templates import TemplateError, compile_template
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -69,7 +70,8 @@ class MessageTemplate(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_
 class TargetConfig(
     msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, tag_field="type"
 ):
-    """Settings every target has; one subclass per target type (the TOML ``type`` key).
+    """Settings every target has; one subclass per target type (the TOML ``type`` key,
+    the subclass's ``tag``).
 
     ``secrets`` names the fields that hold secrets: each may instead be read from a file
     named by ``<field>_file``; ``required_secrets`` must be set one way or the other."""
@@ -85,9 +87,9 @@ class TargetConfig(
     timeout: PositiveFloat = 10.0
     per_second: Rate | None = None
     """Most messages per second sent to the target by all replicas of its sink together
-    (unset or 0: no limit; 0 lifts the default of 1 of chat and SMS targets); after a
-    429 with ``Retry-After`` every send of every replica waits that long. Shared through
-    the KV bucket ``sink_pace`` (see shared.relay.pacing.Pacer); read it as :attr:`send_rate`."""
+    (unset or 0: no limit; 0 lifts a target type's own default); after a 429 with
+    ``Retry-After`` every send of every replica waits that long. Shared through the KV
+    bucket ``sink_pace`` (see shared.relay.pacing.Pacer); read it as :attr:`send_rate`."""
     group_window: Annotated[float, msgspec.Meta(gt=0, le=3600)] | None = None
     """Seconds to collect notifications that share ``group_by`` before sending them as
     one digest (unset: every notification on its own). A lone one is sent as itself."""
@@ -102,143 +104,105 @@ class TargetConfig(
         """``per_second``, or ``None`` for no limit (unset or 0)."""
         return self.per_second or None
 
+    @property
+    def type(self) -> str:
+        """The target type (the TOML ``type`` key)."""
+        return target_type(type(self))
 
-class LogTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="log"):
-    level: Literal["debug", "info", "warning", "error"] = "info"
+    def check_secret(self, field_name: str, value: str, where: str) -> None:
+        """Refuse a secret value this type cannot use (:class:`ConfigError` naming ``where``);
+        any value by default."""
 
-
-class HttpTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="http"):
-    secrets: ClassVar[tuple[str, ...]] = ("secret",)
-    required_secrets: ClassVar[tuple[str, ...]] = ("secret",)
-
-    url: str
-    secret: str | None = None
-    secret_file: str | None = None
-    headers: dict[str, str] = {}
-
-    def __post_init__(self) -> None:
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"url must be an absolute http(s) URL, got {self.url!r}")
+    def missing_secret(self, field_name: str) -> str:
+        """Why a required secret is needed, and how to set it."""
+        return f"needs {field_name} (or {field_name}_file)"
 
 
-class EmailTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="email"):
-    """SMTP through aiosmtplib: STARTTLS (port 587), implicit TLS (465) or plain."""
+# --------------------------------------------------------------------------- target types
 
-    secrets: ClassVar[tuple[str, ...]] = ("password",)
-
-    host: str
-    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 587
-    tls: Literal["starttls", "implicit", "none"] = "starttls"
-    username: str | None = None
-    password: str | None = None
-    password_file: str | None = None
-    sender: str
-    to: Annotated[list[str], msgspec.Meta(min_length=1)]
-    verify_tls: bool = True
+_types: dict[str, type[TargetConfig]] = {}
+_fallback: list[str] = []
 
 
-class SmsTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="sms"):
-    """Twilio Messages API."""
-
-    secrets: ClassVar[tuple[str, ...]] = ("auth_token",)
-    required_secrets: ClassVar[tuple[str, ...]] = ("auth_token",)
-
-    account_sid: str
-    auth_token: str | None = None
-    auth_token_file: str | None = None
-    sender: str
-    to: Annotated[list[str], msgspec.Meta(min_length=1)]
-    api_url: str = "https://api.twilio.com"
-    max_length: Annotated[int, msgspec.Meta(ge=20, le=1600)] = 320
-    per_second: Rate | None = 1.0
-    """Twilio sends about one SMS per second per sender number."""
+def target_type(config: type[TargetConfig]) -> str:
+    """The ``type`` of a target config class (its msgspec ``tag``)."""
+    tag = config.__struct_config__.tag
+    if not isinstance(tag, str):
+        raise TypeError(f"{config.__name__} has no tag: not a target type")
+    return tag
 
 
-class SlackTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="slack"):
-    """Slack incoming webhook (the URL is a secret: it carries the token)."""
-
-    secrets: ClassVar[tuple[str, ...]] = ("webhook_url",)
-    required_secrets: ClassVar[tuple[str, ...]] = ("webhook_url",)
-
-    webhook_url: str | None = None
-    webhook_url_file: str | None = None
-    per_second: Rate | None = 1.0
-    """Messages per second to this webhook (Slack allows about one)."""
+def register_target_type(config: type[TargetConfig], *, fallback: bool = False) -> None:
+    """Accept ``[[targets]]`` of this type (its tag); ``fallback``: with no ``[[targets]]``
+    at all, one target of this type named after it is active."""
+    name = target_type(config)
+    _types[name] = config
+    if fallback:
+        _fallback[:] = [name]
 
 
-class TeamsTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="teams"):
-    """Microsoft Teams through a Workflows webhook (Adaptive Card); the URL is a secret."""
-
-    secrets: ClassVar[tuple[str, ...]] = ("webhook_url",)
-    required_secrets: ClassVar[tuple[str, ...]] = ("webhook_url",)
-
-    webhook_url: str | None = None
-    webhook_url_file: str | None = None
-    per_second: Rate | None = 1.0
+def target_types() -> Mapping[str, type[TargetConfig]]:
+    """The registered target types, by name, in registration order."""
+    return dict(_types)
 
 
-class DiscordTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="discord"):
-    """Discord webhook (embed); the URL is a secret."""
-
-    secrets: ClassVar[tuple[str, ...]] = ("webhook_url",)
-    required_secrets: ClassVar[tuple[str, ...]] = ("webhook_url",)
-
-    webhook_url: str | None = None
-    webhook_url_file: str | None = None
-    per_second: Rate | None = 1.0
-
-
-class PagerDutyTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="pagerduty"):
-    """PagerDuty Events API v2, one dedup key per notification."""
-
-    secrets: ClassVar[tuple[str, ...]] = ("routing_key",)
-    required_secrets: ClassVar[tuple[str, ...]] = ("routing_key",)
-
-    routing_key: str | None = None
-    routing_key_file: str | None = None
-    api_url: str = "https://events.pagerduty.com"
-    severity_by_risk: dict[str, int] = msgspec.field(
-        default_factory=lambda: {"critical": 80, "error": 60, "warning": 30}
+@functools.lru_cache(maxsize=8)
+def _tables(types: tuple[type[TargetConfig], ...]) -> type[msgspec.Struct]:
+    """A Struct whose ``targets`` is a list of the tagged union of ``types`` (so that errors
+    read ``$.targets[0].url`` as in the file)."""
+    union: Any = Union[types]  # noqa: UP007 - a union made at run time
+    return msgspec.defstruct(
+        "Targets", [("targets", list[union], msgspec.field(default_factory=list))], kw_only=True
     )
-    """The first severity whose minimum risk the notification reaches; else ``info``."""
 
 
-AnyTarget = (
-    LogTargetConfig
-    | HttpTargetConfig
-    | EmailTargetConfig
-    | SmsTargetConfig
-    | SlackTargetConfig
-    | TeamsTargetConfig
-    | DiscordTargetConfig
-    | PagerDutyTargetConfig
-)
+# --------------------------------------------------------------------------- the section
 
 
-def decode_webhook_secret(value: str, where: str) -> bytes:
-    """The signing key of a Standard Webhooks secret ``whsec_<base64>``."""
-    if not value.startswith("whsec_"):
-        raise ConfigError(f"{where}: must start with 'whsec_' (Standard Webhooks secret format)")
+@dataclass(frozen=True)
+class RelayConfig:
+    targets: tuple[TargetConfig, ...] = ()
+    target_secrets: Mapping[tuple[str, str], Secret] = field(default_factory=dict)
+
+    def target(self, name: str) -> TargetConfig:
+        for target in self.targets:
+            if target.name == name:
+                return target
+        known = ", ".join(t.name for t in self.targets) or "none"
+        raise ConfigError(f"no target named {name!r} is configured (configured: {known})")
+
+    def secret(self, target: str, field_name: str) -> Secret | None:
+        """A target's secret field (read from the TOML value or its ``_file``)."""
+        return self.target_secrets.get((target, field_name))
+
+
+def _targets(settings: Settings) -> list[TargetConfig]:
+    where = settings.config_where
+    if "targets" not in settings.document:
+        return []
+    if not _types:
+        raise ConfigError(f"{where}: no target type is registered")
     try:
-        key = base64.b64decode(value[len("whsec_") :], validate=True)
-    except binascii.Error:
-        raise ConfigError(f"{where}: the part after 'whsec_' is not valid base64") from None
-    if not 24 <= len(key) <= 64:
-        raise ConfigError(f"{where}: the key must decode to 24..64 bytes, got {len(key)}")
-    return key
+        tables = msgspec.convert(
+            {"targets": settings.document["targets"]}, _tables(tuple(_types.values()))
+        )
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    found: list[TargetConfig] = tables.targets  # type: ignore[attr-defined]
+    return found
 
 
 def target_secrets(
-    targets: list[AnyTarget], path: Path, only: Collection[str] | None
+    settings: Settings, targets: list[TargetConfig]
 ) -> dict[tuple[str, str], Secret]:
-    """The secret fields of the targets named in ``only`` (``None``: every target), from the
-    TOML value or ``<field>_file``."""
+    """The secret fields of the targets in the secret scope (``None``: every target), from
+    the TOML value or ``<field>_file``."""
+    only = settings.secret_scope
     secrets: dict[tuple[str, str], Secret] = {}
     for index, target in enumerate(targets):
         if only is not None and target.name not in only:
             continue  # another service's secret: neither read nor required here
-        where = f"{path}: targets[{index}] ({target.name})"
+        where = f"{settings.config_where}: targets[{index}] ({target.name})"
         for field_name in target.secrets:
             direct = getattr(target, field_name, None)
             file_name = getattr(target, f"{field_name}_file", None)
@@ -249,32 +213,47 @@ def target_secrets(
                 value = read_secret_file(file_name, f"{where}.{field_name}_file")
             if not value:
                 if field_name in target.required_secrets:
-                    raise ConfigError(f"{where}: {_missing_secret_hint(target, field_name)}")
+                    raise ConfigError(f"{where}: {target.missing_secret(field_name)}")
                 continue
-            if isinstance(target, HttpTargetConfig):
-                decode_webhook_secret(value, f"{where}.secret")
+            target.check_secret(field_name, value, f"{where}.{field_name}")
             secrets[(target.name, field_name)] = Secret(value)
     return secrets
 
 
-def check_templates(targets: list[AnyTarget], path: Path) -> None:
+def check_templates(settings: Settings, targets: list[TargetConfig]) -> None:
     for index, target in enumerate(targets):
         for part in ("title", "body"):
             source = getattr(target.template, part)
             if source is None:
                 continue
-            where = f"{path}: targets[{index}] ({target.name}).template.{part}"
+            where = f"{settings.config_where}: targets[{index}] ({target.name}).template.{part}"
             try:
                 compile_template(source, where)
             except TemplateError as exc:
                 raise ConfigError(str(exc)) from None
 
 
-def _missing_secret_hint(target: AnyTarget, field_name: str) -> str:
-    if isinstance(target, HttpTargetConfig):
-        return (
-            "an http target needs secret = 'whsec_…' (or secret_file) to sign deliveries; "
-            'make one with: python -c "import base64,os; '
-            "print('whsec_'+base64.b64encode(os.urandom(32)).decode())\""
-        )
-    return f"needs {field_name} (or {field_name}_file)"
+def _load(settings: Settings) -> RelayConfig:
+    targets = _targets(settings)
+    if not targets:
+        targets = [_types[name](name=name) for name in _fallback]
+    seen: set[str] = set()
+    for target in targets:
+        if target.name in seen:
+            raise ConfigError(f"{settings.config_where}: two targets are named {target.name!r}")
+        seen.add(target.name)
+    secrets = target_secrets(settings, targets)
+    check_templates(settings, targets)
+    return RelayConfig(tuple(targets), secrets)
+
+
+def _describe(config: RelayConfig) -> dict[str, Any]:
+    return {"targets": [f"{t.name}:{t.type}" for t in config.targets]}
+
+
+SECTION = Section("relay", _load, keys=("targets",), describe=_describe)
+
+
+def relay(settings: Settings) -> RelayConfig:
+    """The relay's part of ``settings``: the targets and the secrets this process reads."""
+    return settings.section(SECTION)

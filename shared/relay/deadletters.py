@@ -16,6 +16,7 @@ from nats.js import JetStreamContext
 from shared.bus import direct, messages
 from shared.core.settings import Settings
 from shared.relay import schemas, streams
+from shared.relay.config import relay
 
 ORIGINAL_SUBJECT_HEADER = "Lookout-Original-Subject"
 
@@ -62,10 +63,9 @@ async def counts(js: JetStreamContext) -> dict[str, int]:
 
 def target_type(settings: Settings, name: str) -> str | None:
     """The type of the configured target ``name`` (e.g. ``http``), or None."""
-    for target in settings.targets:
+    for target in relay(settings).targets:
         if target.name == name:
-            tag = type(target).__struct_config__.tag
-            return str(tag) if tag is not None else None
+            return target.type
     return None
 
 
@@ -80,7 +80,7 @@ class TargetCount:
 def per_target(settings: Settings, found: dict[str, int]) -> list[TargetCount]:
     """Every configured target with its count (0 when it has none), then any other that
     still has dead letters (e.g. a target removed from the configuration)."""
-    configured = [t.name for t in settings.targets]
+    configured = [t.name for t in relay(settings).targets]
     return [
         TargetCount(name, target_type(settings, name), True, found.get(name, 0))
         for name in configured

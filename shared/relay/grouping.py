@@ -5,7 +5,7 @@ fields (source, type, application, environment) for that many seconds from the f
 then sends them as one **digest**: a notification with source ``lookout`` and type
 ``digest`` whose ``data`` is::
 
-    {"count": 3, "window_seconds": 30.0, "source": "sqreen", "type": "http_scan",
+    {"count": 3, "window_seconds": 30.0, "source": "scanner", "type": "http_scan",
      "application": "shop", "environment": "production", "risk": 80,
      "ips": ["203.0.113.7", ...],
      "items": [{"id", "type", "source", "timestamp", "title", "risk", "url"}, ...],
@@ -13,7 +13,7 @@ then sends them as one **digest**: a notification with source ``lookout`` and ty
 
 ``risk`` is the highest of the members, ``application``/``environment`` are set when all
 members agree. The digest id is derived from its members' ids, so a retried digest of the
-same members keeps its idempotency key (``webhook-id``, PagerDuty dedup key, Message-ID).
+same members keeps its idempotency key (``webhook-id``, an incident dedup key, Message-ID).
 A group of one is sent as the notification itself. Members stay unacknowledged in
 JetStream (kept alive with "in progress") until the digest is delivered or dead-lettered,
 so a crash loses nothing: they are redelivered and grouped again.

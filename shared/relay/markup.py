@@ -1,6 +1,6 @@
 """Text for chat services: escaping their Markdown, cutting to their limits, risk bands.
 
-Shared by the Slack, Teams and Discord targets; each brings its own special characters and
+Shared by the chat targets; each brings its own special characters and
 colours, the algorithms live here once.
 """
 

@@ -19,7 +19,7 @@ from shared.core import ssrf
 from shared.core.errors import ConfigError
 from shared.core.secrets import Secret
 from shared.core.settings import Settings
-from shared.relay.config import TargetConfig
+from shared.relay.config import TargetConfig, relay
 from shared.relay.pacing import Pacer
 from shared.relay.schemas import Notification
 from shared.relay.target import Delivery, PermanentError, RetryableError, Target
@@ -95,7 +95,7 @@ class WebhookAnswer:
 class WebhookTarget(SessionTarget):
     """A chat or incident service reached by POSTing JSON to a secret webhook URL.
 
-    Shared by the Slack, Teams and Discord targets: one guarded HTTP session
+    Shared by the chat targets: one guarded HTTP session
     (:class:`SessionTarget`, ``User-Agent`` :attr:`user_agent`), the pacer (own send
     rate, pause after a 429), rendering through the target's templates (a template error is
     permanent), timeouts and connection errors as retryable, and the URL scrubbed from every
@@ -126,7 +126,7 @@ class WebhookTarget(SessionTarget):
     ) -> Self:
         """The target for ``config`` with its secret ``webhook_url`` checked, the configured
         send rate unless ``per_second`` overrides it, and the outbound allow-list."""
-        secret = settings.secret(config.name, "webhook_url")
+        secret = relay(settings).secret(config.name, "webhook_url")
         assert secret is not None  # required: config.load() refuses such a target without one
         parts = urlsplit(secret.reveal())
         if parts.scheme not in ("http", "https") or not parts.hostname:

@@ -10,7 +10,7 @@ class RecipientProgress:
     """Per notification, the recipients it has already been settled for (sent, or refused
     for good), for the life of the process and for the last ``size`` notifications, so a
     redelivery reaches only the ones still missing it. Used by targets that send to several
-    recipients one by one (email, SMS)."""
+    recipients one by one (mail, text messages)."""
 
     def __init__(self, size: int) -> None:
         self._size = size

@@ -2,7 +2,7 @@
 
 ``notification.<source>.<type>`` (stream NOTIFICATIONS) — schema ``notification/1``::
 
-    {"id": "...", "type": "security_event", "source": "sqreen",
+    {"id": "...", "type": "security_event", "source": "scanner",
      "timestamp": "2026-01-02T03:04:05Z", "data": {...original message, unchanged...}}
 
 ``id`` identifies the notification for its whole life: it is the JetStream ``Nats-Msg-Id``

@@ -1,16 +1,21 @@
-"""What lookout reads of a notification's message to route and render it.
+"""Source profiles: what lookout reads of a notification's message to route and render it.
 
-Sqreen messages keep their routing fields in different places per version and type (v2
-wraps them in ``message``; security events carry ``risk_coefficient``, v1 and the test
-message ``risk``; security responses nest ``application.name`` and
-``application.environment``). :func:`attributes` reads them all into one shape; messages
-from other sources may carry top-level ``risk``, ``application`` and ``environment``.
+A notification carries its sender's message unchanged (``data``); where that message keeps
+its risk, application, environment, description, link, addresses and accounts depends on
+the source. A :class:`SourceProfile` reads them into one shape (:class:`Attributes` for
+route filters and grouping, :class:`Fields` for templates) and may bring default templates
+per message type. The base class is the **generic profile**, for any source without one of
+its own: the message's top-level ``risk`` (a number), ``application``, ``environment``,
+``description``, ``url``, ``ips`` (addresses, or objects with an ``address``) and
+``accounts``. The launcher registers a profile per source name (``services/registry.py``);
+every service reads notifications through :func:`profile`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from shared.core import jsondata
 from shared.relay.schemas import Notification
@@ -18,37 +23,127 @@ from shared.relay.schemas import Notification
 
 @dataclass(frozen=True, slots=True)
 class Attributes:
+    """What route filters (``match``) and grouping (``group_by``) read of a notification."""
+
     risk: int | None = None
     application: str | None = None
     environment: str | None = None
 
 
-def _number(value: Any) -> int | None:
+@dataclass(frozen=True, slots=True)
+class Fields:
+    """What templates read of a notification besides its :class:`Attributes`."""
+
+    ips: list[str]
+    accounts: list[str]
+    url: Any
+    """A link to the event as the message gives it (templates keep only http(s) URLs)."""
+    description: Any
+
+
+def number(value: Any) -> int | None:
+    """``value`` as a whole number when it is a JSON number (not a boolean), else None."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return int(value)
 
 
-def _text(value: Any) -> str | None:
+def text(value: Any) -> str | None:
+    """``value`` when it is a non-empty string, else None."""
     return value if isinstance(value, str) and value else None
 
 
-def attributes(notification: Notification) -> Attributes:
+def items(value: Any) -> list[Any]:
+    """``value`` when it is a list, else none: a message may hold anything anywhere."""
+    return value if isinstance(value, list) else []
+
+
+def addresses(value: Any) -> list[str]:
+    """The addresses of a list of strings or of objects with an ``address``."""
+    found: list[str] = []
+    for item in items(value):
+        if isinstance(item, dict) and isinstance(item.get("address"), str):
+            found.append(item["address"])
+        elif isinstance(item, str):
+            found.append(item)
+    return found
+
+
+def names(value: Any) -> list[str]:
+    """Accounts as text: strings, or objects by their ``email``, ``username`` or first value."""
+    found: list[str] = []
+    for item in items(value):
+        if isinstance(item, dict):
+            found.append(
+                str(item.get("email") or item.get("username") or next(iter(item.values()), ""))
+            )
+        elif isinstance(item, str):
+            found.append(item)
+    return found
+
+
+class SourceProfile:
+    """How lookout reads one source's messages; this base class is the generic profile.
+
+    A source with its own shape subclasses it: :meth:`message` finds the object that holds
+    the message's fields, :meth:`attributes` and :meth:`fields` read them, and
+    :attr:`templates` gives the default title and body templates per message type (a type
+    without one renders with the generic templates)."""
+
+    templates: ClassVar[Mapping[str, tuple[str, str]]] = {}
+    """Default ``(title, body)`` Jinja2 templates per message type."""
+    digest_names_source: ClassVar[bool] = True
+    """Whether a digest of this source's notifications says where they come from
+    ("12 port scan notifications from suricata")."""
+
+    def message(self, data: Any) -> dict[str, Any]:
+        """The object holding the message's fields (``{}`` when there is none)."""
+        return data if isinstance(data, dict) else {}
+
+    def attributes(self, message: dict[str, Any]) -> Attributes:
+        return Attributes(
+            risk=number(message.get("risk")),
+            application=text(message.get("application")),
+            environment=text(message.get("environment")),
+        )
+
+    def fields(self, message: dict[str, Any]) -> Fields:
+        return Fields(
+            ips=addresses(message.get("ips")),
+            accounts=names(message.get("accounts")),
+            url=message.get("url"),
+            description=message.get("description") or "",
+        )
+
+
+GENERIC = SourceProfile()
+_profiles: dict[str, SourceProfile] = {}
+
+
+def register(source: str, profile: SourceProfile) -> None:
+    """Read the notifications whose ``source`` is ``source`` with ``profile``."""
+    _profiles[source] = profile
+
+
+def profile(source: str) -> SourceProfile:
+    """The profile of ``source``: its own, else the generic one."""
+    return _profiles.get(source, GENERIC)
+
+
+def data_of(notification: Notification) -> Any:
+    """The notification's message as Python values, or None when it is not JSON lookout
+    reads (only a publisher that bypassed the gateway can send that)."""
     try:
-        data = jsondata.load(notification.data)
+        return jsondata.load(notification.data)
     except jsondata.JsonError:
-        return Attributes()
+        return None
+
+
+def attributes(notification: Notification) -> Attributes:
+    """Risk, application and environment of ``notification``, as its source's profile
+    reads them (none of them when its message is not a JSON object)."""
+    data = data_of(notification)
     if not isinstance(data, dict):
         return Attributes()
-    inner = data.get("message")
-    body: dict[str, Any] = inner if isinstance(inner, dict) else data
-    nested = body.get("application")
-    app: dict[str, Any] = nested if isinstance(nested, dict) else {}
-    risk = _number(body.get("risk_coefficient"))
-    if risk is None:
-        risk = _number(body.get("risk"))
-    application = _text(body.get("application_name")) or _text(app.get("name"))
-    if application is None and isinstance(nested, str):
-        application = nested
-    environment = _text(body.get("environment")) or _text(app.get("environment"))
-    return Attributes(risk=risk, application=application, environment=environment)
+    reader = profile(notification.source)
+    return reader.attributes(reader.message(data))

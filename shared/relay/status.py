@@ -58,7 +58,7 @@ class Shown:
 
 
 def shown(notification: Notification) -> Shown:
-    """Its default title (the Sqreen type's template, else the generic one: the same for
+    """Its default title (its source's template for its type, else the generic one: the same for
     every target) and its routing attributes; best effort, never raises."""
     try:
         values = templates.context(notification)

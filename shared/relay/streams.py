@@ -18,6 +18,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 from shared.bus.manage import DAY, ensure_bucket, ensure_stream
 from shared.core import logging as log
 from shared.core.settings import Settings
+from shared.relay.config import relay
 
 NOTIFICATIONS = "NOTIFICATIONS"
 DEADLETTERS = "DEADLETTERS"
@@ -31,7 +32,7 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
     return [
         StreamConfig(
             name=NOTIFICATIONS,
-            description="Verified notifications from Sqreen and other sources",
+            description="Verified notifications from webhooks and other publishers",
             subjects=["notification.>", "replay.>"],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
@@ -137,5 +138,5 @@ async def provision(js: JetStreamContext, settings: Settings) -> None:
         ),
     ):
         await ensure_bucket(js, bucket, settings.stream_replicas)
-    for target in settings.targets:
+    for target in relay(settings).targets:
         await ensure_sink_consumer(js, target.name, ack_wait_for(target.timeout))

@@ -63,7 +63,7 @@ class SharedPacing(Protocol):
 
 
 class Target(ABC):
-    """A destination for notifications (log, HTTP webhook, email, SMS, Slack…).
+    """A destination for notifications (a log, a webhook, mail, a chat or paging service…).
 
     The runner paces sends to the target's ``per_second`` and pauses after a 429, unless
     the target sets ``paces_itself`` because it reads the service's own rate headers."""

@@ -1,14 +1,14 @@
 """Message templates: a title and a body per notification, rendered in a Jinja2 sandbox.
 
-Every target renders through here. Each Sqreen message type has a default (security
-events, the dashboard's test message, incidents, security responses, pulses) and anything
-else falls back to a generic template, which also serves other sources. A target may set
-its own ``title`` and ``body`` templates; they see the same context:
+Every target renders through here. A source's profile (:mod:`shared.relay.sources`) may
+bring a default per message type; anything else falls back to a generic template. A target
+may set its own ``title`` and ``body`` templates; they see the same context:
 
 ``id``, ``type``, ``source``, ``timestamp``, ``subject``, ``risk``, ``application``,
 ``environment``, ``ips`` (addresses), ``accounts`` (compromised accounts), ``url`` (a link
-to the event, when there is one), ``description``, ``message`` (the message's own fields:
-v2 ``message`` or the flat v1 one) and ``data`` (the whole original message).
+to the event, when there is one), ``description``, ``message`` (the message's own fields,
+as its source's profile finds them) and ``data`` (the whole original message); a digest's
+context also has ``from_source`` (its members' source, when its profile names it).
 
 Templates run sandboxed (no attribute access to internals, no imports) and an undefined
 name renders empty, so a template written for one message type never fails on another.
@@ -22,9 +22,8 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from shared.core import jsondata
+from shared.relay import sources
 from shared.relay.schemas import Notification, is_digest
-from shared.relay.sources import attributes
 
 _env = ImmutableSandboxedEnvironment(
     undefined=jinja2.ChainableUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True
@@ -43,58 +42,10 @@ GENERIC = (
     "Id: {{ id }}",
 )
 
-DEFAULTS: dict[str, tuple[str, str]] = {
-    "security_event": (
-        "Security event{% if application %} in {{ application }}{% endif %}"
-        "{% if environment %} ({{ environment }}){% endif %}"
-        "{% if risk is not none %}: risk {{ risk }}{% endif %}",
-        "{{ description or message.event_category or 'Security event' }}\n"
-        "{% if message.event_kind %}Kind: {{ message.event_kind }}\n{% endif %}"
-        "{% if ips %}From: {{ ips | join(', ') }}\n{% endif %}"
-        "Time: {{ message.date_occurred or timestamp }}\n"
-        "{% if url %}Details: {{ url }}\n{% endif %}"
-        "Id: {{ id }}",
-    ),
-    "test": (
-        "Test notification from {{ source | capitalize }}"
-        "{% if application %} ({{ application }}){% endif %}",
-        "The webhook works: lookout received and relayed this test message.\n"
-        "Time: {{ timestamp }}\nId: {{ id }}",
-    ),
-    "security_response": (
-        "Security response{% if message.playbook.name %}: {{ message.playbook.name }}{% endif %}"
-        "{% if application %} in {{ application }}{% endif %}",
-        "{{ description or 'A security automation playbook ran.' }}\n"
-        "{% if ips %}IPs: {{ ips | join(', ') }}\n{% endif %}"
-        "Time: {{ timestamp }}\nId: {{ id }}",
-    ),
-    "pulse": (
-        "Pulse: {{ message.humanized_title or message.pulse_category or 'activity' }}"
-        "{% if application %} in {{ application }}{% endif %}",
-        "{{ message.humanized_title or description or 'New pulse' }}\n"
-        "{% if message.humanized_accounts %}Accounts: {{ message.humanized_accounts }}\n"
-        "{% endif %}{% if message.humanized_geos %}Where: {{ message.humanized_geos }}\n{% endif %}"
-        "Time: {{ timestamp }}\nId: {{ id }}",
-    ),
-}
-_INCIDENT = (
-    "Incident {{ type | replace('_', ' ') }}"
-    "{% if message.incident_status %} {{ message.incident_status }}{% endif %}"
-    "{% if application %} in {{ application }}{% endif %}",
-    "{{ description or (type | replace('_', ' ') | capitalize) }}\n"
-    "{% if ips %}IPs: {{ ips | join(', ') }}\n{% endif %}"
-    "{% if accounts %}Accounts: {{ accounts | join(', ') }}\n{% endif %}"
-    "Started: {{ message.date_started or timestamp }}\n"
-    "{% if url %}Details: {{ url }}\n{% endif %}"
-    "Thread: {{ message.incident_thread or id }}",
-)
-for _incident in ("http_scan", "account_takeover", "incident"):
-    DEFAULTS[_incident] = _INCIDENT
-
 
 DIGEST = (
     "{{ data.count }} {{ (data.type or 'notification') | replace('_', ' ') }} notifications"
-    "{% if data.source and data.source != 'sqreen' %} from {{ data.source }}{% endif %}"
+    "{% if from_source %} from {{ from_source }}{% endif %}"
     "{% if application %} in {{ application }}{% endif %}"
     "{% if environment %} ({{ environment }}){% endif %}"
     "{% if risk is not none %}: risk up to {{ risk }}{% endif %}",
@@ -137,46 +88,14 @@ def _template(source: str) -> jinja2.Template:
     return template
 
 
-def _list(value: Any) -> list[Any]:
-    """``value`` when it is a list, else none: a message may hold anything anywhere."""
-    return value if isinstance(value, list) else []
-
-
-def _ips(message: dict[str, Any]) -> list[str]:
-    found: list[str] = []
-    for key in ("ips", "new_related_ips"):
-        for item in _list(message.get(key)):
-            if isinstance(item, dict) and isinstance(item.get("address"), str):
-                found.append(item["address"])
-            elif isinstance(item, str):
-                found.append(item)
-    return found
-
-
-def _accounts(message: dict[str, Any]) -> list[str]:
-    found: list[str] = []
-    for item in _list(message.get("new_compromised_accounts") or message.get("accounts")):
-        if isinstance(item, dict):
-            found.append(
-                str(item.get("email") or item.get("username") or next(iter(item.values()), ""))
-            )
-        elif isinstance(item, str):
-            found.append(item)
-    return found
-
-
 def context(notification: Notification, subject: str | None = None) -> dict[str, Any]:
-    try:
-        data = jsondata.load(notification.data)
-    except jsondata.JsonError:
-        data = None
-    inner = data.get("message") if isinstance(data, dict) else None
-    message: dict[str, Any] = (
-        inner if isinstance(inner, dict) else data if isinstance(data, dict) else {}
-    )
-    attrs = attributes(notification)
-    url = message.get("event_url") or message.get("url")
-    return {
+    data = sources.data_of(notification)
+    reader = sources.profile(notification.source)
+    message = reader.message(data)
+    attrs = reader.attributes(message)
+    fields = reader.fields(message)
+    url = fields.url
+    values = {
         "id": notification.id,
         "type": notification.type,
         "source": notification.source,
@@ -185,23 +104,33 @@ def context(notification: Notification, subject: str | None = None) -> dict[str,
         "risk": attrs.risk,
         "application": attrs.application,
         "environment": attrs.environment,
-        "ips": _ips(message),
-        "accounts": _accounts(message),
+        "ips": fields.ips,
+        "accounts": fields.accounts,
         "url": url if isinstance(url, str) and url.startswith(("http://", "https://")) else None,
-        "description": message.get("humanized_description") or message.get("description") or "",
+        "description": fields.description,
         "message": message,
         "data": data,
     }
+    if is_digest(notification):
+        values["from_source"] = _digest_source(data)
+    return values
+
+
+def _digest_source(data: Any) -> str | None:
+    """The source a digest names in its title: its members' one source, unless that
+    source's profile says not to."""
+    source = data.get("source") if isinstance(data, dict) else None
+    if not isinstance(source, str) or not source:
+        return None
+    return source if sources.profile(source).digest_names_source else None
 
 
 def _defaults(notification: Notification) -> tuple[str, str]:
-    """The default title and body templates: the digest's, else the one for the type
-    (Sqreen), else the generic one."""
+    """The default title and body templates: the digest's, else the one its source's
+    profile has for its type, else the generic one."""
     if is_digest(notification):
         return DIGEST
-    if notification.source == "sqreen":
-        return DEFAULTS.get(notification.type, GENERIC)
-    return GENERIC
+    return sources.profile(notification.source).templates.get(notification.type, GENERIC)
 
 
 def _render(source: str, values: dict[str, Any]) -> str:
@@ -238,7 +167,7 @@ def render(
     subject: str | None = None,
 ) -> Rendered:
     """The title and body for ``notification``: the target's own templates where given,
-    else the default for its type (Sqreen), else the generic one."""
+    else its source's default for its type, else the generic one."""
     values = context(notification, subject)
     rendered_title = render_title(notification, values, title)
     _, default_body = _defaults(notification)

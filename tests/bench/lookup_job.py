@@ -33,12 +33,15 @@ from fakes.abuseipdb import FakeAbuseIpdb  # noqa: E402
 from fakes.rdap import FakeRdapServer  # noqa: E402
 from fakes.virustotal import FakeVirusTotal  # noqa: E402
 
+from services import registry  # noqa: E402
 from shared.core import settings as config  # noqa: E402
 from shared.core.natsserver import NatsServer, free_port  # noqa: E402
-from shared.lookups import indicators  # noqa: E402
-from shared.lookups.schemas import PROVIDER_KINDS, LookupRequest  # noqa: E402
+from shared.lookups import catalog, indicators  # noqa: E402
+from shared.lookups.config import lookups  # noqa: E402
+from shared.lookups.schemas import LookupRequest  # noqa: E402
 
 LOOKOUT = str(Path(sys.executable).parent / "lookout")
+registry.register()  # as the launcher does first in every process
 
 
 def corpus(count: int) -> tuple[list[str], str]:
@@ -123,11 +126,11 @@ async def direct(settings: config.Settings, items: list[str]) -> float:
 
     async def one_provider(name: str) -> None:
         provider = importlib.import_module(f"services.providers.{name}").build(settings)
-        slots = asyncio.Semaphore(settings.providers.get(name).concurrency)
+        slots = asyncio.Semaphore(lookups(settings).provider(name).concurrency)
         await provider.open()
 
         async def one(request: LookupRequest) -> None:
-            if request.kind not in PROVIDER_KINDS[name]:
+            if request.kind not in catalog.kinds(name):
                 return
             if request.scope != "public" and not provider.looks_up_private:
                 return
@@ -140,7 +143,7 @@ async def direct(settings: config.Settings, items: list[str]) -> float:
         finally:
             await provider.close()
 
-    await asyncio.gather(*(one_provider(name) for name in PROVIDER_KINDS))
+    await asyncio.gather(*(one_provider(name) for name in registry.PROVIDERS))
     return time.perf_counter() - started
 
 
@@ -189,7 +192,7 @@ async def main(count: int, rounds: int) -> None:
                 env = env_for(server.url, zone, rdap, vt, abuse, config_path, port)
                 settings = config.load(env)
                 try:
-                    for name in ["gateway", *(f"provider-{p}" for p in PROVIDER_KINDS)]:
+                    for name in ["gateway", *(f"provider-{p}" for p in registry.PROVIDERS)]:
                         processes.append(
                             subprocess.Popen(
                                 [LOOKOUT, "service", name], env=env, stdout=subprocess.DEVNULL

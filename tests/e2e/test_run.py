@@ -26,11 +26,11 @@ from helpers import (
     wait_for,
 )
 
+from services import registry
 from shared.core.natsserver import NatsServer, free_port, port_is_free
-from shared.lookups.schemas import PROVIDER_KINDS
 
 LOOKOUT = str(Path(sys.executable).parent / "lookout")
-PROVIDERS = [f"provider-{name}" for name in PROVIDER_KINDS]
+PROVIDERS = [f"provider-{name}" for name in registry.PROVIDERS]
 
 
 def config_file(tmp_path: Path, receiver_url: str) -> Path:

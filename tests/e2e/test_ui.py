@@ -42,8 +42,8 @@ from helpers import (
     wait_for,
 )
 
+from services import registry
 from shared.core.natsserver import NatsServer, free_port
-from shared.lookups.schemas import PROVIDER_KINDS
 
 try:
     from playwright.async_api import Browser, Page, async_playwright, expect
@@ -172,7 +172,7 @@ async def complete(page: Page) -> None:
 
 
 def ui_stack(
-    nats: NatsServer, tmp_path: Path, providers: tuple[str, ...] = tuple(PROVIDER_KINDS), **env: str
+    nats: NatsServer, tmp_path: Path, providers: tuple[str, ...] = registry.PROVIDERS, **env: str
 ) -> AbstractAsyncContextManager[str]:
     """The lookup stack, with probe-example.com added: its DNS and RDAP answers carry markup."""
     rdap = {

@@ -30,7 +30,7 @@ from shared.core import settings as config
 from shared.core.natsserver import NatsServer
 from shared.core.settings import Settings
 from shared.lookups import streams as lookup_streams
-from shared.lookups.config import Quota
+from shared.lookups.config import Quota, lookups
 from shared.lookups.quota import WINDOW, Granted, SharedQuota
 from shared.lookups.runner import ProviderRunner
 
@@ -150,7 +150,7 @@ async def test_an_unsettled_grant_holds_its_slot_and_settling_counts_from_the_en
 
 
 async def test_the_slack_widens_the_window(nats_server: NatsServer, tmp_path: Path) -> None:
-    quota = await quota_on(nats_server, tmp_path, slack=1.0)
+    quota = await quota_on(nats_server, tmp_path, margin=1.0)
     granted = await quota.acquire(now=START)
     assert isinstance(granted, Granted)
     await quota.settle(granted, now=START)
@@ -162,6 +162,6 @@ async def test_the_slack_widens_the_window(nats_server: NatsServer, tmp_path: Pa
 
 def test_the_production_window_and_the_default_slack() -> None:
     assert WINDOW == 60.0
-    providers = config.load({}).providers
-    assert providers.virustotal.quota_slack == 1.0
-    assert providers.abuseipdb.quota_slack == 1.0
+    providers = lookups(config.load({})).providers
+    assert providers["virustotal"].quota_slack == 1.0
+    assert providers["abuseipdb"].quota_slack == 1.0

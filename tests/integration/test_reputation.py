@@ -13,6 +13,7 @@ from fakes.abuseipdb import FakeAbuseIpdb
 from fakes.virustotal import FakeVirusTotal
 from helpers import api, make_settings, running_gateway, running_provider, wait_for, wait_job
 
+from services.providers.virustotal.config import virustotal_settings
 from shared.core.natsserver import NatsServer, free_port
 from shared.core.settings import Settings
 from shared.lookups.quota import next_utc_midnight
@@ -260,7 +261,9 @@ async def test_unreachable_upstream_is_an_error(nats_server: NatsServer, tmp_pat
     assert result["status"] == "error"
     # the cause first, in words; where it asked in the details, never the key
     assert result["error"] == "cannot connect: Connection refused", result
-    assert result["data"]["upstream"] == f"{settings.virustotal_url}/domains/x.example.com"
+    assert (
+        result["data"]["upstream"] == f"{virustotal_settings(settings).url}/domains/x.example.com"
+    )
     assert VT_KEY not in str(result)
     # nothing could be checked: the indicator says error, and why
     [indicator] = job["indicators"]

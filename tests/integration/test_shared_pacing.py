@@ -40,6 +40,7 @@ from shared.bus import manage
 from shared.core.natsserver import NatsServer
 from shared.core.settings import Settings
 from shared.relay import streams
+from shared.relay.config import relay
 from shared.relay.pacing import Pacer
 from shared.relay.runner import SinkRunner
 from shared.relay.target import Paced
@@ -105,7 +106,7 @@ async def replicas(
 ) -> AsyncIterator[list[SinkRunner]]:
     """``count`` replicas of the sink of target ``name``, each with its own connection,
     target and runner; stopped (and their deliveries in flight settled) on the way out."""
-    config = settings.target(name)
+    config = relay(settings).target(name)
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
     runners: list[SinkRunner] = []
@@ -257,7 +258,7 @@ async def test_per_second_0_lifts_the_default_limit_and_never_touches_the_store(
 ) -> None:
     """Slack and SMS default to 1 per second; ``per_second = 0`` means no limit at all."""
     settings = make_settings(tmp_path, nats_server.url, upstream.toml(0, 8))
-    assert settings.target(upstream.target).send_rate is None
+    assert relay(settings).target(upstream.target).send_rate is None
     async with jetstream(nats_server.url, settings) as js:
         async with replicas(settings, upstream.target, count=1):
             started = time.monotonic()

@@ -31,6 +31,7 @@ from shared.core import ssrf
 from shared.core.errors import ConfigError
 from shared.core.natsserver import NatsServer
 from shared.relay import schemas
+from shared.relay.config import relay
 from shared.relay.target import Delivery, PermanentError
 
 # ------------------------------------------------------------------ classification
@@ -328,7 +329,7 @@ async def test_every_http_target_type_is_guarded(
         settings = make_settings(
             tmp_path, "nats://127.0.0.1:4222", toml, LOOKOUT_OUTBOUND_ALLOW=allow
         )
-        target = build_target(settings.target(name), settings)
+        target = build_target(relay(settings).target(name), settings)
         await target.open()
         before = catch_all.hits
         try:
@@ -350,7 +351,7 @@ async def test_a_target_at_a_special_purpose_address_python_calls_global_is_refu
     Python 3.11: the IANA table refuses it before any connection is tried."""
     toml = http_target("http://192.0.0.192:80/hook")
     settings = make_settings(tmp_path, "nats://127.0.0.1:4222", toml, LOOKOUT_OUTBOUND_ALLOW="")
-    target = build_target(settings.target("ops-http"), settings)
+    target = build_target(relay(settings).target("ops-http"), settings)
     await target.open()
     note = a_notification()
     try:

@@ -32,11 +32,12 @@ from helpers import (
 from nats.js.errors import KeyNotFoundError
 
 import services.sinks.email as email_sink
+from services.sinks.email.config import EmailTargetConfig
 from shared.core.natsserver import NatsServer, free_port
 from shared.core.settings import Settings
 from shared.relay import status as status_module
 from shared.relay import streams
-from shared.relay.config import EmailTargetConfig
+from shared.relay.config import relay
 
 TARGET = "ops-mail"
 SENDER = "lookout@example.org"
@@ -156,7 +157,7 @@ def trust_test_ca(monkeypatch: pytest.MonkeyPatch, ca: trustme.CA) -> None:
     ca.configure_trust(context)
 
     def build(config: EmailTargetConfig, settings: Settings) -> email_sink.EmailTarget:
-        password = settings.secret(config.name, "password")
+        password = relay(settings).secret(config.name, "password")
         return email_sink.EmailTarget(config, password, tls_context=context)
 
     monkeypatch.setattr(email_sink, "build", build)

@@ -33,11 +33,12 @@ from services.sinks.pagerduty import (
     dedup_key,
     severity_for,
 )
+from services.sinks.pagerduty.config import PagerDutyTargetConfig
 from shared.core.errors import ConfigError
 from shared.core.natsserver import NatsServer
 from shared.core.settings import Settings
 from shared.relay import schemas
-from shared.relay.config import PagerDutyTargetConfig
+from shared.relay.config import relay
 
 TARGET = "soc-pagerduty"
 
@@ -269,7 +270,7 @@ def with_key(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def pagerduty_config(settings: Settings) -> PagerDutyTargetConfig:
-    config = settings.target(TARGET)
+    config = relay(settings).target(TARGET)
     assert isinstance(config, PagerDutyTargetConfig)
     return config
 

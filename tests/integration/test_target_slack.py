@@ -24,11 +24,12 @@ from helpers import (
 )
 
 from services.sinks.slack import AMBER, GREEN, GREY, RED, build, build_message, risk_colour
+from services.sinks.slack.config import SlackTargetConfig
 from shared.core.errors import ConfigError
 from shared.core.natsserver import NatsServer
 from shared.core.settings import Settings
 from shared.relay import schemas
-from shared.relay.config import SlackTargetConfig
+from shared.relay.config import relay
 from shared.relay.target import Delivery, RetryableError
 
 TARGET = "soc-slack"
@@ -278,7 +279,7 @@ def notification(message: dict[str, Any], kind: str = "security_event") -> schem
 
 
 def slack_config(settings: Settings) -> SlackTargetConfig:
-    config = settings.target(TARGET)
+    config = relay(settings).target(TARGET)
     assert isinstance(config, SlackTargetConfig)
     return config
 

@@ -30,11 +30,13 @@ from helpers import (
 
 from services.sinks import discord as discord_target
 from services.sinks import teams as teams_target
+from services.sinks.discord.config import DiscordTargetConfig
+from services.sinks.teams.config import TeamsTargetConfig
 from shared.core.errors import ConfigError
 from shared.core.natsserver import NatsServer
 from shared.core.settings import Settings
 from shared.relay import schemas
-from shared.relay.config import DiscordTargetConfig, TeamsTargetConfig
+from shared.relay.config import relay
 from shared.relay.target import Delivery, PermanentError, RetryableError
 
 TEAMS = "soc-teams"
@@ -396,7 +398,7 @@ def notification(message: dict[str, Any], kind: str = "security_event") -> schem
 
 
 def configs(settings: Settings) -> tuple[TeamsTargetConfig, DiscordTargetConfig]:
-    teams_config, discord_config = settings.target(TEAMS), settings.target(DISCORD)
+    teams_config, discord_config = relay(settings).target(TEAMS), relay(settings).target(DISCORD)
     assert isinstance(teams_config, TeamsTargetConfig)
     assert isinstance(discord_config, DiscordTargetConfig)
     return teams_config, discord_config

@@ -5,10 +5,14 @@ from pathlib import Path
 import pytest
 from helpers import WHSEC
 
+from services.gateway import sqreen
+from services.sinks.http.config import HttpTargetConfig
+from services.sinks.log.config import LogTargetConfig
 from shared.core import settings as config
 from shared.core.errors import ConfigError
 from shared.core.secrets import Secret
-from shared.relay.config import HttpTargetConfig, LogTargetConfig
+from shared.lookups.config import lookups
+from shared.relay.config import relay
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -24,21 +28,21 @@ def test_defaults_give_one_log_target_and_loopback() -> None:
     assert settings.nats_url is None
     assert settings.effective_nats_url == "nats://127.0.0.1:4222"
     assert settings.data_dir == Path.home() / ".local" / "state" / "lookout"
-    assert [(t.name, type(t)) for t in settings.targets] == [("log", LogTargetConfig)]
+    assert [(t.name, type(t)) for t in relay(settings).targets] == [("log", LogTargetConfig)]
 
 
 def test_secret_list_for_rotation_and_masking() -> None:
     settings = config.load({"SQREEN_WEBHOOK_SECRET": "old-secret, new-secret"})
-    assert [s.reveal() for s in settings.sqreen_secrets] == ["old-secret", "new-secret"]
+    assert [s.reveal() for s in sqreen.secrets(settings)] == ["old-secret", "new-secret"]
     assert "old-secret" not in repr(settings)
-    assert "new-secret" not in str(settings.sqreen_secrets)
+    assert "new-secret" not in str(sqreen.secrets(settings))
 
 
 def test_secret_from_file(tmp_path: Path) -> None:
     secret_file = tmp_path / "sqreen"
     secret_file.write_text("from-a-file\n")
     settings = config.load({"SQREEN_WEBHOOK_SECRET_FILE": str(secret_file)})
-    assert [s.reveal() for s in settings.sqreen_secrets] == ["from-a-file"]
+    assert [s.reveal() for s in sqreen.secrets(settings)] == ["from-a-file"]
 
 
 def test_secret_file_problems_name_the_variable(tmp_path: Path) -> None:
@@ -93,16 +97,16 @@ type = "log"
 """,
     )
     settings = config.load({"LOOKOUT_CONFIG": path})
-    http, audit = settings.targets
+    http, audit = relay(settings).targets
     assert isinstance(http, HttpTargetConfig)
     assert http.url == "https://hooks.example.com/in"
     assert http.match.min_risk == 50
     assert http.retry.max_attempts == 3
-    assert settings.secret("ops-http", "secret") == Secret(WHSEC)
+    assert relay(settings).secret("ops-http", "secret") == Secret(WHSEC)
     assert audit.name == "audit"
-    assert settings.target("audit") is audit
+    assert relay(settings).target("audit") is audit
     with pytest.raises(ConfigError, match="no target named 'nope'"):
-        settings.target("nope")
+        relay(settings).target("nope")
 
 
 @pytest.mark.parametrize(
@@ -156,7 +160,7 @@ def test_http_secret_file(tmp_path: Path) -> None:
         tmp_path,
         f'[[targets]]\nname = "h"\ntype = "http"\nurl = "http://h/"\nsecret_file = "{secret}"\n',
     )
-    assert config.load({"LOOKOUT_CONFIG": path}).secret("h", "secret") == Secret(WHSEC)
+    assert relay(config.load({"LOOKOUT_CONFIG": path})).secret("h", "secret") == Secret(WHSEC)
 
 
 def test_refuses_public_bind_without_tokens() -> None:
@@ -170,13 +174,13 @@ def test_dns_nameservers() -> None:
     settings = config.load(
         {"LOOKOUT_DNS_NAMESERVERS": "127.0.0.1:5353, 9.9.9.9,[::1]:53,[2620:fe::fe]"}
     )
-    assert settings.dns_nameservers == (
+    assert lookups(settings).dns_nameservers == (
         ("127.0.0.1", 5353),
         ("9.9.9.9", 53),
         ("::1", 53),
         ("2620:fe::fe", 53),
     )
-    assert config.load({}).dns_nameservers == ()
+    assert lookups(config.load({})).dns_nameservers == ()
     for bad in ("dns.google", "1.1.1.1:99999", "1.1.1.1:x"):
         with pytest.raises(ConfigError, match="LOOKOUT_DNS_NAMESERVERS"):
             config.load({"LOOKOUT_DNS_NAMESERVERS": bad})
@@ -229,8 +233,8 @@ def test_secret_fields_of_other_targets(tmp_path: Path) -> None:
     )
     (tmp_path / "lookout.toml").write_text(text)
     settings = config.load({"LOOKOUT_CONFIG": path})
-    assert settings.secret("pager-sms", "auth_token") == Secret("twilio-token-123")
-    assert settings.secret("soc-slack", "webhook_url") is not None
+    assert relay(settings).secret("pager-sms", "auth_token") == Secret("twilio-token-123")
+    assert relay(settings).secret("soc-slack", "webhook_url") is not None
 
 
 def test_each_service_reads_only_the_secrets_it_uses(tmp_path: Path) -> None:
@@ -244,11 +248,14 @@ def test_each_service_reads_only_the_secrets_it_uses(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"soc-slack"):
         config.load(env, secrets_of=("soc-slack",))
     sms_sink = config.load(env, secrets_of=("pager-sms",))
-    assert sms_sink.secret("pager-sms", "auth_token") == Secret("twilio-token-123")
-    assert sms_sink.secret("soc-slack", "webhook_url") is None
+    assert relay(sms_sink).secret("pager-sms", "auth_token") == Secret("twilio-token-123")
+    assert relay(sms_sink).secret("soc-slack", "webhook_url") is None
     gateway = config.load(env, secrets_of=())
-    assert gateway.target_secrets == {}
-    assert [t.name for t in gateway.targets] == ["pager-sms", "soc-slack"]  # routes still known
+    assert relay(gateway).target_secrets == {}
+    assert [t.name for t in relay(gateway).targets] == [
+        "pager-sms",
+        "soc-slack",
+    ]  # routes still known
 
 
 def test_the_data_dir_does_not_depend_on_the_working_directory(

@@ -30,8 +30,12 @@ from typing import Any
 import pytest
 import yaml
 
+from services.gateway import sqreen
+from services.providers.abuseipdb.config import abuseipdb_settings
+from services.providers.virustotal.config import virustotal_settings
 from services.registry import build_target
 from shared.core import settings as config
+from shared.relay.config import relay
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -753,7 +757,7 @@ def test_config_loads_and_the_own_target_builds(outcomes: dict[str, Outcome], id
     assert settings.config_path is not None, f"{ident}: no LOOKOUT_CONFIG"
     assert settings.nats_url, f"{ident}: NATS_URL must point at the NATS service"
     for name in each.own_targets:
-        build_target(settings.target(name), settings)
+        build_target(relay(settings).target(name), settings)
 
 
 SERVICE_SECRETS = {
@@ -906,7 +910,7 @@ def test_gateway_listens_for_the_cluster_with_tokens(
     assert not is_loopback(settings.http_host), f"{ident}: unreachable from other containers"
     settings.check_bind()
     assert settings.api_tokens, f"{ident}: LOOKOUT_API_TOKENS(_FILE)"
-    assert settings.sqreen_secrets, f"{ident}: SQREEN_WEBHOOK_SECRET(_FILE)"
+    assert sqreen.secrets(settings), f"{ident}: SQREEN_WEBHOOK_SECRET(_FILE)"
 
 
 # --------------------------------------------------------------------------- compose
@@ -1007,8 +1011,8 @@ def test_compose_without_provider_keys(tmp_path: Path) -> None:
     variables = {"VIRUSTOTAL_API_KEY_FILE": "", "ABUSEIPDB_API_KEY_FILE": ""}
     for each in compose_containers(variables):
         settings = config.load(localize(each, tmp_path), secrets_of=each.own_targets)
-        assert settings.virustotal_api_key is None, each.ident
-        assert settings.abuseipdb_api_key is None, each.ident
+        assert virustotal_settings(settings).api_key is None, each.ident
+        assert abuseipdb_settings(settings).api_key is None, each.ident
 
 
 # --------------------------------------------------------------------------- kubernetes

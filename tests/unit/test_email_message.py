@@ -9,7 +9,7 @@ from helpers import sqreen_fixture
 
 from services.gateway import sqreen
 from services.sinks.email import build_message, envelope_address
-from shared.relay.config import EmailTargetConfig
+from services.sinks.email.config import EmailTargetConfig
 from shared.relay.schemas import Notification
 from shared.relay.templates import Rendered, render
 

@@ -12,7 +12,7 @@ from dnsserver import ZoneServer
 from services.providers import emailsec
 from services.providers.emailsec import EmailSecProvider, build, evaluate
 from services.providers.emailsec.dnsclient import DnsClient
-from shared.core.settings import Settings
+from shared.core.settings import load
 from shared.lookups.provider import ProviderError
 from shared.lookups.schemas import LookupRequest
 
@@ -63,7 +63,7 @@ def server() -> Iterator[ZoneServer]:
 
 @pytest.fixture
 async def provider(server: ZoneServer) -> AsyncIterator[EmailSecProvider]:
-    settings = Settings(dns_nameservers=((server.host, server.port),), dns_timeout=2.0)
+    settings = load({"LOOKOUT_DNS_NAMESERVERS": server.nameserver, "LOOKOUT_DNS_TIMEOUT": "2"})
     emailsec_provider = build(settings)
     await emailsec_provider.open()
     yield emailsec_provider
@@ -157,7 +157,7 @@ async def test_no_spf_is_undetected(provider: EmailSecProvider) -> None:
 
 
 async def test_timeout_raises_quickly(server: ZoneServer) -> None:
-    settings = Settings(dns_nameservers=((server.host, server.port),), dns_timeout=0.4)
+    settings = load({"LOOKOUT_DNS_NAMESERVERS": server.nameserver, "LOOKOUT_DNS_TIMEOUT": "0.4"})
     emailsec_provider = build(settings)
     server.timeout_names.update({"slow.test", "_dmarc.slowdmarc.test"})
     try:
@@ -211,16 +211,16 @@ async def test_one_client_per_provider(provider: EmailSecProvider) -> None:
 
 
 def test_configuration(server: ZoneServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    configured = build(Settings(dns_nameservers=(("127.0.0.1", 5353), ("9.9.9.9", 53))))
+    configured = build(load({"LOOKOUT_DNS_NAMESERVERS": "127.0.0.1:5353,9.9.9.9"}))
     assert configured.name == "emailsec"
     assert configured.configured() is None
     assert configured.cache_salt() == "127.0.0.1:5353,9.9.9.9:53"
 
     monkeypatch.setattr(emailsec, "system_nameservers", lambda: [("192.0.2.53", 53)])
-    system = build(Settings())
+    system = build(load({}))
     assert system.nameservers == [("192.0.2.53", 53)]
     assert system.configured() is None
 
     monkeypatch.setattr(emailsec, "system_nameservers", lambda: [])
-    nothing = build(Settings())
+    nothing = build(load({}))
     assert nothing.configured() == "no DNS server: set LOOKOUT_DNS_NAMESERVERS"

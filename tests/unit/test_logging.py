@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from services.gateway import sqreen
 from shared.core import logging as log
 from shared.core import settings as config
 
@@ -14,7 +15,7 @@ def test_secrets_never_reach_log_lines(capsys: pytest.CaptureFixture[str]) -> No
     logger = log.get("t")
     logger.info("plain", note="key is hunter2-very-secret!", nested={"a": ["hunter2-very-secret"]})
     logger.info("by key", api_key="abc", headers={"Authorization": "Bearer x"})
-    logger.info("objects", secrets=settings.sqreen_secrets)
+    logger.info("objects", secrets=sqreen.secrets(settings))
     try:
         raise ValueError("failed with hunter2-very-secret")
     except ValueError:

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shared.relay.config import relay
 from shared.relay.pacing import Pacer, take_slots
 from shared.relay.target import Paced, RetryableError
 
@@ -118,5 +119,5 @@ def test_webhook_targets_take_the_cap_from_their_retry_policy(tmp_path: Path) ->
         "retry = { max_retry_after = 90 }\n"
     )
     settings = load({"LOOKOUT_CONFIG": str(config_file)})
-    target = build_target(settings.target("chat"), settings)
+    target = build_target(relay(settings).target("chat"), settings)
     assert [p.max_pause for p in target.pacers()] == [90.0]

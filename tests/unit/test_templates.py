@@ -7,7 +7,8 @@ import pytest
 from helpers import sqreen_fixture
 
 from services.gateway import sqreen
-from shared.relay.config import LogTargetConfig, MessageTemplate
+from services.sinks.log.config import LogTargetConfig
+from shared.relay.config import MessageTemplate
 from shared.relay.schemas import Notification
 from shared.relay.templates import TemplateError, compile_template, context, render, render_title
 

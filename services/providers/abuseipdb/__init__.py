@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.providers.abuseipdb.config import SPEC, abuseipdb_settings
 from shared.core.retryafter import parse_retry_after
 from shared.core.settings import Settings
 from shared.lookups.provider import Answer, HttpProvider, ProviderError, Throttled, upstream
@@ -32,14 +33,15 @@ FIELDS = (
 
 
 class AbuseIpdbProvider(HttpProvider):
-    name = "abuseipdb"
-    default_ttl = 3600.0
+    name = SPEC.name
+    default_ttl = SPEC.default_ttl
 
     def __init__(self, settings: Settings) -> None:
-        self.config = settings.providers.abuseipdb
+        own = abuseipdb_settings(settings)
+        self.config = own.config
         super().__init__(self.config.timeout)
-        self.key = settings.abuseipdb_api_key
-        self.base = settings.abuseipdb_url
+        self.key = own.api_key
+        self.base = own.url
 
     def configured(self) -> str | None:
         return None if self.key is not None else "ABUSEIPDB_API_KEY is not set"

@@ -17,7 +17,9 @@ import dns.rdtypes.txtbase
 import dns.resolver
 import dns.reversename
 
+from services.providers.dns.config import SPEC
 from shared.core.settings import Settings
+from shared.lookups.config import lookups
 from shared.lookups.provider import Answer, Provider, ProviderError, is_ip
 from shared.lookups.schemas import LookupRequest
 
@@ -35,19 +37,21 @@ def _text(rdata: dns.rdata.Rdata) -> str:
 
 
 class DnsProvider(Provider):
-    name = "dns"
-    looks_up_private = True  # PTR of internal addresses is useful
+    name = SPEC.name
+    default_ttl = SPEC.default_ttl
+    looks_up_private = SPEC.looks_up_private  # PTR of internal addresses is useful
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        custom = bool(settings.dns_nameservers)
+        self.settings = lookups(settings)
+        custom = bool(self.settings.dns_nameservers)
         self.resolver = dns.asyncresolver.Resolver(configure=not custom)
         if custom:
             self.resolver.nameservers = [
-                dns.nameserver.Do53Nameserver(host, port) for host, port in settings.dns_nameservers
+                dns.nameserver.Do53Nameserver(host, port)
+                for host, port in self.settings.dns_nameservers
             ]
-        self.resolver.lifetime = settings.dns_timeout
-        self.resolver.timeout = min(2.0, settings.dns_timeout)
+        self.resolver.lifetime = self.settings.dns_timeout
+        self.resolver.timeout = min(2.0, self.settings.dns_timeout)
 
     def configured(self) -> str | None:
         if not self.resolver.nameservers:

@@ -29,9 +29,11 @@ from typing import Any
 import dns.resolver
 
 from shared.core.settings import Settings
+from shared.lookups.config import lookups
 from shared.lookups.provider import Answer, Provider, ProviderError
 from shared.lookups.schemas import LookupRequest, Verdict
 
+from .config import SPEC
 from .dmarc import check_dmarc
 from .dmarc import clear_cache as clear_dmarc_cache
 from .dnsclient import DnsAnswer, DnsClient, Resolver, answers, cancel, start_query
@@ -177,11 +179,12 @@ def system_nameservers() -> list[tuple[str, int]]:
 
 
 class EmailSecProvider(Provider):
-    name = "emailsec"
+    name = SPEC.name
+    default_ttl = SPEC.default_ttl
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.nameservers: list[tuple[str, int]] = list(settings.dns_nameservers) or (
+        self.settings = lookups(settings)
+        self.nameservers: list[tuple[str, int]] = list(self.settings.dns_nameservers) or (
             system_nameservers()
         )
         self.client: DnsClient | None = None

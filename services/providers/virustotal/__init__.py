@@ -16,6 +16,7 @@ import base64
 from typing import Any
 from urllib.parse import quote
 
+from services.providers.virustotal.config import SPEC, virustotal_settings
 from shared.core.retryafter import parse_retry_after
 from shared.core.settings import Settings
 from shared.lookups.provider import Answer, HttpProvider, ProviderError, Throttled, upstream
@@ -27,14 +28,15 @@ def url_id(url: str) -> str:
 
 
 class VirusTotalProvider(HttpProvider):
-    name = "virustotal"
-    default_ttl = 3600.0
+    name = SPEC.name
+    default_ttl = SPEC.default_ttl
 
     def __init__(self, settings: Settings) -> None:
-        self.config = settings.providers.virustotal
+        own = virustotal_settings(settings)
+        self.config = own.config
         super().__init__(self.config.timeout)
-        self.key = settings.virustotal_api_key
-        self.base = settings.virustotal_url
+        self.key = own.api_key
+        self.base = own.url
 
     def configured(self) -> str | None:
         return None if self.key is not None else "VIRUSTOTAL_API_KEY is not set"

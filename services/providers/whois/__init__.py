@@ -37,6 +37,7 @@ import services.providers.whois.port43 as port43
 import services.providers.whois.rdap as rdap
 import services.providers.whois.whoistext as whoistext
 from services.providers.whois.bootstrap import Bootstrap, bootstrap
+from services.providers.whois.config import SPEC, whois_settings
 from services.providers.whois.record import (
     DomainRecord,
     NetworkRecord,
@@ -45,6 +46,7 @@ from services.providers.whois.record import (
 )
 from shared.core import ssrf
 from shared.core.settings import Settings
+from shared.lookups.config import lookups
 from shared.lookups.provider import Answer, Provider, ProviderError, is_ip, upstream
 from shared.lookups.schemas import LookupRequest, Verdict
 
@@ -84,15 +86,15 @@ def _failure(attempts: list[dict[str, str]], rdap_error: str) -> ProviderError:
 
 
 class WhoisProvider(Provider):
-    name = "whois"
-    default_ttl = 86400.0
+    name = SPEC.name
+    default_ttl = SPEC.default_ttl
     referral_port = port43.PORT
     """The only port a referral is followed to (tests move it: their servers cannot bind
     43)."""
 
     def __init__(self, settings: Settings, *, bootstrap_data: Bootstrap | None = None) -> None:
-        self.settings = settings
-        self.config = settings.providers.whois
+        self.settings = whois_settings(settings)
+        self.config = lookups(settings).provider(SPEC.name)
         self.timeout = self.config.timeout
         self.bootstrap = bootstrap_data or bootstrap()
         self.allow = settings.outbound_allow

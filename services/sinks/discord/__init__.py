@@ -58,10 +58,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import msgspec
 import yarl
 
+from services.sinks.discord.config import DiscordTargetConfig
 from shared.core.retryafter import parse_retry_after
 from shared.core.secrets import Secret
 from shared.core.settings import Settings
-from shared.relay.config import DiscordTargetConfig
 from shared.relay.markup import BLANK, MarkdownEscaper, by_risk, cut
 from shared.relay.outbound import WebhookTarget
 from shared.relay.schemas import Notification
@@ -93,6 +93,9 @@ _MARKDOWN = MarkdownEscaper(
         after in BLANK or after == char or (char == "-" and after == "#")
     ),
 )
+
+CONFIG = DiscordTargetConfig
+"""The ``[[targets]]`` table of a ``discord`` target (registered by the launcher)."""
 
 
 def width(text: str) -> int:

@@ -40,10 +40,11 @@ from typing import Any
 
 import aiosmtplib
 
+from services.sinks.email.config import EmailTargetConfig
 from shared.core import logging as log
 from shared.core.secrets import Secret
 from shared.core.settings import Settings
-from shared.relay.config import EmailTargetConfig
+from shared.relay.config import relay
 from shared.relay.recipients import RecipientProgress
 from shared.relay.schemas import Notification
 from shared.relay.target import Delivery, PermanentError, RetryableError, Target
@@ -57,6 +58,9 @@ QUIT_TIMEOUT = 2.0
 IDLE_SECONDS = 30.0
 """A connection idle longer is closed rather than reused (servers drop idle clients after
 a few minutes; RFC 5321 §4.5.3.2 asks them to wait at least five)."""
+
+CONFIG = EmailTargetConfig
+"""The ``[[targets]]`` table of a ``email`` target (registered by the launcher)."""
 
 
 def message_id(notification: Notification) -> str:
@@ -428,4 +432,4 @@ class EmailTarget(Target):
 
 
 def build(config: EmailTargetConfig, settings: Settings) -> EmailTarget:
-    return EmailTarget(config, settings.secret(config.name, "password"))
+    return EmailTarget(config, relay(settings).secret(config.name, "password"))

@@ -17,15 +17,19 @@ from ipaddress import IPv4Network, IPv6Network
 
 import aiohttp
 
+from services.sinks.http.config import HttpTargetConfig, decode_webhook_secret
 from shared.bus import messages
 from shared.core import requestid
 from shared.core.secrets import Secret
 from shared.core.settings import Settings
-from shared.relay.config import HttpTargetConfig, decode_webhook_secret
+from shared.relay.config import relay
 from shared.relay.outbound import SessionTarget
 from shared.relay.target import Delivery, RetryableError, raise_for_status
 
 USER_AGENT = "lookout-webhooks/1"
+
+CONFIG = HttpTargetConfig
+"""The ``[[targets]]`` table of a ``http`` target (registered by the launcher)."""
 
 
 def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -74,6 +78,6 @@ class HttpTarget(SessionTarget):
 
 
 def build(config: HttpTargetConfig, settings: Settings) -> HttpTarget:
-    secret = settings.secret(config.name, "secret")
+    secret = relay(settings).secret(config.name, "secret")
     assert secret is not None  # required: config.load() refuses an http target without one
     return HttpTarget(config, secret, settings.outbound_allow)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from services.sinks.log.config import LogTargetConfig
 from shared.core import jsondata
 from shared.core import logging as log
 from shared.core.settings import Settings
-from shared.relay.config import LogTargetConfig
 from shared.relay.sources import attributes
 from shared.relay.target import Delivery, Target
+
+CONFIG = LogTargetConfig
+"""The ``[[targets]]`` table of a ``log`` target (registered by the launcher)."""
 
 
 class LogTarget(Target):

@@ -61,10 +61,11 @@ from urllib.parse import urlsplit
 import aiohttp
 import msgspec
 
+from services.sinks.pagerduty.config import PagerDutyTargetConfig
 from shared.core.errors import ConfigError
 from shared.core.secrets import Secret
 from shared.core.settings import Settings
-from shared.relay.config import PagerDutyTargetConfig
+from shared.relay.config import relay
 from shared.relay.outbound import SessionTarget
 from shared.relay.schemas import Notification
 from shared.relay.target import Delivery, PermanentError, RetryableError, raise_for_status
@@ -88,6 +89,9 @@ FALLBACK_SEVERITY: Final = "info"
 DEFAULT_SEVERITY_BY_RISK: Final[Mapping[str, int]] = {"critical": 80, "error": 60, "warning": 30}
 
 ROUTING_KEY_RE = re.compile(r"^[A-Za-z0-9]{32}$")
+
+CONFIG = PagerDutyTargetConfig
+"""The ``[[targets]]`` table of a ``pagerduty`` target (registered by the launcher)."""
 
 
 def cut(text: str, limit: int) -> str:
@@ -275,7 +279,7 @@ class PagerDutyTarget(SessionTarget):
 
 def build(config: PagerDutyTargetConfig, settings: Settings) -> PagerDutyTarget:
     where = f"target {config.name}"
-    secret = settings.secret(config.name, "routing_key")
+    secret = relay(settings).secret(config.name, "routing_key")
     assert secret is not None  # required: config.load() refuses a pagerduty target without one
     if not ROUTING_KEY_RE.match(secret.reveal()):
         # The value itself is a secret: name the key, never show it.

@@ -43,9 +43,9 @@ from typing import Any
 
 import msgspec
 
+from services.sinks.slack.config import SlackTargetConfig
 from shared.core.retryafter import parse_retry_after
 from shared.core.settings import Settings
-from shared.relay.config import SlackTargetConfig
 from shared.relay.markup import by_risk, cut
 from shared.relay.outbound import WebhookTarget
 from shared.relay.schemas import Notification
@@ -83,6 +83,9 @@ HINTS: dict[str, str] = {
     "user_not_found": "the user in the message does not exist",
     "rate_limited": "Slack rate limit",
 }
+
+CONFIG = SlackTargetConfig
+"""The ``[[targets]]`` table of a ``slack`` target (registered by the launcher)."""
 
 
 def escape(text: str) -> str:

@@ -28,10 +28,11 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 
+from services.sinks.sms.config import SmsTargetConfig
 from shared.core import logging as log
 from shared.core.secrets import Secret
 from shared.core.settings import Settings
-from shared.relay.config import SmsTargetConfig
+from shared.relay.config import relay
 from shared.relay.outbound import SessionTarget
 from shared.relay.recipients import RecipientProgress
 from shared.relay.target import Delivery, PermanentError, RetryableError, raise_for_status
@@ -76,6 +77,9 @@ _GSM = str.maketrans(
         "\ufeff": None,  # zero width no-break space
     }
 )
+
+CONFIG = SmsTargetConfig
+"""The ``[[targets]]`` table of a ``sms`` target (registered by the launcher)."""
 
 
 def sms_text(title: str, body: str, max_length: int) -> str:
@@ -222,6 +226,6 @@ def _describe(error: _TwilioError) -> str:
 
 
 def build(config: SmsTargetConfig, settings: Settings) -> SmsTarget:
-    token = settings.secret(config.name, "auth_token")
+    token = relay(settings).secret(config.name, "auth_token")
     assert token is not None  # required: config.load() refuses an sms target without one
     return SmsTarget(config, token, settings.outbound_allow)

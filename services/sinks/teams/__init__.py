@@ -55,9 +55,9 @@ from typing import Any
 import msgspec
 import yarl
 
+from services.sinks.teams.config import TeamsTargetConfig
 from shared.core.retryafter import parse_retry_after
 from shared.core.settings import Settings
-from shared.relay.config import TeamsTargetConfig
 from shared.relay.markup import BLANK, MarkdownEscaper, by_risk, cut
 from shared.relay.outbound import WebhookTarget
 from shared.relay.schemas import Notification
@@ -97,6 +97,9 @@ _MARKDOWN = MarkdownEscaper(
     # a list (``- ``), a heading (``# ``), a quote (``>``) or a rule (``---``)
     opens_block=lambda char, after: char == ">" or after in BLANK or after == char,
 )
+
+CONFIG = TeamsTargetConfig
+"""The ``[[targets]]`` table of a ``teams`` target (registered by the launcher)."""
 
 
 def escape(text: str) -> str:

@@ -1,0 +1,65 @@
+"""What the ``abuseipdb`` provider declares, its ``[providers.abuseipdb]`` table and its
+settings: ``ABUSEIPDB_API_KEY`` (or ``_FILE``) and ``ABUSEIPDB_URL``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import msgspec
+
+from shared.core import env
+from shared.core.secrets import Secret, secret
+from shared.core.settings import Section, Settings
+from shared.lookups.catalog import EnvVar, ProviderSpec
+from shared.lookups.config import ProviderConfig, Quota, provider_config
+
+DEFAULT_URL = "https://api.abuseipdb.com/api/v2"
+
+
+class AbuseIpdbConfig(ProviderConfig, frozen=True):
+    quota: Quota = Quota(per_day=1000)
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 8
+    max_age_days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 90
+    suspicious_score: Annotated[int, msgspec.Meta(ge=0, le=100)] = 25
+    malicious_score: Annotated[int, msgspec.Meta(ge=0, le=100)] = 75
+
+
+@dataclass(frozen=True)
+class AbuseIpdbSettings:
+    api_key: Secret | None
+    url: str
+    config: AbuseIpdbConfig
+
+
+def _load(settings: Settings) -> AbuseIpdbSettings:
+    return AbuseIpdbSettings(
+        api_key=secret(settings.env, "ABUSEIPDB_API_KEY"),
+        url=env.base_url(settings.env, "ABUSEIPDB_URL", DEFAULT_URL) or DEFAULT_URL,
+        config=provider_config(settings, "abuseipdb", AbuseIpdbConfig),
+    )
+
+
+SECTION = Section("providers.abuseipdb", _load)
+
+
+def abuseipdb_settings(settings: Settings) -> AbuseIpdbSettings:
+    return settings.section(SECTION)
+
+
+SPEC = ProviderSpec(
+    name="abuseipdb",
+    label="AbuseIPDB",
+    kinds=frozenset({"ipv4", "ipv6"}),
+    config=AbuseIpdbConfig,
+    env=(
+        EnvVar(
+            "ABUSEIPDB_API_KEY",
+            "API key (the free plan allows 1,000 checks a day)",
+            secret=True,
+            link="https://www.abuseipdb.com/register",
+        ),
+        EnvVar("ABUSEIPDB_URL", f"API base URL (default {DEFAULT_URL})"),
+    ),
+    settings=SECTION,
+)

@@ -1,0 +1,66 @@
+"""What the ``virustotal`` provider declares, its ``[providers.virustotal]`` table and its
+settings: ``VIRUSTOTAL_API_KEY`` (or ``_FILE``) and ``VIRUSTOTAL_URL``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import msgspec
+
+from shared.core import env
+from shared.core.secrets import Secret, secret
+from shared.core.settings import Section, Settings
+from shared.lookups.catalog import EnvVar, ProviderSpec
+from shared.lookups.config import ProviderConfig, Quota, provider_config
+
+DEFAULT_URL = "https://www.virustotal.com/api/v3"
+
+
+class VirusTotalConfig(ProviderConfig, frozen=True):
+    # The public API's limits; a premium key raises them in [providers.virustotal.quota].
+    quota: Quota = Quota(per_minute=4, per_day=500)
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 4
+    malicious_engines: Annotated[int, msgspec.Meta(ge=1)] = 3
+    """At least this many engines saying malicious makes the verdict malicious (fewer:
+    suspicious)."""
+
+
+@dataclass(frozen=True)
+class VirusTotalSettings:
+    api_key: Secret | None
+    url: str
+    config: VirusTotalConfig
+
+
+def _load(settings: Settings) -> VirusTotalSettings:
+    return VirusTotalSettings(
+        api_key=secret(settings.env, "VIRUSTOTAL_API_KEY"),
+        url=env.base_url(settings.env, "VIRUSTOTAL_URL", DEFAULT_URL) or DEFAULT_URL,
+        config=provider_config(settings, "virustotal", VirusTotalConfig),
+    )
+
+
+SECTION = Section("providers.virustotal", _load)
+
+
+def virustotal_settings(settings: Settings) -> VirusTotalSettings:
+    return settings.section(SECTION)
+
+
+SPEC = ProviderSpec(
+    name="virustotal",
+    label="VirusTotal",
+    kinds=frozenset({"domain", "url", "email", "ipv4", "ipv6"}),
+    config=VirusTotalConfig,
+    env=(
+        EnvVar(
+            "VIRUSTOTAL_API_KEY",
+            "API key (the free public API allows 4 lookups a minute, 500 a day)",
+            secret=True,
+            link="https://www.virustotal.com/gui/join-us",
+        ),
+        EnvVar("VIRUSTOTAL_URL", f"API base URL (default {DEFAULT_URL})"),
+    ),
+    settings=SECTION,
+)

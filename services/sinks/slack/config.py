@@ -1,0 +1,19 @@
+"""The ``slack`` target's TOML table."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from shared.relay.config import Rate, TargetConfig
+
+
+class SlackTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="slack"):
+    """Slack incoming webhook (the URL is a secret: it carries the token)."""
+
+    secrets: ClassVar[tuple[str, ...]] = ("webhook_url",)
+    required_secrets: ClassVar[tuple[str, ...]] = ("webhook_url",)
+
+    webhook_url: str | None = None
+    webhook_url_file: str | None = None
+    per_second: Rate | None = 1.0
+    """Messages per second to this webhook (Slack allows about one)."""

@@ -1,0 +1,18 @@
+"""The ``teams`` target's TOML table."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from shared.relay.config import Rate, TargetConfig
+
+
+class TeamsTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="teams"):
+    """Microsoft Teams through a Workflows webhook (Adaptive Card); the URL is a secret."""
+
+    secrets: ClassVar[tuple[str, ...]] = ("webhook_url",)
+    required_secrets: ClassVar[tuple[str, ...]] = ("webhook_url",)
+
+    webhook_url: str | None = None
+    webhook_url_file: str | None = None
+    per_second: Rate | None = 1.0

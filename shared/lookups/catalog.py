@@ -1,0 +1,86 @@
+"""The providers lookout knows: what each declares of itself (:class:`ProviderSpec`).
+
+A provider package declares its ``SPEC``: its name, how people call it, the indicator
+kinds it answers for, whether it looks up private addresses, its ``[providers.<name>]``
+Struct, the environment variables it reads and its default cache lifetime. The launcher
+registers every provider's spec (``services/registry.py``) before anything else, so every
+process (the gateway, each worker, the CLI) knows the same providers, in the same order,
+without importing any provider's code: which providers answer an indicator, the column
+order of the CSV and the UI, the provider consumers to create, the names people read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shared.core.settings import Section, register_section
+from shared.lookups.config import ProviderConfig, register_provider_table
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    """An environment variable a provider reads."""
+
+    name: str
+    hint: str
+    """What it is, for the documentation and error messages."""
+    secret: bool = False
+    """A secret: may be read from a file named by ``<name>_FILE``."""
+    link: str | None = None
+    """Where to get a value (e.g. a free API key)."""
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    name: str
+    label: str
+    """How the provider is named to people (verdict reasons, the UI's column heads)."""
+    kinds: frozenset[str]
+    """The indicator kinds it answers for: the gateway lists a pending entry for every
+    provider of an indicator's kind."""
+    config: type[ProviderConfig] = ProviderConfig
+    """Its ``[providers.<name>]`` table."""
+    env: tuple[EnvVar, ...] = ()
+    default_ttl: float = 3600.0
+    """Seconds an answer is cached unless it says otherwise (``cache_ttl`` overrides)."""
+    looks_up_private: bool = False
+    """Whether private, loopback and reserved addresses are worth asking about."""
+    settings: Section[Any] | None = None
+    """The section that reads its environment variables, if any (checked at start)."""
+
+
+_specs: dict[str, ProviderSpec] = {}
+
+
+def register(spec: ProviderSpec) -> None:
+    """Know ``spec`` (again: the same name replaces it), its table and its settings."""
+    _specs[spec.name] = spec
+    register_provider_table(spec.name, spec.config)
+    if spec.settings is not None:
+        register_section(spec.settings)
+
+
+def specs() -> tuple[ProviderSpec, ...]:
+    """Every registered provider, in registration order."""
+    return tuple(_specs.values())
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_specs)
+
+
+def get(name: str) -> ProviderSpec | None:
+    return _specs.get(name)
+
+
+def kinds(name: str) -> frozenset[str]:
+    """The kinds ``name`` answers for (none for a provider that is not registered)."""
+    spec = _specs.get(name)
+    return spec.kinds if spec is not None else frozenset()
+
+
+def label(name: str) -> str:
+    """How people call ``name`` (its name when it is not registered)."""
+    spec = _specs.get(name)
+    return spec.label if spec is not None else name
