@@ -221,6 +221,27 @@ def _lookup_schemas() -> dict[str, JSON]:
         "description": "Only these providers (default: every provider of each kind).",
     }
     return {
+        "Provider": {
+            "title": "Provider",
+            "description": "A lookup provider and what it answers for.",
+            "type": "object",
+            "properties": {
+                "name": PROVIDER,
+                "label": {"type": "string", "description": "How people call it."},
+                "kinds": {
+                    "type": "array",
+                    "items": {"enum": KINDS},
+                    "description": "The indicator kinds it answers for.",
+                },
+            },
+            "required": ["name", "label", "kinds"],
+        },
+        "Providers": {
+            "title": "Providers",
+            "type": "object",
+            "properties": {"providers": {"type": "array", "items": ref("Provider")}},
+            "required": ["providers"],
+        },
         "LookupInput": {
             "title": "LookupInput",
             "description": (
@@ -885,6 +906,17 @@ def _lookup_paths() -> JSON:
                         },
                     },
                 },
+            )
+        },
+        "/api/v1/providers": {
+            "get": _api_op(
+                "listProviders",
+                "The lookup providers",
+                "Every provider lookout runs, in the order of the web UI's columns: its name "
+                "(for `providers` of `POST /api/v1/lookups`), how people call it and the "
+                "indicator kinds it answers for.",
+                "lookups",
+                {"200": _answer("The providers.", "Providers")},
             )
         },
         "/api/v1/lookups/{id}": {

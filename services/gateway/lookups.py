@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 import nats.errors
@@ -390,6 +390,25 @@ async def lookup_events(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def provider_list() -> list[dict[str, Any]]:
+    """Every provider the launcher registered, in column order: its name, how people call
+    it and the indicator kinds it answers for (in the order of ``indicators.Kind``)."""
+    order = get_args(indicators.Kind)
+    return [
+        {
+            "name": spec.name,
+            "label": spec.label,
+            "kinds": [kind for kind in order if kind in spec.kinds],
+        }
+        for spec in catalog.specs()
+    ]
+
+
+async def list_providers(_request: web.Request) -> web.Response:
+    """``GET /api/v1/providers``: the providers, for the web UI's columns and any client."""
+    return api_json(200, {"providers": provider_list()})
+
+
 async def _stop_streams(app: web.Application) -> None:
     app[STOPPING].set()
 
@@ -399,6 +418,7 @@ def api_app() -> web.Application:
     app[STOPPING] = asyncio.Event()
     app.on_shutdown.append(_stop_streams)  # before aiohttp waits for open requests
     app.router.add_post("/v1/lookups", with_request_id(create_lookup))
+    app.router.add_get("/v1/providers", list_providers)
     app.router.add_get("/v1/notifications", notifications.list_notifications)
     app.router.add_post("/v1/notifications", with_request_id(notifications.post_notification))
     app.router.add_get("/v1/notifications/{id}", notifications.get_notification)

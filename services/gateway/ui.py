@@ -56,6 +56,7 @@ from services.gateway.loginlimit import LOGIN_THROTTLE, LoginThrottle, client_of
 from services.gateway.state import BUS, SETTINGS, Bus
 from shared.core import logging as log
 from shared.core.settings import Settings
+from shared.lookups import catalog
 
 _log = log.get("gateway")
 
@@ -494,11 +495,24 @@ async def logout(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def _provider_choices() -> str:
+    """One checked box per provider the launcher registered, in column order."""
+    return "\n".join(
+        '<label class="check"><input type="checkbox" name="provider" '
+        f'value="{html.escape(spec.name)}" checked> {html.escape(spec.label)}</label>'
+        for spec in catalog.specs()
+    )
+
+
 def setup(app: web.Application) -> None:
     """Add the pages, the static files and the login routes to the gateway app."""
     app[SESSIONS] = Sessions(app[BUS])
     app[LOGIN_THROTTLE] = LoginThrottle()
     app[TEMPLATES] = {name: (STATIC_DIR / name).read_text("utf-8") for name in PAGES}
+    # The lookup form's provider choices, from the catalog (the same for every request).
+    app[TEMPLATES]["index.html"] = app[TEMPLATES]["index.html"].replace(
+        "{{providers}}", _provider_choices()
+    )
     app[STATIC] = {name: _load(name) for name in ASSETS}
     # Browser-readable answers: behind the Host check (DNS rebinding, see hosts).
     app.router.add_get("/", hosts.guarded(_page("index.html")))

@@ -44,6 +44,9 @@ from helpers import (
 
 from services import registry
 from shared.core.natsserver import NatsServer, free_port
+from shared.lookups import catalog
+from shared.lookups import config as lookups_config
+from shared.lookups.catalog import ProviderSpec
 
 try:
     from playwright.async_api import Browser, Page, async_playwright, expect
@@ -359,6 +362,30 @@ async def test_xss_probes_show_as_text_and_never_run(
         await expect(detail).to_contain_text("<script>window.__xss='dns'</script>")
         assert await page.evaluate("window.__xss") is None
         assert await page.locator("main img, main script").count() == 0
+        assert console.problems == []
+
+
+async def test_a_provider_registered_in_the_catalog_gets_its_choice_and_column(
+    nats_server: NatsServer, tmp_path: Path, browser: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The form's choices, the table's columns and their heads come from the catalog (the
+    page, and ``GET /api/v1/providers``): a provider registered there needs nothing in the
+    page's code."""
+    monkeypatch.setattr(catalog, "_specs", dict(catalog._specs))
+    monkeypatch.setattr(lookups_config, "_tables", dict(lookups_config._tables))
+    catalog.register(ProviderSpec(name="echo", label="Echo Intel", kinds=frozenset({"domain"})))
+    async with ui_stack(nats_server, tmp_path, ("dns",)) as base:
+        page, console = await new_page(browser)
+        await page.goto(f"{base}/")
+        await expect(page.get_by_label("Echo Intel")).to_be_checked()
+        await only_providers(page, "dns", "echo")
+        await page.get_by_label("Indicators or free text").fill("shop-example.com")
+        await page.get_by_role("button", name="Look up", exact=True).click()
+        heads = page.locator("#results-head th")
+        await expect(heads.filter(has_text="Echo Intel")).to_have_count(1)
+        await expect(heads.filter(has_text="DNS")).to_have_count(1)
+        await expect(cell(page, "shop-example.com", "dns")).not_to_contain_text("pending")
+        await expect(cell(page, "shop-example.com", "echo")).to_contain_text("pending")
         assert console.problems == []
 
 

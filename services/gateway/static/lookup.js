@@ -11,6 +11,7 @@ import {
   detail,
   judge,
   rank,
+  setProviders,
 } from "./render.js";
 
 const JOB_ID = /^[0-9a-f]{8,40}$/;
@@ -152,14 +153,16 @@ function buildTable(job) {
   state.rows = [];
   state.byKey = new Map();
   const used = new Set(Object.values(job.providers || {}).flat());
-  state.providers = PROVIDERS.filter((p) => used.has(p));
+  state.providers = PROVIDERS.length
+    ? PROVIDERS.filter((p) => used.has(p))
+    : [...used]; // the providers could not be listed: the job's own, as they come
   clear(head).append(
     el(
       "tr",
       {},
       sortHeader("indicator", "Indicator"),
       sortHeader("overall", "Verdict"),
-      state.providers.map((p) => sortHeader(p, PROVIDER_LABELS[p])),
+      state.providers.map((p) => sortHeader(p, PROVIDER_LABELS[p] || p)),
     ),
   );
   const columns = 2 + state.providers.length;
@@ -238,7 +241,7 @@ function renderCell(row, provider) {
       onclick: () => toggleDetail(row, provider),
     },
     content,
-    el("span", { class: "sr-only", text: `, ${PROVIDER_LABELS[provider]} details` }),
+    el("span", { class: "sr-only", text: `, ${PROVIDER_LABELS[provider] || provider} details` }),
   );
   const hadFocus = cell.contains(document.activeElement);
   clear(cell).append(button);
@@ -433,7 +436,18 @@ function follow(id) {
   });
 }
 
+/**
+ * The providers (columns, labels), asked once: every table waits for them. Without them
+ * (the gateway did not answer) a job's own providers make the columns, named as they are.
+ */
+const providersLoaded = api("GET", "/api/v1/providers").then((result) => {
+  if (result.ok && result.data && Array.isArray(result.data.providers)) {
+    setProviders(result.data.providers);
+  }
+});
+
 async function showJob(id) {
+  await providersLoaded;
   if (!JOB_ID.test(id)) {
     resultsPanel.hidden = false;
     setStatus(tableStatus, `"${id}" is not a lookup job id.`, true);

@@ -3,14 +3,16 @@
 
 import { el, localTime } from "./common.js";
 
-export const PROVIDERS = ["dns", "whois", "emailsec", "virustotal", "abuseipdb"];
-export const PROVIDER_LABELS = {
-  dns: "DNS",
-  whois: "WHOIS",
-  emailsec: "SPF/DMARC",
-  virustotal: "VirusTotal",
-  abuseipdb: "AbuseIPDB",
-};
+// The providers lookout runs, in column order, and how each is named to people: what
+// GET /api/v1/providers says (setProviders), so a new provider needs nothing here.
+export let PROVIDERS = [];
+export let PROVIDER_LABELS = {};
+
+/** Take the providers from GET /api/v1/providers: [{name, label, kinds}, ...]. */
+export function setProviders(providers) {
+  PROVIDERS = providers.map((p) => p.name);
+  PROVIDER_LABELS = Object.fromEntries(providers.map((p) => [p.name, p.label]));
+}
 // The overall verdict of an indicator is the first of these its results count as (the
 // rule of shared/lookups/verdicts.py judge(), mirrored): a done result counts with its verdict, an
 // error or quota_exhausted one as "error", a pending or queued one as "pending", a

@@ -1,0 +1,86 @@
+"""``GET /api/v1/providers`` and the lookup form: the gateway learns which providers exist
+from the launcher's registry (the catalog), not from any provider's code, so a provider
+registered there is offered, listed, selected for jobs and named in verdict reasons with
+nothing else to change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+import pytest
+from helpers import api, make_settings, running_gateway
+
+from services import registry
+from shared.core.natsserver import NatsServer
+from shared.lookups import catalog
+from shared.lookups import config as lookups_config
+from shared.lookups.catalog import ProviderSpec
+
+TOKEN = "t0ken-abc"
+
+
+@pytest.fixture
+def echo_provider(monkeypatch: pytest.MonkeyPatch) -> ProviderSpec:
+    """One more provider in the catalog, as its registration line would add it (the catalog
+    is restored afterwards)."""
+    monkeypatch.setattr(catalog, "_specs", dict(catalog._specs))
+    monkeypatch.setattr(lookups_config, "_tables", dict(lookups_config._tables))
+    spec = ProviderSpec(name="echo", label="Echo Intel", kinds=frozenset({"domain", "url"}))
+    catalog.register(spec)
+    return spec
+
+
+async def test_the_providers_are_the_registered_ones(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, nats_server.url, LOOKOUT_API_TOKENS=TOKEN)
+    async with running_gateway(settings) as base:
+        assert (await api("GET", f"{base}/api/v1/providers"))[0] == 401  # as all of /api
+        code, body = await api("GET", f"{base}/api/v1/providers", TOKEN)
+    assert code == 200
+    assert [p["name"] for p in body["providers"]] == list(registry.PROVIDERS)
+    by_name = {p["name"]: p for p in body["providers"]}
+    assert by_name["emailsec"] == {
+        "name": "emailsec",
+        "label": "SPF/DMARC",
+        "kinds": ["domain", "email"],
+    }
+    assert by_name["abuseipdb"] == {
+        "name": "abuseipdb",
+        "label": "AbuseIPDB",
+        "kinds": ["ipv4", "ipv6"],
+    }
+    assert by_name["dns"]["kinds"] == ["ipv4", "ipv6", "domain", "url", "email"]
+
+
+async def test_a_provider_registered_in_the_catalog_is_offered_everywhere(
+    nats_server: NatsServer, tmp_path: Path, echo_provider: ProviderSpec
+) -> None:
+    settings = make_settings(tmp_path, nats_server.url)
+    async with running_gateway(settings) as base:
+        _, listed = await api("GET", f"{base}/api/v1/providers")
+        assert listed["providers"][-1] == {
+            "name": "echo",
+            "label": "Echo Intel",
+            "kinds": ["domain", "url"],
+        }
+        async with aiohttp.ClientSession() as session, session.get(f"{base}/") as page:
+            form = await page.text()
+        assert 'value="echo" checked> Echo Intel</label>' in form
+        assert "{{providers}}" not in form
+
+        code, job = await api("POST", f"{base}/api/v1/lookups", json={"text": "example.com"})
+        assert code == 202, job
+        assert job["providers"] == {"domain": [*registry.PROVIDERS[:-1], "echo"]}
+        code, only = await api(
+            "POST", f"{base}/api/v1/lookups", json={"text": "example.com", "providers": ["echo"]}
+        )
+        assert only["providers"] == {"domain": ["echo"]}
+        _, shown = await api("GET", f"{base}/api/v1/lookups/{only['id']}")
+        assert shown["indicators"][0]["verdict_reasons"] == ["Echo Intel: pending"]
+        code, refused = await api(
+            "POST", f"{base}/api/v1/lookups", json={"text": "example.com", "providers": ["nope"]}
+        )
+        assert code == 400
+        assert refused["providers"] == [*registry.PROVIDERS, "echo"]
