@@ -30,7 +30,7 @@ from aiohttp import web
 from services.gateway import deadletters_api, hosts, lookups, notifications, sqreen, ui
 from shared.bus import messages
 from shared.core import jsondata
-from shared.lookups import indicators
+from shared.lookups import display, indicators
 from shared.lookups import schemas as lookup_schemas
 from shared.lookups import streams as lookup_streams
 from shared.lookups.jobs import REJECTED_KEPT
@@ -233,8 +233,66 @@ def _lookup_schemas() -> dict[str, JSON]:
                     "items": {"enum": KINDS},
                     "description": "The indicator kinds it answers for.",
                 },
+                "details": ref("ProviderDetails"),
+                "links": {
+                    "type": "object",
+                    "propertyNames": {"enum": KINDS},
+                    "additionalProperties": {"type": "string", "format": "uri-template"},
+                    "description": "Per kind, the provider's own page about an indicator: "
+                    "`{value}` is the indicator, `{host}` its host (URL-encoded).",
+                },
             },
-            "required": ["name", "label", "kinds"],
+            "required": ["name", "label", "kinds", "details", "links"],
+        },
+        "ProviderDetails": {
+            "title": "ProviderDetails",
+            "description": (
+                "How the web UI lays out a result's `data`: notes shown when a value says "
+                "so, then titled sections of labelled fields (`path`: keys joined by dots; "
+                "`template`: `{}` the value, `{key}` one of its keys), a section left out "
+                "when none of its fields has a value or its `when` path has none."
+            ),
+            "type": "object",
+            "properties": {
+                "sections": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "title": {"type": "string"},
+                            "when": {"type": "string"},
+                            "fields": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "label": {"type": "string"},
+                                        "path": {"type": "string"},
+                                        "format": {"enum": list(display.FORMATS)},
+                                        "template": {"type": "string"},
+                                        "missing": {"type": "string"},
+                                    },
+                                    "required": ["label", "path", "format", "template", "missing"],
+                                },
+                            },
+                        },
+                        "required": ["title", "when", "fields"],
+                    },
+                },
+                "notes": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "when": {"type": "string"},
+                            "text": {"type": "string"},
+                            "equals": {"type": ["string", "integer", "boolean", "null"]},
+                        },
+                        "required": ["when", "text", "equals"],
+                    },
+                },
+            },
+            "required": ["sections", "notes"],
         },
         "Providers": {
             "title": "Providers",
@@ -913,8 +971,9 @@ def _lookup_paths() -> JSON:
                 "listProviders",
                 "The lookup providers",
                 "Every provider lookout runs, in the order of the web UI's columns: its name "
-                "(for `providers` of `POST /api/v1/lookups`), how people call it and the "
-                "indicator kinds it answers for.",
+                "(for `providers` of `POST /api/v1/lookups`), how people call it, the "
+                "indicator kinds it answers for, how its results' details are laid out and "
+                "its links per kind.",
                 "lookups",
                 {"200": _answer("The providers.", "Providers")},
             )

@@ -392,13 +392,16 @@ async def lookup_events(request: web.Request) -> web.StreamResponse:
 
 def provider_list() -> list[dict[str, Any]]:
     """Every provider the launcher registered, in column order: its name, how people call
-    it and the indicator kinds it answers for (in the order of ``indicators.Kind``)."""
+    it, the indicator kinds it answers for (in the order of ``indicators.Kind``), how its
+    results' details are laid out and its links per kind (see shared.lookups.display)."""
     order = get_args(indicators.Kind)
     return [
         {
             "name": spec.name,
             "label": spec.label,
             "kinds": [kind for kind in order if kind in spec.kinds],
+            "details": spec.details.as_json(),
+            "links": {kind: spec.links[kind] for kind in order if kind in spec.links},
         }
         for spec in catalog.specs()
     ]
