@@ -41,7 +41,7 @@ from services.gateway.state import SETTINGS
 from shared.bus import direct
 from shared.core import logging as log
 from shared.core.settings import Settings
-from shared.lookups import catalog, indicators, jobs
+from shared.lookups import catalog, display, indicators, jobs
 from shared.lookups.config import lookups
 from shared.lookups.jobs import REJECTED_KEPT
 from shared.lookups.schemas import Job, JobIndicator, LookupResult
@@ -460,13 +460,16 @@ async def lookup_events(request: web.Request) -> web.StreamResponse:
 
 def provider_list() -> list[dict[str, Any]]:
     """Every provider the launcher registered, in column order: its name, how people call
-    it and the indicator kinds it answers for (in the order of ``indicators.Kind``)."""
+    it, the indicator kinds it answers for (in the order of ``indicators.Kind``), how its
+    results' details are laid out and its links per kind (see shared.lookups.display)."""
     order = get_args(indicators.Kind)
     return [
         {
             "name": spec.name,
             "label": spec.label,
             "kinds": [kind for kind in order if kind in spec.kinds],
+            "details": spec.details.as_json(),
+            "links": {kind: spec.links[kind] for kind in order if kind in spec.links},
         }
         for spec in catalog.specs()
     ]
@@ -489,8 +492,66 @@ def _provider_schemas() -> dict[str, JSON]:
                     "items": {"enum": KINDS},
                     "description": "The indicator kinds it answers for.",
                 },
+                "details": ref("ProviderDetails"),
+                "links": {
+                    "type": "object",
+                    "propertyNames": {"enum": KINDS},
+                    "additionalProperties": {"type": "string", "format": "uri-template"},
+                    "description": "Per kind, the provider's own page about an indicator: "
+                    "`{value}` is the indicator, `{host}` its host (URL-encoded).",
+                },
             },
-            "required": ["name", "label", "kinds"],
+            "required": ["name", "label", "kinds", "details", "links"],
+        },
+        "ProviderDetails": {
+            "title": "ProviderDetails",
+            "description": (
+                "How the web UI lays out a result's `data`: notes shown when a value says "
+                "so, then titled sections of labelled fields (`path`: keys joined by dots; "
+                "`template`: `{}` the value, `{key}` one of its keys), a section left out "
+                "when none of its fields has a value or its `when` path has none."
+            ),
+            "type": "object",
+            "properties": {
+                "sections": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "title": {"type": "string"},
+                            "when": {"type": "string"},
+                            "fields": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "label": {"type": "string"},
+                                        "path": {"type": "string"},
+                                        "format": {"enum": list(display.FORMATS)},
+                                        "template": {"type": "string"},
+                                        "missing": {"type": "string"},
+                                    },
+                                    "required": ["label", "path", "format", "template", "missing"],
+                                },
+                            },
+                        },
+                        "required": ["title", "when", "fields"],
+                    },
+                },
+                "notes": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "when": {"type": "string"},
+                            "text": {"type": "string"},
+                            "equals": {"type": ["string", "integer", "boolean", "null"]},
+                        },
+                        "required": ["when", "text", "equals"],
+                    },
+                },
+            },
+            "required": ["sections", "notes"],
         },
         "Providers": {
             "title": "Providers",
@@ -507,8 +568,8 @@ def _provider_schemas() -> dict[str, JSON]:
         "listProviders",
         "The lookup providers",
         "Every provider lookout runs, in the order of the web UI's columns: its name (for "
-        "`providers` of `POST /api/v1/lookups`), how people call it and the indicator kinds "
-        "it answers for.",
+        "`providers` of `POST /api/v1/lookups`), how people call it, the indicator kinds it "
+        "answers for, how its results' details are laid out and its links per kind.",
         {"200": answer("The providers.", "Providers")},
     ),
 )

@@ -78,6 +78,9 @@ class TargetConfig(
 
     secrets: ClassVar[tuple[str, ...]] = ()
     required_secrets: ClassVar[tuple[str, ...]] = ()
+    secret_examples: ClassVar[dict[str, str]] = {}
+    """Per secret field, a placeholder the type's checks accept, for the example secret
+    files of the deployments (default: ``example-only-change-me-<secret name>``)."""
 
     name: Name
     match: Match = Match()
