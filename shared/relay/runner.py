@@ -344,7 +344,7 @@ class SinkRunner:
                 waits += 1
                 wait = self._paced_wait(exc, waits)
                 reason = str(exc) or type(exc).__name__
-                logger.info("waiting for a send slot", reason=reason, retry_in=round(wait, 3))
+                logger.info("waiting for its turn to send", reason=reason, retry_in=round(wait, 3))
                 for member in members:
                     self.metrics.retrying.inc()
                     await self._status(
@@ -370,9 +370,10 @@ class SinkRunner:
     def _paced_wait(self, exc: Paced, waits: int) -> float:
         """How long a delivery the pacer refused waits before asking again: until its
         send slot or the pause's end comes within the pacer's reach (it then waits the
-        rest in :meth:`Pacer.turn`), or the retry backoff while the store is silent."""
+        rest in :meth:`Pacer.turn`); while the store is silent, the retry backoff, at most
+        the pacer's wait (the store is asked again soon after it answers)."""
         if exc.retry_after is None:
-            return backoff(self.config.retry, waits)
+            return min(backoff(self.config.retry, waits), self._pacer.max_wait)
         return max(exc.retry_after - self._pacer.max_wait / 2, PACED_RECHECK)
 
     async def _hand_back(self, members: list[Member], exc: Paced, logger: Any) -> None:

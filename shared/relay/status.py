@@ -69,7 +69,7 @@ def shown(notification: Notification | Reading) -> Shown:
 def _shown(reading: Reading) -> Shown:
     try:
         values = templates.context(reading)
-        title = templates.render_title(reading, values) or None
+        title = templates.default_title(reading) or None
     except Exception:
         return Shown()
     return Shown(title, values["application"], values["environment"], values["risk"])

@@ -94,6 +94,7 @@ def context(notification: Notification | Reading, subject: str | None = None) ->
     subject when None). Built once per reading and subject: pass the delivery's
     :class:`~shared.relay.sources.Reading` and every caller shares one (read-only) dict."""
     reading = sources.read(notification)
+    subject = subject or reading.notification.subject
     return reading.memo(("context", subject), lambda: _context(reading, subject))
 
 
@@ -170,6 +171,17 @@ def render_title(
     return " ".join(_render(title or default_title, values).split())[:250]
 
 
+def default_title(notification: Notification | Reading, subject: str | None = None) -> str:
+    """The title with the default template (its source's for its type, else the generic
+    one), rendered once per reading and subject: the target's message and the status
+    record both show it."""
+    reading = sources.read(notification)
+    subject = subject or reading.notification.subject
+    return reading.memo(
+        ("title", subject), lambda: render_title(reading, context(reading, subject))
+    )
+
+
 def render(
     notification: Notification | Reading,
     title: str | None = None,
@@ -181,7 +193,10 @@ def render(
     reading = sources.read(notification)
     note = reading.notification
     values = context(reading, subject)
-    rendered_title = render_title(note, values, title)
+    if title is None or is_digest(note):
+        rendered_title = default_title(reading, subject)
+    else:
+        rendered_title = render_title(note, values, title)
     _, default_body = _defaults(note)
     if is_digest(note):
         body = None  # a digest always renders with DIGEST
