@@ -281,6 +281,46 @@ async def _backlog_is_sent_at_first_attempts(
     assert busiest_second(upstream.arrivals()) <= 4 + 1
 
 
+async def test_a_stopping_sink_hands_its_waiting_deliveries_back(
+    nats_server: NatsServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A delivery waiting in the sink for a pause to end goes back to JetStream when the
+    sink stops (due when the pause ends), rather than being sent later by a sink that was
+    told to stop; the next sink delivers it, and nothing is dead-lettered."""
+    async with FakeSlack(fail_next=[(429, "rate_limited", {"Retry-After": "11"})]) as fake:
+        upstream = Upstream(SLACK, fake)
+        settings = make_settings(tmp_path, nats_server.url, upstream.toml(0, concurrency=4))
+        async with jetstream(nats_server.url, settings) as js:
+            async with replicas(settings, SLACK, count=1) as (runner,):
+                await publish_alerts(js, 1, "told-429")
+                await wait_for(lambda: len(upstream.arrivals()) == 1)
+                told_429 = upstream.arrivals()[0]
+                await asyncio.sleep(0.3)  # the pause is set
+                await publish_alerts(js, 1, "waiting")
+
+                def retrying() -> float:
+                    value = runner.metrics.registry.get_sample_value(
+                        "lookout_deliveries_total", {"target": SLACK, "outcome": "retrying"}
+                    )
+                    return value or 0.0
+
+                await wait_for(lambda: retrying() >= 2)  # the 429, and the one waiting
+            stopped = capsys.readouterr().out
+            [handed_back] = [
+                line for line in stopped.splitlines() if "delivery handed back" in line
+            ]
+            assert "notification_id=waiting-0" in handed_back
+            assert "unexpected error" not in stopped
+            # Past the pause's end, the stopped sink has sent nothing more.
+            await asyncio.sleep(max(0.0, told_429 + 11.5 - time.monotonic()))
+            assert upstream.arrivals() == [told_429]
+            async with replicas(settings, SLACK, count=1):
+                await wait_for(lambda: upstream.delivered() == 2, within=20)
+            assert await settled(nats_server.url, SLACK)
+    assert fake.answers == [429, 200, 200]
+    assert await dead_letters(nats_server.url, SLACK) == []
+
+
 async def test_a_target_without_a_rate_never_touches_the_pace_store(
     nats_server: NatsServer, tmp_path: Path, receiver: Receiver
 ) -> None:
