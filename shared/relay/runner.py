@@ -176,7 +176,7 @@ class SinkRunner:
         if attempt > self.config.retry.max_attempts:
             # Redelivered past the bound without a recorded outcome (e.g. the sink kept
             # crashing on it): stop here rather than loop forever.
-            await self._dead_letter(msg, notification, "too many delivery attempts", attempt)
+            await self._dead_letter(msg, reading, "too many delivery attempts", attempt)
             return
         if self._grouper is not None and subject == msg.subject:  # replays go on their own
             self._grouper.add(Member(msg, delivery, reading.attributes))
