@@ -1,4 +1,5 @@
-"""The emailsec provider's own DNS client (services/providers/emailsec/dnsclient.py)."""
+"""The lookups' DNS client (shared/lookups/dns/client.py): answers, cache, timeout,
+failover, TCP, on the loopback DNS server."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from dnsserver import ZoneServer
 
-from services.providers.emailsec.dnsclient import DnsAnswer, DnsClient
+from shared.lookups.dns import DnsAnswer, DnsClient
 
 BULK = 500
 ZONE = (
