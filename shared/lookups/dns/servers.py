@@ -4,6 +4,7 @@ through (:class:`Upstream`)."""
 from __future__ import annotations
 
 import dns.exception
+import dns.name
 import dns.resolver
 import dns.reversename
 
@@ -31,13 +32,19 @@ def nameservers(config: LookupsConfig) -> list[tuple[str, int]]:
     return list(config.dns_nameservers) or system_nameservers()
 
 
-def reverse_name(address: str) -> str:
+def reverse_name(address: str, zone: str | None = None) -> str:
     """The name of an address' PTR records (``4.3.2.1.in-addr.arpa``, nibbles under
-    ``ip6.arpa``), without the final dot. Raises ``ValueError`` for a non-address."""
+    ``ip6.arpa``), or the same labels under ``zone`` (``4.3.2.1.<zone>``, as zones that list
+    addresses are asked), without the final dot. Raises ``ValueError`` for a non-address."""
     try:
-        return dns.reversename.from_address(address).to_text(omit_final_dot=True)
-    except dns.exception.SyntaxError as exc:
+        if zone is None:
+            name = dns.reversename.from_address(address)
+        else:
+            origin = dns.name.from_text(zone)
+            name = dns.reversename.from_address(address, v4_origin=origin, v6_origin=origin)
+    except (dns.exception.SyntaxError, ValueError) as exc:
         raise ValueError(f"not an IP address: {address!r}") from exc
+    return name.to_text(omit_final_dot=True)
 
 
 class Upstream:
