@@ -218,7 +218,6 @@ class SmsTarget(SessionTarget):
             raise PermanentError(f"Twilio rejected the credentials (HTTP 401: {detail})")
         raise_for_status(status, retry_after, detail)
 
-
     def _scrub(self, text: str) -> str:
         """``text`` without the auth token (nor the credentials made of it), in case Twilio
         or a library quoted them."""
