@@ -101,7 +101,8 @@ def _group(records: list[status.DeliveryStatus], targets: list[str]) -> list[dic
             item["targets"].setdefault(name, {"state": "pending", "attempts": 0})
         states = {t["state"] for t in item["targets"].values()}
         item["state"] = next(
-            (s for s in ("dead", "retrying", "paused", "pending", "delivered") if s in states), "skipped"
+            (s for s in ("dead", "retrying", "paused", "pending", "delivered") if s in states),
+            "skipped",
         )
     # Newest first by arrival (the sender's timestamp for records from before it was kept).
     return sorted(grouped.values(), key=lambda i: i["received_at"] or i["timestamp"], reverse=True)

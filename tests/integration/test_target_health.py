@@ -99,7 +99,7 @@ async def test_paused_after_consecutive_failures_waits_probes_and_resumes(
         assert "HTTP 503" in shown["ops-http"]["last_error"]
         assert shown["ops-http"]["on_failure"] == "fallback"
         assert shown["fallback"]["state"] == "active"
-        status, metrics = await api("GET", f"{base}/metrics")
+        _status, metrics = await api("GET", f"{base}/metrics")
         assert 'lookout_target_paused{target="ops-http"} 1.0' in metrics
         assert 'lookout_target_paused{target="fallback"} 0.0' in metrics
 
@@ -111,7 +111,8 @@ async def test_paused_after_consecutive_failures_waits_probes_and_resumes(
         item = await notification(base, ids[0])
         assert item["state"] == "paused"
         log = item["targets"]["ops-http"]["attempt_log"]
-        assert log and all(a["outcome"] == "failed" and a["status"] == 503 for a in log)
+        assert log
+        assert all(a["outcome"] == "failed" and a["status"] == 503 for a in log)
 
         receiver.default = (200, {})  # the service is back: one probe resumes the target
 
@@ -127,13 +128,14 @@ async def test_paused_after_consecutive_failures_waits_probes_and_resumes(
             state = item["targets"]["ops-http"]
             assert state["state"] == "delivered"
             log = state["attempt_log"]
-            assert log[-1]["outcome"] == "delivered" and log[-1]["status"] == 200
+            assert log[-1]["outcome"] == "delivered"
+            assert log[-1]["status"] == 200
             assert all(a["outcome"] == "failed" for a in log[:-1])
             assert all(a["ms"] >= 0 and a["at"].endswith("Z") for a in log)
         shown = await targets(base)
         assert shown["ops-http"]["consecutive_failures"] == 0
         assert shown["ops-http"]["resumed_at"] is not None
-        status, metrics = await api("GET", f"{base}/metrics")
+        _status, metrics = await api("GET", f"{base}/metrics")
         assert 'lookout_target_paused{target="ops-http"} 0.0' in metrics
 
     assert await dead_letters(nats_server.url, "ops-http") == []
@@ -168,7 +170,8 @@ async def test_gone_pauses_at_once_and_a_probe_resumes(
     assert item["targets"]["ops-http"]["state"] == "delivered"
     # paused by the single 410 (pause_after is 20 by default), resumed by the probe
     assert shown["pause_after"] == 20
-    assert shown["paused_at"] is not None and shown["resumed_at"] is not None
+    assert shown["paused_at"] is not None
+    assert shown["resumed_at"] is not None
     assert shown["state"] == "active"
 
 
@@ -191,8 +194,10 @@ async def test_dead_letter_tells_on_failure_and_a_refusal_does_not_pause(
         shown = (await targets(base))["ops-http"]
         item = await notification(base, ident)
     [dead] = await dead_letters(nats_server.url, "ops-http")
-    assert dead.notification is not None and dead.notification.id == ident
-    assert shown["state"] == "active" and shown["consecutive_failures"] == 0
+    assert dead.notification is not None
+    assert dead.notification.id == ident
+    assert shown["state"] == "active"
+    assert shown["consecutive_failures"] == 0
     assert [(a["outcome"], a["status"]) for a in item["targets"]["ops-http"]["attempt_log"]] == [
         ("refused", 400)
     ]
@@ -216,6 +221,7 @@ async def test_retry_schedule_from_the_configuration(
         item = await notification(base, ident)
     # one more attempt than the schedule has delays, then the dead letter
     [dead] = await dead_letters(nats_server.url, "ops-http")
-    assert dead.attempts == 3 and len(receiver.requests) == 3
+    assert dead.attempts == 3
+    assert len(receiver.requests) == 3
     log = item["targets"]["ops-http"]["attempt_log"]
     assert [(a["outcome"], a["status"]) for a in log] == [("failed", 503)] * 3
