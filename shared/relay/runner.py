@@ -199,9 +199,10 @@ class SinkRunner:
             self.metrics.skipped.inc()
             await self._status(reading, msg.subject, "skipped", attempt, received=_stored_at(msg))
             return
-        if attempt > self.config.retry.max_attempts:
+        if attempt > self.config.retry.max_attempts and not self._health.paused:
             # Redelivered past the bound without a recorded outcome (e.g. the sink kept
-            # crashing on it): stop here rather than loop forever.
+            # crashing on it): stop here rather than loop forever. Not while the target is
+            # paused: a sink that stopped handed its waiting deliveries back, which counts.
             await self._dead_letter(msg, reading, "too many delivery attempts", attempt)
             return
         if self._grouper is not None and subject == msg.subject and to is None:

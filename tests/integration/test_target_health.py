@@ -46,6 +46,12 @@ retry = {{ {retry} }}
 """
 
 
+async def state_of(base: str, ident: str) -> dict[str, Any]:
+    """The notification's state for ``ops-http`` (empty while nothing is recorded)."""
+    status, body = await api("GET", f"{base}/api/v1/notifications/{ident}")
+    return body["targets"]["ops-http"] if status == 200 else {}  # type: ignore[no-any-return]
+
+
 @pytest.fixture
 async def fallback() -> AsyncIterator[Receiver]:
     rec = Receiver()
@@ -225,3 +231,38 @@ async def test_retry_schedule_from_the_configuration(
     assert len(receiver.requests) == 3
     log = item["targets"]["ops-http"]["attempt_log"]
     assert [(a["outcome"], a["status"]) for a in log] == [("failed", 503)] * 3
+
+
+async def test_a_paused_target_stays_paused_across_a_sink_restart_and_loses_nothing(
+    nats_server: NatsServer, tmp_path: Path, receiver: Receiver
+) -> None:
+    retry = "max_attempts = 1, initial_backoff = 0.2, jitter = 0, " + FAST_PROBES
+    settings = make_settings(
+        tmp_path, nats_server.url, target(receiver.url, extra="pause_after = 1", retry=retry)
+    )
+    receiver.default = (503, {})
+    async with running_gateway(settings) as base:
+        async with running_sink(settings, "ops-http"):
+            async with jetstream(nats_server.url, settings) as js:
+                [ident] = await publish_alerts(js, 1, prefix="restart")
+
+            async def paused() -> bool:
+                return (await state_of(base, ident)).get("state") == "paused"
+
+            await wait_for(paused, within=20)
+        # The stopped sink handed its waiting delivery back: JetStream counts that as a
+        # delivery, past max_attempts = 1. The restarted sink finds the target paused (the
+        # shared record) and keeps the delivery waiting instead of dead-lettering it.
+        async with running_sink(settings, "ops-http"):
+
+            async def redelivered() -> bool:
+                state = await state_of(base, ident)
+                return state.get("state") == "paused" and state.get("attempts", 0) >= 2
+
+            await wait_for(redelivered, within=20)
+            assert (await targets(base))["ops-http"]["state"] == "paused"
+            receiver.default = (200, {})
+            await wait_for(lambda: settled(nats_server.url, "ops-http"), within=20)
+            item = await notification(base, ident)
+    assert item["targets"]["ops-http"]["state"] == "delivered"
+    assert await dead_letters(nats_server.url, "ops-http") == []
