@@ -40,7 +40,7 @@ from shared.relay.target import Target
 PROVIDERS = ("dns", "whois", "emailsec", "virustotal", "abuseipdb")
 """Lookup providers, each the package ``services/providers/<name>`` (its ``SPEC`` and
 ``build``), run as ``provider-<name>``; this order is the order of the UI's columns."""
-TARGET_TYPES = ("log", "http", "email", "sms", "slack", "teams", "discord", "pagerduty")
+TARGET_TYPES = ("log", "http", "email", "sms", "slack", "teams", "discord", "pagerduty", "apprise")
 """Target types, each the package ``services/sinks/<type>`` (its ``CONFIG`` and ``build``);
 every configured target runs as ``sink-<target name>``."""
 FALLBACK_TARGET = "log"

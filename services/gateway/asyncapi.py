@@ -407,6 +407,17 @@ def _operations() -> JSON:
             "accepted it, after it was dead-lettered, or at once when the route does not "
             "match. Retries are negative acknowledgements with a delay.",
         ),
+        "sinkSendOperational": _operation(
+            "send",
+            "notification",
+            "Notification",
+            "sink",
+            "Tell a target's on_failure target",
+            "`notification.lookout.target_paused`, `.target_resumed` and `.dead_lettered` "
+            "(source `lookout`; `data.to` names the `on_failure` target, whose sink alone "
+            "delivers it, whatever its route; `data.target` the target it is about), when a "
+            "target with `on_failure` is paused, resumed, or dead-letters a notification.",
+        ),
         "cliSendReplay": _operation(
             "send",
             "replay",

@@ -94,13 +94,15 @@ def _group(records: list[status.DeliveryStatus], targets: list[str]) -> list[dic
             "last_error": r.last_error,
             "next_attempt_at": r.next_attempt_at,
             "updated_at": r.updated_at,
+            "attempt_log": r.attempt_log,
         }
     for item in grouped.values():
         for name in targets:
             item["targets"].setdefault(name, {"state": "pending", "attempts": 0})
         states = {t["state"] for t in item["targets"].values()}
         item["state"] = next(
-            (s for s in ("dead", "retrying", "pending", "delivered") if s in states), "skipped"
+            (s for s in ("dead", "retrying", "paused", "pending", "delivered") if s in states),
+            "skipped",
         )
     # Newest first by arrival (the sender's timestamp for records from before it was kept).
     return sorted(grouped.values(), key=lambda i: i["received_at"] or i["timestamp"], reverse=True)
@@ -335,7 +337,9 @@ def _schemas() -> dict[str, JSON]:
             "description": (
                 "What one target did with a notification: `pending` (configured, nothing "
                 "reported yet), `skipped` (its route does not match), `delivered`, "
-                "`retrying` (see `last_error`, `next_attempt_at`), `dead` (dead-lettered)."
+                "`retrying` (see `last_error`, `next_attempt_at`), `paused` (waiting while "
+                "its target is paused; `next_attempt_at` is the next probe), `dead` "
+                "(dead-lettered). `attempt_log`: its newest calls to the target."
             ),
             "type": "object",
             "properties": {
@@ -344,14 +348,33 @@ def _schemas() -> dict[str, JSON]:
                 "last_error": {"type": ["string", "null"]},
                 "next_attempt_at": {"type": ["string", "null"]},
                 "updated_at": {"type": "string"},
+                "attempt_log": {"type": "array", "items": ref("Attempt"), "maxItems": 20},
             },
             "required": ["state", "attempts"],
+        },
+        "Attempt": {
+            "title": "Attempt",
+            "description": (
+                "One call to the target: when (`at`, UTC), its `outcome` (`delivered`; "
+                "`failed`: retried, or waiting while the target is paused; `refused`: "
+                "permanent), the HTTP `status` of the service's answer when it has one, "
+                "`ms` how long the call took, and the start of the `error`."
+            ),
+            "type": "object",
+            "properties": {
+                "at": {"type": "string"},
+                "outcome": {"enum": ["delivered", "failed", "refused"]},
+                "status": {"type": ["integer", "null"]},
+                "ms": {"type": "number", "minimum": 0},
+                "error": {"type": ["string", "null"], "maxLength": 200},
+            },
+            "required": ["at", "outcome", "ms"],
         },
         "NotificationState": {
             "title": "NotificationState",
             "description": (
                 "A notification and its state per target; `state` is the worst of its "
-                "targets' (dead, retrying, pending, delivered, skipped)."
+                "targets' (dead, retrying, paused, pending, delivered, skipped)."
             ),
             "type": "object",
             "properties": {

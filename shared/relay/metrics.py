@@ -54,6 +54,27 @@ class SinkMetrics:
             ["target"],
             registry=r,
         )
+        paused = prom.Gauge(
+            "lookout_target_paused",
+            "1 while the target is paused (consecutive failures or 410 Gone), else 0",
+            ["target"],
+            registry=r,
+        )
+        failures = prom.Gauge(
+            "lookout_target_consecutive_failures",
+            "Failed deliveries to the target since its last success",
+            ["target"],
+            registry=r,
+        )
+        pauses = prom.Counter(
+            "lookout_target_pauses",
+            "Times this sink paused the target",
+            ["target"],
+            registry=r,
+        )
+        self.paused = paused.labels(target)
+        self.consecutive_failures = failures.labels(target)
+        self.pauses = pauses.labels(target)
         self.delivered = self._deliveries.labels(target, "delivered")
         self.retrying = self._deliveries.labels(target, "retrying")
         self.dead = self._deliveries.labels(target, "dead")

@@ -22,8 +22,33 @@ from shared.relay import templates
 from shared.relay.schemas import Notification
 from shared.relay.sources import Reading, read
 
-State = Literal["pending", "skipped", "delivered", "retrying", "dead"]
-"""``skipped``: the target's route does not match the notification."""
+State = Literal["pending", "skipped", "delivered", "retrying", "paused", "dead"]
+"""``skipped``: the target's route does not match the notification; ``paused``: it waits
+while its target is paused (see shared.relay.health)."""
+
+AttemptOutcome = Literal["delivered", "failed", "refused"]
+"""``failed``: retryable (or while the target is paused); ``refused``: permanent."""
+
+MAX_LOG = 20
+"""Attempts kept per notification and target (the newest)."""
+ERROR_EXCERPT = 200
+
+
+class Attempt(msgspec.Struct, kw_only=True, frozen=True):
+    """One call to the target for a notification: when, what came of it, the HTTP status
+    of the service's answer (when it has one), how long it took, and the start of the
+    error."""
+
+    at: str
+    outcome: AttemptOutcome
+    status: int | None = None
+    ms: float = 0.0
+    error: str | None = None
+
+
+def logged(history: list[Attempt], attempt: Attempt) -> list[Attempt]:
+    """``history`` with ``attempt`` added, the oldest dropped beyond :data:`MAX_LOG`."""
+    return [*history, attempt][-MAX_LOG:]
 
 
 class DeliveryStatus(msgspec.Struct, kw_only=True, frozen=True):
@@ -46,6 +71,8 @@ class DeliveryStatus(msgspec.Struct, kw_only=True, frozen=True):
     application: str | None = None
     environment: str | None = None
     risk: int | None = None
+    attempt_log: list[Attempt] = []
+    """The newest :data:`MAX_LOG` calls to the target for this notification."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ NOTIFICATIONS = "NOTIFICATIONS"
 DEADLETTERS = "DEADLETTERS"
 STATUS_BUCKET = "delivery_status"
 PACE_BUCKET = "sink_pace"
+HEALTH_BUCKET = "target_health"
 
 _log = log.get("bus")
 
@@ -135,6 +136,13 @@ async def provision(js: JetStreamContext, settings: Settings) -> None:
             history=1,
             ttl=DAY,  # idle keys go; longer than a pause (Retry-After, capped at 1 h by default)
             storage=StorageType.FILE,  # a restarted nats-server still has it
+        ),
+        KeyValueConfig(
+            bucket=HEALTH_BUCKET,
+            description="target health: consecutive failures, pauses, probes; every replica",
+            history=1,
+            direct=True,  # read by the gateway with direct gets
+            storage=StorageType.FILE,  # a paused target stays paused across restarts
         ),
     ):
         await ensure_bucket(js, bucket, settings.stream_replicas)

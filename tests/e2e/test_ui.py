@@ -766,6 +766,43 @@ async def test_notifications_page_shows_a_dead_letter_and_replays_it(
         assert console.problems == []
 
 
+async def test_notifications_page_shows_a_paused_target_and_the_attempt_log(
+    nats_server: NatsServer, tmp_path: Path, browser: Browser, receiver: Receiver
+) -> None:
+    receiver.default = (503, {})  # the target fails: paused at the first failure
+    toml = http_target(receiver.url).replace(
+        "jitter = 0 }", "jitter = 0, probe_backoff = 600 }\npause_after = 1"
+    )
+    settings = make_settings(tmp_path, nats_server.url, toml)
+    async with running_gateway(settings) as base, running_sink(settings, "ops-http"):
+        _, answer = await post_webhook(base, sqreen_fixture("v2_test.json"))
+        [note_id] = answer["ids"]
+
+        async def paused() -> bool:
+            _, body = await api("GET", f"{base}/api/v1/notifications/{note_id}")
+            return bool(body.get("state") == "paused")
+
+        await wait_for(paused, within=20)
+        page, console = await new_page(browser)
+        await page.goto(f"{base}/notifications")
+        health = page.locator('#target-health li[data-target="ops-http"]')
+        await expect(health).to_have_attribute("data-state", "paused")
+        await expect(health).to_contain_text("ops-http (http): paused")
+        await expect(health).to_contain_text("HTTP 503")  # open while paused
+        await expect(health).to_contain_text("Next probe")
+        await expect(page.locator("#health-status")).to_contain_text("Paused: ops-http")
+        note = page.locator(f'#notes-body tr[data-id="{note_id}"]')
+        state = note.locator('li[data-target="ops-http"]')
+        await expect(state).to_have_attribute("data-state", "paused")
+        await note.locator("summary").click()
+        attempt = state.locator('table.attempt-log tr[data-outcome="failed"]').first
+        await expect(attempt).to_contain_text("503")
+        await expect(attempt).to_contain_text("HTTP 503: nope")
+        await page.locator("#state-filter").select_option("paused")
+        await expect(note).to_be_visible()
+        assert console.problems == []
+
+
 # --------------------------------------------------------------------------- headers
 
 
