@@ -30,7 +30,16 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
-from services.gateway import deadletters_api, hosts, lookups, notifications, ops, ui, webhook
+from services.gateway import (
+    deadletters_api,
+    hooks,
+    hosts,
+    lookups,
+    notifications,
+    ops,
+    ui,
+    webhook,
+)
 from services.gateway.apispec import (
     API_VERSION,
     JSON,
@@ -56,6 +65,7 @@ _DOCS_HEADERS: Final = {
 DOCS = Operations("documentation", "These documents (public).")
 ROUTE_MODULES: Final[tuple[Operations, ...]] = (
     webhook.DOCS,
+    hooks.DOCS,
     lookups.DOCS,
     notifications.DOCS,
     deadletters_api.DOCS,
