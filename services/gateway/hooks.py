@@ -249,7 +249,7 @@ class SourceWebhooks:
         notifications = received.notifications
         if not notifications:
             self._metrics.webhook(name, "accepted").inc()
-            _log.info("webhook answered", request_id=request_id, source=name, **received.extra)
+            _log.info("webhook answered, nothing to store", request_id=request_id, source=name)
             return api_json(
                 200,
                 {"accepted": 0, "duplicates": 0, "ids": [], **received.extra},

@@ -153,9 +153,12 @@ def load_json(body: bytes) -> Any:
     (what every sink can read back); :class:`Malformed` else."""
     try:
         jsondata.check(body)
-        return jsondata.load(body)
     except jsondata.JsonError as exc:
         raise Malformed(str(exc)) from None
+    try:
+        return jsondata.load(body)
+    except jsondata.JsonError as exc:
+        raise Malformed(f"malformed JSON: {exc}") from None
 
 
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
