@@ -3,7 +3,14 @@
 
 import { $, api, clear, el, errorText, localTime, setStatus, setupTheme } from "./common.js";
 
-const STATE_ICONS = { delivered: "✔", retrying: "◷", dead: "✖", pending: "…", skipped: "–" };
+const STATE_ICONS = {
+  delivered: "✔",
+  retrying: "◷",
+  dead: "✖",
+  pending: "…",
+  skipped: "–",
+  not_applicable: "∅",
+};
 const REFRESH_MS = 10000;
 
 const state = { target: null, timer: null, busy: false };
