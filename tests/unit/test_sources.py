@@ -539,3 +539,47 @@ def test_a_sink_process_reads_no_source_secret(tmp_path: Path) -> None:
         hooks.configured(settings)
     with pytest.raises(ConfigError, match="secret_file"):
         config.load({"LOOKOUT_CONFIG": str(path)})  # lookout run refuses it before starting
+
+
+def test_lookout_services_refuses_a_misused_source_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from services import cli
+
+    path = tmp_path / "lookout.toml"
+    path.write_text('[[sources]]\nname = "sqreen"\ntype = "generic"\nsecret = "s"\n')
+    monkeypatch.setenv("LOOKOUT_CONFIG", str(path))
+    assert cli.main(["services"]) == 2
+    assert "reserved" in capsys.readouterr().err
+
+
+def test_source_types_each_a_module_and_one_line() -> None:
+    import importlib
+
+    from services import registry
+    from shared.relay.inbound import source_type, source_types
+
+    folder = Path(__file__).resolve().parents[2] / "services" / "gateway" / "sources"
+    modules = sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__")
+    assert sorted(m.rsplit(".", 1)[1] for m in registry.SOURCE_TYPES.values()) == modules
+    for name, module_name in registry.SOURCE_TYPES.items():
+        module = importlib.import_module(module_name)
+        assert module_name.endswith(name.replace("-", "_"))
+        assert source_type(module.CONFIG) == name
+        assert source_types()[name] is module.CONFIG
+        assert callable(module.build)
+
+
+def test_the_readme_sources_example_is_a_valid_configuration(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Sources") : readme.index("### Targets")]
+    toml = section[
+        section.index("```toml\n") + 8 : section.index("```", section.index("```toml") + 7)
+    ]
+    toml = toml.replace('secret_file = "/run/secrets/github_webhook"', 'secret = "x"')
+    settings = load(tmp_path, toml)
+    found = hooks.configured(settings)
+    assert sorted(found) == ["github", "grafana", "prometheus", "sqreen-eu", "svix"]
+    assert sorted(s.type for s in inbound(settings).sources) == sorted(
+        ["standard-webhooks", "github", "alertmanager", "generic", "sqreen"]
+    )
