@@ -29,7 +29,7 @@ from helpers import (
 from standardwebhooks import Webhook
 
 from services.gateway import apidocs
-from shared.core.natsserver import NatsServer
+from shared.core.natsserver import NatsServer, free_port
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sources"
 SOURCE_WHSEC = "whsec_c291cmNlLXNpZGUtc2VjcmV0LWZvci10ZXN0cw=="
@@ -264,3 +264,31 @@ async def test_a_source_named_sqreen_takes_its_secret_from_the_configuration(
             headers = {"X-Sqreen-Integrity": sqreen_sign(body, secret)}
             assert (await post(base, "sqreen", body, headers))[0] == 200
         assert (await post_webhook(base, body))[0] == 401  # SQREEN_WEBHOOK_SECRET no longer
+
+
+async def test_unavailable_bus_is_503_with_retry_after(tmp_path: Path) -> None:
+    from aiohttp import web
+
+    from services.gateway.app import create_app
+
+    settings = make_settings(tmp_path, f"nats://127.0.0.1:{free_port()}", SOURCES)
+    runner = web.AppRunner(create_app(settings))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", settings.http_port).start()
+    base = f"http://127.0.0.1:{settings.http_port}"
+    try:
+        head, group = am_capture("run1-bearer-basic/01_bearer")
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{base}/webhooks/prom", data=group, headers=head) as response,
+        ):
+            assert response.status == 503  # Alertmanager retries a 5xx
+            assert response.headers["Retry-After"] == "5"
+            answer = await response.json()
+        documented(503, answer)
+        assert "retry" in answer["error"]
+        # authentication comes first: a stranger learns nothing about the bus
+        status, answer = await post(base, "prom", group, {"Authorization": "Bearer x"})
+        assert status == 401
+    finally:
+        await runner.cleanup()
