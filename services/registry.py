@@ -48,7 +48,8 @@ FALLBACK_TARGET = "log"
 """With no ``[[targets]]`` at all, one target of this type, named after it, is active."""
 SOURCES = {"sqreen": "services.gateway.sqreen"}
 """Source profiles by source name: the module's ``PROFILE`` (and its ``SECTION``), for the
-sources that exist without configuration (``/webhooks/sqreen``)."""
+sources that exist without configuration (``/webhooks/sqreen``); a ``[[sources]]`` entry
+may take such a name only with the source type of the same name."""
 SOURCE_TYPES = {
     "sqreen": "services.gateway.sources.sqreen",
     "standard-webhooks": "services.gateway.sources.standard_webhooks",
@@ -97,6 +98,7 @@ def register() -> None:
         module: SourceModule = importlib.import_module(module_name)
         sources.register(source, module.PROFILE)
         register_section(module.SECTION)
+        inbound.reserve(source, source)  # configurable only as its own type
     for module_name in SOURCE_TYPES.values():
         source_type: SourceTypeModule = importlib.import_module(module_name)
         inbound.register_source_type(source_type.CONFIG)

@@ -37,7 +37,6 @@ from shared.bus import messages
 from shared.bus.publish import PublishAck
 from shared.core import jsondata, requestid
 from shared.core import logging as log
-from shared.core.errors import ConfigError
 from shared.core.secrets import Secret
 from shared.core.settings import Settings
 from shared.relay import schemas
@@ -83,16 +82,11 @@ def sqreen_secrets(settings: Settings) -> tuple[Secret, ...] | None:
 
 def configured(settings: Settings) -> dict[str, Receiver]:
     """A receiver per configured source but the one named ``sqreen`` (by name);
-    :class:`ConfigError` for a missing secret or a misused name."""
+    :class:`ConfigError` for a missing secret."""
     found: dict[str, Receiver] = {}
     secrets = source_secrets(settings)
     for config in inbound(settings).sources:
-        if config.name == RESERVED:
-            if config.type != RESERVED:
-                raise ConfigError(
-                    f"{settings.config_where}: the source name {RESERVED!r} is reserved "
-                    f"for a source of type {RESERVED}"
-                )
+        if config.name == RESERVED:  # /webhooks/sqreen's (shared.relay.inbound.reserve)
             continue
         own = {field: s for (name, field), s in secrets.items() if name == config.name}
         found[config.name] = receiver(config, own, settings)

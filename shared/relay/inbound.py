@@ -69,6 +69,13 @@ class SourceConfig(
 
 
 _types: dict[str, type[SourceConfig]] = {}
+_reserved: dict[str, str] = {}
+
+
+def reserve(name: str, source_type: str) -> None:
+    """``name`` is a source that exists without configuration (the launcher's): a
+    ``[[sources]]`` entry may take it only with this type (to give it its settings)."""
+    _reserved[name] = source_type
 
 
 def source_type(config: type[SourceConfig]) -> str:
@@ -138,10 +145,16 @@ def _load(settings: Settings) -> InboundConfig:
     if len(found) > MAX_SOURCES:
         raise ConfigError(f"{where}: {len(found)} sources; at most {MAX_SOURCES}")
     seen: set[str] = set()
-    for source in found:
+    for index, source in enumerate(found):
         if source.name in seen:
             raise ConfigError(f"{where}: two sources are named {source.name!r}")
         seen.add(source.name)
+        kind = _reserved.get(source.name)
+        if kind is not None and source.type != kind:
+            raise ConfigError(
+                f"{where}: sources[{index}]: the source name {source.name!r} is reserved "
+                f"for a source of type {kind}"
+            )
     config = InboundConfig(tuple(found))
     if settings.secret_scope is None:  # lookout run: refuse a missing secret before starting
         _read_secrets(settings, config)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import importlib
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 from standardwebhooks import Webhook
 
-from services.gateway import hooks
+from services.gateway import hooks, sqreen
 from services.gateway.sources import Malformed, Receiver, Unauthorized
 from services.gateway.sources import alertmanager as am
 from services.gateway.sources import github as gh
@@ -518,9 +519,9 @@ def test_secret_files_and_the_reserved_name(tmp_path: Path) -> None:
     assert receiver.receive(headers(Authorization="Bearer from-a-file"), body).notifications
     assert [s.name for s in inbound(settings).sources] == ["am-file"]
     with pytest.raises(ConfigError, match="reserved"):
-        hooks.configured(
-            load(tmp_path, '[[sources]]\nname = "sqreen"\ntype = "github"\nsecret = "s"')
-        )
+        load(tmp_path, '[[sources]]\nname = "sqreen"\ntype = "github"\nsecret = "s"')
+    # refused when read: no process reads the implicit source with another profile
+    assert sources.profile("sqreen") is sqreen.PROFILE
     # a source of type sqreen named sqreen gives /webhooks/sqreen its secret
     settings = load(tmp_path, '[[sources]]\nname = "sqreen"\ntype = "sqreen"\nsecret = "a, b"')
     assert [s.reveal() for s in hooks.sqreen_secrets(settings) or ()] == ["a", "b"]
@@ -554,7 +555,6 @@ def test_lookout_services_refuses_a_misused_source_name(
 
 
 def test_source_types_each_a_module_and_one_line() -> None:
-    import importlib
 
     from services import registry
     from shared.relay.inbound import source_type, source_types
