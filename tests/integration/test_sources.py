@@ -209,6 +209,11 @@ async def test_every_source_type_end_to_end(
         assert shown[("hmac", "g-1")]["environment"] == "lab"  # the source's default
         assert shown[("svix", "msg_e2e_1")]["risk"] == 80
 
+        # metrics per source
+        status, text = await api("GET", f"{base}/metrics")
+        assert 'lookout_webhooks_total{outcome="accepted",source="prom"} 3.0' in text
+        assert 'lookout_notifications_published_total{duplicate="true",source="svix"} 1.0' in text
+
 
 async def test_refusals_are_4xx_with_a_reason_and_store_nothing(
     nats_server: NatsServer, tmp_path: Path, receiver: Receiver
@@ -238,6 +243,9 @@ async def test_refusals_are_4xx_with_a_reason_and_store_nothing(
             assert got == status, (name, answer)
             assert reason.lower() in answer["error"].lower(), (name, answer)
             assert "Traceback" not in answer["error"]
+        status, text = await api("GET", f"{base}/metrics")
+        assert 'lookout_webhooks_rejected_total{reason="bad_signature",source="prom"} 2.0' in text
+        assert "nobody" not in text  # no metric for a name no source has
         # the same request, signed: accepted (so the refusals were about what they said)
         mac = hmac.new(GH_SECRET.encode(), push[:3000], hashlib.sha256).hexdigest()
         got, answer = await post(
