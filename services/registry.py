@@ -196,8 +196,10 @@ def provider_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Aw
 def service_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Awaitable[None]]:
     if name == "gateway":
         from services.gateway.app import serve
+        from services.gateway.hooks import configured
 
         settings.check_bind()  # refuse before starting, as a configuration error
+        configured(settings)  # the sources' secrets (files) read, each source's checks
         return lambda stop: serve(settings, stop)
     if name.startswith("provider-"):
         return provider_main(settings, name.removeprefix("provider-"))
