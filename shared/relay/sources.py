@@ -7,8 +7,10 @@ route filters and grouping, :class:`Fields` for templates) and may bring default
 per message type. The base class is the **generic profile**, for any source without one of
 its own: the message's top-level ``risk`` (a number), ``application``, ``environment``,
 ``description``, ``url``, ``ips`` (addresses, or objects with an ``address``) and
-``accounts``. The launcher registers a profile per source name (``services/registry.py``);
-every service reads notifications through :func:`profile`.
+``accounts``. The launcher registers a profile per source name (``services/registry.py``),
+and reading the ``[[sources]]`` section one per configured source, with its default
+application and environment (``shared/relay/inbound.py``); every service reads
+notifications through :func:`profile`.
 """
 
 from __future__ import annotations
