@@ -30,8 +30,9 @@ from shared.lookups.metrics import ProviderMetrics
 from shared.lookups.provider import Provider
 from shared.lookups.runner import ProviderRunner
 from shared.relay import config as relay_config
-from shared.relay import sources
+from shared.relay import inbound, sources
 from shared.relay.config import TargetConfig, relay
+from shared.relay.inbound import SourceConfig
 from shared.relay.metrics import SinkMetrics
 from shared.relay.runner import SinkRunner
 from shared.relay.sources import SourceProfile
@@ -46,7 +47,18 @@ every configured target runs as ``sink-<target name>``."""
 FALLBACK_TARGET = "log"
 """With no ``[[targets]]`` at all, one target of this type, named after it, is active."""
 SOURCES = {"sqreen": "services.gateway.sqreen"}
-"""Source profiles by source name: the module's ``PROFILE`` (and its ``SECTION``)."""
+"""Source profiles by source name: the module's ``PROFILE`` (and its ``SECTION``), for the
+sources that exist without configuration (``/webhooks/sqreen``); a ``[[sources]]`` entry
+may take such a name only with the source type of the same name."""
+SOURCE_TYPES = {
+    "sqreen": "services.gateway.sources.sqreen",
+    "standard-webhooks": "services.gateway.sources.standard_webhooks",
+    "github": "services.gateway.sources.github",
+    "alertmanager": "services.gateway.sources.alertmanager",
+    "generic": "services.gateway.sources.generic",
+}
+"""Source types of ``[[sources]]`` (``POST /webhooks/<name>``): the module's ``CONFIG`` (its
+Struct, its profile) and ``build`` (the gateway's receiver)."""
 
 
 class TargetModule(Protocol):
@@ -66,11 +78,16 @@ class SourceModule(Protocol):
     SECTION: Section[object]
 
 
+class SourceTypeModule(Protocol):
+    CONFIG: type[SourceConfig]
+
+
 def register() -> None:
     """Register the relay's and the lookups' configuration and every integration of the
     tables above; idempotent."""
     register_section(relay_config.SECTION)
     register_section(lookups_config.SECTION)
+    register_section(inbound.SECTION)
     for name in TARGET_TYPES:
         relay_config.register_target_type(
             _target_module(name).CONFIG, fallback=name == FALLBACK_TARGET
@@ -81,6 +98,10 @@ def register() -> None:
         module: SourceModule = importlib.import_module(module_name)
         sources.register(source, module.PROFILE)
         register_section(module.SECTION)
+        inbound.reserve(source, source)  # configurable only as its own type
+    for module_name in SOURCE_TYPES.values():
+        source_type: SourceTypeModule = importlib.import_module(module_name)
+        inbound.register_source_type(source_type.CONFIG)
 
 
 def _target_module(name: str) -> TargetModule:
@@ -175,8 +196,10 @@ def provider_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Aw
 def service_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Awaitable[None]]:
     if name == "gateway":
         from services.gateway.app import serve
+        from services.gateway.hooks import configured
 
         settings.check_bind()  # refuse before starting, as a configuration error
+        configured(settings)  # the sources' secrets (files) read, each source's checks
         return lambda stop: serve(settings, stop)
     if name.startswith("provider-"):
         return provider_main(settings, name.removeprefix("provider-"))

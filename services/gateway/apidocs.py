@@ -32,6 +32,7 @@ from aiohttp import web
 
 from services.gateway import (
     deadletters_api,
+    hooks,
     hosts,
     lookups,
     notifications,
@@ -65,6 +66,7 @@ _DOCS_HEADERS: Final = {
 DOCS = Operations("documentation", "These documents (public).")
 ROUTE_MODULES: Final[tuple[Operations, ...]] = (
     webhook.DOCS,
+    hooks.DOCS,
     lookups.DOCS,
     notifications.DOCS,
     deadletters_api.DOCS,

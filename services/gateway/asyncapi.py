@@ -310,8 +310,11 @@ def _channels() -> JSON:
             streams.NOTIFICATIONS,
             {
                 "source": {
-                    "description": "Who sent it: a lower-case token ([a-z0-9_-]).",
-                    "examples": ["sqreen"],
+                    "description": (
+                        "Who sent it: a lower-case token ([a-z0-9_-]); for a configured "
+                        "source (`[[sources]]`), its name."
+                    ),
+                    "examples": ["sqreen", "github"],
                 },
                 "type": {
                     "description": "Its type: a lower-case token ([a-z0-9_-]).",
@@ -394,8 +397,9 @@ def _operations() -> JSON:
             "Notification",
             "gateway",
             "Publish a verified notification",
-            "The Sqreen webhook and `POST /api/v1/notifications` publish, and answer 2xx "
-            "only after the JetStream ack. Any other system may publish here too.",
+            "The webhooks (`/webhooks/sqreen`, `/webhooks/<name>` of each configured "
+            "source) and `POST /api/v1/notifications` publish, and answer 2xx only after "
+            "the JetStream ack. Any other system may publish here too.",
         ),
         "sinkReceiveNotification": _operation(
             "receive",

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import weakref
+from collections.abc import Mapping
 from typing import Any, Final, get_args
 
 import msgspec
@@ -29,7 +31,7 @@ from services.gateway.apispec import (
     json_content,
     ref,
 )
-from services.gateway.state import SETTINGS
+from services.gateway.state import BUS, SETTINGS, Bus
 from services.gateway.stored import OUTCOME
 from shared.bus import direct, messages
 from shared.bus.publish import PublishAck
@@ -63,7 +65,31 @@ async def _statuses(request: web.Request, prefix: str = ">") -> list[status.Deli
     return found
 
 
-def _group(records: list[status.DeliveryStatus], targets: list[str]) -> list[dict[str, Any]]:
+_STARTED: weakref.WeakKeyDictionary[Bus, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
+async def _targets(request: web.Request) -> dict[str, str | None]:
+    """Every configured target and since when it exists: its durable consumer's creation
+    time (it takes the notifications stored from then on, ``DeliverPolicy.NEW``), read once
+    per gateway (None when it cannot be read now: its records say ``pending``)."""
+    names = [t.name for t in relay(request.config_dict[SETTINGS]).targets]
+    the_bus = request.config_dict[BUS]
+    known = _STARTED.setdefault(the_bus, {})
+    js = the_bus.js
+    for name in names:
+        if name in known or js is None:
+            continue
+        with contextlib.suppress(Exception):  # best effort: the listing never fails for it
+            info = await js.consumer_info(streams.NOTIFICATIONS, streams.sink_durable(name))
+            created = status.utc_text(info.created)
+            if created is not None:
+                known[name] = created
+    return {name: known.get(name) for name in names}
+
+
+def _group(
+    records: list[status.DeliveryStatus], targets: Mapping[str, str | None]
+) -> list[dict[str, Any]]:
     grouped: dict[tuple[str, str], dict[str, Any]] = {}
     for r in records:
         item = grouped.setdefault(
@@ -97,12 +123,22 @@ def _group(records: list[status.DeliveryStatus], targets: list[str]) -> list[dic
             "attempt_log": r.attempt_log,
         }
     for item in grouped.values():
-        for name in targets:
-            item["targets"].setdefault(name, {"state": "pending", "attempts": 0})
+        received = item["received_at"]
+        for name, since in targets.items():
+            # A target made after the notification arrived never gets it (its consumer
+            # starts with what comes next): not applicable, rather than pending for ever.
+            late = since is not None and received is not None and received < since
+            item["targets"].setdefault(
+                name, {"state": "not_applicable" if late else "pending", "attempts": 0}
+            )
         states = {t["state"] for t in item["targets"].values()}
         item["state"] = next(
-            (s for s in ("dead", "retrying", "paused", "pending", "delivered") if s in states),
-            "skipped",
+            (
+                s
+                for s in ("dead", "retrying", "paused", "pending", "delivered", "skipped")
+                if s in states
+            ),
+            "not_applicable",
         )
     # Newest first by arrival (the sender's timestamp for records from before it was kept).
     return sorted(grouped.values(), key=lambda i: i["received_at"] or i["timestamp"], reverse=True)
@@ -142,10 +178,9 @@ def _group(records: list[status.DeliveryStatus], targets: list[str]) -> list[dic
     ),
 )
 async def list_notifications(request: web.Request) -> web.Response:
-    settings = request.config_dict[SETTINGS]
     limit = query_limit(request, DEFAULT_LIST, MAX_LIST)
     wanted_state = request.query.get("state")
-    items = _group(await _statuses(request), [t.name for t in relay(settings).targets])
+    items = _group(await _statuses(request), await _targets(request))
     if wanted_state:
         items = [i for i in items if i["state"] == wanted_state]
     return api_json(200, {"notifications": items[:limit], "total": len(items)})
@@ -178,10 +213,9 @@ async def list_notifications(request: web.Request) -> web.Response:
     ),
 )
 async def get_notification(request: web.Request) -> web.Response:
-    settings = request.config_dict[SETTINGS]
     notification_id = request.match_info["id"]
     prefix = f"{status.notification_key(notification_id)}.>"
-    items = _group(await _statuses(request, prefix), [t.name for t in relay(settings).targets])
+    items = _group(await _statuses(request, prefix), await _targets(request))
     items = [i for i in items if i["id"] == notification_id]
     if not items:
         return api_json(404, {"error": "no delivery recorded for that notification yet"})
@@ -339,7 +373,9 @@ def _schemas() -> dict[str, JSON]:
                 "reported yet), `skipped` (its route does not match), `delivered`, "
                 "`retrying` (see `last_error`, `next_attempt_at`), `paused` (waiting while "
                 "its target is paused; `next_attempt_at` is the next probe), `dead` "
-                "(dead-lettered). `attempt_log`: its newest calls to the target."
+                "(dead-lettered), `not_applicable` (the target was made after the "
+                "notification arrived: it never gets it). `attempt_log`: its newest calls "
+                "to the target."
             ),
             "type": "object",
             "properties": {
@@ -374,7 +410,8 @@ def _schemas() -> dict[str, JSON]:
             "title": "NotificationState",
             "description": (
                 "A notification and its state per target; `state` is the worst of its "
-                "targets' (dead, retrying, paused, pending, delivered, skipped)."
+                "targets' (dead, retrying, paused, pending, delivered, skipped, "
+                "not_applicable)."
             ),
             "type": "object",
             "properties": {

@@ -3,7 +3,8 @@
 Each sink writes what happened to a notification it handles: ``delivered``, ``retrying``
 (with the last error and when the next attempt is due), ``dead`` (dead-lettered) or
 ``skipped`` (its route does not match). A configured target with no record yet is
-``pending``; nothing is written on the webhook path.
+``pending``, or ``not_applicable`` when it was made after the notification arrived (its
+consumer takes only what comes next); nothing is written on the webhook path.
 Writing status is best effort: it never holds up or fails a delivery.
 """
 
@@ -22,9 +23,11 @@ from shared.relay import templates
 from shared.relay.schemas import Notification
 from shared.relay.sources import Reading, read
 
-State = Literal["pending", "skipped", "delivered", "retrying", "paused", "dead"]
+State = Literal["pending", "skipped", "delivered", "retrying", "paused", "dead", "not_applicable"]
 """``skipped``: the target's route does not match the notification; ``paused``: it waits
-while its target is paused (see shared.relay.health)."""
+while its target is paused (see shared.relay.health); ``not_applicable`` (never written,
+the API's conclusion): the target was made after the notification arrived, so it never
+gets it."""
 
 AttemptOutcome = Literal["delivered", "failed", "refused"]
 """``failed``: retryable (or while the target is paused); ``refused``: permanent."""

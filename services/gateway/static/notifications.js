@@ -10,6 +10,7 @@ const STATE_ICONS = {
   dead: "✖",
   pending: "…",
   skipped: "–",
+  not_applicable: "∅",
   active: "✔",
 };
 const REFRESH_MS = 10000;
