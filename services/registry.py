@@ -99,7 +99,7 @@ T = TypeVar("T")
 def service_names(settings: Settings) -> list[str]:
     return [
         "gateway",
-        *(f"provider-{name}" for name in catalog.names()),
+        *(f"provider-{name}" for name in catalog.active_names(settings)),
         *(f"sink-{target.name}" for target in relay(settings).targets),
     ]
 
@@ -159,6 +159,10 @@ def provider_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Aw
     if catalog.get(name) is None:
         known = ", ".join(catalog.names())
         raise ConfigError(f"no provider named {name!r} (providers: {known})")
+    if name not in catalog.active_names(settings):
+        raise ConfigError(
+            f"provider {name!r} is turned off (LOOKOUT_PROVIDERS or [providers.{name}] enabled)"
+        )
 
     async def main(stop: asyncio.Event) -> None:
         provider = _provider_module(name).build(settings)

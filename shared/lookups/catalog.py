@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.core.settings import Section, register_section
+from shared.core.settings import Section, Settings, register_section
 from shared.lookups import display
-from shared.lookups.config import ProviderConfig, register_provider_table
+from shared.lookups.config import ProviderConfig, lookups, register_provider_table
 from shared.lookups.display import Details
 
 
@@ -81,6 +81,18 @@ def specs() -> tuple[ProviderSpec, ...]:
 
 def names() -> tuple[str, ...]:
     return tuple(_specs)
+
+
+def active(settings: Settings) -> tuple[ProviderSpec, ...]:
+    """The registered providers that are on in ``settings`` (``LOOKOUT_PROVIDERS``,
+    ``[providers.<name>] enabled``), in registration order: the only ones that get
+    consumers, requests, columns and services."""
+    config = lookups(settings)
+    return tuple(spec for spec in _specs.values() if config.is_enabled(spec.name))
+
+
+def active_names(settings: Settings) -> tuple[str, ...]:
+    return tuple(spec.name for spec in active(settings))
 
 
 def get(name: str) -> ProviderSpec | None:
