@@ -56,7 +56,8 @@ async def test_hashes_from_text_are_looked_up_by_virustotal(
             ):
                 table = list(csv.DictReader(io.StringIO(await answer.text())))
     paths = [r.path for r in vt.requests]
-    assert f"/api/v3/files/{MD5}" in paths and f"/api/v3/files/{SHA1}" in paths
+    assert f"/api/v3/files/{MD5}" in paths
+    assert f"/api/v3/files/{SHA1}" in paths
     cell = {r["indicator"]: r for r in job["results"] if r["provider"] == "virustotal"}
     found = cell[MD5]
     assert found["status"] == "done"

@@ -730,7 +730,8 @@ def test_hashes_are_items_of_their_own_kind_in_lower_case() -> None:
         "34 hex digits: not an MD5 (32), SHA-1 (40) or SHA-256 (64)",
         "65 hex digits: not an MD5 (32), SHA-1 (40) or SHA-256 (64)",
     ]
-    assert hash_algorithm("deadbeef") is None and hash_algorithm("z" * 32) is None
+    assert hash_algorithm("deadbeef") is None
+    assert hash_algorithm("z" * 32) is None
 
 
 @pytest.mark.parametrize(
@@ -746,7 +747,8 @@ def test_hashes_are_items_of_their_own_kind_in_lower_case() -> None:
 )
 def test_free_text_finds_whole_token_hashes(text: str) -> None:
     found = [(i.kind, i.value) for i in extract(text).indicators]
-    assert len(found) == 1 and found[0][0] == "hash", found
+    assert len(found) == 1, found
+    assert found[0][0] == "hash"
     assert found[0][1] in (MD5_EMPTY, SHA1_EMPTY, SHA256_EMPTY)
 
 
