@@ -252,6 +252,22 @@ async def wait_job(base: str, job_id: str, within: float = 20.0, token: str | No
     return result
 
 
+async def provider_job(
+    settings: config.Settings, provider: str, indicators: list[str], within: float = 20.0
+) -> dict[str, dict[str, Any]]:
+    """A gateway and ``provider``'s worker on the bus: a job of ``indicators`` asked of that
+    provider only, waited for; its results by indicator."""
+    async with running_gateway(settings) as base, running_provider(settings, provider):
+        status, created = await api(
+            "POST",
+            f"{base}/api/v1/lookups",
+            json={"indicators": indicators, "providers": [provider]},
+        )
+        assert status == 202, created
+        job = await wait_job(base, created["id"], within=within)
+    return {r["indicator"]: r for r in job["results"]}
+
+
 def http_target(
     url: str,
     extra: str = "",
