@@ -46,6 +46,7 @@ PROVIDERS = (
     "urlhaus",
     "threatfox",
     "malwarebazaar",
+    "otx",
 )
 """Lookup providers, each the package ``services/providers/<name>`` (its ``SPEC`` and
 ``build``), run as ``provider-<name>``; this order is the order of the UI's columns."""
