@@ -4,13 +4,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import json
+import os
 from pathlib import Path
 
 import aiohttp
 from fakes.virustotal import FakeVirusTotal, file_fixture
-from helpers import api, make_settings, running_gateway, running_provider, wait_job
+from helpers import LOOKOUT, api, make_settings, running_gateway, running_provider, wait_job
 
 from shared.core.natsserver import NatsServer
 
@@ -103,3 +106,46 @@ async def test_a_hash_goes_only_to_providers_that_know_hashes(
         )
         assert status == 400
         assert "50 hex digits" in str(refused)
+
+
+async def test_hashes_from_an_uploaded_file_and_the_cli(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    async with FakeVirusTotal({SHA256: ITAMI["attributes"]}) as vt:
+        env = {
+            "NATS_URL": nats_server.url,
+            "VIRUSTOTAL_API_KEY": vt.api_key,
+            "VIRUSTOTAL_URL": vt.base_url,
+            "LOOKOUT_DATA_DIR": str(tmp_path / "cli"),
+        }
+        settings = make_settings(
+            tmp_path, nats_server.url, "[providers.virustotal.quota]\nper_minute = 1000\n", **env
+        )
+        async with running_gateway(settings) as base, running_provider(settings, "virustotal"):
+            form = aiohttp.FormData()
+            form.add_field("file", f"sha256,name\n{SHA256},itami.exe\n", filename="iocs.csv")
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(f"{base}/api/v1/lookups", data=form) as answer,
+            ):
+                created = await answer.json()
+            assert answer.status == 202, created
+            assert [(i["kind"], i["value"]) for i in created["indicators"]] == [("hash", SHA256)]
+
+            process = await asyncio.create_subprocess_exec(
+                LOOKOUT,
+                "lookup",
+                "--providers",
+                "virustotal",
+                "--json",
+                MD5.upper(),
+                env={**os.environ, **env},
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1, err  # a malicious indicator fails the script
+    job = json.loads(out)
+    assert job["indicators"][0]["kind"] == "hash"
+    assert job["indicators"][0]["data"] == {"algorithm": "md5"}
+    assert job["results"][0]["verdict"] == "malicious"
