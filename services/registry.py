@@ -38,7 +38,17 @@ from shared.relay.runner import SinkRunner
 from shared.relay.sources import SourceProfile
 from shared.relay.target import Target
 
-PROVIDERS = ("dns", "whois", "emailsec", "virustotal", "abuseipdb")
+PROVIDERS = (
+    "dns",
+    "whois",
+    "emailsec",
+    "virustotal",
+    "abuseipdb",
+    "urlhaus",
+    "threatfox",
+    "malwarebazaar",
+    "otx",
+)
 """Lookup providers, each the package ``services/providers/<name>`` (its ``SPEC`` and
 ``build``), run as ``provider-<name>``; this order is the order of the UI's columns."""
 TARGET_TYPES = ("log", "http", "email", "sms", "slack", "teams", "discord", "pagerduty", "apprise")
@@ -120,7 +130,7 @@ T = TypeVar("T")
 def service_names(settings: Settings) -> list[str]:
     return [
         "gateway",
-        *(f"provider-{name}" for name in catalog.names()),
+        *(f"provider-{name}" for name in catalog.active_names(settings)),
         *(f"sink-{target.name}" for target in relay(settings).targets),
     ]
 
@@ -180,6 +190,10 @@ def provider_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Aw
     if catalog.get(name) is None:
         known = ", ".join(catalog.names())
         raise ConfigError(f"no provider named {name!r} (providers: {known})")
+    if name not in catalog.active_names(settings):
+        raise ConfigError(
+            f"provider {name!r} is turned off (LOOKOUT_PROVIDERS or [providers.{name}] enabled)"
+        )
 
     async def main(stop: asyncio.Event) -> None:
         provider = _provider_module(name).build(settings)

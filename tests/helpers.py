@@ -24,7 +24,11 @@ import nats
 from aiohttp import web
 from dnsserver import ZoneServer
 from fakes.abuseipdb import FakeAbuseIpdb
+from fakes.malwarebazaar import FakeMalwareBazaar
+from fakes.otx import FakeOtx
 from fakes.rdap import FakeRdapServer, domain_object, network_object
+from fakes.threatfox import FakeThreatFox
+from fakes.urlhaus import FakeUrlhaus
 from fakes.virustotal import FakeVirusTotal
 from nats.js import JetStreamContext
 from nats.js.errors import NoKeysError
@@ -73,6 +77,8 @@ hxxps://login-shop-example[.]com/verify and a beacon to 185.220.101[.]50."""
 EMAIL = "billing@shop-example.com"
 LOGIN = "https://login-shop-example.com/verify"
 IP = "185.220.101.50"
+# A malware sample MalwareBazaar knows (its documentation's get_info example).
+SAMPLE_SHA256 = "094fd325049b8a9cf6d3e5ef2a6d4cc6a567d7d49c35f8bb8dd9e3c6acf3d78d"
 
 
 def sqreen_fixture(name: str) -> bytes:
@@ -252,6 +258,22 @@ async def wait_job(base: str, job_id: str, within: float = 20.0, token: str | No
     return result
 
 
+async def provider_job(
+    settings: config.Settings, provider: str, indicators: list[str], within: float = 20.0
+) -> dict[str, dict[str, Any]]:
+    """A gateway and ``provider``'s worker on the bus: a job of ``indicators`` asked of that
+    provider only, waited for; its results by indicator."""
+    async with running_gateway(settings) as base, running_provider(settings, provider):
+        status, created = await api(
+            "POST",
+            f"{base}/api/v1/lookups",
+            json={"indicators": indicators, "providers": [provider]},
+        )
+        assert status == 202, created
+        job = await wait_job(base, created["id"], within=within)
+    return {r["indicator"]: r for r in job["results"]}
+
+
 def http_target(
     url: str,
     extra: str = "",
@@ -414,8 +436,9 @@ async def lookup_stack(
     **env: str,
 ) -> AsyncIterator[str]:
     """The gateway and provider services on the bus, against loopback DNS (``zone``), RDAP
-    (``rdap``, else :func:`rdap_records`), VirusTotal and AbuseIPDB; yields the gateway's
-    base URL."""
+    (``rdap``, else :func:`rdap_records`), VirusTotal, AbuseIPDB, URLhaus (the login URL,
+    online), ThreatFox (the address, a C2), MalwareBazaar (:data:`SAMPLE_SHA256`) and OTX
+    (the address, 2 pulses); yields the gateway's base URL."""
     async with contextlib.AsyncExitStack() as stack:
         dns = stack.enter_context(ZoneServer(zone))
         whois = await stack.enter_async_context(
@@ -433,6 +456,18 @@ async def lookup_stack(
         abuse = await stack.enter_async_context(
             FakeAbuseIpdb({IP: {"abuseConfidenceScore": 100, "totalReports": 812, "isTor": True}})
         )
+        urlhaus = await stack.enter_async_context(
+            FakeUrlhaus(urls={LOGIN: {**FakeUrlhaus.fixture("url_ok.json"), "url": LOGIN}})
+        )
+        c2 = FakeThreatFox.fixture("search_ioc_docs.json")
+        c2["data"] = [{**c2["data"][0], "ioc": f"{IP}:443"}]
+        threatfox = await stack.enter_async_context(FakeThreatFox(iocs={IP: c2}))
+        bazaar = await stack.enter_async_context(
+            FakeMalwareBazaar(FakeMalwareBazaar.fixture("get_info_ok.json")["data"])
+        )
+        otx = await stack.enter_async_context(
+            FakeOtx({("IPv4", IP): {**FakeOtx.fixture("ipv4_general.json"), "indicator": IP}})
+        )
         settings = make_settings(
             tmp_path,
             nats_server.url,
@@ -444,6 +479,12 @@ async def lookup_stack(
                 "VIRUSTOTAL_URL": vt.base_url,
                 "ABUSEIPDB_API_KEY": abuse.api_key,
                 "ABUSEIPDB_URL": abuse.base_url,
+                "ABUSECH_API_KEY": urlhaus.api_key,
+                "URLHAUS_URL": urlhaus.base_url,
+                "THREATFOX_URL": threatfox.base_url,
+                "MALWAREBAZAAR_URL": bazaar.base_url,
+                "OTX_API_KEY": otx.api_key,
+                "OTX_URL": otx.base_url,
                 **env,
             },
         )

@@ -495,12 +495,12 @@ async def logout(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _provider_choices() -> str:
-    """One checked box per provider the launcher registered, in column order."""
+def _provider_choices(settings: Settings) -> str:
+    """One checked box per provider the launcher registered that is on, in column order."""
     return "\n".join(
         '<label class="check"><input type="checkbox" name="provider" '
         f'value="{html.escape(spec.name)}" checked> {html.escape(spec.label)}</label>'
-        for spec in catalog.specs()
+        for spec in catalog.active(settings)
     )
 
 
@@ -511,7 +511,7 @@ def setup(app: web.Application) -> None:
     app[TEMPLATES] = {name: (STATIC_DIR / name).read_text("utf-8") for name in PAGES}
     # The lookup form's provider choices, from the catalog (the same for every request).
     app[TEMPLATES]["index.html"] = app[TEMPLATES]["index.html"].replace(
-        "{{providers}}", _provider_choices()
+        "{{providers}}", _provider_choices(app[SETTINGS])
     )
     app[STATIC] = {name: _load(name) for name in ASSETS}
     # Browser-readable answers: behind the Host check (DNS rebinding, see hosts).

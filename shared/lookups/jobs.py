@@ -98,7 +98,7 @@ async def submit(
     """Store the job and publish one ``lookup.requested.<kind>`` per indicator, each with
     ``request_id`` in its ``Lookout-Request-Id`` header (the providers log it)."""
     rejected, rejected_total = rejected_items(parsed)
-    wanted = set(providers) or set(catalog.names())
+    wanted = set(providers) or set(catalog.active_names(settings))
     kinds = {i.kind for i in parsed.indicators}
     job = Job(
         id=new_job_id(),
@@ -291,6 +291,15 @@ class Follower:
         await self._follow.stop()
 
 
+def indicator_json(item: JobIndicator) -> dict[str, Any]:
+    """An indicator as the API shows it: ``value``, ``kind``, ``scope`` and, for a hash,
+    ``data.algorithm`` (``md5``, ``sha1`` or ``sha256``)."""
+    shown: dict[str, Any] = {"value": item.value, "kind": item.kind, "scope": item.scope}
+    if item.kind == "hash":
+        shown["data"] = {"algorithm": indicators.hash_algorithm(item.value)}
+    return shown
+
+
 class JobView:
     """A job's results, one per indicator and provider, filled in as they arrive."""
 
@@ -339,9 +348,7 @@ class JobView:
             verdict, reasons = judge(results)
             indicators.append(
                 {
-                    "value": item.value,
-                    "kind": item.kind,
-                    "scope": item.scope,
+                    **indicator_json(item),
                     "verdict": verdict,
                     "verdict_reasons": reasons,
                 }

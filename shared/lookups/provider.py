@@ -161,10 +161,38 @@ class HttpProvider(Provider):
         self, url: str, *, headers: dict[str, str], params: dict[str, str] | None = None
     ) -> tuple[int, Mapping[str, str], Any]:
         """(status, headers, decoded JSON body or None)."""
+        return await self._json("GET", url, headers=headers, params=params)
+
+    async def post_json(
+        self,
+        url: str,
+        *,
+        headers: dict[str, str],
+        form: dict[str, str] | None = None,
+        json: Any = None,
+    ) -> tuple[int, Mapping[str, str], Any]:
+        """POST ``form`` (``application/x-www-form-urlencoded``) or ``json``: (status,
+        headers, decoded JSON body or None)."""
+        body = msgspec.json.encode(json) if json is not None else None
+        if body is not None:
+            headers = {**headers, "Content-Type": "application/json"}
+        return await self._json("POST", url, headers=headers, data=form if body is None else body)
+
+    async def _json(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str],
+        params: dict[str, str] | None = None,
+        data: Any = None,
+    ) -> tuple[int, Mapping[str, str], Any]:
         assert self._session is not None, "open() first"
         where = {"upstream": upstream(url)}
         try:
-            async with self._session.get(url, headers=headers, params=params) as response:
+            async with self._session.request(
+                method, url, headers=headers, params=params, data=data
+            ) as response:
                 raw = await response.read()
                 body: Any = None
                 if raw:

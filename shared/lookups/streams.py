@@ -84,7 +84,7 @@ async def provision(js: JetStreamContext, settings: Settings) -> None:
         ),
     ):
         await ensure_bucket(js, bucket, settings.stream_replicas)
-    for provider in catalog.names():
+    for provider in catalog.active_names(settings):
         durable = provider_durable(provider)
         try:
             await js.consumer_info(LOOKUPS, durable)

@@ -629,6 +629,29 @@ async def test_errors_show_their_cause_and_make_the_overall_verdict_error(
             assert other_console.problems == []
 
 
+async def test_a_provider_without_its_key_says_what_to_set_and_links_to_a_free_key(
+    nats_server: NatsServer, tmp_path: Path, browser: Browser
+) -> None:
+    settings = make_settings(tmp_path, nats_server.url)
+    async with running_gateway(settings) as base, running_provider(settings, "virustotal"):
+        page, console = await new_page(browser)
+        await page.goto(f"{base}/")
+        await only_providers(page, "virustotal")
+        await page.get_by_label("Indicators or free text").fill("198.51.100.7")
+        await page.get_by_role("button", name="Look up", exact=True).click()
+        await complete(page)
+        vt = cell(page, "198.51.100.7", "virustotal")
+        await expect(vt).to_have_class(re.compile(r"\bv-not_configured\b"))
+        await expect(vt.locator(".summary")).to_contain_text("VIRUSTOTAL_API_KEY is not set")
+        await vt.locator("button").click()
+        detail = page.locator("tbody[data-indicator='198.51.100.7'] .detail")
+        await expect(detail.locator(".setup-hint code")).to_have_text("VIRUSTOTAL_API_KEY")
+        link = detail.locator("a.signup-link")
+        await expect(link).to_have_attribute("href", "https://www.virustotal.com/gui/join-us")
+        await expect(link).to_have_text("get a free key ↗")
+        assert console.problems == []
+
+
 # --------------------------------------------------------------------------- login
 
 
