@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 import nats.errors
 from aiohttp import web
 
-from services.gateway import deadletters_api, lookups, notifications, ui
+from services.gateway import deadletters_api, lookups, notifications, silences_api, ui
 from services.gateway.answers import api_error
 from services.gateway.apilimit import API_LIMITER, too_many
 from services.gateway.state import SETTINGS
@@ -103,4 +103,5 @@ def api_app() -> web.Application:
     lookups.add_routes(app)
     notifications.add_routes(app)
     deadletters_api.add_routes(app)
+    silences_api.add_routes(app)
     return app

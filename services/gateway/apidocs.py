@@ -30,7 +30,16 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
-from services.gateway import deadletters_api, hosts, lookups, notifications, ops, ui, webhook
+from services.gateway import (
+    deadletters_api,
+    hosts,
+    lookups,
+    notifications,
+    ops,
+    silences_api,
+    ui,
+    webhook,
+)
 from services.gateway.apispec import (
     API_VERSION,
     JSON,
@@ -59,6 +68,7 @@ ROUTE_MODULES: Final[tuple[Operations, ...]] = (
     lookups.DOCS,
     notifications.DOCS,
     deadletters_api.DOCS,
+    silences_api.DOCS,
     ops.DOCS,
     DOCS,
 )

@@ -95,12 +95,15 @@ def _group(records: list[status.DeliveryStatus], targets: list[str]) -> list[dic
             "next_attempt_at": r.next_attempt_at,
             "updated_at": r.updated_at,
         }
+        if r.silence_id is not None:
+            item["targets"][r.target]["silence_id"] = r.silence_id
     for item in grouped.values():
         for name in targets:
             item["targets"].setdefault(name, {"state": "pending", "attempts": 0})
         states = {t["state"] for t in item["targets"].values()}
         item["state"] = next(
-            (s for s in ("dead", "retrying", "pending", "delivered") if s in states), "skipped"
+            (s for s in ("dead", "retrying", "pending", "delivered", "silenced") if s in states),
+            "skipped",
         )
     # Newest first by arrival (the sender's timestamp for records from before it was kept).
     return sorted(grouped.values(), key=lambda i: i["received_at"] or i["timestamp"], reverse=True)
@@ -335,7 +338,9 @@ def _schemas() -> dict[str, JSON]:
             "description": (
                 "What one target did with a notification: `pending` (configured, nothing "
                 "reported yet), `skipped` (its route does not match), `delivered`, "
-                "`retrying` (see `last_error`, `next_attempt_at`), `dead` (dead-lettered)."
+                "`retrying` (see `last_error`, `next_attempt_at`), `dead` (dead-lettered), "
+                "`silenced` (a silence held it back: acknowledged, not sent, never "
+                "dead-lettered; `silence_id` says which)."
             ),
             "type": "object",
             "properties": {
@@ -344,6 +349,7 @@ def _schemas() -> dict[str, JSON]:
                 "last_error": {"type": ["string", "null"]},
                 "next_attempt_at": {"type": ["string", "null"]},
                 "updated_at": {"type": "string"},
+                "silence_id": {"type": "string"},
             },
             "required": ["state", "attempts"],
         },
@@ -351,7 +357,7 @@ def _schemas() -> dict[str, JSON]:
             "title": "NotificationState",
             "description": (
                 "A notification and its state per target; `state` is the worst of its "
-                "targets' (dead, retrying, pending, delivered, skipped)."
+                "targets' (dead, retrying, pending, delivered, silenced, skipped)."
             ),
             "type": "object",
             "properties": {

@@ -1,9 +1,9 @@
 """Delivery status per notification and target, kept in the KV bucket ``delivery_status``.
 
 Each sink writes what happened to a notification it handles: ``delivered``, ``retrying``
-(with the last error and when the next attempt is due), ``dead`` (dead-lettered) or
-``skipped`` (its route does not match). A configured target with no record yet is
-``pending``; nothing is written on the webhook path.
+(with the last error and when the next attempt is due), ``dead`` (dead-lettered),
+``skipped`` (its route does not match) or ``silenced`` (a silence held it back). A
+configured target with no record yet is ``pending``; nothing is written on the webhook path.
 Writing status is best effort: it never holds up or fails a delivery.
 """
 
@@ -22,8 +22,9 @@ from shared.relay import templates
 from shared.relay.schemas import Notification
 from shared.relay.sources import Reading, read
 
-State = Literal["pending", "skipped", "delivered", "retrying", "dead"]
-"""``skipped``: the target's route does not match the notification."""
+State = Literal["pending", "skipped", "delivered", "retrying", "dead", "silenced"]
+"""``skipped``: the target's route does not match the notification; ``silenced``: a silence
+held it back (acknowledged, never sent nor dead-lettered; ``silence_id`` says which)."""
 
 
 class DeliveryStatus(msgspec.Struct, kw_only=True, frozen=True):
@@ -46,6 +47,7 @@ class DeliveryStatus(msgspec.Struct, kw_only=True, frozen=True):
     application: str | None = None
     environment: str | None = None
     risk: int | None = None
+    silence_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

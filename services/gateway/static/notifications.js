@@ -3,7 +3,7 @@
 
 import { $, api, clear, el, errorText, localTime, setStatus, setupTheme } from "./common.js";
 
-const STATE_ICONS = { delivered: "✔", retrying: "◷", dead: "✖", pending: "…", skipped: "–" };
+const STATE_ICONS = { delivered: "✔", retrying: "◷", dead: "✖", pending: "…", skipped: "–", silenced: "🔕" };
 const REFRESH_MS = 10000;
 
 const state = { target: null, timer: null, busy: false };
@@ -25,6 +25,9 @@ function targetItem(name, info) {
   const more = [];
   if (info.last_error) more.push(el("div", { class: "error-text", text: `Last error: ${info.last_error}` }));
   if (info.next_attempt_at) more.push(el("div", { text: `Next attempt: ${localTime(info.next_attempt_at)}` }));
+  if (info.silence_id) {
+    more.push(el("div", {}, "Silenced by ", el("a", { href: `/silences#${info.silence_id}`, class: "mono", text: info.silence_id })));
+  }
   if (info.updated_at) more.push(el("div", { class: "help", text: `Updated ${localTime(info.updated_at)}` }));
   const item = el("li", { dataset: { target: name, state: info.state } });
   if (more.length) item.append(el("details", {}, el("summary", {}, chip), more));
