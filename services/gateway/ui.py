@@ -361,7 +361,7 @@ def _next(request: web.Request) -> str:
     if request.path == "/login":
         wanted = request.query.get("next", "/")
         return wanted if _safe_next(wanted) else "/"
-    return request.path
+    return request.path_qs if _safe_next(request.path_qs) else request.path
 
 
 def _safe_next(value: str) -> bool:

@@ -61,7 +61,7 @@ def received(receiver: Receiver) -> list[str]:
     return [body["id"] for body in receiver.bodies()]
 
 
-async def silence(base: str, token: str = "tok-two", **body: Any) -> tuple[int, Any]:
+async def silence(base: str, token: str = "tok-two", **body: Any) -> tuple[int, Any]:  # noqa: S107
     return await api("POST", f"{base}/api/v1/silences", token, json=body)
 
 
@@ -141,7 +141,7 @@ async def test_a_silence_made_while_a_notification_retries_stops_it_never_dead_l
     async with running_gateway(settings) as base, running_sink(settings, "ops-http"):
         await notify(base, "down-1")
         await wait_for(reaches(base, "down-1", "retrying"))
-        status, made = await silence(
+        status, _ = await silence(
             base, matchers={"target": "ops-http", "type": "port_scan"}, duration="10m"
         )
         assert status == 201
@@ -278,7 +278,8 @@ async def test_lookout_silence_add_list_expire(
         header, row = out.strip().splitlines()
         assert header.split()[:3] == ["ID", "STATE", "ENDS"]
         assert row.split()[:2] == [silence_id, "active"]
-        assert "source=ids" in row and "noisy" in row
+        assert "source=ids" in row
+        assert "noisy" in row
 
         code, out, err = await lookout_silence(nats_server, "expire", silence_id)
         assert code == 0, err
