@@ -42,7 +42,10 @@ async def creator(request: web.Request) -> str:
         token = given[7:].strip() if given[:7].lower() == "bearer " else ""
         index = ui.token_index(settings, token)
     else:
-        session = await ui.session_of(request)
+        try:
+            session = await ui.session_of(request)
+        except ui.SessionStoreUnavailable:  # checked a moment ago by the middleware
+            session = None
         index = session.token if session is not None else None
     return "session" if index is None else f"token-{index + 1}"
 

@@ -32,6 +32,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import KeyWrongLastSequenceError
 
 from shared.bus import direct
 from shared.bus.manage import DAY
@@ -360,8 +361,8 @@ async def expire(
         )
         try:
             await kv.update(silence_id, encode(ended), last=revision)
-        except Exception as exc:  # changed meanwhile (another expiry): read it again
-            _log.info("silence changed while expiring it, reading it again", error=str(exc))
+        except KeyWrongLastSequenceError:  # changed meanwhile (another expiry): read it again
+            _log.info("silence changed while expiring it, reading it again", id=silence_id)
             continue
         return ended
     raise SilenceError("the silence keeps changing: try again")

@@ -73,7 +73,7 @@ async function loadNotifications() {
     setStatus($("notes-status"), `Cannot load notifications: ${errorText(result)}`, true);
     return;
   }
-  const { notifications, total } = result.data;
+  const { notifications, total, partial } = result.data;
   // Keep open <details> open across a refresh.
   const open = new Set(
     [...body.querySelectorAll("details[open]")].map((d) => d.closest("tr").dataset.id + "\u0000" + d.closest("li").dataset.target),
@@ -105,7 +105,7 @@ async function loadNotifications() {
   }
   setStatus(
     $("notes-status"),
-    `${notifications.length} shown of ${total} · updated ${localTime(new Date().toISOString(), false)}`,
+    `${notifications.length} shown of ${partial ? "at least " : ""}${total} · updated ${localTime(new Date().toISOString(), false)}`,
   );
 }
 
