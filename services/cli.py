@@ -6,6 +6,7 @@
 ``lookout lookup HOST…``    look indicators up through the bus (see lookup_cli for exits)
 ``lookout deadletters list [TARGET]``   every target's count, or what TARGET gave up on
 ``lookout deadletters replay TARGET``   deliver it again
+``lookout silence add|list|expire``      silences (see silence_cli)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 from services import registry
 from services.lookup_cli import EXIT_STATUS as LOOKUP_EXIT_STATUS
 from services.lookup_cli import add_arguments as add_lookup_arguments
+from services.silence_cli import add_arguments as add_silence_arguments
 from shared.core import logging as log
 from shared.core import service
 from shared.core import settings as config
@@ -72,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     which = again.add_mutually_exclusive_group(required=True)
     which.add_argument("--id", help="a notification id or dead-letter sequence number")
     which.add_argument("--all", action="store_true", help="every dead letter of TARGET")
+    silence = commands.add_parser(
+        "silence", help="hold matching notifications back for a while: add, list, expire"
+    )
+    add_silence_arguments(silence)
     return parser
 
 
@@ -99,6 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(lookup_cli.run(settings, args))
         if args.command == "deadletters":
             return asyncio.run(_deadletters(settings, args))
+        if args.command == "silence":
+            from services import silence_cli
+
+            return asyncio.run(silence_cli.run(settings, args))
     except ConfigError as exc:
         print(f"lookout: configuration error: {exc}", file=sys.stderr)
         return 2

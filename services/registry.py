@@ -30,7 +30,7 @@ from shared.lookups.metrics import ProviderMetrics
 from shared.lookups.provider import Provider
 from shared.lookups.runner import ProviderRunner
 from shared.relay import config as relay_config
-from shared.relay import inbound, sources
+from shared.relay import inbound, silences, sources
 from shared.relay.config import TargetConfig, relay
 from shared.relay.inbound import SourceConfig
 from shared.relay.metrics import SinkMetrics
@@ -98,6 +98,7 @@ def register() -> None:
     register_section(relay_config.SECTION)
     register_section(lookups_config.SECTION)
     register_section(inbound.SECTION)
+    register_section(silences.PUBLIC_URL)
     for name in TARGET_TYPES:
         relay_config.register_target_type(
             _target_module(name).CONFIG, fallback=name == FALLBACK_TARGET

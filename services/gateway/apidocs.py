@@ -37,6 +37,7 @@ from services.gateway import (
     lookups,
     notifications,
     ops,
+    silences_api,
     targets_api,
     ui,
     webhook,
@@ -71,6 +72,7 @@ ROUTE_MODULES: Final[tuple[Operations, ...]] = (
     notifications.DOCS,
     deadletters_api.DOCS,
     targets_api.DOCS,
+    silences_api.DOCS,
     ops.DOCS,
     DOCS,
 )

@@ -187,6 +187,10 @@ class Operations:
         """Document the handler it decorates as ``POST path``."""
         return self._record("post", path, operation)
 
+    def delete(self, path: str, operation: JSON) -> Callable[[Handler], Handler]:
+        """Document the handler it decorates as ``DELETE path``."""
+        return self._record("delete", path, operation)
+
     def _record(self, method: str, path: str, operation: JSON) -> Callable[[Handler], Handler]:
         def record(handler: Handler) -> Handler:
             methods = self.paths.setdefault(path, {})

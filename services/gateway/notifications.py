@@ -4,6 +4,7 @@ documented beside its handler (:data:`DOCS`)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import weakref
@@ -16,6 +17,7 @@ from aiohttp import web
 from services.gateway import hardening
 from services.gateway.answers import (
     api_json,
+    bus_js,
     bus_publisher,
     bus_reader,
     query_limit,
@@ -42,6 +44,10 @@ from shared.relay.schemas import Notification
 
 DEFAULT_LIST = 50
 MAX_LIST = 500
+MIN_WINDOW = 2000
+"""A listing reads at least this many of the newest delivery records (more for a large
+``limit`` or many targets: twice one record per target for each notification asked for)."""
+REFETCH_AT_ONCE = 32
 
 DOCS = Operations("notifications", "Alerts from any system; delivery state.")
 DELIVERY_STATES: Final[list[str]] = list(get_args(status.State))
@@ -51,12 +57,7 @@ SUBJECT_PART_PATTERN: Final = "^[a-z0-9-]([a-z0-9_-]{0,62}[a-z0-9-])?$"
 """What :func:`shared.relay.schemas.subject_token` leaves unchanged: ``source`` and ``type``."""
 
 
-async def _statuses(request: web.Request, prefix: str = ">") -> list[status.DeliveryStatus]:
-    """The delivery records under ``prefix`` in ``delivery_status``, read in pages of direct
-    gets: a read makes no consumer (see shared.bus.direct)."""
-    stored = await bus_reader(request).scan(
-        direct.kv_stream(streams.STATUS_BUCKET), direct.kv_subject(streams.STATUS_BUCKET, prefix)
-    )
+def _decoded(stored: list[direct.Stored]) -> list[status.DeliveryStatus]:
     found: list[status.DeliveryStatus] = []
     for msg in stored:
         if msg.data and not msg.removed:
@@ -85,6 +86,53 @@ async def _targets(request: web.Request) -> dict[str, str | None]:
             if created is not None:
                 known[name] = created
     return {name: known.get(name) for name in names}
+
+
+async def _statuses(request: web.Request, prefix: str = ">") -> list[status.DeliveryStatus]:
+    """The delivery records under ``prefix`` in ``delivery_status``, read in pages of direct
+    gets: a read makes no consumer (see shared.bus.direct)."""
+    stored = await bus_reader(request).scan(
+        direct.kv_stream(streams.STATUS_BUCKET), direct.kv_subject(streams.STATUS_BUCKET, prefix)
+    )
+    return _decoded(stored)
+
+
+async def _recent(request: web.Request, window: int) -> tuple[list[status.DeliveryStatus], bool]:
+    """The newest ``window`` delivery records (every one when there are no more), and whether
+    that is all of them: never the whole bucket. The bucket's stream keeps one message per
+    key, in the order they were last written, so the newest records are its last messages;
+    where they start is found by bisection (:meth:`direct.Reader.start_of_newest`)."""
+    reader = bus_reader(request)
+    stream = direct.kv_stream(streams.STATUS_BUCKET)
+    subjects = direct.kv_subject(streams.STATUS_BUCKET, ">")
+    first = await reader.page(stream, subjects, 1, batch=1)
+    if not first.messages:
+        return [], True
+    start = first.messages[0].seq
+    if first.pending is None or first.pending + 1 <= window:  # all of them (or an old server)
+        return _decoded(await reader.scan(stream, subjects, start)), True
+    last = (await bus_js(request).stream_info(stream)).state.last_seq
+    start = await reader.start_of_newest(stream, subjects, window, start, last)
+    return _decoded(await reader.scan(stream, subjects, start)), False
+
+
+async def _whole(
+    request: web.Request,
+    items: list[dict[str, Any]],
+    targets: Mapping[str, str | None],
+) -> list[dict[str, Any]]:
+    """``items`` with every delivery record of each (those older than the records read
+    included), a few requests at a time."""
+    gate = asyncio.Semaphore(REFETCH_AT_ONCE)
+
+    async def whole(item: dict[str, Any]) -> dict[str, Any]:
+        async with gate:
+            prefix = f"{status.notification_key(item['id'])}.>"
+            found = _group(await _statuses(request, prefix), targets)
+        same = [i for i in found if i["source"] == item["source"] and i["id"] == item["id"]]
+        return same[0] if same else item
+
+    return list(await asyncio.gather(*(whole(item) for item in items)))
 
 
 def _group(
@@ -122,6 +170,8 @@ def _group(
             "updated_at": r.updated_at,
             "attempt_log": r.attempt_log,
         }
+        if r.silence_id is not None:
+            item["targets"][r.target]["silence_id"] = r.silence_id
     for item in grouped.values():
         received = item["received_at"]
         for name, since in targets.items():
@@ -135,10 +185,10 @@ def _group(
         item["state"] = next(
             (
                 s
-                for s in ("dead", "retrying", "paused", "pending", "delivered", "skipped")
+                for s in ("dead", "retrying", "paused", "pending", "delivered", "silenced")
                 if s in states
             ),
-            "not_applicable",
+            "skipped" if "skipped" in states else "not_applicable",
         )
     # Newest first by arrival (the sender's timestamp for records from before it was kept).
     return sorted(grouped.values(), key=lambda i: i["received_at"] or i["timestamp"], reverse=True)
@@ -149,10 +199,17 @@ def _group(
     DOCS.api(
         "listNotifications",
         "Recent notifications and their delivery state per target",
-        "Newest first, from the delivery records the sinks keep (7 days).",
+        "Newest first, from the delivery records the sinks keep (7 days): among the "
+        "notifications of the newest records (at least "
+        f"{MIN_WINDOW}, twice one per target for each notification asked for), never the "
+        "whole bucket; `partial` says older records were left unread (`total` is then the "
+        "count among those read).",
         {
             "200": answer("The notifications.", "NotificationList"),
-            "400": answer(f"`limit` is not a whole number from 1 to {MAX_LIST}."),
+            "400": answer(
+                f"`limit` is not a whole number from 1 to {MAX_LIST}, or `state` is not a "
+                "delivery state."
+            ),
         },
         parameters=[
             {
@@ -180,10 +237,22 @@ def _group(
 async def list_notifications(request: web.Request) -> web.Response:
     limit = query_limit(request, DEFAULT_LIST, MAX_LIST)
     wanted_state = request.query.get("state")
-    items = _group(await _statuses(request), await _targets(request))
+    if wanted_state is not None and wanted_state not in DELIVERY_STATES:
+        return api_json(400, {"error": f"state must be one of {', '.join(DELIVERY_STATES)}"})
+    targets = await _targets(request)
+    window = max(MIN_WINDOW, 2 * limit * max(1, len(targets)))
+    records, complete = await _recent(request, window)
+    items = _group(records, targets)
     if wanted_state:
         items = [i for i in items if i["state"] == wanted_state]
-    return api_json(200, {"notifications": items[:limit], "total": len(items)})
+    total = len(items)
+    shown = items[:limit]
+    if not complete:
+        # The oldest of those read may have records older still (another target's).
+        shown = await _whole(request, shown, targets)
+        if wanted_state:
+            shown = [i for i in shown if i["state"] == wanted_state]
+    return api_json(200, {"notifications": shown, "total": total, "partial": not complete})
 
 
 @DOCS.get(
@@ -373,9 +442,10 @@ def _schemas() -> dict[str, JSON]:
                 "reported yet), `skipped` (its route does not match), `delivered`, "
                 "`retrying` (see `last_error`, `next_attempt_at`), `paused` (waiting while "
                 "its target is paused; `next_attempt_at` is the next probe), `dead` "
-                "(dead-lettered), `not_applicable` (the target was made after the "
-                "notification arrived: it never gets it). `attempt_log`: its newest calls "
-                "to the target."
+                "(dead-lettered), `silenced` (a silence held it back: acknowledged, not "
+                "sent, never dead-lettered; `silence_id` says which), `not_applicable` (the "
+                "target was made after the notification arrived: it never gets it). "
+                "`attempt_log`: its newest calls to the target."
             ),
             "type": "object",
             "properties": {
@@ -385,6 +455,7 @@ def _schemas() -> dict[str, JSON]:
                 "next_attempt_at": {"type": ["string", "null"]},
                 "updated_at": {"type": "string"},
                 "attempt_log": {"type": "array", "items": ref("Attempt"), "maxItems": 20},
+                "silence_id": {"type": "string"},
             },
             "required": ["state", "attempts"],
         },
@@ -410,7 +481,7 @@ def _schemas() -> dict[str, JSON]:
             "title": "NotificationState",
             "description": (
                 "A notification and its state per target; `state` is the worst of its "
-                "targets' (dead, retrying, paused, pending, delivered, skipped, "
+                "targets' (dead, retrying, paused, pending, delivered, silenced, skipped, "
                 "not_applicable)."
             ),
             "type": "object",
@@ -445,14 +516,22 @@ def _schemas() -> dict[str, JSON]:
         "NotificationList": {
             "title": "NotificationList",
             "description": (
-                "Newest first (by `received_at`); `total` counts every match before `limit`."
+                "Newest first (by `received_at`); `total` counts every match before `limit` "
+                "(among the delivery records read: see `partial`)."
             ),
             "type": "object",
             "properties": {
                 "notifications": {"type": "array", "items": ref("NotificationState")},
                 "total": {"type": "integer", "minimum": 0},
+                "partial": {
+                    "type": "boolean",
+                    "description": (
+                        "Older delivery records were left unread: `total` counts the "
+                        "matches among the newest ones."
+                    ),
+                },
             },
-            "required": ["notifications", "total"],
+            "required": ["notifications", "total", "partial"],
         },
         "NotificationsWithId": {
             "title": "NotificationsWithId",

@@ -83,10 +83,12 @@ PAGE_HEADERS = {
 
 
 class Session(msgspec.Struct, frozen=True):
-    """What the bucket keeps of a session: its CSRF token and when it ends (Unix time)."""
+    """What the bucket keeps of a session: its CSRF token, when it ends (Unix time) and
+    which API token logged it in (its index; None in sessions from before it was kept)."""
 
     csrf: str
     expires: float
+    token: int | None = None
 
 
 class SessionStoreUnavailable(Exception):
@@ -126,10 +128,12 @@ class Sessions:
                 raise SessionStoreUnavailable from exc
         return self._kv
 
-    async def create(self) -> tuple[str, Session]:
+    async def create(self, token: int | None = None) -> tuple[str, Session]:
         kv = await self._bucket()
         session_id = secrets.token_urlsafe(32)
-        session = Session(csrf=secrets.token_urlsafe(32), expires=time.time() + self.ttl)
+        session = Session(
+            csrf=secrets.token_urlsafe(32), expires=time.time() + self.ttl, token=token
+        )
         try:
             await kv.put(session_key(session_id), _encode_session(session))
         except Exception as exc:
@@ -267,7 +271,7 @@ def _load(name: str) -> _File:
 
 STATIC = web.AppKey("ui_static", dict[str, _File])
 TEMPLATES = web.AppKey("ui_templates", dict[str, str])
-PAGES = ("index.html", "notifications.html", "login.html")
+PAGES = ("index.html", "notifications.html", "silences.html", "login.html")
 ASSETS = (
     "app.css",
     "theme.js",
@@ -275,6 +279,7 @@ ASSETS = (
     "lookup.js",
     "render.js",
     "notifications.js",
+    "silences.js",
     "login.js",
     "favicon.svg",
 )
@@ -356,7 +361,7 @@ def _next(request: web.Request) -> str:
     if request.path == "/login":
         wanted = request.query.get("next", "/")
         return wanted if _safe_next(wanted) else "/"
-    return request.path
+    return request.path_qs if _safe_next(request.path_qs) else request.path
 
 
 def _safe_next(value: str) -> bool:
@@ -429,7 +434,8 @@ async def login(request: web.Request) -> web.StreamResponse:
     wait = throttle.check(client)
     if wait > 0:  # the token is not even looked at: a guess cannot be confirmed
         return _locked_out(request, wait, wanted)
-    if token_index(settings, token) is None:
+    index = token_index(settings, token)
+    if index is None:
         lockout = throttle.failed(client)
         if lockout > 0:
             _log.warning("ui login failed, client locked out", remote=request.remote, s=lockout)
@@ -439,7 +445,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         return _login_page(request, 401, "That token is not valid.", wanted)
     throttle.succeeded(client)
     try:
-        session_id, _ = await request.app[SESSIONS].create()
+        session_id, _ = await request.app[SESSIONS].create(index)
     except SessionStoreUnavailable:
         _log.warning("ui login failed: message bus unavailable", remote=request.remote)
         return _unavailable()
@@ -517,6 +523,7 @@ def setup(app: web.Application) -> None:
     # Browser-readable answers: behind the Host check (DNS rebinding, see hosts).
     app.router.add_get("/", hosts.guarded(_page("index.html")))
     app.router.add_get("/notifications", hosts.guarded(_page("notifications.html")))
+    app.router.add_get("/silences", hosts.guarded(_page("silences.html")))
     app.router.add_get("/login", hosts.guarded(login_form))
     app.router.add_post("/login", hosts.guarded(login))
     app.router.add_post("/logout", hosts.guarded(logout))

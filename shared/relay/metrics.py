@@ -18,7 +18,7 @@ class SinkMetrics:
         r = self.registry
         self._deliveries = prom.Counter(
             "lookout_deliveries",
-            "Notification outcomes by target: delivered, retrying, dead, skipped",
+            "Notification outcomes by target: delivered, retrying, dead, skipped, silenced",
             ["target", "outcome"],
             registry=r,
         )
@@ -79,6 +79,7 @@ class SinkMetrics:
         self.retrying = self._deliveries.labels(target, "retrying")
         self.dead = self._deliveries.labels(target, "dead")
         self.skipped = self._deliveries.labels(target, "skipped")
+        self.silenced = self._deliveries.labels(target, "silenced")
         self.attempts = attempts.labels(target)
         self.dead_letters = dead.labels(target)
         self.duration = duration.labels(target)

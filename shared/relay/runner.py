@@ -14,6 +14,9 @@ Guarantees:
   "in progress"), never handed back, so waiting never spends one of its attempts;
 - after ``retry.max_attempts`` attempts, or at once on a permanent failure or an
   undecodable message, the notification goes to the dead-letter stream;
+- a notification an active silence matches (:mod:`shared.relay.silences`, checked in
+  memory before each send and before any dead letter) is acknowledged as ``silenced``:
+  neither sent nor dead-lettered (a replay, asked for by hand, is not silenced);
 - deliveries run concurrently (``concurrency``), so one slow notification never holds up
   the others, and a slow target never delays another target (each has its own consumer).
 """
@@ -45,6 +48,7 @@ from shared.relay.health import Change, Health, TargetHealth, epoch_text
 from shared.relay.metrics import SinkMetrics
 from shared.relay.pacing import Pacer
 from shared.relay.routing import matches
+from shared.relay.silences import SilenceView
 from shared.relay.sources import Attributes, Reading, read
 from shared.relay.target import (
     ANSWER_STATUS,
@@ -111,6 +115,7 @@ class SinkRunner:
         self._health = Health(None, config.name, config.pause_after, config.retry, self.log)
         self._health.on_change(self._health_changed)
         self._status_kv: KeyValue | None = None
+        self._silences = SilenceView()  # filled and followed from run()
         self._grouper = (
             Grouper(config, self._flush_group, keepalive=streams.ack_wait_for(config.timeout) / 3)
             if config.group_window is not None
@@ -127,6 +132,8 @@ class SinkRunner:
         await self._share_pacing()
         await self._share_health()
         self._status_kv = await self.js.key_value(streams.STATUS_BUCKET)
+        self._silences = SilenceView(self.nc, self.settings.publish_timeout)
+        await self._silences.start()
         await self.target.open()
         self.log.info("sink started", consumer=streams.sink_durable(name))
         try:
@@ -143,6 +150,7 @@ class SinkRunner:
                 await self._grouper.close(timeout=self.config.timeout + 5)
             await sub.unsubscribe()
             await self._health.close()
+            await self._silences.stop()
             await self.target.close()
             self.log.info("sink stopped")
 
@@ -198,6 +206,8 @@ class SinkRunner:
             await msg.ack()
             self.metrics.skipped.inc()
             await self._status(reading, msg.subject, "skipped", attempt, received=_stored_at(msg))
+            return
+        if await self._silenced(msg, reading, attempt - 1):
             return
         if attempt > self.config.retry.max_attempts and not self._health.paused:
             # Redelivered past the bound without a recorded outcome (e.g. the sink kept
@@ -311,6 +321,7 @@ class SinkRunner:
         received: datetime | None = None,
         history: list[status.Attempt] | None = None,
         next_at: str | None = None,
+        silence_id: str | None = None,
     ) -> None:
         """Record the outcome for the API (best effort: never fails a delivery)."""
         if retry_in is not None:
@@ -336,6 +347,7 @@ class SinkRunner:
             environment=shown.environment,
             risk=shown.risk,
             attempt_log=history or [],
+            silence_id=silence_id,
         )
         try:
             # A plain publish on the bucket's subject: JetStream stores it like a put, and
@@ -573,6 +585,8 @@ class SinkRunner:
         history: list[status.Attempt] | None = None,
     ) -> None:
         reading = read(read_as) if read_as is not None else None
+        if reading is not None and await self._silenced(msg, reading, attempts):
+            return
         notification = reading.notification if reading is not None else None
         seq = msg.metadata.sequence.stream
         record = schemas.DeadLetter(
@@ -641,3 +655,26 @@ class SinkRunner:
             error=error[:500],
             attempts=attempts,
         )
+
+    async def _silenced(self, msg: Msg, reading: Reading, attempts: int) -> bool:
+        """The silences' hook: when an active silence matches, acknowledge the message and
+        record ``silenced`` (``attempts``: those made before), and say so. A replay
+        (``replay.<target>``, asked for by hand) is never silenced."""
+        if msg.subject.startswith("replay."):
+            return False
+        silence = self._silences.silencing(reading, self.config.name)
+        if silence is None:
+            return False
+        await msg.ack()
+        self.metrics.silenced.inc()
+        note = reading.notification
+        self.log.info("silenced", notification_id=note.id, silence_id=silence.id)
+        await self._status(
+            reading,
+            msg.subject,
+            "silenced",
+            attempts,
+            received=_stored_at(msg),
+            silence_id=silence.id,
+        )
+        return True

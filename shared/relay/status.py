@@ -1,8 +1,9 @@
 """Delivery status per notification and target, kept in the KV bucket ``delivery_status``.
 
 Each sink writes what happened to a notification it handles: ``delivered``, ``retrying``
-(with the last error and when the next attempt is due), ``dead`` (dead-lettered) or
-``skipped`` (its route does not match). A configured target with no record yet is
+(with the last error and when the next attempt is due), ``dead`` (dead-lettered),
+``skipped`` (its route does not match), ``paused`` (waiting while its target is paused) or
+``silenced`` (a silence held it back). A configured target with no record yet is
 ``pending``, or ``not_applicable`` when it was made after the notification arrived (its
 consumer takes only what comes next); nothing is written on the webhook path.
 Writing status is best effort: it never holds up or fails a delivery.
@@ -23,11 +24,21 @@ from shared.relay import templates
 from shared.relay.schemas import Notification
 from shared.relay.sources import Reading, read
 
-State = Literal["pending", "skipped", "delivered", "retrying", "paused", "dead", "not_applicable"]
+State = Literal[
+    "pending",
+    "skipped",
+    "delivered",
+    "retrying",
+    "paused",
+    "dead",
+    "silenced",
+    "not_applicable",
+]
 """``skipped``: the target's route does not match the notification; ``paused``: it waits
 while its target is paused (see shared.relay.health); ``not_applicable`` (never written,
 the API's conclusion): the target was made after the notification arrived, so it never
-gets it."""
+gets it; ``silenced``: a silence held it back (acknowledged, never sent nor dead-lettered;
+``silence_id`` says which)."""
 
 AttemptOutcome = Literal["delivered", "failed", "refused"]
 """``failed``: retryable (or while the target is paused); ``refused``: permanent."""
@@ -76,6 +87,7 @@ class DeliveryStatus(msgspec.Struct, kw_only=True, frozen=True):
     risk: int | None = None
     attempt_log: list[Attempt] = []
     """The newest :data:`MAX_LOG` calls to the target for this notification."""
+    silence_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

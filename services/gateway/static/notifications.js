@@ -11,6 +11,7 @@ const STATE_ICONS = {
   pending: "…",
   skipped: "–",
   not_applicable: "∅",
+  silenced: "🔕",
   active: "✔",
 };
 const REFRESH_MS = 10000;
@@ -34,6 +35,9 @@ function targetItem(name, info) {
   const more = [];
   if (info.last_error) more.push(el("div", { class: "error-text", text: `Last error: ${info.last_error}` }));
   if (info.next_attempt_at) more.push(el("div", { text: `Next attempt: ${localTime(info.next_attempt_at)}` }));
+  if (info.silence_id) {
+    more.push(el("div", {}, "Silenced by ", el("a", { href: `/silences#${info.silence_id}`, class: "mono", text: info.silence_id })));
+  }
   if (info.updated_at) more.push(el("div", { class: "help", text: `Updated ${localTime(info.updated_at)}` }));
   if (info.attempt_log && info.attempt_log.length) more.push(attemptLog(name, info.attempt_log));
   const item = el("li", { dataset: { target: name, state: info.state } });
@@ -143,7 +147,7 @@ async function loadNotifications() {
     setStatus($("notes-status"), `Cannot load notifications: ${errorText(result)}`, true);
     return;
   }
-  const { notifications, total } = result.data;
+  const { notifications, total, partial } = result.data;
   // Keep open <details> open across a refresh.
   const open = new Set(
     [...body.querySelectorAll("details[open]")].map((d) => d.closest("tr").dataset.id + "\u0000" + d.closest("li").dataset.target),
@@ -175,7 +179,7 @@ async function loadNotifications() {
   }
   setStatus(
     $("notes-status"),
-    `${notifications.length} shown of ${total} · updated ${localTime(new Date().toISOString(), false)}`,
+    `${notifications.length} shown of ${partial ? "at least " : ""}${total} · updated ${localTime(new Date().toISOString(), false)}`,
   );
 }
 
