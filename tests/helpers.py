@@ -24,6 +24,7 @@ import nats
 from aiohttp import web
 from dnsserver import ZoneServer
 from fakes.abuseipdb import FakeAbuseIpdb
+from fakes.dnszones import cymru_zone, spamhaus_zone
 from fakes.rdap import FakeRdapServer, domain_object, network_object
 from fakes.virustotal import FakeVirusTotal
 from nats.js import JetStreamContext
@@ -73,6 +74,21 @@ hxxps://login-shop-example[.]com/verify and a beacon to 185.220.101[.]50."""
 EMAIL = "billing@shop-example.com"
 LOGIN = "https://login-shop-example.com/verify"
 IP = "185.220.101.50"
+
+
+def reputation_zone() -> str:
+    """Team Cymru's and Spamhaus' zones as documented (tests/fakes/dnszones.py), with the
+    lookup stack's indicators in them: the Tor exit's network (an origin answer in Team
+    Cymru's format, AS64501 as in :func:`rdap_records`), the exit in XBL, the look-alike
+    login domain in DBL as phishing."""
+    origin = "64501 | 185.220.101.0/24 | DE | ripencc | 2017-06-01"
+    name = "64501 | DE | ripencc | 2017-06-01 | TOR-EXIT-NET - Example Exit Network, DE"
+    return (
+        cymru_zone()
+        + f'50.101.220.185.origin.asn.cymru.com. IN TXT "{origin}"\n'
+        + f'AS64501.asn.cymru.com. IN TXT "{name}"\n'
+        + spamhaus_zone(listed={IP: "127.0.0.4", "login-shop-example.com": "127.0.1.4"})
+    )
 
 
 def sqreen_fixture(name: str) -> bytes:
@@ -413,11 +429,12 @@ async def lookup_stack(
     rdap: dict[str, Any] | None = None,
     **env: str,
 ) -> AsyncIterator[str]:
-    """The gateway and provider services on the bus, against loopback DNS (``zone``), RDAP
+    """The gateway and provider services on the bus, against loopback DNS (``zone``, with
+    :func:`reputation_zone`), RDAP
     (``rdap``, else :func:`rdap_records`), VirusTotal and AbuseIPDB; yields the gateway's
     base URL."""
     async with contextlib.AsyncExitStack() as stack:
-        dns = stack.enter_context(ZoneServer(zone))
+        dns = stack.enter_context(ZoneServer(zone + reputation_zone()))
         whois = await stack.enter_async_context(
             FakeRdapServer(rdap if rdap is not None else rdap_records())
         )

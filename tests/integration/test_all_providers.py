@@ -1,5 +1,6 @@
-"""One job of defanged free text through all five providers, each its own service, on the
-real bus, against loopback DNS, RDAP, VirusTotal and AbuseIPDB servers."""
+"""One job of defanged free text through every provider, each its own service, on the real
+bus, against loopback DNS (with Team Cymru's and Spamhaus' zones), RDAP, VirusTotal and
+AbuseIPDB servers."""
 
 from __future__ import annotations
 
@@ -22,8 +23,16 @@ async def test_free_text_job_through_every_provider(
     assert all(r["status"] == "done" for r in job["results"]), [
         (k, r["status"], r["error"]) for k, r in cell.items() if r["status"] != "done"
     ]
-    assert set(job["providers"]["email"]) == {"dns", "whois", "emailsec", "virustotal"}
-    assert set(job["providers"]["ipv4"]) == {"dns", "whois", "virustotal", "abuseipdb"}
+    assert set(job["providers"]["email"]) == {"dns", "whois", "emailsec", "virustotal", "dnsbl"}
+    assert set(job["providers"]["url"]) == {"dns", "whois", "virustotal", "dnsbl"}
+    assert set(job["providers"]["ipv4"]) == {
+        "dns",
+        "whois",
+        "virustotal",
+        "abuseipdb",
+        "asn",
+        "dnsbl",
+    }
     # email: good posture, well-established domain
     posture = cell[(EMAIL, "emailsec")]
     assert posture["verdict"] == "harmless"
@@ -38,5 +47,10 @@ async def test_free_text_job_through_every_provider(
     # the address: Tor exit with a bad reputation
     assert cell[(IP, "abuseipdb")]["verdict"] == "malicious"
     assert cell[(IP, "whois")]["data"]["asn"] in (64501, "64501", "AS64501")
+    assert cell[(IP, "asn")]["summary"] == "AS64501 TOR-EXIT-NET - Example Exit Network, DE"
+    assert cell[(IP, "asn")]["verdict"] == "unknown"
+    assert cell[(IP, "dnsbl")]["verdict"] == "suspicious"  # XBL
+    assert cell[(LOGIN, "dnsbl")]["verdict"] == "malicious"  # DBL phishing
+    assert cell[(EMAIL, "dnsbl")]["verdict"] == "undetected"
     overall = {i["value"]: i["verdict"] for i in job["indicators"]}
     assert overall == {EMAIL: "harmless", LOGIN: "malicious", IP: "malicious"}
