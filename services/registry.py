@@ -37,7 +37,17 @@ from shared.relay.runner import SinkRunner
 from shared.relay.sources import SourceProfile
 from shared.relay.target import Target
 
-PROVIDERS = ("dns", "whois", "emailsec", "virustotal", "abuseipdb", "asn", "dnsbl")
+PROVIDERS = (
+    "dns",
+    "whois",
+    "emailsec",
+    "virustotal",
+    "abuseipdb",
+    "asn",
+    "dnsbl",
+    "internetdb",
+    "tor",
+)
 """Lookup providers, each the package ``services/providers/<name>`` (its ``SPEC`` and
 ``build``), run as ``provider-<name>``; this order is the order of the UI's columns."""
 TARGET_TYPES = ("log", "http", "email", "sms", "slack", "teams", "discord", "pagerduty")

@@ -25,10 +25,12 @@ from aiohttp import web
 from dnsserver import ZoneServer
 from fakes.abuseipdb import FakeAbuseIpdb
 from fakes.dnszones import cymru_zone, spamhaus_zone
+from fakes.internetdb import FakeInternetDb
 from fakes.rdap import FakeRdapServer, domain_object, network_object
+from fakes.torlist import FakeTorList, record
 from fakes.virustotal import FakeVirusTotal
 from nats.js import JetStreamContext
-from nats.js.errors import NoKeysError
+from nats.js.errors import BucketNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
 from services import registry
@@ -431,8 +433,9 @@ async def lookup_stack(
 ) -> AsyncIterator[str]:
     """The gateway and provider services on the bus, against loopback DNS (``zone``, with
     :func:`reputation_zone`), RDAP
-    (``rdap``, else :func:`rdap_records`), VirusTotal and AbuseIPDB; yields the gateway's
-    base URL."""
+    (``rdap``, else :func:`rdap_records`), VirusTotal, AbuseIPDB, InternetDB and the Tor exit
+    list (the stack's address an exit); yields the gateway's base URL once the exit list is
+    in the bus."""
     async with contextlib.AsyncExitStack() as stack:
         dns = stack.enter_context(ZoneServer(zone + reputation_zone()))
         whois = await stack.enter_async_context(
@@ -450,6 +453,10 @@ async def lookup_stack(
         abuse = await stack.enter_async_context(
             FakeAbuseIpdb({IP: {"abuseConfidenceScore": 100, "totalReports": 812, "isTor": True}})
         )
+        idb = await stack.enter_async_context(
+            FakeInternetDb({IP: {"tags": ["tor", "self-signed"], "vulns": []}})
+        )
+        tor = await stack.enter_async_context(FakeTorList(record(IP)))
         settings = make_settings(
             tmp_path,
             nats_server.url,
@@ -461,10 +468,26 @@ async def lookup_stack(
                 "VIRUSTOTAL_URL": vt.base_url,
                 "ABUSEIPDB_API_KEY": abuse.api_key,
                 "ABUSEIPDB_URL": abuse.base_url,
+                "INTERNETDB_URL": idb.base_url,
+                "TOR_EXIT_LIST_URL": tor.url,
                 **env,
             },
         )
         base = await stack.enter_async_context(running_gateway(settings))
         for name in providers:
             await stack.enter_async_context(running_provider(settings, name))
+        if "tor" in providers:  # its exit list in the bus before the first lookup
+            await wait_for(lambda: tor_list_loaded(nats_server.url))
         yield base
+
+
+async def tor_list_loaded(url: str) -> bool:
+    """Whether the tor provider's exit list is in the bus (its first download done)."""
+    from services.providers.tor import store
+
+    async with jetstream(url) as js:
+        try:
+            kv = await js.key_value(store.BUCKET)
+        except BucketNotFoundError:
+            return False
+        return await store.meta(kv) is not None

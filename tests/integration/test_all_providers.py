@@ -1,6 +1,6 @@
 """One job of defanged free text through every provider, each its own service, on the real
-bus, against loopback DNS (with Team Cymru's and Spamhaus' zones), RDAP, VirusTotal and
-AbuseIPDB servers."""
+bus, against loopback DNS (with Team Cymru's and Spamhaus' zones), RDAP, VirusTotal,
+AbuseIPDB, InternetDB and Tor exit list servers."""
 
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ async def test_free_text_job_through_every_provider(
         "abuseipdb",
         "asn",
         "dnsbl",
+        "internetdb",
+        "tor",
     }
     # email: good posture, well-established domain
     posture = cell[(EMAIL, "emailsec")]
@@ -52,5 +54,9 @@ async def test_free_text_job_through_every_provider(
     assert cell[(IP, "dnsbl")]["verdict"] == "suspicious"  # XBL
     assert cell[(LOGIN, "dnsbl")]["verdict"] == "malicious"  # DBL phishing
     assert cell[(EMAIL, "dnsbl")]["verdict"] == "undetected"
+    assert cell[(IP, "internetdb")]["verdict"] == "undetected"  # ports and tags: no finding
+    assert cell[(IP, "internetdb")]["summary"] == "3 ports, tags: tor, self-signed"
+    assert cell[(IP, "tor")]["verdict"] == "suspicious"
+    assert cell[(IP, "tor")]["data"]["exit"] is True
     overall = {i["value"]: i["verdict"] for i in job["indicators"]}
     assert overall == {EMAIL: "harmless", LOGIN: "malicious", IP: "malicious"}
