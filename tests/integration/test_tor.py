@@ -127,3 +127,20 @@ async def test_not_loaded_and_stale_are_errors(nats_server: NatsServer, tmp_path
 
 def tor_url(result: dict[str, Any]) -> str:
     return str(result["data"]["upstream"])
+
+
+async def test_a_throttled_download_waits_its_retry_after(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    async with FakeTorList(record(NOW_EXIT)) as tor:
+        tor.fail(429, retry_after="3600", detail="slow down")
+        toml = "retry_after_failure = 0.5\nrefresh_interval = 1\n"
+        settings = settings_for(tmp_path, nats_server, tor, toml)
+        async with running_gateway(settings) as base, running_provider(settings, "tor"):
+            await wait_for(lambda: tor.downloads >= 1)
+            await asyncio.sleep(1.5)  # ticks pass: the lease waits for Retry-After
+            got = (await lookup(base, [NOW_EXIT]))[NOW_EXIT]
+            downloads = tor.downloads
+    assert downloads == 1
+    assert got["status"] == "error"
+    assert got["error"].startswith("exit list not loaded yet (HTTP 429 from ")
