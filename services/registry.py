@@ -48,6 +48,10 @@ PROVIDERS = (
     "threatfox",
     "malwarebazaar",
     "otx",
+    "asn",
+    "dnsbl",
+    "internetdb",
+    "tor",
 )
 """Lookup providers, each the package ``services/providers/<name>`` (its ``SPEC`` and
 ``build``), run as ``provider-<name>``; this order is the order of the UI's columns."""

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import msgspec
+from nats.js import JetStreamContext
 
 from shared.lookups.schemas import LookupRequest, Verdict
 
@@ -125,6 +126,10 @@ class Provider(ABC):
     def cache_salt(self) -> str:
         """Settings that change answers (upstream URL, nameservers…): part of the cache key."""
         return ""
+
+    async def attach(self, js: JetStreamContext) -> None:  # noqa: B027 - optional hook
+        """The bus, given by the runner before :meth:`open`: for a provider that keeps data
+        of its own in a KV bucket (a list refreshed on a schedule, read by its lookups)."""
 
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Acquire sessions before the first lookup."""

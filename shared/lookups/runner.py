@@ -97,6 +97,7 @@ class ProviderRunner:
         sub = await self.js.pull_subscribe_bind(
             durable=streams.provider_durable(self.provider.name), stream=streams.LOOKUPS
         )
+        await self.provider.attach(self.js)
         await self.provider.open()
         self.log.info("provider started", configured=self.provider.configured() is None)
         try:

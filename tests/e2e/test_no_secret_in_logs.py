@@ -111,7 +111,8 @@ retry = {{ max_attempts = 2, initial_backoff = 0.2 }}
         base = f"http://127.0.0.1:{env['LOOKOUT_HTTP_PORT']}"
         proc, log_path = start_run(env, tmp_path)
         try:
-            await wait_for(lambda: "lookout is running" in log_path.read_text(), within=60)
+            # every service its own process: a dozen and more on a busy machine
+            await wait_for(lambda: "lookout is running" in log_path.read_text(), within=120)
             status, _ = await post_webhook(base, sqreen_fixture("v2_security_event.json"))
             assert status == 200
             bad = {"X-Sqreen-Integrity": "0" * 64, "Content-Type": "application/json"}

@@ -1,6 +1,7 @@
 """One job of defanged free text (and a file hash) through every provider, each its own
-service, on the real bus, against loopback DNS, RDAP, VirusTotal, AbuseIPDB, URLhaus,
-ThreatFox, MalwareBazaar and OTX servers."""
+service, on the real bus, against loopback DNS (with Team Cymru's and Spamhaus' zones),
+RDAP, VirusTotal, AbuseIPDB, URLhaus, ThreatFox, MalwareBazaar, OTX, InternetDB and Tor
+exit list servers."""
 
 from __future__ import annotations
 
@@ -27,7 +28,16 @@ async def test_free_text_job_through_every_provider(
     assert all(r["status"] == "done" for r in job["results"]), [
         (k, r["status"], r["error"]) for k, r in cell.items() if r["status"] != "done"
     ]
-    assert set(job["providers"]["email"]) == {"dns", "whois", "emailsec", "virustotal"}
+    assert set(job["providers"]["email"]) == {"dns", "whois", "emailsec", "virustotal", "dnsbl"}
+    assert set(job["providers"]["url"]) == {
+        "dns",
+        "whois",
+        "virustotal",
+        "dnsbl",
+        "urlhaus",
+        "threatfox",
+        "otx",
+    }
     assert set(job["providers"]["ipv4"]) == {
         "dns",
         "whois",
@@ -36,8 +46,11 @@ async def test_free_text_job_through_every_provider(
         "urlhaus",
         "threatfox",
         "otx",
+        "asn",
+        "dnsbl",
+        "internetdb",
+        "tor",
     }
-    assert set(job["providers"]["url"]) >= {"urlhaus", "threatfox", "otx"}
     assert job["providers"]["hash"] == ["virustotal", "threatfox", "malwarebazaar", "otx"]
     # email: good posture, well-established domain
     posture = cell[(EMAIL, "emailsec")]
@@ -62,6 +75,15 @@ async def test_free_text_job_through_every_provider(
     assert cell[(SAMPLE_SHA256, "malwarebazaar")]["summary"] == "AgentTesla (exe)"
     assert cell[(SAMPLE_SHA256, "virustotal")]["verdict"] == "undetected"
     assert cell[(SAMPLE_SHA256, "otx")]["verdict"] == "undetected"
+    assert cell[(IP, "asn")]["summary"] == "AS64501 TOR-EXIT-NET - Example Exit Network, DE"
+    assert cell[(IP, "asn")]["verdict"] == "unknown"
+    assert cell[(IP, "dnsbl")]["verdict"] == "suspicious"  # XBL
+    assert cell[(LOGIN, "dnsbl")]["verdict"] == "malicious"  # DBL phishing
+    assert cell[(EMAIL, "dnsbl")]["verdict"] == "undetected"
+    assert cell[(IP, "internetdb")]["verdict"] == "undetected"  # ports and tags: no finding
+    assert cell[(IP, "internetdb")]["summary"] == "3 ports, tags: tor, self-signed"
+    assert cell[(IP, "tor")]["verdict"] == "suspicious"
+    assert cell[(IP, "tor")]["data"]["exit"] is True
     overall = {i["value"]: i["verdict"] for i in job["indicators"]}
     assert overall == {
         EMAIL: "harmless",
