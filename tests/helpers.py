@@ -451,14 +451,15 @@ async def lookup_stack(
     providers: tuple[str, ...] = registry.PROVIDERS,
     zone: str = SHOP_ZONE,
     rdap: dict[str, Any] | None = None,
+    toml: str = "[providers.virustotal.quota]\nper_minute = 100\n",
     **env: str,
 ) -> AsyncIterator[str]:
     """The gateway and provider services on the bus, against loopback DNS (``zone``, with
     :func:`reputation_zone`), RDAP (``rdap``, else :func:`rdap_records`), VirusTotal,
     AbuseIPDB, URLhaus (the login URL, online), ThreatFox (the address, a C2), MalwareBazaar
     (:data:`SAMPLE_SHA256`), OTX (the address, 2 pulses), InternetDB and the Tor exit list
-    (the stack's address an exit); yields the gateway's base URL once the exit list is in
-    the bus."""
+    (the stack's address an exit), with the settings file ``toml``; yields the gateway's
+    base URL once the exit list is in the bus."""
     async with contextlib.AsyncExitStack() as stack:
         dns = stack.enter_context(ZoneServer(zone + reputation_zone()))
         whois = await stack.enter_async_context(
@@ -495,7 +496,7 @@ async def lookup_stack(
         settings = make_settings(
             tmp_path,
             nats_server.url,
-            "[providers.virustotal.quota]\nper_minute = 100\n",
+            toml,
             **{  # env may replace any of these (LOOKOUT_RDAP_URL: an unreachable one…)
                 "LOOKOUT_DNS_NAMESERVERS": dns.nameserver,
                 "LOOKOUT_RDAP_URL": whois.url,
