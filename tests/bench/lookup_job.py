@@ -2,8 +2,8 @@
 
 Measures the time from ``POST /api/v1/lookups`` until every result is in, with the real
 gateway and every provider service as separate processes on a real nats-server, against
-loopback upstreams (DNS zone server, RDAP, VirusTotal, AbuseIPDB, InternetDB and Tor exit
-list fakes). Baseline, in the
+loopback upstreams (DNS zone server, RDAP, VirusTotal, AbuseIPDB, URLhaus, ThreatFox,
+MalwareBazaar, OTX, InternetDB and Tor exit list fakes). Baseline, in the
 same run and against the same upstreams: the same providers called directly in one process
 with the same concurrency, no bus, no cache. Rounds alternate (baseline, job), medians.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import os
 import platform
 import statistics
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import aiohttp
@@ -33,8 +35,12 @@ import importlib  # noqa: E402
 from dnsserver import ZoneServer  # noqa: E402
 from fakes.abuseipdb import FakeAbuseIpdb  # noqa: E402
 from fakes.internetdb import FakeInternetDb  # noqa: E402
+from fakes.malwarebazaar import FakeMalwareBazaar  # noqa: E402
+from fakes.otx import FakeOtx  # noqa: E402
 from fakes.rdap import FakeRdapServer  # noqa: E402
+from fakes.threatfox import FakeThreatFox  # noqa: E402
 from fakes.torlist import COLLECTOR, FakeTorList  # noqa: E402
+from fakes.urlhaus import FakeUrlhaus  # noqa: E402
 from fakes.virustotal import FakeVirusTotal  # noqa: E402
 from nats.js import JetStreamContext  # noqa: E402
 
@@ -50,7 +56,8 @@ registry.register()  # as the launcher does first in every process
 
 
 def corpus(count: int) -> tuple[list[str], str]:
-    """``count`` mixed indicators and a zone that answers for their names."""
+    """``count`` mixed indicators (3 in 10 domains, 2 URLs, 2 IPv4, 1 e-mail address, 1 IPv6,
+    1 file hash: MD5, SHA-1 and SHA-256 in turn) and a zone that answers for their names."""
     zone = [
         "$ORIGIN bench-zone.com.",
         "$TTL 600",
@@ -61,16 +68,19 @@ def corpus(count: int) -> tuple[list[str], str]:
     for i in range(count):
         kind = i % 10
         name = f"h{i}.bench-zone.com"
-        if kind < 4:
+        if kind < 3:
             items.append(name)
-        elif kind < 6:
+        elif kind < 5:
             items.append(f"https://{name}/path/{i}?q=1")
-        elif kind < 8:
+        elif kind < 7:
             items.append(f"185.{220 + i % 20}.{(i // 20) % 250}.{1 + i % 250}")
-        elif kind < 9:
+        elif kind < 8:
             items.append(f"user{i}@{name}")
-        else:
+        elif kind < 9:
             items.append(f"2a0{1 + i % 8}:db9:{i:x}::1")
+        else:
+            algorithm = ("md5", "sha1", "sha256")[(i // 10) % 3]
+            items.append(hashlib.new(algorithm, f"sample {i}".encode()).hexdigest())
         zone += [
             f"h{i} IN A 192.0.2.{1 + i % 250}",
             f'h{i} IN TXT "v=spf1 ip4:192.0.2.0/24 -all"',
@@ -171,21 +181,36 @@ async def through_the_bus(base: str, items: list[str]) -> tuple[float, dict[str,
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - started
     statuses: dict[str, int] = {}
+    finished: dict[str, float] = {}  # per provider, seconds from the job's creation
+    created_at = datetime.fromisoformat(job["created_at"])
     for result in job["results"]:
         statuses[result["status"]] = statuses.get(result["status"], 0) + 1
         if result["status"] != "done":
-            key = f"{result['provider']}:{result['status']}:{result['summary']}"
+            cause = (result["error"] or result["summary"] or "")[:40]
+            key = f"{result['provider']}:{result['status']}:{cause}"
             statuses[key] = statuses.get(key, 0) + 1
+        if result["updated_at"]:
+            at = (datetime.fromisoformat(result["updated_at"]) - created_at).total_seconds()
+            finished[result["provider"]] = max(finished.get(result["provider"], 0.0), at)
     statuses["_accepted_ms"] = round(accepted * 1000)
+    last = sorted(finished.items(), key=lambda item: -item[1])
+    print("  last result per provider, s:", ", ".join(f"{p} {t:.1f}" for p, t in last))
     return elapsed, statuses
 
 
-async def main(count: int, rounds: int) -> None:
+# --no-quota (a what-if): no per-minute or daily quota at all, so no shared quota
+# bookkeeping in the bus, only the same concurrency.
+NO_QUOTA = CONFIG.replace("per_minute = 1000000, per_day = 1000000", "").replace(
+    "per_day = 1000000", ""
+)
+
+
+async def main(count: int, rounds: int, no_quota: bool = False) -> None:
     items, zone_text = corpus(count)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         config_path = tmp / "lookout.toml"
-        config_path.write_text(CONFIG)
+        config_path.write_text(NO_QUOTA if no_quota else CONFIG)
         server = NatsServer(tmp / "nats")
         server.start()
         port = free_port()
@@ -197,9 +222,22 @@ async def main(count: int, rounds: int) -> None:
                 FakeAbuseIpdb(daily_limit=10**9) as abuse,
                 FakeInternetDb() as idb,
                 FakeTorList(COLLECTOR.read_text()) as tor,
+                FakeUrlhaus() as urlhaus,
+                FakeThreatFox() as threatfox,
+                FakeMalwareBazaar() as bazaar,
+                FakeOtx() as otx,
             ):
                 env = env_for(server.url, zone, rdap, vt, abuse, config_path, port)
-                env.update(INTERNETDB_URL=idb.base_url, TOR_EXIT_LIST_URL=tor.url)
+                env.update(
+                    INTERNETDB_URL=idb.base_url,
+                    TOR_EXIT_LIST_URL=tor.url,
+                    ABUSECH_API_KEY=urlhaus.api_key,
+                    URLHAUS_URL=urlhaus.base_url,
+                    THREATFOX_URL=threatfox.base_url,
+                    MALWAREBAZAAR_URL=bazaar.base_url,
+                    OTX_API_KEY=otx.api_key,
+                    OTX_URL=otx.base_url,
+                )
                 nc = await nats.connect(server.url)
                 settings = config.load(env)
                 try:
@@ -250,12 +288,17 @@ async def main(count: int, rounds: int) -> None:
     print(f"| baseline: providers called directly, no bus | {b:.2f} | {count / b:.0f} |")
     services = f"gateway + {len(registry.PROVIDERS)} provider services"
     print(f"| lookout job: {services} | {j:.2f} | {count / j:.0f} |")
-    print(f"\nratio job / direct: {j / b:.2f}")
+    print(f"\nratio job / direct: {j / b:.2f}" + (" (--no-quota)" if no_quota else ""))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--indicators", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--no-quota",
+        action="store_true",
+        help="what-if: no quotas (no shared quota bookkeeping in the bus) for any provider",
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.indicators, args.rounds))
+    asyncio.run(main(args.indicators, args.rounds, args.no_quota))
