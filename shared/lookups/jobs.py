@@ -94,9 +94,12 @@ async def submit(
     fresh: bool,
     *,
     request_id: str,
+    watch: str | None = None,
 ) -> Job:
-    """Store the job and publish one ``lookup.requested.<kind>`` per indicator, each with
-    ``request_id`` in its ``Lookout-Request-Id`` header (the providers log it)."""
+    """Store the job, add it to the recent-jobs index (``lookup.created``) and publish one
+    ``lookup.requested.<kind>`` per indicator, each with ``request_id`` in its
+    ``Lookout-Request-Id`` header (the providers log it). With ``watch``, the job is that
+    watch's scheduled re-lookup: its requests spend the quotas after interactive ones."""
     rejected, rejected_total = rejected_items(parsed)
     wanted = set(providers) or set(catalog.names())
     kinds = {i.kind for i in parsed.indicators}
@@ -112,9 +115,25 @@ async def submit(
         fresh=fresh,
         request_id=request_id,
         rejected_total=rejected_total,
+        scheduled=watch is not None,
+        watch=watch,
+        count=len(parsed.indicators),
+        sample=lookup_schemas.sample_of(
+            [i.value for i in parsed.indicators[: lookup_schemas.SAMPLE]]
+        ),
     )
     try:
         await _store(js, job)
+        await js.publish(
+            lookup_schemas.LOOKUP_CREATED_SUBJECT,
+            messages.encode(lookup_schemas.summary_of(job)),
+            headers={
+                messages.SCHEMA_HEADER: lookup_schemas.LOOKUP_CREATED_SCHEMA,
+                messages.REQUEST_ID_HEADER: request_id,
+                "Nats-Msg-Id": job.id,
+            },
+            timeout=settings.publish_timeout,
+        )
     except Exception as exc:
         raise SubmitError(
             f"message bus did not store the job ({str(exc) or type(exc).__name__}), retry later"
@@ -130,6 +149,7 @@ async def submit(
             providers=sorted(wanted) if providers else [],
             fresh=fresh,
             requested_at=job.created_at,
+            scheduled=job.scheduled,
         )
         for i in parsed.indicators
     ]
@@ -350,6 +370,8 @@ class JobView:
             "id": self.job.id,
             "created_at": self.job.created_at,
             "request_id": self.job.request_id,
+            "scheduled": self.job.scheduled,
+            "watch": self.job.watch,
             "complete": self.complete,
             "providers": self.job.providers,
             "rejected": self.job.rejected,

@@ -180,14 +180,14 @@ class ProviderRunner:
                 )
                 return hit, None
         assert self.quota is not None
-        decision = await self.quota.acquire()
+        decision = await self.quota.acquire(scheduled=request.scheduled)
         if self.quota.known:
             self.metrics.quota_remaining(self.quota.known)
         if isinstance(decision, Wait):
             self.metrics.waited(decision.until - time.time())
             return self._waiting(request, "queued", decision.until, decision.reason)
         if isinstance(decision, Exhausted):
-            return self._waiting(request, "quota_exhausted", decision.reset, "daily quota used")
+            return self._waiting(request, "quota_exhausted", decision.reset, decision.reason)
         started = time.monotonic()
         try:
             try:
