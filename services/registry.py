@@ -67,10 +67,13 @@ class SourceModule(Protocol):
 
 
 def register() -> None:
-    """Register the relay's and the lookups' configuration and every integration of the
-    tables above; idempotent."""
+    """Register the relay's, the lookups' and the scheduler's configuration and every
+    integration of the tables above; idempotent."""
+    from services.scheduler import config as scheduler_config
+
     register_section(relay_config.SECTION)
     register_section(lookups_config.SECTION)
+    register_section(scheduler_config.SECTION)
     for name in TARGET_TYPES:
         relay_config.register_target_type(
             _target_module(name).CONFIG, fallback=name == FALLBACK_TARGET
@@ -99,6 +102,7 @@ T = TypeVar("T")
 def service_names(settings: Settings) -> list[str]:
     return [
         "gateway",
+        "scheduler",
         *(f"provider-{name}" for name in catalog.names()),
         *(f"sink-{target.name}" for target in relay(settings).targets),
     ]
@@ -172,7 +176,24 @@ def provider_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Aw
     return main
 
 
+def scheduler_main(settings: Settings) -> Callable[[asyncio.Event], Awaitable[None]]:
+    from services.scheduler.metrics import SchedulerMetrics
+    from services.scheduler.service import Service
+
+    async def main(stop: asyncio.Event) -> None:
+        metrics = SchedulerMetrics()
+
+        async def run(nc: NATS) -> None:
+            await Service(nc, settings, metrics).run(stop)
+
+        await _worker(settings, "scheduler", metrics.registry, stop, run)
+
+    return main
+
+
 def service_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Awaitable[None]]:
+    if name == "scheduler":
+        return scheduler_main(settings)
     if name == "gateway":
         from services.gateway.app import serve
 

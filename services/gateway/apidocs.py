@@ -27,7 +27,15 @@ from typing import Any, Final, get_args
 import msgspec
 from aiohttp import web
 
-from services.gateway import deadletters_api, hosts, lookups, notifications, sqreen, ui
+from services.gateway import (
+    deadletters_api,
+    hosts,
+    lookups,
+    memory_docs,
+    notifications,
+    sqreen,
+    ui,
+)
 from shared.bus import messages
 from shared.core import jsondata
 from shared.lookups import indicators
@@ -1166,6 +1174,16 @@ def openapi() -> JSON:
         _deadletter_schemas,
     ):
         components.update(part())
+    memory_docs.openapi_components(components)
+    paths: JSON = {
+        "/webhooks/sqreen": _webhook_path(),
+        **_lookup_paths(),
+        **_notification_paths(),
+        **_deadletter_paths(),
+        **_operations_paths(),
+    }
+    for path, method, operation in memory_docs.openapi_operations():
+        paths.setdefault(path, {})[method] = _api_op(**operation)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -1181,16 +1199,11 @@ def openapi() -> JSON:
             {"name": "lookups", "description": "Host lookups: submit, follow, export."},
             {"name": "notifications", "description": "Alerts from any system; delivery state."},
             {"name": "deadletters", "description": "What targets gave up on; replays."},
+            {"name": memory_docs.TAG, "description": memory_docs.TAG_DESCRIPTION},
             {"name": "operations", "description": "Health, readiness, metrics."},
             {"name": "documentation", "description": "These documents (public)."},
         ],
-        "paths": {
-            "/webhooks/sqreen": _webhook_path(),
-            **_lookup_paths(),
-            **_notification_paths(),
-            **_deadletter_paths(),
-            **_operations_paths(),
-        },
+        "paths": paths,
         "components": {
             "schemas": components,
             "securitySchemes": {
@@ -1633,6 +1646,12 @@ def _operations() -> JSON:
 
 def asyncapi() -> JSON:
     """The AsyncAPI 3.0 document of lookout's NATS subjects."""
+    document = _asyncapi()
+    memory_docs.extend_asyncapi(document)
+    return document
+
+
+def _asyncapi() -> JSON:
     components = _struct_schemas(
         [
             schemas.Notification,

@@ -17,7 +17,7 @@ import nats.errors
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 
-from services.gateway import deadletters_api, hardening, notifications, ui
+from services.gateway import deadletters_api, hardening, memory, notifications, ui
 from services.gateway.answers import (
     api_error,
     api_json,
@@ -426,4 +426,5 @@ def api_app() -> web.Application:
     app.router.add_get(f"/v1/lookups/{JOB_ID}/events", lookup_events)
     app.router.add_get(f"/v1/lookups/{JOB_ID}", get_lookup)
     deadletters_api.add_routes(app)
+    memory.add_routes(app)
     return app
