@@ -22,7 +22,6 @@ from shared.bus.manage import DAY, KV_STREAM, ensure_bucket, ensure_stream
 from shared.core.settings import Settings
 from shared.lookups import catalog
 from shared.lookups.config import lookups
-from shared.lookups.schemas import LOOKUP_CREATED_SUBJECT
 
 LOOKUPS = "LOOKUPS"
 LOOKUP_RESULTS = "LOOKUP_RESULTS"
@@ -69,7 +68,7 @@ async def provision(js: JetStreamContext, settings: Settings) -> None:
         StreamConfig(
             name=RECENT_LOOKUPS,
             description="A summary of every new lookup job, the newest kept",
-            subjects=[LOOKUP_CREATED_SUBJECT],
+            subjects=["lookup.created"],  # LOOKUP_CREATED_SUBJECT
             retention=RetentionPolicy.LIMITS,
             discard=DiscardPolicy.OLD,
             storage=StorageType.FILE,
