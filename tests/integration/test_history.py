@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import jsonschema
+import nats
 import pytest
 from dnsserver import ZoneServer
 from fakes.virustotal import FakeVirusTotal
@@ -27,10 +28,15 @@ from helpers import (
     wait_for,
     wait_job,
 )
+from nats.js.api import DiscardPolicy
 
 from services.gateway import apidocs
+from shared.bus import direct
+from shared.bus.manage import KV_STREAM
 from shared.core.natsserver import NatsServer
 from shared.core.settings import Settings
+from shared.lookups import history
+from shared.lookups import streams as lookup_streams
 
 ZONE = """
 $ORIGIN example.com.
@@ -208,3 +214,42 @@ async def test_bad_history_requests_get_a_reason(
         got, body = await api("GET", f"{base}{path}")
     assert got == status
     assert reason in body["error"]
+
+
+async def test_the_history_is_bounded_and_drops_the_least_recently_updated_first(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """At ``LOOKOUT_HISTORY_MAX_BYTES`` the bucket drops the indicators updated least
+    recently; writing never fails (the indexer never stops)."""
+    settings = make_settings(tmp_path, nats_server.url, LOOKOUT_HISTORY_MAX_BYTES="1048576")
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        await lookup_streams.provision(js, settings)
+        info = await js.stream_info(KV_STREAM.format(bucket=lookup_streams.HISTORY_BUCKET))
+        assert info.config.discard == DiscardPolicy.OLD
+        assert info.config.max_bytes == 1048576
+        kv = await js.key_value(lookup_streams.HISTORY_BUCKET)
+        filler = "x" * 8000
+        for n in range(300):  # about 2.4 MB in all
+
+            def entry(_: history.Entry | None, n: int = n) -> history.Entry:
+                return history.Entry(
+                    value=f"host{n}.example.com",
+                    kind="domain",
+                    first_seen=filler,
+                    last_seen="2026-01-01T00:00:00Z",
+                )
+
+            await history.update(kv, f"k{n}", entry)
+        reader = direct.Reader(nc, 2.0)
+        await reader.start()
+        stream = KV_STREAM.format(bucket=lookup_streams.HISTORY_BUCKET)
+        first = await reader.last(stream, direct.kv_subject(lookup_streams.HISTORY_BUCKET, "k0"))
+        last = await reader.last(stream, direct.kv_subject(lookup_streams.HISTORY_BUCKET, "k299"))
+        assert first is None  # dropped
+        assert last is not None
+        info = await js.stream_info(stream)
+        assert info.state.bytes <= 1048576
+    finally:
+        await nc.close()
