@@ -25,6 +25,7 @@ from services.scheduler.config import SchedulerSettings
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.runs import WatchList
 from shared.bus import direct, messages
+from shared.bus.cas import leader_bucket
 from shared.bus.consume import consume
 from shared.core import logging as log
 from shared.core.settings import Settings
@@ -61,7 +62,7 @@ class Indexer:
         self._kv: KeyValue | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._kv = await self._js.key_value(lookup_streams.HISTORY_BUCKET)
+        self._kv = await leader_bucket(self._js, lookup_streams.HISTORY_BUCKET)
         sub = await self._js.pull_subscribe_bind(
             durable=lookup_streams.HISTORY_DURABLE, stream=lookup_streams.LOOKUP_RESULTS
         )

@@ -31,6 +31,7 @@ from nats.js.kv import KeyValue
 from services.scheduler.config import SchedulerSettings
 from services.scheduler.metrics import SchedulerMetrics
 from shared.bus import direct, messages
+from shared.bus.cas import leader_bucket
 from shared.bus.manage import KV_STREAM
 from shared.core import logging as log
 from shared.core.settings import Settings
@@ -153,7 +154,7 @@ class Scheduler:
         self._kv: KeyValue | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._kv = await self._js.key_value(lookup_streams.SCHEDULER_BUCKET)
+        self._kv = await leader_bucket(self._js, lookup_streams.SCHEDULER_BUCKET)
         self.lease = Lease(self._kv, self._config.lease)
         try:
             while not stop.is_set():
