@@ -11,7 +11,8 @@ UDP *and* TCP on ``127.0.0.1`` with the same, kernel-chosen port::
 Answers are authoritative-style (AA set): exact matches, NODATA (also for empty non-terminals),
 NXDOMAIN, CNAME chasing within the zone, the covering SOA in the authority section of negative
 answers, TC over UDP when the answer does not fit (512 bytes without EDNS), and test hooks:
-``fail_names`` (SERVFAIL) and ``timeout_names`` (the query is dropped).
+``fail_names`` (SERVFAIL), ``refuse_names`` (REFUSED) and ``timeout_names`` (the query is
+dropped).
 
 The zone text is parsed with dnspython's zone-file reader (``$ORIGIN``, ``$TTL``, parentheses,
 relative names, ``\\DDD`` escapes, TTL units...), then converted to dnslib records through wire
@@ -178,6 +179,10 @@ class _ZoneResolver(BaseResolver):  # type: ignore[misc]  # dnslib is untyped
             reply.header.aa = 0
             reply.header.rcode = RCODE.SERVFAIL
             return reply
+        if self._owner._matches(qname, self._owner.refuse_names):
+            reply.header.aa = 0
+            reply.header.rcode = RCODE.REFUSED
+            return reply
         if request.header.opcode != 0:  # only QUERY
             reply.header.rcode = RCODE.NOTIMP
             return reply
@@ -332,6 +337,7 @@ class ZoneServer:
     Test hooks (names compared lower-case without trailing dot, any query type):
 
     * ``fail_names``: queries answer SERVFAIL;
+    * ``refuse_names``: queries answer REFUSED;
     * ``timeout_names``: queries get no answer at all, so clients time out;
     * ``queries``: ``(qname, qtype name)`` of every query received, in order.
     """
@@ -345,6 +351,7 @@ class ZoneServer:
         self.port: int = 0
         self.queries: list[tuple[str, str]] = []
         self.fail_names: set[str] = set()
+        self.refuse_names: set[str] = set()
         self.timeout_names: set[str] = set()
         self._lock = threading.Lock()
         self._servers: list[DNSServer] = []

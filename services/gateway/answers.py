@@ -4,6 +4,7 @@ turned into ``{"error": reason}`` by the ``/api`` middleware."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -36,6 +37,7 @@ def with_request_id(
     """``handler(request, request_id)`` as an aiohttp handler whose every answer, refusals
     included, carries the request id (``X-Request-Id``: the client's when sane, else new)."""
 
+    @functools.wraps(handler)
     async def handle(request: web.Request) -> web.StreamResponse:
         request_id = requestid.from_headers(request.headers)
         try:

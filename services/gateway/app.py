@@ -6,44 +6,18 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-import prometheus_client as prom
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from services.gateway import apidocs, hardening, hosts, sqreen, ui
-from services.gateway import state as gateway_state
-from services.gateway.answers import api_error, api_json
-from services.gateway.lookups import api_app
+from services.gateway import apidocs, hardening, hosts, ops, sqreen, ui, webhook
+from services.gateway.api import api_app
 from services.gateway.state import BUS, METRICS, SETTINGS, Bus, Metrics
 from services.gateway.stored import OUTCOME, Outcome
-from services.gateway.webhook import SqreenWebhook
 from shared.core import logging as log
 from shared.core.service import cannot_listen
 from shared.core.settings import Settings
 
 _log = log.get("gateway")
-
-
-async def healthz(_request: web.Request) -> web.Response:
-    return api_json(200, {"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    """200 once the bus is connected, provisioned and serving: 503 with the reason while it
-    is not, or while JetStream refuses the work the gateway gives it (see
-    :func:`services.gateway.state.refusal`)."""
-    the_bus = request.app[BUS]
-    if not the_bus.usable or the_bus.js is None or the_bus.reader is None:
-        return api_error(503, "not connected to NATS")
-    refused = await gateway_state.refusal(the_bus.js, the_bus.reader)
-    if refused is not None:
-        return api_error(503, refused)
-    return api_json(200, {"status": "ready"})
-
-
-async def metrics_endpoint(request: web.Request) -> web.Response:
-    body = prom.generate_latest(request.app[METRICS].registry)
-    return web.Response(body=body, headers={"Content-Type": prom.CONTENT_TYPE_LATEST})
 
 
 @web.middleware
@@ -83,11 +57,9 @@ def create_app(settings: Settings) -> web.Application:
     hardening.setup(app)  # security headers on every response, /api rate limiter
     hosts.setup(app, settings)  # the Host check (DNS rebinding); not on the webhook route
     app[OUTCOME] = Outcome(settings, app[METRICS])
-    webhook = SqreenWebhook(settings, app[BUS], app[METRICS], app[OUTCOME])
-    app.router.add_post("/webhooks/sqreen", webhook.handle)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_endpoint)
+    sqreen_webhook = webhook.SqreenWebhook(settings, app[BUS], app[METRICS], app[OUTCOME])
+    app.router.add_post(webhook.PATH, sqreen_webhook.handle)
+    ops.add_routes(app)  # /healthz, /readyz, /metrics
     ui.setup(app)
     apidocs.setup(app)
     api = api_app()

@@ -1,23 +1,22 @@
-"""The lookups API: submit indicators, read results (JSON, CSV, server-sent events).
+"""The lookups API: submit indicators, read results (JSON, CSV, server-sent events), and
+the providers that answer them; each operation documented beside its handler (:data:`DOCS`).
 
-Mounted under ``/api``: every route needs ``Authorization: Bearer <token>`` when
-``LOOKOUT_API_TOKENS`` is set (lookout refuses to listen beyond loopback without tokens).
+Mounted under ``/api`` (see :mod:`services.gateway.api`): every route needs
+``Authorization: Bearer <token>`` when ``LOOKOUT_API_TOKENS`` is set.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-from collections.abc import Awaitable, Callable
-from typing import Any, get_args
+from typing import Any, Final, get_args
 
 import msgspec
 import nats.errors
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 
-from services.gateway import deadletters_api, hardening, memory, notifications, ui
+from services.gateway import hardening
 from services.gateway.answers import (
     api_error,
     api_json,
@@ -26,84 +25,52 @@ from services.gateway.answers import (
     bus_reader,
     with_request_id,
 )
-from services.gateway.apilimit import API_LIMITER, too_many
+from services.gateway.apispec import (
+    JSON,
+    KINDS,
+    PROVIDER,
+    REQUEST_ID_HEADERS,
+    REQUEST_ID_PARAM,
+    Operations,
+    answer,
+    path_pattern,
+    ref,
+    struct_schemas,
+)
 from services.gateway.state import SETTINGS
 from shared.bus import direct
 from shared.core import logging as log
 from shared.core.settings import Settings
-from shared.lookups import catalog, indicators, jobs
+from shared.lookups import catalog, display, indicators, jobs
 from shared.lookups.config import lookups
-from shared.lookups.schemas import Job, LookupResult
+from shared.lookups.jobs import REJECTED_KEPT
+from shared.lookups.schemas import Job, JobIndicator, LookupResult
+from shared.lookups.verdicts import VERDICT_ORDER
 
 _log = log.get("gateway")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Failure = tuple[int, str]
 JOB_ID = "{id:[0-9a-f]{8,40}}"
 _json = msgspec.json.Encoder()
 
-
-async def _authenticate(
-    request: web.Request, settings: Settings
-) -> tuple[str | None, Failure | None]:
-    """(the authenticated client, or None; the refusal, or None when the request may pass).
-
-    The client names the rate-limit bucket: ``token:<n>`` for the n-th API token,
-    ``session:<digest>`` for a web UI session; never the secret itself."""
-    if not settings.api_tokens:
-        if (refused := ui.open_api_failure(request)) is not None:
-            return None, (403, refused)
-        return None, None
-    if "Authorization" not in request.headers and ui.SESSION_COOKIE in request.cookies:
-        if (failure := await ui.cookie_auth_failure(request)) is not None:
-            return None, failure
-        cookie = request.cookies[ui.SESSION_COOKIE].encode()
-        return "session:" + hashlib.sha256(cookie).hexdigest()[:32], None
-    given = request.headers.get("Authorization", "")
-    token = given[7:].strip() if given[:7].lower() == "bearer " else ""
-    found = ui.token_index(settings, token)
-    if found is None:
-        return None, (401, "missing or invalid bearer token")
-    return f"token:{found}", None
-
-
-@web.middleware
-async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bearer-token check (or the web UI's session cookie with its CSRF token), the
-    per-client rate limit, and every error as JSON with a short reason.
-
-    The rate limit is taken after authentication is *decided* but before its refusal is
-    sent: an authenticated client has its own bucket (its token or session); everything
-    else, refused requests included, shares the bucket of its remote address. So a flood
-    of bad credentials is throttled per address and cannot create a bucket per made-up
-    token, and the number of buckets is bounded anyway (see :mod:`apilimit`)."""
-    settings: Settings = request.config_dict[SETTINGS]
-    client, failure = await _authenticate(request, settings)
-    limiter = request.config_dict.get(API_LIMITER)
-    if limiter is not None and limiter.enabled:
-        wait = limiter.take(client or f"ip:{request.remote}")
-        if wait > 0:
-            return too_many(wait)
-    if failure is not None:
-        return api_error(*failure)
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return api_error(exc.status, exc.reason)
-    except (direct.ReadRefused, nats.errors.Error) as exc:
-        # JetStream refused or did not answer: the client may retry, it did nothing wrong.
-        reason = str(exc) or type(exc).__name__
-        _log.warning("message bus refused an API request", path=request.path, error=reason)
-        return api_error(503, f"message bus unavailable, retry later: {reason}")
-    except ConnectionResetError:
-        # The client went away while sending its body (an aborted upload): nothing is
-        # wrong here and nobody reads the answer.
-        _log.info("client disconnected before its request was read", path=request.path)
-        return api_error(400, "the client disconnected before its request was read")
-    except Exception:
-        _log.exception("unhandled API error", path=request.path)
-        return api_error(500, "internal error")
+DOCS = Operations("lookups", "Host lookups: submit, follow, export.")
+_JOB_ID_PARAM: Final[JSON] = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "The job id from `POST /api/v1/lookups`.",
+    "schema": {"type": "string", "pattern": path_pattern(JOB_ID)},
+}
+_NO_JOB: Final = answer("No such job (or it expired, after `LOOKOUT_JOB_TTL`).")
+_REJECTED: Final[JSON] = {
+    "type": "array",
+    "items": ref("Rejected"),
+    "maxItems": REJECTED_KEPT,
+    "description": f"The first {REJECTED_KEPT} items that could not be read, with the reason.",
+}
+_REJECTED_TOTAL: Final[JSON] = {
+    "type": "integer",
+    "minimum": 0,
+    "description": f"How many items could not be read (`rejected` lists {REJECTED_KEPT} at most).",
+}
 
 
 # What aiohttp's multipart reader raises on a malformed body (bad part headers, no or bad
@@ -189,6 +156,50 @@ def _merge(parts: list[indicators.Parsed]) -> indicators.Parsed:
     return indicators.Parsed(indicators=found, rejected=rejected)
 
 
+@DOCS.post(
+    "/api/v1/lookups",
+    DOCS.api(
+        "createLookup",
+        "Submit indicators for lookup",
+        "Indicators are refanged, normalised, deduplicated and classified (ipv4, ipv6, "
+        "domain, url, email); one lookup request per indicator is published and answered "
+        "by every provider of its kind. Input that is not an indicator is listed in "
+        "`rejected` with a reason; the job is refused only when nothing could be read, with "
+        "more than `LOOKOUT_MAX_INDICATORS` indicators, or with unknown providers. The job "
+        "keeps the request id (`X-Request-Id`, given or made), which goes with every lookup "
+        "request to the providers and into their log lines.",
+        {
+            "202": answer("The job is created.", "LookupCreated", REQUEST_ID_HEADERS),
+            "400": answer(
+                "Nothing could be read, too many indicators, unknown providers, malformed "
+                "JSON or a multipart body without a file.",
+                "LookupError",
+                REQUEST_ID_HEADERS,
+            ),
+            "413": answer(
+                "A JSON body larger than `LOOKOUT_MAX_JSON_BYTES`, or an upload larger than "
+                "`LOOKOUT_MAX_BODY_BYTES`.",
+                headers=REQUEST_ID_HEADERS,
+            ),
+            "503": answer(
+                "The message bus is unavailable or did not store every lookup request; "
+                "retry later.",
+                headers=REQUEST_ID_HEADERS,
+            ),
+        },
+        parameters=[REQUEST_ID_PARAM],
+        requestBody={
+            "required": True,
+            "content": {
+                "application/json": {"schema": ref("LookupInput")},
+                "multipart/form-data": {
+                    "schema": ref("LookupUpload"),
+                    "encoding": {"file": {"contentType": "text/plain, text/csv"}},
+                },
+            },
+        },
+    ),
+)
 async def create_lookup(request: web.Request, request_id: str) -> web.Response:
     """Every answer carries the request id (``X-Request-Id``), the one the job and its
     lookup requests carry too."""
@@ -280,10 +291,39 @@ async def _current_view(request: web.Request) -> jobs.JobView:
     return await jobs.current(bus_reader(request), await _load_job(request))
 
 
+@DOCS.get(
+    "/api/v1/lookups/{id}",
+    DOCS.api(
+        "getLookup",
+        "A lookup job and its results",
+        "One result per indicator and provider, `pending` until the provider answered.",
+        {"200": answer("The job.", "LookupJob"), "404": _NO_JOB},
+        parameters=[_JOB_ID_PARAM],
+    ),
+)
 async def get_lookup(request: web.Request) -> web.Response:
     return api_json(200, (await _current_view(request)).as_json())
 
 
+@DOCS.get(
+    "/api/v1/lookups/{id}.csv",
+    DOCS.api(
+        "lookupCsv",
+        "A lookup job as CSV",
+        "One row per indicator: `indicator`, `kind`, `scope`, `verdict`, `verdict_reasons` "
+        "(joined with `; `), then `<provider>_status`, `<provider>_verdict`, "
+        "`<provider>_summary` (an error's cause when it failed) per provider. "
+        "Cells a spreadsheet would run as a formula are prefixed with `'`.",
+        {
+            "200": {
+                "description": "The CSV file (`Content-Disposition: attachment`).",
+                "content": {"text/csv": {"schema": {"type": "string"}}},
+            },
+            "404": _NO_JOB,
+        },
+        parameters=[_JOB_ID_PARAM],
+    ),
+)
 async def get_lookup_csv(request: web.Request) -> web.Response:
     view = await _current_view(request)
     return web.Response(
@@ -328,6 +368,34 @@ async def _next_update(follower: jobs.Follower, stopping: asyncio.Event) -> Look
     return step.result()
 
 
+@DOCS.get(
+    "/api/v1/lookups/{id}/events",
+    DOCS.api(
+        "lookupEvents",
+        "A lookup job's results as server-sent events",
+        "Every result stored so far, then each new one as it lands: `event: result` with a "
+        "`LookupResult` as `data`; finally `event: done` with the indicators and their "
+        "overall verdicts (`IndicatorVerdict` list) once nothing is pending. A comment line "
+        "(`: keep-alive`) is sent every 15 s of silence. The job is loaded and followed "
+        "before the stream begins, so an unknown job is a 404 and a bus that refuses the "
+        "read a 503, both as JSON. When the gateway shuts down, an open stream ends at once "
+        "with `event: shutdown` (after `retry: 1000`): reconnect, to another replica or to "
+        "the restarted gateway.",
+        {
+            "200": {
+                "description": "The event stream.",
+                "content": {
+                    "text/event-stream": {
+                        "schema": {"type": "string"},
+                        "example": 'event: result\ndata: {"job_id": "…"}\n\n',
+                    }
+                },
+            },
+            "404": _NO_JOB,
+        },
+        parameters=[_JOB_ID_PARAM],
+    ),
+)
 async def lookup_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: every result stored so far, then each new one as it lands;
     ``event: done`` when nothing is pending any more.
@@ -392,39 +460,308 @@ async def lookup_events(request: web.Request) -> web.StreamResponse:
 
 def provider_list() -> list[dict[str, Any]]:
     """Every provider the launcher registered, in column order: its name, how people call
-    it and the indicator kinds it answers for (in the order of ``indicators.Kind``)."""
+    it, the indicator kinds it answers for (in the order of ``indicators.Kind``), how its
+    results' details are laid out and its links per kind (see shared.lookups.display)."""
     order = get_args(indicators.Kind)
     return [
         {
             "name": spec.name,
             "label": spec.label,
             "kinds": [kind for kind in order if kind in spec.kinds],
+            "details": spec.details.as_json(),
+            "links": {kind: spec.links[kind] for kind in order if kind in spec.links},
         }
         for spec in catalog.specs()
     ]
 
 
+@DOCS.components
+def _provider_schemas() -> dict[str, JSON]:
+    """What :func:`provider_list` gives for each provider (a field added there is added
+    here: a test compares them)."""
+    return {
+        "Provider": {
+            "title": "Provider",
+            "description": "A lookup provider and what it answers for.",
+            "type": "object",
+            "properties": {
+                "name": PROVIDER,
+                "label": {"type": "string", "description": "How people call it."},
+                "kinds": {
+                    "type": "array",
+                    "items": {"enum": KINDS},
+                    "description": "The indicator kinds it answers for.",
+                },
+                "details": ref("ProviderDetails"),
+                "links": {
+                    "type": "object",
+                    "propertyNames": {"enum": KINDS},
+                    "additionalProperties": {"type": "string", "format": "uri-template"},
+                    "description": "Per kind, the provider's own page about an indicator: "
+                    "`{value}` is the indicator, `{host}` its host (URL-encoded).",
+                },
+            },
+            "required": ["name", "label", "kinds", "details", "links"],
+        },
+        "ProviderDetails": {
+            "title": "ProviderDetails",
+            "description": (
+                "How the web UI lays out a result's `data`: notes shown when a value says "
+                "so, then titled sections of labelled fields (`path`: keys joined by dots; "
+                "`template`: `{}` the value, `{key}` one of its keys), a section left out "
+                "when none of its fields has a value or its `when` path has none."
+            ),
+            "type": "object",
+            "properties": {
+                "sections": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "title": {"type": "string"},
+                            "when": {"type": "string"},
+                            "fields": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "label": {"type": "string"},
+                                        "path": {"type": "string"},
+                                        "format": {"enum": list(display.FORMATS)},
+                                        "template": {"type": "string"},
+                                        "missing": {"type": "string"},
+                                    },
+                                    "required": ["label", "path", "format", "template", "missing"],
+                                },
+                            },
+                        },
+                        "required": ["title", "when", "fields"],
+                    },
+                },
+                "notes": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "when": {"type": "string"},
+                            "text": {"type": "string"},
+                            "equals": {"type": ["string", "integer", "boolean", "null"]},
+                        },
+                        "required": ["when", "text", "equals"],
+                    },
+                },
+            },
+            "required": ["sections", "notes"],
+        },
+        "Providers": {
+            "title": "Providers",
+            "type": "object",
+            "properties": {"providers": {"type": "array", "items": ref("Provider")}},
+            "required": ["providers"],
+        },
+    }
+
+
+@DOCS.get(
+    "/api/v1/providers",
+    DOCS.api(
+        "listProviders",
+        "The lookup providers",
+        "Every provider lookout runs, in the order of the web UI's columns: its name (for "
+        "`providers` of `POST /api/v1/lookups`), how people call it, the indicator kinds it "
+        "answers for, how its results' details are laid out and its links per kind.",
+        {"200": answer("The providers.", "Providers")},
+    ),
+)
 async def list_providers(_request: web.Request) -> web.Response:
     """``GET /api/v1/providers``: the providers, for the web UI's columns and any client."""
     return api_json(200, {"providers": provider_list()})
 
 
-async def _stop_streams(app: web.Application) -> None:
-    app[STOPPING].set()
-
-
-def api_app() -> web.Application:
-    app = web.Application(middlewares=[api_middleware])
-    app[STOPPING] = asyncio.Event()
-    app.on_shutdown.append(_stop_streams)  # before aiohttp waits for open requests
+def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/lookups", with_request_id(create_lookup))
     app.router.add_get("/v1/providers", list_providers)
-    app.router.add_get("/v1/notifications", notifications.list_notifications)
-    app.router.add_post("/v1/notifications", with_request_id(notifications.post_notification))
-    app.router.add_get("/v1/notifications/{id}", notifications.get_notification)
     app.router.add_get(f"/v1/lookups/{JOB_ID}.csv", get_lookup_csv)
     app.router.add_get(f"/v1/lookups/{JOB_ID}/events", lookup_events)
     app.router.add_get(f"/v1/lookups/{JOB_ID}", get_lookup)
-    deadletters_api.add_routes(app)
-    memory.add_routes(app)
-    return app
+
+
+@DOCS.components
+def _schemas() -> dict[str, JSON]:
+    """The jobs' schemas: the message Structs a job's answers hold, and the rest."""
+    overall = list(VERDICT_ORDER)
+    components = struct_schemas([LookupResult, JobIndicator, indicators.Rejected])
+    components["LookupResult"]["description"] = (
+        "What one provider found for one indicator (the `lookup-result/1` message schema)."
+    )
+    components["LookupResult"]["properties"]["kind"]["enum"] = KINDS
+    components["LookupResult"]["properties"]["provider"].update(PROVIDER)
+    components["JobIndicator"]["properties"]["kind"]["enum"] = KINDS
+    components["JobIndicator"]["properties"]["scope"]["enum"] = list(get_args(indicators.Scope))
+    return {
+        **components,
+        "LookupError": {
+            "title": "LookupError",
+            "description": (
+                "Why a lookup job was refused: the reason, and when it applies the items "
+                "that could not be read (`rejected`) or the known providers (`providers`)."
+            ),
+            "allOf": [ref("Error")],
+            "properties": {
+                "rejected": _REJECTED,
+                "rejected_total": _REJECTED_TOTAL,
+                "providers": {"type": "array", "items": PROVIDER},
+            },
+        },
+        "LookupInput": {
+            "title": "LookupInput",
+            "description": (
+                "Exactly one of `indicators` (a list, one indicator per item) or `text` "
+                "(free text: indicators are found in it, defanged forms included)."
+            ),
+            "type": "object",
+            "properties": {
+                "indicators": {"type": "array", "items": {"type": "string"}},
+                "text": {"type": "string"},
+                "providers": {
+                    "type": "array",
+                    "items": PROVIDER,
+                    "description": "Only these providers (default: every provider of each kind).",
+                },
+                "fresh": {
+                    "type": "boolean",
+                    "default": False,
+                    "description": "Bypass the result cache.",
+                },
+            },
+            "oneOf": [{"required": ["indicators"]}, {"required": ["text"]}],
+            "additionalProperties": False,
+        },
+        "LookupUpload": {
+            "title": "LookupUpload",
+            "description": (
+                "A file of indicators (text or CSV, read line by line) in the part `file` "
+                "(a part named `text`, or any part with a file name, is read the same way)."
+            ),
+            "type": "object",
+            "properties": {
+                "file": {"type": "string", "contentMediaType": "text/plain"},
+                "providers": {
+                    "type": "string",
+                    "description": "Comma-separated provider names.",
+                    "examples": ["dns,whois"],
+                },
+                "fresh": {
+                    "type": "string",
+                    "description": "`1`, `true`, `on` or `yes` bypass the result cache.",
+                    "examples": ["true"],
+                },
+            },
+            "required": ["file"],
+        },
+        "LookupLinks": {
+            "title": "LookupLinks",
+            "type": "object",
+            "properties": {
+                "self": {"type": "string"},
+                "events": {"type": "string"},
+                "csv": {"type": "string"},
+            },
+            "required": ["self", "events", "csv"],
+        },
+        "JobProviders": {
+            "title": "JobProviders",
+            "description": "Per indicator kind, the providers that answer for it.",
+            "type": "object",
+            "propertyNames": {"enum": KINDS},
+            "additionalProperties": {"type": "array", "items": PROVIDER},
+        },
+        "LookupCreated": {
+            "title": "LookupCreated",
+            "description": (
+                "The job is stored and one request per indicator published; results arrive "
+                "as providers answer (follow `links`)."
+            ),
+            "type": "object",
+            "properties": {
+                "id": {"type": "string", "pattern": path_pattern(JOB_ID)},
+                "indicators": {"type": "array", "items": ref("JobIndicator")},
+                "rejected": _REJECTED,
+                "rejected_total": _REJECTED_TOTAL,
+                "providers": ref("JobProviders"),
+                "links": ref("LookupLinks"),
+            },
+            "required": ["id", "indicators", "rejected", "rejected_total", "providers", "links"],
+        },
+        "IndicatorVerdict": {
+            "title": "IndicatorVerdict",
+            "description": (
+                "An indicator with its overall verdict: the first of "
+                f"{', '.join(overall)} that its results count as. A `done` result "
+                "counts with its verdict; an `error` or `quota_exhausted` one (it could not "
+                "be checked) as `error`; a `pending` or `queued` one as `pending`; a "
+                "`not_configured` one not at all. So `error` is the verdict when every "
+                "provider that applies failed, and never hides behind `unknown`."
+            ),
+            "allOf": [ref("JobIndicator")],
+            "properties": {
+                "verdict": {"enum": overall},
+                "verdict_reasons": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": (
+                        "Why: each provider whose result gave the verdict, with its summary "
+                        "or, for `error`, its error (`VirusTotal: 9/74 engines`, `WHOIS: "
+                        "cannot connect: Connection refused (RDAP, WHOIS)`). When no result "
+                        "counts, the providers not configured, with why."
+                    ),
+                    "examples": [["VirusTotal: 9/74 engines", "AbuseIPDB: score 100"]],
+                },
+            },
+            "required": ["verdict", "verdict_reasons"],
+        },
+        "LookupJob": {
+            "title": "LookupJob",
+            "description": (
+                "A lookup job with one result per indicator and provider (`pending` until "
+                "the provider answered); `complete` once nothing is pending or queued."
+            ),
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "created_at": {"type": "string"},
+                "request_id": {
+                    "anyOf": [{"type": "string"}, {"type": "null"}],
+                    "description": (
+                        "The request that created the job (the `X-Request-Id` answered by "
+                        "`POST /api/v1/lookups`); the providers log it with each lookup."
+                    ),
+                },
+                "complete": {"type": "boolean"},
+                "providers": ref("JobProviders"),
+                "rejected": _REJECTED,
+                "rejected_total": _REJECTED_TOTAL,
+                "indicators": {"type": "array", "items": ref("IndicatorVerdict")},
+                "results": {"type": "array", "items": ref("LookupResult")},
+                "scheduled": {
+                    "type": "boolean",
+                    "description": "Run by a watch, not by a person.",
+                },
+                "watch": {
+                    "anyOf": [{"type": "string"}, {"type": "null"}],
+                    "description": "The watch that ran it, if any.",
+                },
+            },
+            "required": [
+                "id",
+                "created_at",
+                "request_id",
+                "complete",
+                "providers",
+                "rejected",
+                "rejected_total",
+                "indicators",
+                "results",
+            ],
+        },
+    }

@@ -1,17 +1,34 @@
 """Notifications API: delivery state per notification and target, and a way in for any
-system that speaks HTTP rather than NATS (``POST /api/v1/notifications``)."""
+system that speaks HTTP rather than NATS (``POST /api/v1/notifications``); each operation
+documented beside its handler (:data:`DOCS`)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any
+from typing import Any, Final, get_args
 
 import msgspec
 from aiohttp import web
 
 from services.gateway import hardening
-from services.gateway.answers import api_json, bus_publisher, bus_reader, query_limit
+from services.gateway.answers import (
+    api_json,
+    bus_publisher,
+    bus_reader,
+    query_limit,
+    with_request_id,
+)
+from services.gateway.apispec import (
+    JSON,
+    REQUEST_ID_HEADERS,
+    REQUEST_ID_PARAM,
+    TOO_LARGE_MESSAGE,
+    Operations,
+    answer,
+    json_content,
+    ref,
+)
 from services.gateway.state import SETTINGS
 from services.gateway.stored import OUTCOME
 from shared.bus import direct, messages
@@ -23,6 +40,13 @@ from shared.relay.schemas import Notification
 
 DEFAULT_LIST = 50
 MAX_LIST = 500
+
+DOCS = Operations("notifications", "Alerts from any system; delivery state.")
+DELIVERY_STATES: Final[list[str]] = list(get_args(status.State))
+ID_PATTERN: Final = "^[!-~](?:[ -~]*[!-~])?$"
+"""A notification id lookout keeps (:func:`shared.relay.schemas.notification_id`)."""
+SUBJECT_PART_PATTERN: Final = "^[a-z0-9-]([a-z0-9_-]{0,62}[a-z0-9-])?$"
+"""What :func:`shared.relay.schemas.subject_token` leaves unchanged: ``source`` and ``type``."""
 
 
 async def _statuses(request: web.Request, prefix: str = ">") -> list[status.DeliveryStatus]:
@@ -82,6 +106,39 @@ def _group(records: list[status.DeliveryStatus], targets: list[str]) -> list[dic
     return sorted(grouped.values(), key=lambda i: i["received_at"] or i["timestamp"], reverse=True)
 
 
+@DOCS.get(
+    "/api/v1/notifications",
+    DOCS.api(
+        "listNotifications",
+        "Recent notifications and their delivery state per target",
+        "Newest first, from the delivery records the sinks keep (7 days).",
+        {
+            "200": answer("The notifications.", "NotificationList"),
+            "400": answer(f"`limit` is not a whole number from 1 to {MAX_LIST}."),
+        },
+        parameters=[
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "description": f"At most this many (1…{MAX_LIST}).",
+                "schema": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": MAX_LIST,
+                    "default": DEFAULT_LIST,
+                },
+            },
+            {
+                "name": "state",
+                "in": "query",
+                "required": False,
+                "description": "Only notifications in this (overall) state.",
+                "schema": {"enum": DELIVERY_STATES},
+            },
+        ],
+    ),
+)
 async def list_notifications(request: web.Request) -> web.Response:
     settings = request.config_dict[SETTINGS]
     limit = query_limit(request, DEFAULT_LIST, MAX_LIST)
@@ -92,6 +149,32 @@ async def list_notifications(request: web.Request) -> web.Response:
     return api_json(200, {"notifications": items[:limit], "total": len(items)})
 
 
+@DOCS.get(
+    "/api/v1/notifications/{id}",
+    DOCS.api(
+        "getNotification",
+        "One notification's delivery state per target",
+        "When several sources used the same id, every one of them is listed.",
+        {
+            "200": {
+                "description": "The notification.",
+                "content": json_content(
+                    {"anyOf": [ref("NotificationState"), ref("NotificationsWithId")]}
+                ),
+            },
+            "404": answer("No delivery recorded for that notification yet."),
+        },
+        parameters=[
+            {
+                "name": "id",
+                "in": "path",
+                "required": True,
+                "description": "The notification id.",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+            }
+        ],
+    ),
+)
 async def get_notification(request: web.Request) -> web.Response:
     settings = request.config_dict[SETTINGS]
     notification_id = request.match_info["id"]
@@ -115,6 +198,39 @@ _incoming = msgspec.json.Decoder(_Incoming)
 _EXPECTED = 'expected {"type", "source", "data", optional "id", "timestamp"}'
 
 
+@DOCS.post(
+    "/api/v1/notifications",
+    DOCS.api(
+        "postNotification",
+        "Publish any system's alert",
+        "Routed to the targets like a Sqreen notification. Other systems may instead publish "
+        "on `notification.<source>.<type>` directly (see the AsyncAPI document). Answered "
+        "after the JetStream acknowledgement. The request id (`X-Request-Id`, given or made) "
+        "goes with the message into the sinks' log lines; a notification that no target's "
+        "route takes is stored all the same, with a warning and "
+        "`lookout_notifications_unrouted_total`.",
+        {
+            "202": answer("Stored.", "NotificationAccepted", REQUEST_ID_HEADERS),
+            "400": answer(
+                f"Malformed JSON, not UTF-8, nested more than {jsondata.MAX_DEPTH} levels "
+                "deep, a missing or unknown field, a `source`/`type` that is not a lower-case "
+                "subject token, or an `id` no header can carry.",
+                headers=REQUEST_ID_HEADERS,
+            ),
+            "413": answer(
+                f"A body larger than `LOOKOUT_MAX_JSON_BYTES`, or {TOO_LARGE_MESSAGE}: "
+                "`data is X bytes; the bus stores at most Y bytes per message`.",
+                headers=REQUEST_ID_HEADERS,
+            ),
+            "503": answer(
+                "The message bus is unavailable or did not store it; retry later.",
+                headers=REQUEST_ID_HEADERS,
+            ),
+        },
+        parameters=[REQUEST_ID_PARAM],
+        requestBody={"required": True, "content": json_content(ref("NotificationInput"))},
+    ),
+)
 async def post_notification(request: web.Request, request_id: str) -> web.Response:
     """Any system's alert, routed like a Sqreen notification (authenticated by API tokens);
     every answer carries ``request_id`` (see :func:`answers.with_request_id`)."""
@@ -162,3 +278,129 @@ async def post_notification(request: web.Request, request_id: str) -> web.Respon
     if isinstance(result, BaseException):
         return api_json(503, {"error": "message bus did not store it, retry later"})
     return api_json(202, {"id": note.id, "subject": note.subject, "duplicate": result.duplicate})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/notifications", list_notifications)
+    app.router.add_post("/v1/notifications", with_request_id(post_notification))
+    app.router.add_get("/v1/notifications/{id}", get_notification)
+
+
+@DOCS.components
+def _schemas() -> dict[str, JSON]:
+    token = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": SUBJECT_PART_PATTERN}
+    return {
+        "NotificationInput": {
+            "title": "NotificationInput",
+            "description": (
+                "Any system's alert, routed like a Sqreen notification and published on "
+                "`notification.<source>.<type>`. The same `id` (per source) is stored once; "
+                "without one, lookout makes one up."
+            ),
+            "type": "object",
+            "properties": {
+                "type": {**token, "examples": ["security_event"]},
+                "source": {**token, "examples": ["ids"]},
+                "data": {"description": "The alert itself, any JSON value, kept unchanged."},
+                "id": {
+                    "type": ["string", "null"],
+                    "pattern": ID_PATTERN,
+                    "description": (
+                        "Printable ASCII, no leading or trailing space (it goes into HTTP and "
+                        "NATS headers): anything else is refused with 400. Kept whole up to "
+                        "256 characters; a longer one is stored as `sha256-` and the 64 hex "
+                        "digits of its SHA-256, as the answer says."
+                    ),
+                },
+                "timestamp": {
+                    "type": ["string", "null"],
+                    "description": "When it happened (RFC 3339); default: now.",
+                },
+            },
+            "required": ["type", "source", "data"],
+            "additionalProperties": False,
+        },
+        "NotificationAccepted": {
+            "title": "NotificationAccepted",
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "subject": {"type": "string", "examples": ["notification.ids.security_event"]},
+                "duplicate": {"type": "boolean"},
+            },
+            "required": ["id", "subject", "duplicate"],
+        },
+        "TargetState": {
+            "title": "TargetState",
+            "description": (
+                "What one target did with a notification: `pending` (configured, nothing "
+                "reported yet), `skipped` (its route does not match), `delivered`, "
+                "`retrying` (see `last_error`, `next_attempt_at`), `dead` (dead-lettered)."
+            ),
+            "type": "object",
+            "properties": {
+                "state": {"enum": DELIVERY_STATES},
+                "attempts": {"type": "integer", "minimum": 0},
+                "last_error": {"type": ["string", "null"]},
+                "next_attempt_at": {"type": ["string", "null"]},
+                "updated_at": {"type": "string"},
+            },
+            "required": ["state", "attempts"],
+        },
+        "NotificationState": {
+            "title": "NotificationState",
+            "description": (
+                "A notification and its state per target; `state` is the worst of its "
+                "targets' (dead, retrying, pending, delivered, skipped)."
+            ),
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "source": {"type": "string"},
+                "type": {"type": "string"},
+                "timestamp": {
+                    "type": "string",
+                    "description": "The sender's own date (Sqreen's `date_created`).",
+                },
+                "received_at": {
+                    "type": ["string", "null"],
+                    "description": (
+                        "When lookout received it (stored it in JetStream), UTC; null for "
+                        "records written before lookout kept it."
+                    ),
+                },
+                "title": {
+                    "type": ["string", "null"],
+                    "description": "Its default title (as the targets' default templates).",
+                },
+                "application": {"type": ["string", "null"]},
+                "environment": {"type": ["string", "null"]},
+                "risk": {"type": ["integer", "null"]},
+                "subject": {"type": "string"},
+                "state": {"enum": DELIVERY_STATES},
+                "targets": {"type": "object", "additionalProperties": ref("TargetState")},
+            },
+            "required": ["id", "source", "type", "timestamp", "subject", "state", "targets"],
+        },
+        "NotificationList": {
+            "title": "NotificationList",
+            "description": (
+                "Newest first (by `received_at`); `total` counts every match before `limit`."
+            ),
+            "type": "object",
+            "properties": {
+                "notifications": {"type": "array", "items": ref("NotificationState")},
+                "total": {"type": "integer", "minimum": 0},
+            },
+            "required": ["notifications", "total"],
+        },
+        "NotificationsWithId": {
+            "title": "NotificationsWithId",
+            "description": "When several sources used the same id: one entry per source.",
+            "type": "object",
+            "properties": {
+                "notifications": {"type": "array", "items": ref("NotificationState")},
+            },
+            "required": ["notifications"],
+        },
+    }

@@ -4,7 +4,8 @@ The gateway's hot path. What it needs from the configuration (the HMAC keys, the
 metric children, whether any notification can go unrouted) is worked out once, when the app
 is made, and each request runs in one coroutine with no helper awaits: under load every
 extra call, lookup and resume costs several times what it costs in a micro-benchmark (see
-BENCHMARKS.md).
+BENCHMARKS.md). Its OpenAPI operation and the Sqreen message schemas are declared here
+(:data:`DOCS`; the decorator on :meth:`SqreenWebhook.handle` only records them).
 """
 
 from __future__ import annotations
@@ -17,16 +18,29 @@ from aiohttp import web
 
 from services.gateway import hardening, sqreen
 from services.gateway.answers import api_json
+from services.gateway.apispec import (
+    JSON,
+    REQUEST_ID_HEADERS,
+    REQUEST_ID_PARAM,
+    RETRY_AFTER,
+    TOO_LARGE_MESSAGE,
+    Operations,
+    answer,
+    json_content,
+    ref,
+)
 from services.gateway.state import Bus, Metrics
 from services.gateway.stored import Outcome
 from shared.bus import messages
 from shared.bus.publish import PublishAck
+from shared.core import jsondata, requestid
 from shared.core import logging as log
-from shared.core import requestid
 from shared.core.settings import Settings
 from shared.relay import schemas
 
 _log = log.get("gateway")
+PATH = "/webhooks/sqreen"
+DOCS = Operations("webhooks", "Signed notifications from Sqreen.")
 
 # Outcome of a refused webhook → the reason label of lookout_webhooks_rejected_total.
 _REJECT_REASONS = {
@@ -58,6 +72,70 @@ class SqreenWebhook:
         self._stored = metrics.published(sqreen.SOURCE, False)
         self._publish_seconds = metrics.publish_seconds
 
+    @DOCS.post(
+        PATH,
+        DOCS.public(
+            "sqreenWebhook",
+            "Receive Sqreen notifications",
+            "The body as Sqreen sends it: a JSON array of up to 1000 messages (v2 with "
+            "`message_type` and `message`, or v1 with `sqreen_payload_type`), or a single "
+            "message object. Each message becomes one notification on "
+            "`notification.sqreen.<type>`; the answer is 200 only after JetStream "
+            "stored every one. A message re-sent by Sqreen keeps its id and is stored "
+            "once. Not behind API tokens: the signature authenticates it.",
+            {
+                "200": answer("Every message is stored.", "WebhookAccepted", REQUEST_ID_HEADERS),
+                "400": answer(
+                    f"Malformed JSON, not UTF-8, nested more than {jsondata.MAX_DEPTH} levels "
+                    "deep, an unknown message shape, or an id no header can carry (control "
+                    "characters, other than printable ASCII, a leading or trailing space). "
+                    "The reason names the message.",
+                    headers=REQUEST_ID_HEADERS,
+                ),
+                "401": answer("Bad or missing signature.", headers=REQUEST_ID_HEADERS),
+                "413": answer(
+                    f"Body larger than `LOOKOUT_MAX_BODY_BYTES`, or {TOO_LARGE_MESSAGE}: "
+                    "`message N is X bytes; the bus stores at most Y bytes per message`. "
+                    "Nothing of the body is stored.",
+                    headers=REQUEST_ID_HEADERS,
+                ),
+                "503": answer(
+                    "The bus is unavailable or did not store every message, or "
+                    "`SQREEN_WEBHOOK_SECRET` is not configured: retry later.",
+                    headers={**REQUEST_ID_HEADERS, "Retry-After": RETRY_AFTER},
+                ),
+            },
+            parameters=[
+                {
+                    "name": sqreen.SIGNATURE_HEADER,
+                    "in": "header",
+                    "required": True,
+                    "description": (
+                        "Hex HMAC-SHA256 of the raw body keyed with `SQREEN_WEBHOOK_SECRET` "
+                        "(any of its comma-separated secrets, during a rotation)."
+                    ),
+                    "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+                },
+                REQUEST_ID_PARAM,
+            ],
+            requestBody={
+                "required": True,
+                "content": json_content(
+                    {
+                        "anyOf": [
+                            {
+                                "type": "array",
+                                "items": ref("SqreenMessage"),
+                                "minItems": 1,
+                                "maxItems": 1000,
+                            },
+                            ref("SqreenMessage"),
+                        ]
+                    }
+                ),
+            },
+        ),
+    )
     async def handle(self, request: web.Request) -> web.Response:
         request_id = requestid.from_headers(request.headers)
         try:
@@ -207,3 +285,56 @@ class SqreenWebhook:
             },
             {requestid.HTTP_HEADER: request_id},
         )
+
+
+@DOCS.components
+def _schemas() -> dict[str, JSON]:
+    message_id = {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]}
+    return {
+        "SqreenMessageV2": {
+            "title": "SqreenMessageV2",
+            "description": (
+                "A Sqreen v2 message: the notification's type in `message_type`, its body "
+                "under `message`. Other fields are kept unchanged in the notification."
+            ),
+            "type": "object",
+            "properties": {
+                "message_id": message_id,
+                "api_version": {"type": "string"},
+                "date_created": {"type": "string"},
+                "message_type": {"type": "string", "minLength": 1},
+                "retry_count": {"type": "integer"},
+                "message": {"type": "object"},
+            },
+            "required": ["message_type", "message"],
+        },
+        "SqreenMessageV1": {
+            "title": "SqreenMessageV1",
+            "description": "A flat Sqreen v1 message; `sqreen_payload_type` names its type.",
+            "type": "object",
+            "properties": {
+                "sqreen_payload_type": {"type": "string", "minLength": 1},
+                "event_id": {"type": "string"},
+                "date_occurred": {"type": "string"},
+            },
+            "required": ["sqreen_payload_type"],
+        },
+        "SqreenMessage": {
+            "title": "SqreenMessage",
+            "anyOf": [ref("SqreenMessageV2"), ref("SqreenMessageV1")],
+        },
+        "WebhookAccepted": {
+            "title": "WebhookAccepted",
+            "description": (
+                "Every message is stored in JetStream. `ids` are the notification ids, in the "
+                "order of the messages; `duplicates` counts messages stored before."
+            ),
+            "type": "object",
+            "properties": {
+                "accepted": {"type": "integer", "minimum": 1},
+                "duplicates": {"type": "integer", "minimum": 0},
+                "ids": {"type": "array", "items": {"type": "string"}},
+            },
+            "required": ["accepted", "duplicates", "ids"],
+        },
+    }

@@ -2,7 +2,8 @@
 
 A provider package declares its ``SPEC``: its name, how people call it, the indicator
 kinds it answers for, whether it looks up private addresses, its ``[providers.<name>]``
-Struct, the environment variables it reads and its default cache lifetime. The launcher
+Struct, the environment variables it reads, its default cache lifetime, and how the web UI
+shows its results (its details and links to its own pages). The launcher
 registers every provider's spec (``services/registry.py``) before anything else, so every
 process (the gateway, each worker, the CLI) knows the same providers, in the same order,
 without importing any provider's code: which providers answer an indicator, the column
@@ -11,11 +12,14 @@ order of the CSV and the UI, the provider consumers to create, the names people 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from shared.core.settings import Section, register_section
+from shared.lookups import display
 from shared.lookups.config import ProviderConfig, register_provider_table
+from shared.lookups.display import Details
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,8 @@ class EnvVar:
     """A secret: may be read from a file named by ``<name>_FILE``."""
     link: str | None = None
     """Where to get a value (e.g. a free API key)."""
+    default: str = ""
+    """The value it has when unset, as the deployment files write it (empty: none)."""
 
 
 @dataclass(frozen=True)
@@ -48,13 +54,20 @@ class ProviderSpec:
     """Whether private, loopback and reserved addresses are worth asking about."""
     settings: Section[Any] | None = None
     """The section that reads its environment variables, if any (checked at start)."""
+    details: Details = field(default_factory=Details)
+    """How the web UI lays out its results' data (see :mod:`shared.lookups.display`)."""
+    links: Mapping[str, str] = field(default_factory=dict)
+    """Per indicator kind, the provider's own page about the indicator: an ``https://``
+    template naming ``{value}`` (the indicator) or ``{host}`` (its host)."""
 
 
 _specs: dict[str, ProviderSpec] = {}
 
 
 def register(spec: ProviderSpec) -> None:
-    """Know ``spec`` (again: the same name replaces it), its table and its settings."""
+    """Know ``spec`` (again: the same name replaces it), its table and its settings;
+    :class:`ValueError` for a display declaration the web UI could not follow."""
+    display.check(spec.name, spec.details, spec.links, spec.kinds)
     _specs[spec.name] = spec
     register_provider_table(spec.name, spec.config)
     if spec.settings is not None:

@@ -78,6 +78,9 @@ class TargetConfig(
 
     secrets: ClassVar[tuple[str, ...]] = ()
     required_secrets: ClassVar[tuple[str, ...]] = ()
+    secret_examples: ClassVar[dict[str, str]] = {}
+    """Per secret field, a placeholder the type's checks accept, for the example secret
+    files of the deployments (default: ``example-only-change-me-<secret name>``)."""
 
     name: Name
     match: Match = Match()
@@ -87,9 +90,11 @@ class TargetConfig(
     timeout: PositiveFloat = 10.0
     per_second: Rate | None = None
     """Most messages per second sent to the target by all replicas of its sink together
-    (unset or 0: no limit; 0 lifts a target type's own default); after a 429 with
-    ``Retry-After`` every send of every replica waits that long. Shared through the KV
-    bucket ``sink_pace`` (see shared.relay.pacing.Pacer); read it as :attr:`send_rate`."""
+    (unset or 0: no limit; 0 lifts a target type's own default: a type declares its
+    service's limit as this field's default in its Struct). The sink runner keeps it, and
+    after a 429 with ``Retry-After`` makes every send wait that long: shared by every
+    replica through the KV bucket ``sink_pace`` (see shared.relay.pacing.Pacer), in this
+    process only without a rate. Read it as :attr:`send_rate`."""
     group_window: Annotated[float, msgspec.Meta(gt=0, le=3600)] | None = None
     """Seconds to collect notifications that share ``group_by`` before sending them as
     one digest (unset: every notification on its own). A lone one is sent as itself."""

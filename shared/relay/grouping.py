@@ -86,7 +86,7 @@ def digest(config: TargetConfig, members: Sequence[Member], window: float) -> De
     ips: list[str] = []
     items: list[dict[str, Any]] = []
     for member in members:
-        values = context(member.delivery.notification, member.delivery.subject)
+        values = context(member.delivery.reading, member.delivery.subject)
         ips.extend(ip for ip in values["ips"] if ip not in ips)
         items.append(
             {

@@ -20,8 +20,7 @@ from shared.core.errors import ConfigError
 from shared.core.secrets import Secret
 from shared.core.settings import Settings
 from shared.relay.config import TargetConfig, relay
-from shared.relay.pacing import Pacer
-from shared.relay.schemas import Notification
+from shared.relay.sources import Reading
 from shared.relay.target import Delivery, PermanentError, RetryableError, Target
 from shared.relay.templates import TemplateError
 
@@ -96,21 +95,20 @@ class WebhookTarget(SessionTarget):
     """A chat or incident service reached by POSTing JSON to a secret webhook URL.
 
     Shared by the chat targets: one guarded HTTP session
-    (:class:`SessionTarget`, ``User-Agent`` :attr:`user_agent`), the pacer (own send
-    rate, pause after a 429), rendering through the target's templates (a template error is
-    permanent), timeouts and connection errors as retryable, and the URL scrubbed from every
-    error text. Each target builds its payload and judges the service's answer itself.
+    (:class:`SessionTarget`, ``User-Agent`` :attr:`user_agent`), rendering through the
+    target's templates (a template error is permanent), timeouts and connection errors as
+    retryable, and the URL scrubbed from every error text. Each target builds its payload
+    and judges the service's answer itself: a 429 raises ``RetryableError`` with the wait
+    the service asked for, and the runner paces (see :class:`shared.relay.target.Target`).
     """
 
     service: ClassVar[str] = "webhook"
     user_agent: ClassVar[str] = "lookout/1"
-    paces_itself: ClassVar[bool] = True
 
     def __init__(
         self,
         config: TargetConfig,
         webhook_url: Secret,
-        per_second: float | None,
         allow: Sequence[IPv4Network | IPv6Network] = (),
     ) -> None:
         super().__init__(config.timeout, allow)
@@ -118,49 +116,42 @@ class WebhookTarget(SessionTarget):
         self.config = config
         self._webhook = webhook_url
         self._secrets = secret_parts(webhook_url.reveal())
-        self._pacer = Pacer(self.service, per_second, max_pause=config.retry.max_retry_after)
 
     @classmethod
-    def from_settings(
-        cls, config: TargetConfig, settings: Settings, per_second: float | None = None
-    ) -> Self:
-        """The target for ``config`` with its secret ``webhook_url`` checked, the configured
-        send rate unless ``per_second`` overrides it, and the outbound allow-list."""
+    def from_settings(cls, config: TargetConfig, settings: Settings) -> Self:
+        """The target for ``config`` with its secret ``webhook_url`` checked and the
+        outbound allow-list."""
         secret = relay(settings).secret(config.name, "webhook_url")
         assert secret is not None  # required: config.load() refuses such a target without one
         parts = urlsplit(secret.reveal())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             # The value itself is a secret: name the key, never show it.
             raise ConfigError(f"target {config.name}: webhook_url must be an absolute https URL")
-        rate = config.send_rate if per_second is None else per_second
-        return cls(config, secret, rate, allow=settings.outbound_allow)
+        return cls(config, secret, allow=settings.outbound_allow)
 
     def __repr__(self) -> str:  # never the URL
         return f"{type(self).__name__}(name={self.name!r})"
-
-    def pacers(self) -> Sequence[Pacer]:
-        return (self._pacer,)
 
     def session_headers(self) -> dict[str, str]:
         return {"User-Agent": self.user_agent}
 
     def encode(
         self,
-        build: Callable[[Notification, str | None, str | None, str | None], Any],
+        build: Callable[[Reading, str | None, str | None, str | None], Any],
         delivery: Delivery,
     ) -> bytes:
-        """The JSON body ``build`` makes for ``delivery`` with this target's templates."""
+        """The JSON body ``build`` makes for ``delivery`` (its reading: the message decoded
+        once) with this target's templates."""
         template = self.config.template
         try:
-            payload = build(delivery.notification, delivery.subject, template.title, template.body)
+            payload = build(delivery.reading, delivery.subject, template.title, template.body)
         except TemplateError as exc:
             raise PermanentError(str(exc)) from None
         return msgspec.json.encode(payload)
 
     async def post(self, url: str | yarl.URL, body: bytes, read: int = 1000) -> WebhookAnswer:
-        """POST after the pacer's turn; the first ``read`` bytes of the answer."""
+        """POST ``body``; the first ``read`` bytes of the answer."""
         session = self.session
-        await self._pacer.turn()
         try:
             async with session.post(
                 url,

@@ -1,5 +1,7 @@
 """A sink target's send rate and its pause after a 429, in one process and across every
-replica of its sink (the KV bucket ``sink_pace``).
+replica of its sink (the KV bucket ``sink_pace``). The sink runner is the only user: it
+takes a turn before every delivery and pauses the target when the target reports a
+``Retry-After`` (see :class:`shared.relay.target.Target`).
 
 :class:`Pacer` paces one process's sends; :meth:`Pacer.share` makes the rate and the pause
 hold across every replica through :class:`SharedPace`. Times in the bucket are epoch
@@ -35,16 +37,16 @@ PAUSE_RECHECK = 0.01
 sending: another replica may have been told 429 meanwhile."""
 STORE_PROBE = 1.0
 """While the shared store does not answer, a pacer asks it at most once in this many
-seconds; the deliveries in between are handed back at once instead of each waiting for
-the store's timeout in turn."""
+seconds; the deliveries in between are refused (:class:`Paced`) at once instead of each
+waiting for the store's timeout in turn."""
 
 
 class Pacer:
     """A target's own send rate, and a pause for every send after the service said 429.
 
-    ``turn()`` waits for the pause (up to ``max_wait`` seconds; a longer one hands the
-    notification back to JetStream as :class:`Paced`, a retryable error carrying the
-    remaining time), then for the rate limiter. One pacer serves every concurrent delivery
+    ``turn()`` waits for the pause (up to ``max_wait`` seconds; a longer one raises
+    :class:`Paced`, a retryable error carrying the remaining time, and the runner asks
+    again later), then for the rate limiter. One pacer serves every concurrent delivery
     of a sink process.
 
     On its own a pacer holds for one process. :meth:`share`, which the sink runner calls
@@ -52,10 +54,10 @@ class Pacer:
     sink (:class:`shared.relay.pacing.SharedPace`, KV bucket ``sink_pace``): each send then
     also takes a send slot there, after this process's own limiter (so one replica alone
     never claims ahead of the rate, and replicas do not spin on the KV), and waits for it.
-    A slot further than ``max_wait`` away is not taken: the delivery is handed back. When
-    the bucket does not answer, deliveries are handed back too (retried later, never sent
-    faster than the rate), logged once until it answers again. A pacer without a rate keeps
-    its pause in-process and never touches the bucket.
+    A slot further than ``max_wait`` away is not taken (:class:`Paced` with the time to
+    it). When the bucket does not answer, ``turn()`` raises :class:`Paced` too (retried
+    later, never sent faster than the rate), logged once until it answers again. A pacer
+    without a rate keeps its pause in-process and never touches the bucket.
     """
 
     def __init__(
@@ -206,8 +208,7 @@ class Pacer:
             if not self._store_down:
                 self._store_down = True
                 self._log.warning(
-                    "shared pacing store unreachable: deliveries are handed back to JetStream "
-                    "until it answers",
+                    "shared pacing store unreachable: deliveries wait, unsent, until it answers",
                     error=error,
                 )
             raise Paced(f"{self.service}: shared pacing store unreachable ({error})") from None

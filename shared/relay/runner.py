@@ -7,6 +7,11 @@ Guarantees:
 - a retryable failure is negatively acknowledged with a delay (exponential backoff with
   jitter, or the target's ``Retry-After``), so the retry schedule lives in JetStream and
   survives a crash of the sink; the attempt number is JetStream's delivery count;
+- the runner is the only place that paces: every send takes a turn of the target's
+  :class:`~shared.relay.pacing.Pacer` (``per_second``, shared by the sink's replicas), and
+  a ``Retry-After`` (or a :class:`~shared.relay.target.Delivered` pause) pauses every send
+  to the target. A delivery waiting for its turn stays in this process (kept alive with
+  "in progress"), never handed back, so waiting never spends one of its attempts;
 - after ``retry.max_attempts`` attempts, or at once on a permanent failure or an
   undecodable message, the notification goes to the dead-letter stream;
 - deliveries run concurrently (``concurrency``), so one slow notification never holds up
@@ -16,6 +21,7 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Callable
@@ -37,10 +43,20 @@ from shared.relay.grouping import Grouper, Member, digest
 from shared.relay.metrics import SinkMetrics
 from shared.relay.pacing import Pacer
 from shared.relay.routing import matches
-from shared.relay.sources import Attributes, attributes
-from shared.relay.target import Delivery, Paced, PermanentError, RetryableError, Target
+from shared.relay.sources import Attributes, Reading, read
+from shared.relay.target import (
+    Delivered,
+    Delivery,
+    Paced,
+    PermanentError,
+    RetryableError,
+    Target,
+)
 
 _NO_ATTRS = Attributes()
+
+PACED_RECHECK = 0.1
+"""A delivery waiting for its send slot asks the pacer again at least this long later."""
 
 
 def backoff(policy: RetryPolicy, attempt: int, rand: Callable[[], float] = random.random) -> float:
@@ -81,16 +97,13 @@ class SinkRunner:
         self.config = config
         self.settings = settings
         self.log = log.get("sink").bind(target=config.name)
-        self._pacer = (
-            Pacer(
-                config.name,
-                config.send_rate,
-                max_wait=streams.ack_wait_for(config.timeout),
-                max_pause=config.retry.max_retry_after,
-            )
-            if config.send_rate is not None and not target.paces_itself
-            else None
+        self._pacer = Pacer(
+            config.name,
+            config.send_rate,
+            max_wait=streams.ack_wait_for(config.timeout),
+            max_pause=config.retry.max_retry_after,
         )
+        self._stop = asyncio.Event()
         self._grouper = (
             Grouper(config, self._flush_group, keepalive=streams.ack_wait_for(config.timeout) / 3)
             if config.group_window is not None
@@ -99,6 +112,7 @@ class SinkRunner:
 
     async def run(self, stop: asyncio.Event) -> None:
         name = self.config.name
+        self._stop = stop
         await streams.provision(self.js, self.settings)
         sub = await self.js.pull_subscribe_bind(
             durable=streams.sink_durable(name), stream=streams.NOTIFICATIONS
@@ -123,15 +137,13 @@ class SinkRunner:
             self.log.info("sink stopped")
 
     async def _share_pacing(self) -> None:
-        """Make the target's send rate and 429 pause hold across every replica of this
-        sink (the runner's pacer, or the target's own): the KV bucket ``sink_pace``. A
-        target without ``per_second`` has no pacer to share and never touches it."""
-        pacers = [p for p in (self._pacer, *self.target.pacers()) if p is not None and p.rated]
-        if not pacers:
+        """Make the target's send rate and its pauses hold across every replica of this
+        sink: the KV bucket ``sink_pace``. A target without ``per_second`` never touches
+        it (its pauses hold in this process only)."""
+        if not self._pacer.rated:
             return
         kv = await self.js.key_value(streams.PACE_BUCKET)
-        for pacer in pacers:
-            pacer.share(kv, self.config.name)
+        self._pacer.share(kv, self.config.name)
         self.log.info("send rate shared by every replica", bucket=streams.PACE_BUCKET)
 
     async def _handle(self, msg: Msg) -> None:
@@ -152,23 +164,22 @@ class SinkRunner:
         logger = self.log.bind(
             notification_id=notification.id, attempt=attempt, request_id=request_id
         )
-        if not matches(self.config.match, notification):
+        subject = _original_subject(msg, notification)
+        delivery = Delivery(notification, subject, attempt, request_id)
+        reading = delivery.reading  # the message, decoded once for every reader below
+        if not matches(self.config.match, reading):
             logger.debug("skipped: route does not match", subject=msg.subject)
             await msg.ack()
             self.metrics.skipped.inc()
-            await self._status(
-                notification, msg.subject, "skipped", attempt, received=_stored_at(msg)
-            )
+            await self._status(reading, msg.subject, "skipped", attempt, received=_stored_at(msg))
             return
         if attempt > self.config.retry.max_attempts:
             # Redelivered past the bound without a recorded outcome (e.g. the sink kept
             # crashing on it): stop here rather than loop forever.
-            await self._dead_letter(msg, notification, "too many delivery attempts", attempt)
+            await self._dead_letter(msg, reading, "too many delivery attempts", attempt)
             return
-        subject = _original_subject(msg, notification)
-        delivery = Delivery(notification, subject, attempt, request_id)
         if self._grouper is not None and subject == msg.subject:  # replays go on their own
-            self._grouper.add(Member(msg, delivery, attributes(notification)))
+            self._grouper.add(Member(msg, delivery, reading.attributes))
             return
         await self._attempt([Member(msg, delivery, _NO_ATTRS)], delivery)
 
@@ -198,35 +209,32 @@ class SinkRunner:
         logger.debug("delivering", subject=delivery.subject, type=note.type, members=len(members))
         started = time.monotonic()
         try:
-            await self._deliver_with_progress([m.msg for m in members], delivery)
+            outcome = await self._deliver_with_progress(members, delivery, logger)
         except PermanentError as exc:
             logger.warning("delivery failed permanently", error=str(exc))
             await self._dead_letter_all(members, str(exc))
+            return
+        except Paced as exc:  # the sink is stopping: hand the waiting delivery back
+            await self._hand_back(members, exc, logger)
             return
         except Exception as exc:
             reason = str(exc) or type(exc).__name__
             if not isinstance(exc, RetryableError):
                 logger.exception("target raised an unexpected error")
-            elif (
-                exc.retry_after is not None
-                and self._pacer is not None
-                and not isinstance(exc, Paced)  # the pacer's own hand-back: no new pause
-            ):
+            elif exc.retry_after is not None:  # 429 / Retry-After: pause every send
                 self._pacer.pause(exc.retry_after)
             for member in members:
                 attempt = member.delivery.attempt
                 if attempt >= self.config.retry.max_attempts:
                     logger.warning("delivery failed, attempts exhausted", error=reason)
-                    await self._dead_letter(
-                        member.msg, member.delivery.notification, reason, attempt
-                    )
+                    await self._dead_letter(member.msg, member.delivery.reading, reason, attempt)
                     continue
                 delay = self._retry_delay(exc, attempt)
                 logger.info("delivery failed, will retry", error=reason, retry_in=round(delay, 3))
                 await member.msg.nak(delay=delay)
                 self.metrics.retrying.inc()
                 await self._status(
-                    member.delivery.notification,
+                    member.delivery.reading,
                     member.delivery.subject,
                     "retrying",
                     attempt,
@@ -235,6 +243,8 @@ class SinkRunner:
                     received=_stored_at(member.msg),
                 )
             return
+        if outcome is not None:  # delivered, and the service asked for a pause
+            self._pacer.pause(outcome.pause)
         metrics = self.metrics
         now = datetime.now(UTC)
         if len(members) > 1:
@@ -244,7 +254,7 @@ class SinkRunner:
             metrics.delivered.inc()
             metrics.observe_end_to_end(_stored_at(member.msg), now)
             await self._status(
-                member.delivery.notification,
+                member.delivery.reading,
                 member.delivery.subject,
                 "delivered",
                 member.delivery.attempt,
@@ -259,7 +269,7 @@ class SinkRunner:
 
     async def _status(
         self,
-        notification: schemas.Notification,
+        reading: Reading,
         subject: str,
         state: status.State,
         attempts: int,
@@ -272,7 +282,8 @@ class SinkRunner:
         if retry_in is not None:
             when = datetime.now(UTC) + timedelta(seconds=retry_in)
             next_at = when.isoformat(timespec="seconds").replace("+00:00", "Z")
-        shown = status.shown(notification)
+        notification = reading.notification
+        shown = status.shown(reading)
         record = status.DeliveryStatus(
             notification_id=notification.id,
             source=notification.source,
@@ -300,27 +311,78 @@ class SinkRunner:
         except Exception as exc:
             self.log.warning("could not record delivery status", error=str(exc) or repr(exc))
 
-    async def _deliver_with_progress(self, msgs: list[Msg], delivery: Delivery) -> None:
+    async def _deliver_with_progress(
+        self, members: list[Member], delivery: Delivery, logger: Any
+    ) -> Delivered | None:
         """Deliver (after the pacer's turn), telling JetStream the messages are in progress
         while the target or the pacer is slow."""
-        task = asyncio.ensure_future(self._paced(delivery))
+        task = asyncio.ensure_future(self._paced(members, delivery, logger))
         interval = streams.ack_wait_for(self.config.timeout) / 3
         while True:
             done, _ = await asyncio.wait({task}, timeout=interval)
             if done:
                 return task.result()
-            for msg in msgs:
-                await msg.in_progress()
+            for member in members:
+                await member.msg.in_progress()
 
-    async def _paced(self, delivery: Delivery) -> None:
-        if self._pacer is not None:
-            await self._pacer.turn()
+    async def _paced(
+        self, members: list[Member], delivery: Delivery, logger: Any
+    ) -> Delivered | None:
+        """Wait for the pacer's turn, then deliver once.
+
+        A delivery the pacer cannot send soon enough (the target paused, its send slots
+        taken further ahead, the shared pacing store silent) waits here, in this process,
+        and asks again: handing it back to JetStream would raise its delivery count, which
+        is the attempt number, so a backlog behind a slow rate would use up attempts it
+        never made. Only a stopping sink hands it back (:class:`Paced`)."""
+        waits = 0
+        while True:
+            try:
+                await self._pacer.turn()
+                break
+            except Paced as exc:
+                waits += 1
+                wait = self._paced_wait(exc, waits)
+                reason = str(exc) or type(exc).__name__
+                logger.info("waiting for its turn to send", reason=reason, retry_in=round(wait, 3))
+                for member in members:
+                    self.metrics.retrying.inc()
+                    await self._status(
+                        member.delivery.reading,
+                        member.delivery.subject,
+                        "retrying",
+                        member.delivery.attempt,
+                        reason,
+                        wait,
+                        received=_stored_at(member.msg),
+                    )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), wait)
+                if self._stop.is_set():
+                    raise Paced(reason, wait) from None
         self.metrics.attempts.inc()
         started = time.perf_counter()
         try:
-            await self.target.deliver(delivery)
+            return await self.target.deliver(delivery)
         finally:
             self.metrics.duration.observe(time.perf_counter() - started)
+
+    def _paced_wait(self, exc: Paced, waits: int) -> float:
+        """How long a delivery the pacer refused waits before asking again: until its
+        send slot or the pause's end comes within the pacer's reach (it then waits the
+        rest in :meth:`Pacer.turn`); while the store is silent, the retry backoff, at most
+        the pacer's wait (the store is asked again soon after it answers)."""
+        if exc.retry_after is None:
+            return min(backoff(self.config.retry, waits), self._pacer.max_wait)
+        return max(exc.retry_after - self._pacer.max_wait / 2, PACED_RECHECK)
+
+    async def _hand_back(self, members: list[Member], exc: Paced, logger: Any) -> None:
+        """A stopping sink gives its waiting deliveries back to JetStream, due when their
+        wait would have ended (never dead-lettered for it: they were not tried)."""
+        delay = min(max(exc.retry_after or 0.0, 0.0), self.config.retry.max_retry_after)
+        logger.info("sink stopping: delivery handed back", retry_in=round(delay, 3))
+        for member in members:
+            await member.msg.nak(delay=delay)
 
     def _retry_delay(self, exc: Exception, attempt: int) -> float:
         policy = self.config.retry
@@ -332,16 +394,18 @@ class SinkRunner:
     async def _dead_letter_all(self, members: list[Member], error: str) -> None:
         for member in members:
             await self._dead_letter(
-                member.msg, member.delivery.notification, error, member.delivery.attempt
+                member.msg, member.delivery.reading, error, member.delivery.attempt
             )
 
     async def _dead_letter(
         self,
         msg: Msg,
-        notification: schemas.Notification | None,
+        read_as: schemas.Notification | Reading | None,
         error: str,
         attempts: int,
     ) -> None:
+        reading = read(read_as) if read_as is not None else None
+        notification = reading.notification if reading is not None else None
         seq = msg.metadata.sequence.stream
         record = schemas.DeadLetter(
             target=self.config.name,
@@ -372,9 +436,9 @@ class SinkRunner:
         await msg.ack()
         self.metrics.dead.inc()
         self.metrics.dead_letters.inc()
-        if notification is not None:
+        if reading is not None:
             await self._status(
-                notification, record.subject, "dead", attempts, error, received=_stored_at(msg)
+                reading, record.subject, "dead", attempts, error, received=_stored_at(msg)
             )
         self.log.warning(
             "dead-lettered",

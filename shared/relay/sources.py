@@ -13,12 +13,15 @@ every service reads notifications through :func:`profile`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from functools import cached_property
+from typing import Any, ClassVar, TypeVar, cast
 
 from shared.core import jsondata
 from shared.relay.schemas import LOOKOUT_SOURCE, VERDICT_CHANGED_TYPE, Notification
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,20 +167,78 @@ def profile(source: str) -> SourceProfile:
     return _profiles.get(source, GENERIC)
 
 
-def data_of(notification: Notification) -> Any:
+class Reading:
+    """A notification as lookout reads it: its message decoded once, on first use, and
+    what its source's profile finds there, kept for every later reader.
+
+    One delivery reads one notification in several places (the route filter, grouping,
+    the templates, the target's own fields, the status record); each asks the delivery's
+    reading (:attr:`shared.relay.target.Delivery.reading`), so the message's JSON is
+    decoded at most once per delivery, and only if someone needs it. Everything here is
+    computed on first access and never changes: treat the values as read-only."""
+
+    def __init__(self, notification: Notification) -> None:
+        self.notification = notification
+        self._memo: dict[Hashable, Any] = {}
+
+    @cached_property
+    def profile(self) -> SourceProfile:
+        return profile(self.notification.source)
+
+    @cached_property
+    def loaded(self) -> tuple[bool, Any]:
+        """``(True, value)`` when the message is JSON lookout reads, else ``(False, None)``
+        (only a publisher that bypassed the gateway can send that)."""
+        try:
+            return True, jsondata.load(self.notification.data)
+        except jsondata.JsonError:
+            return False, None
+
+    @property
+    def data(self) -> Any:
+        """The message as Python values, or None when it is not JSON lookout reads."""
+        return self.loaded[1]
+
+    @cached_property
+    def message(self) -> dict[str, Any]:
+        """The object holding the message's fields, as its source's profile finds it."""
+        return self.profile.message(self.data)
+
+    @cached_property
+    def attributes(self) -> Attributes:
+        """Risk, application and environment, as its source's profile reads them (none of
+        them when the message is not a JSON object)."""
+        if not isinstance(self.data, dict):
+            return Attributes()
+        return self.profile.attributes(self.message)
+
+    @cached_property
+    def fields(self) -> Fields:
+        return self.profile.fields(self.message)
+
+    def memo(self, key: Hashable, build: Callable[[], T]) -> T:
+        """``build()``, called once per ``key`` for this notification: what the modules
+        that read a notification derive from it (the template context per subject, the
+        title the notifications page shows) is computed once per delivery too."""
+        try:
+            return cast(T, self._memo[key])
+        except KeyError:
+            value = self._memo[key] = build()
+            return value
+
+
+def read(notification: Notification | Reading) -> Reading:
+    """``notification``'s reading (itself when it is one already)."""
+    return notification if isinstance(notification, Reading) else Reading(notification)
+
+
+def data_of(notification: Notification | Reading) -> Any:
     """The notification's message as Python values, or None when it is not JSON lookout
     reads (only a publisher that bypassed the gateway can send that)."""
-    try:
-        return jsondata.load(notification.data)
-    except jsondata.JsonError:
-        return None
+    return read(notification).data
 
 
-def attributes(notification: Notification) -> Attributes:
+def attributes(notification: Notification | Reading) -> Attributes:
     """Risk, application and environment of ``notification``, as its source's profile
     reads them (none of them when its message is not a JSON object)."""
-    data = data_of(notification)
-    if not isinstance(data, dict):
-        return Attributes()
-    reader = profile(notification.source)
-    return reader.attributes(reader.message(data))
+    return read(notification).attributes

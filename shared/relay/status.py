@@ -20,6 +20,7 @@ import msgspec
 
 from shared.relay import templates
 from shared.relay.schemas import Notification
+from shared.relay.sources import Reading, read
 
 State = Literal["pending", "skipped", "delivered", "retrying", "dead"]
 """``skipped``: the target's route does not match the notification."""
@@ -57,12 +58,18 @@ class Shown:
     risk: int | None = None
 
 
-def shown(notification: Notification) -> Shown:
+def shown(notification: Notification | Reading) -> Shown:
     """Its default title (its source's template for its type, else the generic one: the same for
-    every target) and its routing attributes; best effort, never raises."""
+    every target) and its routing attributes; best effort, never raises. Computed once per
+    reading (every status record of one delivery shows the same)."""
+    reading = read(notification)
+    return reading.memo("shown", lambda: _shown(reading))
+
+
+def _shown(reading: Reading) -> Shown:
     try:
-        values = templates.context(notification)
-        title = templates.render_title(notification, values) or None
+        values = templates.context(reading)
+        title = templates.default_title(reading) or None
     except Exception:
         return Shown()
     return Shown(title, values["application"], values["environment"], values["risk"])

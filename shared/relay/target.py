@@ -3,24 +3,23 @@
 A target delivers one notification per call. It reports failure by raising:
 
 - :class:`RetryableError` — try again later (timeouts, 5xx, 408, 429); may carry the
-  ``Retry-After`` the target asked for;
+  ``Retry-After`` the target asked for, which also pauses every send to the target;
 - :class:`PermanentError` — retrying cannot help (other 4xx, a rejected payload).
 
-Anything else it raises is treated as retryable. Retries, backoff, acknowledgement and
-dead-lettering are the runner's job (:mod:`shared.relay.runner`), never the target's.
+Anything else it raises is treated as retryable. Retries, backoff, pacing (the send rate
+and the pauses), acknowledgement and dead-lettering are the runner's job
+(:mod:`shared.relay.runner`), never the target's.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
-
-from nats.js.kv import KeyValue
+from functools import cached_property
 
 from shared.core.retryafter import parse_retry_after
 from shared.relay.schemas import Notification
+from shared.relay.sources import Reading
 
 
 class DeliveryError(Exception):
@@ -38,12 +37,13 @@ class PermanentError(DeliveryError):
 
 
 class Paced(RetryableError):
-    """A :class:`Pacer` handed the delivery back unsent: the target is paused, its send
-    slots are taken further ahead than the pacer waits, or the shared pacing store did not
-    answer. Not an answer of the target, so it pauses nothing."""
+    """The runner's pacer (:class:`shared.relay.pacing.Pacer`) did not give the delivery
+    a send slot within its wait: the target is paused, its send slots are taken further
+    ahead, or the shared pacing store did not answer. Raised by the pacer, never by a
+    target; not an answer of the target, so it pauses nothing and is no delivery attempt."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Delivery:
     """One attempt to deliver one notification to one target."""
 
@@ -52,24 +52,43 @@ class Delivery:
     attempt: int
     request_id: str | None = None
 
+    @cached_property
+    def reading(self) -> Reading:
+        """The notification as lookout reads it, decoded once for this delivery: route
+        filters, grouping, templates, the status record and the target all read it here
+        (pass it to :func:`shared.relay.templates.render` and ``context``)."""
+        return Reading(self.notification)
 
-class SharedPacing(Protocol):
-    """What the runner needs of a target's own pacer (:class:`shared.relay.pacing.Pacer`)."""
 
-    @property
-    def rated(self) -> bool: ...
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """What :meth:`Target.deliver` may return instead of ``None``: delivered, and the
+    service said that no further send may go for ``pause`` seconds (its rate-limit budget
+    is spent: a chat service's ``X-RateLimit-Remaining: 0`` with its reset time). The
+    runner pauses the target as after a 429 (every
+    replica, at most ``retry.max_retry_after``), so the next send does not earn one."""
 
-    def share(self, kv: KeyValue, target: str) -> None: ...
+    pause: float
 
 
 class Target(ABC):
     """A destination for notifications (a log, a webhook, mail, a chat or paging service…).
 
-    The runner paces sends to the target's ``per_second`` and pauses after a 429, unless
-    the target sets ``paces_itself`` because it reads the service's own rate headers."""
+    A target declares its limits and reports what its service says; the runner does the
+    rest, for every target alike:
+
+    - **send rate**: the target's ``per_second`` (a target type sets its default in its
+      config Struct); the runner takes a send slot before each :meth:`deliver`, shared by
+      every replica of the sink (KV bucket ``sink_pace``);
+    - **429 / Retry-After**: :meth:`deliver` raises ``RetryableError(reason,
+      retry_after=seconds)``; the runner retries that notification after it and pauses
+      every send to the target as long (every replica; at most ``retry.max_retry_after``);
+    - **a pause learnt on success**: :meth:`deliver` returns ``Delivered(pause=seconds)``.
+
+    A target never sleeps for its rate or a pause itself.
+    """
 
     name: str
-    paces_itself: ClassVar[bool] = False
 
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Acquire resources (HTTP sessions, connections) before the first delivery."""
@@ -77,14 +96,10 @@ class Target(ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release what :meth:`open` acquired."""
 
-    def pacers(self) -> Sequence[SharedPacing]:
-        """The pacers of a target that ``paces_itself``, so that the runner can share them
-        with the other replicas of the sink (:meth:`shared.relay.pacing.Pacer.share`)."""
-        return ()
-
     @abstractmethod
-    async def deliver(self, delivery: Delivery) -> None:
-        """Deliver one notification, or raise :class:`RetryableError`/:class:`PermanentError`."""
+    async def deliver(self, delivery: Delivery) -> Delivered | None:
+        """Deliver one notification (``None`` or :class:`Delivered`), or raise
+        :class:`RetryableError`/:class:`PermanentError`."""
 
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})

@@ -24,6 +24,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from shared.relay import sources
 from shared.relay.schemas import Notification, is_digest
+from shared.relay.sources import Reading
 
 _env = ImmutableSandboxedEnvironment(
     undefined=jinja2.ChainableUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True
@@ -88,12 +89,21 @@ def _template(source: str) -> jinja2.Template:
     return template
 
 
-def context(notification: Notification, subject: str | None = None) -> dict[str, Any]:
-    data = sources.data_of(notification)
-    reader = sources.profile(notification.source)
-    message = reader.message(data)
-    attrs = reader.attributes(message)
-    fields = reader.fields(message)
+def context(notification: Notification | Reading, subject: str | None = None) -> dict[str, Any]:
+    """The values templates see for ``notification`` delivered on ``subject`` (its own
+    subject when None). Built once per reading and subject: pass the delivery's
+    :class:`~shared.relay.sources.Reading` and every caller shares one (read-only) dict."""
+    reading = sources.read(notification)
+    subject = subject or reading.notification.subject
+    return reading.memo(("context", subject), lambda: _context(reading, subject))
+
+
+def _context(reading: Reading, subject: str | None) -> dict[str, Any]:
+    notification = reading.notification
+    data = reading.data
+    message = reading.message
+    attrs = reading.attributes
+    fields = reading.fields
     url = fields.url
     values = {
         "id": notification.id,
@@ -150,27 +160,44 @@ def _render(source: str, values: dict[str, Any]) -> str:
 
 
 def render_title(
-    notification: Notification, values: dict[str, Any], title: str | None = None
+    notification: Notification | Reading, values: dict[str, Any], title: str | None = None
 ) -> str:
     """The title alone, from ``values`` (:func:`context` of ``notification``): the
     target's own ``title`` template where given, else the default (as :func:`render`)."""
-    default_title, _ = _defaults(notification)
-    if is_digest(notification):
+    note = sources.read(notification).notification
+    default_title, _ = _defaults(note)
+    if is_digest(note):
         title = None  # a digest always renders with DIGEST
     return " ".join(_render(title or default_title, values).split())[:250]
 
 
+def default_title(notification: Notification | Reading, subject: str | None = None) -> str:
+    """The title with the default template (its source's for its type, else the generic
+    one), rendered once per reading and subject: the target's message and the status
+    record both show it."""
+    reading = sources.read(notification)
+    subject = subject or reading.notification.subject
+    return reading.memo(
+        ("title", subject), lambda: render_title(reading, context(reading, subject))
+    )
+
+
 def render(
-    notification: Notification,
+    notification: Notification | Reading,
     title: str | None = None,
     body: str | None = None,
     subject: str | None = None,
 ) -> Rendered:
     """The title and body for ``notification``: the target's own templates where given,
     else its source's default for its type, else the generic one."""
-    values = context(notification, subject)
-    rendered_title = render_title(notification, values, title)
-    _, default_body = _defaults(notification)
-    if is_digest(notification):
+    reading = sources.read(notification)
+    note = reading.notification
+    values = context(reading, subject)
+    if title is None or is_digest(note):
+        rendered_title = default_title(reading, subject)
+    else:
+        rendered_title = render_title(note, values, title)
+    _, default_body = _defaults(note)
+    if is_digest(note):
         body = None  # a digest always renders with DIGEST
     return Rendered(rendered_title, _render(body or default_body, values).strip())

@@ -58,7 +58,8 @@ import dns.query  # noqa: E402
 import dns.rcode  # noqa: E402
 import emailsec_zones  # noqa: E402
 
-from services.providers.emailsec import DnsClient, clear_caches, evaluate  # noqa: E402
+from services.providers.emailsec import clear_caches, evaluate  # noqa: E402
+from shared.lookups.dns import DnsClient  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NS_HOST = "127.0.0.1"
@@ -685,7 +686,7 @@ def profile_lookout(
     for (filename, _line, func), (_cc, _nc, tt, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
         total += tt
         key = filename
-        for marker in ("site-packages/", "lib/python3.11/", "/work/main/"):
+        for marker in ("site-packages/", "lib/python3.11/", f"{ROOT}/"):
             if marker in filename:
                 key = filename.split(marker, 1)[1]
                 break
@@ -694,7 +695,7 @@ def profile_lookout(
         by_file[key] += tt
         if key.startswith(("dns/", "enum.py", "contextlib.py")):
             part = "dnspython (message build/parse, names, rdata; + stdlib enum/contextlib)"
-        elif key.startswith("services/providers/emailsec/dnsclient"):
+        elif key.startswith("shared/lookups/dns/"):
             part = "lookout DnsClient (own code)"
         elif key.startswith(("services/providers/emailsec/", "ipaddress.py", "re/")) or (
             key.startswith("built-ins: <method") and "re.Pattern" in func

@@ -8,7 +8,7 @@ Nothing here is used by lookout; it only measures.
 * :func:`codec_costs` — per-message micro-benchmark, on real NSD answers, of building the
   query and reading the answer with dnspython (``make_query().to_wire()`` +
   ``from_wire()``, as DnsClient did before it had its own codec) and with lookout's codec
-  (:mod:`services.providers.emailsec.wire`).
+  (:mod:`shared.lookups.dns.wire`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import dns.message
 import dns.name
 import dns.rdatatype
 
-from services.providers.emailsec import wire
-from services.providers.emailsec.dnsclient import DnsAnswer, DnsClient, Pending, _to_answer
+import shared.lookups.dns.wire as wire
+from shared.lookups.dns import DnsAnswer, DnsClient, Pending
+from shared.lookups.dns.fallback import to_answer as _to_answer
 
 
 class RecordingClient(DnsClient):
@@ -31,9 +32,9 @@ class RecordingClient(DnsClient):
         super().__init__(*args, **kwargs)
         self.recorded: dict[tuple[str, str], DnsAnswer] = {}
 
-    def submit(self, name: str, rdtype: str) -> Pending:
+    def submit(self, name: str, rdtype: str, fresh: bool = False) -> Pending:
         key = (name.rstrip(".").lower(), rdtype.upper())
-        pending = super().submit(name, rdtype)
+        pending = super().submit(name, rdtype, fresh)
         if isinstance(pending, DnsAnswer):
             self.recorded[key] = pending
         else:
@@ -54,7 +55,7 @@ class ReplayResolver(DnsClient):
         super().__init__([("127.0.0.1", 53)])
         self.recorded = recorded
 
-    def submit(self, name: str, rdtype: str) -> Pending:
+    def submit(self, name: str, rdtype: str, fresh: bool = False) -> Pending:
         return self.recorded[(name.rstrip(".").lower(), rdtype.upper())]
 
 

@@ -4,6 +4,7 @@ RDAP, VirusTotal and AbuseIPDB servers and a loopback webhook receiver."""
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import os
@@ -43,10 +44,15 @@ from helpers import (
 )
 
 from services import registry
+from shared.bus.connect import connect
 from shared.core.natsserver import NatsServer, free_port
 from shared.lookups import catalog
 from shared.lookups import config as lookups_config
 from shared.lookups.catalog import ProviderSpec
+from shared.lookups.display import Details, DetailSection, Field, Note
+from shared.lookups.provider import Answer, Provider
+from shared.lookups.runner import ProviderRunner
+from shared.lookups.schemas import LookupRequest
 
 try:
     from playwright.async_api import Browser, Page, async_playwright, expect
@@ -390,6 +396,146 @@ async def test_a_provider_registered_in_the_catalog_gets_its_choice_and_column(
         await expect(cell(page, "shop-example.com", "dns")).not_to_contain_text("pending")
         await expect(cell(page, "shop-example.com", "echo")).to_contain_text("pending")
         assert console.problems == []
+
+
+ECHO = ProviderSpec(
+    name="echo",
+    label="Echo Intel",
+    kinds=frozenset({"domain"}),
+    details=Details(
+        notes=(Note("listed", "Listed by {feeds_total} feeds.", equals=True),),
+        sections=(
+            DetailSection(
+                "Sightings",
+                (
+                    Field("First seen", "first_seen", "date"),
+                    Field("Last seen", "last_seen", "time"),
+                    Field("Confidence", "score", "score"),
+                    Field("Hits today", "hits", "count"),
+                    Field("Dormant", "dormant", "flag"),
+                    Field("Campaign", "campaign.name", "badge"),
+                    Field("Report", "report", "link"),
+                    Field("Mirror", "mirror", "link"),
+                    Field("Tags", "tags"),
+                    Field("Hosting", "hosting", missing="not known"),
+                ),
+            ),
+            DetailSection("Feeds", (Field("", "feeds", "list", "{name} ({confidence} %)"),)),
+            DetailSection("Votes", (Field("By verdict", "votes", "counts"),)),
+            DetailSection("Seen records", (Field("", "records", "groups"),)),
+            DetailSection("Takedown", (Field("Requested", "takedown"),)),
+            DetailSection("Network", (Field("Owner", "owner"),), when="address"),
+        ),
+    ),
+    links={"domain": "https://intel.echo.example/indicator/{value}"},
+)
+"""A provider that exists only in this test: its declaration is all the UI gets of it."""
+
+ECHO_DATA = {
+    "listed": True,
+    "feeds_total": 2,
+    "first_seen": "2024-05-01T12:00:00Z",
+    "last_seen": 1714564800,
+    "score": 62,
+    "hits": 0,
+    "dormant": False,
+    "campaign": {"name": "suspicious"},
+    "report": "https://intel.echo.example/report/41",
+    "mirror": "javascript:window.__xss='link'",
+    "tags": ["phishing", XSS.format("tag")],
+    "feeds": [{"name": "feed-a", "confidence": 80}, {"name": "feed-b", "confidence": 35}],
+    "votes": {"malicious": 4, "harmless": 0},
+    "records": {"A": ["192.0.2.10", "192.0.2.11"]},
+    "owner": "left out: the data has no address",
+}
+
+
+class EchoProvider(Provider):
+    """The test's own worker: the real provider runner on the bus, answering from memory."""
+
+    name = "echo"
+
+    async def lookup(self, request: LookupRequest) -> Answer:
+        return Answer("suspicious", "listed by 2 feeds", dict(ECHO_DATA))
+
+
+async def test_a_provider_declared_only_in_the_test_gets_its_column_cell_and_details(
+    nats_server: NatsServer, tmp_path: Path, browser: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Registered in the catalog with its details declared and served by a worker of its
+    own, a provider gets its column, its coloured cell and its details, laid out as it
+    declares (formats, templates, notes, sections without values left out, its own link),
+    with nothing of it in the page's code; upstream text stays text, never a live link."""
+    monkeypatch.setattr(catalog, "_specs", dict(catalog._specs))
+    monkeypatch.setattr(lookups_config, "_tables", dict(lookups_config._tables))
+    catalog.register(ECHO)
+    async with ui_stack(nats_server, tmp_path, ("dns",)) as base:
+        settings = make_settings(tmp_path, nats_server.url)
+        nc = await connect(nats_server.url, "echo-worker")
+        stop = asyncio.Event()
+        worker = asyncio.create_task(
+            ProviderRunner(nc.jetstream(), EchoProvider(), settings).run(stop)
+        )
+        try:
+            page, console = await new_page(browser)
+            await page.goto(f"{base}/")
+            await only_providers(page, "dns", "echo")
+            await page.get_by_label("Indicators or free text").fill("shop-example.com")
+            await page.get_by_role("button", name="Look up", exact=True).click()
+            await complete(page)
+            echo = cell(page, "shop-example.com", "echo")
+            await expect(echo).to_have_class(re.compile(r"\bv-suspicious\b"))
+            await expect(echo).to_contain_text("listed by 2 feeds")
+            await expect(
+                page.locator("#results-head th").filter(has_text="Echo Intel")
+            ).to_have_count(1)
+
+            await echo.locator("button").click()
+            detail = page.locator("tbody[data-indicator='shop-example.com'] .detail")
+            await expect(detail).to_contain_text("Listed by 2 feeds.")
+            sightings = detail.locator("section").filter(has_text="Sightings")
+            await expect(sightings).to_contain_text("First seen2024-05-01")
+            await expect(sightings).to_contain_text("62 / 100")
+            await expect(sightings.locator("meter")).to_have_attribute("value", "62")
+            await expect(sightings).to_contain_text("Hits today0")
+            await expect(sightings).not_to_contain_text("Dormant")
+            await expect(sightings.locator(".chip.v-suspicious")).to_have_text("suspicious")
+            await expect(
+                sightings.get_by_role("link", name="https://intel.echo.example/report/41")
+            ).to_have_attribute("rel", "noopener noreferrer")
+            await expect(sightings).to_contain_text("javascript:window.__xss='link'")
+            assert await sightings.locator("a[href^='javascript']").count() == 0
+            await expect(sightings).to_contain_text("Tagsphishing, " + XSS.format("tag"))
+            await expect(sightings).to_contain_text("Hostingnot known")
+            await expect(detail.locator("section").filter(has_text="Feeds")).to_contain_text(
+                "feed-a (80 %)"
+            )
+            votes = detail.locator("section").filter(has_text="Votes")
+            await expect(votes.locator(".chip.v-malicious")).to_have_text("malicious 4")
+            await expect(votes.locator(".chip.v-unknown")).to_have_text("harmless 0")
+            await expect(detail.locator("section").filter(has_text="Seen records")).to_contain_text(
+                "A (2)192.0.2.10192.0.2.11"
+            )
+            await expect(detail.locator("h4")).to_have_text(
+                ["Sightings", "Feeds", "Votes", "Seen records"]
+            )  # no Takedown (no value), no Network (no address)
+            link = detail.get_by_role("link", name="Open in Echo Intel ↗")
+            await expect(link).to_have_attribute(
+                "href", "https://intel.echo.example/indicator/shop-example.com"
+            )
+            await expect(link).to_have_attribute("rel", "noopener noreferrer")
+
+            # the DNS column beside it, drawn from the dns provider's own declaration
+            await cell(page, "shop-example.com", "dns").locator("button").click()
+            await expect(detail.locator("h4")).to_have_text(["Records"])
+            await expect(detail).to_contain_text("A (1)192.0.2.10")
+            assert await detail.get_by_role("link").count() == 0  # DNS declares no link
+            assert await page.evaluate("window.__xss") is None
+            assert console.problems == []
+        finally:
+            stop.set()
+            await asyncio.wait_for(worker, 30)
+            await nc.drain()
 
 
 async def test_results_fit_a_phone_and_the_status_line_says_when_done(

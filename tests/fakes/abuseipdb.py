@@ -23,17 +23,16 @@ Usage::
 
 from __future__ import annotations
 
-import asyncio
 import html
 import ipaddress
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from aiohttp import web
 
-from fakes import LoopbackHttpFake
+from fakes.base import Failure, RecordedRequest, RecordingFake
 
 __all__ = [
     "AUTH_FAILED",
@@ -69,21 +68,13 @@ _COUNTRY_NAMES: dict[str, str] = {
 }
 
 
-class RecordedRequest(NamedTuple):
-    """One request the fake received: ``(method, path, headers)``; ``path`` has the query."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-
-
 def _wants_json(request: web.Request) -> bool:
     """Whether the client's preferred ``Accept`` type is JSON (Laravel's ``wantsJson``)."""
     first = request.headers.get("Accept", "").split(",")[0].split(";")[0].strip().lower()
     return "/json" in first or "+json" in first
 
 
-class FakeAbuseIpdb(LoopbackHttpFake):
+class FakeAbuseIpdb(RecordingFake):
     """An AbuseIPDB API v2 server on 127.0.0.1 with a free port.
 
     ``reports`` maps an IP address to fields of ``data`` to serve for it, overriding the
@@ -94,10 +85,11 @@ class FakeAbuseIpdb(LoopbackHttpFake):
 
     * ``api_key``: the key the ``Key`` header must carry.
     * ``daily_limit``: checks allowed per UTC day; the next answers 429.
-    * ``fail_next``: statuses to answer next, one per request, before anything else.
-    * ``delay``: seconds to wait before answering each request.
+    * ``fail_next``, :meth:`fail`, ``delay``, ``delay_next``: as every
+      :class:`~fakes.base.RecordingFake` (a bare status gets AbuseIPDB's error for it).
     * ``strict_accept``: answer errors in HTML unless ``Accept`` prefers JSON.
-    * ``requests``: every request received, as :class:`RecordedRequest`.
+    * ``requests``: every request received, as :class:`~fakes.base.RecordedRequest`, and
+      ``answers``: the status of each.
 
     Authenticated requests count against ``daily_limit`` (422s included); rejected,
     unauthenticated and injected-failure requests do not.
@@ -109,22 +101,18 @@ class FakeAbuseIpdb(LoopbackHttpFake):
         *,
         api_key: str = DEFAULT_API_KEY,
         daily_limit: int = 1000,
-        fail_next: Iterable[int] = (),
+        fail_next: Iterable[Failure] = (),
         delay: float = 0.0,
         strict_accept: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__()
+        super().__init__(fail_next=fail_next, delay=delay, clock=clock)
         self.reports: dict[str, dict[str, Any]] = {
             ip: dict(fields) for ip, fields in (reports or {}).items()
         }
         self.api_key = api_key
         self.daily_limit = daily_limit
-        self.fail_next: list[int] = list(fail_next)
-        self.delay = delay
         self.strict_accept = strict_accept
-        self.clock = clock
-        self.requests: list[RecordedRequest] = []
         self._day: int | None = None
         self._used = 0
 
@@ -178,13 +166,20 @@ class FakeAbuseIpdb(LoopbackHttpFake):
                 "<!DOCTYPE html><html><head><title>AbuseIPDB</title></head>"
                 f"<body><h1>Error {status}</h1><p>{html.escape(detail)}</p></body></html>"
             )
-            return web.Response(
-                status=status, text=page, content_type="text/html", headers=all_headers
-            )
+            return self.answer(status, page, all_headers, "text/html")
         error: dict[str, Any] = {"detail": detail, "status": status}
         if parameter is not None:
             error["source"] = {"parameter": parameter}
-        return web.json_response({"errors": [error]}, status=status, headers=all_headers)
+        return self.json_answer(status, {"errors": [error]}, all_headers)
+
+    def error_answer(
+        self, request: web.Request, status: int, detail: str | None, headers: Mapping[str, str]
+    ) -> web.Response:
+        """AbuseIPDB's error for ``status`` (``detail`` as its message); a 429 is the
+        daily limit's answer."""
+        if status == 429:
+            return self._limit_exceeded(request)
+        return self._error(request, status, detail or f"Injected failure (HTTP {status}).")
 
     def _limit_exceeded(self, request: web.Request) -> web.Response:
         now = self.clock()
@@ -201,16 +196,8 @@ class FakeAbuseIpdb(LoopbackHttpFake):
 
     async def _gate(self, request: web.Request) -> web.Response | None:
         """Record, delay, inject failures, authenticate and count; an answer ends it."""
-        self.requests.append(
-            RecordedRequest(request.method, request.path_qs, dict(request.headers))
-        )
-        if self.delay > 0:
-            await asyncio.sleep(self.delay)
-        if self.fail_next:
-            status = self.fail_next.pop(0)
-            if status == 429:
-                return self._limit_exceeded(request)
-            return self._error(request, status, f"Injected failure (HTTP {status}).")
+        if (injected := await self.gate(request)) is not None:
+            return injected
         key = request.headers.get("Key", request.query.get("key"))
         if key != self.api_key:
             return self._error(request, 401, AUTH_FAILED)
@@ -275,9 +262,7 @@ class FakeAbuseIpdb(LoopbackHttpFake):
         if not 1 <= days <= 365:
             return self._error(request, 422, INVALID_MAX_AGE, "maxAgeInDays")
         verbose = "verbose" in request.query
-        return web.json_response(
-            {"data": self.check_data(ip, verbose)}, headers=self._rate_headers()
-        )
+        return self.json_answer(200, {"data": self.check_data(ip, verbose)}, self._rate_headers())
 
     async def _unknown(self, request: web.Request) -> web.Response:
         if (answer := await self._gate(request)) is not None:

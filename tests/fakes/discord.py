@@ -39,7 +39,6 @@ Usage::
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import re
@@ -48,18 +47,14 @@ import string
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from fakes import LoopbackHttpFake
+from fakes.base import Failure, FixedWindow, RecordedRequest, RecordingFake
 
 __all__ = ["Failure", "FakeDiscord", "RecordedRequest", "check_message", "embed_size"]
-
-Failure = int | tuple[int, str] | tuple[int, str, Mapping[str, str]]
-"""An injected answer: a status, ``(status, body)`` or ``(status, body, headers)``; a bare
-429 gets Discord's rate-limit body and headers (``retry_after`` 1 second)."""
 
 CONTENT_MAX = 2000
 EMBEDS_MAX = 10
@@ -84,17 +79,6 @@ _DEFAULT_BODIES: dict[int, tuple[str, int]] = {
     403: ("Missing Permissions", 50013),
     404: ("Unknown Webhook", 10015),
 }
-
-
-class RecordedRequest(NamedTuple):
-    """One request: method, path (with query), headers, raw body and ``at`` (the fake's
-    clock when it arrived)."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    at: float
 
 
 class _Errors:
@@ -299,18 +283,20 @@ def pings(payload: Mapping[str, Any]) -> list[str]:
     return found
 
 
-class FakeDiscord(LoopbackHttpFake):
+class FakeDiscord(RecordingFake):
     """Discord webhooks on 127.0.0.1 with a free port.
 
-    Knobs (plain attributes, changeable while running):
+    Knobs (plain attributes, changeable while running), besides those of
+    :class:`~fakes.base.RecordingFake` (``fail_next``, :meth:`fail`, ``delay``,
+    ``delay_next``):
 
-    * ``fail_next``: answers to give next, one per request, before anything else:
-      ``500``, ``429`` (Discord's rate-limit answer), ``(502, "<html>…")`` or
-      ``(429, '{"retry_after": 0.3, …}', {"Retry-After": "1"})``.
-    * ``rate_limit``: ``(requests, seconds)``: each webhook's bucket allows this many
-      requests per window, which starts with the first request and resets after
-      ``seconds``; beyond it, 429. ``None`` for no limit (and no ``X-RateLimit-*``).
-    * ``delay``: seconds to wait before answering.
+    * ``fail_next`` entries: ``500``, ``429`` (Discord's rate-limit answer, ``retry_after``
+      1 second), ``(502, "<html>…")`` or ``(429, '{"retry_after": 0.3, …}', {"Retry-After":
+      "1"})``;
+    * ``rate_limit``: ``(requests, seconds)``: each webhook's bucket (a
+      :class:`~fakes.base.FixedWindow`) allows this many requests per window, which starts
+      with the first request and resets after ``seconds``; beyond it, 429. ``None`` for no
+      limit (and no ``X-RateLimit-*``).
 
     Records: ``requests`` (every request), ``answers`` (the status of each, in order),
     ``messages`` (decoded bodies of accepted messages), ``pings`` (whom they notified)
@@ -325,20 +311,15 @@ class FakeDiscord(LoopbackHttpFake):
         delay: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__()
+        super().__init__(fail_next=fail_next, delay=delay, clock=clock)
         webhook, token = self.new_webhook()
         self.webhooks: dict[str, str] = {webhook: token}
         """Known webhooks: id → token."""
         self.rate_limit = rate_limit
-        self.fail_next: list[Failure] = list(fail_next)
-        self.delay = delay
-        self.clock = clock
-        self.requests: list[RecordedRequest] = []
-        self.answers: list[int] = []
         self.messages: list[dict[str, Any]] = []
         self.pings: list[str] = []
         self.rejections: list[list[str]] = []
-        self._windows: dict[str, tuple[float, int]] = {}  # webhook → (window start, used)
+        self._windows: FixedWindow | None = None
         self._next_id = 1_300_000_000_000_000_000
 
     @staticmethod
@@ -378,18 +359,35 @@ class FakeDiscord(LoopbackHttpFake):
 
     # --------------------------------------------------------------- handlers
 
-    def _answer(
-        self, status: int, body: Any = None, headers: Mapping[str, str] | None = None
+    def answer(
+        self,
+        status: int,
+        text: Any = None,
+        headers: Mapping[str, str] | None = None,
+        content_type: str | None = None,
     ) -> web.Response:
-        self.answers.append(status)
-        if body is None:
-            return web.Response(status=status, headers=headers)
-        text = body if isinstance(body, str) else json.dumps(body)
+        """A JSON answer (``text`` a string as is, else encoded), or none without one."""
+        if text is None:
+            return super().answer(status, None, headers)
+        body = text if isinstance(text, str) else json.dumps(text)
         all_headers = {"Content-Type": "application/json"}
         all_headers.update(headers or {})
-        return web.Response(status=status, text=text, headers=all_headers)
+        return super().answer(status, body, all_headers)
 
-    def _rate_limited_answer(self, retry_after: float, bucket: str) -> web.Response:
+    def error_answer(
+        self, request: web.Request, status: int, detail: str | None, headers: Mapping[str, str]
+    ) -> web.Response:
+        """Discord's JSON error for ``status`` (``detail`` as its message); a 429 is its
+        rate-limit answer, waiting ``Retry-After`` (1 second unless given)."""
+        if status == 429:
+            wait = float(headers["Retry-After"]) if "Retry-After" in headers else 1.0
+            return self._rate_limited_answer(wait, "injected", detail)
+        message, code = _DEFAULT_BODIES.get(status, (f"{status}: Server Error", 0))
+        return self.answer(status, {"message": detail or message, "code": code}, headers)
+
+    def _rate_limited_answer(
+        self, retry_after: float, bucket: str, message: str | None = None
+    ) -> web.Response:
         headers = {
             "Retry-After": str(math.ceil(retry_after)),
             "X-RateLimit-Limit": str(self.rate_limit[0] if self.rate_limit else 5),
@@ -400,62 +398,41 @@ class FakeDiscord(LoopbackHttpFake):
             "X-RateLimit-Scope": "user",
         }
         body = {
-            "message": "You are being rate limited.",
+            "message": message or "You are being rate limited.",
             "retry_after": round(retry_after, 3),
             "global": False,
         }
-        return self._answer(429, body, headers)
+        return self.answer(429, body, headers)
 
     def _take(self, webhook: str) -> tuple[bool, dict[str, str], float]:
         """Count one request against the webhook's bucket: (allowed, headers, reset after)."""
         if self.rate_limit is None:
             return True, {}, 0.0
         limit, per = self.rate_limit
-        now = self.clock()
-        start, used = self._windows.get(webhook, (now, 0))
-        if now >= start + per:
-            start, used = now, 0
-        reset_after = max(0.0, start + per - now)
-        allowed = used < limit
-        if allowed:
-            used += 1
-        self._windows[webhook] = (start, used)
+        if self._windows is None or (self._windows.limit, self._windows.seconds) != (limit, per):
+            self._windows = FixedWindow(limit, per, lambda: self.clock())
+        state = self._windows.take(webhook)
         headers = {
             "X-RateLimit-Limit": str(limit),
-            "X-RateLimit-Remaining": str(limit - used),
-            "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
-            "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+            "X-RateLimit-Remaining": str(state.remaining),
+            "X-RateLimit-Reset": f"{time.time() + state.reset_after:.3f}",
+            "X-RateLimit-Reset-After": f"{state.reset_after:.3f}",
             "X-RateLimit-Bucket": webhook[-8:],
         }
-        return allowed, headers, reset_after
+        return state.allowed, headers, state.reset_after
 
     async def _handle(self, request: web.Request) -> web.Response:
-        raw = await request.read()
-        self.requests.append(
-            RecordedRequest(
-                request.method, request.path_qs, dict(request.headers), raw, self.clock()
-            )
-        )
-        if self.delay > 0:
-            await asyncio.sleep(self.delay)
-        if self.fail_next:
-            failure = self.fail_next.pop(0)
-            if isinstance(failure, int):
-                if failure == 429:
-                    return self._rate_limited_answer(1.0, "injected")
-                message, code = _DEFAULT_BODIES.get(failure, (f"{failure}: Server Error", 0))
-                return self._answer(failure, {"message": message, "code": code})
-            status, body = failure[0], failure[1]
-            headers = failure[2] if len(failure) == 3 else None
-            return self._answer(status, body, headers)
+        if (injected := await self.gate(request)) is not None:
+            return injected
+        raw = self.requests[-1].body
         match = _PATH.match(request.path)
         if match is None or match.group(1) not in self.webhooks:
-            return self._answer(404, {"message": "Unknown Webhook", "code": 10015})
+            return self.answer(404, {"message": "Unknown Webhook", "code": 10015})
         webhook, token = match.groups()
         if not secrets.compare_digest(token, self.webhooks[webhook]):
-            return self._answer(401, {"message": "Invalid Webhook Token", "code": 50027})
+            return self.answer(401, {"message": "Invalid Webhook Token", "code": 50027})
         if request.method != "POST":
-            return self._answer(405, {"message": "405: Method Not Allowed", "code": 0})
+            return self.answer(405, {"message": "405: Method Not Allowed", "code": 0})
         allowed, limits, reset_after = self._take(webhook)
         if not allowed:
             return self._rate_limited_answer(reset_after, limits["X-RateLimit-Bucket"])
@@ -466,17 +443,17 @@ class FakeDiscord(LoopbackHttpFake):
         if payload is None:
             self.rejections.append(["invalid JSON"])
             invalid = {"message": "The request body contains invalid JSON.", "code": 50109}
-            return self._answer(400, invalid, limits)
+            return self.answer(400, invalid, limits)
         problem = check_message(payload)
         if problem is not None:
             refusal, flat = problem
             self.rejections.append(flat)
-            return self._answer(400, refusal, limits)
+            return self.answer(400, refusal, limits)
         assert isinstance(payload, dict)
         self.messages.append(payload)
         self.pings.extend(pings(payload))
         if request.query.get("wait", "false").lower() != "true":
-            return self._answer(204, None, limits)
+            return self.answer(204, None, limits)
         self._next_id += 1
         created = {
             "id": str(self._next_id),
@@ -487,4 +464,4 @@ class FakeDiscord(LoopbackHttpFake):
             "webhook_id": webhook,
             "timestamp": datetime.now().astimezone().isoformat(),
         }
-        return self._answer(200, created, limits)
+        return self.answer(200, created, limits)

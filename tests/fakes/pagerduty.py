@@ -30,25 +30,20 @@ Usage::
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 import string
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from aiohttp import web
 
-from fakes import LoopbackHttpFake
+from fakes.base import Failure, RecordedRequest, RecordingFake, SlidingWindow
 
 __all__ = ["Failure", "FakePagerDuty", "Incident", "RecordedRequest", "check_event"]
-
-Failure = int | tuple[int, str] | tuple[int, str, Mapping[str, str]]
-"""An injected answer: a status, ``(status, body)`` or ``(status, body, headers)``."""
 
 SEVERITIES = ("critical", "error", "warning", "info")
 ACTIONS = ("trigger", "acknowledge", "resolve")
@@ -61,25 +56,15 @@ THROTTLED = {
 }
 
 
-def _default_body(status: int) -> str:
+def _default_body(status: int, detail: str | None = None) -> str:
     if status == 400:
-        return json.dumps({"status": "invalid event", "message": INVALID, "errors": ["error"]})
+        errors = [detail or "error"]
+        return json.dumps({"status": "invalid event", "message": INVALID, "errors": errors})
     if status == 429:
-        return json.dumps(THROTTLED)
+        return json.dumps({**THROTTLED, "message": detail or THROTTLED["message"]})
     if status >= 500:
-        return json.dumps({"status": "error", "message": "Internal server error"})
-    return json.dumps({"status": "error", "message": "error"})
-
-
-class RecordedRequest(NamedTuple):
-    """One request: method, path (with query), headers, raw body and ``at`` (the fake's
-    clock when it arrived)."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    at: float
+        return json.dumps({"status": "error", "message": detail or "Internal server error"})
+    return json.dumps({"status": "error", "message": detail or "error"})
 
 
 @dataclass
@@ -159,21 +144,22 @@ def check_event(event: Any, routing_key: str | None = None) -> list[str]:
     return errors
 
 
-class FakePagerDuty(LoopbackHttpFake):
+class FakePagerDuty(RecordingFake):
     """The Events API v2 on 127.0.0.1 with a free port.
 
-    Knobs (plain attributes, changeable while running):
+    Knobs (plain attributes, changeable while running), besides those of
+    :class:`~fakes.base.RecordingFake` (``fail_next``, :meth:`fail`, ``delay``,
+    ``delay_next``):
 
     * ``routing_key``: the one integration key it accepts (made up when not given);
-    * ``fail_next``: answers to give next, one per request, before anything else: ``500``,
-      ``(500, "oops")`` or ``(429, body, {"Retry-After": "1"})``;
+    * ``fail_next`` entries: ``500``, ``(500, "oops")`` or ``(429, body, {"Retry-After":
+      "1"})``; a bare status gets PagerDuty's JSON error body;
     * ``fail_after_accept``: answers to give next to events it *accepted*, one per event:
       PagerDuty took the event (it is in ``events`` and its incident) but lookout sees an
       error, so it sends the event again: a redelivery;
     * ``rate_limit``: events accepted per routing key within ``rate_limit_window`` seconds
-      (``None``: no limit); beyond it 429 ``throttle event`` (with ``Retry-After:
-      retry_after`` only when that is set);
-    * ``delay``: seconds to wait before answering.
+      (a :class:`~fakes.base.SlidingWindow`; ``None``: no limit); beyond it 429 ``throttle
+      event`` (with ``Retry-After: retry_after`` only when that is set).
 
     Records: ``requests`` (every request), ``answers`` (the status of each, in order),
     ``events`` (decoded bodies of accepted events), ``incidents`` (every incident opened, in
@@ -192,22 +178,15 @@ class FakePagerDuty(LoopbackHttpFake):
         delay: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__()
+        super().__init__(fail_next=fail_next, delay=delay, clock=clock)
         self.routing_key = routing_key or self.new_routing_key()
-        self.rate_limit = rate_limit
-        self.rate_limit_window = rate_limit_window
+        self.rate_limit = SlidingWindow(rate_limit, rate_limit_window, lambda: self.clock())
         self.retry_after = retry_after
-        self.fail_next: list[Failure] = list(fail_next)
         self.fail_after_accept: list[Failure] = list(fail_after_accept)
-        self.delay = delay
-        self.clock = clock
-        self.requests: list[RecordedRequest] = []
-        self.answers: list[int] = []
         self.events: list[dict[str, Any]] = []
         self.incidents: list[Incident] = []
         self.rejections: list[list[str]] = []
         self._open: dict[str, Incident] = {}
-        self._accepted: dict[str, deque[float]] = {}
 
     @staticmethod
     def new_routing_key() -> str:
@@ -233,32 +212,32 @@ class FakePagerDuty(LoopbackHttpFake):
 
     # --------------------------------------------------------------- handlers
 
-    def _answer(
-        self, status: int, body: Any, headers: Mapping[str, str] | None = None
+    def answer(
+        self,
+        status: int,
+        text: Any = None,
+        headers: Mapping[str, str] | None = None,
+        content_type: str | None = None,
     ) -> web.Response:
-        self.answers.append(status)
-        text = body if isinstance(body, str) else json.dumps(body)
-        return web.Response(
-            status=status, text=text, content_type="application/json", headers=headers
-        )
+        """A JSON answer (``text`` a string as is, else encoded)."""
+        body = text if isinstance(text, str) else json.dumps(text)
+        return super().answer(status, body, headers, "application/json")
 
-    def _failure(self, failure: Failure) -> web.Response:
+    def error_answer(
+        self, request: web.Request, status: int, detail: str | None, headers: Mapping[str, str]
+    ) -> web.Response:
+        """PagerDuty's JSON error for ``status`` (``detail`` as its message, or the error
+        of an invalid event)."""
+        return self.answer(status, _default_body(status, detail), headers)
+
+    def _failure(self, failure: Failure, request: web.Request) -> web.Response:
         if isinstance(failure, int):
-            return self._answer(failure, _default_body(failure))
+            return self.answer(failure, _default_body(failure))
+        if not isinstance(failure, tuple):
+            headers = {"Retry-After": failure.retry_after} if failure.retry_after else {}
+            return self.error_answer(request, failure.status, failure.detail, headers)
         headers = failure[2] if len(failure) == 3 else None
-        return self._answer(failure[0], failure[1], headers)
-
-    def _throttled(self, routing_key: str) -> bool:
-        if self.rate_limit is None:
-            return False
-        now = self.clock()
-        accepted = self._accepted.setdefault(routing_key, deque())
-        while accepted and now - accepted[0] >= self.rate_limit_window:
-            accepted.popleft()
-        if len(accepted) >= self.rate_limit:
-            return True
-        accepted.append(now)
-        return False
+        return self.answer(failure[0], failure[1], headers)
 
     def _record(self, event: dict[str, Any]) -> str:
         """Apply an accepted event; its dedup key."""
@@ -281,20 +260,13 @@ class FakePagerDuty(LoopbackHttpFake):
         return str(key)
 
     async def _handle(self, request: web.Request) -> web.Response:
-        raw = await request.read()
-        self.requests.append(
-            RecordedRequest(
-                request.method, request.path_qs, dict(request.headers), raw, self.clock()
-            )
-        )
-        if self.delay > 0:
-            await asyncio.sleep(self.delay)
-        if self.fail_next:
-            return self._failure(self.fail_next.pop(0))
+        if (injected := await self.gate(request)) is not None:
+            return injected
+        raw = self.requests[-1].body
         if request.path != "/v2/enqueue":
-            return self._answer(404, {"status": "not found", "message": "Not found"})
+            return self.answer(404, {"status": "not found", "message": "Not found"})
         if request.method != "POST":
-            return self._answer(405, {"status": "error", "message": "Method not allowed"})
+            return self.answer(405, {"status": "error", "message": "Method not allowed"})
         try:
             event = json.loads(raw)
         except ValueError:
@@ -302,16 +274,16 @@ class FakePagerDuty(LoopbackHttpFake):
         errors = check_event(event, self.routing_key)
         if errors:
             self.rejections.append(errors)
-            return self._answer(
+            return self.answer(
                 400, {"status": "invalid event", "message": INVALID, "errors": errors}
             )
         assert isinstance(event, dict)
-        if self._throttled(event["routing_key"]):
+        if not self.rate_limit.take(event["routing_key"]):
             headers = {"Retry-After": self.retry_after} if self.retry_after else None
-            return self._answer(429, THROTTLED, headers)
+            return self.answer(429, THROTTLED, headers)
         key = self._record(event)
         if self.fail_after_accept:
-            return self._failure(self.fail_after_accept.pop(0))
-        return self._answer(
+            return self._failure(self.fail_after_accept.pop(0), request)
+        return self.answer(
             202, {"status": "success", "message": "Event processed", "dedup_key": key}
         )

@@ -25,24 +25,20 @@ Usage::
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import secrets
 import string
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from fakes import LoopbackHttpFake
+from fakes.base import Failure, RecordedRequest, RecordingFake, TokenBucket
 
 __all__ = ["Failure", "FakeSlack", "RecordedRequest", "check_message"]
-
-Failure = int | tuple[int, str] | tuple[int, str, Mapping[str, str]]
-"""An injected answer: a status, ``(status, body)`` or ``(status, body, headers)``."""
 
 _TEXT_TYPES = ("plain_text", "mrkdwn")
 _COLOR = re.compile(r"^#?[0-9A-Fa-f]{6}$")
@@ -54,17 +50,6 @@ _DEFAULT_BODIES: dict[int, str] = {
     410: "channel_is_archived",
     429: "rate_limited",
 }
-
-
-class RecordedRequest(NamedTuple):
-    """One request: method, path (with query), headers, raw body and ``at`` (the fake's
-    clock when it arrived)."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    at: float
 
 
 class InvalidBlocks(ValueError):
@@ -169,18 +154,21 @@ def check_message(payload: Any) -> str | None:
     return None
 
 
-class FakeSlack(LoopbackHttpFake):
+class FakeSlack(RecordingFake):
     """Slack incoming webhooks on 127.0.0.1 with a free port.
 
-    Knobs (plain attributes, changeable while running):
+    Knobs (plain attributes, changeable while running), besides those of
+    :class:`~fakes.base.RecordingFake` (``fail_next``, :meth:`fail`, ``delay``,
+    ``delay_next``):
 
-    * ``fail_next``: answers to give next, one per request, before anything else:
-      ``500``, ``(500, "rollup_error")`` or ``(429, "rate_limited", {"Retry-After": "1"})``.
-    * ``rate_limit_per_second``: a token bucket of ``rate_limit_burst`` messages refilled at
-      this rate; a message beyond it answers 429 ``rate_limited`` with
-      ``Retry-After: retry_after``; ``None`` for no limit. ``rate_limit_tolerance`` seconds
-      of clock jitter are forgiven.
-    * ``delay``: seconds to wait before answering.
+    * ``fail_next`` entries: ``500``, ``(500, "rollup_error")`` or
+      ``(429, "rate_limited", {"Retry-After": "1"})``; a bare status gets Slack's error
+      string for it;
+    * ``rate_limit``: a :class:`~fakes.base.TokenBucket` of ``rate_limit_burst`` messages
+      refilled at ``rate_limit_per_second``; a message beyond it answers 429
+      ``rate_limited`` with ``Retry-After: retry_after``; no limit unless
+      ``rate_limit_per_second`` is given. ``rate_limit_tolerance`` seconds of clock jitter
+      are forgiven.
 
     Records: ``requests`` (every request), ``answers`` (the status of each, in order),
     ``messages`` (decoded bodies of accepted messages) and ``rejections`` (why a message
@@ -199,21 +187,14 @@ class FakeSlack(LoopbackHttpFake):
         delay: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__()
+        super().__init__(fail_next=fail_next, delay=delay, clock=clock)
         self.paths: list[str] = list(webhooks) or [self.new_path()]
-        self.rate_limit_per_second = rate_limit_per_second
-        self.rate_limit_burst = rate_limit_burst
-        self.rate_limit_tolerance = rate_limit_tolerance
+        self.rate_limit = TokenBucket(
+            rate_limit_per_second, rate_limit_burst, rate_limit_tolerance, lambda: self.clock()
+        )
         self.retry_after = retry_after
-        self.fail_next: list[Failure] = list(fail_next)
-        self.delay = delay
-        self.clock = clock
-        self.requests: list[RecordedRequest] = []
-        self.answers: list[int] = []
         self.messages: list[dict[str, Any]] = []
         self.rejections: list[str] = []
-        self._tokens: float = float(rate_limit_burst)
-        self._refilled: float | None = None
 
     @staticmethod
     def new_path() -> str:
@@ -247,64 +228,35 @@ class FakeSlack(LoopbackHttpFake):
 
     # --------------------------------------------------------------- handlers
 
-    def _answer(
-        self, status: int, text: str, headers: Mapping[str, str] | None = None
+    def error_answer(
+        self, request: web.Request, status: int, detail: str | None, headers: Mapping[str, str]
     ) -> web.Response:
-        self.answers.append(status)
-        return web.Response(status=status, text=text, headers=headers)
-
-    def _rate_limited(self) -> bool:
-        if self.rate_limit_per_second is None:
-            return False
-        now = self.clock()
-        if self._refilled is not None:
-            elapsed = now - self._refilled
-            self._tokens = min(
-                float(self.rate_limit_burst), self._tokens + elapsed * self.rate_limit_per_second
-            )
-        self._refilled = now
-        tolerance = self.rate_limit_tolerance * self.rate_limit_per_second
-        if self._tokens + tolerance < 1.0:
-            return True
-        self._tokens = max(0.0, self._tokens - 1.0)
-        return False
+        """Slack's plain-text error string for ``status`` (or ``detail``)."""
+        body = detail or _DEFAULT_BODIES.get(status, "rollup_error" if status >= 500 else "error")
+        return self.answer(status, body, headers)
 
     async def _handle(self, request: web.Request) -> web.Response:
-        raw = await request.read()
-        self.requests.append(
-            RecordedRequest(
-                request.method, request.path_qs, dict(request.headers), raw, self.clock()
-            )
-        )
-        if self.delay > 0:
-            await asyncio.sleep(self.delay)
-        if self.fail_next:
-            failure = self.fail_next.pop(0)
-            if isinstance(failure, int):
-                status = failure
-                body = _DEFAULT_BODIES.get(status, "rollup_error" if status >= 500 else "error")
-                return self._answer(status, body)
-            status, body = failure[0], failure[1]
-            headers = failure[2] if len(failure) == 3 else None
-            return self._answer(status, body, headers)
+        if (injected := await self.gate(request)) is not None:
+            return injected
+        raw = self.requests[-1].body
         if request.path not in self.paths:
-            return self._answer(404, "no_service")
+            return self.answer(404, "no_service")
         if request.method != "POST":
-            return self._answer(405, "invalid_method")
+            return self.answer(405, "invalid_method")
         try:
             payload = self._decode(request.content_type, raw)
         except ValueError:
             self.rejections.append("invalid_payload")
-            return self._answer(400, "invalid_payload")
+            return self.answer(400, "invalid_payload")
         error = check_message(payload)
         if error is not None:
             self.rejections.append(error)
-            return self._answer(400, error.partition(":")[0])
-        if self._rate_limited():
-            return self._answer(429, "rate_limited", {"Retry-After": self.retry_after})
+            return self.answer(400, error.partition(":")[0])
+        if not self.rate_limit.take():
+            return self.answer(429, "rate_limited", {"Retry-After": self.retry_after})
         assert isinstance(payload, dict)
         self.messages.append(payload)
-        return self._answer(200, "ok")
+        return self.answer(200, "ok")
 
     @staticmethod
     def _decode(content_type: str, raw: bytes) -> Any:

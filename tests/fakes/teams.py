@@ -31,24 +31,20 @@ Usage::
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import secrets
 import string
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
-from fakes import LoopbackHttpFake
+from fakes.base import Failure, RecordedRequest, RecordingFake, TokenBucket
 
 __all__ = ["CARD_CONTENT_TYPE", "Failure", "FakeTeams", "RecordedRequest", "check_message"]
-
-Failure = int | tuple[int, str] | tuple[int, str, Mapping[str, str]]
-"""An injected answer: a status, ``(status, body)`` or ``(status, body, headers)``."""
 
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 TEAMS_MAX_BYTES = 28 * 1024
@@ -66,17 +62,6 @@ _DEFAULT_CODES: dict[int, str] = {
     404: "WorkflowNotFound",
     429: "TooManyRequests",
 }
-
-
-class RecordedRequest(NamedTuple):
-    """One request: method, path (with query), headers, raw body and ``at`` (the fake's
-    clock when it arrived)."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    at: float
 
 
 class InvalidCard(ValueError):
@@ -214,19 +199,20 @@ def check_message(payload: Any) -> str | None:
     return None
 
 
-class FakeTeams(LoopbackHttpFake):
+class FakeTeams(RecordingFake):
     """Teams Workflows webhooks on 127.0.0.1 with a free port.
 
-    Knobs (plain attributes, changeable while running):
+    Knobs (plain attributes, changeable while running), besides those of
+    :class:`~fakes.base.RecordingFake` (``fail_next``, :meth:`fail`, ``delay``,
+    ``delay_next``):
 
-    * ``fail_next``: answers to give next, one per request, before anything else:
-      ``500``, ``(502, "bad gateway")`` or ``(429, "", {"Retry-After": "1"})``; a bare
-      status gets a Logic Apps error body.
-    * ``rate_limit_per_second``: a token bucket of ``rate_limit_burst`` messages refilled at
-      this rate; a message beyond it answers 429 with ``Retry-After: retry_after``;
-      ``None`` for no limit. ``rate_limit_tolerance`` seconds of clock jitter are forgiven.
+    * ``fail_next`` entries: ``500``, ``(502, "bad gateway")`` or
+      ``(429, "", {"Retry-After": "1"})``; a bare status gets a Logic Apps error body;
+    * ``rate_limit``: a :class:`~fakes.base.TokenBucket` of ``rate_limit_burst`` messages
+      refilled at ``rate_limit_per_second``; a message beyond it answers 429 with
+      ``Retry-After: retry_after``; no limit unless ``rate_limit_per_second`` is given.
+      ``rate_limit_tolerance`` seconds of clock jitter are forgiven.
     * ``max_bytes``: the largest body accepted (Teams: 28 KB).
-    * ``delay``: seconds to wait before answering.
 
     Records: ``requests`` (every request), ``answers`` (the status of each, in order),
     ``messages`` (decoded bodies of accepted messages), ``cards`` (their Adaptive Cards)
@@ -245,26 +231,19 @@ class FakeTeams(LoopbackHttpFake):
         delay: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__()
+        super().__init__(fail_next=fail_next, delay=delay, clock=clock)
         workflow, sig = self.new_workflow()
         self.workflows: dict[str, str] = {workflow: sig}
         """Known workflows: id → signature."""
-        self.rate_limit_per_second = rate_limit_per_second
-        self.rate_limit_burst = rate_limit_burst
-        self.rate_limit_tolerance = rate_limit_tolerance
+        self.rate_limit = TokenBucket(
+            rate_limit_per_second, rate_limit_burst, rate_limit_tolerance, lambda: self.clock()
+        )
         self.retry_after = retry_after
-        self.fail_next: list[Failure] = list(fail_next)
         self.max_bytes = max_bytes
         self.client_max_size = max(max_bytes * 4, 1024**2)
-        self.delay = delay
-        self.clock = clock
-        self.requests: list[RecordedRequest] = []
-        self.answers: list[int] = []
         self.messages: list[dict[str, Any]] = []
         self.cards: list[dict[str, Any]] = []
         self.rejections: list[str] = []
-        self._tokens: float = float(rate_limit_burst)
-        self._refilled: float | None = None
 
     @staticmethod
     def new_workflow() -> tuple[str, str]:
@@ -305,52 +284,33 @@ class FakeTeams(LoopbackHttpFake):
 
     # --------------------------------------------------------------- handlers
 
-    def _answer(
-        self, status: int, text: str = "", headers: Mapping[str, str] | None = None
+    def answer(
+        self,
+        status: int,
+        text: str | None = "",
+        headers: Mapping[str, str] | None = None,
+        content_type: str | None = None,
     ) -> web.Response:
-        self.answers.append(status)
         all_headers = {"Content-Type": "application/json; charset=utf-8"} if text else {}
         all_headers.update(headers or {})
-        return web.Response(status=status, text=text, headers=all_headers)
+        return super().answer(status, text, all_headers)
 
     def _error(
         self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
     ) -> web.Response:
-        return self._answer(status, error_body(code, message), headers)
+        return self.answer(status, error_body(code, message), headers)
 
-    def _rate_limited(self) -> bool:
-        if self.rate_limit_per_second is None:
-            return False
-        now = self.clock()
-        if self._refilled is not None:
-            elapsed = now - self._refilled
-            self._tokens = min(
-                float(self.rate_limit_burst), self._tokens + elapsed * self.rate_limit_per_second
-            )
-        self._refilled = now
-        tolerance = self.rate_limit_tolerance * self.rate_limit_per_second
-        if self._tokens + tolerance < 1.0:
-            return True
-        self._tokens = max(0.0, self._tokens - 1.0)
-        return False
+    def error_answer(
+        self, request: web.Request, status: int, detail: str | None, headers: Mapping[str, str]
+    ) -> web.Response:
+        """A Logic Apps error body for ``status`` (``detail`` as its message)."""
+        code = _DEFAULT_CODES.get(status, "InternalServerError")
+        return self._error(status, code, detail or f"injected failure {status}", headers)
 
     async def _handle(self, request: web.Request) -> web.Response:
-        raw = await request.read()
-        self.requests.append(
-            RecordedRequest(
-                request.method, request.path_qs, dict(request.headers), raw, self.clock()
-            )
-        )
-        if self.delay > 0:
-            await asyncio.sleep(self.delay)
-        if self.fail_next:
-            failure = self.fail_next.pop(0)
-            if isinstance(failure, int):
-                code = _DEFAULT_CODES.get(failure, "InternalServerError")
-                return self._error(failure, code, f"injected failure {failure}")
-            status, body = failure[0], failure[1]
-            headers = failure[2] if len(failure) == 3 else None
-            return self._answer(status, body, headers)
+        if (injected := await self.gate(request)) is not None:
+            return injected
+        raw = self.requests[-1].body
         match = _PATH.match(request.path)
         if match is None or match.group(1) not in self.workflows:
             workflow = match.group(1) if match else "?"
@@ -388,7 +348,7 @@ class FakeTeams(LoopbackHttpFake):
         if error is not None:
             self.rejections.append(error)
             return self._error(400, "InvalidRequestContent", error)
-        if self._rate_limited():
+        if not self.rate_limit.take():
             return self._error(
                 429,
                 "TooManyRequests",
@@ -398,4 +358,4 @@ class FakeTeams(LoopbackHttpFake):
         assert isinstance(payload, dict)
         self.messages.append(payload)
         self.cards.extend(attachment["content"] for attachment in payload["attachments"])
-        return self._answer(202)
+        return self.answer(202)

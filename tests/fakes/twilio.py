@@ -20,20 +20,19 @@ Usage::
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import email.utils
+import json
 import math
 import re
 import secrets
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from fakes import LoopbackHttpFake
+from fakes.base import Failure, RecordedRequest, RecordingFake
 
 __all__ = [
     "DEFAULT_ACCOUNT_SID",
@@ -81,17 +80,6 @@ class SentMessage(NamedTuple):
     sid: str
 
 
-class RecordedRequest(NamedTuple):
-    """One request the fake received (accepted or not); ``at``: the monotonic clock when
-    it arrived."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    form: dict[str, str]
-    at: float = 0.0
-
-
 def segments(body: str) -> int:
     """How many SMS segments ``body`` takes: GSM-7 (160, or 153 per part) when every
     character is in the GSM alphabet, else UCS-2 (70, or 67 per part)."""
@@ -119,21 +107,24 @@ def _more_info(code: int) -> str:
     return f"https://www.twilio.com/docs/errors/{code}"
 
 
-class FakeTwilio(LoopbackHttpFake):
+class FakeTwilio(RecordingFake):
     """A Twilio Messages API server on 127.0.0.1 with a free port.
 
     Knobs (plain attributes, changeable while running):
 
+    Knobs (plain attributes, changeable while running), besides those of
+    :class:`~fakes.base.RecordingFake` (``fail_next``, :meth:`fail`, ``delay``,
+    ``delay_next``):
+
     * ``account_sid`` / ``auth_token``: the credentials Basic auth must carry.
-    * ``fail_next``: statuses to answer next, one per request, before anything else
-      (e.g. ``[429, 503]``), with Twilio's error body for that status; consumed from the
-      front.
+    * ``fail_next`` entries: statuses (e.g. ``[429, 503]``), with Twilio's error body for
+      that status.
     * ``retry_after``: a ``Retry-After`` value added to injected 429 and 503 answers.
     * ``unsubscribed``: ``To`` numbers that answer 400 error 21610 (the recipient sent STOP).
-    * ``delay``: seconds to wait before answering each request.
 
-    Records: ``requests`` (every request, as :class:`RecordedRequest`) and ``messages``
-    (every accepted message, as :class:`SentMessage`).
+    Records: ``requests`` (every request, as :class:`~fakes.base.RecordedRequest`; the
+    body is the form as sent), ``answers`` (the status of each) and ``messages`` (every
+    accepted message, as :class:`SentMessage`).
     """
 
     def __init__(
@@ -141,19 +132,16 @@ class FakeTwilio(LoopbackHttpFake):
         *,
         account_sid: str = DEFAULT_ACCOUNT_SID,
         auth_token: str = DEFAULT_AUTH_TOKEN,
-        fail_next: Iterable[int] = (),
+        fail_next: Iterable[Failure] = (),
         retry_after: str | None = None,
         unsubscribed: Iterable[str] = (),
         delay: float = 0.0,
     ) -> None:
-        super().__init__()
+        super().__init__(fail_next=fail_next, delay=delay)
         self.account_sid = account_sid
         self.auth_token = auth_token
-        self.fail_next: list[int] = list(fail_next)
         self.retry_after = retry_after
         self.unsubscribed: set[str] = set(unsubscribed)
-        self.delay = delay
-        self.requests: list[RecordedRequest] = []
         self.messages: list[SentMessage] = []
 
     # -------------------------------------------------------------- lifecycle
@@ -176,12 +164,24 @@ class FakeTwilio(LoopbackHttpFake):
 
     # --------------------------------------------------------------- handlers
 
-    @staticmethod
     def _error(
-        status: int, code: int, message: str, headers: Mapping[str, str] | None = None
+        self, status: int, code: int, message: str, headers: Mapping[str, str] | None = None
     ) -> web.Response:
         body = {"code": code, "message": message, "more_info": _more_info(code), "status": status}
-        return web.json_response(body, status=status, headers=headers)
+        return self.answer(status, json.dumps(body), headers, "application/json")
+
+    def error_answer(
+        self, request: web.Request, status: int, detail: str | None, headers: Mapping[str, str]
+    ) -> web.Response:
+        """Twilio's JSON error for ``status`` (``detail`` as its message), with
+        ``Retry-After: retry_after`` on a 429 or 503 when that is set."""
+        code, message = _INJECTED.get(
+            status, (20500 if status >= 500 else 21211, f"Injected failure (HTTP {status})")
+        )
+        all_headers = dict(headers)
+        if self.retry_after is not None and status in (429, 503):
+            all_headers.setdefault("Retry-After", self.retry_after)
+        return self._error(status, code, detail or message, all_headers)
 
     def _authenticated(self, request: web.Request) -> bool:
         credentials = basic_credentials(request.headers.get("Authorization", ""))
@@ -192,32 +192,18 @@ class FakeTwilio(LoopbackHttpFake):
             password, self.auth_token
         )
 
-    async def _gate(self, request: web.Request, form: dict[str, str]) -> web.Response | None:
+    async def _gate(self, request: web.Request) -> web.Response | None:
         """Record, delay, inject failures and authenticate; an answer ends the request."""
-        self.requests.append(
-            RecordedRequest(
-                request.method, request.path_qs, dict(request.headers), form, time.monotonic()
-            )
-        )
-        if self.delay > 0:
-            await asyncio.sleep(self.delay)
-        if self.fail_next:
-            status = self.fail_next.pop(0)
-            code, message = _INJECTED.get(
-                status, (20500 if status >= 500 else 21211, f"Injected failure (HTTP {status})")
-            )
-            headers = None
-            if self.retry_after is not None and status in (429, 503):
-                headers = {"Retry-After": self.retry_after}
-            return self._error(status, code, message, headers)
+        if (injected := await self.gate(request)) is not None:
+            return injected
         if not self._authenticated(request):
             return self._error(401, 20003, "Authenticate")
         return None
 
     async def _create(self, request: web.Request) -> web.Response:
-        form = {key: str(value) for key, value in (await request.post()).items()}
-        if (answer := await self._gate(request, form)) is not None:
+        if (answer := await self._gate(request)) is not None:
             return answer
+        form = {key: str(value) for key, value in (await request.post()).items()}
         account = request.match_info["account"]
         if account != self.account_sid:
             return self._error(404, 20404, f"The requested resource {request.path} was not found")
@@ -249,7 +235,9 @@ class FakeTwilio(LoopbackHttpFake):
             return self._error(400, 21610, "Attempt to send to unsubscribed recipient")
         sid = "SM" + secrets.token_hex(16)
         self.messages.append(SentMessage(to, sender, body, sid))
-        return web.json_response(self._resource(sid, to, sender, body), status=201)
+        return self.answer(
+            201, json.dumps(self._resource(sid, to, sender, body)), None, "application/json"
+        )
 
     def _resource(self, sid: str, to: str, sender: str, body: str) -> dict[str, Any]:
         now = email.utils.formatdate(usegmt=True).replace("GMT", "+0000")
@@ -278,7 +266,6 @@ class FakeTwilio(LoopbackHttpFake):
         }
 
     async def _unknown(self, request: web.Request) -> web.Response:
-        form: dict[str, str] = {}
-        if (answer := await self._gate(request, form)) is not None:
+        if (answer := await self._gate(request)) is not None:
             return answer
         return self._error(404, 20404, f"The requested resource {request.path} was not found")

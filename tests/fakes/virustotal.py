@@ -30,12 +30,12 @@ import ipaddress
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 
-from fakes import LoopbackHttpFake
+from fakes.base import Failure, RecordedRequest, RecordingFake
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -106,14 +106,6 @@ _PATH_OF_TYPE: dict[str, str] = {"domain": "domains", "ip_address": "ip_addresse
 _DAY = 86_400
 
 
-class RecordedRequest(NamedTuple):
-    """One request the fake received: ``(method, path, headers)``; ``path`` has the query."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-
-
 def url_id(url: str) -> str:
     """The URL identifier a client computes: unpadded URL-safe base64 of the URL."""
     return base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
@@ -166,7 +158,7 @@ def _engine_results(stats: Mapping[str, int]) -> dict[str, dict[str, Any]]:
     return results
 
 
-class FakeVirusTotal(LoopbackHttpFake):
+class FakeVirusTotal(RecordingFake):
     """A VirusTotal API v3 server on 127.0.0.1 with a free port.
 
     ``objects`` maps a domain name, an IP address or a URL (anything with ``://``) to the
@@ -181,13 +173,14 @@ class FakeVirusTotal(LoopbackHttpFake):
     * ``quota_per_day``: at most this many counted requests per UTC day, else 429.
     * ``retry_after``: a ``Retry-After`` value to add to quota answers (VirusTotal sends
       none); ``None`` leaves it out.
-    * ``fail_next``: statuses to answer next, one per request, before anything else
-      (e.g. ``[500, 503]``); consumed from the front.
-    * ``delay``: seconds to wait before answering each request.
+    * ``fail_next``, :meth:`fail`, ``delay``, ``delay_next``: as every
+      :class:`~fakes.base.RecordingFake` (e.g. ``fail_next = [500, 503]``; a bare status
+      gets VirusTotal's error body for it).
     * ``arrival_delays``: seconds by which the next requests, one each, reach the fake
       late (network or TLS latency of the first requests of a burst): the request is
       recorded and counted only then; consumed from the front.
-    * ``requests``: every request received, as :class:`RecordedRequest`.
+    * ``requests``: every request received, as :class:`~fakes.base.RecordedRequest`, and
+      ``answers``: the status of each.
     * ``arrivals``: when each request was counted (``clock()``), in arrival order: the
       times the quota windows are judged on.
 
@@ -207,12 +200,12 @@ class FakeVirusTotal(LoopbackHttpFake):
         quota_per_minute: int | None = None,
         quota_per_day: int | None = None,
         retry_after: str | None = None,
-        fail_next: Iterable[int] = (),
+        fail_next: Iterable[Failure] = (),
         delay: float = 0.0,
         minute_window: float = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__()
+        super().__init__(fail_next=fail_next, delay=delay, clock=clock)
         self.objects: dict[str, dict[str, Any]] = {
             key: dict(attributes) for key, attributes in (objects or {}).items()
         }
@@ -220,11 +213,7 @@ class FakeVirusTotal(LoopbackHttpFake):
         self.quota_per_minute = quota_per_minute
         self.quota_per_day = quota_per_day
         self.retry_after = retry_after
-        self.fail_next: list[int] = list(fail_next)
-        self.delay = delay
         self.minute_window = minute_window
-        self.clock = clock
-        self.requests: list[RecordedRequest] = []
         self.arrival_delays: list[float] = []
         self.arrivals: list[float] = []
         self._recent: deque[float] = deque()
@@ -346,34 +335,34 @@ class FakeVirusTotal(LoopbackHttpFake):
 
     # --------------------------------------------------------------- handlers
 
-    @staticmethod
     def _error(
-        status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
     ) -> web.Response:
-        return web.json_response(
-            {"error": {"code": code, "message": message}}, status=status, headers=headers
-        )
+        return self.json_answer(status, {"error": {"code": code, "message": message}}, headers)
 
-    def _quota_error(self) -> web.Response:
-        headers = {"Retry-After": self.retry_after} if self.retry_after is not None else None
-        return self._error(429, "QuotaExceededError", "Quota exceeded", headers)
+    def _quota_error(self, headers: Mapping[str, str] | None = None) -> web.Response:
+        all_headers = dict(headers or {})
+        if self.retry_after is not None:
+            all_headers.setdefault("Retry-After", self.retry_after)
+        return self._error(429, "QuotaExceededError", "Quota exceeded", all_headers or None)
+
+    def error_answer(
+        self, request: web.Request, status: int, detail: str | None, headers: Mapping[str, str]
+    ) -> web.Response:
+        """VirusTotal's error for ``status`` (``detail`` as its message); a 429 is the
+        quota answer."""
+        if status == 429:
+            return self._quota_error(headers)
+        code = _ERROR_CODES.get(status, "InternalError" if status >= 500 else "BadRequestError")
+        return self._error(status, code, detail or f"Injected failure (HTTP {status})", headers)
 
     async def _gate(self, request: web.Request) -> web.Response | None:
         """Record, delay, inject failures, authenticate and count; an answer ends it."""
         if self.arrival_delays:
             await asyncio.sleep(self.arrival_delays.pop(0))
         self.arrivals.append(self.clock())
-        self.requests.append(
-            RecordedRequest(request.method, request.path_qs, dict(request.headers))
-        )
-        if self.delay > 0:
-            await asyncio.sleep(self.delay)
-        if self.fail_next:
-            status = self.fail_next.pop(0)
-            if status == 429:
-                return self._quota_error()
-            code = _ERROR_CODES.get(status, "InternalError" if status >= 500 else "BadRequestError")
-            return self._error(status, code, f"Injected failure (HTTP {status})")
+        if (injected := await self.gate(request)) is not None:
+            return injected
         key = request.headers.get("x-apikey")
         if key is None:
             return self._error(401, "AuthenticationRequiredError", "X-Apikey header is missing")
@@ -402,7 +391,7 @@ class FakeVirusTotal(LoopbackHttpFake):
             "links": {"self": link},
             "attributes": self.attributes_for(key),
         }
-        return web.json_response({"data": data})
+        return self.json_answer(200, {"data": data})
 
     async def _domain(self, request: web.Request) -> web.Response:
         if (answer := await self._gate(request)) is not None:

@@ -99,7 +99,7 @@ async def test_retry_after_is_honoured(
 async def test_a_huge_retry_after_pauses_the_sink_at_most_max_retry_after(
     nats_server: NatsServer, tmp_path: Path, receiver: Receiver
 ) -> None:
-    """The runner's pacer (a target with ``per_second`` that does not pace itself) caps a
+    """The runner's pacer (every target's, here one with ``per_second``) caps a
     429's "Retry-After: one week" at ``retry.max_retry_after``, like the retry delay."""
     receiver.script = [(429, {"Retry-After": str(7 * 86400)})]
     toml = f"""

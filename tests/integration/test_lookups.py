@@ -9,6 +9,7 @@ import io
 import json
 import os
 import re
+import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -159,6 +160,43 @@ async def test_unreachable_dns_is_an_error_not_a_hang(
     [indicator] = job["indicators"]
     assert indicator["verdict"] == "error"
     assert indicator["verdict_reasons"] == ["DNS: timeout after 1 s: no DNS answer for a.com"]
+
+
+async def test_first_nameserver_silent_the_second_answers_every_dns_provider(
+    nats_server: NatsServer, tmp_path: Path, zone: ZoneServer
+) -> None:
+    """One DNS client, one failover order: with a silent server first in
+    ``LOOKOUT_DNS_NAMESERVERS``, the ``dns`` and ``emailsec`` workers both get their
+    answers from the second, complete."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.setblocking(False)
+        dead = f"127.0.0.1:{silent.getsockname()[1]}"
+        settings = make_settings(
+            tmp_path,
+            nats_server.url,
+            LOOKOUT_DNS_NAMESERVERS=f"{dead},{zone.nameserver}",
+            LOOKOUT_DNS_TIMEOUT="2",
+        )
+        async with (
+            running_gateway(settings) as base,
+            running_provider(settings, "dns"),
+            running_provider(settings, "emailsec"),
+        ):
+            body = {"indicators": ["example.com"], "providers": ["dns", "emailsec"]}
+            _, created = await api("POST", f"{base}/api/v1/lookups", json=body)
+            job = await wait_job(base, created["id"])
+        asked_first = 0
+        with contextlib.suppress(BlockingIOError):
+            while silent.recv(4096):
+                asked_first += 1
+    results = {r["provider"]: r for r in job["results"]}
+    assert {p: r["status"] for p, r in results.items()} == {"dns": "done", "emailsec": "done"}
+    assert results["dns"]["data"]["records"]["A"] == ["192.0.2.10"]
+    assert "failed" not in results["dns"]["data"]
+    assert results["emailsec"]["data"]["spf"]["valid"] is True
+    assert results["emailsec"]["data"]["spf"]["record"] == "v=spf1 mx -all"
+    assert asked_first > 0  # the silent server was asked first
 
 
 async def test_a_failed_provider_makes_the_overall_verdict_error_everywhere(

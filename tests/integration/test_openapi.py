@@ -5,9 +5,11 @@ against the documented schemas)."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,7 @@ from services.gateway import (
     hardening,
     lookups,
     notifications,
+    webhook,
 )
 from services.gateway.app import create_app
 from shared.core.natsserver import NatsServer
@@ -100,7 +103,8 @@ def coverage_problems(app: web.Application, document: dict[str, Any]) -> list[st
     routes = {r for r in app_routes(app) if not exempt(r[1])}
     ops = documented(document)
     problems = [
-        f"undocumented route: {method} {path}  (add it to services/gateway/apidocs.py)"
+        f"undocumented route: {method} {path}  (add it to its module's DOCS, beside the "
+        "handler; a new route module goes in services/gateway/apidocs.py ROUTE_MODULES)"
         for method, path in sorted(routes - ops, key=lambda r: (r[1], r[0]))
     ]
     problems += [
@@ -209,6 +213,50 @@ def test_route_check_catches_an_undocumented_route(app: web.Application) -> None
     problems = coverage_problems(app, trimmed)
     assert any("undocumented route: GET /healthz" in p for p in problems)
     assert "documented but not served: GET /api/v1/gone" in problems
+
+
+def app_handlers(app: web.Application) -> dict[tuple[str, str], Any]:
+    """(METHOD, path template) → the handler, unwrapped (``hosts.guarded``,
+    ``with_request_id``), of every route of ``app`` and its sub-applications."""
+    found: dict[tuple[str, str], Any] = {}
+    for resource in app.router.resources():
+        sub = resource.get_info().get("app")
+        if isinstance(sub, web.Application):
+            found |= app_handlers(sub)
+            continue
+        for route in resource:
+            if route.method != "HEAD":
+                found[(route.method, resource.canonical)] = inspect.unwrap(route.handler)
+    return found
+
+
+def test_each_operation_is_documented_beside_its_handler(app: web.Application) -> None:
+    """Issue 13: a route's operation is declared by the module of its handler (its
+    ``DOCS``), not in a document kept elsewhere."""
+    elsewhere = []
+    for (method, path), handler in sorted(app_handlers(app).items()):
+        if exempt(path):
+            continue
+        module = sys.modules[handler.__module__]
+        docs = getattr(module, "DOCS", None)
+        if docs is None or method.lower() not in docs.paths.get(path, {}):
+            elsewhere.append(f"{method} {path}: not in {module.__name__}.DOCS")
+    assert not elsewhere, "\n".join(elsewhere)
+    assert "sqreenWebhook" in json.dumps(webhook.DOCS.paths)  # a method bound per app too
+
+
+def test_provider_schema_is_what_the_api_answers() -> None:
+    """The `Provider` schema lists every field `GET /api/v1/providers` gives, all required:
+    a field added to the answer is documented beside it."""
+    schema = doc()["components"]["schemas"]["Provider"]
+    given = lookups.provider_list()
+    assert given, "the launcher registered the providers"
+    for provider in given:
+        assert set(schema["properties"]) == set(provider), provider["name"]
+        jsonschema.Draft202012Validator({**schema, "components": doc()["components"]}).validate(
+            provider
+        )
+    assert set(schema["required"]) == set(schema["properties"])
 
 
 def _field_names(struct: type[msgspec.Struct]) -> set[str]:

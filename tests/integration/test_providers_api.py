@@ -41,17 +41,35 @@ async def test_the_providers_are_the_registered_ones(
     assert code == 200
     assert [p["name"] for p in body["providers"]] == list(registry.PROVIDERS)
     by_name = {p["name"]: p for p in body["providers"]}
-    assert by_name["emailsec"] == {
+    assert set(by_name["emailsec"]) == {"name", "label", "kinds", "details", "links"}
+    assert {k: by_name["emailsec"][k] for k in ("name", "label", "kinds")} == {
         "name": "emailsec",
         "label": "SPF/DMARC",
         "kinds": ["domain", "email"],
     }
-    assert by_name["abuseipdb"] == {
+    assert {k: by_name["abuseipdb"][k] for k in ("name", "label", "kinds")} == {
         "name": "abuseipdb",
         "label": "AbuseIPDB",
         "kinds": ["ipv4", "ipv6"],
     }
     assert by_name["dns"]["kinds"] == ["ipv4", "ipv6", "domain", "url", "email"]
+    # how each provider's details look and where its own pages are: what its SPEC declares
+    for name in registry.PROVIDERS:
+        spec = catalog.get(name)
+        assert spec is not None
+        assert by_name[name]["details"] == spec.details.as_json(), name
+        assert by_name[name]["links"] == dict(spec.links), name
+    report, _network = by_name["abuseipdb"]["details"]["sections"]
+    assert report["title"] == "Report"
+    assert report["fields"][0] == {
+        "label": "Confidence of abuse",
+        "path": "abuseConfidenceScore",
+        "format": "score",
+        "template": "",
+        "missing": "",
+    }
+    assert by_name["abuseipdb"]["links"]["ipv4"] == "https://www.abuseipdb.com/check/{value}"
+    assert by_name["emailsec"]["details"] == {"sections": [], "notes": []}
 
 
 async def test_a_provider_registered_in_the_catalog_is_offered_everywhere(
@@ -64,6 +82,8 @@ async def test_a_provider_registered_in_the_catalog_is_offered_everywhere(
             "name": "echo",
             "label": "Echo Intel",
             "kinds": ["domain", "url"],
+            "details": {"sections": [], "notes": []},
+            "links": {},
         }
         async with aiohttp.ClientSession() as session, session.get(f"{base}/") as page:
             form = await page.text()

@@ -3,8 +3,8 @@ of its sink (KV bucket ``sink_pace``): a real nats-server, two sink replicas (ea
 NATS connection, target and runner, as two ``lookout service sink-<name>`` would be), and
 the loopback Twilio and Slack fakes, which stamp every request with its arrival time.
 
-The SMS target is paced by the runner's pacer, the Slack target by its own (a
-``WebhookTarget``): both paths are checked."""
+The sink runner paces every target (the only pacing path): the SMS target (several
+recipients per notification) and the Slack target (a chat webhook) are both checked."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from helpers import (
     settled,
     wait_for,
 )
+from nats.aio.msg import Msg
 from nats.js.kv import KeyValue
 
 from services.gateway import state as gateway_state
@@ -39,7 +40,7 @@ from services.registry import build_target
 from shared.bus import manage
 from shared.core.natsserver import NatsServer
 from shared.core.settings import Settings
-from shared.relay import streams
+from shared.relay import status, streams
 from shared.relay.config import relay
 from shared.relay.pacing import Pacer
 from shared.relay.runner import SinkRunner
@@ -226,7 +227,7 @@ async def test_an_unreachable_pace_store_hands_deliveries_back_and_loses_none(
                 return value or 0.0
 
             await publish_alerts(js, 3, "during")
-            await wait_for(lambda: retrying() >= 6)  # each of the three handed back twice
+            await wait_for(lambda: retrying() >= 6)  # each of the three told to wait twice
             assert upstream.delivered() == 1  # nothing sent without a slot
             assert len(upstream.arrivals()) == 1
 
@@ -236,8 +237,88 @@ async def test_an_unreachable_pace_store_hands_deliveries_back_and_loses_none(
     assert await dead_letters(nats_server.url, upstream.target) == []
     lines = capsys.readouterr().out.splitlines()
     # Logged once, not once per message (the retries name the reason, in other words).
-    assert sum("handed back to JetStream until it answers" in line for line in lines) == 1
+    assert sum("deliveries wait, unsent, until it answers" in line for line in lines) == 1
     assert sum("shared pacing store reachable again" in line for line in lines) == 1
+
+
+async def test_waiting_for_a_send_slot_is_no_delivery_attempt(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """A backlog whose send slots lie further ahead than a sink claims them (5 s before,
+    10 s now), on two replicas, with ``max_attempts = 2``: the attempt number is
+    JetStream's delivery count, which handing a delivery back to JetStream would raise, so
+    waiting for a slot must keep the delivery in the sink. Every notification is sent once,
+    at its first attempt, and none is dead-lettered."""
+    async with FakeSlack() as fake:
+        await _backlog_is_sent_at_first_attempts(nats_server, tmp_path, Upstream(SLACK, fake))
+
+
+async def _backlog_is_sent_at_first_attempts(
+    nats_server: NatsServer, tmp_path: Path, upstream: Upstream
+) -> None:
+    toml = upstream.toml(4, concurrency=32).replace("max_attempts = 10", "max_attempts = 2")
+    settings = make_settings(tmp_path, nats_server.url, toml)
+    records: list[status.DeliveryStatus] = []
+
+    async def record(msg: Msg) -> None:
+        records.append(status.decode(msg.data))
+
+    watcher = await nats.connect(nats_server.url)
+    await watcher.subscribe(f"$KV.{streams.STATUS_BUCKET}.>", cb=record)
+    try:
+        async with jetstream(nats_server.url, settings) as js:
+            async with replicas(settings, upstream.target):
+                ids = await publish_alerts(js, 56, "backlog")  # 14 s at 4 per second
+                await wait_for(lambda: upstream.delivered() == 56, within=60)
+            assert await settled(nats_server.url, upstream.target)
+        await watcher.flush()
+    finally:
+        await watcher.close()
+    assert await dead_letters(nats_server.url, upstream.target) == []
+    assert len(upstream.arrivals()) == 56  # each sent once
+    delivered = {r.notification_id: r.attempts for r in records if r.state == "delivered"}
+    assert delivered == dict.fromkeys(ids, 1)
+    assert busiest_second(upstream.arrivals()) <= 4 + 1
+
+
+async def test_a_stopping_sink_hands_its_waiting_deliveries_back(
+    nats_server: NatsServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A delivery waiting in the sink for a pause to end goes back to JetStream when the
+    sink stops (due when the pause ends), rather than being sent later by a sink that was
+    told to stop; the next sink delivers it, and nothing is dead-lettered."""
+    async with FakeSlack(fail_next=[(429, "rate_limited", {"Retry-After": "11"})]) as fake:
+        upstream = Upstream(SLACK, fake)
+        settings = make_settings(tmp_path, nats_server.url, upstream.toml(0, concurrency=4))
+        async with jetstream(nats_server.url, settings) as js:
+            async with replicas(settings, SLACK, count=1) as (runner,):
+                await publish_alerts(js, 1, "told-429")
+                await wait_for(lambda: len(upstream.arrivals()) == 1)
+                told_429 = upstream.arrivals()[0]
+                await asyncio.sleep(0.3)  # the pause is set
+                await publish_alerts(js, 1, "waiting")
+
+                def retrying() -> float:
+                    value = runner.metrics.registry.get_sample_value(
+                        "lookout_deliveries_total", {"target": SLACK, "outcome": "retrying"}
+                    )
+                    return value or 0.0
+
+                await wait_for(lambda: retrying() >= 2)  # the 429, and the one waiting
+            stopped = capsys.readouterr().out
+            [handed_back] = [
+                line for line in stopped.splitlines() if "delivery handed back" in line
+            ]
+            assert "notification_id=waiting-0" in handed_back
+            assert "unexpected error" not in stopped
+            # Past the pause's end, the stopped sink has sent nothing more.
+            await asyncio.sleep(max(0.0, told_429 + 11.5 - time.monotonic()))
+            assert upstream.arrivals() == [told_429]
+            async with replicas(settings, SLACK, count=1):
+                await wait_for(lambda: upstream.delivered() == 2, within=20)
+            assert await settled(nats_server.url, SLACK)
+    assert fake.answers == [429, 200, 200]
+    assert await dead_letters(nats_server.url, SLACK) == []
 
 
 async def test_a_target_without_a_rate_never_touches_the_pace_store(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,10 @@ import pytest
 from fakes.slack import FakeSlack, check_message
 from helpers import (
     dead_letters,
+    jetstream,
     make_settings,
     post_webhook,
+    publish_alerts,
     running_gateway,
     running_sink,
     settled,
@@ -25,6 +26,7 @@ from helpers import (
 
 from services.sinks.slack import AMBER, GREEN, GREY, RED, build, build_message, risk_colour
 from services.sinks.slack.config import SlackTargetConfig
+from shared.core import jsondata
 from shared.core.errors import ConfigError
 from shared.core.natsserver import NatsServer
 from shared.core.settings import Settings
@@ -329,10 +331,12 @@ def test_a_webhook_url_that_is_not_a_url_is_refused_without_showing_it(tmp_path:
     assert "s3cr3t" not in str(caught.value)
 
 
-async def test_a_pause_after_429_holds_every_send(tmp_path: Path) -> None:
+async def test_a_429_tells_the_runner_how_long_to_wait(tmp_path: Path) -> None:
+    """The target reports Slack's ``Retry-After``; pausing every send for it is the
+    runner's job (tests/integration/test_chat_contract.py: the 429 row)."""
     async with FakeSlack(fail_next=[(429, "rate_limited", {"Retry-After": "1"})]) as slack:
         settings = make_settings(tmp_path, "nats://127.0.0.1:4222", slack_target(slack.webhook_url))
-        target = build(slack_config(settings), settings, per_second=100)
+        target = build(slack_config(settings), settings)
         await target.open()
         try:
             note = notification({"risk_coefficient": 10})
@@ -340,9 +344,32 @@ async def test_a_pause_after_429_holds_every_send(tmp_path: Path) -> None:
                 await target.deliver(Delivery(note, note.subject, 1))
             assert caught.value.retry_after == 1.0
             assert str(caught.value) == "HTTP 429: rate_limited (Slack rate limit)"
-            started = time.monotonic()
-            await target.deliver(Delivery(note, note.subject, 2))  # waits out the pause
-            assert time.monotonic() - started >= 0.9
+            await target.deliver(Delivery(note, note.subject, 2))
         finally:
             await target.close()
     assert slack.answers == [429, 200]
+
+
+async def test_one_delivery_decodes_the_message_once(
+    nats_server: NatsServer, tmp_path: Path, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The route filter, the templates, the payload's fields and the status record all
+    read the notification's message through the delivery's reading: its JSON is decoded
+    once per delivery (it was four times)."""
+    decoded: list[bytes] = []
+    load = jsondata.load
+
+    def counting(data: bytes | bytearray | memoryview) -> object:
+        decoded.append(bytes(data))
+        return load(data)
+
+    monkeypatch.setattr(jsondata, "load", counting)
+    toml = slack_target(slack.webhook_url) + "per_second = 0\nmatch = { min_risk = 10 }\n"
+    settings = make_settings(tmp_path, nats_server.url, toml)
+    async with jetstream(nats_server.url, settings) as js, running_sink(settings, TARGET):
+        ids = await publish_alerts(js, 2, "once")
+        await wait_for(lambda: len(slack.messages) == 2)
+        await wait_for(lambda: settled(nats_server.url, TARGET))
+    assert [m["text"] for m in slack.messages] == ["[scanner] http scan (risk 50)"] * 2
+    assert len(ids) == 2
+    assert len(decoded) == 2, decoded  # one per delivery

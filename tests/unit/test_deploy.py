@@ -35,6 +35,7 @@ from services.providers.abuseipdb.config import abuseipdb_settings
 from services.providers.virustotal.config import virustotal_settings
 from services.registry import build_target
 from shared.core import settings as config
+from shared.lookups import catalog
 from shared.relay.config import relay
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -762,9 +763,19 @@ def test_config_loads_and_the_own_target_builds(outcomes: dict[str, Outcome], id
 
 SERVICE_SECRETS = {
     "gateway": {"SQREEN_WEBHOOK_SECRET_FILE", "LOOKOUT_API_TOKENS_FILE"},
-    "provider-virustotal": {"VIRUSTOTAL_API_KEY_FILE"},
-    "provider-abuseipdb": {"ABUSEIPDB_API_KEY_FILE"},
+    # a provider reads the secret variables its SPEC declares (and its settings read)
+    **{
+        f"provider-{spec.name}": {f"{var.name}_FILE" for var in spec.env if var.secret}
+        for spec in catalog.specs()
+    },
 }
+
+
+def test_the_providers_secrets_are_their_keys() -> None:
+    assert SERVICE_SECRETS["provider-virustotal"] == {"VIRUSTOTAL_API_KEY_FILE"}
+    assert SERVICE_SECRETS["provider-abuseipdb"] == {"ABUSEIPDB_API_KEY_FILE"}
+    for name in ("dns", "whois", "emailsec"):
+        assert SERVICE_SECRETS[f"provider-{name}"] == set(), name
 
 
 @pytest.mark.parametrize("ident", container_ids())

@@ -252,6 +252,15 @@ async def test_fail_names_servfail() -> None:
         assert answer_texts(await tcp_query(server, "example.com", "A")) == ["192.0.2.1"]
 
 
+async def test_refuse_names_refused() -> None:
+    with ZoneServer(ZONE) as server:
+        server.refuse_names.add("example.com")
+        response = await udp_query(server, "example.com", "TXT")
+        assert response.rcode() == dns.rcode.REFUSED
+        assert not response.answer
+        assert answer_texts(await tcp_query(server, "mail.example.com", "A")) == ["192.0.2.25"]
+
+
 async def test_timeout_names_drop_queries() -> None:
     with ZoneServer(ZONE) as server:
         server.timeout_names.add("_dmarc.example.com")

@@ -9,10 +9,9 @@ import msgspec
 import pytest
 from dnsserver import ZoneServer
 
-from services.providers import emailsec
 from services.providers.emailsec import EmailSecProvider, build, evaluate
-from services.providers.emailsec.dnsclient import DnsClient
 from shared.core.settings import load
+from shared.lookups.dns import DnsClient, servers
 from shared.lookups.provider import ProviderError
 from shared.lookups.schemas import LookupRequest
 
@@ -216,11 +215,11 @@ def test_configuration(server: ZoneServer, monkeypatch: pytest.MonkeyPatch) -> N
     assert configured.configured() is None
     assert configured.cache_salt() == "127.0.0.1:5353,9.9.9.9:53"
 
-    monkeypatch.setattr(emailsec, "system_nameservers", lambda: [("192.0.2.53", 53)])
+    monkeypatch.setattr(servers, "system_nameservers", lambda: [("192.0.2.53", 53)])
     system = build(load({}))
     assert system.nameservers == [("192.0.2.53", 53)]
     assert system.configured() is None
 
-    monkeypatch.setattr(emailsec, "system_nameservers", lambda: [])
+    monkeypatch.setattr(servers, "system_nameservers", lambda: [])
     nothing = build(load({}))
     assert nothing.configured() == "no DNS server: set LOOKOUT_DNS_NAMESERVERS"

@@ -14,7 +14,7 @@ import pytest
 from dnsserver import ZoneServer
 
 from services.providers.emailsec import clear_caches, dmarc, evaluate, spf, spfrecord
-from services.providers.emailsec.dnsclient import DnsClient
+from shared.lookups.dns import DnsClient
 
 ZONE = """
 $ORIGIN example.com.

@@ -16,7 +16,7 @@ import pytest
 from dnsserver import ZoneServer
 
 from services.providers.emailsec import evaluate
-from services.providers.emailsec.dnsclient import DnsAnswer, DnsClient, start_query
+from shared.lookups.dns import DnsAnswer, DnsClient, start_query
 
 ZONE = """
 $ORIGIN example.com.

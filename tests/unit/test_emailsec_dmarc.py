@@ -14,7 +14,7 @@ from services.providers.emailsec.dmarc import (
     organisational_domain,
     parse_tags,
 )
-from services.providers.emailsec.dnsclient import DnsClient
+from shared.lookups.dns import DnsClient
 
 ZONE = """
 $TTL 300

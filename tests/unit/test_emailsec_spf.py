@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from dnsserver import ZoneServer
 
-from services.providers.emailsec.dnsclient import DnsClient
 from services.providers.emailsec.spf import check_spf, expand, is_spf_record, parse_record
+from shared.lookups.dns import DnsClient
 
 LONG_PART_1 = "v=spf1 " + " ".join(f"ip4:192.0.2.{i}" for i in range(1, 17))
 LONG_PART_2 = " " + " ".join(f"ip4:198.51.100.{i}" for i in range(1, 9)) + " -all"

@@ -245,7 +245,7 @@ async def test_abuseipdb_fail_next_and_recording(session: aiohttp.ClientSession)
     assert second[0] == 200
     assert second[1]["data"]["ipVersion"] == 6
     assert second[2].headers["X-RateLimit-Remaining"] == "999"
-    method, path, recorded = abuse.requests[1]
+    method, path, recorded, *_ = abuse.requests[1]
     assert method == "GET"
     assert path.startswith("/api/v2/check?ipAddress=2001")
     assert recorded["Key"] == abuse.api_key

@@ -7,13 +7,11 @@ import bisect
 import itertools
 import math
 import time
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.relay.config import relay
 from shared.relay.pacing import Pacer, take_slots
 from shared.relay.target import Paced, RetryableError
 
@@ -106,18 +104,3 @@ async def test_a_429_pause_is_capped_by_max_retry_after() -> None:
         await pacer.turn()
     assert caught.value.retry_after is not None
     assert 119 < caught.value.retry_after <= 120
-
-
-def test_webhook_targets_take_the_cap_from_their_retry_policy(tmp_path: Path) -> None:
-    from services.registry import build_target
-    from shared.core.settings import load
-
-    config_file = tmp_path / "lookout.toml"
-    config_file.write_text(
-        '[[targets]]\nname = "chat"\ntype = "slack"\n'
-        'webhook_url = "https://hooks.slack.com/services/T0/B0/xxxxxxxxxxxxxxxxxxxxxxxx"\n'
-        "retry = { max_retry_after = 90 }\n"
-    )
-    settings = load({"LOOKOUT_CONFIG": str(config_file)})
-    target = build_target(relay(settings).target("chat"), settings)
-    assert [p.max_pause for p in target.pacers()] == [90.0]

@@ -3,15 +3,20 @@
 
 import { el, localTime } from "./common.js";
 
-// The providers lookout runs, in column order, and how each is named to people: what
-// GET /api/v1/providers says (setProviders), so a new provider needs nothing here.
+// The providers lookout runs, in column order, how each is named to people, how its
+// details look and its links: what GET /api/v1/providers says (setProviders), so a new
+// provider needs nothing here.
 export let PROVIDERS = [];
 export let PROVIDER_LABELS = {};
+let PROVIDER_DETAILS = {};
+let PROVIDER_LINKS = {};
 
-/** Take the providers from GET /api/v1/providers: [{name, label, kinds}, ...]. */
+/** Take the providers from GET /api/v1/providers: [{name, label, kinds, details, links}, ...]. */
 export function setProviders(providers) {
   PROVIDERS = providers.map((p) => p.name);
   PROVIDER_LABELS = Object.fromEntries(providers.map((p) => [p.name, p.label]));
+  PROVIDER_DETAILS = Object.fromEntries(providers.map((p) => [p.name, p.details || {}]));
+  PROVIDER_LINKS = Object.fromEntries(providers.map((p) => [p.name, p.links || {}]));
 }
 // The overall verdict of an indicator is the first of these its results count as (the
 // rule of shared/lookups/verdicts.py judge(), mirrored): a done result counts with its verdict, an
@@ -195,109 +200,251 @@ function isoDay(value) {
   return /^\d{4}-\d{2}-\d{2}/.test(text) ? text.slice(0, 10) : text;
 }
 
-// ------------------------------------------------------------------ providers
+// ------------------------------------------------------------------ declared details
 
-function dnsDetail(data) {
-  if ("ptr" in data || "address" in data) {
-    return [
-      section(
-        "Reverse DNS",
-        kv([
-          ["Address", data.address],
-          ["PTR", present(data.ptr) ? data.ptr.join(", ") : "none"],
-          ["NXDOMAIN", data.nxdomain ? true : null],
-        ]),
-      ),
-    ];
+// How a provider's results look is what it declares (GET /api/v1/providers, `details`:
+// see shared/lookups/display.py): notes, then titled sections of labelled fields, each
+// written in one of the formats below. A provider in CUSTOM (further down) is drawn by its
+// own function instead; one that declares nothing gets its data's top-level keys.
+
+const VERDICTS = new Set(["malicious", "suspicious", "harmless", "undetected"]);
+
+/** The value at a dotted `path` of `data` ("" is `data` itself). */
+function at(data, path) {
+  if (!path) return data;
+  let value = data;
+  for (const key of path.split(".")) {
+    if (value === null || typeof value !== "object" || !Object.hasOwn(value, key)) return undefined;
+    value = value[key];
   }
-  const records = data.records || {};
-  const rows = Object.entries(records).filter(([, values]) => present(values));
-  const table = rows.length
-    ? el(
-        "dl",
-        { class: "kv" },
-        rows.map(([type, values]) => [
-          el("dt", { text: `${type} (${values.length})` }),
-          el(
-            "dd",
-            {},
-            values.map((v) => el("div", { class: type === "TXT" ? "record" : "mono", text: v })),
-          ),
-        ]),
-      )
-    : el("p", { class: "empty", text: data.nxdomain ? "The name does not exist (NXDOMAIN)." : "No records." });
-  const failed = data.failed ? Object.entries(data.failed).map(([t, p]) => `${t}: ${p}`) : [];
-  return [
-    section("Records", kv([["Host", data.host], ["NXDOMAIN", data.nxdomain ? true : null]]), table),
-    section("Failed queries", items(failed)),
-  ];
+  return value;
 }
 
-function whoisDetail(data) {
-  const provenance = kv([
-    ["Source", data.source ? String(data.source).toUpperCase() : null],
-    ["Server", data.server],
-    ["RDAP problem", data.rdap_error],
-    [
-      "Failed first",
-      Array.isArray(data.attempts)
-        ? data.attempts.map((a) => `${String(a.protocol).toUpperCase()} ${a.upstream}: ${a.error}`)
-        : null,
-    ],
-  ]);
-  if (data.registered === false) {
-    return [
-      el("p", { text: "Not registered." }),
-      section("Asked", provenance),
-    ];
+function plain(value) {
+  if (value === undefined || value === null) return "";
+  if (typeof value === "boolean") return value ? "yes" : "no";
+  if (Array.isArray(value)) return value.map(plain).join(", ");
+  if (typeof value === "object") {
+    return Object.entries(value)
+      .map(([k, v]) => `${k}: ${plain(v)}`)
+      .join(", ");
   }
-  if ("address" in data && !("domain" in data)) {
-    const range =
-      data.start_address && data.end_address ? `${data.start_address} – ${data.end_address}` : null;
-    return [
-      section(
-        "Network",
-        kv([
-          ["Name", data.network],
-          ["Handle", data.handle],
-          ["Range", range],
-          ["CIDR", data.cidrs],
-          ["ASN", data.asn !== null && data.asn !== undefined ? `AS${data.asn}` : null],
-          ["Organisation", data.organization],
-          ["Country", data.country],
-          ["Abuse contact", data.abuse_email],
-        ]),
-      ),
-      section(
-        "Dates",
-        kv([
-          ["Registered", isoDay(data.created)],
-          ["Updated", isoDay(data.updated)],
-        ]),
-        items(data.status),
-      ),
-      section("Asked", provenance),
-    ];
+  return String(value);
+}
+
+/** `template` with `{}` as `value` and `{key}` as its keys (a template-less value: itself). */
+function fill(template, value) {
+  if (!template) return plain(value);
+  return template.replace(/\{([^{}]*)\}/g, (_, key) => plain(key ? at(value, key) : value));
+}
+
+function day(value) {
+  if (typeof value === "number") {
+    const date = new Date(value * 1000);
+    return Number.isNaN(date.getTime()) ? String(value) : date.toISOString().slice(0, 10);
   }
-  const age = data.age_days !== null && data.age_days !== undefined ? ` (${data.age_days} days ago)` : "";
-  return [
-    section(
-      "Registration",
-      kv([
-        ["Domain", data.domain],
-        ["Registrar", data.registrar],
-        ["Registered", data.created ? `${isoDay(data.created)}${age}` : null],
-        ["Updated", isoDay(data.updated)],
-        ["Expires", isoDay(data.expires)],
-        ["Registrant country", data.registrant_country],
-        ["Abuse contact", data.abuse_email],
-      ]),
+  return isoDay(value);
+}
+
+function entries(value) {
+  if (Array.isArray(value)) return value;
+  if (value && typeof value === "object")
+    return Object.entries(value).map(([k, v]) => `${k}: ${plain(v)}`);
+  return [value];
+}
+
+/** Chips of a mapping of counts: the verdicts first (worst first), then the rest. */
+function chips(value) {
+  const pairs = value && typeof value === "object" ? Object.entries(value) : [];
+  const order = ([name]) =>
+    VERDICTS.has(name) ? VERDICT_ORDER.indexOf(name) : VERDICT_ORDER.length;
+  pairs.sort((a, b) => order(a) - order(b));
+  return el(
+    "ul",
+    { class: "stats" },
+    pairs.map(([name, count]) =>
+      el(
+        "li",
+        { class: `chip v-${VERDICTS.has(name) && Number(count) ? name : "unknown"}` },
+        `${name} ${plain(count)}`,
+      ),
     ),
-    section("Name servers", items(data.nameservers)),
-    section("Status", items(data.status)),
-    section("Asked", provenance),
+  );
+}
+
+function groups(value) {
+  const rows =
+    value && typeof value === "object" ? Object.entries(value).filter(([, v]) => present(v)) : [];
+  if (!rows.length) return null;
+  return el(
+    "dl",
+    { class: "kv" },
+    rows.map(([name, values]) => {
+      const list = Array.isArray(values) ? values : [values];
+      return [
+        el("dt", { text: `${name} (${list.length})` }),
+        el(
+          "dd",
+          {},
+          list.map((v) => el("div", { class: "mono", text: plain(v) })),
+        ),
+      ];
+    }),
+  );
+}
+
+/** One field's value, written in its format (null: nothing to show). */
+function formatted(field, value) {
+  switch (field.format) {
+    case "mono":
+      return el("span", { class: "mono", text: fill(field.template, value) });
+    case "record":
+      return el("div", { class: "record", text: fill(field.template, value) });
+    case "list":
+      return items(entries(value).map((v) => fill(field.template, v)));
+    case "date":
+      return day(value);
+    case "time":
+      return localTime(value);
+    case "count":
+      return fill(field.template, value);
+    case "link": {
+      const text = String(value);
+      return /^https?:\/\//i.test(text)
+        ? el("a", { href: text, rel: "noopener noreferrer", target: "_blank", text })
+        : text;
+    }
+    case "badge":
+      return el("span", {
+        class: `chip v-${VERDICTS.has(value) ? value : "unknown"}`,
+        text: fill(field.template, value),
+      });
+    case "flag":
+      return value === true ? "yes" : null;
+    case "score": {
+      const score = Number(value);
+      return el(
+        "span",
+        {},
+        el("meter", {
+          min: "0",
+          max: "100",
+          low: "25",
+          high: "75",
+          optimum: "0",
+          value: String(score),
+          "aria-label": field.label,
+        }),
+        ` ${score} / 100`,
+      );
+    }
+    case "counts":
+      return chips(value);
+    case "groups":
+      return groups(value);
+    default:
+      return fill(field.template, value);
+  }
+}
+
+function has(value) {
+  if (!present(value)) return false;
+  return typeof value !== "object" || Array.isArray(value) || Object.keys(value).length > 0;
+}
+
+function declaredSection(declared, data) {
+  if (declared.when && !has(at(data, declared.when))) return null;
+  // labelled fields in definition lists, a field without a label on its own, in their order
+  const body = [];
+  for (const field of declared.fields) {
+    const value = at(data, field.path);
+    let shown = has(value) ? formatted(field, value) : null;
+    if ((shown === null || shown === "") && field.missing) shown = field.missing;
+    if (shown === null || shown === "") continue;
+    if (field.label) {
+      let list = body[body.length - 1];
+      if (!(list instanceof HTMLDListElement)) body.push((list = el("dl", { class: "kv" })));
+      list.append(el("dt", { text: field.label }), el("dd", {}, shown));
+    } else body.push(typeof shown === "string" ? el("p", { class: "empty", text: shown }) : shown);
+  }
+  return section(declared.title, body);
+}
+
+function notes(declared, data) {
+  return (declared || [])
+    .filter((note) => {
+      const value = at(data, note.when);
+      return note.equals === null || note.equals === undefined ? has(value) : value === note.equals;
+    })
+    .map((note) => {
+      // {} is the value looked at, {key} another value of the data
+      const text = note.text.replace(/\{([^{}]*)\}/g, (_, key) =>
+        plain(at(data, key || note.when)),
+      );
+      return el("p", { class: "note", text });
+    });
+}
+
+/** A result's data laid out as its provider declares (or, declaring nothing, its keys). */
+function declaredDetail(declared, data) {
+  let sections = (declared && declared.sections) || [];
+  if (!sections.length) {
+    sections = [
+      {
+        title: "Data",
+        when: "",
+        fields: Object.keys(data).map((key) => ({
+          label: key,
+          path: key,
+          format: "text",
+          template: "",
+          missing: "",
+        })),
+      },
+    ];
+  }
+  return [
+    ...notes(declared && declared.notes, data),
+    ...sections.map((s) => declaredSection(s, data)),
   ];
 }
+
+/** The host of an indicator: a URL's host, an e-mail's domain, else the value itself. */
+function hostOf(item) {
+  if (item.kind === "url") {
+    try {
+      return new URL(item.value).hostname.replace(/^\[|\]$/g, "");
+    } catch (_) {
+      return "";
+    }
+  }
+  if (item.kind === "email")
+    return item.value.slice(item.value.lastIndexOf("@") + 1).replace(/^\[|\]$/g, "");
+  return item.value;
+}
+
+/** The provider's own page about `item`, from its declared link template (null: none). */
+export function providerLink(provider, item) {
+  const template = (PROVIDER_LINKS[provider] || {})[item.kind];
+  if (!template || !/^https:\/\//.test(template)) return null;
+  const values = { value: item.value, host: hostOf(item) };
+  let missing = false;
+  const href = template.replace(/\{([^{}]*)\}/g, (_, key) => {
+    if (!values[key]) missing = true;
+    return encodeURIComponent(values[key] || "");
+  });
+  if (missing) return null;
+  const label = PROVIDER_LABELS[provider] || provider;
+  return el("a", {
+    class: "provider-link",
+    href,
+    rel: "noopener noreferrer",
+    target: "_blank",
+    text: `Open in ${label} ↗`,
+  });
+}
+
+// ------------------------------------------------------------------ custom renderers
 
 function spfNode(node, depth) {
   if (!node || depth > 12) return null;
@@ -348,9 +495,10 @@ function emailsecDetail(data) {
     problems(spf.errors, spf.warnings),
   );
   const tree = spf.tree && spf.status !== "none" ? spfNode(spf.tree, 0) : null;
-  const tags = dmarc.tags && Object.keys(dmarc.tags).length
-    ? kv(Object.entries(dmarc.tags).map(([k, v]) => [k, Array.isArray(v) ? v.join(", ") : v]))
-    : null;
+  const tags =
+    dmarc.tags && Object.keys(dmarc.tags).length
+      ? kv(Object.entries(dmarc.tags).map(([k, v]) => [k, Array.isArray(v) ? v.join(", ") : v]))
+      : null;
   const dmarcSection = section(
     "DMARC",
     dmarc.status === "none"
@@ -380,92 +528,6 @@ function emailsecDetail(data) {
         ["Domain", data.domain],
         ["MTA-STS", data.mta_sts],
         ["BIMI", data.bimi],
-      ]),
-    ),
-  ];
-}
-
-function vtDetail(data) {
-  if (data.found === false) return [el("p", { text: "Not known to VirusTotal." })];
-  const stats = data.stats || {};
-  const chips = ["malicious", "suspicious", "harmless", "undetected", "timeout"]
-    .filter((k) => k in stats)
-    .map((k) =>
-      el(
-        "li",
-        { class: `chip v-${k === "timeout" || !stats[k] ? "unknown" : k}` },
-        `${k} ${stats[k]}`,
-      ),
-    );
-  const votes = data.total_votes
-    ? `${data.total_votes.harmless ?? 0} harmless, ${data.total_votes.malicious ?? 0} malicious`
-    : null;
-  const categories = data.categories && typeof data.categories === "object"
-    ? [...new Set(Object.values(data.categories).map(String))]
-    : null;
-  return [
-    section(
-      "Last analysis",
-      el("ul", { class: "stats", "aria-label": "Engine verdicts" }, chips),
-      kv([
-        ["Analysed", present(data.last_analysis_date) ? localTime(data.last_analysis_date) : null],
-        ["Reputation", data.reputation],
-        ["Community votes", votes],
-      ]),
-    ),
-    section("Flagged by", items(data.flagged_by)),
-    section(
-      "About",
-      kv([
-        ["AS owner", data.as_owner],
-        ["ASN", data.asn],
-        ["Network", data.network],
-        ["Country", data.country],
-        ["Registrar", data.registrar],
-        ["Created", present(data.creation_date) ? localTime(data.creation_date) : null],
-        ["Final URL", data.last_final_url],
-        ["Title", data.title],
-        ["Categories", categories],
-        ["Tags", data.tags],
-      ]),
-    ),
-  ];
-}
-
-function abuseDetail(data) {
-  if (data.skipped) return [el("p", { text: `Not looked up: ${data.skipped}.` })];
-  const score = Number(data.abuseConfidenceScore ?? 0);
-  const meter = el("meter", {
-    min: "0",
-    max: "100",
-    low: "25",
-    high: "75",
-    optimum: "0",
-    value: String(score),
-    "aria-label": "Abuse confidence score",
-  });
-  return [
-    section(
-      "Report",
-      el("p", {}, meter, ` ${score} / 100 confidence of abuse`),
-      kv([
-        ["Reports", data.totalReports],
-        ["Distinct reporters", data.numDistinctUsers],
-        ["Last reported", present(data.lastReportedAt) ? localTime(data.lastReportedAt) : null],
-        ["Tor exit", data.isTor],
-        ["Whitelisted", data.isWhitelisted],
-      ]),
-    ),
-    section(
-      "Network",
-      kv([
-        ["ISP", data.isp],
-        ["Usage", data.usageType],
-        ["Country", data.countryCode],
-        ["Domain", data.domain],
-        ["Host names", data.hostnames],
-        ["Public", data.isPublic],
-        ["Quota left today", data.quota_remaining],
       ]),
     ),
   ];
@@ -506,12 +568,10 @@ function errorDetail(data) {
   ];
 }
 
-const DETAILS = {
-  dns: dnsDetail,
-  whois: whoisDetail,
+// Providers drawn by their own function rather than by their declaration: the SPF
+// include tree is a tree, which fields cannot say.
+const CUSTOM = {
   emailsec: emailsecDetail,
-  virustotal: vtDetail,
-  abuseipdb: abuseDetail,
 };
 
 /** The detail panel of one result. */
@@ -525,6 +585,7 @@ export function detail(item, provider, result) {
     el("h3", {}, `${label} · `, el("span", { class: "mono", text: item.value })),
     el("span", { class: `chip v-${view.key}` }, badge(view.key, view.label)),
     result && result.cached ? el("span", { class: "chip", text: "from cache" }) : null,
+    providerLink(provider, item),
   );
   const meta = kv([
     ["Summary", result && result.summary],
@@ -538,9 +599,9 @@ export function detail(item, provider, result) {
   if (result && result.status === "error") {
     body = errorDetail(data);
   } else if (result && result.status === "done" && Object.keys(data).length) {
-    const render = DETAILS[provider];
+    const render = CUSTOM[provider];
     try {
-      body = render ? render(data) : [];
+      body = render ? render(data) : declaredDetail(PROVIDER_DETAILS[provider], data);
     } catch (_) {
       body = [];
     }

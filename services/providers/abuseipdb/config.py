@@ -13,6 +13,7 @@ from shared.core.secrets import Secret, secret
 from shared.core.settings import Section, Settings
 from shared.lookups.catalog import EnvVar, ProviderSpec
 from shared.lookups.config import ProviderConfig, Quota, provider_config
+from shared.lookups.display import Details, DetailSection, Field, Note
 
 DEFAULT_URL = "https://api.abuseipdb.com/api/v2"
 
@@ -59,7 +60,39 @@ SPEC = ProviderSpec(
             secret=True,
             link="https://www.abuseipdb.com/register",
         ),
-        EnvVar("ABUSEIPDB_URL", f"API base URL (default {DEFAULT_URL})"),
+        EnvVar("ABUSEIPDB_URL", f"API base URL (default {DEFAULT_URL})", default=DEFAULT_URL),
     ),
     settings=SECTION,
+    details=Details(
+        notes=(Note("skipped", "Not looked up: {}."),),
+        sections=(
+            DetailSection(
+                "Report",
+                (
+                    Field("Confidence of abuse", "abuseConfidenceScore", "score"),
+                    Field("Reports", "totalReports", "count"),
+                    Field("Distinct reporters", "numDistinctUsers", "count"),
+                    Field("Last reported", "lastReportedAt", "time"),
+                    Field("Tor exit", "isTor"),
+                    Field("Whitelisted", "isWhitelisted"),
+                ),
+            ),
+            DetailSection(
+                "Network",
+                (
+                    Field("ISP", "isp"),
+                    Field("Usage", "usageType"),
+                    Field("Country", "countryCode"),
+                    Field("Domain", "domain"),
+                    Field("Host names", "hostnames"),
+                    Field("Public", "isPublic"),
+                    Field("Quota left today", "quota_remaining", "count"),
+                ),
+            ),
+        ),
+    ),
+    links={
+        "ipv4": "https://www.abuseipdb.com/check/{value}",
+        "ipv6": "https://www.abuseipdb.com/check/{value}",
+    },
 )

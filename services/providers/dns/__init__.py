@@ -1,39 +1,24 @@
 """The ``dns`` provider: A, AAAA, CNAME, MX, NS, TXT and SOA for names (a URL's host, an
 email's domain), PTR for addresses. All queries go to ``LOOKOUT_DNS_NAMESERVERS`` when set,
-else to the system resolver. DNS does not judge: the verdict is ``unknown``; the answer is
-cached for its own TTL, bounded to [60 s, 1 h].
+else to the system resolver's nameservers, through the lookups' one DNS client
+(:mod:`shared.lookups.dns`: its failover, per-query timeout and TTL cache, which a ``fresh``
+lookup skips). DNS does not judge: the verdict is ``unknown``; the answer is cached for its
+own TTL, bounded to [60 s, 1 h].
 """
 
 from __future__ import annotations
 
 import asyncio
 
-import dns.asyncresolver
-import dns.exception
-import dns.nameserver
-import dns.rdata
-import dns.rdatatype
-import dns.rdtypes.txtbase
-import dns.resolver
-import dns.reversename
-
 from services.providers.dns.config import SPEC
 from shared.core.settings import Settings
 from shared.lookups.config import lookups
+from shared.lookups.dns import DnsClient, Upstream, reverse_name
 from shared.lookups.provider import Answer, Provider, ProviderError, is_ip
 from shared.lookups.schemas import LookupRequest
 
 NAME_TYPES = ("A", "AAAA", "CNAME", "MX", "NS", "TXT", "SOA")
 MIN_TTL, MAX_TTL, NEGATIVE_TTL = 60.0, 3600.0, 300.0
-
-
-def _text(rdata: dns.rdata.Rdata) -> str:
-    if isinstance(rdata, dns.rdtypes.txtbase.TXTBase):
-        # One TXT record may be split into several strings: they form one value.
-        return "".join(part.decode("utf-8", "replace") for part in rdata.strings)
-    if rdata.rdtype == dns.rdatatype.SOA:
-        return rdata.to_text()
-    return rdata.to_text().rstrip(".")
 
 
 class DnsProvider(Provider):
@@ -43,46 +28,46 @@ class DnsProvider(Provider):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = lookups(settings)
-        custom = bool(self.settings.dns_nameservers)
-        self.resolver = dns.asyncresolver.Resolver(configure=not custom)
-        if custom:
-            self.resolver.nameservers = [
-                dns.nameserver.Do53Nameserver(host, port)
-                for host, port in self.settings.dns_nameservers
-            ]
-        self.resolver.lifetime = self.settings.dns_timeout
-        self.resolver.timeout = min(2.0, self.settings.dns_timeout)
+        self.upstream = Upstream(self.settings)
+
+    @property
+    def client(self) -> DnsClient | None:
+        return self.upstream.current
 
     def configured(self) -> str | None:
-        if not self.resolver.nameservers:
-            return "no DNS server: set LOOKOUT_DNS_NAMESERVERS"
-        return None
+        return self.upstream.missing()
 
     def cache_salt(self) -> str:
         return ",".join(f"{h}:{p}" for h, p in self.settings.dns_nameservers) or "system"
 
-    async def _query(self, name: str, rdtype: str) -> tuple[list[str], float | None, str | None]:
-        """(records, ttl, problem); problem is ``nxdomain``, ``timeout`` or ``servfail``."""
-        try:
-            answer = await self.resolver.resolve(name, rdtype, search=False)
-        except dns.resolver.NXDOMAIN:
+    async def open(self) -> None:
+        if self.upstream.nameservers:
+            self.upstream.client()
+
+    async def close(self) -> None:
+        await self.upstream.close()
+
+    async def _query(
+        self, name: str, rdtype: str, fresh: bool
+    ) -> tuple[list[str], float | None, str | None]:
+        """(records, ttl, problem); problem is ``nxdomain``, ``timeout``, ``servfail`` (an
+        error rcode from every server asked, or none reachable) or ``error: …``."""
+        answer = await self.upstream.client().query(name, rdtype, fresh=fresh)
+        if answer.rcode == "NOERROR":
+            return list(answer.records), answer.ttl if answer.records else None, None
+        if answer.nxdomain:
             return [], None, "nxdomain"
-        except dns.resolver.NoAnswer:
-            return [], None, None
-        except dns.resolver.LifetimeTimeout:
+        if answer.timed_out:
             return [], None, "timeout"
-        except dns.resolver.NoNameservers:
-            return [], None, "servfail"
-        except dns.exception.DNSException as exc:
-            return [], None, f"error: {exc}"
-        records = [_text(rdata) for rdata in answer]
-        return records, float(answer.rrset.ttl) if answer.rrset is not None else None, None
+        if answer.rcode == "BADNAME":
+            return [], None, f"error: not a name DNS can ask for {rdtype}"
+        return [], None, "servfail"
 
     async def lookup(self, request: LookupRequest) -> Answer:
         if request.kind in ("ipv4", "ipv6") or (request.host is not None and is_ip(request.host)):
-            return await self._reverse(request.host or request.indicator)
+            return await self._reverse(request.host or request.indicator, request.fresh)
         host = request.host or request.indicator
-        results = await asyncio.gather(*(self._query(host, t) for t in NAME_TYPES))
+        results = await asyncio.gather(*(self._query(host, t, request.fresh) for t in NAME_TYPES))
         records = {t: r for t, (r, _, _) in zip(NAME_TYPES, results, strict=True)}
         problems = {t: p for t, (_, _, p) in zip(NAME_TYPES, results, strict=True) if p}
         ttls = [ttl for _, ttl, _ in results if ttl is not None]
@@ -109,9 +94,8 @@ class DnsProvider(Provider):
             ttl = 0.0  # a partial answer is not worth remembering
         return Answer("unknown", summary, data, _bounded(ttl))
 
-    async def _reverse(self, address: str) -> Answer:
-        name = dns.reversename.from_address(address).to_text()
-        records, ttl, problem = await self._query(name, "PTR")
+    async def _reverse(self, address: str, fresh: bool) -> Answer:
+        records, ttl, problem = await self._query(reverse_name(address), "PTR", fresh)
         if problem in ("timeout", "servfail") or (problem or "").startswith("error"):
             raise ProviderError(
                 f"{_problem_text(problem or '', self.settings.dns_timeout)} (PTR {address})",

@@ -4,10 +4,30 @@
 from __future__ import annotations
 
 from shared.lookups.catalog import ProviderSpec
+from shared.lookups.display import Details, DetailSection, Field, Note
 
 SPEC = ProviderSpec(
     name="dns",
     label="DNS",
     kinds=frozenset({"domain", "url", "email", "ipv4", "ipv6"}),
     looks_up_private=True,  # PTR of internal addresses is useful
+    details=Details(
+        notes=(Note("nxdomain", "The name does not exist (NXDOMAIN).", equals=True),),
+        sections=(
+            DetailSection(
+                "Reverse DNS",
+                (Field("Address", "address", "mono"), Field("PTR", "ptr", missing="none")),
+                when="address",
+            ),
+            DetailSection(
+                "Records",
+                (
+                    Field("Host", "host", "mono"),
+                    Field("", "records", "groups", missing="No records."),
+                ),
+                when="host",
+            ),
+            DetailSection("Failed queries", (Field("", "failed", "list"),)),
+        ),
+    ),
 )

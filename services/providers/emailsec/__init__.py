@@ -1,7 +1,8 @@
 """The ``emailsec`` provider: SPF and DMARC posture of a domain (an e-mail's domain), plus
 whether it publishes MTA-STS and BIMI. Every query goes to ``LOOKOUT_DNS_NAMESERVERS`` when
-set, else to the system resolver's nameservers (port 53), through one :class:`DnsClient`
-(shared UDP sockets, in-flight deduplication, a TTL cache of at most 300 s) per process.
+set, else to the system resolver's nameservers (port 53), through the lookups' one DNS client
+(:mod:`shared.lookups.dns`: shared UDP sockets, in-flight deduplication, failover, a TTL
+cache of at most 300 s that a ``fresh`` lookup skips), one per process.
 
 Verdict:
 
@@ -26,23 +27,27 @@ import ipaddress
 import re
 from typing import Any
 
-import dns.resolver
-
 from shared.core.settings import Settings
 from shared.lookups.config import lookups
+from shared.lookups.dns import (
+    DnsAnswer,
+    DnsClient,
+    Resolver,
+    Upstream,
+    answers,
+    cancel,
+    start_query,
+)
 from shared.lookups.provider import Answer, Provider, ProviderError
 from shared.lookups.schemas import LookupRequest, Verdict
 
 from .config import SPEC
 from .dmarc import check_dmarc
 from .dmarc import clear_cache as clear_dmarc_cache
-from .dnsclient import DnsAnswer, DnsClient, Resolver, answers, cancel, start_query
 from .spf import check_spf
 from .spfrecord import clear_analysis_cache
 
 __all__ = [
-    "DnsAnswer",
-    "DnsClient",
     "EmailSecProvider",
     "build",
     "clear_caches",
@@ -94,7 +99,7 @@ async def evaluate(domain: str, client: Resolver) -> dict[str, Any]:
 def clear_caches() -> None:
     """Forget what the evaluators keep process-wide, however they got it (analysed SPF
     records by text, organisational domains by name): for benchmarks whose runs must carry
-    nothing over. DNS answers are cached per :class:`DnsClient`, not here."""
+    nothing over. DNS answers are cached by the DNS client, not here."""
     clear_analysis_cache()
     clear_dmarc_cache()
 
@@ -170,46 +175,31 @@ def _temporary_failure(data: dict[str, Any]) -> tuple[str, dict[str, Any]] | Non
     return None
 
 
-def system_nameservers() -> list[tuple[str, int]]:
-    try:
-        resolver = dns.resolver.Resolver()
-    except dns.resolver.NoResolverConfiguration:
-        return []
-    return [(str(server), 53) for server in resolver.nameservers]
-
-
 class EmailSecProvider(Provider):
     name = SPEC.name
     default_ttl = SPEC.default_ttl
 
     def __init__(self, settings: Settings) -> None:
         self.settings = lookups(settings)
-        self.nameservers: list[tuple[str, int]] = list(self.settings.dns_nameservers) or (
-            system_nameservers()
-        )
-        self.client: DnsClient | None = None
+        self.upstream = Upstream(self.settings)
+        self.nameservers = self.upstream.nameservers
+
+    @property
+    def client(self) -> DnsClient | None:
+        return self.upstream.current
 
     def configured(self) -> str | None:
-        if not self.nameservers:
-            return "no DNS server: set LOOKOUT_DNS_NAMESERVERS"
-        return None
+        return self.upstream.missing()
 
     def cache_salt(self) -> str:
-        return ",".join(f"{host}:{port}" for host, port in self.nameservers)
-
-    def _client(self) -> DnsClient:
-        if self.client is None or self.client.closed:
-            self.client = DnsClient(self.nameservers, self.settings.dns_timeout)
-        return self.client
+        return self.upstream.describe()
 
     async def open(self) -> None:
         if self.nameservers:
-            self._client()
+            self.upstream.client()
 
     async def close(self) -> None:
-        if self.client is not None:
-            await self.client.close()
-            self.client = None
+        await self.upstream.close()
 
     async def lookup(self, request: LookupRequest) -> Answer:
         domain = _normalise(request.host or request.indicator)
@@ -220,7 +210,9 @@ class EmailSecProvider(Provider):
                 {"domain": domain, "skipped": "address literal"},
                 ttl=ANSWER_TTL,
             )
-        client = self._client()
+        client: Resolver = self.upstream.client()
+        if request.fresh:
+            client = self.upstream.client().fresh()  # the DNS cache skipped too
         # The name itself first (SPF asks the same question: one query, shared in flight).
         existence = start_query(client, domain, "TXT")
         try:

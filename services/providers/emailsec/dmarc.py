@@ -20,7 +20,7 @@ from typing import Any, Final, Literal
 
 from publicsuffixlist import PublicSuffixList
 
-from .dnsclient import Resolver, answers, start_query
+from shared.lookups.dns import Resolver, answers, start_query
 
 __all__ = ["check_dmarc", "is_dmarc_record", "organisational_domain", "parse_tags"]
 

@@ -35,7 +35,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from .dnsclient import DnsAnswer, Pending, Resolver, answers, cancel, start_query
+from shared.lookups.dns import DnsAnswer, Pending, Resolver, answers, cancel, start_query
+
 from .spfrecord import (
     MAX_DNS_LOOKUPS,
     MAX_MX_HOSTS,

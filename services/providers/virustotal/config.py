@@ -13,6 +13,7 @@ from shared.core.secrets import Secret, secret
 from shared.core.settings import Section, Settings
 from shared.lookups.catalog import EnvVar, ProviderSpec
 from shared.lookups.config import ProviderConfig, Quota, provider_config
+from shared.lookups.display import Details, DetailSection, Field, Note
 
 DEFAULT_URL = "https://www.virustotal.com/api/v3"
 
@@ -60,7 +61,43 @@ SPEC = ProviderSpec(
             secret=True,
             link="https://www.virustotal.com/gui/join-us",
         ),
-        EnvVar("VIRUSTOTAL_URL", f"API base URL (default {DEFAULT_URL})"),
+        EnvVar("VIRUSTOTAL_URL", f"API base URL (default {DEFAULT_URL})", default=DEFAULT_URL),
     ),
     settings=SECTION,
+    details=Details(
+        notes=(Note("found", "Not known to VirusTotal.", equals=False),),
+        sections=(
+            DetailSection(
+                "Last analysis",
+                (
+                    Field("", "stats", "counts"),
+                    Field("Analysed", "last_analysis_date", "time"),
+                    Field("Reputation", "reputation", "count"),
+                    Field("Community votes", "total_votes"),
+                ),
+            ),
+            DetailSection("Flagged by", (Field("", "flagged_by", "list"),)),
+            DetailSection(
+                "About",
+                (
+                    Field("AS owner", "as_owner"),
+                    Field("ASN", "asn", template="AS{}"),
+                    Field("Network", "network", "mono"),
+                    Field("Country", "country"),
+                    Field("Registrar", "registrar"),
+                    Field("Created", "creation_date", "time"),
+                    Field("Final URL", "last_final_url", "mono"),  # never a live link
+                    Field("Title", "title"),
+                    Field("Categories", "categories"),
+                    Field("Tags", "tags"),
+                ),
+            ),
+        ),
+    ),
+    links={
+        "domain": "https://www.virustotal.com/gui/domain/{value}",
+        "email": "https://www.virustotal.com/gui/domain/{host}",
+        "ipv4": "https://www.virustotal.com/gui/ip-address/{value}",
+        "ipv6": "https://www.virustotal.com/gui/ip-address/{value}",
+    },
 )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from shared.core import env
 from shared.core.settings import Section, Settings
 from shared.lookups.catalog import EnvVar, ProviderSpec
+from shared.lookups.display import Details, DetailSection, Field, Note
 
 
 @dataclass(frozen=True)
@@ -43,4 +44,57 @@ SPEC = ProviderSpec(
     ),
     default_ttl=86400.0,
     settings=SECTION,
+    details=Details(
+        notes=(Note("registered", "Not registered.", equals=False),),
+        sections=(
+            DetailSection(
+                "Registration",
+                (
+                    Field("Domain", "domain"),
+                    Field("Registrar", "registrar"),
+                    Field("Registered", "created", "date"),
+                    Field("Age", "age_days", template="{} days"),
+                    Field("Updated", "updated", "date"),
+                    Field("Expires", "expires", "date"),
+                    Field("Registrant country", "registrant_country"),
+                    Field("Abuse contact", "abuse_email"),
+                ),
+                when="domain",
+            ),
+            DetailSection(
+                "Network",
+                (
+                    Field("Address", "address", "mono"),
+                    Field("Name", "network"),
+                    Field("Handle", "handle", "mono"),
+                    Field("First address", "start_address", "mono"),
+                    Field("Last address", "end_address", "mono"),
+                    Field("CIDR", "cidrs", "mono"),
+                    Field("ASN", "asn", template="AS{}"),
+                    Field("Organisation", "organization"),
+                    Field("Country", "country"),
+                    Field("Abuse contact", "abuse_email"),
+                    Field("Registered", "created", "date"),
+                    Field("Updated", "updated", "date"),
+                ),
+                when="address",
+            ),
+            DetailSection("Name servers", (Field("", "nameservers", "list"),)),
+            DetailSection("Status", (Field("", "status", "list"),)),
+            DetailSection(
+                "Asked",
+                (
+                    Field("Source", "source", "badge"),
+                    Field("Server", "server", "mono"),
+                    Field("RDAP problem", "rdap_error"),
+                    Field("Failed first", "attempts", "list", "{protocol} {upstream}: {error}"),
+                ),
+            ),
+        ),
+    ),
+    links={
+        "domain": "https://lookup.icann.org/en/lookup?name={value}",
+        "ipv4": "https://search.arin.net/rdap/?query={value}",
+        "ipv6": "https://search.arin.net/rdap/?query={value}",
+    },
 )

@@ -35,12 +35,12 @@ message…), 401 (``50027`` Invalid Webhook Token), 403 and 404 (``10015`` Unkno
 are permanent; 429 and 5xx are retried. A 429 carries JSON ``{"message", "retry_after"
 (seconds, with fractions), "global"}`` and the headers ``Retry-After`` and
 ``X-RateLimit-Reset-After``: the first of body, ``X-RateLimit-Reset-After`` and
-``Retry-After`` gives the wait, and the target pauses every send until it has passed. A
-delivered message whose answer says ``X-RateLimit-Remaining: 0`` also pauses the target
-until ``X-RateLimit-Reset-After``, so the next send does not earn a 429 (Discord bans
-clients that collect too many). Sends go through a leaky-bucket limiter (``per_second``,
-default 1) shared by all concurrent deliveries of this target and, like the pause, by every
-replica of its sink.
+``Retry-After`` gives the wait (raised as ``RetryableError(retry_after=…)``), and the sink
+runner pauses every send until it has passed. A delivered message whose answer says
+``X-RateLimit-Remaining: 0`` returns ``Delivered(pause=X-RateLimit-Reset-After)``: the
+runner pauses the target until then, so the next send does not earn a 429 (Discord bans
+clients that collect too many). ``per_second`` defaults to 1, kept by the runner, like
+the pauses, across every replica of the sink.
 
 The webhook URL carries the token: it is kept as a :class:`~shared.core.secrets.Secret`, never
 logged and never part of an error message, nor of a dead letter.
@@ -65,7 +65,14 @@ from shared.core.settings import Settings
 from shared.relay.markup import BLANK, MarkdownEscaper, by_risk, cut
 from shared.relay.outbound import WebhookTarget
 from shared.relay.schemas import Notification
-from shared.relay.target import RETRYABLE_STATUS, Delivery, RetryableError, raise_for_status
+from shared.relay.sources import Reading, read
+from shared.relay.target import (
+    RETRYABLE_STATUS,
+    Delivered,
+    Delivery,
+    RetryableError,
+    raise_for_status,
+)
 from shared.relay.templates import context, render
 
 USER_AGENT = "lookout-discord/1"
@@ -131,15 +138,17 @@ def _timestamp(value: str) -> str | None:
 
 
 def build_message(
-    notification: Notification,
+    notification: Notification | Reading,
     subject: str | None = None,
     title_template: str | None = None,
     body_template: str | None = None,
 ) -> dict[str, Any]:
     """The webhook payload for ``notification`` (raises ``TemplateError``)."""
-    rendered = render(notification, title_template, body_template, subject)
-    values = context(notification, subject)
-    title = fit(rendered.title or f"{notification.source} {notification.type}", TITLE_MAX)
+    reading = read(notification)
+    note = reading.notification
+    rendered = render(reading, title_template, body_template, subject)
+    values = context(reading, subject)
+    title = fit(rendered.title or f"{note.source} {note.type}", TITLE_MAX)
 
     risk: int | None = values["risk"]
     pairs: list[tuple[str, str, bool]] = []
@@ -149,14 +158,14 @@ def build_message(
         pairs.append(("Application", values["application"], True))
     if values["environment"]:
         pairs.append(("Environment", values["environment"], True))
-    pairs.append(("Source / Type", f"{notification.source} / {notification.type}", True))
+    pairs.append(("Source / Type", f"{note.source} / {note.type}", True))
     if values["ips"]:
         pairs.append(("IPs", ", ".join(values["ips"]), False))
     fields: list[dict[str, Any]] = [
         {"name": fit(name, FIELD_NAME_MAX), "value": fit(value, FIELD_VALUE_MAX), "inline": inline}
         for name, value, inline in pairs[:FIELDS_MAX]
     ]
-    footer = cut(list(f"lookout · {notification.id}"), FOOTER_MAX, width)  # plain text
+    footer = cut(list(f"lookout · {note.id}"), FOOTER_MAX, width)  # plain text
 
     used = width(title) + width(footer)
     used += sum(width(field["name"]) + width(field["value"]) for field in fields)
@@ -174,7 +183,7 @@ def build_message(
     message = values["message"]
     occurred = message.get("date_occurred") if isinstance(message, dict) else None
     when = _timestamp(occurred) if isinstance(occurred, str) and occurred else None
-    when = when or _timestamp(notification.timestamp)
+    when = when or _timestamp(note.timestamp)
     if when is not None:
         embed["timestamp"] = when
     return {"content": None, "embeds": [embed], "allowed_mentions": {"parse": []}}
@@ -260,13 +269,12 @@ class DiscordTarget(WebhookTarget):
         self,
         config: DiscordTargetConfig,
         webhook_url: Secret,
-        per_second: float | None = 1.0,
         allow: Sequence[IPv4Network | IPv6Network] = (),
     ) -> None:
-        super().__init__(config, webhook_url, per_second, allow)
+        super().__init__(config, webhook_url, allow)
         self._url = yarl.URL(execute_url(webhook_url.reveal()), encoded=True)
 
-    async def deliver(self, delivery: Delivery) -> None:
+    async def deliver(self, delivery: Delivery) -> Delivered | None:
         body = self.encode(build_message, delivery)
         reply = await self.post(self._url, body, read=2000)
         status, answer, headers = reply.status, reply.text, reply.headers
@@ -274,13 +282,12 @@ class DiscordTarget(WebhookTarget):
             if headers.get("X-RateLimit-Remaining") == "0":
                 reset_after = _seconds(headers.get("X-RateLimit-Reset-After"))
                 if reset_after is not None:
-                    self._pacer.pause(reset_after)  # the bucket is empty: do not earn a 429
-            return
+                    return Delivered(pause=reset_after)  # the bucket is empty: no 429
+            return None
         error, decoded = _discord_error(answer)
         detail = self.scrub(error)
         if status == 429:
             wait = rate_limit_wait(decoded, headers)
-            self._pacer.pause(wait if wait is not None else self._pacer.period)
             if decoded.get("global") is True or headers.get("X-RateLimit-Global") == "true":
                 detail += " (global)"
             raise RetryableError(f"HTTP 429: {detail}", wait)
@@ -288,9 +295,8 @@ class DiscordTarget(WebhookTarget):
             wait = _seconds(headers.get("Retry-After"))
             raise RetryableError(f"HTTP {status}" + (f": {detail}" if detail else ""), wait)
         raise_for_status(status, None, detail)  # permanent
+        return None
 
 
-def build(
-    config: DiscordTargetConfig, settings: Settings, per_second: float | None = None
-) -> DiscordTarget:
-    return DiscordTarget.from_settings(config, settings, per_second)
+def build(config: DiscordTargetConfig, settings: Settings) -> DiscordTarget:
+    return DiscordTarget.from_settings(config, settings)

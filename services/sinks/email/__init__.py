@@ -47,6 +47,7 @@ from shared.core.settings import Settings
 from shared.relay.config import relay
 from shared.relay.recipients import RecipientProgress
 from shared.relay.schemas import Notification
+from shared.relay.sources import Reading, read
 from shared.relay.target import Delivery, PermanentError, RetryableError, Target
 from shared.relay.templates import Rendered, TemplateError, context, render
 
@@ -189,7 +190,10 @@ def _part(content_type: str, text: str) -> str:
 
 
 def build_message(
-    config: EmailTargetConfig, notification: Notification, subject: str, rendered: Rendered
+    config: EmailTargetConfig,
+    notification: Notification | Reading,
+    subject: str,
+    rendered: Rendered,
 ) -> bytes:
     """The message as it goes on the wire: multipart/alternative, the text then the HTML
     version, both UTF-8 in base64, so the message is 7-bit clean.
@@ -198,6 +202,8 @@ def build_message(
     took 40 % of the email sink's CPU for this one fixed shape (see BENCHMARKS.md); the
     tests parse the result back with the stdlib's parser. The boundary starts with ``=_``,
     which no base64 line can contain, so it can never occur in a part."""
+    reading = read(notification)
+    notification = reading.notification
     boundary = f"=_lookout_{secrets.token_hex(12)}"
     head = "".join(
         (
@@ -213,7 +219,7 @@ def build_message(
             _header("X-Lookout-Type", _header_value(notification.type)),
         )
     )
-    values = context(notification, subject)
+    values = context(reading, subject)
     page = html_body(rendered, values)
     text = (
         f"{head}{CRLF}"
@@ -312,7 +318,7 @@ class EmailTarget(Target):
         notification = delivery.notification
         template = self.config.template
         try:
-            rendered = render(notification, template.title, template.body, delivery.subject)
+            rendered = render(delivery.reading, template.title, template.body, delivery.subject)
         except TemplateError as exc:
             raise PermanentError(str(exc)) from None
         key = notification.msg_id
@@ -321,7 +327,7 @@ class EmailTarget(Target):
         if not pending:
             return  # every recipient already has it (a redelivery after a lost ack)
         try:
-            message = build_message(self.config, notification, delivery.subject, rendered)
+            message = build_message(self.config, delivery.reading, delivery.subject, rendered)
         except ValueError as exc:
             raise PermanentError(f"cannot build the message: {exc}") from None
         refused = await self._send(message, pending)

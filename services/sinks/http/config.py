@@ -16,6 +16,9 @@ from shared.relay.config import TargetConfig
 class HttpTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="http"):
     secrets: ClassVar[tuple[str, ...]] = ("secret",)
     required_secrets: ClassVar[tuple[str, ...]] = ("secret",)
+    secret_examples: ClassVar[dict[str, str]] = {
+        "secret": "whsec_ZXhhbXBsZS1vbmx5LWNoYW5nZS1tZS1leGFtcGxlLTA="
+    }
 
     url: str
     secret: str | None = None

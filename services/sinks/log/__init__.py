@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from services.sinks.log.config import LogTargetConfig
-from shared.core import jsondata
 from shared.core import logging as log
 from shared.core.settings import Settings
-from shared.relay.sources import attributes
 from shared.relay.target import Delivery, Target
 
 CONFIG = LogTargetConfig
@@ -21,10 +19,10 @@ class LogTarget(Target):
 
     async def deliver(self, delivery: Delivery) -> None:
         n = delivery.notification
-        attrs = attributes(n)
-        try:
-            data = jsondata.load(n.data)
-        except jsondata.JsonError:  # not from the gateway: log it as the text it is
+        reading = delivery.reading
+        attrs = reading.attributes
+        readable, data = reading.loaded
+        if not readable:  # not from the gateway: log it as the text it is
             data = bytes(n.data).decode("utf-8", "replace")
         getattr(self.log, self.level)(
             "notification",

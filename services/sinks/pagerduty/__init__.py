@@ -68,6 +68,7 @@ from shared.core.settings import Settings
 from shared.relay.config import relay
 from shared.relay.outbound import SessionTarget
 from shared.relay.schemas import Notification
+from shared.relay.sources import Reading, read
 from shared.relay.target import Delivery, PermanentError, RetryableError, raise_for_status
 from shared.relay.templates import TemplateError, context, render
 
@@ -139,7 +140,7 @@ def _iso_utc(value: Any) -> str | None:
 
 
 def build_event(
-    notification: Notification,
+    notification: Notification | Reading,
     severity_by_risk: Mapping[str, int] = DEFAULT_SEVERITY_BY_RISK,
     subject: str | None = None,
     title_template: str | None = None,
@@ -147,9 +148,11 @@ def build_event(
 ) -> dict[str, Any]:
     """The trigger event for ``notification``, without the routing key (raises
     ``TemplateError``)."""
-    rendered = render(notification, title_template, body_template, subject)
-    values = context(notification, subject)
-    title = rendered.title or f"{notification.source} {notification.type}"
+    reading = read(notification)
+    note = reading.notification
+    rendered = render(reading, title_template, body_template, subject)
+    values = context(reading, subject)
+    title = rendered.title or f"{note.source} {note.type}"
     risk: int | None = values["risk"]
     application: str | None = values["application"]
     environment: str | None = values["environment"]
@@ -157,7 +160,7 @@ def build_event(
 
     details: dict[str, Any] = {
         "body": cut(rendered.body, BODY_MAX),
-        "notification_id": notification.id,
+        "notification_id": note.id,
     }
     if risk is not None:
         details["risk"] = risk
@@ -174,24 +177,24 @@ def build_event(
 
     payload: dict[str, Any] = {
         "summary": cut(title, SUMMARY_MAX),
-        "source": cut(application or notification.source, FIELD_MAX),
+        "source": cut(application or note.source, FIELD_MAX),
         "severity": severity_for(risk, severity_by_risk),
     }
     message = values["message"]
     occurred = message.get("date_occurred") if isinstance(message, dict) else None
-    timestamp = _iso_utc(occurred) or _iso_utc(notification.timestamp)
+    timestamp = _iso_utc(occurred) or _iso_utc(note.timestamp)
     if timestamp is not None:
         payload["timestamp"] = timestamp
     if application:
-        payload["component"] = cut(notification.source, FIELD_MAX)
+        payload["component"] = cut(note.source, FIELD_MAX)
     if environment:
         payload["group"] = cut(environment, FIELD_MAX)
-    payload["class"] = cut(notification.type, FIELD_MAX)
+    payload["class"] = cut(note.type, FIELD_MAX)
     payload["custom_details"] = details
 
     event: dict[str, Any] = {
         "event_action": "trigger",
-        "dedup_key": dedup_key(notification),
+        "dedup_key": dedup_key(note),
         "payload": payload,
     }
     if url:
@@ -243,7 +246,7 @@ class PagerDutyTarget(SessionTarget):
         template = self.config.template
         try:
             event = build_event(
-                delivery.notification,
+                delivery.reading,
                 self.config.severity_by_risk,
                 delivery.subject,
                 template.title,

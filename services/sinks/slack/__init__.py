@@ -25,12 +25,13 @@ https://api.slack.com/docs/rate-limits): 200 ``ok`` is delivered; 400 ``invalid_
 ``no_text``, ``invalid_blocks``…, 403 ``action_prohibited``/``invalid_token``, 404
 ``no_service``/``channel_not_found``/``no_team`` and 410 ``channel_is_archived`` are
 permanent; 429 ``rate_limited`` (with ``Retry-After``) and 5xx are retried. A 429 also
-pauses this target's every send until ``Retry-After`` has passed: Slack warns that an app
-that keeps posting while rate limited may be disabled.
+pauses this target's every send until ``Retry-After`` has passed (the sink runner does:
+the target raises ``RetryableError`` with it): Slack warns that an app that keeps posting
+while rate limited may be disabled.
 
-Slack allows about one message per second per webhook, so sends go through a leaky-bucket
-limiter (``per_second``, default 1) shared by all concurrent deliveries of this target and,
-like the pause, by every replica of its sink (:class:`~shared.relay.pacing.Pacer`).
+Slack allows about one message per second per webhook, so the target's ``per_second``
+defaults to 1: the runner spaces sends to it across every replica of its sink
+(:class:`~shared.relay.pacing.Pacer`).
 
 The webhook URL carries the token: it is kept as a :class:`~shared.core.secrets.Secret`, never
 logged and never part of an error message (nor of a dead letter).
@@ -44,11 +45,11 @@ from typing import Any
 import msgspec
 
 from services.sinks.slack.config import SlackTargetConfig
-from shared.core.retryafter import parse_retry_after
 from shared.core.settings import Settings
 from shared.relay.markup import by_risk, cut
 from shared.relay.outbound import WebhookTarget
 from shared.relay.schemas import Notification
+from shared.relay.sources import Reading, read
 from shared.relay.target import Delivery, raise_for_status
 from shared.relay.templates import context, render
 
@@ -130,15 +131,17 @@ def _when(value: str) -> str:
 
 
 def build_message(
-    notification: Notification,
+    notification: Notification | Reading,
     subject: str | None = None,
     title_template: str | None = None,
     body_template: str | None = None,
 ) -> dict[str, Any]:
     """The webhook payload for ``notification`` (raises ``TemplateError``)."""
-    rendered = render(notification, title_template, body_template, subject)
-    values = context(notification, subject)
-    title = rendered.title or f"{notification.source} {notification.type}"
+    reading = read(notification)
+    note = reading.notification
+    rendered = render(reading, title_template, body_template, subject)
+    values = context(reading, subject)
+    title = rendered.title or f"{note.source} {note.type}"
 
     details: list[dict[str, Any]] = []
     if rendered.body:
@@ -152,20 +155,20 @@ def build_message(
         fields.append(_field("Application", values["application"]))
     if values["environment"]:
         fields.append(_field("Environment", values["environment"]))
-    fields.append(_field("Source / Type", f"{notification.source} / {notification.type}"))
+    fields.append(_field("Source / Type", f"{note.source} / {note.type}"))
     if values["ips"]:
         fields.append(_field("IPs", ", ".join(values["ips"])))
     details.append({"type": "section", "fields": fields})
 
     message = values["message"]
     occurred = message.get("date_occurred") if isinstance(message, dict) else None
-    when = occurred if isinstance(occurred, str) and occurred else notification.timestamp
+    when = occurred if isinstance(occurred, str) and occurred else note.timestamp
     details.append(
         {
             "type": "context",
             "elements": [
                 _mrkdwn(_when(when)),
-                _mrkdwn(f"Id: {fit(notification.id, 300)}"),
+                _mrkdwn(f"Id: {fit(note.id, 300)}"),
             ],
         }
     )
@@ -209,15 +212,10 @@ class SlackTarget(WebhookTarget):
         reply = await self.post(self._webhook.reveal(), body, read=300)
         status, answer = reply.status, reply.text
         retry_after = reply.headers.get("Retry-After")
-        if status == 429:
-            pause = parse_retry_after(retry_after)
-            self._pacer.pause(pause if pause is not None else self._pacer.period)
         error = self.scrub(_slack_error(answer))
         hint = HINTS.get(error)
         raise_for_status(status, retry_after, f"{error} ({hint})" if hint else error)
 
 
-def build(
-    config: SlackTargetConfig, settings: Settings, per_second: float | None = None
-) -> SlackTarget:
-    return SlackTarget.from_settings(config, settings, per_second)
+def build(config: SlackTargetConfig, settings: Settings) -> SlackTarget:
+    return SlackTarget.from_settings(config, settings)

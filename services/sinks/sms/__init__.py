@@ -120,6 +120,7 @@ class SmsTarget(SessionTarget):
         self.config = config
         credentials = f"{config.account_sid}:{auth_token.reveal()}".encode()
         self._authorization = "Basic " + base64.b64encode(credentials).decode("ascii")
+        self._secrets = (auth_token.reveal(), self._authorization.removeprefix("Basic "))
         base = config.api_url.rstrip("/")
         account = quote(config.account_sid, safe="")
         self.url = f"{base}/{API_VERSION}/Accounts/{account}/Messages.json"
@@ -137,7 +138,7 @@ class SmsTarget(SessionTarget):
         notification = delivery.notification
         template = self.config.template
         try:
-            rendered = render(notification, template.title, template.body, delivery.subject)
+            rendered = render(delivery.reading, template.title, template.body, delivery.subject)
         except TemplateError as exc:
             raise PermanentError(str(exc)) from None
         text = sms_text(rendered.title, rendered.body, self.config.max_length)
@@ -207,14 +208,22 @@ class SmsTarget(SessionTarget):
         except TimeoutError:
             raise RetryableError(f"no answer within {self.config.timeout}s") from None
         except aiohttp.ClientError as exc:
-            raise RetryableError(f"{type(exc).__name__}: {exc}") from None
+            raise RetryableError(self._scrub(f"{type(exc).__name__}: {exc}")) from None
         if 200 <= status < 300:
             return
         error = _twilio_error(raw)
         detail = _describe(error) if error else raw.decode("utf-8", "replace").strip()[:300]
+        detail = self._scrub(detail)
         if status == 401:
             raise PermanentError(f"Twilio rejected the credentials (HTTP 401: {detail})")
         raise_for_status(status, retry_after, detail)
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the auth token (nor the credentials made of it), in case Twilio
+        or a library quoted them."""
+        for secret in self._secrets:
+            text = text.replace(secret, "[auth_token]")
+        return text
 
 
 def _describe(error: _TwilioError) -> str:

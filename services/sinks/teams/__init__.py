@@ -37,10 +37,10 @@ trigger answers 202 Accepted (200 for flows that answer themselves): delivered. 
 from Logic Apps as JSON ``{"error": {"code": …, "message": …}}``: 400 (the request body),
 401 (the URL's ``sig`` is wrong: the URL was regenerated), 403 and 404 (the flow was
 deleted or the URL is wrong) are permanent; 408, 429 (with ``Retry-After``) and 5xx are
-retried. A 429 also pauses every send of this target until ``Retry-After`` has passed.
-Sends go through a leaky-bucket limiter (``per_second``, default 1) shared by all
-concurrent deliveries of this target and, like the pause, by every replica of its sink;
-Teams throttles webhooks posting more than about four messages a second.
+retried. A 429 also pauses every send of this target until ``Retry-After`` has passed
+(the sink runner does: the target raises ``RetryableError`` with it). ``per_second``
+defaults to 1, kept by the runner across every replica of the sink; Teams throttles
+webhooks posting more than about four messages a second.
 
 The webhook URL carries the credential (its ``sig`` query parameter): it is kept as a
 :class:`~shared.core.secrets.Secret`, never logged and never part of an error message, nor of a
@@ -61,6 +61,7 @@ from shared.core.settings import Settings
 from shared.relay.markup import BLANK, MarkdownEscaper, by_risk, cut
 from shared.relay.outbound import WebhookTarget
 from shared.relay.schemas import Notification
+from shared.relay.sources import Reading, read
 from shared.relay.target import RETRYABLE_STATUS, Delivery, RetryableError, raise_for_status
 from shared.relay.templates import context, render
 
@@ -155,15 +156,17 @@ def _message(
 
 
 def build_message(
-    notification: Notification,
+    notification: Notification | Reading,
     subject: str | None = None,
     title_template: str | None = None,
     body_template: str | None = None,
 ) -> dict[str, Any]:
     """The webhook payload for ``notification`` (raises ``TemplateError``)."""
-    rendered = render(notification, title_template, body_template, subject)
-    values = context(notification, subject)
-    title = fit(rendered.title or f"{notification.source} {notification.type}", TITLE_MAX)
+    reading = read(notification)
+    note = reading.notification
+    rendered = render(reading, title_template, body_template, subject)
+    values = context(reading, subject)
+    title = fit(rendered.title or f"{note.source} {note.type}", TITLE_MAX)
 
     risk: int | None = values["risk"]
     facts: list[dict[str, str]] = []
@@ -173,17 +176,15 @@ def build_message(
         facts.append(_fact("Application", values["application"]))
     if values["environment"]:
         facts.append(_fact("Environment", values["environment"]))
-    facts.append(_fact("Source / Type", f"{notification.source} / {notification.type}"))
+    facts.append(_fact("Source / Type", f"{note.source} / {note.type}"))
     if values["ips"]:
         facts.append(_fact("IPs", ", ".join(values["ips"])))
     message = values["message"]
     occurred = message.get("date_occurred") if isinstance(message, dict) else None
     facts.append(
-        _fact(
-            "Time", occurred if isinstance(occurred, str) and occurred else notification.timestamp
-        )
+        _fact("Time", occurred if isinstance(occurred, str) and occurred else note.timestamp)
     )
-    facts.append(_fact("Id", notification.id))
+    facts.append(_fact("Id", note.id))
 
     url: str | None = values["url"]
     if url is not None and len(url) > URL_MAX:
@@ -240,8 +241,6 @@ class TeamsTarget(WebhookTarget):
         if 200 <= status < 300:
             return
         wait = _seconds(retry_after)
-        if status == 429:
-            self._pacer.pause(wait if wait is not None else self._pacer.period)
         error = self.scrub(_teams_error(answer))
         hint = HINTS.get(status)
         detail = f"{error} ({hint})" if error and hint else error or hint or ""
@@ -251,7 +250,5 @@ class TeamsTarget(WebhookTarget):
         raise_for_status(status, None, detail)  # permanent
 
 
-def build(
-    config: TeamsTargetConfig, settings: Settings, per_second: float | None = None
-) -> TeamsTarget:
-    return TeamsTarget.from_settings(config, settings, per_second)
+def build(config: TeamsTargetConfig, settings: Settings) -> TeamsTarget:
+    return TeamsTarget.from_settings(config, settings)

@@ -12,6 +12,9 @@ class TeamsTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="teams"):
 
     secrets: ClassVar[tuple[str, ...]] = ("webhook_url",)
     required_secrets: ClassVar[tuple[str, ...]] = ("webhook_url",)
+    secret_examples: ClassVar[dict[str, str]] = {
+        "webhook_url": "https://example.webhook.office.com/webhookb2/example-only-change-me"
+    }
 
     webhook_url: str | None = None
     webhook_url_file: str | None = None

@@ -1,33 +1,47 @@
-"""A small asynchronous DNS stub client built for throughput.
+"""lookout's DNS client: an asynchronous stub client built for throughput, the one every
+provider that asks DNS uses (one :class:`DnsClient` per provider process).
 
-One :class:`DnsClient` per process sends every query over ONE connected UDP socket per
-nameserver and multiplexes the queries on it by their 16-bit id (random, unique among the
-queries in flight on that socket). Queries are built from a byte template and answers read
-by a small codec (:mod:`.wire`); dnspython parses only what that codec leaves to it
-(unusual messages) and speaks TCP. The transport:
+It sends every query over ONE connected UDP socket per nameserver and multiplexes the
+queries on it by their 16-bit id (random, unique among the queries in flight on that
+socket). Queries are built from a byte template and answers read by a small codec
+(:mod:`shared.lookups.dns.wire`); dnspython (:mod:`shared.lookups.dns.fallback`) builds the
+queries and reads the answers the codec leaves to it (other types, such as SOA, and unusual
+messages) and speaks TCP.
 
-* a query goes to the first nameserver, in the configured order, that has not stayed silent
-  lately; with no answer after ``timeout / 2`` it is sent once more (new id), to the next
-  nameserver when there are several (failover: the silent one is then avoided for
-  ``down_for`` seconds); after ``timeout`` in all, the answer is ``TIMEOUT``;
-* at most ``max_in_flight`` queries are on the wire at once (more wait for a slot, within
-  their ``timeout``), which keeps the sockets' receive buffers, ours and the server's, from
-  overflowing;
-* an answer with the TC bit is asked again over TCP (``dns.asyncquery.tcp``) within the same
-  overall ``timeout``;
-* identical queries in flight at the same time are sent once and share the answer;
-* answers (``NOERROR`` and ``NXDOMAIN``) are kept in a per-client cache for their TTL, at
-  most ``max_cache_ttl`` seconds (300 by default).
+**Failover.** The nameservers are tried in their configured order, those that failed lately
+last. A query goes to the first; with no answer after its share of the timeout (the
+timeout divided by the number of servers it may try: at most :data:`MAX_TRIES`; a single
+server gets it twice, at 0 and at half the timeout) it goes to the next as well, and the
+first answer from any of them counts. An error answer (SERVFAIL, REFUSED, NOTIMP…) passes
+the query to the next server at once; it is the answer only when no server gives a better
+one. A server that stayed silent while another answered, that let a query time out, that
+answered REFUSED or whose port is unreachable (an ICMP error on its socket, which also
+passes its queries on at once) "failed": it is tried last for ``down_for`` seconds (10).
+A SERVFAIL does not: it is usually about the name, not the server.
 
-Each query in flight costs one future per caller, one timer (retransmission, then timeout)
-and its entry in the id table; it is completed from ``datagram_received``. No task runs for
-it unless it goes to TCP. The datagrams of one turn of the event loop are sent together at
-its end. :meth:`DnsClient.submit` starts a query without a coroutine: it returns the cached
+**Timeout.** ``timeout`` (``LOOKOUT_DNS_TIMEOUT``) is the whole budget of one query: every
+server, the retransmission, the wait for a free slot (at most ``max_in_flight`` queries,
+128, are on the wire at once) and a TCP retry after a truncated answer (same server) fit in
+it; after it the answer is ``TIMEOUT``.
+
+**Cache.** Definite answers (records, NODATA, NXDOMAIN) are kept in the client, so for the
+life of the process, for their TTL (the smallest along the answer; the SOA's
+negative-caching TTL for a negative one, 60 s without an SOA), at most ``max_cache_ttl``
+seconds (300); failures (SERVFAIL, REFUSED, ``TIMEOUT``, errors) never. A cached answer
+keeps the TTL it came with. ``fresh=True`` (or :meth:`DnsClient.fresh`) skips the cache for
+reading, and stores what comes back. Identical queries in flight at the same time are sent
+once and share the answer, fresh or not.
+
+Each query in flight costs one future per caller, one timer (next server, then timeout) and
+its entry in the id table; it is completed from ``datagram_received``. No task runs for it
+unless it goes to TCP. The datagrams of one turn of the event loop are sent together at its
+end. :meth:`DnsClient.submit` starts a query without a coroutine: it returns the cached
 answer at once, or a future.
 
-:meth:`DnsClient.query` never raises for DNS or network trouble: the answer's ``rcode`` says
-what happened (``NOERROR``, ``NXDOMAIN``, ``SERVFAIL``, ``REFUSED``…, ``TIMEOUT``, ``ERROR``
-for a network error, ``BADNAME`` for a name that cannot be asked).
+:meth:`DnsClient.query` never raises for DNS or network trouble: the answer's ``rcode``
+says what happened (``NOERROR``, ``NXDOMAIN``, ``SERVFAIL``, ``REFUSED``…, ``TIMEOUT``,
+``ERROR`` for a network error, ``BADNAME`` for a name that cannot be asked); see
+:class:`~shared.lookups.dns.answer.DnsAnswer`.
 """
 
 from __future__ import annotations
@@ -40,94 +54,34 @@ import functools
 import secrets
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol, Self, TypeAlias, cast
+from typing import Final, Self, cast
 
-import dns.asyncquery
 import dns.exception
-import dns.flags
 import dns.message
 import dns.name
-import dns.rcode
-import dns.rdata
-import dns.rdataclass
 import dns.rdatatype
-import dns.rdtypes.ANY.MX
-import dns.rdtypes.nsbase
-import dns.rdtypes.txtbase
-import dns.rrset
 
-import services.providers.emailsec.wire as wire
+import shared.lookups.dns.fallback as fallback
+import shared.lookups.dns.wire as wire
+from shared.lookups.dns.answer import DnsAnswer
+from shared.lookups.dns.pending import Pending, Submitter
+from shared.lookups.dns.wire import HEADER_LEN
 
-from .answer import DnsAnswer
-from .wire import CNAME_CHAIN_MAX, HEADER_LEN, TC
+__all__ = ["MAX_TRIES", "ClientStats", "DnsClient"]
 
-__all__ = [
-    "ClientStats",
-    "DnsAnswer",
-    "DnsClient",
-    "Pending",
-    "Resolver",
-    "answer",
-    "answers",
-    "cancel",
-    "start_query",
-]
-
-DEFAULT_NEGATIVE_TTL = 60.0
+MAX_TRIES: Final = 3
+"""Nameservers one query is sent to, at most (the others are its failover later)."""
+DEFAULT_NEGATIVE_TTL: Final = 60.0
 """Cache time of a negative answer that carries no SOA (so no negative-caching TTL)."""
 
 _QR = 0x80  # in the third header byte
 _ID_ATTEMPTS = 64
 _RCVBUF = 1 << 20
-_FIRST_ONLY = (0, 0)
-
-Pending: TypeAlias = "DnsAnswer | asyncio.Future[DnsAnswer]"
-"""A query started by :func:`start_query`: its answer, or a future of it."""
-
-
-class Resolver(Protocol):
-    """What the SPF and DMARC evaluators need: :class:`DnsClient` or a test double."""
-
-    async def query(self, name: str, rdtype: str) -> DnsAnswer: ...
-
-
-def start_query(resolver: Resolver, name: str, rdtype: str) -> Pending:
-    """Start a query without waiting for it: :meth:`DnsClient.submit` for a ``DnsClient``
-    (no task), a task running ``resolver.query()`` for anything else."""
-    if isinstance(resolver, DnsClient):
-        return resolver.submit(name, rdtype)
-    return asyncio.ensure_future(resolver.query(name, rdtype))
-
-
-async def answer(pending: Pending) -> DnsAnswer:
-    """The answer of a query started by :func:`start_query`, waited for if need be."""
-    return pending if isinstance(pending, DnsAnswer) else await pending
-
-
-async def answers(pendings: Sequence[Pending]) -> list[DnsAnswer]:
-    """The answers of queries started by :func:`start_query`, in their order; if the wait
-    ends otherwise (the caller is cancelled…), every one of them is cancelled.
-
-    Futures are awaited last-started first: answers come in about the order asked, so that
-    one wait usually covers them all."""
-    try:
-        for pending in reversed(pendings):
-            if not isinstance(pending, DnsAnswer) and not pending.done():
-                await pending
-        return [p if isinstance(p, DnsAnswer) else p.result() for p in pendings]
-    except BaseException:
-        cancel(pendings)
-        raise
-
-
-def cancel(pendings: Iterable[DnsAnswer | asyncio.Future[Any]]) -> None:
-    """Cancel the futures among ``pendings`` (a done one ignores it)."""
-    for pending in pendings:
-        if isinstance(pending, asyncio.Future):
-            pending.cancel()
+_FIRST_ONLY: Final = (0, 0)
+"""The plan of a query with a single nameserver: sent, then sent again."""
 
 
 @dataclass(slots=True)
@@ -140,6 +94,8 @@ class ClientStats:
     sent: int = 0
     """UDP datagrams sent (retransmissions included)."""
     retransmits: int = 0
+    """Datagrams sent again for a query: after its share of the timeout, or to the next
+    server after an error answer or an unreachable port."""
     tcp: int = 0
     timeouts: int = 0
 
@@ -150,21 +106,23 @@ class _Query:
     __slots__ = (
         "deadline",
         "done",
+        "failed",
+        "failure",
+        "final",
         "key",
         "more_waiters",
+        "others",
+        "plan",
         "protocol",
-        "protocol2",
         "qid",
-        "qid2",
         "qname",
         "question",
         "rdtype",
-        "retransmitted",
+        "sent",
         "slot",
         "tcp",
         "template",
         "timer",
-        "tried",
         "waiter",
     )
 
@@ -181,13 +139,20 @@ class _Query:
         """Identical queries asked while this one is in flight."""
         self.deadline = 0.0
         self.timer: asyncio.TimerHandle | None = None
-        # The socket and id of the first datagram, and of the retransmission.
+        self.final = False
+        """The timer is the deadline (not the time to send to the next server)."""
+        # The socket and id of the first datagram, and of the later ones.
         self.protocol: _UdpProtocol | None = None
         self.qid = 0
-        self.protocol2: _UdpProtocol | None = None
-        self.qid2 = 0
-        self.tried = (0, 0)
-        self.retransmitted = False
+        self.others: list[tuple[_UdpProtocol, int]] | None = None
+        self.plan: tuple[int, ...] = _FIRST_ONLY
+        """The servers to send it to, in order (indexes of ``DnsClient.nameservers``)."""
+        self.sent = 0
+        """Entries of ``plan`` used (sent to, or skipped)."""
+        self.failed = 0
+        """Bit ``i``: server ``i`` answered it with an error rcode."""
+        self.failure: DnsAnswer | None = None
+        """The last error answer, the answer if no server gives a better one."""
         self.slot = False
         self.tcp = False
         self.done = False
@@ -243,8 +208,9 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.client._received(query, self.index, data)
 
     def error_received(self, exc: Exception) -> None:
-        # ICMP errors (port unreachable…) cannot be tied to a query: the timeout handles it.
-        pass
+        # The socket is connected to one server: an ICMP error (port unreachable…) is about
+        # that server, though not about one query in particular.
+        self.client._unreachable(self.index)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -258,8 +224,9 @@ class _UdpProtocol(asyncio.DatagramProtocol):
             self.transport.close()
 
 
-class DnsClient:
-    """Asynchronous stub client for ``nameservers`` (``[(host, port)]``); see the module doc.
+class DnsClient(Submitter):
+    """Asynchronous stub client for ``nameservers`` (``[(host, port)]``, in their order of
+    preference); see the module doc for its failover, timeout and cache.
 
     Use from one event loop (the one running its first query); :meth:`close` (or
     ``async with``) releases the sockets.
@@ -285,7 +252,6 @@ class DnsClient:
             raise ValueError("max_in_flight must be at least 1")
         self.nameservers: list[tuple[str, int]] = [(h, int(p)) for h, p in nameservers]
         self.timeout = float(timeout)
-        self._half = self.timeout / 2
         self.max_cache_ttl = max_cache_ttl
         self.max_cache_entries = max_cache_entries
         self.max_in_flight = max_in_flight
@@ -317,13 +283,15 @@ class DnsClient:
 
     # -- public API -------------------------------------------------------------------------
 
-    async def query(self, name: str, rdtype: str) -> DnsAnswer:
-        """Ask ``name`` (no trailing dot needed) for ``rdtype`` (``"TXT"``, ``"MX"``…).
+    async def query(self, name: str, rdtype: str, *, fresh: bool = False) -> DnsAnswer:
+        """Ask ``name`` (no trailing dot needed) for ``rdtype`` (``"TXT"``, ``"MX"``…);
+        ``fresh``: not from the cache.
 
         A caller that gives up (is cancelled) does not cancel the query for the others."""
-        return await answer(self.submit(name, rdtype))
+        pending = self.submit(name, rdtype, fresh)
+        return pending if isinstance(pending, DnsAnswer) else await pending
 
-    def submit(self, name: str, rdtype: str) -> Pending:
+    def submit(self, name: str, rdtype: str, fresh: bool = False) -> Pending:
         """Start the query of :meth:`query` and return at once: the answer when it is cached
         (or the name cannot be asked), else a future of it, this caller's own (cancelling
         it cancels nothing else). Needs a running event loop."""
@@ -333,7 +301,7 @@ class DnsClient:
         stats.queries += 1
         key = (name.rstrip(".").lower(), rdtype.upper())
         cache = self._cache
-        if cache is not None:
+        if cache is not None and not fresh:
             cached = cache.get(key)
             if cached is not None:
                 if self._expires[key] > time.monotonic():
@@ -364,6 +332,10 @@ class DnsClient:
             self._wait_for_slot(query, loop)
         return waiter
 
+    def fresh(self) -> Submitter:
+        """This client, answering every query from the servers (see ``fresh``)."""
+        return _Fresh(self)
+
     def cached(self, name: str, rdtype: str) -> DnsAnswer | None:
         """The cached answer, if any and still fresh (no query is sent)."""
         if self._cache is None:
@@ -376,6 +348,13 @@ class DnsClient:
         if self._cache is not None:
             self._cache.clear()
             self._expires.clear()
+
+    def failing(self) -> list[tuple[str, int]]:
+        """The nameservers tried last for now (they failed lately)."""
+        now = time.monotonic()
+        return [
+            s for s, until in zip(self.nameservers, self._down_until, strict=True) if until > now
+        ]
 
     async def close(self) -> None:
         """Close the sockets; queries in flight end with ``ERROR`` (a TCP exchange still
@@ -442,9 +421,7 @@ class DnsClient:
         try:
             qname = dns.name.from_text(name)
             rdtype = dns.rdatatype.from_text(rdtype_text)
-            data = dns.message.make_query(
-                qname, rdtype, use_edns=0, payload=self.edns_payload, id=0
-            ).to_wire()
+            data = fallback.make_query(qname, rdtype, self.edns_payload)
             qname_wire = qname.to_wire()
         except (dns.exception.DNSException, ValueError, UnicodeError):
             return None
@@ -524,28 +501,51 @@ class DnsClient:
         return self._loop
 
     def _server_order(self) -> list[int]:
-        """Configured order, servers that recently stayed silent last."""
+        """Configured order, servers that failed lately last."""
         now = time.monotonic()
         usable = [i for i, p in enumerate(self._protocols) if p is not None]
         return sorted(usable, key=lambda i: self._down_until[i] > now)
 
     def _send_first(self, query: _Query, loop: asyncio.AbstractEventLoop) -> None:
-        if len(self._protocols) == 1 and self._protocols[0] is not None:
-            query.tried = _FIRST_ONLY
-        else:
+        if len(self._protocols) != 1 or self._protocols[0] is None:
             order = self._server_order()
             if not order:
                 self._finish(query, DnsAnswer("ERROR"))
                 return
-            query.tried = (order[0], order[1 % len(order)])
-        self._send(query, query.tried[0])
-        if not query.done:
-            delay = query.deadline - loop.time()
-            if delay > self._half:
-                delay = self._half
-            query.timer = loop.call_later(
-                delay if delay > 0.0 else 0.0, self._expire_cb, query, context=self._context
-            )
+            query.plan = tuple(order[:MAX_TRIES]) if len(order) > 1 else (order[0], order[0])
+        self._send_next(query, loop)
+
+    def _send_next(self, query: _Query, loop: asyncio.AbstractEventLoop) -> bool:
+        """Send ``query`` to the next server of its plan that has not answered it with an
+        error, and arm its timer; False when there is none left."""
+        plan = query.plan
+        while query.sent < len(plan):
+            index = plan[query.sent]
+            query.sent += 1
+            if not (query.failed >> index) & 1:
+                if query.sent > 1:
+                    self.stats.retransmits += 1
+                self._send(query, index)
+                if not query.done:
+                    self._arm(query, loop)
+                return True
+        return False
+
+    def _arm(self, query: _Query, loop: asyncio.AbstractEventLoop) -> None:
+        """The query's timer: after its share of the timeout the next server, after the
+        last one its deadline."""
+        if query.timer is not None:
+            query.timer.cancel()
+        delay = query.deadline - loop.time()
+        final = True
+        if query.sent < len(query.plan):
+            share = self.timeout / len(query.plan)
+            if delay > share:
+                delay, final = share, False
+        query.final = final
+        query.timer = loop.call_later(
+            delay if delay > 0.0 else 0.0, self._expire_cb, query, context=self._context
+        )
 
     def _send(self, query: _Query, index: int) -> None:
         protocol = self._protocols[index]
@@ -559,8 +559,10 @@ class DnsClient:
             return
         if query.protocol is None:
             query.protocol, query.qid = protocol, qid
-        else:  # the one retransmission
-            query.protocol2, query.qid2 = protocol, qid
+        elif query.others is None:
+            query.others = [(protocol, qid)]
+        else:
+            query.others.append((protocol, qid))
         # Sent in a burst with the other datagrams of this turn of the loop: a server that
         # went idle is then woken once per burst rather than once per datagram, which costs
         # both sides far less on a fast link (loopback: about half of a send's cost).
@@ -579,22 +581,22 @@ class DnsClient:
         self.stats.sent += sent
 
     def _expire(self, query: _Query) -> None:
-        """The query's timer: retransmit once, then give up."""
+        """The query's timer: send to the next server, or give up."""
         query.timer = None
         if query.done:
             return
-        if not query.retransmitted:
-            query.retransmitted = True
-            self.stats.retransmits += 1
-            self._send(query, query.tried[1])
-            if not query.done:
-                loop = self._running_loop()
-                delay = max(0.0, query.deadline - loop.time())
-                query.timer = loop.call_later(delay, self._expire_cb, query, context=self._context)
+        loop = self._running_loop()
+        if not query.final:
+            if not self._send_next(query, loop):
+                self._arm(query, loop)  # only servers that said no are left: wait
             return
         until = time.monotonic() + self.down_for
-        for index in query.tried:
-            self._down_until[index] = until
+        for index in query.plan[: query.sent]:
+            if not (query.failed >> index) & 1:
+                self._down_until[index] = until
+        if query.failure is not None:
+            self._finish(query, query.failure)
+            return
         self.stats.timeouts += 1
         self._finish(query, DnsAnswer("TIMEOUT"))
 
@@ -603,35 +605,65 @@ class DnsClient:
         result = wire.SLOW if query.question is None else wire.decode(data, query.question)
         if not isinstance(result, DnsAnswer):
             if result == wire.SLOW:
-                result = self._decode_slow(query, data)
+                qname, rdtype = query.names()
+                result = fallback.read(data, qname, rdtype)
             if result == wire.IGNORE:
                 return
-        self._down_until[index] = 0.0
-        if index != query.tried[0]:
-            self._down_until[query.tried[0]] = time.monotonic() + self.down_for
-        if isinstance(result, DnsAnswer):
-            self._remember(query.key, result)
-            self._finish(query, result)
-        else:
+        if not isinstance(result, DnsAnswer):  # truncated: the same server, over TCP
+            self._down_until[index] = 0.0
             self._start_tcp(query, index)
+            return
+        rcode = result.rcode
+        if rcode != "NOERROR" and rcode != "NXDOMAIN":
+            self._error_answer(query, index, result)
+            return
+        self._down_until[index] = 0.0
+        if index != query.plan[0]:
+            self._passed_over(query, index)
+        self._remember(query.key, result)
+        self._finish(query, result)
 
-    def _decode_slow(self, query: _Query, data: bytes) -> DnsAnswer | int:
-        """What the client always made of a datagram, with dnspython."""
-        try:
-            message = dns.message.from_wire(data)
-        except dns.exception.DNSException:
-            # A truncated answer cut mid-record: TCP will tell; otherwise garbage: keep
-            # waiting for the real answer.
-            return wire.TRUNCATED if data[2] & TC else wire.IGNORE
-        except Exception:  # a hostile datagram must not reach the loop's handler
-            return wire.IGNORE
-        qname, rdtype = query.names()
-        question = message.question
-        if len(question) != 1 or question[0].rdtype != rdtype or question[0].name != qname:
-            return wire.IGNORE  # not an answer to this query (late answer to a reused id…)
-        if message.flags & dns.flags.TC:
-            return wire.TRUNCATED
-        return _to_answer(message, qname, rdtype)
+    def _passed_over(self, query: _Query, index: int) -> None:
+        """Server ``index`` answered ``query``: those it was sent to before, silent, failed."""
+        until = time.monotonic() + self.down_for
+        for before in query.plan[: query.sent]:
+            if before == index:
+                break
+            if not (query.failed >> before) & 1:
+                self._down_until[before] = until
+
+    def _error_answer(self, query: _Query, index: int, answer: DnsAnswer) -> None:
+        """Server ``index`` answered ``query`` with an error rcode: the next server now; the
+        answer when every server it went to said no."""
+        query.failed |= 1 << index
+        query.failure = answer
+        refused = answer.rcode == "REFUSED"
+        self._down_until[index] = time.monotonic() + self.down_for if refused else 0.0
+        if self._send_next(query, self._running_loop()):
+            return
+        failed = query.failed
+        if all((failed >> i) & 1 for i in query.plan[: query.sent]):
+            self._finish(query, answer)
+
+    def _unreachable(self, index: int) -> None:
+        """An ICMP error came back from server ``index``: it failed, and the queries last
+        sent to it go to their next server now (not again to it)."""
+        if self._closed:
+            return
+        self._down_until[index] = time.monotonic() + self.down_for
+        protocol = self._protocols[index]
+        if protocol is None:
+            return
+        loop = self._running_loop()
+        for query in list(protocol.pending.values()):
+            plan, sent = query.plan, query.sent
+            if (
+                not query.done
+                and 0 < sent < len(plan)
+                and plan[sent - 1] == index
+                and plan[sent] != index
+            ):
+                self._send_next(query, loop)
 
     def _release_udp(self, query: _Query) -> None:
         if query.timer is not None:
@@ -640,9 +672,10 @@ class DnsClient:
         if query.protocol is not None:
             query.protocol.unregister(query.qid, query)
             query.protocol = None
-        if query.protocol2 is not None:
-            query.protocol2.unregister(query.qid2, query)
-            query.protocol2 = None
+        if query.others is not None:
+            for protocol, qid in query.others:
+                protocol.unregister(qid, query)
+            query.others = None
 
     def _finish(self, query: _Query, answer: DnsAnswer) -> None:
         """Complete ``query`` with ``answer`` (once): free its ids, timer and slot."""
@@ -676,36 +709,27 @@ class DnsClient:
 
     async def _over_tcp(self, query: _Query, index: int) -> None:
         try:
-            response = await self._tcp(query, index)
+            answer = await self._tcp(query, index)
         except asyncio.CancelledError:
             self._finish(query, DnsAnswer("ERROR"))
             raise
-        if isinstance(response, str):
-            self._finish(query, DnsAnswer(response))
-            return
-        qname, rdtype = query.names()
-        answer = _to_answer(response, qname, rdtype)
         self._remember(query.key, answer)
         self._finish(query, answer)
 
-    async def _tcp(self, query: _Query, index: int) -> dns.message.Message | str:
-        """The answer over TCP, or the rcode to report (``TIMEOUT``, ``ERROR``)."""
-        host, port = self.nameservers[index]
+    async def _tcp(self, query: _Query, index: int) -> DnsAnswer:
+        """The answer over TCP from server ``index``, within the query's deadline."""
         remaining = query.deadline - self._running_loop().time()
         if remaining <= 0:
             self.stats.timeouts += 1
-            return "TIMEOUT"
+            return DnsAnswer("TIMEOUT")
         self.stats.tcp += 1
         qname, rdtype = query.names()
-        message = dns.message.make_query(qname, rdtype, use_edns=0, payload=self.edns_payload, id=0)
-        message.id = secrets.randbits(16)
-        try:
-            return await dns.asyncquery.tcp(message, host, timeout=remaining, port=port)
-        except dns.exception.Timeout:
+        answer = await fallback.tcp(
+            qname, rdtype, self.nameservers[index], remaining, self.edns_payload
+        )
+        if answer.rcode == "TIMEOUT":
             self.stats.timeouts += 1
-            return "TIMEOUT"
-        except (dns.exception.DNSException, OSError, EOFError):
-            return "ERROR"
+        return answer
 
     # -- internals: cache -------------------------------------------------------------------------
 
@@ -734,54 +758,13 @@ class DnsClient:
                 del self._cache[key], self._expires[key]
 
 
-# -- dnspython messages (TCP answers and the unusual UDP ones) -----------------------------------
+class _Fresh(Submitter):
+    """A client's view that asks the servers for every query (:meth:`DnsClient.fresh`)."""
 
+    __slots__ = ("client",)
 
-def _text(rdata: dns.rdata.Rdata) -> str:
-    if isinstance(rdata, dns.rdtypes.txtbase.TXTBase):
-        return b"".join(rdata.strings).decode("utf-8", "replace")
-    if isinstance(rdata, dns.rdtypes.ANY.MX.MX):
-        return f"{rdata.preference} {rdata.exchange.to_text(omit_final_dot=True)}"
-    if isinstance(rdata, dns.rdtypes.nsbase.NSBase):  # CNAME, PTR, NS, DNAME
-        return rdata.target.to_text(omit_final_dot=True)
-    return rdata.to_text()
+    def __init__(self, client: DnsClient) -> None:
+        self.client = client
 
-
-def _negative_ttl(response: dns.message.Message) -> float | None:
-    for rrset in response.authority:
-        if rrset.rdtype == dns.rdatatype.SOA and len(rrset) > 0:
-            minimum: int = rrset[0].minimum
-            return float(min(rrset.ttl, minimum))
-    return None
-
-
-def _to_answer(
-    response: dns.message.Message, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType
-) -> DnsAnswer:
-    rcode = dns.rcode.to_text(response.rcode())
-    if rcode != "NOERROR":
-        return DnsAnswer(rcode, [], _negative_ttl(response) if rcode == "NXDOMAIN" else None)
-    name = qname
-    ttls: list[int] = []
-    for _ in range(CNAME_CHAIN_MAX):
-        rrset = _find(response, name, rdtype)
-        if rrset is not None:
-            ttls.append(rrset.ttl)
-            return DnsAnswer("NOERROR", [_text(rdata) for rdata in rrset], float(min(ttls)))
-        if rdtype == dns.rdatatype.CNAME:
-            break
-        cname = _find(response, name, dns.rdatatype.CNAME)
-        if cname is None or len(cname) == 0:
-            break
-        ttls.append(cname.ttl)
-        name = cname[0].target
-    return DnsAnswer("NOERROR", [], _negative_ttl(response))
-
-
-def _find(
-    response: dns.message.Message, name: dns.name.Name, rdtype: dns.rdatatype.RdataType
-) -> dns.rrset.RRset | None:
-    for rrset in response.answer:
-        if rrset.rdtype == rdtype and rrset.rdclass == dns.rdataclass.IN and rrset.name == name:
-            return rrset
-    return None
+    def submit(self, name: str, rdtype: str) -> Pending:
+        return self.client.submit(name, rdtype, True)

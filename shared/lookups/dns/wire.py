@@ -1,4 +1,4 @@
-"""A minimal DNS wire codec for :class:`~.dnsclient.DnsClient`'s UDP path.
+"""A minimal DNS wire codec for :class:`~.client.DnsClient`'s UDP path.
 
 It builds queries from a byte template and reads the answers lookout asks for (``A``,
 ``AAAA``, ``TXT``, ``MX``, ``CNAME``, ``NS``, ``PTR``) into a :class:`DnsAnswer`, with the
@@ -23,7 +23,7 @@ from typing import Final
 
 import dns.rcode
 
-from .answer import DnsAnswer
+from shared.lookups.dns.answer import DnsAnswer
 
 __all__ = [
     "CNAME_CHAIN_MAX",

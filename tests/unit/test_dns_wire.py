@@ -1,4 +1,4 @@
-"""The DNS wire codec of the emailsec client (services/providers/emailsec/wire.py).
+"""The wire codec of the lookups' DNS client (shared/lookups/dns/wire.py).
 
 The reference is dnspython: every message here is built with it, and what the codec makes
 of a datagram must be what DnsClient always made of it with dnspython (``from_wire`` then
@@ -22,8 +22,9 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from services.providers.emailsec import wire
-from services.providers.emailsec.dnsclient import DnsAnswer, _to_answer
+import shared.lookups.dns.wire as wire
+from shared.lookups.dns import DnsAnswer
+from shared.lookups.dns.fallback import to_answer as _to_answer
 
 IGNORE, TRUNCATED, SLOW = wire.IGNORE, wire.TRUNCATED, wire.SLOW
 

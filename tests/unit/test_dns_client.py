@@ -1,4 +1,5 @@
-"""The emailsec provider's own DNS client (services/providers/emailsec/dnsclient.py)."""
+"""The lookups' DNS client (shared/lookups/dns/client.py): answers, cache, timeout,
+failover, TCP, on the loopback DNS server."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from dnsserver import ZoneServer
 
-from services.providers.emailsec.dnsclient import DnsAnswer, DnsClient
+from shared.lookups.dns import DnsAnswer, DnsClient, reverse_name
 
 BULK = 500
 ZONE = (
@@ -243,3 +244,13 @@ async def test_close(server: ZoneServer) -> None:
 def test_needs_a_nameserver() -> None:
     with pytest.raises(ValueError, match="nameserver"):
         DnsClient([], 1.0)
+
+
+def test_reverse_names() -> None:
+    assert reverse_name("192.0.2.1") == "1.2.0.192.in-addr.arpa"
+    assert reverse_name("2001:db8::1").endswith(".8.b.d.0.1.0.0.2.ip6.arpa")
+    assert reverse_name("2001:db8::1").startswith("1.0.0.0.0.0.0.0.")
+    assert reverse_name("192.0.2.1", "list.example") == "1.2.0.192.list.example"
+    assert reverse_name("2001:db8::1", "list.example").endswith(".8.b.d.0.1.0.0.2.list.example")
+    with pytest.raises(ValueError, match="not an IP address"):
+        reverse_name("example.com")
