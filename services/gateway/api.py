@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 import nats.errors
 from aiohttp import web
 
-from services.gateway import deadletters_api, lookups, memory, notifications, ui
+from services.gateway import additions, deadletters_api, lookups, memory, notifications, ui
 from services.gateway.answers import api_error
 from services.gateway.apilimit import API_LIMITER, too_many
 from services.gateway.state import SETTINGS
@@ -101,6 +101,7 @@ def api_app() -> web.Application:
     app[lookups.STOPPING] = asyncio.Event()
     app.on_shutdown.append(_stop_streams)  # before aiohttp waits for open requests
     lookups.add_routes(app)
+    additions.add_routes(app)
     notifications.add_routes(app)
     deadletters_api.add_routes(app)
     memory.add_routes(app)

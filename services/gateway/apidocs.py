@@ -30,7 +30,8 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
-from services.gateway import (
+from services.gateway import (  # additions: documented with the lookups (lookups.DOCS)
+    additions,  # noqa: F401
     deadletters_api,
     hosts,
     lookups,

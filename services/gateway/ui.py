@@ -267,7 +267,7 @@ def _load(name: str) -> _File:
 
 STATIC = web.AppKey("ui_static", dict[str, _File])
 TEMPLATES = web.AppKey("ui_templates", dict[str, str])
-PAGES = ("index.html", "notifications.html", "login.html")
+PAGES = ("index.html", "notifications.html", "login.html", "indicator.html", "watches.html")
 ASSETS = (
     "app.css",
     "theme.js",
@@ -276,6 +276,8 @@ ASSETS = (
     "render.js",
     "notifications.js",
     "login.js",
+    "indicator.js",
+    "watches.js",
     "favicon.svg",
 )
 """What ``/static/`` serves (other files in ``static/`` belong to other pages)."""
@@ -517,6 +519,9 @@ def setup(app: web.Application) -> None:
     # Browser-readable answers: behind the Host check (DNS rebinding, see hosts).
     app.router.add_get("/", hosts.guarded(_page("index.html")))
     app.router.add_get("/notifications", hosts.guarded(_page("notifications.html")))
+    # An indicator's history (its value is read by indicator.js from the path) and watches.
+    app.router.add_get("/indicator/{value:.+}", hosts.guarded(_page("indicator.html")))
+    app.router.add_get("/watches", hosts.guarded(_page("watches.html")))
     app.router.add_get("/login", hosts.guarded(login_form))
     app.router.add_post("/login", hosts.guarded(login))
     app.router.add_post("/logout", hosts.guarded(logout))

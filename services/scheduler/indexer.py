@@ -102,6 +102,10 @@ class Indexer:
         """Take ``result`` into its indicator's history and send what that says to tell."""
         assert self._kv is not None
         job = await self._job(result.job_id)
+        if job is not None and result.kind not in job.providers:
+            # An indicator of a new kind added to the job since it was read: read it again.
+            self._jobs.pop(result.job_id, None)
+            job = await self._job(result.job_id)
         if job is not None and job.watch and job.watch not in self._watchlist.watches:
             await self._watchlist.refresh()  # a watch newer than this replica's list
         key = history.key_of(result.kind, result.indicator)

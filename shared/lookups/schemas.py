@@ -59,6 +59,9 @@ class LookupRequest(msgspec.Struct, kw_only=True, frozen=True):
     requested_at: str = ""
     scheduled: bool = False
     """A re-lookup of a watch: it spends the shared quotas after interactive lookups."""
+    expand: bool = False
+    """One of the indicators a job was created with, ``"expand": true``: the provider adds
+    the pivots of its answer to the job (their own requests never expand: one level)."""
 
     @property
     def key(self) -> str:
@@ -67,6 +70,16 @@ class LookupRequest(msgspec.Struct, kw_only=True, frozen=True):
     @property
     def subject(self) -> str:
         return f"lookup.requested.{self.kind}"
+
+
+class Pivot(msgspec.Struct, frozen=True):
+    """A value in a result worth looking up next (see :mod:`shared.lookups.pivots`)."""
+
+    value: str
+    """An indicator, normalised as on input."""
+    kind: str
+    why: str
+    """What it is to the indicator looked up (``MX record``, ``name server``…)."""
 
 
 class LookupResult(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=False):
@@ -84,6 +97,9 @@ class LookupResult(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Fals
     retry_at: str | None = None
     """``queued``: when the request is expected to go out; ``quota_exhausted``: reset time."""
     updated_at: str = ""
+    pivots: list[Pivot] = []
+    """Values in ``data`` worth looking up next, as the provider declares them (at most
+    ``shared.lookups.pivots.MAX_PIVOTS``; only in a ``done`` result)."""
 
     @property
     def kv_key(self) -> str:
@@ -124,6 +140,15 @@ class Job(msgspec.Struct, kw_only=True, frozen=True):
     """How many indicators (0 in a job stored before it was counted: see ``indicators``)."""
     sample: list[str] = []
     """The first :data:`SAMPLE` indicators' values."""
+    only: list[str] = []
+    """The providers the job was asked for (empty: every provider of each kind): those
+    that answer indicators added later."""
+    additions: int = 0
+    """Indicators added after creation are kept under ``<id>.a0`` … ``<id>.a<n-1>``."""
+    expand: bool = False
+    """Created with ``"expand": true``: its indicators' pivots are added to it."""
+    expanded: int = 0
+    """How many indicators the expansion added (at most ``jobs.MAX_EXPANSION``)."""
 
 
 class JobCreated(msgspec.Struct, kw_only=True, frozen=True):

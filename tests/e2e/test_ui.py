@@ -782,7 +782,15 @@ async def test_pages_send_a_strict_csp_and_no_inline_code(
 ) -> None:
     settings = make_settings(tmp_path, nats_server.url, LOOKOUT_API_TOKENS="tok-one")
     async with running_gateway(settings) as base, aiohttp.ClientSession() as session:
-        for path in ("/", "/notifications", "/login", "/static/app.css", "/static/lookup.js"):
+        for path in (
+            "/",
+            "/notifications",
+            "/login",
+            "/watches",
+            "/indicator/example.com",
+            "/static/app.css",
+            "/static/lookup.js",
+        ):
             async with session.get(f"{base}{path}", allow_redirects=False) as response:
                 assert response.status == 200, path
                 csp = response.headers["Content-Security-Policy"]
@@ -806,7 +814,13 @@ async def test_pages_send_a_strict_csp_and_no_inline_code(
             assert response.status == 404
         async with session.get(f"{base}/static/index.html") as response:
             assert response.status == 404  # pages are templates, not static files
-    for page in ("index.html", "notifications.html", "login.html"):
+    for page in (
+        "index.html",
+        "notifications.html",
+        "login.html",
+        "indicator.html",
+        "watches.html",
+    ):
         assert _inline_code((STATIC / page).read_text()) == [], page
     for script in STATIC.glob("*.js"):
         if script.name.startswith("apidocs"):
