@@ -373,7 +373,7 @@ async def lookup_events(request: web.Request) -> web.StreamResponse:
                 growing = await send_new(await follower.resync())
             except (direct.ReadRefused, nats.errors.Error) as exc:
                 _log.info("event stream could not re-read the job", job=job.id, error=str(exc))
-        if not growing or (job.expand and await jobs.grown(bus_reader(request), job)):
+        if not growing or await jobs.grown(bus_reader(request), job) is not None:
             await send("grown", {"reason": "indicators were added to the job: read it again"})
         else:
             await send("done", view.as_json()["indicators"])

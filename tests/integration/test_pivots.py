@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jsonschema
 import nats
 import pytest
 from dnsserver import ZoneServer
@@ -24,6 +25,7 @@ from helpers import (
 )
 
 import services.registry
+from services.gateway import apidocs
 from shared.bus import direct
 from shared.core.natsserver import NatsServer
 from shared.core.settings import Settings
@@ -61,6 +63,13 @@ def dns_settings(tmp_path: Path, nats: NatsServer, zone: ZoneServer, **env: str)
     )
 
 
+def documented(name: str, body: Any) -> None:
+    """``body`` is what the OpenAPI document says ``name`` is."""
+    document = apidocs.openapi()
+    schema = {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
+    jsonschema.Draft202012Validator(schema).validate(body)
+
+
 def pivots_of(job: dict[str, Any], indicator: str) -> set[tuple[str, str, str]]:
     (result,) = [r for r in job["results"] if r["indicator"] == indicator]
     return {(p["value"], p["kind"], p["why"]) for p in result["pivots"]}
@@ -76,6 +85,7 @@ async def test_results_carry_the_pivots_their_provider_declares(
         assert status == 202, created
         job = await wait_job(base, created["id"])
         assert pivots_of(job, "example.com") == PIVOTS_OF_EXAMPLE
+        documented("LookupJob", job)
         # A URL: its host (what DNS was asked about) and what that host's records name
         # (through its CNAME to example.com).
         assert pivots_of(job, "https://www.example.com/a") == PIVOTS_OF_EXAMPLE | {
@@ -126,6 +136,7 @@ async def test_indicators_added_to_a_job_are_looked_up_and_end_its_event_stream(
             json={"indicators": ["mail.example[.]com", "example.com", "not an indicator"]},
         )
         assert status == 200, added
+        documented("IndicatorsAdded", added)
         mail = {"value": "mail.example.com", "kind": "domain", "scope": "public"}
         assert added["added"] == [mail]
         assert added["rejected_total"] == 1
