@@ -9,6 +9,7 @@
 ``lookout watch add|list|remove``   watch lists: indicators looked up again on a schedule
 ``lookout deadletters list [TARGET]``   every target's count, or what TARGET gave up on
 ``lookout deadletters replay TARGET``   deliver it again
+``lookout silence add|list|expire``      silences (see silence_cli)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from services.lookup_cli import EXIT_STATUS as LOOKUP_EXIT_STATUS
 from services.lookup_cli import add_arguments as add_lookup_arguments
 from services.memory_cli import EXIT_STATUS as MEMORY_EXIT_STATUS
 from services.memory_cli import add_history_arguments, add_watch_arguments
+from services.silence_cli import add_arguments as add_silence_arguments
 from shared.core import logging as log
 from shared.core import service
 from shared.core import settings as config
@@ -97,6 +99,10 @@ def _parser() -> argparse.ArgumentParser:
     which = again.add_mutually_exclusive_group(required=True)
     which.add_argument("--id", help="a notification id or dead-letter sequence number")
     which.add_argument("--all", action="store_true", help="every dead letter of TARGET")
+    silence = commands.add_parser(
+        "silence", help="hold matching notifications back for a while: add, list, expire"
+    )
+    add_silence_arguments(silence)
     return parser
 
 
@@ -129,6 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             main = memory_cli.history_main if args.command == "history" else memory_cli.watch_main
             return asyncio.run(main(settings, args))
+        if args.command == "silence":
+            from services import silence_cli
+
+            return asyncio.run(silence_cli.run(settings, args))
     except ConfigError as exc:
         print(f"lookout: configuration error: {exc}", file=sys.stderr)
         return 2

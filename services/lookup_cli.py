@@ -169,11 +169,12 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 2
     wanted = [p.strip() for p in (args.providers or "").split(",") if p.strip()]
-    unknown = [p for p in wanted if catalog.get(p) is None]
+    active = catalog.active_names(settings)
+    unknown = [p for p in wanted if p not in active]
     if unknown:
         print(
-            f"lookout: unknown providers {', '.join(unknown)} "
-            f"(known: {', '.join(catalog.names())})",
+            f"lookout: unknown or turned-off providers {', '.join(unknown)} "
+            f"(known: {', '.join(active)})",
             file=sys.stderr,
         )
         return 2

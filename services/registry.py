@@ -20,6 +20,7 @@ from nats.aio.client import Client as NATS
 from prometheus_client import CollectorRegistry
 
 from shared.bus.connect import connect
+from shared.core import publicurl
 from shared.core.errors import ConfigError
 from shared.core.metrics import metrics_server
 from shared.core.settings import Section, Settings, register_section
@@ -30,23 +31,49 @@ from shared.lookups.metrics import ProviderMetrics
 from shared.lookups.provider import Provider
 from shared.lookups.runner import ProviderRunner
 from shared.relay import config as relay_config
-from shared.relay import sources
+from shared.relay import inbound, sources
 from shared.relay.config import TargetConfig, relay
+from shared.relay.inbound import SourceConfig
 from shared.relay.metrics import SinkMetrics
 from shared.relay.runner import SinkRunner
 from shared.relay.sources import SourceProfile
 from shared.relay.target import Target
 
-PROVIDERS = ("dns", "whois", "emailsec", "virustotal", "abuseipdb")
+PROVIDERS = (
+    "dns",
+    "whois",
+    "emailsec",
+    "virustotal",
+    "abuseipdb",
+    "urlhaus",
+    "threatfox",
+    "malwarebazaar",
+    "otx",
+    "asn",
+    "dnsbl",
+    "internetdb",
+    "tor",
+)
 """Lookup providers, each the package ``services/providers/<name>`` (its ``SPEC`` and
 ``build``), run as ``provider-<name>``; this order is the order of the UI's columns."""
-TARGET_TYPES = ("log", "http", "email", "sms", "slack", "teams", "discord", "pagerduty")
+TARGET_TYPES = ("log", "http", "email", "sms", "slack", "teams", "discord", "pagerduty", "apprise")
 """Target types, each the package ``services/sinks/<type>`` (its ``CONFIG`` and ``build``);
 every configured target runs as ``sink-<target name>``."""
 FALLBACK_TARGET = "log"
 """With no ``[[targets]]`` at all, one target of this type, named after it, is active."""
 SOURCES = {"sqreen": "services.gateway.sqreen"}
-"""Source profiles by source name: the module's ``PROFILE`` (and its ``SECTION``)."""
+"""Source profiles by source name: the module's ``PROFILE`` (and its ``SECTION``), for the
+sources that exist without configuration (``/webhooks/sqreen``); a ``[[sources]]`` entry
+may take such a name only with the source type of the same name."""
+SOURCE_TYPES = {
+    "sqreen": "services.gateway.sources.sqreen",
+    "standard-webhooks": "services.gateway.sources.standard_webhooks",
+    "github": "services.gateway.sources.github",
+    "alertmanager": "services.gateway.sources.alertmanager",
+    "generic": "services.gateway.sources.generic",
+}
+"""Source types of ``[[sources]]`` (``POST /webhooks/<name>``): the module's ``CONFIG`` (its
+Struct, its profile) and ``build`` (the gateway's receiver)."""
 
 
 class TargetModule(Protocol):
@@ -66,6 +93,10 @@ class SourceModule(Protocol):
     SECTION: Section[object]
 
 
+class SourceTypeModule(Protocol):
+    CONFIG: type[SourceConfig]
+
+
 def register() -> None:
     """Register the relay's, the lookups' and the scheduler's configuration and every
     integration of the tables above; idempotent."""
@@ -74,6 +105,8 @@ def register() -> None:
     register_section(relay_config.SECTION)
     register_section(lookups_config.SECTION)
     register_section(scheduler_config.SECTION)
+    register_section(inbound.SECTION)
+    register_section(publicurl.PUBLIC_URL)
     for name in TARGET_TYPES:
         relay_config.register_target_type(
             _target_module(name).CONFIG, fallback=name == FALLBACK_TARGET
@@ -84,6 +117,10 @@ def register() -> None:
         module: SourceModule = importlib.import_module(module_name)
         sources.register(source, module.PROFILE)
         register_section(module.SECTION)
+        inbound.reserve(source, source)  # configurable only as its own type
+    for module_name in SOURCE_TYPES.values():
+        source_type: SourceTypeModule = importlib.import_module(module_name)
+        inbound.register_source_type(source_type.CONFIG)
 
 
 def _target_module(name: str) -> TargetModule:
@@ -103,7 +140,7 @@ def service_names(settings: Settings) -> list[str]:
     return [
         "gateway",
         "scheduler",
-        *(f"provider-{name}" for name in catalog.names()),
+        *(f"provider-{name}" for name in catalog.active_names(settings)),
         *(f"sink-{target.name}" for target in relay(settings).targets),
     ]
 
@@ -163,6 +200,10 @@ def provider_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Aw
     if catalog.get(name) is None:
         known = ", ".join(catalog.names())
         raise ConfigError(f"no provider named {name!r} (providers: {known})")
+    if name not in catalog.active_names(settings):
+        raise ConfigError(
+            f"provider {name!r} is turned off (LOOKOUT_PROVIDERS or [providers.{name}] enabled)"
+        )
 
     async def main(stop: asyncio.Event) -> None:
         provider = _provider_module(name).build(settings)
@@ -196,8 +237,10 @@ def service_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Awa
         return scheduler_main(settings)
     if name == "gateway":
         from services.gateway.app import serve
+        from services.gateway.hooks import configured
 
         settings.check_bind()  # refuse before starting, as a configuration error
+        configured(settings)  # the sources' secrets (files) read, each source's checks
         return lambda stop: serve(settings, stop)
     if name.startswith("provider-"):
         return provider_main(settings, name.removeprefix("provider-"))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from services.gateway import hooks as gateway_hooks
 from services.gateway import state as gateway_state
 from services.registry import build_target, service_names
 from shared.bus.connect import connect
@@ -283,12 +284,15 @@ def check_config(settings: Settings, *, targets: bool = True) -> None:
     (:class:`ConfigError`): a public bind without API tokens, metrics ports past 65535 and,
     with ``targets`` (every target's secrets read), what each target checks when it is
     built (a webhook URL that is not http(s), a malformed routing key…), which would
-    otherwise stop that sink only once it runs. ``lookout services`` checks the same."""
+    otherwise stop that sink only once it runs; and what the gateway checks of the
+    sources (``[[sources]]``: their secrets, the reserved name ``sqreen``).
+    ``lookout services`` checks the same."""
     settings.check_bind()
     _child_envs(settings, {})
     if targets:
         for target in relay(settings).targets:
             build_target(target, settings)  # no I/O: sessions open when the sink starts
+        gateway_hooks.configured(settings)  # no I/O either: the sources' receivers
 
 
 async def supervise(settings: Settings, stop: asyncio.Event) -> int:

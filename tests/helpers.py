@@ -24,10 +24,17 @@ import nats
 from aiohttp import web
 from dnsserver import ZoneServer
 from fakes.abuseipdb import FakeAbuseIpdb
+from fakes.dnszones import cymru_zone, spamhaus_zone
+from fakes.internetdb import FakeInternetDb
+from fakes.malwarebazaar import FakeMalwareBazaar
+from fakes.otx import FakeOtx
 from fakes.rdap import FakeRdapServer, domain_object, network_object
+from fakes.threatfox import FakeThreatFox
+from fakes.torlist import FakeTorList, record
+from fakes.urlhaus import FakeUrlhaus
 from fakes.virustotal import FakeVirusTotal
 from nats.js import JetStreamContext
-from nats.js.errors import NoKeysError
+from nats.js.errors import BucketNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
 from services import registry
@@ -73,6 +80,23 @@ hxxps://login-shop-example[.]com/verify and a beacon to 185.220.101[.]50."""
 EMAIL = "billing@shop-example.com"
 LOGIN = "https://login-shop-example.com/verify"
 IP = "185.220.101.50"
+# A malware sample MalwareBazaar knows (its documentation's get_info example).
+SAMPLE_SHA256 = "094fd325049b8a9cf6d3e5ef2a6d4cc6a567d7d49c35f8bb8dd9e3c6acf3d78d"
+
+
+def reputation_zone() -> str:
+    """Team Cymru's and Spamhaus' zones as documented (tests/fakes/dnszones.py), with the
+    lookup stack's indicators in them: the Tor exit's network (an origin answer in Team
+    Cymru's format, AS64501 as in :func:`rdap_records`), the exit in XBL, the look-alike
+    login domain in DBL as phishing."""
+    origin = "64501 | 185.220.101.0/24 | DE | ripencc | 2017-06-01"
+    name = "64501 | DE | ripencc | 2017-06-01 | TOR-EXIT-NET - Example Exit Network, DE"
+    return (
+        cymru_zone()
+        + f'50.101.220.185.origin.asn.cymru.com. IN TXT "{origin}"\n'
+        + f'AS64501.asn.cymru.com. IN TXT "{name}"\n'
+        + spamhaus_zone(listed={IP: "127.0.0.4", "login-shop-example.com": "127.0.1.4"})
+    )
 
 
 def sqreen_fixture(name: str) -> bytes:
@@ -252,6 +276,22 @@ async def wait_job(base: str, job_id: str, within: float = 20.0, token: str | No
     return result
 
 
+async def provider_job(
+    settings: config.Settings, provider: str, indicators: list[str], within: float = 20.0
+) -> dict[str, dict[str, Any]]:
+    """A gateway and ``provider``'s worker on the bus: a job of ``indicators`` asked of that
+    provider only, waited for; its results by indicator."""
+    async with running_gateway(settings) as base, running_provider(settings, provider):
+        status, created = await api(
+            "POST",
+            f"{base}/api/v1/lookups",
+            json={"indicators": indicators, "providers": [provider]},
+        )
+        assert status == 202, created
+        job = await wait_job(base, created["id"], within=within)
+    return {r["indicator"]: r for r in job["results"]}
+
+
 def http_target(
     url: str,
     extra: str = "",
@@ -413,11 +453,14 @@ async def lookup_stack(
     rdap: dict[str, Any] | None = None,
     **env: str,
 ) -> AsyncIterator[str]:
-    """The gateway and provider services on the bus, against loopback DNS (``zone``), RDAP
-    (``rdap``, else :func:`rdap_records`), VirusTotal and AbuseIPDB; yields the gateway's
-    base URL."""
+    """The gateway and provider services on the bus, against loopback DNS (``zone``, with
+    :func:`reputation_zone`), RDAP (``rdap``, else :func:`rdap_records`), VirusTotal,
+    AbuseIPDB, URLhaus (the login URL, online), ThreatFox (the address, a C2), MalwareBazaar
+    (:data:`SAMPLE_SHA256`), OTX (the address, 2 pulses), InternetDB and the Tor exit list
+    (the stack's address an exit); yields the gateway's base URL once the exit list is in
+    the bus."""
     async with contextlib.AsyncExitStack() as stack:
-        dns = stack.enter_context(ZoneServer(zone))
+        dns = stack.enter_context(ZoneServer(zone + reputation_zone()))
         whois = await stack.enter_async_context(
             FakeRdapServer(rdap if rdap is not None else rdap_records())
         )
@@ -433,6 +476,22 @@ async def lookup_stack(
         abuse = await stack.enter_async_context(
             FakeAbuseIpdb({IP: {"abuseConfidenceScore": 100, "totalReports": 812, "isTor": True}})
         )
+        urlhaus = await stack.enter_async_context(
+            FakeUrlhaus(urls={LOGIN: {**FakeUrlhaus.fixture("url_ok.json"), "url": LOGIN}})
+        )
+        c2 = FakeThreatFox.fixture("search_ioc_docs.json")
+        c2["data"] = [{**c2["data"][0], "ioc": f"{IP}:443"}]
+        threatfox = await stack.enter_async_context(FakeThreatFox(iocs={IP: c2}))
+        bazaar = await stack.enter_async_context(
+            FakeMalwareBazaar(FakeMalwareBazaar.fixture("get_info_ok.json")["data"])
+        )
+        otx = await stack.enter_async_context(
+            FakeOtx({("IPv4", IP): {**FakeOtx.fixture("ipv4_general.json"), "indicator": IP}})
+        )
+        idb = await stack.enter_async_context(
+            FakeInternetDb({IP: {"tags": ["tor", "self-signed"], "vulns": []}})
+        )
+        tor = await stack.enter_async_context(FakeTorList(record(IP)))
         settings = make_settings(
             tmp_path,
             nats_server.url,
@@ -444,10 +503,32 @@ async def lookup_stack(
                 "VIRUSTOTAL_URL": vt.base_url,
                 "ABUSEIPDB_API_KEY": abuse.api_key,
                 "ABUSEIPDB_URL": abuse.base_url,
+                "ABUSECH_API_KEY": urlhaus.api_key,
+                "URLHAUS_URL": urlhaus.base_url,
+                "THREATFOX_URL": threatfox.base_url,
+                "MALWAREBAZAAR_URL": bazaar.base_url,
+                "OTX_API_KEY": otx.api_key,
+                "OTX_URL": otx.base_url,
+                "INTERNETDB_URL": idb.base_url,
+                "TOR_EXIT_LIST_URL": tor.url,
                 **env,
             },
         )
         base = await stack.enter_async_context(running_gateway(settings))
         for name in providers:
             await stack.enter_async_context(running_provider(settings, name))
+        if "tor" in providers:  # its exit list in the bus before the first lookup
+            await wait_for(lambda: tor_list_loaded(nats_server.url))
         yield base
+
+
+async def tor_list_loaded(url: str) -> bool:
+    """Whether the tor provider's exit list is in the bus (its first download done)."""
+    from services.providers.tor import store
+
+    async with jetstream(url) as js:
+        try:
+            kv = await js.key_value(store.BUCKET)
+        except BucketNotFoundError:
+            return False
+        return await store.meta(kv) is not None

@@ -15,7 +15,16 @@ from collections.abc import Awaitable, Callable
 import nats.errors
 from aiohttp import web
 
-from services.gateway import additions, deadletters_api, lookups, memory, notifications, ui
+from services.gateway import (
+    additions,
+    deadletters_api,
+    lookups,
+    memory,
+    notifications,
+    silences_api,
+    targets_api,
+    ui,
+)
 from services.gateway.answers import api_error
 from services.gateway.apilimit import API_LIMITER, too_many
 from services.gateway.state import SETTINGS
@@ -105,4 +114,6 @@ def api_app() -> web.Application:
     notifications.add_routes(app)
     deadletters_api.add_routes(app)
     memory.add_routes(app)
+    targets_api.add_routes(app)
+    silences_api.add_routes(app)
     return app

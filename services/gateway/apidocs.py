@@ -33,11 +33,14 @@ from aiohttp import web
 from services.gateway import (  # additions: documented with the lookups (lookups.DOCS)
     additions,  # noqa: F401
     deadletters_api,
+    hooks,
     hosts,
     lookups,
     memory,
     notifications,
     ops,
+    silences_api,
+    targets_api,
     ui,
     webhook,
 )
@@ -66,10 +69,13 @@ _DOCS_HEADERS: Final = {
 DOCS = Operations("documentation", "These documents (public).")
 ROUTE_MODULES: Final[tuple[Operations, ...]] = (
     webhook.DOCS,
+    hooks.DOCS,
     lookups.DOCS,
     notifications.DOCS,
     deadletters_api.DOCS,
     memory.DOCS,
+    targets_api.DOCS,
+    silences_api.DOCS,
     ops.DOCS,
     DOCS,
 )

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from services.gateway import apidocs, hardening, hosts, ops, sqreen, ui, webhook
+from services.gateway import apidocs, hardening, hooks, hosts, ops, sqreen, ui, webhook
 from services.gateway.api import api_app
 from services.gateway.state import BUS, METRICS, SETTINGS, Bus, Metrics
 from services.gateway.stored import OUTCOME, Outcome
@@ -57,8 +57,12 @@ def create_app(settings: Settings) -> web.Application:
     hardening.setup(app)  # security headers on every response, /api rate limiter
     hosts.setup(app, settings)  # the Host check (DNS rebinding); not on the webhook route
     app[OUTCOME] = Outcome(settings, app[METRICS])
-    sqreen_webhook = webhook.SqreenWebhook(settings, app[BUS], app[METRICS], app[OUTCOME])
-    app.router.add_post(webhook.PATH, sqreen_webhook.handle)
+    sqreen_webhook = webhook.SqreenWebhook(
+        settings, app[BUS], app[METRICS], app[OUTCOME], hooks.sqreen_secrets(settings)
+    )
+    app.router.add_post(webhook.PATH, sqreen_webhook.handle)  # first: before /webhooks/{name}
+    sources = hooks.SourceWebhooks(settings, app[BUS], app[METRICS], app[OUTCOME])
+    app.router.add_post(hooks.PATH, sources.handle)
     ops.add_routes(app)  # /healthz, /readyz, /metrics
     ui.setup(app)
     apidocs.setup(app)
@@ -71,7 +75,8 @@ def create_app(settings: Settings) -> web.Application:
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     settings.check_bind()
-    if not sqreen.secrets(settings):
+    configured = hooks.sqreen_secrets(settings)
+    if not (sqreen.secrets(settings) if configured is None else configured):
         _log.warning("SQREEN_WEBHOOK_SECRET is not set: /webhooks/sqreen answers 503")
     runner = web.AppRunner(create_app(settings), access_log=None, handle_signals=False)
     await runner.setup()

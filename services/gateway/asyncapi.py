@@ -310,8 +310,11 @@ def _channels() -> JSON:
             streams.NOTIFICATIONS,
             {
                 "source": {
-                    "description": "Who sent it: a lower-case token ([a-z0-9_-]).",
-                    "examples": ["sqreen"],
+                    "description": (
+                        "Who sent it: a lower-case token ([a-z0-9_-]); for a configured "
+                        "source (`[[sources]]`), its name."
+                    ),
+                    "examples": ["sqreen", "github"],
                 },
                 "type": {
                     "description": "Its type: a lower-case token ([a-z0-9_-]).",
@@ -394,8 +397,9 @@ def _operations() -> JSON:
             "Notification",
             "gateway",
             "Publish a verified notification",
-            "The Sqreen webhook and `POST /api/v1/notifications` publish, and answer 2xx "
-            "only after the JetStream ack. Any other system may publish here too.",
+            "The webhooks (`/webhooks/sqreen`, `/webhooks/<name>` of each configured "
+            "source) and `POST /api/v1/notifications` publish, and answer 2xx only after "
+            "the JetStream ack. Any other system may publish here too.",
         ),
         "sinkReceiveNotification": _operation(
             "receive",
@@ -406,6 +410,17 @@ def _operations() -> JSON:
             "Pulled from the durable consumer `sink-<target>`; acknowledged after the target "
             "accepted it, after it was dead-lettered, or at once when the route does not "
             "match. Retries are negative acknowledgements with a delay.",
+        ),
+        "sinkSendOperational": _operation(
+            "send",
+            "notification",
+            "Notification",
+            "sink",
+            "Tell a target's on_failure target",
+            "`notification.lookout.target_paused`, `.target_resumed` and `.dead_lettered` "
+            "(source `lookout`; `data.to` names the `on_failure` target, whose sink alone "
+            "delivers it, whatever its route; `data.target` the target it is about), when a "
+            "target with `on_failure` is paused, resumed, or dead-letters a notification.",
         ),
         "cliSendReplay": _operation(
             "send",

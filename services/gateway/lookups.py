@@ -82,7 +82,8 @@ _MALFORMED_MULTIPART = upload.MALFORMED_MULTIPART
         "createLookup",
         "Submit indicators for lookup",
         "Indicators are refanged, normalised, deduplicated and classified (ipv4, ipv6, "
-        "domain, url, email); one lookup request per indicator is published and answered "
+        "domain, url, email, hash: an MD5, SHA-1 or SHA-256 in hex, normalised to lower case "
+        "with `data.algorithm`); one lookup request per indicator is published and answered "
         "by every provider of its kind. Input that is not an indicator is listed in "
         "`rejected` with a reason; the job is refused only when nothing could be read, with "
         "more than `LOOKOUT_MAX_INDICATORS` indicators, or with unknown providers. The job "
@@ -145,10 +146,13 @@ async def create_lookup(request: web.Request, request_id: str) -> web.Response:
             parsed = indicators.parse_items(options.indicators)
         else:
             parsed = indicators.extract(options.text or "")
-    unknown = [p for p in options.providers if catalog.get(p) is None]
+    active = catalog.active_names(settings)
+    unknown = [p for p in options.providers if p not in active]
     if unknown:
+        off = [p for p in unknown if catalog.get(p) is not None]
+        why = f" ({', '.join(off)}: turned off by the configuration)" if off else ""
         return api_error(
-            400, f"unknown providers: {', '.join(unknown)}", providers=list(catalog.names())
+            400, f"unknown providers: {', '.join(unknown)}{why}", providers=list(active)
         )
     rejected, rejected_total = jobs.rejected_items(parsed)
     if not parsed.indicators:
@@ -190,9 +194,7 @@ async def create_lookup(request: web.Request, request_id: str) -> web.Response:
         202,
         {
             "id": job.id,
-            "indicators": [
-                {"value": i.value, "kind": i.kind, "scope": i.scope} for i in job.indicators
-            ],
+            "indicators": [jobs.indicator_json(i) for i in job.indicators],
             "rejected": rejected,
             "rejected_total": rejected_total,
             "providers": job.providers,
@@ -393,8 +395,8 @@ async def lookup_events(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def provider_list() -> list[dict[str, Any]]:
-    """Every provider the launcher registered, in column order: its name, how people call
+def provider_list(settings: Settings) -> list[dict[str, Any]]:
+    """Every provider the launcher registered that is on, in column order: its name, how people call
     it, the indicator kinds it answers for (in the order of ``indicators.Kind``), how its
     results' details are laid out and its links per kind (see shared.lookups.display)."""
     order = get_args(indicators.Kind)
@@ -406,7 +408,7 @@ def provider_list() -> list[dict[str, Any]]:
             "details": spec.details.as_json(),
             "links": {kind: spec.links[kind] for kind in order if kind in spec.links},
         }
-        for spec in catalog.specs()
+        for spec in catalog.active(settings)
     ]
 
 
@@ -502,15 +504,17 @@ def _provider_schemas() -> dict[str, JSON]:
     DOCS.api(
         "listProviders",
         "The lookup providers",
-        "Every provider lookout runs, in the order of the web UI's columns: its name (for "
-        "`providers` of `POST /api/v1/lookups`), how people call it, the indicator kinds it "
-        "answers for, how its results' details are laid out and its links per kind.",
+        "Every provider lookout runs (those turned off by `LOOKOUT_PROVIDERS` or "
+        "`[providers.<name>] enabled = false` are not listed), in the order of the web "
+        "UI's columns: its name (for `providers` of `POST /api/v1/lookups`), how people "
+        "call it, the indicator kinds it answers for, how its results' details are laid "
+        "out and its links per kind.",
         {"200": answer("The providers.", "Providers")},
     ),
 )
-async def list_providers(_request: web.Request) -> web.Response:
+async def list_providers(request: web.Request) -> web.Response:
     """``GET /api/v1/providers``: the providers, for the web UI's columns and any client."""
-    return api_json(200, {"providers": provider_list()})
+    return api_json(200, {"providers": provider_list(request.config_dict[SETTINGS])})
 
 
 def add_routes(app: web.Application) -> None:
@@ -533,6 +537,11 @@ def _schemas() -> dict[str, JSON]:
     components["LookupResult"]["properties"]["provider"].update(PROVIDER)
     components["JobIndicator"]["properties"]["kind"]["enum"] = KINDS
     components["JobIndicator"]["properties"]["scope"]["enum"] = list(get_args(indicators.Scope))
+    components["JobIndicator"]["properties"]["data"] = {
+        "type": "object",
+        "description": "A hash only: `algorithm`, one of `md5`, `sha1`, `sha256`.",
+        "properties": {"algorithm": {"enum": ["md5", "sha1", "sha256"]}},
+    }
     return {
         **components,
         "LookupError": {

@@ -68,6 +68,19 @@ class GatewayMetrics:
             ["route", "method", "status"],
             registry=r,
         )
+        self.target_paused = prom.Gauge(
+            "lookout_target_paused",
+            "1 while the target is paused (consecutive failures or 410 Gone), else 0; read "
+            "from the sinks' shared health records at each scrape",
+            ["target"],
+            registry=r,
+        )
+        self.target_failures = prom.Gauge(
+            "lookout_target_consecutive_failures",
+            "Failed deliveries to the target since its last success (as the sinks share it)",
+            ["target"],
+            registry=r,
+        )
         self.api_seconds = prom.Histogram(
             "lookout_api_request_seconds",
             "API request latency by route",

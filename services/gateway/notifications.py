@@ -4,8 +4,11 @@ documented beside its handler (:data:`DOCS`)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import weakref
+from collections.abc import Mapping
 from typing import Any, Final, get_args
 
 import msgspec
@@ -14,6 +17,7 @@ from aiohttp import web
 from services.gateway import hardening
 from services.gateway.answers import (
     api_json,
+    bus_js,
     bus_publisher,
     bus_reader,
     query_limit,
@@ -29,7 +33,7 @@ from services.gateway.apispec import (
     json_content,
     ref,
 )
-from services.gateway.state import SETTINGS
+from services.gateway.state import BUS, SETTINGS, Bus
 from services.gateway.stored import OUTCOME
 from shared.bus import direct, messages
 from shared.bus.publish import PublishAck
@@ -40,6 +44,10 @@ from shared.relay.schemas import Notification
 
 DEFAULT_LIST = 50
 MAX_LIST = 500
+MIN_WINDOW = 2000
+"""A listing reads at least this many of the newest delivery records (more for a large
+``limit`` or many targets: twice one record per target for each notification asked for)."""
+REFETCH_AT_ONCE = 32
 
 DOCS = Operations("notifications", "Alerts from any system; delivery state.")
 DELIVERY_STATES: Final[list[str]] = list(get_args(status.State))
@@ -49,12 +57,7 @@ SUBJECT_PART_PATTERN: Final = "^[a-z0-9-]([a-z0-9_-]{0,62}[a-z0-9-])?$"
 """What :func:`shared.relay.schemas.subject_token` leaves unchanged: ``source`` and ``type``."""
 
 
-async def _statuses(request: web.Request, prefix: str = ">") -> list[status.DeliveryStatus]:
-    """The delivery records under ``prefix`` in ``delivery_status``, read in pages of direct
-    gets: a read makes no consumer (see shared.bus.direct)."""
-    stored = await bus_reader(request).scan(
-        direct.kv_stream(streams.STATUS_BUCKET), direct.kv_subject(streams.STATUS_BUCKET, prefix)
-    )
+def _decoded(stored: list[direct.Stored]) -> list[status.DeliveryStatus]:
     found: list[status.DeliveryStatus] = []
     for msg in stored:
         if msg.data and not msg.removed:
@@ -63,7 +66,78 @@ async def _statuses(request: web.Request, prefix: str = ">") -> list[status.Deli
     return found
 
 
-def _group(records: list[status.DeliveryStatus], targets: list[str]) -> list[dict[str, Any]]:
+_STARTED: weakref.WeakKeyDictionary[Bus, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
+async def _targets(request: web.Request) -> dict[str, str | None]:
+    """Every configured target and since when it exists: its durable consumer's creation
+    time (it takes the notifications stored from then on, ``DeliverPolicy.NEW``), read once
+    per gateway (None when it cannot be read now: its records say ``pending``)."""
+    names = [t.name for t in relay(request.config_dict[SETTINGS]).targets]
+    the_bus = request.config_dict[BUS]
+    known = _STARTED.setdefault(the_bus, {})
+    js = the_bus.js
+    for name in names:
+        if name in known or js is None:
+            continue
+        with contextlib.suppress(Exception):  # best effort: the listing never fails for it
+            info = await js.consumer_info(streams.NOTIFICATIONS, streams.sink_durable(name))
+            created = status.utc_text(info.created)
+            if created is not None:
+                known[name] = created
+    return {name: known.get(name) for name in names}
+
+
+async def _statuses(request: web.Request, prefix: str = ">") -> list[status.DeliveryStatus]:
+    """The delivery records under ``prefix`` in ``delivery_status``, read in pages of direct
+    gets: a read makes no consumer (see shared.bus.direct)."""
+    stored = await bus_reader(request).scan(
+        direct.kv_stream(streams.STATUS_BUCKET), direct.kv_subject(streams.STATUS_BUCKET, prefix)
+    )
+    return _decoded(stored)
+
+
+async def _recent(request: web.Request, window: int) -> tuple[list[status.DeliveryStatus], bool]:
+    """The newest ``window`` delivery records (every one when there are no more), and whether
+    that is all of them: never the whole bucket. The bucket's stream keeps one message per
+    key, in the order they were last written, so the newest records are its last messages;
+    where they start is found by bisection (:meth:`direct.Reader.start_of_newest`)."""
+    reader = bus_reader(request)
+    stream = direct.kv_stream(streams.STATUS_BUCKET)
+    subjects = direct.kv_subject(streams.STATUS_BUCKET, ">")
+    first = await reader.page(stream, subjects, 1, batch=1)
+    if not first.messages:
+        return [], True
+    start = first.messages[0].seq
+    if first.pending is None or first.pending + 1 <= window:  # all of them (or an old server)
+        return _decoded(await reader.scan(stream, subjects, start)), True
+    last = (await bus_js(request).stream_info(stream)).state.last_seq
+    start = await reader.start_of_newest(stream, subjects, window, start, last)
+    return _decoded(await reader.scan(stream, subjects, start)), False
+
+
+async def _whole(
+    request: web.Request,
+    items: list[dict[str, Any]],
+    targets: Mapping[str, str | None],
+) -> list[dict[str, Any]]:
+    """``items`` with every delivery record of each (those older than the records read
+    included), a few requests at a time."""
+    gate = asyncio.Semaphore(REFETCH_AT_ONCE)
+
+    async def whole(item: dict[str, Any]) -> dict[str, Any]:
+        async with gate:
+            prefix = f"{status.notification_key(item['id'])}.>"
+            found = _group(await _statuses(request, prefix), targets)
+        same = [i for i in found if i["source"] == item["source"] and i["id"] == item["id"]]
+        return same[0] if same else item
+
+    return list(await asyncio.gather(*(whole(item) for item in items)))
+
+
+def _group(
+    records: list[status.DeliveryStatus], targets: Mapping[str, str | None]
+) -> list[dict[str, Any]]:
     grouped: dict[tuple[str, str], dict[str, Any]] = {}
     for r in records:
         item = grouped.setdefault(
@@ -94,13 +168,27 @@ def _group(records: list[status.DeliveryStatus], targets: list[str]) -> list[dic
             "last_error": r.last_error,
             "next_attempt_at": r.next_attempt_at,
             "updated_at": r.updated_at,
+            "attempt_log": r.attempt_log,
         }
+        if r.silence_id is not None:
+            item["targets"][r.target]["silence_id"] = r.silence_id
     for item in grouped.values():
-        for name in targets:
-            item["targets"].setdefault(name, {"state": "pending", "attempts": 0})
+        received = item["received_at"]
+        for name, since in targets.items():
+            # A target made after the notification arrived never gets it (its consumer
+            # starts with what comes next): not applicable, rather than pending for ever.
+            late = since is not None and received is not None and received < since
+            item["targets"].setdefault(
+                name, {"state": "not_applicable" if late else "pending", "attempts": 0}
+            )
         states = {t["state"] for t in item["targets"].values()}
         item["state"] = next(
-            (s for s in ("dead", "retrying", "pending", "delivered") if s in states), "skipped"
+            (
+                s
+                for s in ("dead", "retrying", "paused", "pending", "delivered", "silenced")
+                if s in states
+            ),
+            "skipped" if "skipped" in states else "not_applicable",
         )
     # Newest first by arrival (the sender's timestamp for records from before it was kept).
     return sorted(grouped.values(), key=lambda i: i["received_at"] or i["timestamp"], reverse=True)
@@ -111,10 +199,17 @@ def _group(records: list[status.DeliveryStatus], targets: list[str]) -> list[dic
     DOCS.api(
         "listNotifications",
         "Recent notifications and their delivery state per target",
-        "Newest first, from the delivery records the sinks keep (7 days).",
+        "Newest first, from the delivery records the sinks keep (7 days): among the "
+        "notifications of the newest records (at least "
+        f"{MIN_WINDOW}, twice one per target for each notification asked for), never the "
+        "whole bucket; `partial` says older records were left unread (`total` is then the "
+        "count among those read).",
         {
             "200": answer("The notifications.", "NotificationList"),
-            "400": answer(f"`limit` is not a whole number from 1 to {MAX_LIST}."),
+            "400": answer(
+                f"`limit` is not a whole number from 1 to {MAX_LIST}, or `state` is not a "
+                "delivery state."
+            ),
         },
         parameters=[
             {
@@ -140,13 +235,24 @@ def _group(records: list[status.DeliveryStatus], targets: list[str]) -> list[dic
     ),
 )
 async def list_notifications(request: web.Request) -> web.Response:
-    settings = request.config_dict[SETTINGS]
     limit = query_limit(request, DEFAULT_LIST, MAX_LIST)
     wanted_state = request.query.get("state")
-    items = _group(await _statuses(request), [t.name for t in relay(settings).targets])
+    if wanted_state is not None and wanted_state not in DELIVERY_STATES:
+        return api_json(400, {"error": f"state must be one of {', '.join(DELIVERY_STATES)}"})
+    targets = await _targets(request)
+    window = max(MIN_WINDOW, 2 * limit * max(1, len(targets)))
+    records, complete = await _recent(request, window)
+    items = _group(records, targets)
     if wanted_state:
         items = [i for i in items if i["state"] == wanted_state]
-    return api_json(200, {"notifications": items[:limit], "total": len(items)})
+    total = len(items)
+    shown = items[:limit]
+    if not complete:
+        # The oldest of those read may have records older still (another target's).
+        shown = await _whole(request, shown, targets)
+        if wanted_state:
+            shown = [i for i in shown if i["state"] == wanted_state]
+    return api_json(200, {"notifications": shown, "total": total, "partial": not complete})
 
 
 @DOCS.get(
@@ -176,10 +282,9 @@ async def list_notifications(request: web.Request) -> web.Response:
     ),
 )
 async def get_notification(request: web.Request) -> web.Response:
-    settings = request.config_dict[SETTINGS]
     notification_id = request.match_info["id"]
     prefix = f"{status.notification_key(notification_id)}.>"
-    items = _group(await _statuses(request, prefix), [t.name for t in relay(settings).targets])
+    items = _group(await _statuses(request, prefix), await _targets(request))
     items = [i for i in items if i["id"] == notification_id]
     if not items:
         return api_json(404, {"error": "no delivery recorded for that notification yet"})
@@ -335,7 +440,12 @@ def _schemas() -> dict[str, JSON]:
             "description": (
                 "What one target did with a notification: `pending` (configured, nothing "
                 "reported yet), `skipped` (its route does not match), `delivered`, "
-                "`retrying` (see `last_error`, `next_attempt_at`), `dead` (dead-lettered)."
+                "`retrying` (see `last_error`, `next_attempt_at`), `paused` (waiting while "
+                "its target is paused; `next_attempt_at` is the next probe), `dead` "
+                "(dead-lettered), `silenced` (a silence held it back: acknowledged, not "
+                "sent, never dead-lettered; `silence_id` says which), `not_applicable` (the "
+                "target was made after the notification arrived: it never gets it). "
+                "`attempt_log`: its newest calls to the target."
             ),
             "type": "object",
             "properties": {
@@ -344,14 +454,35 @@ def _schemas() -> dict[str, JSON]:
                 "last_error": {"type": ["string", "null"]},
                 "next_attempt_at": {"type": ["string", "null"]},
                 "updated_at": {"type": "string"},
+                "attempt_log": {"type": "array", "items": ref("Attempt"), "maxItems": 20},
+                "silence_id": {"type": "string"},
             },
             "required": ["state", "attempts"],
+        },
+        "Attempt": {
+            "title": "Attempt",
+            "description": (
+                "One call to the target: when (`at`, UTC), its `outcome` (`delivered`; "
+                "`failed`: retried, or waiting while the target is paused; `refused`: "
+                "permanent), the HTTP `status` of the service's answer when it has one, "
+                "`ms` how long the call took, and the start of the `error`."
+            ),
+            "type": "object",
+            "properties": {
+                "at": {"type": "string"},
+                "outcome": {"enum": ["delivered", "failed", "refused"]},
+                "status": {"type": ["integer", "null"]},
+                "ms": {"type": "number", "minimum": 0},
+                "error": {"type": ["string", "null"], "maxLength": 200},
+            },
+            "required": ["at", "outcome", "ms"],
         },
         "NotificationState": {
             "title": "NotificationState",
             "description": (
                 "A notification and its state per target; `state` is the worst of its "
-                "targets' (dead, retrying, pending, delivered, skipped)."
+                "targets' (dead, retrying, paused, pending, delivered, silenced, skipped, "
+                "not_applicable)."
             ),
             "type": "object",
             "properties": {
@@ -385,14 +516,22 @@ def _schemas() -> dict[str, JSON]:
         "NotificationList": {
             "title": "NotificationList",
             "description": (
-                "Newest first (by `received_at`); `total` counts every match before `limit`."
+                "Newest first (by `received_at`); `total` counts every match before `limit` "
+                "(among the delivery records read: see `partial`)."
             ),
             "type": "object",
             "properties": {
                 "notifications": {"type": "array", "items": ref("NotificationState")},
                 "total": {"type": "integer", "minimum": 0},
+                "partial": {
+                    "type": "boolean",
+                    "description": (
+                        "Older delivery records were left unread: `total` counts the "
+                        "matches among the newest ones."
+                    ),
+                },
             },
-            "required": ["notifications", "total"],
+            "required": ["notifications", "total", "partial"],
         },
         "NotificationsWithId": {
             "title": "NotificationsWithId",

@@ -8,9 +8,13 @@ import prometheus_client as prom
 from aiohttp import web
 
 from services.gateway import state as gateway_state
+from services.gateway import targets_api
 from services.gateway.answers import api_error, api_json
 from services.gateway.apispec import JSON, Operations, answer, json_content
-from services.gateway.state import BUS, METRICS
+from services.gateway.state import BUS, METRICS, SETTINGS
+from shared.core import logging as log
+
+_log = log.get("gateway")
 
 DOCS = Operations("operations", "Health, readiness, metrics.")
 
@@ -81,8 +85,26 @@ async def readyz(request: web.Request) -> web.Response:
     ),
 )
 async def metrics_endpoint(request: web.Request) -> web.Response:
+    await _target_health(request)
     body = prom.generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": prom.CONTENT_TYPE_LATEST})
+
+
+async def _target_health(request: web.Request) -> None:
+    """The targets' paused gauges, from the sinks' shared health records (left as they
+    were when the bus does not answer)."""
+    the_bus = request.app[BUS]
+    if not the_bus.usable or the_bus.reader is None:
+        return
+    try:
+        records = await targets_api.healths(the_bus.reader)
+    except Exception as exc:
+        _log.debug("target health not read for /metrics", error=str(exc) or repr(exc))
+        return
+    metrics = request.app[METRICS]
+    for item in targets_api.describe(request.app[SETTINGS], records):
+        metrics.target_paused.labels(item["name"]).set(1 if item["state"] == "paused" else 0)
+        metrics.target_failures.labels(item["name"]).set(item["consecutive_failures"])
 
 
 def add_routes(app: web.Application) -> None:

@@ -22,6 +22,7 @@ from shared.core import logging as log
 from shared.core.natsurl import safe_url
 from shared.core.settings import Settings
 from shared.lookups import streams as lookup_streams
+from shared.relay import silences
 from shared.relay import streams as relay_streams
 
 _log = log.get("gateway")
@@ -54,6 +55,7 @@ READ_STREAMS = (
     KV_STREAM.format(bucket=lookup_streams.WATCHES_BUCKET),
     lookup_streams.RECENT_LOOKUPS,
     KV_STREAM.format(bucket=relay_streams.STATUS_BUCKET),
+    KV_STREAM.format(bucket=silences.BUCKET),
     relay_streams.DEADLETTERS,
 )
 """The streams the gateway reads with direct gets (shared.bus.direct)."""

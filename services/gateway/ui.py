@@ -83,10 +83,12 @@ PAGE_HEADERS = {
 
 
 class Session(msgspec.Struct, frozen=True):
-    """What the bucket keeps of a session: its CSRF token and when it ends (Unix time)."""
+    """What the bucket keeps of a session: its CSRF token, when it ends (Unix time) and
+    which API token logged it in (its index; None in sessions from before it was kept)."""
 
     csrf: str
     expires: float
+    token: int | None = None
 
 
 class SessionStoreUnavailable(Exception):
@@ -126,10 +128,12 @@ class Sessions:
                 raise SessionStoreUnavailable from exc
         return self._kv
 
-    async def create(self) -> tuple[str, Session]:
+    async def create(self, token: int | None = None) -> tuple[str, Session]:
         kv = await self._bucket()
         session_id = secrets.token_urlsafe(32)
-        session = Session(csrf=secrets.token_urlsafe(32), expires=time.time() + self.ttl)
+        session = Session(
+            csrf=secrets.token_urlsafe(32), expires=time.time() + self.ttl, token=token
+        )
         try:
             await kv.put(session_key(session_id), _encode_session(session))
         except Exception as exc:
@@ -267,7 +271,14 @@ def _load(name: str) -> _File:
 
 STATIC = web.AppKey("ui_static", dict[str, _File])
 TEMPLATES = web.AppKey("ui_templates", dict[str, str])
-PAGES = ("index.html", "notifications.html", "login.html", "indicator.html", "watches.html")
+PAGES = (
+    "index.html",
+    "notifications.html",
+    "silences.html",
+    "login.html",
+    "indicator.html",
+    "watches.html",
+)
 ASSETS = (
     "app.css",
     "theme.js",
@@ -275,6 +286,7 @@ ASSETS = (
     "lookup.js",
     "render.js",
     "notifications.js",
+    "silences.js",
     "login.js",
     "indicator.js",
     "watches.js",
@@ -358,7 +370,7 @@ def _next(request: web.Request) -> str:
     if request.path == "/login":
         wanted = request.query.get("next", "/")
         return wanted if _safe_next(wanted) else "/"
-    return request.path
+    return request.path_qs if _safe_next(request.path_qs) else request.path
 
 
 def _safe_next(value: str) -> bool:
@@ -431,7 +443,8 @@ async def login(request: web.Request) -> web.StreamResponse:
     wait = throttle.check(client)
     if wait > 0:  # the token is not even looked at: a guess cannot be confirmed
         return _locked_out(request, wait, wanted)
-    if token_index(settings, token) is None:
+    index = token_index(settings, token)
+    if index is None:
         lockout = throttle.failed(client)
         if lockout > 0:
             _log.warning("ui login failed, client locked out", remote=request.remote, s=lockout)
@@ -441,7 +454,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         return _login_page(request, 401, "That token is not valid.", wanted)
     throttle.succeeded(client)
     try:
-        session_id, _ = await request.app[SESSIONS].create()
+        session_id, _ = await request.app[SESSIONS].create(index)
     except SessionStoreUnavailable:
         _log.warning("ui login failed: message bus unavailable", remote=request.remote)
         return _unavailable()
@@ -497,12 +510,12 @@ async def logout(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _provider_choices() -> str:
-    """One checked box per provider the launcher registered, in column order."""
+def _provider_choices(settings: Settings) -> str:
+    """One checked box per provider the launcher registered that is on, in column order."""
     return "\n".join(
         '<label class="check"><input type="checkbox" name="provider" '
         f'value="{html.escape(spec.name)}" checked> {html.escape(spec.label)}</label>'
-        for spec in catalog.specs()
+        for spec in catalog.active(settings)
     )
 
 
@@ -513,7 +526,7 @@ def setup(app: web.Application) -> None:
     app[TEMPLATES] = {name: (STATIC_DIR / name).read_text("utf-8") for name in PAGES}
     # The lookup form's provider choices, from the catalog (the same for every request).
     app[TEMPLATES]["index.html"] = app[TEMPLATES]["index.html"].replace(
-        "{{providers}}", _provider_choices()
+        "{{providers}}", _provider_choices(app[SETTINGS])
     )
     app[STATIC] = {name: _load(name) for name in ASSETS}
     # Browser-readable answers: behind the Host check (DNS rebinding, see hosts).
@@ -522,6 +535,7 @@ def setup(app: web.Application) -> None:
     # An indicator's history (its value is read by indicator.js from the path) and watches.
     app.router.add_get("/indicator/{value:.+}", hosts.guarded(_page("indicator.html")))
     app.router.add_get("/watches", hosts.guarded(_page("watches.html")))
+    app.router.add_get("/silences", hosts.guarded(_page("silences.html")))
     app.router.add_get("/login", hosts.guarded(login_form))
     app.router.add_post("/login", hosts.guarded(login))
     app.router.add_post("/logout", hosts.guarded(logout))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 
 from aiohttp import web
 
@@ -35,6 +36,7 @@ from shared.bus import messages
 from shared.bus.publish import PublishAck
 from shared.core import jsondata, requestid
 from shared.core import logging as log
+from shared.core.secrets import Secret
 from shared.core.settings import Settings
 from shared.relay import schemas
 
@@ -56,11 +58,18 @@ class SqreenWebhook:
     """The ``POST /webhooks/sqreen`` handler (:meth:`handle`) of one gateway app."""
 
     def __init__(
-        self, settings: Settings, the_bus: Bus, metrics: Metrics, outcome: Outcome
+        self,
+        settings: Settings,
+        the_bus: Bus,
+        metrics: Metrics,
+        outcome: Outcome,
+        secrets: Sequence[Secret] | None = None,
     ) -> None:
+        """``secrets``: the webhook secrets of a ``[[sources]]`` entry named ``sqreen``
+        (None: ``SQREEN_WEBHOOK_SECRET``)."""
         self._bus = the_bus
         self._metrics = metrics
-        self._keys = sqreen.keys(sqreen.secrets(settings))
+        self._keys = sqreen.keys(sqreen.secrets(settings) if secrets is None else secrets)
         self._max_body = settings.max_body_bytes
         self._too_large = hardening.too_large_reason(settings.max_body_bytes)
         self._max_messages = settings.max_messages

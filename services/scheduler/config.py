@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.core import env
+from shared.core.publicurl import public_url
 from shared.core.settings import Section, Settings
 
 
@@ -24,19 +25,10 @@ class SchedulerSettings:
         return 3 * self.tick + 1.0
 
 
-def _default_url(settings: Settings) -> str:
-    host = settings.http_host
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{settings.http_port}"
-
-
 def _load(settings: Settings) -> SchedulerSettings:
     return SchedulerSettings(
         tick=env.number(settings.env, "LOOKOUT_SCHEDULER_TICK", 5.0, 0.05, 60.0),
-        public_url=env.base_url(settings.env, "LOOKOUT_PUBLIC_URL", None) or _default_url(settings),
+        public_url=public_url(settings),
     )
 
 

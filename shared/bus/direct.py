@@ -246,14 +246,9 @@ class Reader:
         low = first.messages[0].seq  # at least `limit` messages from here on
         if total > limit:
             last = await self.last(stream, subject)
-            high = last.seq if last is not None else low
-            while low < high:
-                middle = (low + high + 1) // 2
-                probe = await self.page(stream, subject, middle, batch=1)
-                if probe.messages and (probe.pending or 0) + 1 >= limit:
-                    low = max(middle, probe.messages[0].seq)
-                else:
-                    high = middle - 1
+            low = await self.start_of_newest(
+                stream, subject, limit, low, last.seq if last is not None else low
+            )
         found: list[Stored] = []
         seq = low
         while len(found) < limit:
@@ -263,6 +258,22 @@ class Reader:
                 break
             seq = page.messages[-1].seq + 1
         return found[::-1][:limit], total
+
+    async def start_of_newest(
+        self, stream: str, subjects: str, count: int, low: int, high: int
+    ) -> int:
+        """The sequence from which ``count`` messages match ``subjects`` (wildcards allowed),
+        given ``low`` from which at least that many do and the stream's last sequence
+        ``high``: a bisection on ``Nats-Num-Pending`` of one-message pages (about
+        log2(high - low) small requests)."""
+        while low < high:
+            middle = (low + high + 1) // 2
+            probe = await self.page(stream, subjects, middle, batch=1)
+            if probe.messages and (probe.pending or 0) + 1 >= count:
+                low = max(middle, probe.messages[0].seq)
+            else:
+                high = middle - 1
+        return low
 
     async def probe(self, stream: str) -> None:
         """:class:`ReadRefused` unless the stream answers a direct get (a 404 will do)."""

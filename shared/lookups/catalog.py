@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.core.settings import Section, register_section
+from shared.core.settings import Section, Settings, register_section
 from shared.lookups import display, pivots
-from shared.lookups.config import ProviderConfig, register_provider_table
+from shared.lookups.config import ProviderConfig, lookups, register_provider_table
 from shared.lookups.display import Details
 from shared.lookups.pivots import PivotRule
 
@@ -87,6 +87,37 @@ def specs() -> tuple[ProviderSpec, ...]:
 
 def names() -> tuple[str, ...]:
     return tuple(_specs)
+
+
+def setup_hint(name: str, why: str) -> tuple[str, dict[str, str]]:
+    """What a ``not_configured`` result says: the summary (``why``, and where a free key
+    is had) and its data, ``variable`` (the variable to set) and ``signup_url`` (the
+    declared ``link`` of that variable, when it has one)."""
+    spec = _specs.get(name)
+    secrets = [v for v in (spec.env if spec is not None else ()) if v.secret]
+    named = [v for v in secrets if v.name in why]
+    candidates = named or [v for v in secrets if v.link] or secrets
+    if not candidates:
+        return why, {}
+    chosen = candidates[0]
+    data = {"variable": chosen.name}
+    said = why if chosen.name in why else f"{why}: set {chosen.name}"
+    if not chosen.link:
+        return said, data
+    data["signup_url"] = chosen.link
+    return f"{said} (free key: {chosen.link})", data
+
+
+def active(settings: Settings) -> tuple[ProviderSpec, ...]:
+    """The registered providers that are on in ``settings`` (``LOOKOUT_PROVIDERS``,
+    ``[providers.<name>] enabled``), in registration order: the only ones that get
+    consumers, requests, columns and services."""
+    config = lookups(settings)
+    return tuple(spec for spec in _specs.values() if config.is_enabled(spec.name))
+
+
+def active_names(settings: Settings) -> tuple[str, ...]:
+    return tuple(spec.name for spec in active(settings))
 
 
 def get(name: str) -> ProviderSpec | None:

@@ -36,6 +36,8 @@ class Quota(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tru
 class ProviderConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """The ``[providers.<name>]`` keys every provider has."""
 
+    enabled: bool = True
+    """``false``: the provider is off (as if ``LOOKOUT_PROVIDERS`` did not name it)."""
     quota: Quota = Quota()
     cache_ttl: Annotated[float, msgspec.Meta(ge=0)] | None = None
     """Seconds every answer is cached, overriding the provider's own choice (its default
@@ -89,6 +91,15 @@ class LookupsConfig:
     watch_min_every: float = 300.0
     """``LOOKOUT_WATCH_MIN_EVERY``: the shortest ``every`` a watch may have."""
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
+    wanted: frozenset[str] | None = None
+    """``LOOKOUT_PROVIDERS``: the providers to run (None: every registered one)."""
+    disabled: frozenset[str] = frozenset()
+    """The providers whose table says ``enabled = false``."""
+
+    def is_enabled(self, name: str) -> bool:
+        """Whether provider ``name`` is on: named by ``LOOKOUT_PROVIDERS`` (or it is unset)
+        and not turned off by its table."""
+        return (self.wanted is None or name in self.wanted) and name not in self.disabled
 
     def provider(self, name: str) -> ProviderConfig:
         """The ``[providers.<name>]`` table (its defaults when absent, the base defaults
@@ -107,8 +118,26 @@ def _providers(settings: Settings) -> dict[str, ProviderConfig]:
     return {name: getattr(read.providers, name) for name, _ in tables}
 
 
+def _wanted(env: Mapping[str, str], known: Mapping[str, ProviderConfig]) -> frozenset[str] | None:
+    """``LOOKOUT_PROVIDERS`` read: a name that is not a provider is a configuration error."""
+    raw = env.get("LOOKOUT_PROVIDERS", "").strip()
+    if not raw:
+        return None
+    wanted = [n.strip().lower() for n in raw.split(",") if n.strip()]
+    if not wanted:
+        raise ConfigError(f"LOOKOUT_PROVIDERS names no provider (providers: {', '.join(known)})")
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise ConfigError(
+            f"LOOKOUT_PROVIDERS: unknown provider {', '.join(repr(n) for n in unknown)} "
+            f"(providers: {', '.join(known)})"
+        )
+    return frozenset(wanted)
+
+
 def _load(settings: Settings) -> LookupsConfig:
     env = settings.env
+    providers = _providers(settings)
     return LookupsConfig(
         max_indicators=envvars.integer(env, "LOOKOUT_MAX_INDICATORS", 10_000, 1, 1_000_000),
         job_ttl=envvars.number(env, "LOOKOUT_JOB_TTL", 7 * 86400.0, 1.0, 365 * 86400.0),
@@ -119,7 +148,9 @@ def _load(settings: Settings) -> LookupsConfig:
             env, "LOOKOUT_HISTORY_MAX_BYTES", 512 * 1024 * 1024, 1024 * 1024, 1 << 40
         ),
         watch_min_every=envvars.number(env, "LOOKOUT_WATCH_MIN_EVERY", 300.0, 1.0, 86400.0),
-        providers=_providers(settings),
+        providers=providers,
+        wanted=_wanted(env, providers),
+        disabled=frozenset(n for n, table in providers.items() if not table.enabled),
     )
 
 

@@ -13,7 +13,9 @@ Three ways in:
   by line), deduplicated across lines.
 
 Kinds are ``ipv4``, ``ipv6``, ``domain``, ``url`` (only with an ``http``, ``https`` or ``ftp``
-scheme) and ``email``. Values are normalised (see :class:`Indicator`) and deduplicated by
+scheme), ``email`` and ``hash`` (an MD5, SHA-1 or SHA-256 in hex, any case; in free text only
+as a whole token, never inside longer hex, a path or a URL: see :func:`hash_algorithm`).
+Values are normalised (see :class:`Indicator`) and deduplicated by
 ``(kind, value)`` in first-seen order. A URL's host and an e-mail's domain are not added as
 separate ``domain`` indicators: providers derive them from :attr:`Indicator.host`.
 
@@ -49,11 +51,12 @@ __all__ = [
     "extract",
     "extract_lines",
     "extract_stream",
+    "hash_algorithm",
     "parse_items",
     "refang",
 ]
 
-Kind = Literal["ipv4", "ipv6", "domain", "url", "email"]
+Kind = Literal["ipv4", "ipv6", "domain", "url", "email", "hash"]
 Scope = Literal["public", "private", "loopback", "link_local", "reserved", "multicast"]
 
 
@@ -65,15 +68,17 @@ class Indicator(msgspec.Struct, frozen=True, kw_only=True):
     (punycode), no trailing dot; ``url`` ``scheme://[userinfo@]host[:port]/path[?query]`` with
     scheme and host lower-cased, the default port and the fragment dropped, an empty path as
     ``/``; ``email`` ``local@domain`` with the domain normalised like a domain, the local part
-    as given, an IP host as an address literal (``user@[192.0.2.1]``, ``user@[IPv6:::1]``).
+    as given, an IP host as an address literal (``user@[192.0.2.1]``, ``user@[IPv6:::1]``);
+    ``hash`` lower-case hex (its algorithm: :func:`hash_algorithm`).
     """
 
     value: str
     kind: Kind
     #: The host to query DNS and registries for: the domain itself, a URL's host, an e-mail's
-    #: domain; the IP string for a URL or e-mail on an IP host; None for ipv4/ipv6 indicators.
+    #: domain; the IP string for a URL or e-mail on an IP host; None for ipv4/ipv6/hash.
     host: str | None
-    #: Organisational domain per the public suffix list (``example.co.uk``); None for IPs.
+    #: Organisational domain per the public suffix list (``example.co.uk``); None for IPs
+    #: and hashes.
     registered_domain: str | None
     #: Address scope for IPs and for URLs/e-mails on IP hosts; ``public`` for names.
     scope: Scope = "public"
@@ -474,6 +479,21 @@ def _parse_email(text: str) -> Indicator:
     )
 
 
+_HASH_ALGORITHMS: Final = {32: "md5", 40: "sha1", 64: "sha256"}
+_HEX: Final = re.compile(r"[0-9a-fA-F]+")
+
+
+def hash_algorithm(value: str) -> str | None:
+    """``md5``, ``sha1`` or ``sha256`` for a hex digest of that length, else None."""
+    if not _HEX.fullmatch(value):
+        return None
+    return _HASH_ALGORITHMS.get(len(value))
+
+
+def _hash_indicator(text: str) -> Indicator:
+    return Indicator(value=text.lower(), kind="hash", host=None, registered_domain=None)
+
+
 # --------------------------------------------------------------------------------------------
 # One indicator per item
 # --------------------------------------------------------------------------------------------
@@ -495,6 +515,10 @@ def _parse_item(text: str) -> Indicator:
         raise _Invalid("contains whitespace: give one indicator per item")
     if _SCHEME_PREFIX.match(text):
         return _parse_url(text)
+    if _HEX.fullmatch(text) and len(text) >= 24:  # too long for a name label of hex digits
+        if hash_algorithm(text) is None:
+            raise _Invalid(f"{len(text)} hex digits: not an MD5 (32), SHA-1 (40) or SHA-256 (64)")
+        return _hash_indicator(text)
     if "@" in text:
         return _parse_email(text)
     if "/" in text or "?" in text or "#" in text:
@@ -570,15 +594,17 @@ _URL_STOP = r"""\s<>"'`,;|{}\\^"""
 # never backtrack. (That is why "x-evil.com" is one name and "1.2.3.4-evil.com" yields the
 # IP only.)
 _CANDIDATE: Final = re.compile(
-    # Quick test first: every candidate has one of ".@:+%-" after its first run of word
-    # characters, so ordinary words are skipped after one scan.
-    r"(?<!\w)(?=\w*+[.@:+%-])(?:"
+    # Quick test first: every candidate but a hash has one of ".@:+%-" after its first run
+    # of word characters, so ordinary words are skipped after one scan.
+    r"(?<!\w)(?:(?=\w*+[.@:+%-])(?:"
     rf"(?P<url>(?<![+.-])(?:https?|ftp)://[^{_URL_STOP}]*+)"
     r"|(?P<email>(?<![.+%-])[\w.+%-]++@(?:\[(?:ipv6:)?[0-9a-f:.]++\]|[\w-]++(?:\.[\w-]++)++))"
     r"|(?P<ipv6>(?<![:.])(?=[0-9a-f]{0,4}:)[0-9a-f:.]++(?!\w))"
     r"|(?P<ipv4>(?<![./])[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?!\.?\w))"
     r"|(?P<domain>(?<![.@%+-])[\w-]++(?:\.[\w-]++)++)"
-    r")",
+    # A hash is a whole token: 32, 40 or 64 hex digits, not part of a path, a query, a
+    # file name or longer hex (``key=`` and ``key:`` before it are fine: SHA256=…).
+    r")|(?P<hash>(?<![/?&#.%\\-])[0-9a-f]{32}(?:[0-9a-f]{8}(?:[0-9a-f]{24})?)?(?![\w/?&#-]|\.\w)))",
     re.IGNORECASE,
 )
 _TRAILING_PUNCTUATION: Final = ".,:;!?*"
@@ -643,7 +669,12 @@ def _from_domain(text: str, defanged: bool) -> Indicator | None:
         return None  # file.txt, v1.2.3, e.g.
 
 
+def _from_hash(text: str, defanged: bool) -> Indicator | None:
+    return _hash_indicator(text)
+
+
 _HANDLERS: Final[dict[str, Callable[[str, bool], Indicator | None]]] = {
+    "hash": _from_hash,
     "url": _from_url,
     "email": _from_email,
     "ipv6": _from_ipv6,
@@ -738,4 +769,4 @@ def _why_nothing(text: str) -> str:
                     f"read as a file name (.{suffix}), not a host: "
                     f"write it defanged ({item.value.replace('.', '[.]')}) to look it up"
                 )
-    return "no IP address, domain, URL or e-mail address found"
+    return "no IP address, domain, URL, e-mail address or file hash found"

@@ -115,7 +115,7 @@ async def submit(
     watch's scheduled re-lookup: its requests spend the quotas after interactive ones. With
     ``expand``, the providers add their answers' pivots to the job (:func:`add`)."""
     rejected, rejected_total = rejected_items(parsed)
-    wanted = set(providers) or set(catalog.names())
+    wanted = set(providers) or set(catalog.active_names(settings))
     kinds = {i.kind for i in parsed.indicators}
     job = Job(
         id=new_job_id(),
@@ -450,6 +450,15 @@ class Follower:
         await self._follow.stop()
 
 
+def indicator_json(item: JobIndicator) -> dict[str, Any]:
+    """An indicator as the API shows it: ``value``, ``kind``, ``scope`` and, for a hash,
+    ``data.algorithm`` (``md5``, ``sha1`` or ``sha256``)."""
+    shown: dict[str, Any] = {"value": item.value, "kind": item.kind, "scope": item.scope}
+    if item.kind == "hash":
+        shown["data"] = {"algorithm": indicators.hash_algorithm(item.value)}
+    return shown
+
+
 class JobView:
     """A job's results, one per indicator and provider, filled in as they arrive."""
 
@@ -498,9 +507,7 @@ class JobView:
             verdict, reasons = judge(results)
             indicators.append(
                 {
-                    "value": item.value,
-                    "kind": item.kind,
-                    "scope": item.scope,
+                    **indicator_json(item),
                     "verdict": verdict,
                     "verdict_reasons": reasons,
                 }

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import msgspec
+from nats.js import JetStreamContext
 
 from shared.lookups.schemas import LookupRequest, Verdict
 
@@ -126,6 +127,10 @@ class Provider(ABC):
         """Settings that change answers (upstream URL, nameservers…): part of the cache key."""
         return ""
 
+    async def attach(self, js: JetStreamContext) -> None:  # noqa: B027 - optional hook
+        """The bus, given by the runner before :meth:`open`: for a provider that keeps data
+        of its own in a KV bucket (a list refreshed on a schedule, read by its lookups)."""
+
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Acquire sessions before the first lookup."""
 
@@ -161,10 +166,38 @@ class HttpProvider(Provider):
         self, url: str, *, headers: dict[str, str], params: dict[str, str] | None = None
     ) -> tuple[int, Mapping[str, str], Any]:
         """(status, headers, decoded JSON body or None)."""
+        return await self._json("GET", url, headers=headers, params=params)
+
+    async def post_json(
+        self,
+        url: str,
+        *,
+        headers: dict[str, str],
+        form: dict[str, str] | None = None,
+        json: Any = None,
+    ) -> tuple[int, Mapping[str, str], Any]:
+        """POST ``form`` (``application/x-www-form-urlencoded``) or ``json``: (status,
+        headers, decoded JSON body or None)."""
+        body = msgspec.json.encode(json) if json is not None else None
+        if body is not None:
+            headers = {**headers, "Content-Type": "application/json"}
+        return await self._json("POST", url, headers=headers, data=form if body is None else body)
+
+    async def _json(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str],
+        params: dict[str, str] | None = None,
+        data: Any = None,
+    ) -> tuple[int, Mapping[str, str], Any]:
         assert self._session is not None, "open() first"
         where = {"upstream": upstream(url)}
         try:
-            async with self._session.get(url, headers=headers, params=params) as response:
+            async with self._session.request(
+                method, url, headers=headers, params=params, data=data
+            ) as response:
                 raw = await response.read()
                 body: Any = None
                 if raw:

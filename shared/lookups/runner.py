@@ -97,6 +97,7 @@ class ProviderRunner:
         sub = await self.js.pull_subscribe_bind(
             durable=streams.provider_durable(self.provider.name), stream=streams.LOOKUPS
         )
+        await self.provider.attach(self.js)
         await self.provider.open()
         self.log.info("provider started", configured=self.provider.configured() is None)
         try:
@@ -184,7 +185,9 @@ class ProviderRunner:
         """The result to store, and in how many seconds to ask again (None: finished)."""
         why_not = self.provider.configured()
         if why_not is not None:
-            return self._result(request, status="not_configured", summary=why_not), None
+            summary, hint = catalog.setup_hint(self.provider.name, why_not)
+            unset = self._result(request, status="not_configured", summary=summary, data=hint)
+            return unset, None
         if request.scope != "public" and not self.provider.looks_up_private:
             skipped = self._result(
                 request,

@@ -48,7 +48,7 @@ def indicator_key(kind: str, value: str) -> str:
 class LookupRequest(msgspec.Struct, kw_only=True, frozen=True):
     job_id: Text
     indicator: Text
-    kind: Literal["ipv4", "ipv6", "domain", "url", "email"]
+    kind: Literal["ipv4", "ipv6", "domain", "url", "email", "hash"]
     host: str | None = None
     registered_domain: str | None = None
     scope: str = "public"

@@ -142,7 +142,7 @@ async def provision(js: JetStreamContext, settings: Settings) -> None:
             max_ack_pending=10_000,
         ),
     )
-    for provider in catalog.names():
+    for provider in catalog.active_names(settings):
         await _ensure_consumer(
             js,
             LOOKUPS,

@@ -32,21 +32,66 @@ Name = Annotated[str, msgspec.Meta(pattern=NAME_RE.pattern)]
 GroupField = Literal["source", "type", "application", "environment"]
 
 
-class RetryPolicy(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    """Bounded retries with exponential backoff and jitter.
+DEFAULT_SCHEDULE: tuple[float, ...] = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+"""Seconds before each retry by default: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h — about
+27 hours from the first attempt to the eighth and last (Standard Webhooks' example)."""
 
-    The delay before attempt ``n + 1`` is ``min(max_backoff, initial_backoff *
-    multiplier ** (n - 1))``, scaled by a random factor in ``[1 - jitter, 1]``. A
+_EXPONENTIAL = {"initial_backoff": 1.0, "max_backoff": 600.0, "multiplier": 2.0}
+"""The exponential backoff's settings and their defaults (used when any one is set)."""
+
+
+class RetryPolicy(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Bounded retries: a schedule of delays, or exponential backoff; with jitter.
+
+    By default the delay before attempt ``n + 1`` is ``schedule[n - 1]`` (the last one
+    repeated past its end; :data:`DEFAULT_SCHEDULE` spans about a day) and ``max_attempts``
+    is one more than the schedule's length. When any of ``initial_backoff``,
+    ``max_backoff`` or ``multiplier`` is set (and no ``schedule``), the delay is instead
+    ``min(max_backoff, initial_backoff * multiplier ** (n - 1))`` (defaults 1, 600, 2;
+    ``max_attempts`` 10). Either is scaled by a random factor in ``[1 - jitter, 1]``
+    (``jitter`` default 0.5 for the exponential backoff, 0.1 for a schedule). A
     ``Retry-After`` from the target replaces the computed delay (capped by
     ``max_retry_after``).
+
+    While the target is paused (see ``TargetConfig.pause_after``) a probe delivery is
+    tried ``probe_backoff`` seconds after the pause, then twice as long after each failed
+    probe, at most ``max_probe_backoff``.
     """
 
-    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
-    initial_backoff: PositiveFloat = 1.0
-    max_backoff: PositiveFloat = 600.0
-    multiplier: Annotated[float, msgspec.Meta(ge=1)] = 2.0
-    jitter: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 0  # 0: from the schedule
+    schedule: Annotated[list[PositiveFloat], msgspec.Meta(min_length=1, max_length=100)] = []
+    initial_backoff: PositiveFloat | None = None
+    max_backoff: PositiveFloat | None = None
+    multiplier: Annotated[float, msgspec.Meta(ge=1)] | None = None
+    jitter: Annotated[float, msgspec.Meta(ge=0, le=1)] = -1.0  # -1: the default
     max_retry_after: PositiveFloat = 3600.0
+    probe_backoff: PositiveFloat = 30.0
+    max_probe_backoff: PositiveFloat = 3600.0
+
+    def __post_init__(self) -> None:
+        exponential = any(getattr(self, name) is not None for name in _EXPONENTIAL)
+        if exponential and self.schedule:
+            raise ValueError("retry: set either schedule or initial_backoff/max_backoff/multiplier")
+        if not exponential and not self.schedule:
+            msgspec.structs.force_setattr(self, "schedule", list(DEFAULT_SCHEDULE))
+        if self.max_attempts == 0:
+            attempts = len(self.schedule) + 1 if self.schedule else 10
+            msgspec.structs.force_setattr(self, "max_attempts", attempts)
+        if self.jitter < 0:
+            msgspec.structs.force_setattr(self, "jitter", 0.1 if self.schedule else 0.5)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based), before jitter."""
+        if self.schedule:
+            return self.schedule[min(max(attempt, 1), len(self.schedule)) - 1]
+        initial = self.initial_backoff or _EXPONENTIAL["initial_backoff"]
+        ceiling = self.max_backoff or _EXPONENTIAL["max_backoff"]
+        multiplier = self.multiplier or _EXPONENTIAL["multiplier"]
+        return float(min(ceiling, initial * multiplier ** (attempt - 1)))
+
+    def probe_delay(self, probes: int) -> float:
+        """Seconds from a pause (``probes`` = 0) or a failed probe to the next probe."""
+        return float(min(self.max_probe_backoff, self.probe_backoff * 2 ** min(probes, 40)))
 
 
 class Match(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -103,6 +148,13 @@ class TargetConfig(
     )
     group_max: Annotated[int, msgspec.Meta(ge=2, le=5000)] = 500
     """A group this large is sent at once, before its window ends."""
+    pause_after: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 20
+    """Consecutive failed deliveries (timeouts, 5xx, 429…) after which the target is
+    paused: its deliveries wait, probes back off, one success resumes it (see
+    shared.relay.health); a 410 Gone pauses it at once. 0: never paused."""
+    on_failure: Name | None = None
+    """Another target, told when this one is paused or resumed or dead-letters a
+    notification (see shared.relay.operational)."""
 
     @property
     def send_rate(self) -> float | None:
@@ -247,6 +299,18 @@ def _load(settings: Settings) -> RelayConfig:
         if target.name in seen:
             raise ConfigError(f"{settings.config_where}: two targets are named {target.name!r}")
         seen.add(target.name)
+    for target in targets:
+        if target.on_failure is None:
+            continue
+        if target.on_failure == target.name:
+            raise ConfigError(
+                f"{settings.config_where}: target {target.name!r}: on_failure names itself"
+            )
+        if target.on_failure not in seen:
+            raise ConfigError(
+                f"{settings.config_where}: target {target.name!r}: on_failure names "
+                f"{target.on_failure!r}, which is not a configured target"
+            )
     secrets = target_secrets(settings, targets)
     check_templates(settings, targets)
     return RelayConfig(tuple(targets), secrets)

@@ -35,6 +35,7 @@ from nats.aio.msg import Msg
 from shared.relay import schemas
 from shared.relay.config import TargetConfig
 from shared.relay.sources import Attributes
+from shared.relay.status import Attempt
 from shared.relay.target import Delivery
 from shared.relay.templates import TemplateError, context, render_title
 
@@ -48,6 +49,8 @@ class Member:
     msg: Msg
     delivery: Delivery
     attrs: Attributes
+    history: list[Attempt] = field(default_factory=list)
+    """Its calls to the target so far (the attempt log: see shared.relay.status)."""
 
 
 @dataclass(slots=True)

@@ -18,7 +18,7 @@ class SinkMetrics:
         r = self.registry
         self._deliveries = prom.Counter(
             "lookout_deliveries",
-            "Notification outcomes by target: delivered, retrying, dead, skipped",
+            "Notification outcomes by target: delivered, retrying, dead, skipped, silenced",
             ["target", "outcome"],
             registry=r,
         )
@@ -54,10 +54,32 @@ class SinkMetrics:
             ["target"],
             registry=r,
         )
+        paused = prom.Gauge(
+            "lookout_target_paused",
+            "1 while the target is paused (consecutive failures or 410 Gone), else 0",
+            ["target"],
+            registry=r,
+        )
+        failures = prom.Gauge(
+            "lookout_target_consecutive_failures",
+            "Failed deliveries to the target since its last success",
+            ["target"],
+            registry=r,
+        )
+        pauses = prom.Counter(
+            "lookout_target_pauses",
+            "Times this sink paused the target",
+            ["target"],
+            registry=r,
+        )
+        self.paused = paused.labels(target)
+        self.consecutive_failures = failures.labels(target)
+        self.pauses = pauses.labels(target)
         self.delivered = self._deliveries.labels(target, "delivered")
         self.retrying = self._deliveries.labels(target, "retrying")
         self.dead = self._deliveries.labels(target, "dead")
         self.skipped = self._deliveries.labels(target, "skipped")
+        self.silenced = self._deliveries.labels(target, "silenced")
         self.attempts = attempts.labels(target)
         self.dead_letters = dead.labels(target)
         self.duration = duration.labels(target)

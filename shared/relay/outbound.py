@@ -15,10 +15,11 @@ import msgspec
 import yarl
 from multidict import CIMultiDict
 
-from shared.core import ssrf
+from shared.core import publicurl, ssrf
 from shared.core.errors import ConfigError
 from shared.core.secrets import Secret
 from shared.core.settings import Settings
+from shared.relay import silences
 from shared.relay.config import TargetConfig, relay
 from shared.relay.sources import Reading
 from shared.relay.target import Delivery, PermanentError, RetryableError, Target
@@ -104,6 +105,9 @@ class WebhookTarget(SessionTarget):
 
     service: ClassVar[str] = "webhook"
     user_agent: ClassVar[str] = "lookout/1"
+    public_url: str | None = None
+    """``LOOKOUT_PUBLIC_URL``, for the "Silence similar" link (set by :meth:`from_settings`;
+    None: no link)."""
 
     def __init__(
         self,
@@ -127,7 +131,9 @@ class WebhookTarget(SessionTarget):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             # The value itself is a secret: name the key, never show it.
             raise ConfigError(f"target {config.name}: webhook_url must be an absolute https URL")
-        return cls(config, secret, allow=settings.outbound_allow)
+        target = cls(config, secret, allow=settings.outbound_allow)
+        target.public_url = publicurl.public_url(settings)
+        return target
 
     def __repr__(self) -> str:  # never the URL
         return f"{type(self).__name__}(name={self.name!r})"
@@ -135,16 +141,28 @@ class WebhookTarget(SessionTarget):
     def session_headers(self) -> dict[str, str]:
         return {"User-Agent": self.user_agent}
 
+    def silence_url(self, delivery: Delivery) -> str | None:
+        """The web UI's form for a silence of notifications like this one, or None."""
+        if self.public_url is None:
+            return None
+        return silences.similar_url(self.public_url, delivery.reading)
+
     def encode(
         self,
-        build: Callable[[Reading, str | None, str | None, str | None], Any],
+        build: Callable[[Reading, str | None, str | None, str | None, str | None], Any],
         delivery: Delivery,
     ) -> bytes:
         """The JSON body ``build`` makes for ``delivery`` (its reading: the message decoded
-        once) with this target's templates."""
+        once) with this target's templates and its "Silence similar" link."""
         template = self.config.template
         try:
-            payload = build(delivery.reading, delivery.subject, template.title, template.body)
+            payload = build(
+                delivery.reading,
+                delivery.subject,
+                template.title,
+                template.body,
+                self.silence_url(delivery),
+            )
         except TemplateError as exc:
             raise PermanentError(str(exc)) from None
         return msgspec.json.encode(payload)

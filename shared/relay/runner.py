@@ -14,6 +14,9 @@ Guarantees:
   "in progress"), never handed back, so waiting never spends one of its attempts;
 - after ``retry.max_attempts`` attempts, or at once on a permanent failure or an
   undecodable message, the notification goes to the dead-letter stream;
+- a notification an active silence matches (:mod:`shared.relay.silences`, checked in
+  memory before each send and before any dead letter) is acknowledged as ``silenced``:
+  neither sent nor dead-lettered (a replay, asked for by hand, is not silenced);
 - deliveries run concurrently (``concurrency``), so one slow notification never holds up
   the others, and a slow target never delays another target (each has its own consumer).
 """
@@ -31,26 +34,32 @@ from typing import Any
 import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.js.kv import KeyValue
 
 from shared.bus import messages
 from shared.bus.consume import consume
 from shared.core import logging as log
 from shared.core.settings import Settings
-from shared.relay import schemas, status, streams
+from shared.relay import operational, schemas, status, streams
 from shared.relay.config import RetryPolicy, TargetConfig
 from shared.relay.deadletters import ORIGINAL_SUBJECT_HEADER
 from shared.relay.grouping import Grouper, Member, digest
+from shared.relay.health import Change, Health, TargetHealth, epoch_text
 from shared.relay.metrics import SinkMetrics
 from shared.relay.pacing import Pacer
 from shared.relay.routing import matches
+from shared.relay.silences import SilenceView
 from shared.relay.sources import Attributes, Reading, read
 from shared.relay.target import (
+    ANSWER_STATUS,
     Delivered,
     Delivery,
+    Gone,
     Paced,
     PermanentError,
     RetryableError,
     Target,
+    answer_status,
 )
 
 _NO_ATTRS = Attributes()
@@ -61,8 +70,7 @@ PACED_RECHECK = 0.1
 
 def backoff(policy: RetryPolicy, attempt: int, rand: Callable[[], float] = random.random) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-    base = min(policy.max_backoff, policy.initial_backoff * policy.multiplier ** (attempt - 1))
-    return base * (1.0 - policy.jitter * rand())
+    return policy.delay(attempt) * (1.0 - policy.jitter * rand())
 
 
 def _stored_at(msg: Msg) -> datetime | None:
@@ -104,6 +112,10 @@ class SinkRunner:
             max_pause=config.retry.max_retry_after,
         )
         self._stop = asyncio.Event()
+        self._health = Health(None, config.name, config.pause_after, config.retry, self.log)
+        self._health.on_change(self._health_changed)
+        self._status_kv: KeyValue | None = None
+        self._silences = SilenceView()  # filled and followed from run()
         self._grouper = (
             Grouper(config, self._flush_group, keepalive=streams.ack_wait_for(config.timeout) / 3)
             if config.group_window is not None
@@ -118,6 +130,10 @@ class SinkRunner:
             durable=streams.sink_durable(name), stream=streams.NOTIFICATIONS
         )
         await self._share_pacing()
+        await self._share_health()
+        self._status_kv = await self.js.key_value(streams.STATUS_BUCKET)
+        self._silences = SilenceView(self.nc, self.settings.publish_timeout)
+        await self._silences.start()
         await self.target.open()
         self.log.info("sink started", consumer=streams.sink_durable(name))
         try:
@@ -133,6 +149,8 @@ class SinkRunner:
             if self._grouper is not None:
                 await self._grouper.close(timeout=self.config.timeout + 5)
             await sub.unsubscribe()
+            await self._health.close()
+            await self._silences.stop()
             await self.target.close()
             self.log.info("sink stopped")
 
@@ -145,6 +163,19 @@ class SinkRunner:
         kv = await self.js.key_value(streams.PACE_BUCKET)
         self._pacer.share(kv, self.config.name)
         self.log.info("send rate shared by every replica", bucket=streams.PACE_BUCKET)
+
+    async def _share_health(self) -> None:
+        """Pause and resume the target together with every other replica of this sink:
+        the KV bucket ``target_health`` (see shared.relay.health)."""
+        kv = await self.js.key_value(streams.HEALTH_BUCKET)
+        health = Health(kv, self.config.name, self.config.pause_after, self.config.retry, self.log)
+        health.on_change(self._health_changed)
+        self._health = health
+        await health.start()
+
+    def _health_changed(self, health: TargetHealth) -> None:
+        self.metrics.paused.set(1 if health.state == "paused" else 0)
+        self.metrics.consecutive_failures.set(health.consecutive_failures)
 
     async def _handle(self, msg: Msg) -> None:
         meta = msg.metadata
@@ -167,18 +198,25 @@ class SinkRunner:
         subject = _original_subject(msg, notification)
         delivery = Delivery(notification, subject, attempt, request_id)
         reading = delivery.reading  # the message, decoded once for every reader below
-        if not matches(self.config.match, reading):
+        to = operational.addressed_to(reading)  # lookout's own, for one target only
+        if (to is None and not matches(self.config.match, reading)) or (
+            to is not None and to != self.config.name
+        ):
             logger.debug("skipped: route does not match", subject=msg.subject)
             await msg.ack()
             self.metrics.skipped.inc()
             await self._status(reading, msg.subject, "skipped", attempt, received=_stored_at(msg))
             return
-        if attempt > self.config.retry.max_attempts:
+        if await self._silenced(msg, reading, attempt - 1):
+            return
+        if attempt > self.config.retry.max_attempts and not self._health.paused:
             # Redelivered past the bound without a recorded outcome (e.g. the sink kept
-            # crashing on it): stop here rather than loop forever.
+            # crashing on it): stop here rather than loop forever. Not while the target is
+            # paused: a sink that stopped handed its waiting deliveries back, which counts.
             await self._dead_letter(msg, reading, "too many delivery attempts", attempt)
             return
-        if self._grouper is not None and subject == msg.subject:  # replays go on their own
+        if self._grouper is not None and subject == msg.subject and to is None:
+            # replays and lookout's own notifications go on their own
             self._grouper.add(Member(msg, delivery, reading.attributes))
             return
         await self._attempt([Member(msg, delivery, _NO_ATTRS)], delivery)
@@ -208,6 +246,7 @@ class SinkRunner:
             logger = logger.bind(replay=True)
         logger.debug("delivering", subject=delivery.subject, type=note.type, members=len(members))
         started = time.monotonic()
+        await self._load_history(members)
         try:
             outcome = await self._deliver_with_progress(members, delivery, logger)
         except PermanentError as exc:
@@ -227,7 +266,9 @@ class SinkRunner:
                 attempt = member.delivery.attempt
                 if attempt >= self.config.retry.max_attempts:
                     logger.warning("delivery failed, attempts exhausted", error=reason)
-                    await self._dead_letter(member.msg, member.delivery.reading, reason, attempt)
+                    await self._dead_letter(
+                        member.msg, member.delivery.reading, reason, attempt, member.history
+                    )
                     continue
                 delay = self._retry_delay(exc, attempt)
                 logger.info("delivery failed, will retry", error=reason, retry_in=round(delay, 3))
@@ -241,6 +282,7 @@ class SinkRunner:
                     reason,
                     delay,
                     received=_stored_at(member.msg),
+                    history=member.history,
                 )
             return
         if outcome is not None:  # delivered, and the service asked for a pause
@@ -259,6 +301,7 @@ class SinkRunner:
                 "delivered",
                 member.delivery.attempt,
                 received=_stored_at(member.msg),
+                history=member.history,
             )
         logger.info(
             "delivered",
@@ -276,9 +319,11 @@ class SinkRunner:
         error: str | None = None,
         retry_in: float | None = None,
         received: datetime | None = None,
+        history: list[status.Attempt] | None = None,
+        next_at: str | None = None,
+        silence_id: str | None = None,
     ) -> None:
         """Record the outcome for the API (best effort: never fails a delivery)."""
-        next_at = None
         if retry_in is not None:
             when = datetime.now(UTC) + timedelta(seconds=retry_in)
             next_at = when.isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -301,6 +346,8 @@ class SinkRunner:
             application=shown.application,
             environment=shown.environment,
             risk=shown.risk,
+            attempt_log=history or [],
+            silence_id=silence_id,
         )
         try:
             # A plain publish on the bucket's subject: JetStream stores it like a put, and
@@ -337,35 +384,167 @@ class SinkRunner:
         never made. Only a stopping sink hands it back (:class:`Paced`)."""
         waits = 0
         while True:
-            try:
-                await self._pacer.turn()
-                break
-            except Paced as exc:
-                waits += 1
-                wait = self._paced_wait(exc, waits)
-                reason = str(exc) or type(exc).__name__
-                logger.info("waiting for its turn to send", reason=reason, retry_in=round(wait, 3))
-                for member in members:
-                    self.metrics.retrying.inc()
-                    await self._status(
-                        member.delivery.reading,
-                        member.delivery.subject,
-                        "retrying",
-                        member.delivery.attempt,
-                        reason,
-                        wait,
-                        received=_stored_at(member.msg),
+            if self._health.paused:
+                await self._record_paused(members)
+            probe = await self._health.turn(self._stop)
+            while True:
+                try:
+                    await self._pacer.turn()
+                    break
+                except Paced as exc:
+                    waits += 1
+                    wait = self._paced_wait(exc, waits)
+                    reason = str(exc) or type(exc).__name__
+                    logger.info(
+                        "waiting for its turn to send", reason=reason, retry_in=round(wait, 3)
                     )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), wait)
-                if self._stop.is_set():
-                    raise Paced(reason, wait) from None
+                    for member in members:
+                        self.metrics.retrying.inc()
+                        await self._status(
+                            member.delivery.reading,
+                            member.delivery.subject,
+                            "retrying",
+                            member.delivery.attempt,
+                            reason,
+                            wait,
+                            received=_stored_at(member.msg),
+                            history=member.history,
+                        )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), wait)
+                    if self._stop.is_set():
+                        raise Paced(reason, wait) from None
+            done, outcome = await self._call(members, delivery, probe, logger)
+            if done:
+                return outcome
+            # The target is paused: this delivery waits for it again (not an attempt).
+
+    async def _call(
+        self, members: list[Member], delivery: Delivery, probe: bool, logger: Any
+    ) -> tuple[bool, Delivered | None]:
+        """One call to the target, logged for every member: ``(True, its answer)`` when
+        delivered, ``(False, None)`` when it failed while the target is (now) paused: the
+        delivery then waits. Any other failure is raised for the caller."""
         self.metrics.attempts.inc()
         started = time.perf_counter()
+        token = ANSWER_STATUS.set(None)
         try:
-            return await self.target.deliver(delivery)
+            outcome = await self.target.deliver(delivery)
+        except Exception as exc:
+            elapsed = time.perf_counter() - started
+            reason = str(exc) or type(exc).__name__
+            refused = isinstance(exc, PermanentError) and not isinstance(exc, Gone)
+            self._log_attempt(members, "refused" if refused else "failed", elapsed, reason)
+            pauses = self.config.pause_after > 0
+            if not pauses or isinstance(exc, Paced) or (refused and not self._health.paused):
+                raise  # a refusal of this one notification says nothing of the target
+            change = await self._health.failed(reason, gone=isinstance(exc, Gone))
+            if change is not None:
+                await self._tell(change)
+            if not self._health.paused:
+                raise
+            logger.info("target paused: delivery waits", error=reason, probe=probe)
+            return False, None
+        else:
+            self._log_attempt(members, "delivered", time.perf_counter() - started, None)
+            change = await self._health.succeeded()
+            if change is not None:
+                await self._tell(change)
+            return True, outcome
         finally:
+            ANSWER_STATUS.reset(token)
             self.metrics.duration.observe(time.perf_counter() - started)
+
+    def _log_attempt(
+        self,
+        members: list[Member],
+        outcome: status.AttemptOutcome,
+        elapsed: float,
+        error: str | None,
+    ) -> None:
+        entry = status.Attempt(
+            at=messages.utc_now(),
+            outcome=outcome,
+            status=answer_status(error),
+            ms=round(elapsed * 1000, 1),
+            error=error[: status.ERROR_EXCERPT] if error else None,
+        )
+        for member in members:
+            member.history = status.logged(member.history, entry)
+
+    async def _load_history(self, members: list[Member]) -> None:
+        """The attempt log of a redelivered notification, from its status record (one read,
+        only for a notification tried before: a first delivery starts an empty one)."""
+        kv = self._status_kv
+        for member in members:
+            if member.delivery.attempt <= 1 or member.history or kv is None:
+                continue
+            note = member.delivery.notification
+            with contextlib.suppress(Exception):  # no record, an old one, the store silent
+                entry = await kv.get(status.key(note, self.config.name))
+                if entry.value:
+                    member.history = status.decode(entry.value).attempt_log
+
+    async def _record_paused(self, members: list[Member]) -> None:
+        health = self._health.view
+        for member in members:
+            await self._status(
+                member.delivery.reading,
+                member.delivery.subject,
+                "paused",
+                member.delivery.attempt,
+                f"target paused: {health.last_error or 'failing'}",
+                received=_stored_at(member.msg),
+                history=member.history,
+                next_at=epoch_text(health.next_probe_at),
+            )
+
+    async def _tell(self, change: Change) -> None:
+        """A pause or resume this replica made: count it, and tell ``on_failure``."""
+        health = change.health
+        if change.transition == "paused":
+            self.metrics.pauses.inc()
+            description = (
+                f"Target {self.config.name} was paused after "
+                f"{health.consecutive_failures} consecutive failed deliveries"
+                if "410" not in (health.last_error or "")
+                else f"Target {self.config.name} answered 410 Gone and was paused"
+            )
+            await self._notify_failure(
+                "target_paused",
+                health.paused_at or messages.utc_now(),
+                description=description,
+                error=health.last_error,
+                failures=health.consecutive_failures,
+                paused_at=health.paused_at,
+                next_probe_at=epoch_text(health.next_probe_at),
+            )
+        else:
+            await self._notify_failure(
+                "target_resumed",
+                health.resumed_at or messages.utc_now(),
+                description=f"Target {self.config.name} delivers again: a delivery succeeded",
+                paused_at=health.paused_at,
+                resumed_at=health.resumed_at,
+            )
+
+    async def _notify_failure(self, kind: str, ident: str, **details: Any) -> None:
+        """Publish the operational notification ``kind`` for ``on_failure`` (best effort)."""
+        to = self.config.on_failure
+        if to is None:
+            return
+        note = operational.build(kind, self.config.name, to, ident, **details)
+        try:
+            await self.js.publish(
+                note.subject,
+                messages.encode(note),
+                headers=schemas.notification_headers(note),
+                timeout=self.settings.publish_timeout,
+            )
+        except Exception as exc:
+            self.log.warning(
+                "could not tell the on_failure target", kind=kind, error=str(exc) or repr(exc)
+            )
 
     def _paced_wait(self, exc: Paced, waits: int) -> float:
         """How long a delivery the pacer refused waits before asking again: until its
@@ -394,7 +573,7 @@ class SinkRunner:
     async def _dead_letter_all(self, members: list[Member], error: str) -> None:
         for member in members:
             await self._dead_letter(
-                member.msg, member.delivery.reading, error, member.delivery.attempt
+                member.msg, member.delivery.reading, error, member.delivery.attempt, member.history
             )
 
     async def _dead_letter(
@@ -403,8 +582,11 @@ class SinkRunner:
         read_as: schemas.Notification | Reading | None,
         error: str,
         attempts: int,
+        history: list[status.Attempt] | None = None,
     ) -> None:
         reading = read(read_as) if read_as is not None else None
+        if reading is not None and await self._silenced(msg, reading, attempts):
+            return
         notification = reading.notification if reading is not None else None
         seq = msg.metadata.sequence.stream
         record = schemas.DeadLetter(
@@ -438,7 +620,32 @@ class SinkRunner:
         self.metrics.dead_letters.inc()
         if reading is not None:
             await self._status(
-                reading, record.subject, "dead", attempts, error, received=_stored_at(msg)
+                reading,
+                record.subject,
+                "dead",
+                attempts,
+                error,
+                received=_stored_at(msg),
+                history=history,
+            )
+        if reading is None or operational.addressed_to(reading) is None:  # never about its own
+            await self._notify_failure(
+                "dead_lettered",
+                str(seq),
+                description=f"A notification to {self.config.name} was dead-lettered",
+                error=error[:500],
+                attempts=attempts,
+                notification=(
+                    {
+                        "id": notification.id,
+                        "source": notification.source,
+                        "type": notification.type,
+                    }
+                    if notification is not None
+                    else None
+                ),
+                subject=record.subject,
+                stream_seq=seq,
             )
         self.log.warning(
             "dead-lettered",
@@ -448,3 +655,26 @@ class SinkRunner:
             error=error[:500],
             attempts=attempts,
         )
+
+    async def _silenced(self, msg: Msg, reading: Reading, attempts: int) -> bool:
+        """The silences' hook: when an active silence matches, acknowledge the message and
+        record ``silenced`` (``attempts``: those made before), and say so. A replay
+        (``replay.<target>``, asked for by hand) is never silenced."""
+        if msg.subject.startswith("replay."):
+            return False
+        silence = self._silences.silencing(reading, self.config.name)
+        if silence is None:
+            return False
+        await msg.ack()
+        self.metrics.silenced.inc()
+        note = reading.notification
+        self.log.info("silenced", notification_id=note.id, silence_id=silence.id)
+        await self._status(
+            reading,
+            msg.subject,
+            "silenced",
+            attempts,
+            received=_stored_at(msg),
+            silence_id=silence.id,
+        )
+        return True

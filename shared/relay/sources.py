@@ -7,8 +7,10 @@ route filters and grouping, :class:`Fields` for templates) and may bring default
 per message type. The base class is the **generic profile**, for any source without one of
 its own: the message's top-level ``risk`` (a number), ``application``, ``environment``,
 ``description``, ``url``, ``ips`` (addresses, or objects with an ``address``) and
-``accounts``. The launcher registers a profile per source name (``services/registry.py``);
-every service reads notifications through :func:`profile`.
+``accounts``. The launcher registers a profile per source name (``services/registry.py``),
+and reading the ``[[sources]]`` section one per configured source, with its default
+application and environment (``shared/relay/inbound.py``); every service reads
+notifications through :func:`profile`.
 """
 
 from __future__ import annotations
@@ -99,6 +101,16 @@ class SourceProfile:
     """Whether a digest of this source's notifications says where they come from
     ("12 port scan notifications from suricata")."""
 
+    def templates_for(self, kind: str) -> tuple[str, str] | None:
+        """The default ``(title, body)`` templates of its messages of type ``kind``, if it
+        has its own (from :attr:`templates` unless a subclass says otherwise)."""
+        return self.templates.get(kind)
+
+    def typed(self, kind: str) -> SourceProfile:
+        """The profile that reads this source's messages of type ``kind`` (itself, unless
+        where the fields are depends on the type and the message does not say it)."""
+        return self
+
     def message(self, data: Any) -> dict[str, Any]:
         """The object holding the message's fields (``{}`` when there is none)."""
         return data if isinstance(data, dict) else {}
@@ -155,11 +167,17 @@ class LookoutProfile(SourceProfile):
 
 GENERIC = SourceProfile()
 _profiles: dict[str, SourceProfile] = {LOOKOUT_SOURCE: LookoutProfile()}
+_defaults: dict[str, Attributes] = {}
 
 
-def register(source: str, profile: SourceProfile) -> None:
-    """Read the notifications whose ``source`` is ``source`` with ``profile``."""
+def register(source: str, profile: SourceProfile, defaults: Attributes | None = None) -> None:
+    """Read the notifications whose ``source`` is ``source`` with ``profile``; ``defaults``:
+    the application and environment of those whose message names none."""
     _profiles[source] = profile
+    if defaults is None or defaults == Attributes():
+        _defaults.pop(source, None)
+    else:
+        _defaults[source] = defaults
 
 
 def profile(source: str) -> SourceProfile:
@@ -183,7 +201,7 @@ class Reading:
 
     @cached_property
     def profile(self) -> SourceProfile:
-        return profile(self.notification.source)
+        return profile(self.notification.source).typed(self.notification.type)
 
     @cached_property
     def loaded(self) -> tuple[bool, Any]:
@@ -208,9 +226,17 @@ class Reading:
     def attributes(self) -> Attributes:
         """Risk, application and environment, as its source's profile reads them (none of
         them when the message is not a JSON object)."""
+        defaults = _defaults.get(self.notification.source)
         if not isinstance(self.data, dict):
-            return Attributes()
-        return self.profile.attributes(self.message)
+            return defaults or Attributes()
+        found = self.profile.attributes(self.message)
+        if defaults is None:
+            return found
+        return Attributes(
+            found.risk,
+            found.application or defaults.application,
+            found.environment or defaults.environment,
+        )
 
     @cached_property
     def fields(self) -> Fields:

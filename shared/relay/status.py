@@ -1,9 +1,11 @@
 """Delivery status per notification and target, kept in the KV bucket ``delivery_status``.
 
 Each sink writes what happened to a notification it handles: ``delivered``, ``retrying``
-(with the last error and when the next attempt is due), ``dead`` (dead-lettered) or
-``skipped`` (its route does not match). A configured target with no record yet is
-``pending``; nothing is written on the webhook path.
+(with the last error and when the next attempt is due), ``dead`` (dead-lettered),
+``skipped`` (its route does not match), ``paused`` (waiting while its target is paused) or
+``silenced`` (a silence held it back). A configured target with no record yet is
+``pending``, or ``not_applicable`` when it was made after the notification arrived (its
+consumer takes only what comes next); nothing is written on the webhook path.
 Writing status is best effort: it never holds up or fails a delivery.
 """
 
@@ -22,8 +24,45 @@ from shared.relay import templates
 from shared.relay.schemas import Notification
 from shared.relay.sources import Reading, read
 
-State = Literal["pending", "skipped", "delivered", "retrying", "dead"]
-"""``skipped``: the target's route does not match the notification."""
+State = Literal[
+    "pending",
+    "skipped",
+    "delivered",
+    "retrying",
+    "paused",
+    "dead",
+    "silenced",
+    "not_applicable",
+]
+"""``skipped``: the target's route does not match the notification; ``paused``: it waits
+while its target is paused (see shared.relay.health); ``not_applicable`` (never written,
+the API's conclusion): the target was made after the notification arrived, so it never
+gets it; ``silenced``: a silence held it back (acknowledged, never sent nor dead-lettered;
+``silence_id`` says which)."""
+
+AttemptOutcome = Literal["delivered", "failed", "refused"]
+"""``failed``: retryable (or while the target is paused); ``refused``: permanent."""
+
+MAX_LOG = 20
+"""Attempts kept per notification and target (the newest)."""
+ERROR_EXCERPT = 200
+
+
+class Attempt(msgspec.Struct, kw_only=True, frozen=True):
+    """One call to the target for a notification: when, what came of it, the HTTP status
+    of the service's answer (when it has one), how long it took, and the start of the
+    error."""
+
+    at: str
+    outcome: AttemptOutcome
+    status: int | None = None
+    ms: float = 0.0
+    error: str | None = None
+
+
+def logged(history: list[Attempt], attempt: Attempt) -> list[Attempt]:
+    """``history`` with ``attempt`` added, the oldest dropped beyond :data:`MAX_LOG`."""
+    return [*history, attempt][-MAX_LOG:]
 
 
 class DeliveryStatus(msgspec.Struct, kw_only=True, frozen=True):
@@ -46,6 +85,9 @@ class DeliveryStatus(msgspec.Struct, kw_only=True, frozen=True):
     application: str | None = None
     environment: str | None = None
     risk: int | None = None
+    attempt_log: list[Attempt] = []
+    """The newest :data:`MAX_LOG` calls to the target for this notification."""
+    silence_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,12 +18,14 @@ from nats.js.errors import BadRequestError, NotFoundError
 from shared.bus.manage import DAY, ensure_bucket, ensure_stream
 from shared.core import logging as log
 from shared.core.settings import Settings
+from shared.relay import silences
 from shared.relay.config import relay
 
 NOTIFICATIONS = "NOTIFICATIONS"
 DEADLETTERS = "DEADLETTERS"
 STATUS_BUCKET = "delivery_status"
 PACE_BUCKET = "sink_pace"
+HEALTH_BUCKET = "target_health"
 
 _log = log.get("bus")
 
@@ -119,7 +121,8 @@ def ack_wait_for(timeout: float) -> float:
 
 
 async def provision(js: JetStreamContext, settings: Settings) -> None:
-    """The streams, buckets and every configured target's consumer, created or updated."""
+    """The streams, buckets (silences included) and every configured target's consumer,
+    created or updated."""
     await ensure_streams(js, settings)
     for bucket in (
         KeyValueConfig(
@@ -136,6 +139,14 @@ async def provision(js: JetStreamContext, settings: Settings) -> None:
             ttl=DAY,  # idle keys go; longer than a pause (Retry-After, capped at 1 h by default)
             storage=StorageType.FILE,  # a restarted nats-server still has it
         ),
+        KeyValueConfig(
+            bucket=HEALTH_BUCKET,
+            description="target health: consecutive failures, pauses, probes; every replica",
+            history=1,
+            direct=True,  # read by the gateway with direct gets
+            storage=StorageType.FILE,  # a paused target stays paused across restarts
+        ),
+        silences.bucket_config(),
     ):
         await ensure_bucket(js, bucket, settings.stream_replicas)
     for target in relay(settings).targets:

@@ -13,7 +13,9 @@ and the pauses), acknowledgement and dead-lettering are the runner's job
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -34,6 +36,11 @@ class RetryableError(DeliveryError):
 
 class PermanentError(DeliveryError):
     pass
+
+
+class Gone(PermanentError):
+    """The service said ``410 Gone``: the endpoint no longer exists. The runner pauses the
+    target at once (no delivery is dead-lettered for it; a later success resumes it)."""
 
 
 class Paced(RetryableError):
@@ -104,11 +111,28 @@ class Target(ABC):
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 
+ANSWER_STATUS: ContextVar[int | None] = ContextVar("answer_status", default=None)
+"""The HTTP status of the service's last answer in this delivery (set by
+:func:`raise_for_status`), for the attempt log."""
+
+_HTTP_STATUS = re.compile(r"\bHTTP (\d{3})\b")
+
+
+def answer_status(error: str | None = None) -> int | None:
+    """The HTTP status of this delivery's answer: what :func:`raise_for_status` saw, else
+    the one an error's text names (``HTTP 503: …``)."""
+    seen = ANSWER_STATUS.get()
+    if seen is not None:
+        return seen
+    found = _HTTP_STATUS.search(error) if error else None
+    return int(found.group(1)) if found else None
+
 
 def raise_for_status(status: int, retry_after: str | None, detail: str) -> None:
     """Map an HTTP answer to the delivery outcome: 2xx delivered; 408/425/429/5xx retry
-    (honouring ``Retry-After``); anything else (other 4xx, 3xx: redirects are not
-    followed) permanent."""
+    (honouring ``Retry-After``); 410 :class:`Gone` (the target is paused); anything else
+    (other 4xx, 3xx: redirects are not followed) permanent."""
+    ANSWER_STATUS.set(status)
     if 200 <= status < 300:
         return
     reason = f"HTTP {status}" + (f": {detail}" if detail else "")
@@ -116,4 +140,6 @@ def raise_for_status(status: int, retry_after: str | None, detail: str) -> None:
         raise RetryableError(reason, parse_retry_after(retry_after))
     if 300 <= status < 400:
         raise PermanentError(f"{reason} (redirects are not followed)")
+    if status == 410:
+        raise Gone(reason)
     raise PermanentError(reason)

@@ -140,7 +140,7 @@ def _defaults(notification: Notification) -> tuple[str, str]:
     profile has for its type, else the generic one."""
     if is_digest(notification):
         return DIGEST
-    return sources.profile(notification.source).templates.get(notification.type, GENERIC)
+    return sources.profile(notification.source).templates_for(notification.type) or GENERIC
 
 
 def _render(source: str, values: dict[str, Any]) -> str:

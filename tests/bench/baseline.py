@@ -1,8 +1,10 @@
 """Baseline for the webhook-ingest benchmark: the least a verified, durable webhook needs.
 
-A bare aiohttp handler that checks the HMAC of the body and awaits one JetStream publish
-(file storage, the same dedup header work), and nothing else. The gateway is measured
-against this in the same run.
+A bare aiohttp handler that checks the HMAC of the body, reads the message's id (the
+event id: a Sqreen sender leaves ``message_id`` null) with msgspec, and awaits one
+JetStream publish with it as ``Nats-Msg-Id`` (file storage, a stream of its own with one
+idle durable consumer, as the gateway's stream has a sink's), and nothing else. The gateway
+is measured against this in the same run.
 
 ``--publisher js`` (the baseline the goal is judged on) publishes with nats-py's
 ``JetStreamContext.publish``; ``--publisher lookout`` with the gateway's own
@@ -19,6 +21,7 @@ import hmac
 import sys
 from pathlib import Path
 
+import msgspec
 import nats
 import uvloop
 from aiohttp import web
@@ -29,20 +32,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from shared.bus.publish import Publisher
 
 
+class _Event(msgspec.Struct):
+    event_id: str | None = None
+
+
+class _Message(msgspec.Struct):
+    message_id: str | None = None
+    message: _Event | None = None
+
+
+_messages = msgspec.json.Decoder(list[_Message])
+
+
 async def main(port: int, nats_url: str, secret: bytes, publisher_kind: str) -> None:
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
+    # A stream per baseline: sharing one, each would write into a stream growing twice as
+    # fast as the gateway's.
+    stream, subject = f"BENCH_{publisher_kind.upper()}", f"bench.{publisher_kind}"
     await js.add_stream(
         StreamConfig(
-            name="BENCH", subjects=["bench.>"], storage=StorageType.FILE, duplicate_window=1.0
+            name=stream, subjects=[f"{subject}.>"], storage=StorageType.FILE, duplicate_window=1.0
         )
     )
     # The same bus setup as the gateway's stream: one idle durable consumer (a sink's).
     await js.add_consumer(
-        "BENCH",
+        stream,
         ConsumerConfig(
             durable_name="sink-log",
-            filter_subject="bench.>",
+            filter_subject=f"{subject}.>",
             deliver_policy=DeliverPolicy.NEW,
             ack_policy=AckPolicy.EXPLICIT,
         ),
@@ -57,11 +75,17 @@ async def main(port: int, nats_url: str, secret: bytes, publisher_kind: str) -> 
         expected = hmac.new(secret, body, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(given, expected):
             return web.Response(status=401)
-        msg_id = hashlib.sha256(body).hexdigest()
+        try:
+            [message] = _messages.decode(body)
+        except (msgspec.DecodeError, ValueError):
+            return web.Response(status=400)
+        msg_id = message.message_id or (message.message and message.message.event_id)
+        if not msg_id:
+            return web.Response(status=400)
         if publisher_kind == "lookout":
-            await publisher.publish("bench.webhook", body, {"Nats-Msg-Id": msg_id}, 5.0)
+            await publisher.publish(f"{subject}.webhook", body, {"Nats-Msg-Id": msg_id}, 5.0)
         else:
-            await js.publish("bench.webhook", body, headers={"Nats-Msg-Id": msg_id})
+            await js.publish(f"{subject}.webhook", body, headers={"Nats-Msg-Id": msg_id})
         return web.Response(text="ok")
 
     app = web.Application()

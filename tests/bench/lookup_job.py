@@ -1,8 +1,9 @@
 """``make bench``: an end-to-end lookup job of 1,000 mixed indicators.
 
 Measures the time from ``POST /api/v1/lookups`` until every result is in, with the real
-gateway and the five provider services as separate processes on a real nats-server, against
-loopback upstreams (DNS zone server, RDAP, VirusTotal and AbuseIPDB fakes). Baseline, in the
+gateway and every provider service as separate processes on a real nats-server, against
+loopback upstreams (DNS zone server, RDAP, VirusTotal, AbuseIPDB, InternetDB and Tor exit
+list fakes). Baseline, in the
 same run and against the same upstreams: the same providers called directly in one process
 with the same concurrency, no bus, no cache. Rounds alternate (baseline, job), medians.
 """
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import nats
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -30,8 +32,11 @@ import importlib  # noqa: E402
 
 from dnsserver import ZoneServer  # noqa: E402
 from fakes.abuseipdb import FakeAbuseIpdb  # noqa: E402
+from fakes.internetdb import FakeInternetDb  # noqa: E402
 from fakes.rdap import FakeRdapServer  # noqa: E402
+from fakes.torlist import COLLECTOR, FakeTorList  # noqa: E402
 from fakes.virustotal import FakeVirusTotal  # noqa: E402
+from nats.js import JetStreamContext  # noqa: E402
 
 from services import registry  # noqa: E402
 from shared.core import settings as config  # noqa: E402
@@ -108,8 +113,9 @@ concurrency = 32
 """
 
 
-async def direct(settings: config.Settings, items: list[str]) -> float:
-    """Baseline: every provider's lookup() called in this process, same concurrency."""
+async def direct(settings: config.Settings, items: list[str], js: JetStreamContext) -> float:
+    """Baseline: every provider's lookup() called in this process, same concurrency (a
+    provider that keeps its data in the bus, as the Tor exit list, reads it there)."""
     parsed = indicators.parse_items(items)
     requests = [
         LookupRequest(
@@ -127,6 +133,7 @@ async def direct(settings: config.Settings, items: list[str]) -> float:
     async def one_provider(name: str) -> None:
         provider = importlib.import_module(f"services.providers.{name}").build(settings)
         slots = asyncio.Semaphore(lookups(settings).provider(name).concurrency)
+        await provider.attach(js)
         await provider.open()
 
         async def one(request: LookupRequest) -> None:
@@ -188,8 +195,12 @@ async def main(count: int, rounds: int) -> None:
                 FakeRdapServer() as rdap,
                 FakeVirusTotal() as vt,
                 FakeAbuseIpdb(daily_limit=10**9) as abuse,
+                FakeInternetDb() as idb,
+                FakeTorList(COLLECTOR.read_text()) as tor,
             ):
                 env = env_for(server.url, zone, rdap, vt, abuse, config_path, port)
+                env.update(INTERNETDB_URL=idb.base_url, TOR_EXIT_LIST_URL=tor.url)
+                nc = await nats.connect(server.url)
                 settings = config.load(env)
                 try:
                     for name in ["gateway", *(f"provider-{p}" for p in registry.PROVIDERS)]:
@@ -199,7 +210,7 @@ async def main(count: int, rounds: int) -> None:
                             )
                         )
                     base = f"http://127.0.0.1:{port}"
-                    for _ in range(100):
+                    for _ in range(600):  # a dozen processes start on a busy machine
                         try:
                             async with aiohttp.ClientSession() as s, s.get(f"{base}/readyz") as r:
                                 if r.status == 200:
@@ -212,7 +223,7 @@ async def main(count: int, rounds: int) -> None:
                     baseline: list[float] = []
                     job: list[float] = []
                     for round_no in range(rounds):
-                        baseline.append(await direct(settings, items))
+                        baseline.append(await direct(settings, items, nc.jetstream()))
                         elapsed, statuses = await through_the_bus(base, items)
                         job.append(elapsed)
                         print(
@@ -221,6 +232,7 @@ async def main(count: int, rounds: int) -> None:
                             flush=True,
                         )
                 finally:
+                    await nc.close()
                     for process in processes:
                         process.terminate()
                     for process in processes:
@@ -236,7 +248,8 @@ async def main(count: int, rounds: int) -> None:
     print("| run | seconds | indicators/s |")
     print("|---|---|---|")
     print(f"| baseline: providers called directly, no bus | {b:.2f} | {count / b:.0f} |")
-    print(f"| lookout job: gateway + 5 provider services | {j:.2f} | {count / j:.0f} |")
+    services = f"gateway + {len(registry.PROVIDERS)} provider services"
+    print(f"| lookout job: {services} | {j:.2f} | {count / j:.0f} |")
     print(f"\nratio job / direct: {j / b:.2f}")
 
 

@@ -6,8 +6,10 @@ nats-server, and loads each with wrk (``-t1 -c32``) in alternating rounds (A B C
 reporting medians, the ratio and each server's peak RSS. A second baseline publishes with
 the gateway's ``shared.bus.publish.Publisher`` instead of ``js.publish``: the gateway against it
 is the cost of the gateway's own work, apart from what its leaner publish saves. Bodies are
-distinct signed Sqreen security_event messages, so every request is stored (no dedup
-shortcut).
+distinct signed Sqreen security_event messages as a Sqreen sender posts them
+(``message_id`` null: the id is the event's), so every request is stored (no dedup
+shortcut). Each server has a stream of its own, and the order of the three is rotated
+from round to round.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def make_bodies(path: Path, count: int) -> None:
     template = json.loads(FIXTURE.read_text())[0]
     with path.open("w") as out:
         for i in range(count):
-            message = {**template, "message_id": f"bench-{i:07d}"}
+            message = {**template, "message_id": None}
             message["message"] = {**template["message"], "event_id": f"evt-{i:07d}"}
             body = json.dumps([message], separators=(",", ":"))
             sig = hmac.new(SECRET.encode(), body.encode(), hashlib.sha256).hexdigest()
@@ -165,9 +167,11 @@ def main() -> int:
             results: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
             for port in ports.values():
                 run_wrk(port, 2, args.connections, bodies)  # warm-up
+            names = list(ports)
             for round_no in range(args.rounds):
-                for name, port in ports.items():
-                    result = run_wrk(port, args.seconds, args.connections, bodies)
+                order = names[round_no % 3 :] + names[: round_no % 3]
+                for name in order:
+                    result = run_wrk(ports[name], args.seconds, args.connections, bodies)
                     results[name].append(result)
                     print(
                         f"round {round_no + 1} {name:18}: {result['rps']:9.0f} req/s  "

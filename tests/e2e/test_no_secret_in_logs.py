@@ -21,9 +21,12 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Sink
 from e2e.test_run import env_for, start_run
 from fakes.abuseipdb import FakeAbuseIpdb
+from fakes.otx import FakeOtx
 from fakes.pagerduty import FakePagerDuty
 from fakes.slack import FakeSlack
+from fakes.threatfox import FakeThreatFox
 from fakes.twilio import FakeTwilio
+from fakes.urlhaus import FakeUrlhaus
 from fakes.virustotal import FakeVirusTotal
 from helpers import SQREEN_SECRET, WHSEC, Receiver, post_webhook, sqreen_fixture, wait_for
 
@@ -35,6 +38,7 @@ from shared.relay.outbound import secret_parts
 async def test_no_secret_reaches_any_log_line(tmp_path: Path, receiver: Receiver) -> None:
     token = "tok-" + secrets.token_urlsafe(24)
     vt_key, abuse_key = secrets.token_hex(32), secrets.token_hex(40)
+    abusech_key, otx_key = secrets.token_hex(24), secrets.token_hex(32)
     twilio_token, smtp_password = secrets.token_hex(16), "pw-" + secrets.token_urlsafe(18)
     smtp = Controller(Sink(), hostname="127.0.0.1", port=free_port())  # offers no AUTH
     smtp.start()
@@ -45,6 +49,9 @@ async def test_no_secret_reaches_any_log_line(tmp_path: Path, receiver: Receiver
         FakePagerDuty() as pagerduty,
         FakeVirusTotal(api_key=vt_key) as vt,
         FakeAbuseIpdb(api_key=abuse_key) as abuse,
+        FakeUrlhaus(api_key=abusech_key) as urlhaus,
+        FakeThreatFox(api_key=abusech_key) as threatfox,
+        FakeOtx(api_key=otx_key) as otx,
     ):
         slack_url_parts = secret_parts(slack.webhook_url)
         env = env_for(tmp_path, receiver.url)
@@ -94,12 +101,18 @@ retry = {{ max_attempts = 2, initial_backoff = 0.2 }}
             VIRUSTOTAL_URL=vt.base_url,
             ABUSEIPDB_API_KEY=abuse_key,
             ABUSEIPDB_URL=abuse.base_url,
+            ABUSECH_API_KEY=abusech_key,
+            URLHAUS_URL=urlhaus.base_url,
+            THREATFOX_URL=threatfox.base_url,
+            OTX_API_KEY=otx_key,
+            OTX_URL=otx.base_url,
             LOOKOUT_DNS_NAMESERVERS=f"127.0.0.1:{free_port()}",  # nobody answers: errors
         )
         base = f"http://127.0.0.1:{env['LOOKOUT_HTTP_PORT']}"
         proc, log_path = start_run(env, tmp_path)
         try:
-            await wait_for(lambda: "lookout is running" in log_path.read_text(), within=60)
+            # every service its own process: a dozen and more on a busy machine
+            await wait_for(lambda: "lookout is running" in log_path.read_text(), within=120)
             status, _ = await post_webhook(base, sqreen_fixture("v2_security_event.json"))
             assert status == 200
             bad = {"X-Sqreen-Integrity": "0" * 64, "Content-Type": "application/json"}
@@ -127,6 +140,8 @@ retry = {{ max_attempts = 2, initial_backoff = 0.2 }}
             await wait_for(lambda: len(twilio.messages) >= 1, within=30)
             await wait_for(lambda: len(pagerduty.events) >= 1, within=30)
             await wait_for(lambda: len(vt.requests) >= 1 and len(abuse.requests) >= 1, within=30)
+            await wait_for(lambda: len(urlhaus.requests) >= 1 and len(otx.requests) >= 1, within=30)
+            await wait_for(lambda: len(threatfox.requests) >= 1, within=30)
             await wait_for(lambda: "dead-lettered" in log_path.read_text(), within=30)  # mail
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -141,6 +156,8 @@ retry = {{ max_attempts = 2, initial_backoff = 0.2 }}
         "api token": [token],
         "virustotal key": [vt_key],
         "abuseipdb key": [abuse_key],
+        "abuse.ch key": [abusech_key],
+        "otx key": [otx_key],
         "twilio auth token": [twilio_token],
         "smtp password": [smtp_password],
         "pagerduty routing key": [pagerduty.routing_key],

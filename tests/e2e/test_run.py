@@ -96,7 +96,7 @@ async def test_run_whole_stack(tmp_path: Path, receiver: Receiver) -> None:
     base = f"http://127.0.0.1:{env['LOOKOUT_HTTP_PORT']}"
     proc, log_path = start_run(env, tmp_path)
     try:
-        await wait_for(lambda: "lookout is running" in log_path.read_text(), within=60)
+        await wait_for(lambda: "lookout is running" in log_path.read_text(), within=120)
         assert f"{base}/" in log_path.read_text()
         async with aiohttp.ClientSession() as session:
             for path in ("/healthz", "/readyz", "/", "/metrics"):
@@ -414,7 +414,7 @@ async def test_run_restarts_a_killed_nats_server(tmp_path: Path, receiver: Recei
     base = f"http://127.0.0.1:{env['LOOKOUT_HTTP_PORT']}"
     proc, log_path = start_run(env, tmp_path)
     try:
-        await wait_for(lambda: "lookout is running" in log_path.read_text(), within=60)
+        await wait_for(lambda: "lookout is running" in log_path.read_text(), within=120)
         await webhook_until_stored(base, sqreen_fixture("v2_security_event.json"), 10)
         await wait_for(lambda: len(receiver.requests) == 2, within=30)  # two messages
 
@@ -467,7 +467,7 @@ async def test_run_with_credentials_in_every_nats_url(tmp_path: Path, receiver: 
         base = f"http://127.0.0.1:{env['LOOKOUT_HTTP_PORT']}"
         proc, log_path = start_run(env, tmp_path)
         try:
-            await wait_for(lambda: "lookout is running" in log_path.read_text(), within=60)
+            await wait_for(lambda: "lookout is running" in log_path.read_text(), within=120)
             text = log_path.read_text()
             assert f"nats://***@127.0.0.1:{down},nats://***@127.0.0.1:{server.port}" in text, (
                 "the banner names both servers, without their credentials"

@@ -630,6 +630,29 @@ async def test_errors_show_their_cause_and_make_the_overall_verdict_error(
             assert other_console.problems == []
 
 
+async def test_a_provider_without_its_key_says_what_to_set_and_links_to_a_free_key(
+    nats_server: NatsServer, tmp_path: Path, browser: Browser
+) -> None:
+    settings = make_settings(tmp_path, nats_server.url)
+    async with running_gateway(settings) as base, running_provider(settings, "virustotal"):
+        page, console = await new_page(browser)
+        await page.goto(f"{base}/")
+        await only_providers(page, "virustotal")
+        await page.get_by_label("Indicators or free text").fill("198.51.100.7")
+        await page.get_by_role("button", name="Look up", exact=True).click()
+        await complete(page)
+        vt = cell(page, "198.51.100.7", "virustotal")
+        await expect(vt).to_have_class(re.compile(r"\bv-not_configured\b"))
+        await expect(vt.locator(".summary")).to_contain_text("VIRUSTOTAL_API_KEY is not set")
+        await vt.locator("button").click()
+        detail = page.locator("tbody[data-indicator='198.51.100.7'] .detail")
+        await expect(detail.locator(".setup-hint code")).to_have_text("VIRUSTOTAL_API_KEY")
+        link = detail.locator("a.signup-link")
+        await expect(link).to_have_attribute("href", "https://www.virustotal.com/gui/join-us")
+        await expect(link).to_have_text("get a free key ↗")
+        assert console.problems == []
+
+
 # --------------------------------------------------------------------------- login
 
 
@@ -767,6 +790,43 @@ async def test_notifications_page_shows_a_dead_letter_and_replays_it(
         assert console.problems == []
 
 
+async def test_notifications_page_shows_a_paused_target_and_the_attempt_log(
+    nats_server: NatsServer, tmp_path: Path, browser: Browser, receiver: Receiver
+) -> None:
+    receiver.default = (503, {})  # the target fails: paused at the first failure
+    toml = http_target(receiver.url).replace(
+        "jitter = 0 }", "jitter = 0, probe_backoff = 600 }\npause_after = 1"
+    )
+    settings = make_settings(tmp_path, nats_server.url, toml)
+    async with running_gateway(settings) as base, running_sink(settings, "ops-http"):
+        _, answer = await post_webhook(base, sqreen_fixture("v2_test.json"))
+        [note_id] = answer["ids"]
+
+        async def paused() -> bool:
+            _, body = await api("GET", f"{base}/api/v1/notifications/{note_id}")
+            return bool(body.get("state") == "paused")
+
+        await wait_for(paused, within=20)
+        page, console = await new_page(browser)
+        await page.goto(f"{base}/notifications")
+        health = page.locator('#target-health li[data-target="ops-http"]')
+        await expect(health).to_have_attribute("data-state", "paused")
+        await expect(health).to_contain_text("ops-http (http): paused")
+        await expect(health).to_contain_text("HTTP 503")  # open while paused
+        await expect(health).to_contain_text("Next probe")
+        await expect(page.locator("#health-status")).to_contain_text("Paused: ops-http")
+        note = page.locator(f'#notes-body tr[data-id="{note_id}"]')
+        state = note.locator('li[data-target="ops-http"]')
+        await expect(state).to_have_attribute("data-state", "paused")
+        await note.locator("summary").click()
+        attempt = state.locator('table.attempt-log tr[data-outcome="failed"]').first
+        await expect(attempt).to_contain_text("503")
+        await expect(attempt).to_contain_text("HTTP 503: nope")
+        await page.locator("#state-filter").select_option("paused")
+        await expect(note).to_be_visible()
+        assert console.problems == []
+
+
 # --------------------------------------------------------------------------- headers
 
 
@@ -786,6 +846,7 @@ async def test_pages_send_a_strict_csp_and_no_inline_code(
         for path in (
             "/",
             "/notifications",
+            "/silences",
             "/login",
             "/watches",
             "/indicator/example.com",
@@ -818,6 +879,7 @@ async def test_pages_send_a_strict_csp_and_no_inline_code(
     for page in (
         "index.html",
         "notifications.html",
+        "silences.html",
         "login.html",
         "indicator.html",
         "watches.html",

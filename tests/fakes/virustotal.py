@@ -1,4 +1,4 @@
-"""A loopback fake of the VirusTotal API v3 (domains, IP addresses and URLs reports).
+"""A loopback fake of the VirusTotal API v3 (domains, IP addresses, URLs and files reports).
 
 It speaks the documented contract closely enough that a client written against
 https://docs.virustotal.com works against it unchanged:
@@ -7,6 +7,9 @@ https://docs.virustotal.com works against it unchanged:
   ``GET /api/v3/urls/{id}``, where ``id`` is either the unpadded URL-safe base64 of the
   URL (RFC 4648 section 3.2, the form clients compute) or the SHA-256 hex of the
   canonicalised URL (the form the API itself returns as ``data.id``).
+* ``GET /api/v3/files/{id}`` where ``id`` is a file's MD5, SHA-1 or SHA-256 (any case): an
+  object keyed by its SHA-256 is found by any of its hashes (its ``md5``/``sha1``
+  attributes). :func:`file_fixture` is a real file object (tests/fixtures/virustotal/).
 * Authentication by the ``x-apikey`` header: a missing header answers 401
   ``AuthenticationRequiredError``, a wrong key 401 ``WrongCredentialsError``.
 * Errors as ``{"error": {"code": ..., "message": ...}}``; an unknown object answers 404
@@ -27,9 +30,12 @@ import base64
 import binascii
 import hashlib
 import ipaddress
+import json
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -50,7 +56,16 @@ __all__ = [
 
 DEFAULT_API_KEY = "test-virustotal-key-0123456789abcdef"
 
-ObjectType = Literal["domain", "ip_address", "url"]
+ObjectType = Literal["domain", "ip_address", "url", "file"]
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "virustotal"
+
+
+def file_fixture() -> dict[str, Any]:
+    """A real file object (see tests/fixtures/virustotal/SOURCES.md): ``type``, ``id``
+    (its SHA-256) and ``attributes``."""
+    found: dict[str, Any] = json.loads((FIXTURES / "file_itami.json").read_text())
+    return found
+
 
 # Real scanner names for the first engines of a synthesised ``last_analysis_results``;
 # any engines beyond these are named "Engine 21", "Engine 22", ...
@@ -101,7 +116,13 @@ _RESULT_BY_CATEGORY: dict[str, str] = {
 
 _STAT_KEYS: tuple[str, ...] = ("harmless", "malicious", "suspicious", "undetected", "timeout")
 
-_PATH_OF_TYPE: dict[str, str] = {"domain": "domains", "ip_address": "ip_addresses", "url": "urls"}
+_PATH_OF_TYPE: dict[str, str] = {
+    "domain": "domains",
+    "ip_address": "ip_addresses",
+    "url": "urls",
+    "file": "files",
+}
+_HASH = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 
 _DAY = 86_400
 
@@ -134,6 +155,8 @@ def url_sha256(url: str) -> str:
 def _object_type(key: str) -> ObjectType:
     if "://" in key:
         return "url"
+    if _HASH.fullmatch(key):
+        return "file"
     try:
         ipaddress.ip_address(key)
     except ValueError:
@@ -291,6 +314,8 @@ class FakeVirusTotal(RecordingFake):
                 "tld": key.rstrip(".").rsplit(".", 1)[-1].lower(),
                 "tags": [],
             }
+        if kind == "file":
+            return {"sha256": key.lower(), "type_description": "unknown", "names": []}
         if kind == "ip_address":
             address = ipaddress.ip_address(key)
             prefix = 24 if address.version == 4 else 48
@@ -326,6 +351,7 @@ class FakeVirusTotal(RecordingFake):
         router.add_get("/api/v3/domains/{domain}", self._domain)
         router.add_get("/api/v3/ip_addresses/{ip}", self._ip_address)
         router.add_get("/api/v3/urls/{id}", self._url)
+        router.add_get("/api/v3/files/{id}", self._file)
         router.add_route("*", "/{tail:.*}", self._unknown)
 
     def reset_quotas(self) -> None:
@@ -435,6 +461,23 @@ class FakeVirusTotal(RecordingFake):
             if ident.lower() in (digest, raw_digest) or canonical == wanted:
                 return self._found("url", digest, key)
         return self._error(404, "NotFoundError", f'URL "{ident}" not found')
+
+    async def _file(self, request: web.Request) -> web.Response:
+        if (answer := await self._gate(request)) is not None:
+            return answer
+        ident = request.match_info["id"]
+        wanted = ident.lower()
+        for key in list(self.objects):
+            if _object_type(key) != "file":
+                continue
+            given = self.objects[key]
+            names = {
+                key.lower(),
+                *(str(given.get(h, "")).lower() for h in ("md5", "sha1", "sha256")),
+            }
+            if wanted in names:
+                return self._found("file", str(given.get("sha256", key)).lower(), key)
+        return self._error(404, "NotFoundError", f'File "{ident}" not found')
 
     async def _unknown(self, request: web.Request) -> web.Response:
         if (answer := await self._gate(request)) is not None:

@@ -50,13 +50,14 @@ from services.gateway import (
 )
 from services.gateway.app import create_app
 from shared.core.natsserver import NatsServer
+from shared.relay import silences
 
 TOKEN = "openapi-test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 
 # Routes that are not part of the HTTP API: the web UI's pages and files, and the docs page.
-UNDOCUMENTED_PATHS = {"/", "/notifications", "/login", "/logout", "/watches"}
+UNDOCUMENTED_PATHS = {"/", "/notifications", "/silences", "/login", "/logout", "/watches"}
 UNDOCUMENTED_PREFIXES = ("/static/", "/api/docs", "/indicator/")
 
 
@@ -250,7 +251,9 @@ def test_provider_schema_is_what_the_api_answers() -> None:
     """The `Provider` schema lists every field `GET /api/v1/providers` gives, all required:
     a field added to the answer is documented beside it."""
     schema = doc()["components"]["schemas"]["Provider"]
-    given = lookups.provider_list()
+    from shared.core import settings as config
+
+    given = lookups.provider_list(config.load({}))
     assert given, "the launcher registered the providers"
     for provider in given:
         assert set(schema["properties"]) == set(provider), provider["name"]
@@ -271,6 +274,7 @@ def test_request_schemas_match_what_the_handlers_decode() -> None:
         "NotificationInput": notifications._Incoming,
         "ReplayInput": deadletters_api._Replay,
         "IndicatorsInput": additions._Added,
+        "SilenceInput": silences.SilenceInput,
     }
     for name, struct in pairs.items():
         assert set(schemas[name]["properties"]) == _field_names(struct), name
@@ -538,6 +542,27 @@ async def test_real_answers_match_documented_schemas(
             "post",
             *await api("POST", f"{api_base}/deadletters/log/replay", TOKEN, json={"all": True}),
         )
+        # Silences: made, listed, read, expired, refused.
+        silences_url = f"{api_base}/silences"
+        status, made = await api(
+            "POST", silences_url, TOKEN, json={"matchers": {"source": "ids"}, "duration": "1h"}
+        )
+        check("/api/v1/silences", "post", status, made)
+        check(
+            "/api/v1/silences",
+            "post",
+            *await api("POST", silences_url, TOKEN, json={"matchers": {}, "duration": "1h"}),
+        )
+        check("/api/v1/silences", "get", *await api("GET", silences_url, TOKEN))
+        check("/api/v1/silences", "get", *await api("GET", f"{silences_url}?state=x", TOKEN))
+        one = f"{silences_url}/{made['id']}"
+        check("/api/v1/silences/{id}", "get", *await api("GET", one, TOKEN))
+        check("/api/v1/silences/{id}", "delete", *await api("DELETE", one, TOKEN))
+        missing = f"{silences_url}/0b7e1c2a-3d4f-4a5b-8c9d-0e1f2a3b4c5d"
+        check("/api/v1/silences/{id}", "get", *await api("GET", missing, TOKEN))
+        check("/api/v1/silences/{id}", "delete", *await api("DELETE", missing, TOKEN))
+        check("/api/v1/silences/{id}", "delete", *await api("DELETE", f"{silences_url}/x", TOKEN))
+
         status, document = await api("GET", f"{base}{apidocs.OPENAPI_PATH}")
         check(apidocs.OPENAPI_PATH, "get", status, document)
     assert len(check.checked) >= 25

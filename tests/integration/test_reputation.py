@@ -106,8 +106,16 @@ async def test_missing_keys_say_not_configured(nats_server: NatsServer, tmp_path
         )
     by_provider = {r["provider"]: r for r in job["results"] if r["provider"] != "dns"}
     assert by_provider["virustotal"]["status"] == "not_configured"
-    assert by_provider["virustotal"]["summary"] == "VIRUSTOTAL_API_KEY is not set"
+    assert by_provider["virustotal"]["summary"] == (
+        "VIRUSTOTAL_API_KEY is not set (free key: https://www.virustotal.com/gui/join-us)"
+    )
+    assert by_provider["virustotal"]["data"] == {
+        "variable": "VIRUSTOTAL_API_KEY",
+        "signup_url": "https://www.virustotal.com/gui/join-us",
+    }
     assert by_provider["abuseipdb"]["status"] == "not_configured"
+    assert by_provider["abuseipdb"]["data"]["variable"] == "ABUSEIPDB_API_KEY"
+    assert by_provider["abuseipdb"]["data"]["signup_url"].startswith("https://")
 
 
 async def test_abuseipdb_verdicts_and_private_addresses(

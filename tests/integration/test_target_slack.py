@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import msgspec
 import pytest
@@ -100,7 +101,8 @@ async def test_security_events_coloured_by_risk_with_fields_and_button(
 ) -> None:
     settings = make_settings(tmp_path, nats_server.url, slack_target(slack.webhook_url))
     body = sqreen_fixture("v2_security_event.json")
-    async with running_gateway(settings) as base, running_sink(settings, TARGET):
+    base = f"http://{settings.http_host}:{settings.http_port}"
+    async with running_gateway(settings), running_sink(settings, TARGET):
         status, answer = await post_webhook(base, body)
         assert status == 200
         await wait_for(lambda: len(slack.messages) == 2)
@@ -141,10 +143,13 @@ async def test_security_events_coloured_by_risk_with_fields_and_button(
         assert f"Id: {ids[risk]}" in context_text
         actions = block(message, "actions")
         assert actions is not None
-        [button] = actions["elements"]
+        [button, silence] = actions["elements"]
         assert button["type"] == "button"
         assert button["text"]["text"] == "View event"
         assert button["url"] == original["event_url"]
+        # LOOKOUT_PUBLIC_URL's default: the gateway's own address
+        assert silence["text"]["text"] == "Silence similar"
+        assert silence["url"] == similar(base, app, env)
     assert set(ids.values()) == set(answer["ids"])
     assert_webhook_not_logged(capsys.readouterr().out, caplog, slack.webhook_url, "delivered")
 
@@ -373,3 +378,11 @@ async def test_one_delivery_decodes_the_message_once(
     assert [m["text"] for m in slack.messages] == ["[scanner] http scan (risk 50)"] * 2
     assert len(ids) == 2
     assert len(decoded) == 2, decoded  # one per delivery
+
+
+def similar(base: str, app: str, env: str) -> str:
+    """The "Silence similar" link of a Sqreen security event of ``app`` in ``env``."""
+    query = urlencode(
+        {"source": "sqreen", "type": "security_event", "application": app, "environment": env}
+    )
+    return f"{base}/silences?{query}"

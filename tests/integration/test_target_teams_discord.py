@@ -8,7 +8,7 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import msgspec
 import pytest
@@ -193,7 +193,8 @@ async def test_security_events_coloured_by_risk_with_facts_fields_and_link(
             "Id": ids[risk],
         }
         assert card["actions"] == [
-            {"type": "Action.OpenUrl", "title": "View event", "url": original["event_url"]}
+            {"type": "Action.OpenUrl", "title": "View event", "url": original["event_url"]},
+            {"type": "Action.OpenUrl", "title": "Silence similar", "url": similar(base, app, env)},
         ]
 
         message = embeds[str(risk)]
@@ -210,6 +211,11 @@ async def test_security_events_coloured_by_risk_with_facts_fields_and_link(
             {"name": "Environment", "value": env, "inline": True},
             {"name": "Source / Type", "value": "sqreen / security\\_event", "inline": True},
             {"name": "IPs", "value": ip, "inline": False},
+            {
+                "name": "Silence",
+                "value": f"[Silence similar]({similar(base, app, env)})",
+                "inline": False,
+            },
         ]
         assert embed["footer"] == {"text": f"lookout · {ids[risk]}"}
         assert embed["timestamp"] == original["date_occurred"]
@@ -259,8 +265,15 @@ async def test_crafted_text_cannot_ping_and_is_shown_as_text(
     )
     assert fields(embed)["Application"] == "shop \\<@&987654321098765432\\>"
     assert embed["title"] == "Security event in shop \\<@&987654321098765432\\> (prod): risk 55"
-    for text in (embed["title"], embed["description"], *fields(embed).values()):
+    texts = fields(embed)
+    link = texts.pop("Silence")
+    for text in (embed["title"], embed["description"], *texts.values()):
         assert re.search(r"(?<!\\)[<>\[\]*_]", text) is None, text
+    # The "Silence similar" link is a masked link on purpose; what it carries is encoded.
+    assert link.startswith("[Silence similar](http")
+    url = link.removeprefix("[Silence similar](").removesuffix(")")
+    assert re.search(r"[<>\[\]()*@ ]", url) is None, link
+    assert "application=shop+%3C%40%26987654321098765432%3E" in url
     assert embed["color"] == 0xECB22E
 
     # Teams: a card mentions nobody without msteams entities; HTML is not rendered, and the
@@ -566,3 +579,11 @@ async def test_discord_reports_fractional_retry_after_and_an_empty_bucket(
         finally:
             await target.close()
     assert discord.answers == [429, 200]
+
+
+def similar(base: str, app: str, env: str) -> str:
+    """The "Silence similar" link of a Sqreen security event of ``app`` in ``env``."""
+    query = urlencode(
+        {"source": "sqreen", "type": "security_event", "application": app, "environment": env}
+    )
+    return f"{base}/silences?{query}"

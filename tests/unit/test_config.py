@@ -131,6 +131,15 @@ type = "log"
             "two targets",
         ),
         ('[[targets]\nname = "a"\n', "not valid TOML"),
+        ('[[targets]]\nname = "a"\ntype = "log"\non_failure = "a"\n', "on_failure names itself"),
+        (
+            '[[targets]]\nname = "a"\ntype = "log"\non_failure = "b"\n',
+            "on_failure names 'b', which is not a configured target",
+        ),
+        (
+            '[[targets]]\nname = "a"\ntype = "log"\nretry = { schedule = [5], multiplier = 2 }\n',
+            "set either schedule or",
+        ),
         (
             '[[targets]]\nname = "a"\ntype = "log"\nper_second = -1\n',
             r"\$\.targets\[0\]\.per_second",

@@ -3,7 +3,8 @@
 The graph is built from the source with ``ast``, every import counted wherever it is
 written: at module level, inside a function, under ``if TYPE_CHECKING``, and
 ``importlib.import_module("…")`` with a literal name. The launcher's registration tables
-(``services/registry.py``: ``PROVIDERS``, ``TARGET_TYPES``, ``SOURCES``) count as imports of
+(``services/registry.py``: ``PROVIDERS``, ``TARGET_TYPES``, ``SOURCES``,
+``SOURCE_TYPES``) count as imports of
 the packages they name. ``from a.b import c`` counts as an import of ``a.b`` and, when
 ``a.b.c`` is a module, of that module too: whichever way a reader resolves it, the rules
 below hold.
@@ -53,6 +54,7 @@ LAUNCHER_TABLES = {
     "PROVIDERS": "services.providers",
     "TARGET_TYPES": "services.sinks",
     "SOURCES": "",
+    "SOURCE_TYPES": "",
 }
 """The launcher's tables of integrations, and the package their names are in ("": a table
 of ``{name: module}``)."""

@@ -690,7 +690,7 @@ def test_extract_lines_tells_the_lines_it_read_nothing_from() -> None:
     assert parsed == extract_stream(lines)  # the same indicators and rejections
     assert [i.value for i in parsed.indicators] == ["evil.com"]
     assert parsed.rejected == [Rejected("999.1.1.1", "malformed IPv4 address")]
-    nothing = "no IP address, domain, URL or e-mail address found"
+    nothing = "no IP address, domain, URL, e-mail address or file hash found"
     assert skipped == [
         SkippedLine(1, "indicator,note", nothing),
         SkippedLine(6, "intranet", "not a public domain: 'intranet' has no known public suffix"),
@@ -703,3 +703,76 @@ def test_extract_lines_tells_the_lines_it_read_nothing_from() -> None:
         SkippedLine(10, ("word " * 60)[:200], nothing),
     ]
     assert extract_lines([]) == (Parsed([], []), [])
+
+
+# --------------------------------------------------------------------------------------------
+# File hashes
+# --------------------------------------------------------------------------------------------
+
+MD5_EMPTY = "d41d8cd98f00b204e9800998ecf8427e"
+SHA1_EMPTY = "da39a3ee5e6b4b0d3255bfef95601890afd80709"
+SHA256_EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def test_hashes_are_items_of_their_own_kind_in_lower_case() -> None:
+    from shared.lookups.indicators import hash_algorithm
+
+    parsed = parse_items([MD5_EMPTY.upper(), SHA1_EMPTY, f" {SHA256_EMPTY} ", f"<{MD5_EMPTY}>"])
+    assert [(i.kind, i.value) for i in parsed.indicators] == [
+        ("hash", MD5_EMPTY),
+        ("hash", SHA1_EMPTY),
+        ("hash", SHA256_EMPTY),
+    ]
+    assert [hash_algorithm(i.value) for i in parsed.indicators] == ["md5", "sha1", "sha256"]
+    assert all(i.host is None and i.registered_domain is None for i in parsed.indicators)
+    wrong = parse_items([MD5_EMPTY + "ab", SHA256_EMPTY + "0"])
+    assert [r.reason for r in wrong.rejected] == [
+        "34 hex digits: not an MD5 (32), SHA-1 (40) or SHA-256 (64)",
+        "65 hex digits: not an MD5 (32), SHA-1 (40) or SHA-256 (64)",
+    ]
+    assert hash_algorithm("deadbeef") is None
+    assert hash_algorithm("z" * 32) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"md5 {MD5_EMPTY}.",
+        f"SHA256={SHA256_EMPTY.upper()},IMPHASH=0",
+        f"sha1: {SHA1_EMPTY}",
+        f"({MD5_EMPTY})",
+        f'"{MD5_EMPTY}"',
+        f"{MD5_EMPTY}\t{MD5_EMPTY}",
+    ],
+)
+def test_free_text_finds_whole_token_hashes(text: str) -> None:
+    found = [(i.kind, i.value) for i in extract(text).indicators]
+    assert len(found) == 1, found
+    assert found[0][0] == "hash"
+    assert found[0][1] in (MD5_EMPTY, SHA1_EMPTY, SHA256_EMPTY)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        MD5_EMPTY + "ab",  # 34 hex digits
+        "a" + SHA1_EMPTY,  # 41
+        SHA256_EMPTY + MD5_EMPTY,  # 96
+        f"x{MD5_EMPTY}",  # inside a word
+        f"{MD5_EMPTY}_old",
+        f"{MD5_EMPTY}.exe",  # a file name
+        f"/files/{MD5_EMPTY}",  # a path
+        f"?id={MD5_EMPTY}&x=1",
+        f"{MD5_EMPTY}-{MD5_EMPTY}",
+        "deadbeef cafe bad",
+    ],
+)
+def test_free_text_finds_no_hash_inside_longer_tokens(text: str) -> None:
+    assert [i for i in extract(text).indicators if i.kind == "hash"] == []
+
+
+def test_a_hash_in_a_url_stays_part_of_the_url() -> None:
+    found = extract(f"get https://files.example.com/{SHA256_EMPTY}?v={MD5_EMPTY} now")
+    assert [(i.kind, i.value) for i in found.indicators] == [
+        ("url", f"https://files.example.com/{SHA256_EMPTY}?v={MD5_EMPTY}")
+    ]

@@ -16,7 +16,7 @@ from shared.relay.routing import matches
 from shared.relay.runner import backoff
 from shared.relay.schemas import Notification
 from shared.relay.sources import attributes
-from shared.relay.target import PermanentError, RetryableError, raise_for_status
+from shared.relay.target import Gone, PermanentError, RetryableError, raise_for_status
 
 
 def test_backoff_grows_exponentially_within_bounds() -> None:
@@ -127,3 +127,39 @@ def test_overall_verdict_is_the_worst_finding() -> None:
     assert overall_verdict(["unknown", "error"]) == "error"
     assert overall_verdict(["unknown", "undetected"]) == "undetected"
     assert overall_verdict([]) == "unknown"
+
+
+def test_default_retry_schedule_spans_about_a_day() -> None:
+    policy = RetryPolicy()
+    delays = [backoff(policy, n, rand=lambda: 0.0) for n in range(1, policy.max_attempts)]
+    assert delays == [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
+    assert policy.max_attempts == 8  # the first attempt and seven retries
+    assert 24 * 3600 <= sum(delays) <= 30 * 3600
+    assert policy.jitter == 0.1
+    assert backoff(policy, 2, rand=lambda: 1.0) == 270.0  # at most 10 % earlier
+    assert backoff(policy, 50, rand=lambda: 0.0) == 36000.0  # the last delay repeats
+
+
+def test_retry_schedule_or_exponential_from_the_configuration() -> None:
+    given = msgspec.convert({"schedule": [1, 2.5]}, RetryPolicy)
+    assert given.max_attempts == 3
+    assert [given.delay(n) for n in (1, 2, 3)] == [1.0, 2.5, 2.5]
+    capped = msgspec.convert({"schedule": [1], "max_attempts": 5}, RetryPolicy)
+    assert capped.max_attempts == 5
+    exponential = msgspec.convert({"initial_backoff": 0.5}, RetryPolicy)
+    assert exponential.schedule == []
+    assert exponential.max_attempts == 10
+    assert exponential.jitter == 0.5
+    assert [exponential.delay(n) for n in (1, 2, 3)] == [0.5, 1.0, 2.0]
+    with pytest.raises(msgspec.ValidationError, match="either schedule or"):
+        msgspec.convert({"schedule": [1], "multiplier": 3}, RetryPolicy)
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert({"schedule": []}, RetryPolicy)
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert({"schedule": [0]}, RetryPolicy)
+    assert [RetryPolicy().probe_delay(n) for n in (0, 1, 2, 20)] == [30.0, 60.0, 120.0, 3600.0]
+
+
+def test_gone_is_permanent_and_its_own_kind() -> None:
+    with pytest.raises(Gone, match="HTTP 410"):
+        raise_for_status(410, None, "endpoint removed")

@@ -38,6 +38,9 @@ const head = $("results-head");
 const tableStatus = $("table-status");
 const filterText = $("filter-text");
 const filterVerdict = $("filter-verdict");
+const HIDDEN_KEY = "lookout.hiddenProviders";
+/** More provider columns than this: the table's compact layout (narrower cells). */
+const MANY_COLUMNS = 6;
 
 const state = {
   jobId: null,
@@ -169,6 +172,7 @@ function buildTable(job) {
   state.providers = PROVIDERS.length
     ? PROVIDERS.filter((p) => used.has(p))
     : [...used]; // the providers could not be listed: the job's own, as they come
+  table.classList.toggle("many", state.providers.length > MANY_COLUMNS);
   clear(head).append(
     el(
       "tr",
@@ -238,6 +242,71 @@ function buildTable(job) {
     for (const provider of state.providers) renderCell(row, provider);
     renderOverall(row);
   });
+  buildColumnChoices();
+  applyColumns();
+}
+
+// ------------------------------------------------------------------ columns shown
+
+/** The providers whose columns the user hid (kept in this browser); their results still
+ * count in the overall verdict. */
+function hiddenProviders() {
+  try {
+    const stored = JSON.parse(window.localStorage.getItem(HIDDEN_KEY) || "[]");
+    return new Set(Array.isArray(stored) ? stored.filter((p) => typeof p === "string") : []);
+  } catch (_) {
+    return new Set();
+  }
+}
+
+function saveHidden(hidden) {
+  try {
+    window.localStorage.setItem(HIDDEN_KEY, JSON.stringify([...hidden]));
+  } catch (_) {
+    // storage refused (private mode): the choice lasts as long as the page
+  }
+}
+
+function buildColumnChoices() {
+  const hidden = hiddenProviders();
+  clear($("columns-choices")).append(
+    ...state.providers.map((p) =>
+      el(
+        "label",
+        { class: "check" },
+        el("input", {
+          type: "checkbox",
+          name: "column",
+          value: p,
+          checked: !hidden.has(p),
+          onchange: (event) => {
+            const now = hiddenProviders();
+            if (event.target.checked) now.delete(p);
+            else now.add(p);
+            saveHidden(now);
+            applyColumns();
+          },
+        }),
+        ` ${PROVIDER_LABELS[p] || p}`,
+      ),
+    ),
+  );
+}
+
+function applyColumns() {
+  const hidden = hiddenProviders();
+  for (const th of head.querySelectorAll("th[data-sort]")) {
+    th.hidden = hidden.has(th.dataset.sort);
+  }
+  for (const row of state.rows) {
+    for (const [provider, cell] of row.cells) cell.hidden = hidden.has(provider);
+    if (row.open && hidden.has(row.open)) closeDetail(row);
+  }
+  for (const box of $("columns-choices").querySelectorAll("input")) {
+    box.checked = !hidden.has(box.value);
+  }
+  const count = state.providers.filter((p) => hidden.has(p)).length;
+  $("columns-button").textContent = count ? `Columns (${count} hidden)` : "Columns";
 }
 
 function renderCell(row, provider) {
@@ -724,6 +793,10 @@ textArea.addEventListener("keydown", (event) => {
 filterText.addEventListener("input", applyFilter);
 filterVerdict.addEventListener("change", applyFilter);
 $("copy-defanged").addEventListener("click", copyDefanged);
+$("columns-all").addEventListener("click", () => {
+  saveHidden(new Set());
+  applyColumns();
+});
 window.addEventListener("hashchange", onHash);
 onHash();
 loadRecent();

@@ -3,7 +3,17 @@
 
 import { $, api, clear, el, errorText, localTime, setStatus, setupTheme } from "./common.js";
 
-const STATE_ICONS = { delivered: "✔", retrying: "◷", dead: "✖", pending: "…", skipped: "–" };
+const STATE_ICONS = {
+  delivered: "✔",
+  retrying: "◷",
+  paused: "⏸",
+  dead: "✖",
+  pending: "…",
+  skipped: "–",
+  not_applicable: "∅",
+  silenced: "🔕",
+  active: "✔",
+};
 const REFRESH_MS = 10000;
 
 const state = { target: null, timer: null, busy: false };
@@ -25,11 +35,78 @@ function targetItem(name, info) {
   const more = [];
   if (info.last_error) more.push(el("div", { class: "error-text", text: `Last error: ${info.last_error}` }));
   if (info.next_attempt_at) more.push(el("div", { text: `Next attempt: ${localTime(info.next_attempt_at)}` }));
+  if (info.silence_id) {
+    more.push(el("div", {}, "Silenced by ", el("a", { href: `/silences#${info.silence_id}`, class: "mono", text: info.silence_id })));
+  }
   if (info.updated_at) more.push(el("div", { class: "help", text: `Updated ${localTime(info.updated_at)}` }));
+  if (info.attempt_log && info.attempt_log.length) more.push(attemptLog(name, info.attempt_log));
   const item = el("li", { dataset: { target: name, state: info.state } });
   if (more.length) item.append(el("details", {}, el("summary", {}, chip), more));
   else item.append(chip);
   return item;
+}
+
+/** Every call to the target for this notification, newest last. */
+function attemptLog(name, log) {
+  return el(
+    "table",
+    { class: "data attempt-log", "aria-label": `Attempts to ${name}` },
+    el(
+      "thead",
+      {},
+      el("tr", {}, ["Time", "Outcome", "HTTP", "ms", "Error"].map((h) => el("th", { scope: "col", text: h }))),
+    ),
+    el(
+      "tbody",
+      {},
+      log.map((a) =>
+        el(
+          "tr",
+          { dataset: { outcome: a.outcome } },
+          el("td", { class: "mono", text: localTime(a.at) }),
+          el("td", { text: a.outcome }),
+          el("td", { class: "mono", text: a.status === null || a.status === undefined ? "–" : String(a.status) }),
+          el("td", { class: "mono", text: String(a.ms) }),
+          el("td", { class: "error-text", text: a.error || "" }),
+        ),
+      ),
+    ),
+  );
+}
+
+// ------------------------------------------------------------------ target health
+
+async function loadHealth() {
+  const result = await api("GET", "/api/v1/targets");
+  const list = $("target-health");
+  if (!result.ok) {
+    setStatus($("health-status"), `Cannot load targets: ${errorText(result)}`, true);
+    return;
+  }
+  clear(list);
+  const paused = result.data.targets.filter((t) => t.state === "paused");
+  for (const t of result.data.targets) {
+    const failures = t.consecutive_failures
+      ? ` · ${t.consecutive_failures} failure${t.consecutive_failures === 1 ? "" : "s"} in a row`
+      : "";
+    const chip = stateChip(t.state, `${t.name} (${t.type}): ${t.state}${failures}`);
+    const more = [];
+    if (t.last_error && t.consecutive_failures) {
+      more.push(el("div", { class: "error-text", text: `Last error: ${t.last_error}` }));
+    }
+    if (t.state === "paused" && t.paused_at) more.push(el("div", { text: `Paused ${localTime(t.paused_at)}` }));
+    if (t.next_probe_at) more.push(el("div", { text: `Next probe: ${localTime(t.next_probe_at)}` }));
+    if (t.on_failure) more.push(el("div", { class: "help", text: `Tells ${t.on_failure} when it fails` }));
+    const item = el("li", { dataset: { target: t.name, state: t.state } });
+    if (more.length) item.append(el("details", { open: t.state === "paused" }, el("summary", {}, chip), more));
+    else item.append(chip);
+    list.append(item);
+  }
+  setStatus(
+    $("health-status"),
+    paused.length ? `Paused: ${paused.map((t) => t.name).join(", ")}` : "Every target is active.",
+    paused.length > 0,
+  );
 }
 
 /** When lookout received it; the sender's own date only where that is all there is. */
@@ -70,7 +147,7 @@ async function loadNotifications() {
     setStatus($("notes-status"), `Cannot load notifications: ${errorText(result)}`, true);
     return;
   }
-  const { notifications, total } = result.data;
+  const { notifications, total, partial } = result.data;
   // Keep open <details> open across a refresh.
   const open = new Set(
     [...body.querySelectorAll("details[open]")].map((d) => d.closest("tr").dataset.id + "\u0000" + d.closest("li").dataset.target),
@@ -102,7 +179,7 @@ async function loadNotifications() {
   }
   setStatus(
     $("notes-status"),
-    `${notifications.length} shown of ${total} · updated ${localTime(new Date().toISOString(), false)}`,
+    `${notifications.length} shown of ${partial ? "at least " : ""}${total} · updated ${localTime(new Date().toISOString(), false)}`,
   );
 }
 
@@ -279,7 +356,7 @@ async function refreshDead() {
 }
 
 async function refreshAll() {
-  await Promise.all([loadNotifications(), refreshDead()]);
+  await Promise.all([loadNotifications(), loadHealth(), refreshDead()]);
 }
 
 function schedule() {

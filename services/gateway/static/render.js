@@ -574,6 +574,28 @@ const CUSTOM = {
   emailsec: emailsecDetail,
 };
 
+/** How to turn a provider on: the variable to set and where a free key is had. */
+function setupDetail(data) {
+  if (!data.variable) return null;
+  const signup = typeof data.signup_url === "string" && /^https?:\/\//.test(data.signup_url);
+  return el(
+    "p",
+    { class: "setup-hint" },
+    "Set ",
+    el("code", { text: data.variable }),
+    signup ? " to turn it on: " : " to turn it on.",
+    signup
+      ? el("a", {
+          class: "signup-link",
+          href: data.signup_url,
+          rel: "noopener noreferrer",
+          target: "_blank",
+          text: "get a free key ↗",
+        })
+      : null,
+  );
+}
+
 /** The detail panel of one result. */
 /**
  * The values worth looking up next that the provider found (`result.pivots`), each with
@@ -661,6 +683,8 @@ export function detail(item, provider, result, actions = null) {
   let body = [];
   if (result && result.status === "error") {
     body = errorDetail(data);
+  } else if (result && result.status === "not_configured") {
+    body = [setupDetail(data)];
   } else if (result && result.status === "done" && Object.keys(data).length) {
     const render = CUSTOM[provider];
     try {

@@ -1,9 +1,10 @@
-"""The ``virustotal`` provider: API v3 reports for domains, IP addresses and URLs.
+"""The ``virustotal`` provider: API v3 reports for domains, IP addresses, URLs and files.
 
-``GET {VIRUSTOTAL_URL}/domains/{domain}``, ``/ip_addresses/{ip}``, ``/urls/{id}`` with the
-``x-apikey`` header; a URL's id is the unpadded URL-safe base64 of the URL. An email
-address is looked up by its domain. Nothing is ever submitted for scanning (that would
-spend quota and disclose the indicator).
+``GET {VIRUSTOTAL_URL}/domains/{domain}``, ``/ip_addresses/{ip}``, ``/urls/{id}``,
+``/files/{md5|sha1|sha256}`` with the ``x-apikey`` header; a URL's id is the unpadded
+URL-safe base64 of the URL. An email address is looked up by its domain. Nothing is ever
+submitted for scanning (that would spend quota and disclose the indicator). A file's
+report adds its type, names, size, first and last submission and threat label.
 
 Verdict from ``last_analysis_stats``: at least ``malicious_engines`` (default 3) engines
 saying malicious → malicious; any malicious or suspicious → suspicious; any harmless →
@@ -19,6 +20,7 @@ from urllib.parse import quote
 from services.providers.virustotal.config import SPEC, virustotal_settings
 from shared.core.retryafter import parse_retry_after
 from shared.core.settings import Settings
+from shared.lookups.indicators import hash_algorithm
 from shared.lookups.provider import Answer, HttpProvider, ProviderError, Throttled, upstream
 from shared.lookups.schemas import LookupRequest, Verdict
 
@@ -49,6 +51,8 @@ class VirusTotalProvider(HttpProvider):
             return f"ip_addresses/{quote(request.indicator, safe='')}"
         if request.kind == "url":
             return f"urls/{url_id(request.indicator)}"
+        if request.kind == "hash":
+            return f"files/{quote(request.indicator, safe='')}"
         return f"domains/{quote(request.host or request.indicator, safe='')}"
 
     async def lookup(self, request: LookupRequest) -> Answer:
@@ -61,7 +65,7 @@ class VirusTotalProvider(HttpProvider):
         error = body.get("error", {}) if isinstance(body, dict) else {}
         code = error.get("code", "") if isinstance(error, dict) else ""
         if status == 404 or code == "NotFoundError":
-            return Answer("undetected", "not in VirusTotal", {"found": False})
+            return Answer("undetected", "not in VirusTotal", {"found": False, **_about(request)})
         if status == 429:
             raise Throttled(
                 f"VirusTotal {code or 'HTTP 429'}", parse_retry_after(headers.get("Retry-After"))
@@ -76,9 +80,9 @@ class VirusTotalProvider(HttpProvider):
             what = f"HTTP {status} {code}".strip() if status != 200 else "not a VirusTotal answer"
             raise ProviderError(what, data=where)
         attributes = body.get("data", {}).get("attributes", {})
-        return self._answer(attributes)
+        return self._answer(attributes, _about(request))
 
-    def _answer(self, attributes: dict[str, Any]) -> Answer:
+    def _answer(self, attributes: dict[str, Any], about: dict[str, Any]) -> Answer:
         stats = {
             k: int(v)
             for k, v in (attributes.get("last_analysis_stats") or {}).items()
@@ -107,6 +111,7 @@ class VirusTotalProvider(HttpProvider):
             "last_analysis_date": attributes.get("last_analysis_date"),
             "total_votes": attributes.get("total_votes"),
             "flagged_by": flagged,
+            **about,
         }
         for extra in (
             "as_owner",
@@ -119,11 +124,36 @@ class VirusTotalProvider(HttpProvider):
             "last_final_url",
             "title",
             "tags",
+            *_FILE_ATTRIBUTES,
         ):
             if extra in attributes:
                 data[extra] = attributes[extra]
+        threat = attributes.get("popular_threat_classification")
+        if isinstance(threat, dict) and threat.get("suggested_threat_label"):
+            data["threat_label"] = str(threat["suggested_threat_label"])
         summary = f"{malicious + suspicious}/{total} engines" if total else "not analysed"
         return Answer(verdict, summary, data)
+
+
+_FILE_ATTRIBUTES = (
+    "type_description",
+    "meaningful_name",
+    "names",
+    "size",
+    "first_submission_date",
+    "last_submission_date",
+    "md5",
+    "sha1",
+    "sha256",
+)
+"""What a file's report adds: its type, names, size, first and last seen."""
+
+
+def _about(request: LookupRequest) -> dict[str, Any]:
+    """What the answer says of the indicator itself: a hash's algorithm."""
+    if request.kind == "hash":
+        return {"algorithm": hash_algorithm(request.indicator) or "unknown"}
+    return {}
 
 
 def build(settings: Settings) -> VirusTotalProvider:

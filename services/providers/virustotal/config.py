@@ -53,7 +53,7 @@ def virustotal_settings(settings: Settings) -> VirusTotalSettings:
 SPEC = ProviderSpec(
     name="virustotal",
     label="VirusTotal",
-    kinds=frozenset({"domain", "url", "email", "ipv4", "ipv6"}),
+    kinds=frozenset({"domain", "url", "email", "ipv4", "ipv6", "hash"}),
     config=VirusTotalConfig,
     env=(
         EnvVar(
@@ -79,6 +79,20 @@ SPEC = ProviderSpec(
             ),
             DetailSection("Flagged by", (Field("", "flagged_by", "list"),)),
             DetailSection(
+                "File",
+                (
+                    Field("Threat label", "threat_label"),
+                    Field("Type", "type_description"),
+                    Field("Name", "meaningful_name", "mono"),
+                    Field("Names", "names", "list"),
+                    Field("Size", "size", template="{} bytes"),
+                    Field("First seen", "first_submission_date", "time"),
+                    Field("Last seen", "last_submission_date", "time"),
+                    Field("SHA-256", "sha256", "mono"),
+                    Field("Algorithm", "algorithm"),
+                ),
+            ),
+            DetailSection(
                 "About",
                 (
                     Field("AS owner", "as_owner"),
@@ -100,6 +114,7 @@ SPEC = ProviderSpec(
         "email": "https://www.virustotal.com/gui/domain/{host}",
         "ipv4": "https://www.virustotal.com/gui/ip-address/{value}",
         "ipv6": "https://www.virustotal.com/gui/ip-address/{value}",
+        "hash": "https://www.virustotal.com/gui/file/{value}",
     },
     pivots=(PivotRule("last_final_url", "final URL's host", take="host"),),
 )

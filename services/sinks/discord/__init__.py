@@ -10,7 +10,8 @@ accepted request really was posted) with::
         "url": "<event url>",                   # makes the title a link; only with a URL
         "color": 0xE01E5A,                      # risk colour (see risk_colour), an int
         "fields": [{"name": "Risk", "value": "80", "inline": true},
-                   Application, Environment, Source / Type (inline), IPs (not inline)],
+                   Application, Environment, Source / Type (inline), IPs (not inline),
+                   Silence: "[Silence similar](<LOOKOUT_PUBLIC_URL>/silences?…)"],
         "footer": {"text": "lookout · <id>"},
         "timestamp": "<when the event occurred, ISO 8601>"}],
      "allowed_mentions": {"parse": []}}
@@ -142,6 +143,7 @@ def build_message(
     subject: str | None = None,
     title_template: str | None = None,
     body_template: str | None = None,
+    silence_url: str | None = None,
 ) -> dict[str, Any]:
     """The webhook payload for ``notification`` (raises ``TemplateError``)."""
     reading = read(notification)
@@ -163,8 +165,11 @@ def build_message(
         pairs.append(("IPs", ", ".join(values["ips"]), False))
     fields: list[dict[str, Any]] = [
         {"name": fit(name, FIELD_NAME_MAX), "value": fit(value, FIELD_VALUE_MAX), "inline": inline}
-        for name, value, inline in pairs[:FIELDS_MAX]
+        for name, value, inline in pairs[: FIELDS_MAX - 1]
     ]
+    link = f"[Silence similar]({silence_url})" if silence_url else ""
+    if link and width(link) <= FIELD_VALUE_MAX:  # a masked link: its URL is not escaped
+        fields.append({"name": "Silence", "value": link, "inline": False})
     footer = cut(list(f"lookout · {note.id}"), FOOTER_MAX, width)  # plain text
 
     used = width(title) + width(footer)

@@ -9,7 +9,9 @@ verified unless ``verify_tls = false``. With ``username`` set, the target authen
 The message: ``Subject`` is the rendered title, ``From`` the configured ``sender``,
 ``To`` every recipient; a ``text/plain`` part with the risk, application and environment
 (those the notification has) above the rendered body, and a ``text/html`` alternative with
-the same (every value HTML-escaped). ``Message-ID`` is derived from the notification
+the same (every value HTML-escaped); both end with a "Silence similar" link to the web UI's
+silence form with the notification's source, type, application and environment filled in
+(``LOOKOUT_PUBLIC_URL``). ``Message-ID`` is derived from the notification
 identity, so every retry carries the same one and mail clients can spot duplicates;
 ``X-Lookout-Notification-Id`` and ``X-Lookout-Type`` name the notification.
 
@@ -42,8 +44,10 @@ import aiosmtplib
 
 from services.sinks.email.config import EmailTargetConfig
 from shared.core import logging as log
+from shared.core import publicurl
 from shared.core.secrets import Secret
 from shared.core.settings import Settings
+from shared.relay import silences
 from shared.relay.config import relay
 from shared.relay.recipients import RecipientProgress
 from shared.relay.schemas import Notification
@@ -95,14 +99,15 @@ def facts(values: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [(label, str(values[key])) for label, key in FACTS if values.get(key) not in (None, "")]
 
 
-def text_body(rendered: Rendered, values: Mapping[str, Any]) -> str:
+def text_body(rendered: Rendered, values: Mapping[str, Any], silence_url: str | None = None) -> str:
     """The plain-text version: the same facts as the HTML one (risk, application,
-    environment), then the rendered body."""
+    environment), then the rendered body (and the "Silence similar" link)."""
     head = "".join(f"{label}: {' '.join(value.split())}\n" for label, value in facts(values))
-    return f"{head}\n{rendered.body}\n" if head else f"{rendered.body}\n"
+    tail = f"\nSilence similar: {silence_url}\n" if silence_url else ""
+    return f"{head}\n{rendered.body}\n{tail}" if head else f"{rendered.body}\n{tail}"
 
 
-def html_body(rendered: Rendered, values: Mapping[str, Any]) -> str:
+def html_body(rendered: Rendered, values: Mapping[str, Any], silence_url: str | None = None) -> str:
     """A simple, readable HTML version of the message; every value is escaped."""
     esc = html.escape
     rows = "".join(
@@ -123,6 +128,11 @@ def html_body(rendered: Rendered, values: Mapping[str, Any]) -> str:
         if isinstance(url, str) and url
         else ""
     )
+    if silence_url:
+        link += (
+            f'<p style="margin:0 0 12px"><a href="{esc(silence_url, quote=True)}">'
+            "Silence similar</a></p>\n"
+        )
     footer = f"Sent by lookout &middot; notification {esc(str(values.get('id', '')))}"
     return (
         "<!DOCTYPE html>\n"
@@ -194,6 +204,7 @@ def build_message(
     notification: Notification | Reading,
     subject: str,
     rendered: Rendered,
+    silence_url: str | None = None,
 ) -> bytes:
     """The message as it goes on the wire: multipart/alternative, the text then the HTML
     version, both UTF-8 in base64, so the message is 7-bit clean.
@@ -220,10 +231,10 @@ def build_message(
         )
     )
     values = context(reading, subject)
-    page = html_body(rendered, values)
+    page = html_body(rendered, values, silence_url)
     text = (
         f"{head}{CRLF}"
-        f"--{boundary}{CRLF}{_part('text/plain', text_body(rendered, values))}"
+        f"--{boundary}{CRLF}{_part('text/plain', text_body(rendered, values, silence_url))}"
         f"--{boundary}{CRLF}{_part('text/html', page)}"
         f"--{boundary}--{CRLF}"
     )
@@ -297,6 +308,7 @@ class EmailTarget(Target):
         self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
         self._closing: set[asyncio.Future[None]] = set()
         self._sender = envelope_address(config.sender)
+        self.public_url: str | None = None  # LOOKOUT_PUBLIC_URL: the "Silence similar" link
         self.log = log.get("sink.email").bind(target=config.name)
 
     def _client(self) -> aiosmtplib.SMTP:
@@ -327,7 +339,10 @@ class EmailTarget(Target):
         if not pending:
             return  # every recipient already has it (a redelivery after a lost ack)
         try:
-            message = build_message(self.config, delivery.reading, delivery.subject, rendered)
+            link = (
+                silences.similar_url(self.public_url, delivery.reading) if self.public_url else None
+            )
+            message = build_message(self.config, delivery.reading, delivery.subject, rendered, link)
         except ValueError as exc:
             raise PermanentError(f"cannot build the message: {exc}") from None
         refused = await self._send(message, pending)
@@ -438,4 +453,6 @@ class EmailTarget(Target):
 
 
 def build(config: EmailTargetConfig, settings: Settings) -> EmailTarget:
-    return EmailTarget(config, relay(settings).secret(config.name, "password"))
+    target = EmailTarget(config, relay(settings).secret(config.name, "password"))
+    target.public_url = publicurl.public_url(settings)
+    return target

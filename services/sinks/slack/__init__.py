@@ -11,7 +11,8 @@ Message layout (one message per notification)::
             section(mrkdwn <body>),         # the rendered body
             section(fields: Risk, Application, Environment, Source / Type, IPs),
             context(<time>, Id: <id>),
-            actions(button "View event" -> url),   # only when the event has a URL
+            actions(button "View event" -> url,    # only when the event has a URL
+                    button "Silence similar" -> <LOOKOUT_PUBLIC_URL>/silences?source=…),
         ]}]}
 
 The title and body come from :func:`shared.relay.templates.render` (the target's own templates,
@@ -135,6 +136,7 @@ def build_message(
     subject: str | None = None,
     title_template: str | None = None,
     body_template: str | None = None,
+    silence_url: str | None = None,
 ) -> dict[str, Any]:
     """The webhook payload for ``notification`` (raises ``TemplateError``)."""
     reading = read(notification)
@@ -174,14 +176,27 @@ def build_message(
     )
 
     url: str | None = values["url"]
+    buttons: list[dict[str, Any]] = []
     if url and len(url) <= URL_MAX:
-        button = {
-            "type": "button",
-            "text": _plain("View event", BUTTON_MAX),
-            "url": url,
-            "action_id": "view_event",
-        }
-        details.append({"type": "actions", "elements": [button]})
+        buttons.append(
+            {
+                "type": "button",
+                "text": _plain("View event", BUTTON_MAX),
+                "url": url,
+                "action_id": "view_event",
+            }
+        )
+    if silence_url and len(silence_url) <= URL_MAX:
+        buttons.append(
+            {
+                "type": "button",
+                "text": _plain("Silence similar", BUTTON_MAX),
+                "url": silence_url,
+                "action_id": "silence_similar",
+            }
+        )
+    if buttons:
+        details.append({"type": "actions", "elements": buttons})
 
     return {
         "text": fit(title, SECTION_MAX),

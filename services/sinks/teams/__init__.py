@@ -17,7 +17,8 @@ Adaptive Cards and posts each card to the channel. One message per notification:
                 TextBlock(<body>, wrap),                 # when the body is not empty
                 FactSet(Risk, Application, Environment, Source / Type, IPs, Time, Id),
             ],
-            "actions": [Action.OpenUrl("View event" -> url)],  # empty without a URL
+            "actions": [Action.OpenUrl("View event" -> url),   # only with a URL
+                        Action.OpenUrl("Silence similar" -> <LOOKOUT_PUBLIC_URL>/silences?…)],
         }}]}
 
 The title colour is Adaptive Cards' ``attention`` (red) from risk 70, ``warning`` (amber)
@@ -124,7 +125,12 @@ def _fact(title: str, value: str) -> dict[str, str]:
 
 
 def _message(
-    title: str, colour: str, body: str, facts: list[dict[str, str]], url: str | None
+    title: str,
+    colour: str,
+    body: str,
+    facts: list[dict[str, str]],
+    url: str | None,
+    silence_url: str | None = None,
 ) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = [
         {
@@ -142,6 +148,8 @@ def _message(
     actions: list[dict[str, Any]] = []
     if url:
         actions.append({"type": "Action.OpenUrl", "title": "View event", "url": url})
+    if silence_url:
+        actions.append({"type": "Action.OpenUrl", "title": "Silence similar", "url": silence_url})
     card = {
         "$schema": CARD_SCHEMA,
         "type": "AdaptiveCard",
@@ -160,6 +168,7 @@ def build_message(
     subject: str | None = None,
     title_template: str | None = None,
     body_template: str | None = None,
+    silence_url: str | None = None,
 ) -> dict[str, Any]:
     """The webhook payload for ``notification`` (raises ``TemplateError``)."""
     reading = read(notification)
@@ -189,12 +198,14 @@ def build_message(
     url: str | None = values["url"]
     if url is not None and len(url) > URL_MAX:
         url = None
+    if silence_url is not None and len(silence_url) > URL_MAX:
+        silence_url = None
     # Markdown needs a blank line for a line break.
     source = "\n\n".join(rendered.body.splitlines())
     limit = BODY_MAX
     while True:
         body = fit(source, limit) if source and limit > 0 else ""
-        payload = _message(title, risk_colour(risk), body, facts, url)
+        payload = _message(title, risk_colour(risk), body, facts, url, silence_url)
         excess = len(msgspec.json.encode(payload)) - PAYLOAD_MAX
         if excess <= 0 or not body:
             return payload

@@ -1,0 +1,149 @@
+"""The ``urlhaus`` provider: abuse.ch URLhaus, the database of URLs that spread malware.
+
+``POST {URLHAUS_URL}/url/`` (form ``url``) for a URL, ``POST {URLHAUS_URL}/host/`` (form
+``host``) for a domain or an IPv4 address, with the ``Auth-Key`` header
+(``ABUSECH_API_KEY``). Every lookup answer is HTTP 200 with a ``query_status``: ``ok``,
+``no_results``, ``invalid_url``/``invalid_host`` (the indicator is refused), or a key
+problem (``unknown_auth_key``); a refused key is HTTP 401.
+
+Verdict: a URL that URLhaus lists as ``online`` (serving malware now) → malicious; one it
+lists as offline → suspicious (it served malware; the host may be compromised still). A
+host with at least one online malware URL → malicious; with only offline ones →
+suspicious. Not in URLhaus → undetected. Being in URLhaus always means a malware URL was
+reported and confirmed by abuse.ch; it is never a neutral listing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.providers.urlhaus.config import SPEC, urlhaus_settings
+from shared.core.retryafter import parse_retry_after
+from shared.core.settings import Settings
+from shared.lookups.provider import Answer, HttpProvider, ProviderError, Throttled, upstream
+from shared.lookups.schemas import LookupRequest
+
+RECENT_URLS = 10
+"""How many of a host's URLs the answer keeps (URLhaus lists up to its latest 100)."""
+
+
+def iso_time(value: Any) -> str | None:
+    """abuse.ch's ``2019-01-19 01:33:26 UTC`` as ISO 8601 (``2019-01-19T01:33:26Z``)."""
+    if not isinstance(value, str) or len(value) < 19:
+        return None
+    return f"{value[:10]}T{value[11:19]}Z"
+
+
+class UrlhausProvider(HttpProvider):
+    name = SPEC.name
+    default_ttl = SPEC.default_ttl
+
+    def __init__(self, settings: Settings) -> None:
+        own = urlhaus_settings(settings)
+        self.config = own.config
+        super().__init__(self.config.timeout)
+        self.key = own.api_key
+        self.base = own.url
+
+    def configured(self) -> str | None:
+        return None if self.key is not None else "ABUSECH_API_KEY is not set"
+
+    def cache_salt(self) -> str:
+        return self.base
+
+    async def lookup(self, request: LookupRequest) -> Answer:
+        assert self.key is not None
+        field = "url" if request.kind == "url" else "host"
+        url = f"{self.base}/{field}/"
+        status, headers, body = await self.post_json(
+            url,
+            headers={"Auth-Key": self.key.reveal(), "Accept": "application/json"},
+            form={field: request.indicator},
+        )
+        where = {"upstream": upstream(url)}
+        if status == 429:
+            raise Throttled("URLhaus HTTP 429", parse_retry_after(headers.get("Retry-After")))
+        if status in (401, 403):
+            raise ProviderError(f"HTTP {status}: API key refused", data=where)
+        if status != 200 or not isinstance(body, dict):
+            raise ProviderError(
+                f"HTTP {status}" if status != 200 else "not a URLhaus answer", data=where
+            )
+        query_status = str(body.get("query_status", ""))
+        if query_status == "no_results":
+            return Answer("undetected", "not in URLhaus", {"found": False})
+        if query_status == "unknown_auth_key":
+            raise ProviderError("API key refused (unknown_auth_key)", data=where)
+        if query_status != "ok":
+            raise ProviderError(
+                f"URLhaus refused the query: {query_status or 'no status'}", data=where
+            )
+        return _url_answer(body) if field == "url" else _host_answer(body)
+
+
+def _common(body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "found": True,
+        "urlhaus_reference": body.get("urlhaus_reference"),
+        "blacklists": body.get("blacklists") or {},
+    }
+
+
+def _url_answer(body: dict[str, Any]) -> Answer:
+    state = str(body.get("url_status") or "unknown")
+    threat = str(body.get("threat") or "malware")
+    signatures = sorted(
+        {
+            str(p["signature"])
+            for p in body.get("payloads") or []
+            if isinstance(p, dict) and p.get("signature")
+        }
+    )
+    data = {
+        **_common(body),
+        "url_status": state,
+        "threat": threat,
+        "tags": body.get("tags") or [],
+        "date_added": iso_time(body.get("date_added")),
+        "last_online": iso_time(body.get("last_online")),
+        "payload_signatures": signatures,
+    }
+    family = f" ({', '.join(signatures)})" if signatures else ""
+    if state == "online":
+        return Answer("malicious", f"{threat}, online{family}", data)
+    return Answer("suspicious", f"{threat}, {state}{family}", data)
+
+
+def _host_answer(body: dict[str, Any]) -> Answer:
+    urls = [u for u in body.get("urls") or [] if isinstance(u, dict)]
+    online = sum(1 for u in urls if u.get("url_status") == "online")
+    try:
+        count = int(body.get("url_count") or len(urls))
+    except (TypeError, ValueError):
+        count = len(urls)
+    tags = sorted({str(t) for u in urls for t in u.get("tags") or [] if t})
+    data = {
+        **_common(body),
+        "url_count": count,
+        "urls_online": online,
+        "firstseen": iso_time(body.get("firstseen")),
+        "tags": tags,
+        "urls": [
+            {
+                "url": u.get("url"),
+                "url_status": u.get("url_status"),
+                "threat": u.get("threat"),
+                "date_added": iso_time(u.get("date_added")),
+                "tags": u.get("tags") or [],
+            }
+            for u in urls[:RECENT_URLS]
+        ],
+    }
+    summary = f"{count} malware URL{'s' if count != 1 else ''}, {online} online"
+    if not count:
+        return Answer("undetected", "no malware URLs", data)
+    return Answer("malicious" if online else "suspicious", summary, data)
+
+
+def build(settings: Settings) -> UrlhausProvider:
+    return UrlhausProvider(settings)
