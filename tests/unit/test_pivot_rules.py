@@ -4,6 +4,8 @@ bounded). A declaration :func:`find` could not follow is refused at registration
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,8 @@ from shared.lookups import catalog, pivots
 from shared.lookups import config as lookups_config
 from shared.lookups.catalog import ProviderSpec
 from shared.lookups.pivots import PivotRule
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 @pytest.fixture(autouse=True)
@@ -115,3 +119,14 @@ def test_a_bad_declaration_is_refused_at_registration(rule: PivotRule, refusal: 
             ProviderSpec(name="echo", label="Echo", kinds=frozenset({"domain"}), pivots=(rule,))
         )
     assert catalog.get("echo") is None
+
+
+def test_internetdb_host_names_are_pivots() -> None:
+    # the captured InternetDB answer in tests/fixtures/internetdb (see its SOURCES.md)
+    body = (FIXTURES / "internetdb" / "bbot_fixture_200_ANONYMIZED.json").read_text()
+    data = json.loads(body)
+    assert found("internetdb", "ipv4", data["ip"], data) == {
+        ("autodiscover.blacklanternsecurity.com", "domain", "host name (Shodan)"),
+        ("mail.blacklanternsecurity.com", "domain", "host name (Shodan)"),
+    }
+    assert found("internetdb", "ipv4", "1.2.3.4", {"hostnames": []}) == set()
