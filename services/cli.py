@@ -1,9 +1,12 @@
 """The ``lookout`` command.
 
 ``lookout run``            the whole stack (embedded NATS unless NATS_URL is set)
-``lookout service NAME``   one service alone: gateway, sink-<target name>
+``lookout service NAME``   one service alone: gateway, scheduler, provider-<name>,
+                           sink-<target name>
 ``lookout services``       the service names the configuration yields (checked as run does)
 ``lookout lookup HOST…``    look indicators up through the bus (see lookup_cli for exits)
+``lookout history VALUE``  what lookout found about an indicator over time
+``lookout watch add|list|remove``   watch lists: indicators looked up again on a schedule
 ``lookout deadletters list [TARGET]``   every target's count, or what TARGET gave up on
 ``lookout deadletters replay TARGET``   deliver it again
 ``lookout silence add|list|expire``      silences (see silence_cli)
@@ -20,6 +23,8 @@ from typing import TYPE_CHECKING
 from services import registry
 from services.lookup_cli import EXIT_STATUS as LOOKUP_EXIT_STATUS
 from services.lookup_cli import add_arguments as add_lookup_arguments
+from services.memory_cli import EXIT_STATUS as MEMORY_EXIT_STATUS
+from services.memory_cli import add_history_arguments, add_watch_arguments
 from services.silence_cli import add_arguments as add_silence_arguments
 from shared.core import logging as log
 from shared.core import service
@@ -39,7 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("run", help="run the whole stack on this machine")
     one = commands.add_parser("service", help="run one service (for containers and scaling)")
-    one.add_argument("name", help="gateway or sink-<target name>; see 'lookout services'")
+    one.add_argument(
+        "name",
+        help="gateway, scheduler, provider-<name> or sink-<target name>; see 'lookout services'",
+    )
     names = commands.add_parser(
         "services",
         help="list the services the configuration yields",
@@ -58,6 +66,23 @@ def _parser() -> argparse.ArgumentParser:
         epilog=f"{LOOKUP_EXIT_STATUS[0].upper()}{LOOKUP_EXIT_STATUS[1:]}.",
     )
     add_lookup_arguments(lookup)
+    past = commands.add_parser(
+        "history",
+        help="what lookout found about an indicator over time",
+        description="An indicator's history: its latest result per provider, its verdict "
+        "changes and the jobs it was in (as GET /api/v1/indicators/VALUE).",
+        epilog=f"{MEMORY_EXIT_STATUS[0].upper()}{MEMORY_EXIT_STATUS[1:]}.",
+    )
+    add_history_arguments(past)
+    watch = commands.add_parser(
+        "watch",
+        help="watch lists: indicators looked up again on a schedule",
+        description="Watch lists: the scheduler service looks their indicators up again "
+        "every EVERY and notifies (notification.lookout.verdict_changed) when a verdict "
+        "changes.",
+        epilog=f"{MEMORY_EXIT_STATUS[0].upper()}{MEMORY_EXIT_STATUS[1:]}.",
+    )
+    add_watch_arguments(watch)
     dead = commands.add_parser("deadletters", help="list or replay a target's dead letters")
     actions = dead.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser(
@@ -105,6 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(lookup_cli.run(settings, args))
         if args.command == "deadletters":
             return asyncio.run(_deadletters(settings, args))
+        if args.command in ("history", "watch"):
+            from services import memory_cli
+
+            main = memory_cli.history_main if args.command == "history" else memory_cli.watch_main
+            return asyncio.run(main(settings, args))
         if args.command == "silence":
             from services import silence_cli
 

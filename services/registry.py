@@ -20,6 +20,7 @@ from nats.aio.client import Client as NATS
 from prometheus_client import CollectorRegistry
 
 from shared.bus.connect import connect
+from shared.core import publicurl
 from shared.core.errors import ConfigError
 from shared.core.metrics import metrics_server
 from shared.core.settings import Section, Settings, register_section
@@ -30,7 +31,7 @@ from shared.lookups.metrics import ProviderMetrics
 from shared.lookups.provider import Provider
 from shared.lookups.runner import ProviderRunner
 from shared.relay import config as relay_config
-from shared.relay import inbound, silences, sources
+from shared.relay import inbound, sources
 from shared.relay.config import TargetConfig, relay
 from shared.relay.inbound import SourceConfig
 from shared.relay.metrics import SinkMetrics
@@ -97,12 +98,15 @@ class SourceTypeModule(Protocol):
 
 
 def register() -> None:
-    """Register the relay's and the lookups' configuration and every integration of the
-    tables above; idempotent."""
+    """Register the relay's, the lookups' and the scheduler's configuration and every
+    integration of the tables above; idempotent."""
+    from services.scheduler import config as scheduler_config
+
     register_section(relay_config.SECTION)
     register_section(lookups_config.SECTION)
+    register_section(scheduler_config.SECTION)
     register_section(inbound.SECTION)
-    register_section(silences.PUBLIC_URL)
+    register_section(publicurl.PUBLIC_URL)
     for name in TARGET_TYPES:
         relay_config.register_target_type(
             _target_module(name).CONFIG, fallback=name == FALLBACK_TARGET
@@ -135,6 +139,7 @@ T = TypeVar("T")
 def service_names(settings: Settings) -> list[str]:
     return [
         "gateway",
+        "scheduler",
         *(f"provider-{name}" for name in catalog.active_names(settings)),
         *(f"sink-{target.name}" for target in relay(settings).targets),
     ]
@@ -212,7 +217,24 @@ def provider_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Aw
     return main
 
 
+def scheduler_main(settings: Settings) -> Callable[[asyncio.Event], Awaitable[None]]:
+    from services.scheduler.metrics import SchedulerMetrics
+    from services.scheduler.service import Service
+
+    async def main(stop: asyncio.Event) -> None:
+        metrics = SchedulerMetrics()
+
+        async def run(nc: NATS) -> None:
+            await Service(nc, settings, metrics).run(stop)
+
+        await _worker(settings, "scheduler", metrics.registry, stop, run)
+
+    return main
+
+
 def service_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Awaitable[None]]:
+    if name == "scheduler":
+        return scheduler_main(settings)
     if name == "gateway":
         from services.gateway.app import serve
         from services.gateway.hooks import configured

@@ -1,6 +1,6 @@
 """The ``/api`` sub-application: authentication (bearer tokens, or the web UI's session with
 its CSRF token), the per-client rate limit, every error as JSON, and the routes of the
-lookups, notifications and dead-letters APIs (each module registers and documents its own).
+lookups, notifications, dead-letters and memory APIs (each module registers and documents its own).
 
 Every route needs ``Authorization: Bearer <token>`` when ``LOOKOUT_API_TOKENS`` is set
 (lookout refuses to listen beyond loopback without tokens).
@@ -16,8 +16,10 @@ import nats.errors
 from aiohttp import web
 
 from services.gateway import (
+    additions,
     deadletters_api,
     lookups,
+    memory,
     notifications,
     silences_api,
     targets_api,
@@ -108,8 +110,10 @@ def api_app() -> web.Application:
     app[lookups.STOPPING] = asyncio.Event()
     app.on_shutdown.append(_stop_streams)  # before aiohttp waits for open requests
     lookups.add_routes(app)
+    additions.add_routes(app)
     notifications.add_routes(app)
     deadletters_api.add_routes(app)
+    memory.add_routes(app)
     targets_api.add_routes(app)
     silences_api.add_routes(app)
     return app

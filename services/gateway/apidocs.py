@@ -30,11 +30,13 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
-from services.gateway import (
+from services.gateway import (  # additions: documented with the lookups (lookups.DOCS)
+    additions,  # noqa: F401
     deadletters_api,
     hooks,
     hosts,
     lookups,
+    memory,
     notifications,
     ops,
     silences_api,
@@ -71,6 +73,7 @@ ROUTE_MODULES: Final[tuple[Operations, ...]] = (
     lookups.DOCS,
     notifications.DOCS,
     deadletters_api.DOCS,
+    memory.DOCS,
     targets_api.DOCS,
     silences_api.DOCS,
     ops.DOCS,

@@ -460,6 +460,12 @@ def _operations() -> JSON:
 
 def asyncapi() -> JSON:
     """The AsyncAPI 3.0 document of lookout's NATS subjects."""
+    document = _asyncapi()
+    _memory(document)
+    return document
+
+
+def _asyncapi() -> JSON:
     components = struct_schemas(
         [
             schemas.Notification,
@@ -503,6 +509,141 @@ def asyncapi() -> JSON:
         "operations": _operations(),
         "components": {"schemas": components, "messages": _messages()},
     }
+
+
+# ------------------------------------------------ the memory: recent jobs, verdict changes
+
+_EXAMPLE_CREATED: Final = lookup_schemas.JobCreated(
+    id="0194c9a1b2c3d4e5f6a7b8c9",
+    created_at="2026-11-21T10:00:00.000Z",
+    indicators=2,
+    sample=["example.com", "192.0.2.10"],
+)
+_EXAMPLE_CHANGE: Final[JSON] = {
+    "indicator": "example.com",
+    "kind": "domain",
+    "old_verdict": "harmless",
+    "new_verdict": "malicious",
+    "verdict_reasons": ["Reputation: 7/85 engines"],
+    "changes": [
+        {
+            "provider": "reputation",
+            "label": "Reputation",
+            "old_verdict": "harmless",
+            "new_verdict": "malicious",
+            "old_summary": "0/85 engines",
+            "new_summary": "7/85 engines",
+        }
+    ],
+    "job_id": "0194c9a1b2c3d4e5f6a7b8c9",
+    "scheduled": True,
+    "watches": ["0194c9a0a1b2c3d4e5f6a7b8"],
+    "checked_at": "2026-11-21T10:00:03.000Z",
+    "url": "https://lookout.example/indicator/example.com",
+    "description": "example.com is now malicious (was harmless): Reputation 0/85 engines → "
+    "7/85 engines",
+}
+
+
+def _memory(document: JSON) -> None:
+    """Add ``lookup.created`` (channel, message, schema, operations) and an example of the
+    ``verdict_changed`` notification to the AsyncAPI ``document``."""
+    document["components"]["schemas"].update(struct_schemas([lookup_schemas.JobCreated]))
+    headers = {
+        "type": "object",
+        "properties": {
+            messages.SCHEMA_HEADER: {
+                "type": "string",
+                "description": "Schema name and version.",
+                "const": lookup_schemas.LOOKUP_CREATED_SCHEMA,
+            },
+            "Nats-Msg-Id": {"type": "string", "description": "The job id."},
+            messages.REQUEST_ID_HEADER: {
+                "type": "string",
+                "description": "The request that created the job.",
+            },
+        },
+        "required": [messages.SCHEMA_HEADER, "Nats-Msg-Id"],
+    }
+    document["components"]["messages"]["JobCreated"] = {
+        "name": "JobCreated",
+        "title": "Lookup job created",
+        "summary": "A new job's summary: the recent-jobs index.",
+        "description": (
+            "Published when a job is stored, before its requests; `GET /api/v1/lookups` "
+            f"reads the newest (the stream keeps {lookup_streams.RECENT_KEPT}, for "
+            "`LOOKOUT_HISTORY_TTL` at most)."
+        ),
+        "contentType": "application/json",
+        "headers": headers,
+        "payload": ref("JobCreated"),
+        "examples": [
+            {
+                "name": "job",
+                "headers": {
+                    messages.SCHEMA_HEADER: lookup_schemas.LOOKUP_CREATED_SCHEMA,
+                    "Nats-Msg-Id": _EXAMPLE_CREATED.id,
+                },
+                "payload": msgspec.to_builtins(_EXAMPLE_CREATED),
+            }
+        ],
+    }
+    document["channels"]["lookupCreated"] = {
+        "address": lookup_schemas.LOOKUP_CREATED_SUBJECT,
+        "description": "One summary per new lookup job (the recent-jobs index).",
+        "parameters": {},
+        "messages": {"JobCreated": {"$ref": "#/components/messages/JobCreated"}},
+        "x-jetstream-stream": lookup_streams.RECENT_LOOKUPS,
+    }
+    message = [{"$ref": "#/channels/lookupCreated/messages/JobCreated"}]
+    document["operations"]["gatewaySendJobCreated"] = {
+        "action": "send",
+        "channel": {"$ref": "#/channels/lookupCreated"},
+        "summary": "Index a new job",
+        "description": "`POST /api/v1/lookups`, `lookout lookup` and the scheduler.",
+        "tags": [{"name": "gateway"}],
+        "messages": message,
+    }
+    document["operations"]["gatewayReceiveJobCreated"] = {
+        "action": "receive",
+        "channel": {"$ref": "#/channels/lookupCreated"},
+        "summary": "List recent jobs",
+        "description": "`GET /api/v1/lookups` reads the newest with direct gets.",
+        "tags": [{"name": "gateway"}],
+        "messages": message,
+    }
+    document["operations"]["schedulerSendVerdictChanged"] = {
+        "action": "send",
+        "channel": {"$ref": "#/channels/notification"},
+        "summary": "Tell that a watched indicator's verdict changed",
+        "description": (
+            "`notification.lookout.verdict_changed`, published by the scheduler service's "
+            "history indexer once a job's results for a watched indicator are in and its "
+            "overall verdict or a provider's verdict changed (`notify_on` of its watches)."
+        ),
+        "tags": [{"name": "scheduler"}],
+        "messages": [{"$ref": "#/channels/notification/messages/Notification"}],
+    }
+    document["info"]["tags"].append(
+        {"name": "scheduler", "description": "services/scheduler: history, watch lists"}
+    )
+    note = schemas.Notification(
+        id="verdict-5d0b5e1c0e5a2f3b4c6d-0194c9a1b2c3d4e5f6a7b8c9",
+        type=schemas.VERDICT_CHANGED_TYPE,
+        source=schemas.LOOKOUT_SOURCE,
+        timestamp="2026-11-21T10:00:03.000Z",
+        data=msgspec.Raw(msgspec.json.encode(_EXAMPLE_CHANGE)),
+    )
+    document["components"]["messages"]["Notification"]["examples"].append(
+        {
+            "name": "verdict_changed",
+            "headers": {
+                messages.SCHEMA_HEADER: schemas.NOTIFICATION_SCHEMA,
+                "Nats-Msg-Id": note.msg_id,
+            },
+            "payload": msgspec.json.decode(messages.encode(note)),
+        }
+    )
 
 
 def asyncapi_text() -> str:

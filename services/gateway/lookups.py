@@ -13,10 +13,9 @@ from typing import Any, Final, get_args
 
 import msgspec
 import nats.errors
-from aiohttp import BodyPartReader, web
-from aiohttp.http_exceptions import BadHttpMessage
+from aiohttp import web
 
-from services.gateway import hardening
+from services.gateway import hardening, upload
 from services.gateway.answers import (
     api_error,
     api_json,
@@ -73,87 +72,8 @@ _REJECTED_TOTAL: Final[JSON] = {
 }
 
 
-# What aiohttp's multipart reader raises on a malformed body (bad part headers, no or bad
-# boundary, unknown charset or transfer encoding): the client's fault, a 400.
-_MALFORMED_MULTIPART = (BadHttpMessage, LookupError, RuntimeError, ValueError)
-
-
-class _Input(msgspec.Struct, forbid_unknown_fields=True):
-    indicators: list[str] | None = None
-    text: str | None = None
-    providers: list[str] = []
-    fresh: bool = False
-
-
-OPTION_MAX_BYTES = 4096
-"""Largest ``providers`` or ``fresh`` form field of an upload."""
-
-
-async def _option_text(part: BodyPartReader) -> str:
-    """A small form field's text; 400 past :data:`OPTION_MAX_BYTES` (the file part has its
-    own cap, and a field must not make the gateway hold an unbounded body)."""
-    data = b""
-    while chunk := await part.read_chunk(1024):
-        data += chunk
-        if len(data) > OPTION_MAX_BYTES:
-            raise web.HTTPBadRequest(
-                reason=f"form field {part.name!r} longer than {OPTION_MAX_BYTES} bytes"
-            )
-    return data.decode(part.get_charset("utf-8"), "replace")
-
-
-async def _read_multipart(request: web.Request, limit: int) -> tuple[indicators.Parsed, _Input]:
-    """A file upload (text or CSV) read line by line, never held whole in memory."""
-    reader = await request.multipart()
-    options = _Input()
-    parsed: indicators.Parsed | None = None
-    seen = 0
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            continue
-        if part.name in ("file", "text") or part.filename:
-            lines: list[str] = []
-            pending = b""
-            chunks: list[indicators.Parsed] = []
-            while chunk := await part.read_chunk(64 * 1024):
-                seen += len(chunk)
-                if seen > limit:
-                    raise hardening.body_too_large(limit)
-                pending += chunk
-                *complete, pending = pending.split(b"\n")
-                lines.extend(line.decode("utf-8", "replace") for line in complete)
-                if len(lines) > 4096:
-                    chunks.append(indicators.extract_stream(lines))
-                    lines = []
-            lines.append(pending.decode("utf-8", "replace"))
-            chunks.append(indicators.extract_stream(lines))
-            parsed = _merge([*(([parsed]) if parsed else []), *chunks])
-        elif part.name == "providers":
-            text = (await _option_text(part)).strip()
-            options = msgspec.structs.replace(
-                options, providers=[p.strip() for p in text.split(",") if p.strip()]
-            )
-        elif part.name == "fresh":
-            options = msgspec.structs.replace(
-                options,
-                fresh=(await _option_text(part)).strip().lower() in ("1", "true", "on", "yes"),
-            )
-    if parsed is None:
-        raise web.HTTPBadRequest(reason="multipart upload needs a 'file' part")
-    return parsed, options
-
-
-def _merge(parts: list[indicators.Parsed]) -> indicators.Parsed:
-    seen: set[tuple[str, str]] = set()
-    found: list[indicators.Indicator] = []
-    rejected: list[indicators.Rejected] = []
-    for part in parts:
-        for item in part.indicators:
-            if (item.kind, item.value) not in seen:
-                seen.add((item.kind, item.value))
-                found.append(item)
-        rejected.extend(part.rejected)
-    return indicators.Parsed(indicators=found, rejected=rejected)
+_Input = upload.LookupInput
+_MALFORMED_MULTIPART = upload.MALFORMED_MULTIPART
 
 
 @DOCS.post(
@@ -210,7 +130,7 @@ async def create_lookup(request: web.Request, request_id: str) -> web.Response:
         raise hardening.body_too_large(limit)
     if request.content_type.startswith("multipart/"):
         try:
-            parsed, options = await _read_multipart(request, limit)
+            parsed, options = await upload.read_multipart(request, limit)
         except _MALFORMED_MULTIPART as exc:
             return api_error(400, f"malformed multipart body: {exc}")
     else:
@@ -252,7 +172,13 @@ async def create_lookup(request: web.Request, request_id: str) -> web.Response:
 
     try:
         job = await jobs.submit(
-            js, settings, parsed, options.providers, options.fresh, request_id=request_id
+            js,
+            settings,
+            parsed,
+            options.providers,
+            options.fresh,
+            request_id=request_id,
+            expand=options.expand,
         )
     except jobs.SubmitError as exc:
         _log.warning("lookup job not stored", request_id=request_id, error=str(exc))
@@ -377,7 +303,8 @@ async def _next_update(follower: jobs.Follower, stopping: asyncio.Event) -> Look
         "A lookup job's results as server-sent events",
         "Every result stored so far, then each new one as it lands: `event: result` with a "
         "`LookupResult` as `data`; finally `event: done` with the indicators and their "
-        "overall verdicts (`IndicatorVerdict` list) once nothing is pending. A comment line "
+        "overall verdicts (`IndicatorVerdict` list) once nothing is pending, or `event: "
+        "grown` when indicators were added to the job (read it again). A comment line "
         "(`: keep-alive`) is sent every 15 s of silence. The job is loaded and followed "
         "before the stream begins, so an unknown job is a 404 and a bus that refuses the "
         "read a 503, both as JSON. When the gateway shuts down, an open stream ends at once "
@@ -425,25 +352,33 @@ async def lookup_events(request: web.Request) -> web.StreamResponse:
     async def send(event: str, body: Any) -> None:
         await response.write(f"event: {event}\ndata: ".encode() + _json.encode(body) + b"\n\n")
 
-    async def send_new(results: list[LookupResult]) -> None:
+    async def send_new(results: list[LookupResult]) -> bool:
+        """Send the results of the job's indicators; False when one is of an indicator
+        added to the job since it was read."""
         for result in results:
             if view.add(result):
                 await send("result", msgspec.to_builtins(result))
+            elif await jobs.grown(bus_reader(request), view.job) is not None:
+                return False
+        return True
 
     try:
         await response.prepare(request)
-        await send_new(found)
-        while not view.complete:
+        growing = await send_new(found)
+        while growing and not view.complete:
             update = await _next_update(follower, stopping)
             if update is not None:
-                await send_new([update])
+                growing = await send_new([update])
                 continue
             await response.write(b": keep-alive\n\n")
             try:
-                await send_new(await follower.resync())
+                growing = await send_new(await follower.resync())
             except (direct.ReadRefused, nats.errors.Error) as exc:
                 _log.info("event stream could not re-read the job", job=job.id, error=str(exc))
-        await send("done", view.as_json()["indicators"])
+        if not growing or await jobs.grown(bus_reader(request), job) is not None:
+            await send("grown", {"reason": "indicators were added to the job: read it again"})
+        else:
+            await send("done", view.as_json()["indicators"])
     except _ShuttingDown:
         with contextlib.suppress(ConnectionResetError):
             await response.write(f"retry: {RECONNECT_MS}\n".encode())
@@ -642,6 +577,14 @@ def _schemas() -> dict[str, JSON]:
                     "default": False,
                     "description": "Bypass the result cache.",
                 },
+                "expand": {
+                    "type": "boolean",
+                    "default": False,
+                    "description": (
+                        "Add the first-level pivots of every indicator's answers to the job "
+                        f"(at most {jobs.MAX_EXPANSION} in all; theirs are not expanded)."
+                    ),
+                },
             },
             "oneOf": [{"required": ["indicators"]}, {"required": ["text"]}],
             "additionalProperties": False,
@@ -663,6 +606,11 @@ def _schemas() -> dict[str, JSON]:
                 "fresh": {
                     "type": "string",
                     "description": "`1`, `true`, `on` or `yes` bypass the result cache.",
+                    "examples": ["true"],
+                },
+                "expand": {
+                    "type": "string",
+                    "description": "`1`, `true`, `on` or `yes`: as `expand` in JSON.",
                     "examples": ["true"],
                 },
             },
@@ -752,6 +700,18 @@ def _schemas() -> dict[str, JSON]:
                 "rejected_total": _REJECTED_TOTAL,
                 "indicators": {"type": "array", "items": ref("IndicatorVerdict")},
                 "results": {"type": "array", "items": ref("LookupResult")},
+                "scheduled": {
+                    "type": "boolean",
+                    "description": "Run by a watch, not by a person.",
+                },
+                "watch": {
+                    "anyOf": [{"type": "string"}, {"type": "null"}],
+                    "description": "The watch that ran it, if any.",
+                },
+                "expand": {
+                    "type": "boolean",
+                    "description": "Created with `expand`: its indicators' pivots are added.",
+                },
             },
             "required": [
                 "id",

@@ -51,6 +51,9 @@ async def provision(js: JetStreamContext, settings: Settings) -> None:
 READ_STREAMS = (
     KV_STREAM.format(bucket=lookup_streams.JOBS_BUCKET),
     KV_STREAM.format(bucket=lookup_streams.RESULTS_BUCKET),
+    KV_STREAM.format(bucket=lookup_streams.HISTORY_BUCKET),
+    KV_STREAM.format(bucket=lookup_streams.WATCHES_BUCKET),
+    lookup_streams.RECENT_LOOKUPS,
     KV_STREAM.format(bucket=relay_streams.STATUS_BUCKET),
     KV_STREAM.format(bucket=silences.BUCKET),
     relay_streams.DEADLETTERS,

@@ -271,7 +271,14 @@ def _load(name: str) -> _File:
 
 STATIC = web.AppKey("ui_static", dict[str, _File])
 TEMPLATES = web.AppKey("ui_templates", dict[str, str])
-PAGES = ("index.html", "notifications.html", "silences.html", "login.html")
+PAGES = (
+    "index.html",
+    "notifications.html",
+    "silences.html",
+    "login.html",
+    "indicator.html",
+    "watches.html",
+)
 ASSETS = (
     "app.css",
     "theme.js",
@@ -281,6 +288,8 @@ ASSETS = (
     "notifications.js",
     "silences.js",
     "login.js",
+    "indicator.js",
+    "watches.js",
     "favicon.svg",
 )
 """What ``/static/`` serves (other files in ``static/`` belong to other pages)."""
@@ -523,6 +532,9 @@ def setup(app: web.Application) -> None:
     # Browser-readable answers: behind the Host check (DNS rebinding, see hosts).
     app.router.add_get("/", hosts.guarded(_page("index.html")))
     app.router.add_get("/notifications", hosts.guarded(_page("notifications.html")))
+    # An indicator's history (its value is read by indicator.js from the path) and watches.
+    app.router.add_get("/indicator/{value:.+}", hosts.guarded(_page("indicator.html")))
+    app.router.add_get("/watches", hosts.guarded(_page("watches.html")))
     app.router.add_get("/silences", hosts.guarded(_page("silences.html")))
     app.router.add_get("/login", hosts.guarded(login_form))
     app.router.add_post("/login", hosts.guarded(login))

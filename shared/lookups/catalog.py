@@ -3,7 +3,8 @@
 A provider package declares its ``SPEC``: its name, how people call it, the indicator
 kinds it answers for, whether it looks up private addresses, its ``[providers.<name>]``
 Struct, the environment variables it reads, its default cache lifetime, and how the web UI
-shows its results (its details and links to its own pages). The launcher
+shows its results (its details and links to its own pages) and where its answers hold
+values worth looking up next (its pivots). The launcher
 registers every provider's spec (``services/registry.py``) before anything else, so every
 process (the gateway, each worker, the CLI) knows the same providers, in the same order,
 without importing any provider's code: which providers answer an indicator, the column
@@ -17,9 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.core.settings import Section, Settings, register_section
-from shared.lookups import display
+from shared.lookups import display, pivots
 from shared.lookups.config import ProviderConfig, lookups, register_provider_table
 from shared.lookups.display import Details
+from shared.lookups.pivots import PivotRule
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,9 @@ class ProviderSpec:
     links: Mapping[str, str] = field(default_factory=dict)
     """Per indicator kind, the provider's own page about the indicator: an ``https://``
     template naming ``{value}`` (the indicator) or ``{host}`` (its host)."""
+    pivots: tuple[PivotRule, ...] = ()
+    """Where its answers' data hold values worth looking up next (see
+    :mod:`shared.lookups.pivots`): found by its worker, stored on each result."""
 
 
 _specs: dict[str, ProviderSpec] = {}
@@ -68,6 +73,7 @@ def register(spec: ProviderSpec) -> None:
     """Know ``spec`` (again: the same name replaces it), its table and its settings;
     :class:`ValueError` for a display declaration the web UI could not follow."""
     display.check(spec.name, spec.details, spec.links, spec.kinds)
+    pivots.check(spec.name, spec.pivots)
     _specs[spec.name] = spec
     register_provider_table(spec.name, spec.config)
     if spec.settings is not None:

@@ -28,6 +28,9 @@ class Quota(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tru
 
     per_minute: Annotated[int, msgspec.Meta(ge=0)] = 0
     per_day: Annotated[int, msgspec.Meta(ge=0)] = 0
+    reserve: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.25
+    """The share of each quota (rounded down) that scheduled lookups leave to interactive
+    ones: they take a grant only while more than that is left (see shared.lookups.quota)."""
 
 
 class ProviderConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -79,6 +82,14 @@ class LookupsConfig:
     dns_nameservers: tuple[tuple[str, int], ...] = ()
     """``LOOKOUT_DNS_NAMESERVERS`` (empty: the system's resolver)."""
     dns_timeout: float = 5.0
+    history_ttl: float = 90 * 86400.0
+    """``LOOKOUT_HISTORY_TTL``: seconds an indicator's history is kept after its last
+    update (and the recent-jobs index is kept)."""
+    history_max_bytes: int = 512 * 1024 * 1024
+    """``LOOKOUT_HISTORY_MAX_BYTES``: the most the indicator history keeps; past it, the
+    indicators updated least recently are dropped first."""
+    watch_min_every: float = 300.0
+    """``LOOKOUT_WATCH_MIN_EVERY``: the shortest ``every`` a watch may have."""
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
     wanted: frozenset[str] | None = None
     """``LOOKOUT_PROVIDERS``: the providers to run (None: every registered one)."""
@@ -129,9 +140,14 @@ def _load(settings: Settings) -> LookupsConfig:
     providers = _providers(settings)
     return LookupsConfig(
         max_indicators=envvars.integer(env, "LOOKOUT_MAX_INDICATORS", 10_000, 1, 1_000_000),
-        job_ttl=envvars.number(env, "LOOKOUT_JOB_TTL", 7 * 86400.0, 60.0, 365 * 86400.0),
+        job_ttl=envvars.number(env, "LOOKOUT_JOB_TTL", 7 * 86400.0, 1.0, 365 * 86400.0),
         dns_nameservers=envvars.nameservers(env.get("LOOKOUT_DNS_NAMESERVERS", "")),
         dns_timeout=envvars.number(env, "LOOKOUT_DNS_TIMEOUT", 5.0, 0.1, 60.0),
+        history_ttl=envvars.number(env, "LOOKOUT_HISTORY_TTL", 90 * 86400.0, 60.0, 3650 * 86400.0),
+        history_max_bytes=envvars.integer(
+            env, "LOOKOUT_HISTORY_MAX_BYTES", 512 * 1024 * 1024, 1024 * 1024, 1 << 40
+        ),
+        watch_min_every=envvars.number(env, "LOOKOUT_WATCH_MIN_EVERY", 300.0, 1.0, 86400.0),
         providers=providers,
         wanted=_wanted(env, providers),
         disabled=frozenset(n for n, table in providers.items() if not table.enabled),

@@ -14,8 +14,10 @@ from typing import Any
 import msgspec
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
 
-from shared.bus import direct, messages
+from shared.bus import cas, direct, messages
 from shared.core.settings import Settings
 from shared.lookups import catalog, indicators
 from shared.lookups import schemas as lookup_schemas
@@ -31,8 +33,18 @@ CHUNK_BYTES = 128 * 1024
 NATS message (``max_payload``, 1 MB by default), read back with batched direct gets."""
 
 
+MAX_EXPANSION = 50
+"""The most indicators ``"expand": true`` adds to a job (its indicators' pivots)."""
+ADD_ATTEMPTS = 10
+"""Compare-and-set attempts of an addition to a job before giving up (busy)."""
+
+
 class SubmitError(Exception):
     """The bus did not store the whole job (the caller should retry)."""
+
+
+class NoSuchJob(Exception):
+    """The job does not exist (or expired)."""
 
 
 def new_job_id() -> str:
@@ -94,9 +106,14 @@ async def submit(
     fresh: bool,
     *,
     request_id: str,
+    watch: str | None = None,
+    expand: bool = False,
 ) -> Job:
-    """Store the job and publish one ``lookup.requested.<kind>`` per indicator, each with
-    ``request_id`` in its ``Lookout-Request-Id`` header (the providers log it)."""
+    """Store the job, add it to the recent-jobs index (``lookup.created``) and publish one
+    ``lookup.requested.<kind>`` per indicator, each with ``request_id`` in its
+    ``Lookout-Request-Id`` header (the providers log it). With ``watch``, the job is that
+    watch's scheduled re-lookup: its requests spend the quotas after interactive ones. With
+    ``expand``, the providers add their answers' pivots to the job (:func:`add`)."""
     rejected, rejected_total = rejected_items(parsed)
     wanted = set(providers) or set(catalog.active_names(settings))
     kinds = {i.kind for i in parsed.indicators}
@@ -112,13 +129,44 @@ async def submit(
         fresh=fresh,
         request_id=request_id,
         rejected_total=rejected_total,
+        scheduled=watch is not None,
+        watch=watch,
+        count=len(parsed.indicators),
+        sample=lookup_schemas.sample_of(
+            [i.value for i in parsed.indicators[: lookup_schemas.SAMPLE]]
+        ),
+        only=sorted(wanted) if providers else [],
+        expand=expand,
     )
     try:
         await _store(js, job)
+        await js.publish(
+            lookup_schemas.LOOKUP_CREATED_SUBJECT,
+            messages.encode(lookup_schemas.summary_of(job)),
+            headers={
+                messages.SCHEMA_HEADER: lookup_schemas.LOOKUP_CREATED_SCHEMA,
+                messages.REQUEST_ID_HEADER: request_id,
+                "Nats-Msg-Id": job.id,
+            },
+            timeout=settings.publish_timeout,
+        )
     except Exception as exc:
         raise SubmitError(
             f"message bus did not store the job ({str(exc) or type(exc).__name__}), retry later"
         ) from exc
+    await _publish_requests(js, settings, job, parsed.indicators, request_id, expand=expand)
+    return job
+
+
+async def _publish_requests(
+    js: JetStreamContext,
+    settings: Settings,
+    job: Job,
+    items: list[indicators.Indicator],
+    request_id: str,
+    *,
+    expand: bool,
+) -> None:
     requests = [
         LookupRequest(
             job_id=job.id,
@@ -127,11 +175,13 @@ async def submit(
             host=i.host,
             registered_domain=i.registered_domain,
             scope=i.scope,
-            providers=sorted(wanted) if providers else [],
-            fresh=fresh,
-            requested_at=job.created_at,
+            providers=job.only,
+            fresh=job.fresh,
+            requested_at=messages.utc_now() if job.additions else job.created_at,
+            scheduled=job.scheduled,
+            expand=expand,
         )
-        for i in parsed.indicators
+        for i in items
     ]
     headers = {
         messages.SCHEMA_HEADER: lookup_schemas.LOOKUP_REQUEST_SCHEMA,
@@ -152,7 +202,100 @@ async def submit(
         )
         if any(isinstance(r, BaseException) for r in results):
             raise SubmitError("message bus did not store every request, retry later")
-    return job
+
+
+def _providers_for(job: Job, kinds: set[str]) -> dict[str, list[str]]:
+    """The job's providers per kind, with those of ``kinds`` it had none for yet."""
+    wanted = set(job.only) or set(catalog.names())
+    found = dict(job.providers)
+    for kind in sorted(kinds - set(found)):
+        found[kind] = [p.name for p in catalog.specs() if p.name in wanted and kind in p.kinds]
+    return found
+
+
+async def _parts_kv(bucket: KeyValue, job: Job) -> list[JobIndicator]:
+    """The job's indicators read key by key from ``bucket`` (a compare-and-set writer's
+    leader view): its own, its stored parts, its additions so far."""
+    items = list(job.indicators)
+    keys = [f"{job.id}.{n}" for n in range(job.chunks)]
+    keys += [f"{job.id}.a{n}" for n in range(job.additions)]
+    for key in keys:
+        try:
+            entry = await bucket.get(key)
+        except KeyNotFoundError:
+            continue
+        with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+            items.extend(msgspec.json.decode(entry.value or b"", type=_Chunk).indicators)
+    return items
+
+
+async def add(
+    js: JetStreamContext,
+    settings: Settings,
+    job_id: str,
+    items: list[indicators.Indicator],
+    *,
+    request_id: str,
+    most: int,
+    expansion: bool = False,
+) -> list[indicators.Indicator]:
+    """Add ``items`` to the job (those it has not yet, up to ``most`` indicators in all;
+    with ``expansion``, up to :data:`MAX_EXPANSION` added by expansion in all) and publish
+    their lookup requests, answered by the job's providers. The added ones, in order.
+
+    The job's head is updated by compare-and-set (the count, the providers of new kinds,
+    the number of additions), then the addition is stored under ``<id>.a<n>``, so two
+    concurrent additions never share a key; a reader that finds the head before its
+    addition sees the job without it. :class:`NoSuchJob`, or :class:`SubmitError` when
+    the bus did not store it."""
+    try:
+        bucket = await cas.leader_bucket(js, lookup_streams.JOBS_BUCKET)
+        for _ in range(ADD_ATTEMPTS):
+            try:
+                entry = await bucket.get(job_id)
+            except KeyNotFoundError:
+                raise NoSuchJob(job_id) from None
+            try:
+                head = lookup_schemas.decode_job(entry.value or b"")
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                raise NoSuchJob(job_id) from None
+            held = {(i.kind, i.value) for i in await _parts_kv(bucket, head)}
+            count = head.count or len(held)
+            room = most - count
+            if expansion:
+                room = min(room, MAX_EXPANSION - head.expanded)
+            new: list[indicators.Indicator] = []
+            for item in items:
+                if len(new) >= room:
+                    break
+                if (item.kind, item.value) not in held:
+                    held.add((item.kind, item.value))
+                    new.append(item)
+            if not new:
+                return []
+            grown = msgspec.structs.replace(
+                head,
+                count=count + len(new),
+                providers=_providers_for(head, {i.kind for i in new}),
+                additions=head.additions + 1,
+                expanded=head.expanded + (len(new) if expansion else 0),
+            )
+            try:
+                await bucket.update(job_id, messages.encode(grown), last=entry.revision)
+            except KeyWrongLastSequenceError:
+                continue
+            part = [JobIndicator(i.value, i.kind, i.scope) for i in new]
+            await bucket.put(f"{job_id}.a{head.additions}", messages.encode(_Chunk(part)))
+            await _publish_requests(js, settings, grown, new, request_id, expand=False)
+            return new
+    except (NoSuchJob, SubmitError):
+        raise
+    except Exception as exc:
+        raise SubmitError(
+            f"message bus did not store the addition ({str(exc) or type(exc).__name__}), "
+            "retry later"
+        ) from exc
+    raise SubmitError("the job is being changed by others, retry later")
 
 
 _JOBS_STREAM = direct.kv_stream(lookup_streams.JOBS_BUCKET)
@@ -181,28 +324,44 @@ async def load(reader: direct.Reader, job_id: str) -> Job | None:
         job = lookup_schemas.decode_job(head)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    if not job.chunks:
+    if not job.chunks and not job.additions:
         return job
     parts: dict[int, list[JobIndicator]] = {}
+    added: dict[int, list[JobIndicator]] = {}
     prefix = f"{job_id}."
     stored = await reader.scan(
         _JOBS_STREAM, direct.kv_subject(lookup_streams.JOBS_BUCKET, f"{job_id}.*")
     )
     for msg in stored:
         index = direct.kv_key(lookup_streams.JOBS_BUCKET, msg.subject).removeprefix(prefix)
-        if msg.removed or not index.isdigit():
+        into, number = (added, index[1:]) if index.startswith("a") else (parts, index)
+        if msg.removed or not number.isdigit():
             continue
         with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
-            parts[int(index)] = msgspec.json.decode(msg.data, type=_Chunk).indicators
+            into[int(number)] = msgspec.json.decode(msg.data, type=_Chunk).indicators
     for n in range(job.chunks):
         if n not in parts and (data := await _latest(reader, f"{job_id}.{n}")) is not None:
             with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
                 parts[n] = msgspec.json.decode(data, type=_Chunk).indicators
         if n not in parts:
             return None  # expired part by part
-    return msgspec.structs.replace(
-        job, indicators=[item for n in range(job.chunks) for item in parts[n]]
-    )
+    items = list(job.indicators) + [item for n in range(job.chunks) for item in parts[n]]
+    seen = {(i.kind, i.value) for i in items}
+    for n in range(job.additions):  # one not stored yet (or lost) adds nothing
+        for item in added.get(n, []):
+            if (item.kind, item.value) not in seen:
+                seen.add((item.kind, item.value))
+                items.append(item)
+    return msgspec.structs.replace(job, indicators=items)
+
+
+async def grown(reader: direct.Reader, job: Job) -> Job | None:
+    """The job read again when indicators were added to it since ``job`` was read (by
+    ``POST …/indicators`` or its expansion), else None."""
+    found = await load(reader, job.id)
+    if found is None or len(found.indicators) <= len(job.indicators):
+        return None
+    return found
 
 
 def _result_of(data: bytes | None, headers: dict[str, str] | None) -> LookupResult | None:
@@ -357,6 +516,9 @@ class JobView:
             "id": self.job.id,
             "created_at": self.job.created_at,
             "request_id": self.job.request_id,
+            "scheduled": self.job.scheduled,
+            "watch": self.job.watch,
+            "expand": self.job.expand,
             "complete": self.complete,
             "providers": self.job.providers,
             "rejected": self.job.rejected,

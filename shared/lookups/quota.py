@@ -20,11 +20,21 @@
 - **Pause**: ``<provider>.pause`` holds a time before which nobody asks upstream (set when
   upstream answered 429, honouring its Retry-After), so the whole pool backs off at once.
 
+- **Priority**: scheduled lookups (the re-lookups of watch lists) spend the quotas after
+  interactive ones. An interactive request told to wait moves ``<provider>.interactive``
+  forward to a little after the time it was told (by compare-and-set, never back); while
+  that time lies ahead, no scheduled request takes a grant, so interactive requests that
+  wait get the next free slots whatever was submitted first. And scheduled requests take a
+  grant only while more than ``quota.reserve`` of each quota (rounded down: 1 of 4 per
+  minute, 125 of 500 per day at the default 0.25) is left, so a watch list never uses up
+  a day's quota an analyst needs.
+
 Inside one process, aiolimiter smooths bursts so replicas do not spin on the KV.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,6 +48,9 @@ from shared.bus.kvtime import MAX_TRIES, Wait, advance, read_time
 from shared.lookups.config import Quota
 
 WINDOW = 60.0
+PRIORITY_SLACK = 2.0
+"""Seconds the interactive mark lasts beyond the time its waiting request was told: the time
+that request takes to come back (its redelivery delay's jitter, a fetch)."""
 
 
 @dataclass(frozen=True)
@@ -51,9 +64,11 @@ class Granted:
 class Exhausted:
     reset: float
     """Epoch seconds of the next UTC midnight, when the daily quota resets."""
+    reason: str = "daily quota used"
 
 
 Decision = Granted | Wait | Exhausted
+_KEPT = "the rest is kept for interactive lookups"
 _times = msgspec.json.Decoder(list[float])
 _encode = msgspec.json.Encoder().encode
 
@@ -96,36 +111,60 @@ class SharedQuota:
     def unlimited(self) -> bool:
         return not self.quota.per_minute and not self.quota.per_day
 
-    async def acquire(self, now: float | None = None) -> Decision:
-        """Take one upstream request from the shared quota, or say when to come back."""
+    def limit(self, quota: int, scheduled: bool) -> int:
+        """What of ``quota`` (per minute or per day) a request may use: all of it for an
+        interactive one, all but the reserve (rounded down) for a scheduled one."""
+        return quota - math.floor(quota * self.quota.reserve) if scheduled else quota
+
+    async def acquire(self, now: float | None = None, *, scheduled: bool = False) -> Decision:
+        """Take one upstream request from the shared quota, or say when to come back.
+        A ``scheduled`` request (a watch's re-lookup) comes after every interactive one
+        that waits, and leaves the reserve (see the module's documentation)."""
         if self.unlimited:
             return Granted()
+        decision = await self._acquire(time.time() if now is None else now, scheduled)
+        if isinstance(decision, Wait) and not scheduled:
+            # Interactive and told to wait: scheduled requests stay back until it is served.
+            await advance(self.kv, f"{self.provider}.interactive", decision.until + PRIORITY_SLACK)
+        return decision
+
+    async def _acquire(self, current: float, scheduled: bool) -> Decision:
         paused = await self._paused_until()
-        current = time.time() if now is None else now
         if paused > current:
             return Wait(paused, "upstream asked to slow down")
+        if scheduled:
+            ahead = (await read_time(self.kv, f"{self.provider}.interactive"))[0]
+            if ahead > current:
+                return Wait(ahead, "interactive lookups first")
+        day_limit = self.limit(self.quota.per_day, scheduled)
         if self.quota.per_day:
             used = await self._read_day(current)
             self.known["day"] = max(0, self.quota.per_day - used)
             if used >= self.quota.per_day:
                 return Exhausted(next_utc_midnight(current))
+            if used >= day_limit:
+                return Exhausted(next_utc_midnight(current), _KEPT)
         granted = Granted()
         if self.quota.per_minute:
             if self._smooth is not None and not self._smooth.has_capacity():
                 return Wait(
                     current + self.window / self.quota.per_minute, "smoothing within the minute"
                 )
-            decision = await self._take_minute(current)
+            decision = await self._take_minute(
+                current, self.limit(self.quota.per_minute, scheduled)
+            )
             if not isinstance(decision, Granted):
                 return decision
             granted = decision
             if self._smooth is not None:
                 await self._smooth.acquire()
         if self.quota.per_day:
-            taken = await self._take_day(current)
+            taken = await self._take_day(current, day_limit)
             if taken is None:
                 return Wait(current + 0.5, "quota store busy")
             if not taken:
+                if day_limit < self.quota.per_day:
+                    return Exhausted(next_utc_midnight(current), _KEPT)
                 return Exhausted(next_utc_midnight(current))
         return granted
 
@@ -173,7 +212,8 @@ class SharedQuota:
             return [], None
         return (_times.decode(entry.value) if entry.value else []), entry.revision
 
-    async def _take_minute(self, now: float) -> Decision:
+    async def _take_minute(self, now: float, limit: int) -> Decision:
+        """A slot of the minute window, while fewer than ``limit`` grants are in it."""
         key = f"{self.provider}.minute"
         for _ in range(MAX_TRIES):
             times, revision = await self._read_minute()
@@ -181,11 +221,17 @@ class SharedQuota:
             # in the future (see settle), so it counts whatever its age.
             recent = sorted(t for t in times if t > now - self.span)
             self.known["minute"] = max(0, self.quota.per_minute - len(recent))
-            if len(recent) >= self.quota.per_minute:
+            if limit <= 0:
+                return Wait(now + self.span, _KEPT)
+            if len(recent) >= limit:
                 # The earliest a slot can free: an in-flight grant may end any moment.
                 ends = sorted(min(t, now) for t in recent)
-                free_at = ends[len(ends) - self.quota.per_minute] + self.span
-                return Wait(free_at, f"{self.quota.per_minute} requests per minute")
+                free_at = ends[len(ends) - limit] + self.span
+                if limit < self.quota.per_minute:
+                    reason = f"{limit} of {self.quota.per_minute} requests per minute (scheduled)"
+                else:
+                    reason = f"{self.quota.per_minute} requests per minute"
+                return Wait(free_at, reason)
             stamp = now + self.hold
             value = _encode([*recent, stamp])
             try:
@@ -209,8 +255,9 @@ class SharedQuota:
             return 0
         return int(entry.value or b"0")
 
-    async def _take_day(self, now: float) -> bool | None:
-        """True: taken; False: the day's quota is used; None: too much contention, retry."""
+    async def _take_day(self, now: float, limit: int) -> bool | None:
+        """True: taken; False: ``limit`` of the day's quota is used; None: too much
+        contention, retry."""
         key = self._day_key(now)
         for _ in range(MAX_TRIES):
             try:
@@ -218,8 +265,8 @@ class SharedQuota:
                 used, revision = int(entry.value or b"0"), entry.revision
             except KeyNotFoundError:
                 used, revision = 0, None
-            if used >= self.quota.per_day:
-                self.known["day"] = 0
+            if used >= limit:
+                self.known["day"] = max(0, self.quota.per_day - used)
                 return False
             try:
                 if revision is None:

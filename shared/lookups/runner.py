@@ -29,7 +29,7 @@ from shared.bus.consume import consume
 from shared.bus.kvtime import Wait
 from shared.core import logging as log
 from shared.core.settings import Settings
-from shared.lookups import catalog, schemas, streams
+from shared.lookups import catalog, indicators, jobs, pivots, schemas, streams
 from shared.lookups import quota as quotas
 from shared.lookups.config import lookups
 from shared.lookups.metrics import ProviderMetrics
@@ -131,6 +131,8 @@ class ProviderRunner:
         try:
             result, again_in = await self._result_for(request)
             self.metrics.lookup(result.status).inc()
+            if request.expand and result.pivots:
+                await self._expand(request, result, request_id or "")
             await self._store(result)
         except Exception as exc:
             # KV or bus trouble: let JetStream redeliver the request later.
@@ -153,6 +155,32 @@ class ProviderRunner:
             **fields,
         )
 
+    async def _expand(self, request: LookupRequest, result: LookupResult, request_id: str) -> None:
+        """Add the result's pivots to its job (``"expand": true``), before the result is
+        stored: whoever sees the result finds the job grown already."""
+        parsed = indicators.parse_items([p.value for p in result.pivots])
+        try:
+            added = await jobs.add(
+                self.js,
+                self.settings,
+                request.job_id,
+                parsed.indicators,
+                request_id=request_id,
+                most=lookups(self.settings).max_indicators,
+                expansion=True,
+            )
+        except jobs.NoSuchJob:
+            return  # expired meanwhile: nothing to grow
+        if added:
+            self.log.info("job expanded", indicator=request.indicator, added=len(added))
+
+    def _found(self, request: LookupRequest, **fields: Any) -> LookupResult:
+        """A ``done`` result with the pivots the provider declares found in its data."""
+        spec = catalog.get(self.provider.name)
+        rules = spec.pivots if spec is not None else ()
+        found = pivots.find(rules, request.kind, request.indicator, fields.get("data") or {})
+        return self._result(request, status="done", pivots=found, **fields)
+
     async def _result_for(self, request: LookupRequest) -> tuple[LookupResult, float | None]:
         """The result to store, and in how many seconds to ask again (None: finished)."""
         why_not = self.provider.configured()
@@ -173,9 +201,8 @@ class ProviderRunner:
             cached = await self._cached(key)
             (self.metrics.cache_misses if cached is None else self.metrics.cache_hits).inc()
             if cached is not None:
-                hit = self._result(
+                hit = self._found(
                     request,
-                    status="done",
                     verdict=cached.verdict,
                     summary=cached.summary,
                     data=cached.data,
@@ -183,14 +210,14 @@ class ProviderRunner:
                 )
                 return hit, None
         assert self.quota is not None
-        decision = await self.quota.acquire()
+        decision = await self.quota.acquire(scheduled=request.scheduled)
         if self.quota.known:
             self.metrics.quota_remaining(self.quota.known)
         if isinstance(decision, Wait):
             self.metrics.waited(decision.until - time.time())
             return self._waiting(request, "queued", decision.until, decision.reason)
         if isinstance(decision, Exhausted):
-            return self._waiting(request, "quota_exhausted", decision.reset, "daily quota used")
+            return self._waiting(request, "quota_exhausted", decision.reset, decision.reason)
         started = time.monotonic()
         try:
             try:
@@ -238,8 +265,8 @@ class ProviderRunner:
             ttl = self.config.cache_ttl
         if ttl > 0:
             await self._remember(key, answer, ttl)
-        done = self._result(
-            request, status="done", verdict=answer.verdict, summary=answer.summary, data=answer.data
+        done = self._found(
+            request, verdict=answer.verdict, summary=answer.summary, data=answer.data
         )
         return done, None
 

@@ -1,5 +1,7 @@
 """The lookups' streams, buckets and consumers: LOOKUPS and LOOKUP_RESULTS, the jobs,
-results, cache and quota buckets, and one durable consumer per provider."""
+results, cache and quota buckets, one durable consumer per provider; and their memory: the
+indicator history bucket with its indexer's consumer, the recent-jobs stream
+RECENT_LOOKUPS, the watches and the scheduler's bucket."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
+    DiscardPolicy,
     KeyValueConfig,
     RetentionPolicy,
     StorageType,
@@ -15,7 +18,7 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
-from shared.bus.manage import DAY, ensure_bucket, ensure_stream
+from shared.bus.manage import DAY, KV_STREAM, ensure_bucket, ensure_stream
 from shared.core.settings import Settings
 from shared.lookups import catalog
 from shared.lookups.config import lookups
@@ -26,6 +29,14 @@ JOBS_BUCKET = "lookup_jobs"
 RESULTS_BUCKET = "lookup_results"
 CACHE_BUCKET = "lookup_cache"
 QUOTA_BUCKET = "provider_quota"
+HISTORY_BUCKET = "indicator_history"
+RECENT_LOOKUPS = "RECENT_LOOKUPS"
+RECENT_KEPT = 10_000
+"""Jobs the recent-jobs index keeps (the oldest go first; also at most the history TTL)."""
+WATCHES_BUCKET = "watches"
+SCHEDULER_BUCKET = "scheduler"
+HISTORY_DURABLE = "lookup-history"
+"""The indexer's durable consumer on LOOKUP_RESULTS (every scheduler replica shares it)."""
 
 
 def provider_durable(provider: str) -> str:
@@ -34,8 +45,9 @@ def provider_durable(provider: str) -> str:
 
 async def provision(js: JetStreamContext, settings: Settings) -> None:
     """Streams, KV buckets and one durable consumer per provider, for host lookups."""
-    job_ttl = lookups(settings).job_ttl
-    for config in (
+    config = lookups(settings)
+    job_ttl = config.job_ttl
+    for stream in (
         StreamConfig(
             name=LOOKUPS,
             description="Lookup requests, one per indicator of a job",
@@ -53,8 +65,20 @@ async def provision(js: JetStreamContext, settings: Settings) -> None:
             storage=StorageType.FILE,
             max_age=DAY,
         ),
+        StreamConfig(
+            name=RECENT_LOOKUPS,
+            description="A summary of every new lookup job, the newest kept",
+            subjects=["lookup.created"],  # LOOKUP_CREATED_SUBJECT
+            retention=RetentionPolicy.LIMITS,
+            discard=DiscardPolicy.OLD,
+            storage=StorageType.FILE,
+            max_age=config.history_ttl,
+            max_msgs=RECENT_KEPT,
+            duplicate_window=min(120.0, config.history_ttl),
+            allow_direct=True,  # read with direct gets (shared.bus.direct)
+        ),
     ):
-        await ensure_stream(js, config, settings.stream_replicas)
+        await ensure_stream(js, stream, settings.stream_replicas)
     for bucket in (
         KeyValueConfig(
             bucket=JOBS_BUCKET,
@@ -82,23 +106,75 @@ async def provision(js: JetStreamContext, settings: Settings) -> None:
             ttl=2 * DAY,
             storage=StorageType.FILE,
         ),
+        KeyValueConfig(
+            bucket=HISTORY_BUCKET,
+            description="indicator history by indicator key",
+            direct=True,  # read with direct gets (shared.bus.direct), never a watch
+            ttl=config.history_ttl,
+            storage=StorageType.FILE,
+        ),
+        KeyValueConfig(
+            bucket=WATCHES_BUCKET,
+            description="watch lists: indicators re-looked up on a schedule",
+            direct=True,
+            storage=StorageType.FILE,
+        ),
+        KeyValueConfig(
+            bucket=SCHEDULER_BUCKET,
+            description="the scheduler's lease and when each watch runs next",
+            direct=True,
+            storage=StorageType.FILE,
+        ),
     ):
         await ensure_bucket(js, bucket, settings.stream_replicas)
+    await bound_history(js, config.history_max_bytes)
+    await _ensure_consumer(
+        js,
+        LOOKUP_RESULTS,
+        ConsumerConfig(
+            durable_name=HISTORY_DURABLE,
+            description="the indicator history's indexer (the scheduler service)",
+            filter_subject="lookup.result.>",
+            deliver_policy=DeliverPolicy.NEW,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=30.0,
+            max_deliver=-1,
+            max_ack_pending=10_000,
+        ),
+    )
     for provider in catalog.active_names(settings):
-        durable = provider_durable(provider)
-        try:
-            await js.consumer_info(LOOKUPS, durable)
-        except NotFoundError:
-            await js.add_consumer(
-                LOOKUPS,
-                ConsumerConfig(
-                    durable_name=durable,
-                    description=f"lookups by provider {provider}",
-                    filter_subject="lookup.requested.>",
-                    deliver_policy=DeliverPolicy.NEW,
-                    ack_policy=AckPolicy.EXPLICIT,
-                    ack_wait=60.0,
-                    max_deliver=-1,
-                    max_ack_pending=20_000,
-                ),
-            )
+        await _ensure_consumer(
+            js,
+            LOOKUPS,
+            ConsumerConfig(
+                durable_name=provider_durable(provider),
+                description=f"lookups by provider {provider}",
+                filter_subject="lookup.requested.>",
+                deliver_policy=DeliverPolicy.NEW,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=60.0,
+                max_deliver=-1,
+                max_ack_pending=20_000,
+            ),
+        )
+
+
+async def _ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig) -> None:
+    assert config.durable_name is not None
+    try:
+        await js.consumer_info(stream, config.durable_name)
+    except NotFoundError:
+        await js.add_consumer(stream, config)
+
+
+async def bound_history(js: JetStreamContext, max_bytes: int) -> None:
+    """Bound the history bucket: at most ``max_bytes``, the keys written least recently
+    dropped first (its stream discards old messages instead of refusing new ones, so the
+    indexer never stops)."""
+    info = await js.stream_info(KV_STREAM.format(bucket=HISTORY_BUCKET))
+    current = info.config
+    if current.discard == DiscardPolicy.OLD and current.max_bytes == max_bytes:
+        return
+    current.discard = DiscardPolicy.OLD
+    current.max_bytes = max_bytes
+    await js.update_stream(current)

@@ -22,7 +22,7 @@ import msgspec
 
 from shared.bus import messages
 from shared.relay import schemas
-from shared.relay.sources import Reading, SourceProfile, register
+from shared.relay.sources import LookoutProfile, Reading, register
 
 SOURCE: Final = "lookout"
 TYPES: Final = ("target_paused", "target_resumed", "dead_lettered")
@@ -52,10 +52,12 @@ def build(kind: str, target: str, to: str, ident: str, **details: Any) -> schema
     )
 
 
-class OperationalProfile(SourceProfile):
-    """Titles and bodies of lookout's own operational notifications."""
+class OperationalProfile(LookoutProfile):
+    """Titles and bodies of lookout's own notifications: the operational ones, and those
+    of :class:`LookoutProfile` (``verdict_changed``): one profile reads source ``lookout``."""
 
     templates: ClassVar[Mapping[str, tuple[str, str]]] = {
+        **LookoutProfile.templates,
         "target_paused": (
             "lookout: target {{ data.target }} paused",
             "{{ description }}\nLast error: {{ data.error or 'none' }}\n"

@@ -15,7 +15,7 @@ import msgspec
 import yarl
 from multidict import CIMultiDict
 
-from shared.core import ssrf
+from shared.core import publicurl, ssrf
 from shared.core.errors import ConfigError
 from shared.core.secrets import Secret
 from shared.core.settings import Settings
@@ -132,7 +132,7 @@ class WebhookTarget(SessionTarget):
             # The value itself is a secret: name the key, never show it.
             raise ConfigError(f"target {config.name}: webhook_url must be an absolute https URL")
         target = cls(config, secret, allow=settings.outbound_allow)
-        target.public_url = silences.public_url(settings)
+        target.public_url = publicurl.public_url(settings)
         return target
 
     def __repr__(self) -> str:  # never the URL

@@ -98,8 +98,12 @@ class Notification(msgspec.Struct, kw_only=True, frozen=True):
         return f"{self.source}:{self.id}"
 
 
-DIGEST_SOURCE = "lookout"
+LOOKOUT_SOURCE = "lookout"
+"""The source of lookout's own notifications: digests and verdict changes."""
+DIGEST_SOURCE = LOOKOUT_SOURCE
 DIGEST_TYPE = "digest"
+VERDICT_CHANGED_TYPE = "verdict_changed"
+"""A watched indicator's verdict changed (published by the scheduler service)."""
 
 
 def is_digest(notification: Notification) -> bool:

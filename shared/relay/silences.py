@@ -36,9 +36,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 
 from shared.bus import direct
 from shared.bus.manage import DAY
-from shared.core import env
 from shared.core import logging as log
-from shared.core.settings import Section, Settings
 from shared.relay.schemas import is_digest
 from shared.relay.sources import Reading, read
 
@@ -467,28 +465,3 @@ class SilenceView:
             self._task = None
         if self._follow is not None:
             await self._follow.stop()
-
-
-# --------------------------------------------------------------------------- links
-
-
-def _default_url(settings: Settings) -> str:
-    host = settings.http_host
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{settings.http_port}"
-
-
-def _load(settings: Settings) -> str:
-    return env.base_url(settings.env, "LOOKOUT_PUBLIC_URL", None) or _default_url(settings)
-
-
-PUBLIC_URL = Section("public_url", _load)
-"""``LOOKOUT_PUBLIC_URL``: the gateway's address as people reach it (behind a proxy, its
-public URL), for the "Silence similar" links; default the gateway's own URL."""
-
-
-def public_url(settings: Settings) -> str:
-    return settings.section(PUBLIC_URL)

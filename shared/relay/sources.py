@@ -21,7 +21,7 @@ from functools import cached_property
 from typing import Any, ClassVar, TypeVar, cast
 
 from shared.core import jsondata
-from shared.relay.schemas import Notification
+from shared.relay.schemas import LOOKOUT_SOURCE, VERDICT_CHANGED_TYPE, Notification
 
 T = TypeVar("T")
 
@@ -131,8 +131,42 @@ class SourceProfile:
         )
 
 
+VERDICT_CHANGED = (
+    "{{ data.indicator }} is "
+    "{% if data.old_verdict != data.new_verdict %}now {{ data.new_verdict }} "
+    "(was {{ data.old_verdict }}){% else %}still {{ data.new_verdict }}{% endif %}"
+    "{% for c in data.changes %}{{ ': ' if loop.first else ', ' }}{{ c.label }} "
+    "{{ c.old_summary or c.old_verdict }} → {{ c.new_summary or c.new_verdict }}{% endfor %}",
+    "{{ data.indicator }} ({{ data.kind }}) is "
+    "{% if data.old_verdict != data.new_verdict %}now {{ data.new_verdict }}, "
+    "was {{ data.old_verdict }}{% else %}still {{ data.new_verdict }}{% endif %}.\n"
+    "{% for c in data.changes %}- {{ c.label }}: {{ c.old_verdict }}"
+    "{% if c.old_summary %} ({{ c.old_summary }}){% endif %} → {{ c.new_verdict }}"
+    "{% if c.new_summary %} ({{ c.new_summary }}){% endif %}\n{% endfor %}"
+    "{% if data.verdict_reasons %}Why: {{ data.verdict_reasons | join('; ') }}\n{% endif %}"
+    "{% if data.watches %}Watch: {{ data.watches | join(', ') }}\n{% endif %}"
+    "Seen: {{ data.checked_at or timestamp }} (job {{ data.job_id }})\n"
+    "{% if url %}Details: {{ url }}\n{% endif %}"
+    "Id: {{ id }}",
+)
+"""The default title and body of a ``verdict_changed`` notification: "example.com is now
+malicious (was harmless): Reputation 0/85 engines → 7/85 engines"."""
+
+
+class LookoutProfile(SourceProfile):
+    """lookout's own notifications (source ``lookout``): a digest of grouped notifications,
+    which always renders with the digest's templates (shared.relay.templates), and
+    ``verdict_changed``, whose ``data`` holds ``indicator``, ``kind``, ``old_verdict``,
+    ``new_verdict``, ``verdict_reasons``, ``changes`` (``provider``, ``label``,
+    ``old_verdict``, ``new_verdict``, ``old_summary``, ``new_summary``), ``job_id``,
+    ``watches``, ``checked_at`` and, read as by the generic profile, ``url`` (the
+    indicator's page), ``description`` and ``ips``."""
+
+    templates: ClassVar[Mapping[str, tuple[str, str]]] = {VERDICT_CHANGED_TYPE: VERDICT_CHANGED}
+
+
 GENERIC = SourceProfile()
-_profiles: dict[str, SourceProfile] = {}
+_profiles: dict[str, SourceProfile] = {LOOKOUT_SOURCE: LookoutProfile()}
 _defaults: dict[str, Attributes] = {}
 
 

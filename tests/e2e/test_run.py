@@ -120,7 +120,7 @@ async def test_run_whole_stack(tmp_path: Path, receiver: Receiver) -> None:
         await wait_for(lambda: len(receiver.requests) == 3, within=30)
         kids = children_of(proc.pid)
         names = sorted(cmdline(p).split()[-1] for p in kids if "services.cli" in cmdline(p))
-        assert names == sorted(["gateway", *PROVIDERS, "sink-audit", "sink-ops-http"])
+        assert names == sorted(["gateway", "scheduler", *PROVIDERS, "sink-audit", "sink-ops-http"])
         assert any("nats-server" in cmdline(p) for p in kids)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -143,10 +143,10 @@ def test_services_lists_names(tmp_path: Path) -> None:
     env = env_for(tmp_path, "http://127.0.0.1:9/x")
     out = subprocess.run([LOOKOUT, "services"], env=env, capture_output=True, text=True)
     assert out.returncode == 0
-    assert out.stdout.split() == ["gateway", *PROVIDERS, "sink-ops-http", "sink-audit"]
+    assert out.stdout.split() == ["gateway", "scheduler", *PROVIDERS, "sink-ops-http", "sink-audit"]
     del env["LOOKOUT_CONFIG"]
     out = subprocess.run([LOOKOUT, "services"], env=env, capture_output=True, text=True)
-    assert out.stdout.split() == ["gateway", *PROVIDERS, "sink-log"]
+    assert out.stdout.split() == ["gateway", "scheduler", *PROVIDERS, "sink-log"]
 
 
 @pytest.mark.parametrize(

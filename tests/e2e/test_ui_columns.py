@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from helpers import EMAIL, IP, LOGIN, LOOKUP_TEXT
+from helpers import EMAIL, IP, LOGIN, LOOKUP_TEXT, SAMPLE_SHA256
 from playwright.async_api import Browser, Page, expect
 from test_ui import browser, cell, chromium, complete, new_page, overall, ui_stack
 
@@ -19,7 +19,8 @@ from shared.lookups import catalog
 
 __all__ = ["browser", "chromium"]  # the fixtures, from test_ui
 
-INDICATORS = {EMAIL: "email", LOGIN: "url", IP: "ipv4"}
+INDICATORS = {EMAIL: "email", LOGIN: "url", IP: "ipv4", SAMPLE_SHA256: "hash"}
+TEXT = f"{LOOKUP_TEXT}\nsample: {SAMPLE_SHA256}\n"  # a hash: every provider has a column
 
 
 async def page_width(page: Page) -> int:
@@ -67,7 +68,7 @@ async def test_every_provider_column_at_a_desk_and_on_a_phone(
         page, console = await new_page(browser)
         await page.set_viewport_size({"width": 1400, "height": 900})
         await page.goto(f"{base}/")
-        await page.get_by_label("Indicators or free text").fill(LOOKUP_TEXT)
+        await page.get_by_label("Indicators or free text").fill(TEXT)
         await page.get_by_role("button", name="Look up", exact=True).click()
         await complete(page)
 

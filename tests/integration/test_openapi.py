@@ -39,6 +39,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
 
 from services.gateway import (
+    additions,
     apidocs,
     apilimit,
     deadletters_api,
@@ -56,8 +57,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 
 # Routes that are not part of the HTTP API: the web UI's pages and files, and the docs page.
-UNDOCUMENTED_PATHS = {"/", "/notifications", "/silences", "/login", "/logout"}
-UNDOCUMENTED_PREFIXES = ("/static/", "/api/docs")
+UNDOCUMENTED_PATHS = {"/", "/notifications", "/silences", "/login", "/logout", "/watches"}
+UNDOCUMENTED_PREFIXES = ("/static/", "/api/docs", "/indicator/")
 
 
 def doc() -> dict[str, Any]:
@@ -272,6 +273,7 @@ def test_request_schemas_match_what_the_handlers_decode() -> None:
         "LookupInput": lookups._Input,
         "NotificationInput": notifications._Incoming,
         "ReplayInput": deadletters_api._Replay,
+        "IndicatorsInput": additions._Added,
         "SilenceInput": silences.SilenceInput,
     }
     for name, struct in pairs.items():

@@ -19,8 +19,8 @@ from fakes.teams import FakeTeams
 from helpers import jetstream, make_settings, publish_alerts, running_sink, wait_for
 from test_target_email import Mailbox, smtp_server
 
+from shared.core import publicurl
 from shared.core.natsserver import NatsServer
-from shared.relay import silences
 
 PUBLIC = "https://lookout.example/ops"
 EXPECTED = {"source": "scanner", "type": "http_scan", "application": "shop", "environment": "prod"}
@@ -73,7 +73,7 @@ sender = "lookout@example.org"
 to = ["soc@example.org"]
 """
         settings = make_settings(tmp_path, nats_server.url, toml, LOOKOUT_PUBLIC_URL=PUBLIC + "/")
-        assert silences.public_url(settings) == PUBLIC
+        assert publicurl.public_url(settings) == PUBLIC
         js = await stack.enter_async_context(jetstream(nats_server.url, settings))
         for name in ("chat-slack", "chat-teams", "chat-discord", "mail"):
             await stack.enter_async_context(running_sink(settings, name))
@@ -112,7 +112,7 @@ to = ["soc@example.org"]
 
 def test_the_public_url_defaults_to_the_gateways(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, "nats://127.0.0.1:4222", LOOKOUT_HTTP_PORT="8123")
-    assert silences.public_url(settings) == "http://127.0.0.1:8123"
+    assert publicurl.public_url(settings) == "http://127.0.0.1:8123"
     settings = make_settings(
         tmp_path,
         "nats://127.0.0.1:4222",
@@ -120,4 +120,4 @@ def test_the_public_url_defaults_to_the_gateways(tmp_path: Path) -> None:
         LOOKOUT_HTTP_PORT="8123",
         LOOKOUT_API_TOKENS="tok",
     )
-    assert silences.public_url(settings) == "http://127.0.0.1:8123"
+    assert publicurl.public_url(settings) == "http://127.0.0.1:8123"

@@ -137,6 +137,7 @@ def test_channels_name_their_streams(doc: dict[str, Any]) -> None:
         streams.DEADLETTERS,
         lookup_streams.LOOKUPS,
         lookup_streams.LOOKUP_RESULTS,
+        lookup_streams.RECENT_LOOKUPS,
     }
     for name, channel in doc["channels"].items():
         assert channel["x-jetstream-stream"] in names, name
@@ -144,6 +145,7 @@ def test_channels_name_their_streams(doc: dict[str, Any]) -> None:
     assert addresses == {
         "lookup.requested.{kind}",
         "lookup.result.{provider}",
+        "lookup.created",
         "notification.{source}.{type}",
         "replay.{target}",
         "deadletter.{target}",
@@ -219,6 +221,7 @@ def test_headers_are_the_ones_the_code_sets(doc: dict[str, Any]) -> None:
         "LookupRequest": lookup_schemas.LOOKUP_REQUEST_SCHEMA,
         "LookupResult": lookup_schemas.LOOKUP_RESULT_SCHEMA,
         "DeadLetter": schemas.DEADLETTER_SCHEMA,
+        "JobCreated": lookup_schemas.LOOKUP_CREATED_SCHEMA,
     }
     assert set(messages) == set(versions)
     for name, version in versions.items():
@@ -226,7 +229,7 @@ def test_headers_are_the_ones_the_code_sets(doc: dict[str, Any]) -> None:
         assert headers["properties"][SCHEMA_HEADER]["const"] == version, name
         deduplicated = name != "LookupResult"
         assert ("Nats-Msg-Id" in headers["required"]) is deduplicated, name
-    for name in ("Notification", "LookupRequest"):  # the gateway's (and CLI's) request id
+    for name in ("Notification", "LookupRequest", "JobCreated"):  # the gateway's request id
         assert REQUEST_ID_HEADER in messages[name]["headers"]["properties"], name
         assert REQUEST_ID_HEADER not in messages[name]["headers"]["required"], name
     assert ORIGINAL_SUBJECT_HEADER in messages["Replay"]["headers"]["required"]
@@ -271,6 +274,9 @@ def test_real_messages_validate_and_bad_ones_do_not(doc: dict[str, Any]) -> None
             retry_at="2026-01-01T00:00:00Z",
             error="daily quota used up",
         ),
+        "JobCreated": lookup_schemas.JobCreated(
+            id="j", created_at="t", indicators=1, sample=["192.0.2.1"], scheduled=True, watch="w"
+        ),
     }
     for message, struct in encoded.items():
         _validate(doc, _payload(doc, message), json.loads(encode(struct)))
@@ -279,6 +285,7 @@ def test_real_messages_validate_and_bad_ones_do_not(doc: dict[str, Any]) -> None
         "DeadLetter": {"target": "t", "subject": "s", "error": "e", "attempts": "3"},
         "LookupRequest": {"job_id": "j", "indicator": "x", "kind": "mac"},
         "LookupResult": {"job_id": "j", "indicator": "x", "kind": "ipv4", "provider": "dns"},
+        "JobCreated": {"id": "j", "created_at": "t", "indicators": "1"},
     }
     for message, instance in bad.items():
         with pytest.raises(jsonschema.ValidationError):
@@ -292,6 +299,7 @@ def test_payload_schemas_come_from_the_structs(doc: dict[str, Any]) -> None:
         schemas.DeadLetter,
         lookup_schemas.LookupRequest,
         lookup_schemas.LookupResult,
+        lookup_schemas.JobCreated,
     ):
         fields = {f.encode_name for f in msgspec.structs.fields(struct)}
         schema = components[struct.__name__]

@@ -14,8 +14,9 @@ Rules:
 - no import cycle anywhere in ``shared`` and ``services`` (no strongly connected component
   of more than one module, no module importing itself);
 - services never import each other: a module of ``services/gateway``,
-  ``services/providers/<name>`` or ``services/sinks/<type>`` imports no module of another of
-  these, nor the launcher (the top-level ``services/*.py``, which may import them all);
+  ``services/scheduler``, ``services/providers/<name>`` or ``services/sinks/<type>`` imports
+  no module of another of these, nor the launcher (the top-level ``services/*.py``, which
+  may import them all);
 - ``shared`` is four packages, imports flowing one way: ``shared.core`` ← ``shared.bus`` ←
   {``shared.relay``, ``shared.lookups``}; relay and lookups never import each other, and
   nothing in ``shared`` imports ``services``;
@@ -216,13 +217,14 @@ def _components(modules: dict[str, Module]) -> list[list[str]]:
 
 
 def _service_of(name: str) -> str | None:
-    """The deployable service a module belongs to (``gateway``, ``providers.dns``,
-    ``sinks.http``…), ``launcher`` for the top-level modules of ``services``, else None."""
+    """The deployable service a module belongs to (``gateway``, ``scheduler``,
+    ``providers.dns``, ``sinks.http``…), ``launcher`` for the top-level modules of
+    ``services``, else None."""
     parts = name.split(".")
     if parts[0] != "services" or len(parts) == 1:
         return None
-    if parts[1] == "gateway":
-        return "gateway"
+    if parts[1] in ("gateway", "scheduler"):
+        return parts[1]
     if parts[1] in ("providers", "sinks"):
         return f"{parts[1]}.{parts[2]}" if len(parts) > 2 else None
     return "launcher"

@@ -1,7 +1,17 @@
 // The lookup page: submit indicators, follow the job's results live (server-sent events),
 // sort, filter, export. The job id lives in the URL hash (#job=<id>) so a reload shows it.
 
-import { $, api, clear, copyText, el, errorText, setStatus, setupTheme } from "./common.js";
+import {
+  $,
+  api,
+  clear,
+  copyText,
+  el,
+  errorText,
+  localTime,
+  setStatus,
+  setupTheme,
+} from "./common.js";
 import {
   PROVIDERS,
   PROVIDER_LABELS,
@@ -85,6 +95,7 @@ async function submit(event) {
   const text = textArea.value;
   const file = chosenFile();
   const fresh = $("fresh").checked;
+  const expand = $("expand").checked;
   clear(rejectedBox);
   if (!providers.length) {
     setStatus(formStatus, "Choose at least one provider.", true);
@@ -106,9 +117,10 @@ async function submit(event) {
       if (text.trim()) body.append("text", text);
       body.append("providers", providers.join(","));
       body.append("fresh", fresh ? "true" : "false");
+      body.append("expand", expand ? "true" : "false");
       result = await api("POST", "/api/v1/lookups", { form: body });
     } else {
-      result = await api("POST", "/api/v1/lookups", { json: { text, providers, fresh } });
+      result = await api("POST", "/api/v1/lookups", { json: { text, providers, fresh, expand } });
     }
   } finally {
     button.disabled = false;
@@ -126,6 +138,7 @@ async function submit(event) {
   state.rejectedOf = job.id;
   window.location.hash = `job=${job.id}`; // hashchange shows it
   if (state.jobId === job.id) showJob(job.id);
+  loadRecent();
 }
 
 /** The form's status line once the job it submitted is complete. */
@@ -192,10 +205,20 @@ function buildTable(job) {
         "th",
         { scope: "row" },
         el("span", { class: "ind", text: item.value }),
-        el("span", {
-          class: "kind",
-          text: item.scope && item.scope !== "public" ? `${item.kind} · ${item.scope}` : item.kind,
-        }),
+        el(
+          "span",
+          {
+            class: "kind",
+            text: item.scope && item.scope !== "public" ? `${item.kind} · ${item.scope}` : item.kind,
+          },
+          el("a", {
+            class: "history-link",
+            href: `/indicator/${encodeURIComponent(item.value)}`,
+            text: "history",
+            "aria-label": `History of ${item.value}`,
+          }),
+        ),
+        (row.seenNode = el("span", { class: "seen", hidden: true })),
       ),
       row.overallCell,
     );
@@ -375,7 +398,119 @@ function closeDetail(row) {
 
 function renderDetail(row) {
   if (!row.open) return;
-  clear(row.detailCell).append(detail(row.item, row.open, row.results.get(row.open)));
+  const actions = { add: addToJob, open: openNewJob };
+  clear(row.detailCell).append(detail(row.item, row.open, row.results.get(row.open), actions));
+}
+
+// ------------------------------------------------------------------ pivots
+
+/** Add `values` to the job shown (a pivot's "Add to this job"), then show it grown. */
+async function addToJob(values) {
+  const id = state.jobId;
+  if (!id) return;
+  setStatus(tableStatus, `Adding ${values.length === 1 ? values[0] : `${values.length} values`}…`);
+  const result = await api("POST", `/api/v1/lookups/${id}/indicators`, {
+    json: { indicators: values },
+  });
+  if (!result.ok) {
+    setStatus(tableStatus, `Not added: ${errorText(result)}`, true);
+    return;
+  }
+  const added = result.data.added.length;
+  if (added && state.jobId === id) await showJob(id);
+  setStatus(
+    tableStatus,
+    added
+      ? `Added ${added} indicator${added === 1 ? "" : "s"} to this job.`
+      : "Nothing added: the job holds them already (or is full).",
+  );
+}
+
+/** Open a new job looking up `values` (a pivot's "New job"). */
+async function openNewJob(values) {
+  const providers = [...form.querySelectorAll('input[name="provider"]:checked')].map(
+    (c) => c.value,
+  );
+  const result = await api("POST", "/api/v1/lookups", {
+    json: { indicators: values, providers },
+  });
+  if (result.status !== 202) {
+    setStatus(tableStatus, `No new job: ${errorText(result)}`, true);
+    return;
+  }
+  window.location.hash = `job=${result.data.id}`;
+  loadRecent();
+}
+
+// ------------------------------------------------------------------ seen before
+
+const SEEN_ASKED = 100; // rows whose history is asked for, at most, per job shown
+
+/** The overall verdict an indicator had before job `jobId`, and when: from its history. */
+function previous(history, jobId) {
+  const before = (history.verdict_history || []).find((v) => v.job_id !== jobId);
+  const job = (history.jobs || []).find((j) => j.id !== jobId);
+  if (!before || !job) return null;
+  return { verdict: before.verdict, at: job.created_at, job: job.id };
+}
+
+async function markSeen(jobId) {
+  const rows = state.rows.slice(0, SEEN_ASKED);
+  let next = 0;
+  const worker = async () => {
+    while (next < rows.length && state.jobId === jobId) {
+      const row = rows[next++];
+      const value = encodeURIComponent(row.item.value);
+      // Its jobs first (an empty list when never seen), its history only when it has one.
+      const jobs = await api("GET", `/api/v1/lookups?indicator=${value}&limit=2`);
+      if (!jobs.ok || !jobs.data.jobs.some((j) => j.id !== jobId)) continue;
+      const result = await api("GET", `/api/v1/indicators/${value}`);
+      if (!result.ok || state.jobId !== jobId) continue;
+      const seen = previous(result.data, jobId);
+      if (!seen) continue;
+      row.seen = seen;
+      row.seenNode.hidden = false;
+      row.seenNode.dataset.verdict = seen.verdict;
+      clear(row.seenNode).append(
+        "seen before: ",
+        badge(seen.verdict, seen.verdict),
+        ` ${localTime(seen.at)}`,
+      );
+      row.seenNode.title = `In job ${seen.job}, ${localTime(seen.at)}`;
+    }
+  };
+  await Promise.all([worker(), worker(), worker(), worker()]);
+}
+
+// ------------------------------------------------------------------ recent lookups
+
+async function loadRecent() {
+  const list = $("recent-list");
+  const result = await api("GET", "/api/v1/lookups?limit=10");
+  if (!result.ok) {
+    setStatus($("recent-status"), `Cannot list recent lookups: ${errorText(result)}`, true);
+    return;
+  }
+  const found = result.data.jobs;
+  setStatus($("recent-status"), found.length ? "" : "No lookups yet.");
+  clear(list).append(
+    ...found.map((job) => {
+      const more = job.indicators - job.sample.length;
+      return el(
+        "li",
+        { dataset: { job: job.id } },
+        el("a", { href: `#job=${job.id}`, text: job.id }),
+        el("span", { class: "when", text: localTime(job.created_at) }),
+        el(
+          "span",
+          { class: "sample" },
+          job.sample.join(", "),
+          more > 0 ? ` and ${more} more` : "",
+        ),
+        job.scheduled ? el("span", { class: "chip", text: "scheduled" }) : null,
+      );
+    }),
+  );
 }
 
 function applyResult(result) {
@@ -489,14 +624,27 @@ function follow(id) {
   stopFollowing();
   const source = new EventSource(`/api/v1/lookups/${id}/events`);
   state.source = source;
+  // A result of an indicator this page has no row for, or a "done" naming more indicators:
+  // the job grew after this page read it (a pivot added, its expansion): read it again.
+  const reread = () => {
+    source.close();
+    if (state.jobId === id) showJob(id);
+  };
   source.addEventListener("result", (event) => {
-    applyResult(JSON.parse(event.data));
+    const result = JSON.parse(event.data);
+    if (!state.byKey.has(indicatorKey(result.kind, result.indicator))) reread();
+    else applyResult(result);
   });
-  source.addEventListener("done", () => {
+  source.addEventListener("done", (event) => {
+    if (JSON.parse(event.data).length !== state.rows.length) {
+      reread();
+      return;
+    }
     source.close();
     state.complete = true;
     scheduleRefresh();
   });
+  source.addEventListener("grown", reread);
   source.addEventListener("error", () => {
     if (source.readyState === EventSource.CLOSED && state.jobId === id && !state.complete) {
       // The server refused or went away for good: ask again in a moment.
@@ -549,7 +697,11 @@ async function showJob(id) {
     showRejected(job.rejected, false);
     state.rejectedOf = id;
   }
-  if (fresh || !state.rows.length) buildTable(job);
+  const grown = state.rows.length !== job.indicators.length;
+  if (fresh || !state.rows.length || grown) {
+    buildTable(job);
+    markSeen(id);
+  }
   for (const r of job.results) applyResult(r);
   state.complete = Boolean(job.complete);
   $("export-csv").href = `/api/v1/lookups/${id}.csv`;
@@ -647,3 +799,4 @@ $("columns-all").addEventListener("click", () => {
 });
 window.addEventListener("hashchange", onHash);
 onHash();
+loadRecent();

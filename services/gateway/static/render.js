@@ -597,7 +597,70 @@ function setupDetail(data) {
 }
 
 /** The detail panel of one result. */
-export function detail(item, provider, result) {
+/**
+ * The values worth looking up next that the provider found (`result.pivots`), each with
+ * what it is; `actions.add(values)` adds them to this job, `actions.open(values)` opens a
+ * new job with them (either may be missing).
+ */
+function pivotSection(pivots, actions) {
+  if (!pivots || !pivots.length) return null;
+  const buttons = (values, what) =>
+    el(
+      "span",
+      { class: "pivot-actions" },
+      actions && actions.add
+        ? el(
+            "button",
+            {
+              type: "button",
+              class: "btn btn-small",
+              "aria-label": `Add ${what} to this job`,
+              onclick: () => actions.add(values),
+            },
+            "Add to this job",
+          )
+        : null,
+      actions && actions.open
+        ? el(
+            "button",
+            {
+              type: "button",
+              class: "btn btn-small",
+              "aria-label": `Open a new job with ${what}`,
+              onclick: () => actions.open(values),
+            },
+            "New job",
+          )
+        : null,
+    );
+  const all = pivots.map((p) => p.value);
+  return el(
+    "section",
+    { class: "detail-section pivots" },
+    el(
+      "h4",
+      {},
+      "Look up next",
+      pivots.length > 1 ? buttons(all, `all ${pivots.length} values`) : null,
+    ),
+    el(
+      "ul",
+      { class: "pivot-list" },
+      pivots.map((p) =>
+        el(
+          "li",
+          { dataset: { pivot: p.value } },
+          el("span", { class: "mono", text: p.value }),
+          el("span", { class: "kind", text: p.kind }),
+          el("span", { class: "why", text: p.why }),
+          buttons([p.value], p.value),
+        ),
+      ),
+    ),
+  );
+}
+
+export function detail(item, provider, result, actions = null) {
   const view = cellView(result);
   const data = (result && result.data) || {};
   const label = PROVIDER_LABELS[provider] || provider;
@@ -638,7 +701,7 @@ export function detail(item, provider, result) {
         el("pre", { class: "json", text: JSON.stringify(data, null, 2) }),
       )
     : null;
-  const sections = body.filter(Boolean);
+  const sections = [...body, pivotSection(result && result.pivots, actions)].filter(Boolean);
   return el(
     "div",
     { class: "detail" },

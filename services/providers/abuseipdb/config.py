@@ -14,6 +14,7 @@ from shared.core.settings import Section, Settings
 from shared.lookups.catalog import EnvVar, ProviderSpec
 from shared.lookups.config import ProviderConfig, Quota, provider_config
 from shared.lookups.display import Details, DetailSection, Field, Note
+from shared.lookups.pivots import PivotRule
 
 DEFAULT_URL = "https://api.abuseipdb.com/api/v2"
 
@@ -95,4 +96,8 @@ SPEC = ProviderSpec(
         "ipv4": "https://www.abuseipdb.com/check/{value}",
         "ipv6": "https://www.abuseipdb.com/check/{value}",
     },
+    pivots=(
+        PivotRule("hostnames", "host name"),
+        PivotRule("domain", "network's domain"),
+    ),
 )

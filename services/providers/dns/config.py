@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from shared.lookups.catalog import ProviderSpec
 from shared.lookups.display import Details, DetailSection, Field, Note
+from shared.lookups.pivots import PivotRule
 
 SPEC = ProviderSpec(
     name="dns",
@@ -29,5 +30,14 @@ SPEC = ProviderSpec(
             ),
             DetailSection("Failed queries", (Field("", "failed", "list"),)),
         ),
+    ),
+    pivots=(
+        PivotRule("records.A", "A record"),
+        PivotRule("records.AAAA", "AAAA record"),
+        PivotRule("records.CNAME", "CNAME"),
+        PivotRule("records.MX", "MX record", take="last"),
+        PivotRule("records.NS", "name server"),
+        PivotRule("ptr", "PTR record"),
+        PivotRule("host", "host looked up"),  # a URL's host, an e-mail's domain
     ),
 )

@@ -13,6 +13,7 @@ from shared.core.settings import Section, Settings
 from shared.lookups.catalog import EnvVar, ProviderSpec
 from shared.lookups.config import ProviderConfig, provider_config
 from shared.lookups.display import Details, DetailSection, Field, Note
+from shared.lookups.pivots import PivotRule
 
 DEFAULT_URL = "https://internetdb.shodan.io"
 MALICIOUS_TAGS = ("c2", "compromised", "doublepulsar", "malware")
@@ -80,6 +81,7 @@ SPEC = ProviderSpec(
             ),
         ),
     ),
+    pivots=(PivotRule("hostnames", "host name (Shodan)"),),
     links={
         "ipv4": "https://www.shodan.io/host/{value}",
         "ipv6": "https://www.shodan.io/host/{value}",

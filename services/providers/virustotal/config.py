@@ -14,6 +14,7 @@ from shared.core.settings import Section, Settings
 from shared.lookups.catalog import EnvVar, ProviderSpec
 from shared.lookups.config import ProviderConfig, Quota, provider_config
 from shared.lookups.display import Details, DetailSection, Field, Note
+from shared.lookups.pivots import PivotRule
 
 DEFAULT_URL = "https://www.virustotal.com/api/v3"
 
@@ -115,4 +116,5 @@ SPEC = ProviderSpec(
         "ipv6": "https://www.virustotal.com/gui/ip-address/{value}",
         "hash": "https://www.virustotal.com/gui/file/{value}",
     },
+    pivots=(PivotRule("last_final_url", "final URL's host", take="host"),),
 )

@@ -10,6 +10,7 @@ from shared.core import env
 from shared.core.settings import Section, Settings
 from shared.lookups.catalog import EnvVar, ProviderSpec
 from shared.lookups.display import Details, DetailSection, Field, Note
+from shared.lookups.pivots import PivotRule
 
 
 @dataclass(frozen=True)
@@ -97,4 +98,9 @@ SPEC = ProviderSpec(
         "ipv4": "https://search.arin.net/rdap/?query={value}",
         "ipv6": "https://search.arin.net/rdap/?query={value}",
     },
+    pivots=(
+        PivotRule("domain", "registered domain"),
+        PivotRule("nameservers", "name server"),
+        PivotRule("abuse_email", "abuse contact's domain", take="host"),
+    ),
 )

@@ -44,6 +44,7 @@ import aiosmtplib
 
 from services.sinks.email.config import EmailTargetConfig
 from shared.core import logging as log
+from shared.core import publicurl
 from shared.core.secrets import Secret
 from shared.core.settings import Settings
 from shared.relay import silences
@@ -453,5 +454,5 @@ class EmailTarget(Target):
 
 def build(config: EmailTargetConfig, settings: Settings) -> EmailTarget:
     target = EmailTarget(config, relay(settings).secret(config.name, "password"))
-    target.public_url = silences.public_url(settings)
+    target.public_url = publicurl.public_url(settings)
     return target
