@@ -92,6 +92,7 @@ class Health:
         self._log = log
         self._changed = asyncio.Event()
         self._refresher: asyncio.Task[None] | None = None
+        self._closed = False
         self._listeners: list[Any] = []
 
     @property
@@ -108,14 +109,20 @@ class Health:
             self._refresher = asyncio.ensure_future(self._refresh_forever())
 
     async def close(self) -> None:
+        self._closed = True
         if self._refresher is not None:
             self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+            # A read cancelled inside nats-py may come back as its own timeout (an
+            # Exception, which refresh() suppresses) rather than CancelledError: the loop
+            # then ends on _closed; never wait for it longer than a moment.
+            await asyncio.wait({self._refresher}, timeout=2.0)
+            self._refresher = None
 
     async def _refresh_forever(self) -> None:
-        while True:
+        while not self._closed:
             await asyncio.sleep(REFRESH)
+            if self._closed:
+                return
             await self.refresh()
 
     async def refresh(self) -> None:
