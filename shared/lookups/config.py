@@ -11,12 +11,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 
 from shared.core import env as envvars
 from shared.core.errors import ConfigError
+from shared.core.secrets import Secret, secret
 from shared.core.settings import Section, Settings
 
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
@@ -168,3 +169,29 @@ def provider_config(settings: Settings, name: str, config: type[C]) -> C:
     if not isinstance(found, config):
         raise ConfigError(f"[providers.{name}] is not registered as {config.__name__}")
     return found
+
+
+@dataclass(frozen=True)
+class ApiSettings(Generic[C]):
+    """An HTTP API provider's settings: its key (None when not set, or when it takes none),
+    its base URL (without a trailing ``/``) and its ``[providers.<name>]`` table."""
+
+    api_key: Secret | None
+    url: str
+    config: C
+
+
+def api_section(
+    name: str, config: type[C], url_var: str, default_url: str, key_var: str | None = None
+) -> Section[ApiSettings[C]]:
+    """The ``Section`` of provider ``name`` reading ``key_var`` (or ``<key_var>_FILE``, a
+    secret; none when None), ``url_var`` (default ``default_url``) and its table."""
+
+    def load(settings: Settings) -> ApiSettings[C]:
+        return ApiSettings(
+            api_key=secret(settings.env, key_var) if key_var is not None else None,
+            url=envvars.base_url(settings.env, url_var, default_url) or default_url,
+            config=provider_config(settings, name, config),
+        )
+
+    return Section(f"providers.{name}", load)

@@ -3,16 +3,13 @@ settings: ``ABUSEIPDB_API_KEY`` (or ``_FILE``) and ``ABUSEIPDB_URL``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 import msgspec
 
-from shared.core import env
-from shared.core.secrets import Secret, secret
-from shared.core.settings import Section, Settings
+from shared.core.settings import Settings
 from shared.lookups.catalog import EnvVar, ProviderSpec
-from shared.lookups.config import ProviderConfig, Quota, provider_config
+from shared.lookups.config import ApiSettings, ProviderConfig, Quota, api_section
 from shared.lookups.display import Details, DetailSection, Field, Note
 from shared.lookups.pivots import PivotRule
 
@@ -27,25 +24,12 @@ class AbuseIpdbConfig(ProviderConfig, frozen=True):
     malicious_score: Annotated[int, msgspec.Meta(ge=0, le=100)] = 75
 
 
-@dataclass(frozen=True)
-class AbuseIpdbSettings:
-    api_key: Secret | None
-    url: str
-    config: AbuseIpdbConfig
+SECTION = api_section(
+    "abuseipdb", AbuseIpdbConfig, "ABUSEIPDB_URL", DEFAULT_URL, key_var="ABUSEIPDB_API_KEY"
+)
 
 
-def _load(settings: Settings) -> AbuseIpdbSettings:
-    return AbuseIpdbSettings(
-        api_key=secret(settings.env, "ABUSEIPDB_API_KEY"),
-        url=env.base_url(settings.env, "ABUSEIPDB_URL", DEFAULT_URL) or DEFAULT_URL,
-        config=provider_config(settings, "abuseipdb", AbuseIpdbConfig),
-    )
-
-
-SECTION = Section("providers.abuseipdb", _load)
-
-
-def abuseipdb_settings(settings: Settings) -> AbuseIpdbSettings:
+def abuseipdb_settings(settings: Settings) -> ApiSettings[AbuseIpdbConfig]:
     return settings.section(SECTION)
 
 

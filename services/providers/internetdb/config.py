@@ -3,15 +3,13 @@ setting ``INTERNETDB_URL`` (Shodan InternetDB needs no key)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 import msgspec
 
-from shared.core import env
-from shared.core.settings import Section, Settings
+from shared.core.settings import Settings
 from shared.lookups.catalog import EnvVar, ProviderSpec
-from shared.lookups.config import ProviderConfig, provider_config
+from shared.lookups.config import ApiSettings, ProviderConfig, api_section
 from shared.lookups.display import Details, DetailSection, Field, Note
 from shared.lookups.pivots import PivotRule
 
@@ -28,23 +26,10 @@ class InternetDbConfig(ProviderConfig, frozen=True):
     information, not a finding."""
 
 
-@dataclass(frozen=True)
-class InternetDbSettings:
-    url: str
-    config: InternetDbConfig
+SECTION = api_section("internetdb", InternetDbConfig, "INTERNETDB_URL", DEFAULT_URL)
 
 
-def _load(settings: Settings) -> InternetDbSettings:
-    return InternetDbSettings(
-        url=env.base_url(settings.env, "INTERNETDB_URL", DEFAULT_URL) or DEFAULT_URL,
-        config=provider_config(settings, "internetdb", InternetDbConfig),
-    )
-
-
-SECTION = Section("providers.internetdb", _load)
-
-
-def internetdb_settings(settings: Settings) -> InternetDbSettings:
+def internetdb_settings(settings: Settings) -> ApiSettings[InternetDbConfig]:
     return settings.section(SECTION)
 
 

@@ -3,16 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 import msgspec
 
-from shared.core import env
-from shared.core.secrets import Secret, secret
-from shared.core.settings import Section, Settings
+from shared.core.settings import Settings
 from shared.lookups.catalog import EnvVar, ProviderSpec
-from shared.lookups.config import ProviderConfig, provider_config
+from shared.lookups.config import ApiSettings, ProviderConfig, api_section
 from shared.lookups.display import Details, DetailSection, Field, Note
 
 DEFAULT_URL = "https://otx.alienvault.com/api/v1"
@@ -27,25 +24,10 @@ class OtxConfig(ProviderConfig, frozen=True):
     but some: suspicious)."""
 
 
-@dataclass(frozen=True)
-class OtxSettings:
-    api_key: Secret | None
-    url: str
-    config: OtxConfig
+SECTION = api_section("otx", OtxConfig, "OTX_URL", DEFAULT_URL, key_var="OTX_API_KEY")
 
 
-def _load(settings: Settings) -> OtxSettings:
-    return OtxSettings(
-        api_key=secret(settings.env, "OTX_API_KEY"),
-        url=env.base_url(settings.env, "OTX_URL", DEFAULT_URL) or DEFAULT_URL,
-        config=provider_config(settings, "otx", OtxConfig),
-    )
-
-
-SECTION = Section("providers.otx", _load)
-
-
-def otx_settings(settings: Settings) -> OtxSettings:
+def otx_settings(settings: Settings) -> ApiSettings[OtxConfig]:
     return settings.section(SECTION)
 
 

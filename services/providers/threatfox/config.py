@@ -4,16 +4,13 @@ MalwareBazaar) and ``THREATFOX_URL``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 import msgspec
 
-from shared.core import env
-from shared.core.secrets import Secret, secret
-from shared.core.settings import Section, Settings
+from shared.core.settings import Settings
 from shared.lookups.catalog import EnvVar, ProviderSpec
-from shared.lookups.config import ProviderConfig, provider_config
+from shared.lookups.config import ApiSettings, ProviderConfig, api_section
 from shared.lookups.display import Details, DetailSection, Field, Note
 
 DEFAULT_URL = "https://threatfox-api.abuse.ch/api/v1"
@@ -28,25 +25,12 @@ class ThreatFoxConfig(ProviderConfig, frozen=True):
     suspicious)."""
 
 
-@dataclass(frozen=True)
-class ThreatFoxSettings:
-    api_key: Secret | None
-    url: str
-    config: ThreatFoxConfig
+SECTION = api_section(
+    "threatfox", ThreatFoxConfig, "THREATFOX_URL", DEFAULT_URL, key_var="ABUSECH_API_KEY"
+)
 
 
-def _load(settings: Settings) -> ThreatFoxSettings:
-    return ThreatFoxSettings(
-        api_key=secret(settings.env, "ABUSECH_API_KEY"),
-        url=env.base_url(settings.env, "THREATFOX_URL", DEFAULT_URL) or DEFAULT_URL,
-        config=provider_config(settings, "threatfox", ThreatFoxConfig),
-    )
-
-
-SECTION = Section("providers.threatfox", _load)
-
-
-def threatfox_settings(settings: Settings) -> ThreatFoxSettings:
+def threatfox_settings(settings: Settings) -> ApiSettings[ThreatFoxConfig]:
     return settings.section(SECTION)
 
 

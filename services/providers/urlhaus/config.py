@@ -4,16 +4,13 @@ MalwareBazaar) and ``URLHAUS_URL``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 import msgspec
 
-from shared.core import env
-from shared.core.secrets import Secret, secret
-from shared.core.settings import Section, Settings
+from shared.core.settings import Settings
 from shared.lookups.catalog import EnvVar, ProviderSpec
-from shared.lookups.config import ProviderConfig, provider_config
+from shared.lookups.config import ApiSettings, ProviderConfig, api_section
 from shared.lookups.display import Details, DetailSection, Field, Note
 
 DEFAULT_URL = "https://urlhaus-api.abuse.ch/v1"
@@ -25,25 +22,12 @@ class UrlhausConfig(ProviderConfig, frozen=True):
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 8
 
 
-@dataclass(frozen=True)
-class UrlhausSettings:
-    api_key: Secret | None
-    url: str
-    config: UrlhausConfig
+SECTION = api_section(
+    "urlhaus", UrlhausConfig, "URLHAUS_URL", DEFAULT_URL, key_var="ABUSECH_API_KEY"
+)
 
 
-def _load(settings: Settings) -> UrlhausSettings:
-    return UrlhausSettings(
-        api_key=secret(settings.env, "ABUSECH_API_KEY"),
-        url=env.base_url(settings.env, "URLHAUS_URL", DEFAULT_URL) or DEFAULT_URL,
-        config=provider_config(settings, "urlhaus", UrlhausConfig),
-    )
-
-
-SECTION = Section("providers.urlhaus", _load)
-
-
-def urlhaus_settings(settings: Settings) -> UrlhausSettings:
+def urlhaus_settings(settings: Settings) -> ApiSettings[UrlhausConfig]:
     return settings.section(SECTION)
 
 

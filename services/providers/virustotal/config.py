@@ -3,16 +3,13 @@ settings: ``VIRUSTOTAL_API_KEY`` (or ``_FILE``) and ``VIRUSTOTAL_URL``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 import msgspec
 
-from shared.core import env
-from shared.core.secrets import Secret, secret
-from shared.core.settings import Section, Settings
+from shared.core.settings import Settings
 from shared.lookups.catalog import EnvVar, ProviderSpec
-from shared.lookups.config import ProviderConfig, Quota, provider_config
+from shared.lookups.config import ApiSettings, ProviderConfig, Quota, api_section
 from shared.lookups.display import Details, DetailSection, Field, Note
 from shared.lookups.pivots import PivotRule
 
@@ -28,25 +25,12 @@ class VirusTotalConfig(ProviderConfig, frozen=True):
     suspicious)."""
 
 
-@dataclass(frozen=True)
-class VirusTotalSettings:
-    api_key: Secret | None
-    url: str
-    config: VirusTotalConfig
+SECTION = api_section(
+    "virustotal", VirusTotalConfig, "VIRUSTOTAL_URL", DEFAULT_URL, key_var="VIRUSTOTAL_API_KEY"
+)
 
 
-def _load(settings: Settings) -> VirusTotalSettings:
-    return VirusTotalSettings(
-        api_key=secret(settings.env, "VIRUSTOTAL_API_KEY"),
-        url=env.base_url(settings.env, "VIRUSTOTAL_URL", DEFAULT_URL) or DEFAULT_URL,
-        config=provider_config(settings, "virustotal", VirusTotalConfig),
-    )
-
-
-SECTION = Section("providers.virustotal", _load)
-
-
-def virustotal_settings(settings: Settings) -> VirusTotalSettings:
+def virustotal_settings(settings: Settings) -> ApiSettings[VirusTotalConfig]:
     return settings.section(SECTION)
 
 
