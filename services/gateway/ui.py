@@ -519,11 +519,34 @@ def _provider_choices(settings: Settings) -> str:
     )
 
 
+NAV = (
+    ("/", "Lookups", "index.html"),
+    ("/watches", "Watches", "watches.html"),
+    ("/notifications", "Notifications", "notifications.html"),
+    ("/silences", "Silences", "silences.html"),
+)
+"""The main navigation of every page: path, label, and the page that marks it current."""
+
+
+def _nav(page: str) -> str:
+    """The navigation of ``page`` (its own link marked ``aria-current``)."""
+    current = ' aria-current="page"'
+    links = "".join(
+        f'\n    <a href="{path}"{current if mine == page else ""}>{label}</a>'
+        for path, label, mine in NAV
+    )
+    return f'<nav aria-label="Main">{links}\n  </nav>'
+
+
 def setup(app: web.Application) -> None:
     """Add the pages, the static files and the login routes to the gateway app."""
     app[SESSIONS] = Sessions(app[BUS])
     app[LOGIN_THROTTLE] = LoginThrottle()
-    app[TEMPLATES] = {name: (STATIC_DIR / name).read_text("utf-8") for name in PAGES}
+    # One navigation for every page (the same for every request), filled in once.
+    app[TEMPLATES] = {
+        name: (STATIC_DIR / name).read_text("utf-8").replace("{{nav}}", _nav(name))
+        for name in PAGES
+    }
     # The lookup form's provider choices, from the catalog (the same for every request).
     app[TEMPLATES]["index.html"] = app[TEMPLATES]["index.html"].replace(
         "{{providers}}", _provider_choices(app[SETTINGS])

@@ -838,6 +838,23 @@ def _inline_code(html: str) -> list[str]:
     return found
 
 
+async def test_every_page_links_to_every_page(nats_server: NatsServer, tmp_path: Path) -> None:
+    """One navigation on every page (the open UI: no login page in the way), marking its
+    own link; an indicator's page marks none."""
+    settings = make_settings(tmp_path, nats_server.url)
+    pages = ["/", "/watches", "/notifications", "/silences"]
+    async with running_gateway(settings) as base, aiohttp.ClientSession() as session:
+        for path in (*pages, "/indicator/example.com"):
+            async with session.get(f"{base}{path}", allow_redirects=False) as response:
+                assert response.status == 200, path
+                text = await response.text()
+            nav = re.search(r'<nav aria-label="Main">(.*?)</nav>', text, re.S)
+            assert nav is not None, path
+            assert re.findall(r'<a href="([^"]+)"', nav[1]) == pages, path
+            current = re.findall(r'<a href="([^"]+)" aria-current="page"', nav[1])
+            assert current == ([] if path.startswith("/indicator/") else [path]), path
+
+
 async def test_pages_send_a_strict_csp_and_no_inline_code(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
