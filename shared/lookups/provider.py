@@ -17,6 +17,7 @@ import aiohttp
 import msgspec
 from nats.js import JetStreamContext
 
+from shared.core.retryafter import parse_retry_after
 from shared.lookups.schemas import LookupRequest, Verdict
 
 
@@ -102,6 +103,26 @@ class Throttled(ProviderError):
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+
+
+def refuse_throttle_or_key(
+    label: str, status: int, headers: Mapping[str, str], where: Mapping[str, Any]
+) -> None:
+    """What an API's 429 (:class:`Throttled` after its ``Retry-After``) and 401/403 (its key
+    refused) mean, raised; any other status returns for the provider to read."""
+    if status == 429:
+        raise Throttled(f"{label} HTTP 429", parse_retry_after(headers.get("Retry-After")))
+    if status in (401, 403):
+        raise ProviderError(f"HTTP {status}: API key refused", data=where)
+
+
+def utc_time(value: Any) -> str | None:
+    """An API's UTC time written without a zone (``2020-02-13 11:55:46``, ``… UTC``,
+    ``2025-07-01T00:00:26.567000``) as ISO 8601, ``2020-02-13T11:55:46Z``; None for
+    anything shorter or not a string."""
+    if not isinstance(value, str) or len(value) < 19:
+        return None
+    return f"{value[:10]}T{value[11:19]}Z"
 
 
 @dataclass(frozen=True)

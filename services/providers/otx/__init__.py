@@ -20,21 +20,20 @@ from typing import Any
 from urllib.parse import quote
 
 from services.providers.otx.config import SPEC, otx_settings
-from shared.core.retryafter import parse_retry_after
 from shared.core.settings import Settings
 from shared.lookups.indicators import hash_algorithm
-from shared.lookups.provider import Answer, HttpProvider, ProviderError, Throttled, upstream
+from shared.lookups.provider import (
+    Answer,
+    HttpProvider,
+    ProviderError,
+    refuse_throttle_or_key,
+    upstream,
+    utc_time,
+)
 from shared.lookups.schemas import LookupRequest, Verdict
 
 PULSES_KEPT = 10
 _SECTION_OF_KIND = {"ipv4": "IPv4", "ipv6": "IPv6", "url": "url", "hash": "file"}
-
-
-def iso_time(value: Any) -> str | None:
-    """OTX's ``2025-07-01T00:00:26.567000`` (UTC, no zone) as ``2025-07-01T00:00:26Z``."""
-    if not isinstance(value, str) or len(value) < 19:
-        return None
-    return f"{value[:19]}Z"
 
 
 def _names(values: Any) -> list[str]:
@@ -84,10 +83,7 @@ class OtxProvider(HttpProvider):
         where = {"upstream": upstream(url)}
         if status == 404:
             return Answer("undetected", "not in OTX", {"found": False, **about})
-        if status == 429:
-            raise Throttled("OTX HTTP 429", parse_retry_after(headers.get("Retry-After")))
-        if status in (401, 403):
-            raise ProviderError(f"HTTP {status}: API key refused", data=where)
+        refuse_throttle_or_key("OTX", status, headers, where)
         if status == 400:
             detail = body.get("detail") if isinstance(body, dict) else None
             if detail:
@@ -129,8 +125,8 @@ class OtxProvider(HttpProvider):
                 {
                     "id": p.get("id"),
                     "name": p.get("name"),
-                    "created": iso_time(p.get("created")),
-                    "modified": iso_time(p.get("modified")),
+                    "created": utc_time(p.get("created")),
+                    "modified": utc_time(p.get("modified")),
                     "tlp": p.get("TLP") or p.get("tlp"),
                     "tags": p.get("tags") or [],
                 }

@@ -21,20 +21,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from services.providers.threatfox.config import SPEC, threatfox_settings
-from shared.core.retryafter import parse_retry_after
 from shared.core.settings import Settings
 from shared.lookups.indicators import hash_algorithm
-from shared.lookups.provider import Answer, HttpProvider, ProviderError, Throttled, upstream
+from shared.lookups.provider import (
+    Answer,
+    HttpProvider,
+    ProviderError,
+    refuse_throttle_or_key,
+    upstream,
+    utc_time,
+)
 from shared.lookups.schemas import LookupRequest, Verdict
 
 IOCS_KEPT = 10
-
-
-def iso_time(value: Any) -> str | None:
-    """abuse.ch's ``2021-03-25 18:45:22 UTC`` as ISO 8601 (``2021-03-25T18:45:22Z``)."""
-    if not isinstance(value, str) or len(value) < 19:
-        return None
-    return f"{value[:10]}T{value[11:19]}Z"
 
 
 def _host(ioc: str) -> str:
@@ -82,10 +81,7 @@ class ThreatFoxProvider(HttpProvider):
             url, headers={"Auth-Key": self.key.reveal(), "Accept": "application/json"}, json=query
         )
         where = {"upstream": upstream(url)}
-        if status == 429:
-            raise Throttled("ThreatFox HTTP 429", parse_retry_after(headers.get("Retry-After")))
-        if status in (401, 403):
-            raise ProviderError(f"HTTP {status}: API key refused", data=where)
+        refuse_throttle_or_key("ThreatFox", status, headers, where)
         if status != 200 or not isinstance(body, dict):
             raise ProviderError(
                 f"HTTP {status}" if status != 200 else "not a ThreatFox answer", data=where
@@ -116,8 +112,8 @@ class ThreatFoxProvider(HttpProvider):
         top = max(confidence(i) for i in iocs)
         malware = sorted({str(i["malware_printable"]) for i in iocs if i.get("malware_printable")})
         threats = sorted({str(i["threat_type"]) for i in iocs if i.get("threat_type")})
-        firsts = [t for i in iocs if (t := iso_time(i.get("first_seen")))]
-        lasts = [t for i in iocs if (t := iso_time(i.get("last_seen")))]
+        firsts = [t for i in iocs if (t := utc_time(i.get("first_seen")))]
+        lasts = [t for i in iocs if (t := utc_time(i.get("last_seen")))]
         data: dict[str, Any] = {
             "found": True,
             "count": len(iocs),
@@ -134,7 +130,7 @@ class ThreatFoxProvider(HttpProvider):
                     "threat_type": i.get("threat_type"),
                     "malware_printable": i.get("malware_printable"),
                     "confidence_level": confidence(i),
-                    "first_seen": iso_time(i.get("first_seen")),
+                    "first_seen": utc_time(i.get("first_seen")),
                     "tags": i.get("tags") or [],
                     "reference": i.get("reference"),
                 }

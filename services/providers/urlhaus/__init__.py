@@ -18,20 +18,19 @@ from __future__ import annotations
 from typing import Any
 
 from services.providers.urlhaus.config import SPEC, urlhaus_settings
-from shared.core.retryafter import parse_retry_after
 from shared.core.settings import Settings
-from shared.lookups.provider import Answer, HttpProvider, ProviderError, Throttled, upstream
+from shared.lookups.provider import (
+    Answer,
+    HttpProvider,
+    ProviderError,
+    refuse_throttle_or_key,
+    upstream,
+    utc_time,
+)
 from shared.lookups.schemas import LookupRequest
 
 RECENT_URLS = 10
 """How many of a host's URLs the answer keeps (URLhaus lists up to its latest 100)."""
-
-
-def iso_time(value: Any) -> str | None:
-    """abuse.ch's ``2019-01-19 01:33:26 UTC`` as ISO 8601 (``2019-01-19T01:33:26Z``)."""
-    if not isinstance(value, str) or len(value) < 19:
-        return None
-    return f"{value[:10]}T{value[11:19]}Z"
 
 
 class UrlhausProvider(HttpProvider):
@@ -61,10 +60,7 @@ class UrlhausProvider(HttpProvider):
             form={field: request.indicator},
         )
         where = {"upstream": upstream(url)}
-        if status == 429:
-            raise Throttled("URLhaus HTTP 429", parse_retry_after(headers.get("Retry-After")))
-        if status in (401, 403):
-            raise ProviderError(f"HTTP {status}: API key refused", data=where)
+        refuse_throttle_or_key("URLhaus", status, headers, where)
         if status != 200 or not isinstance(body, dict):
             raise ProviderError(
                 f"HTTP {status}" if status != 200 else "not a URLhaus answer", data=where
@@ -104,8 +100,8 @@ def _url_answer(body: dict[str, Any]) -> Answer:
         "url_status": state,
         "threat": threat,
         "tags": body.get("tags") or [],
-        "date_added": iso_time(body.get("date_added")),
-        "last_online": iso_time(body.get("last_online")),
+        "date_added": utc_time(body.get("date_added")),
+        "last_online": utc_time(body.get("last_online")),
         "payload_signatures": signatures,
     }
     family = f" ({', '.join(signatures)})" if signatures else ""
@@ -126,14 +122,14 @@ def _host_answer(body: dict[str, Any]) -> Answer:
         **_common(body),
         "url_count": count,
         "urls_online": online,
-        "firstseen": iso_time(body.get("firstseen")),
+        "firstseen": utc_time(body.get("firstseen")),
         "tags": tags,
         "urls": [
             {
                 "url": u.get("url"),
                 "url_status": u.get("url_status"),
                 "threat": u.get("threat"),
-                "date_added": iso_time(u.get("date_added")),
+                "date_added": utc_time(u.get("date_added")),
                 "tags": u.get("tags") or [],
             }
             for u in urls[:RECENT_URLS]
