@@ -33,6 +33,7 @@ from services.gateway.apispec import (
 from services.gateway.sources import Receiver, Refused, SourceModule
 from services.gateway.state import Bus, Metrics
 from services.gateway.stored import Outcome
+from services.gateway.webhook import reject
 from shared.bus import messages
 from shared.bus.publish import PublishAck
 from shared.core import jsondata, requestid
@@ -52,13 +53,6 @@ DOCS = Operations(
     "Notifications from the configured sources (`[[sources]]`): Standard Webhooks senders, "
     "GitHub, Alertmanager, any HMAC-signing system, other Sqreen organisations.",
 )
-
-_REJECT_REASONS = {
-    "unauthorized": "bad_signature",
-    "bad_request": "malformed",
-    "too_large": "too_large",
-    "unavailable": "bus_unavailable",
-}
 
 
 def receiver(config: SourceConfig, secrets: Mapping[str, Secret], settings: Settings) -> Receiver:
@@ -225,11 +219,11 @@ class SourceWebhooks:
         self._metrics.received(name).inc()
         length = request.content_length
         if length is not None and length > self._max_body:
-            return self._reject(request_id, name, 413, "too_large", self._too_large)
+            return reject(self._metrics, request_id, name, 413, "too_large", self._too_large)
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return self._reject(request_id, name, 413, "too_large", self._too_large)
+            return reject(self._metrics, request_id, name, 413, "too_large", self._too_large)
         except ConnectionResetError:
             _log.info("client disconnected before its request was read", request_id=request_id)
             return web.Response(status=400)
@@ -238,7 +232,7 @@ class SourceWebhooks:
         except Refused as exc:
             if exc.status != 401:
                 self._metrics.verified(name).inc()
-            return self._reject(request_id, name, exc.status, exc.outcome, exc.reason)
+            return reject(self._metrics, request_id, name, exc.status, exc.outcome, exc.reason)
         self._metrics.verified(name).inc()
         notifications = received.notifications
         if not notifications:
@@ -251,15 +245,14 @@ class SourceWebhooks:
             )
         publisher = self._bus.publisher
         if publisher is None or not self._bus.usable:
-            return self._reject(
-                request_id, name, 503, "unavailable", "message bus unavailable, retry later", "5"
-            )
+            reason = "message bus unavailable, retry later"
+            return reject(self._metrics, request_id, name, 503, "unavailable", reason, "5")
         limit = schemas.envelope_limit(publisher.max_payload)
         payloads = [messages.encode(n) for n in notifications]
         for index, (n, payload) in enumerate(zip(notifications, payloads, strict=True)):
             if len(payload) > limit:
                 reason = f"message {index} is {schemas.too_large(payload, n.data, limit)}"
-                return self._reject(request_id, name, 413, "too_large", reason)
+                return reject(self._metrics, request_id, name, 413, "too_large", reason)
         started = time.perf_counter()
         results: list[PublishAck | BaseException] = await asyncio.gather(
             *(
@@ -273,7 +266,8 @@ class SourceWebhooks:
         self._metrics.publish_seconds.observe(time.perf_counter() - started)
         failed, duplicates = self._outcome.count(notifications, results, request_id)
         if failed:
-            return self._reject(
+            return reject(
+                self._metrics,
                 request_id,
                 name,
                 503,
@@ -302,25 +296,6 @@ class SourceWebhooks:
             },
             {requestid.HTTP_HEADER: request_id},
         )
-
-    def _reject(
-        self,
-        request_id: str,
-        name: str,
-        status: int,
-        outcome: str,
-        reason: str,
-        retry_after: str | None = None,
-    ) -> web.Response:
-        self._metrics.webhook(name, outcome).inc()
-        self._metrics.rejected(name, _REJECT_REASONS.get(outcome, outcome)).inc()
-        _log.info(
-            "webhook rejected", request_id=request_id, source=name, status=status, reason=reason
-        )
-        headers = {requestid.HTTP_HEADER: request_id}
-        if retry_after is not None:
-            headers["Retry-After"] = retry_after
-        return api_json(status, {"error": reason}, headers)
 
 
 @DOCS.components

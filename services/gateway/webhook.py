@@ -54,6 +54,28 @@ _REJECT_REASONS = {
 }
 
 
+def reject(
+    metrics: Metrics,
+    request_id: str,
+    source: str,
+    status: int,
+    outcome: str,
+    reason: str,
+    retry_after: str | None = None,
+) -> web.Response:
+    """A webhook of ``source`` refused: counted, logged, answered with the reason (and
+    ``Retry-After`` when given); every webhook route answers refusals this way."""
+    metrics.webhook(source, outcome).inc()
+    metrics.rejected(source, _REJECT_REASONS.get(outcome, outcome)).inc()
+    _log.info(
+        "webhook rejected", request_id=request_id, source=source, status=status, reason=reason
+    )
+    headers = {requestid.HTTP_HEADER: request_id}
+    if retry_after is not None:
+        headers["Retry-After"] = retry_after
+    return api_json(status, {"error": reason}, headers)
+
+
 class SqreenWebhook:
     """The ``POST /webhooks/sqreen`` handler (:meth:`handle`) of one gateway app."""
 
@@ -242,19 +264,9 @@ class SqreenWebhook:
         reason: str,
         retry_after: str | None = None,
     ) -> web.Response:
-        self._metrics.webhook(sqreen.SOURCE, outcome).inc()
-        self._metrics.rejected(sqreen.SOURCE, _REJECT_REASONS.get(outcome, outcome)).inc()
-        _log.info(
-            "webhook rejected",
-            request_id=request_id,
-            source=sqreen.SOURCE,
-            status=status,
-            reason=reason,
+        return reject(
+            self._metrics, request_id, sqreen.SOURCE, status, outcome, reason, retry_after
         )
-        headers = {requestid.HTTP_HEADER: request_id}
-        if retry_after is not None:
-            headers["Retry-After"] = retry_after
-        return api_json(status, {"error": reason}, headers)
 
     def _answer(
         self,
