@@ -12,7 +12,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -105,6 +105,24 @@ def sqreen_fixture(name: str) -> bytes:
 
 def sqreen_sign(body: bytes, secret: str = SQREEN_SECRET) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+async def run_lookout(
+    env: Mapping[str, str], *args: str, stdin: bytes = b""
+) -> tuple[int, str, str]:
+    """``lookout *args`` with exactly ``env`` as its environment: its exit status, standard
+    output and standard error (at most 60 s)."""
+    proc = await asyncio.create_subprocess_exec(
+        LOOKOUT,
+        *args,
+        env=dict(env),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
 
 
 async def wait_for(

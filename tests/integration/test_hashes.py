@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
@@ -13,7 +12,14 @@ from pathlib import Path
 
 import aiohttp
 from fakes.virustotal import FakeVirusTotal, file_fixture
-from helpers import LOOKOUT, api, make_settings, running_gateway, running_provider, wait_job
+from helpers import (
+    api,
+    make_settings,
+    run_lookout,
+    running_gateway,
+    running_provider,
+    wait_job,
+)
 
 from shared.core.natsserver import NatsServer
 
@@ -132,19 +138,10 @@ async def test_hashes_from_an_uploaded_file_and_the_cli(
             assert answer.status == 202, created
             assert [(i["kind"], i["value"]) for i in created["indicators"]] == [("hash", SHA256)]
 
-            process = await asyncio.create_subprocess_exec(
-                LOOKOUT,
-                "lookup",
-                "--providers",
-                "virustotal",
-                "--json",
-                MD5.upper(),
-                env={**os.environ, **env},
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+            code, out, err = await run_lookout(
+                {**os.environ, **env}, "lookup", "--providers", "virustotal", "--json", MD5.upper()
             )
-            out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 1, err  # a malicious indicator fails the script
+    assert code == 1, err  # a malicious indicator fails the script
     job = json.loads(out)
     assert job["indicators"][0]["kind"] == "hash"
     assert job["indicators"][0]["data"] == {"algorithm": "md5"}

@@ -4,7 +4,6 @@ across gateway restarts, spending no quota."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -19,9 +18,9 @@ import pytest
 from dnsserver import ZoneServer
 from fakes.virustotal import FakeVirusTotal
 from helpers import (
-    LOOKOUT,
     api,
     make_settings,
+    run_lookout,
     running_gateway,
     running_provider,
     running_service,
@@ -161,18 +160,18 @@ async def test_history_outlives_the_job_and_a_gateway_restart(
 
         # `lookout history` reads the same
         env = {**os.environ, "NATS_URL": nats_server.url}
-        code, out, _ = await _run(env, "history", "example[.]com", "--json")
+        code, out, _ = await run_lookout(env, "history", "example[.]com", "--json")
         assert code == 0
         assert json.loads(out) == {k: v for k, v in before.items() if k != "links"}
-        code, out, _ = await _run(env, "history", "example.com")
+        code, out, _ = await run_lookout(env, "history", "example.com")
         assert code == 0
         assert "suspicious" in out
         assert "VirusTotal" in out
         assert created["id"] in out
-        code, _, err = await _run(env, "history", "never-seen.example.com")
+        code, _, err = await run_lookout(env, "history", "never-seen.example.com")
         assert code == 1
         assert "never looked up" in err
-        code, _, err = await _run(env, "history", "not an indicator")
+        code, _, err = await run_lookout(env, "history", "not an indicator")
         assert code == 2
         assert "not an indicator" in err
 
@@ -180,19 +179,6 @@ async def test_history_outlives_the_job_and_a_gateway_restart(
 async def _gone(url: str) -> bool:
     status, _ = await api("GET", url)
     return status == 404
-
-
-async def _run(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        LOOKOUT,
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 @pytest.mark.parametrize(

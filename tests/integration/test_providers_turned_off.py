@@ -4,7 +4,6 @@ form, jobs, the JSON, the CSV or ``lookout lookup``; asking for one is a 400."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import os
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from helpers import api, jetstream, make_settings, running_gateway, running_provider
+from helpers import api, jetstream, make_settings, run_lookout, running_gateway, running_provider
 from nats.js.errors import NotFoundError
 
 from shared.core.natsserver import NatsServer
@@ -82,16 +81,6 @@ async def test_lookout_lookup_refuses_a_provider_that_is_off(
         "LOOKOUT_DATA_DIR": str(tmp_path),
     }
     env.pop("LOOKOUT_CONFIG", None)
-    process = await asyncio.create_subprocess_exec(
-        LOOKOUT,
-        "lookup",
-        "--providers",
-        "virustotal",
-        "example.com",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 2
-    assert "unknown or turned-off providers virustotal (known: dns)" in err.decode()
+    code, _, err = await run_lookout(env, "lookup", "--providers", "virustotal", "example.com")
+    assert code == 2
+    assert "unknown or turned-off providers virustotal (known: dns)" in err

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from helpers import (
-    LOOKOUT,
     Receiver,
     api,
     dead_letters,
     http_target,
     jetstream,
     make_settings,
+    run_lookout,
     running_gateway,
     running_sink,
     settled,
@@ -239,17 +239,7 @@ async def test_bad_silences_get_a_reason(nats_server: NatsServer, tmp_path: Path
 async def lookout_silence(nats: NatsServer, *args: str) -> tuple[int, str, str]:
     env = {**os.environ, "NATS_URL": nats.url}
     env.pop("LOOKOUT_CONFIG", None)
-    proc = await asyncio.create_subprocess_exec(
-        LOOKOUT,
-        "silence",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_lookout(env, "silence", *args)
 
 
 async def test_lookout_silence_add_list_expire(

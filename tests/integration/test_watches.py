@@ -21,12 +21,12 @@ import msgspec
 import nats
 from fakes.virustotal import FakeVirusTotal
 from helpers import (
-    LOOKOUT,
     WHSEC,
     Receiver,
     api,
     http_target,
     make_settings,
+    run_lookout,
     running_gateway,
     running_provider,
     running_service,
@@ -354,36 +354,27 @@ async def test_the_watch_api_and_cli(nats_server: NatsServer, tmp_path: Path) ->
         assert (await api("DELETE", f"{url}/../x"))[0] == 404
 
         env = {**os.environ, "NATS_URL": nats_server.url}
-        code, out, _ = await _run(env, "watch", "add", "198.51.100.7", "--every", "1d")
+        code, out, _ = await run_lookout(env, "watch", "add", "198.51.100.7", "--every", "1d")
         assert code == 0
         cli_id = out.strip()
-        code, out, _ = await _run(env, "watch", "list", "--json")
+        code, out, _ = await run_lookout(env, "watch", "list", "--json")
         assert code == 0
         listed = {w["id"]: w for w in map(json.loads, out.splitlines())}
         assert set(listed) == {created["id"], cli_id}
         assert listed[cli_id]["every"] == "1d"
         status, over_http = await api("GET", url)
         assert {w["id"] for w in over_http["watches"]} == set(listed)
-        code, out, _ = await _run(env, "watch", "list")
+        code, out, _ = await run_lookout(env, "watch", "list")
         assert "198.51.100.7" in out
         assert out.splitlines()[0].split()[:3] == ["ID", "EVERY", "NOTIFY"]
-        code, _, err = await _run(env, "watch", "add", "nope", "--every", "1d")
+        code, _, err = await run_lookout(env, "watch", "add", "nope", "--every", "1d")
         assert code == 2
         assert "not indicators" in err
-        code, _, err = await _run(env, "watch", "remove", cli_id)
+        code, _, err = await run_lookout(env, "watch", "remove", cli_id)
         assert code == 0
-        code, _, err = await _run(env, "watch", "remove", cli_id)
+        code, _, err = await run_lookout(env, "watch", "remove", cli_id)
         assert code == 1
         assert "no watch" in err
         assert (await api("DELETE", f"{url}/{created['id']}"))[0] == 204
         status, over_http = await api("GET", url)
         assert over_http == {"watches": []}
-
-
-async def _run(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        LOOKOUT, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
