@@ -28,6 +28,7 @@ from nats.js.kv import KeyValue
 
 from shared.bus import messages
 from shared.bus.kvtime import MAX_TRIES
+from shared.core.background import Repeating
 from shared.relay.config import RetryPolicy
 from shared.relay.target import Paced
 
@@ -91,8 +92,7 @@ class Health:
         self.view = TargetHealth(target=target)
         self._log = log
         self._changed = asyncio.Event()
-        self._refresher: asyncio.Task[None] | None = None
-        self._closed = False
+        self._refresher = Repeating(self.refresh, lambda: REFRESH, wait_first=True)
         self._listeners: list[Any] = []
 
     @property
@@ -106,24 +106,10 @@ class Health:
     async def start(self) -> None:
         await self.refresh()
         if self.kv is not None:
-            self._refresher = asyncio.ensure_future(self._refresh_forever())
+            self._refresher.start()
 
     async def close(self) -> None:
-        self._closed = True
-        if self._refresher is not None:
-            self._refresher.cancel()
-            # A read cancelled inside nats-py may come back as its own timeout (an
-            # Exception, which refresh() suppresses) rather than CancelledError: the loop
-            # then ends on _closed; never wait for it longer than a moment.
-            await asyncio.wait({self._refresher}, timeout=2.0)
-            self._refresher = None
-
-    async def _refresh_forever(self) -> None:
-        while not self._closed:
-            await asyncio.sleep(REFRESH)
-            if self._closed:
-                return
-            await self.refresh()
+        await self._refresher.stop()
 
     async def refresh(self) -> None:
         """Read the shared record again (best effort: the view stays as it is)."""

@@ -15,8 +15,6 @@ the list says when it was last seen). The answer is never cached: the bucket is 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import socket
 import time
@@ -32,6 +30,7 @@ import services.providers.tor.store as store
 from services.providers.tor.config import SPEC, tor_settings
 from services.providers.tor.exitlist import ExitList, NotAnExitList, parse
 from shared.core import logging as log
+from shared.core.background import Repeating
 from shared.core.retryafter import parse_retry_after
 from shared.core.settings import Settings
 from shared.lookups.provider import (
@@ -59,7 +58,7 @@ class TorProvider(HttpProvider):
         self.replicas = settings.stream_replicas
         self.holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.kv: KeyValue | None = None
-        self._refresher: asyncio.Task[None] | None = None
+        self._refresher = Repeating(self._refresh_step, lambda: self.tick)
         self.log = log.get("provider").bind(provider=SPEC.name)
 
     @property
@@ -74,22 +73,17 @@ class TorProvider(HttpProvider):
     async def open(self) -> None:
         await super().open()
         if self.kv is not None:
-            self._refresher = asyncio.create_task(self._refresh_forever())
+            self._refresher.start()
 
     async def close(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+        await self._refresher.stop()
         await super().close()
 
-    async def _refresh_forever(self) -> None:
-        while True:
-            try:
-                await self.refresh_if_due()
-            except Exception as exc:  # the bus unreachable for a moment: next tick
-                self.log.warning("exit list refresh failed", error=str(exc) or repr(exc))
-            await asyncio.sleep(self.tick)
+    async def _refresh_step(self) -> None:
+        try:
+            await self.refresh_if_due()
+        except Exception as exc:  # the bus unreachable for a moment: next tick
+            self.log.warning("exit list refresh failed", error=str(exc) or repr(exc))
 
     async def refresh_if_due(self) -> bool:
         """Download the list into the bucket if it is due and this replica takes the lease;
