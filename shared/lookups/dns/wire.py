@@ -236,9 +236,13 @@ def _answer(data: bytes, size: int, question: bytes, pos: int) -> DnsAnswer:
     opt = False
     authority = ancount + nscount
     for index in range(authority + arcount):
-        if data[pos] == 0xC0 and data[pos + 1] == HEADER_LEN:
+        first = data[pos]
+        if first == 0xC0 and data[pos + 1] == HEADER_LEN:
             owner = qname_case
             pos += 2
+        elif first == 0:  # the root: an OPT record's owner
+            owner = b"\x00"
+            pos += 1
         else:
             owner, pos = read_name(data, pos, size)
         rtype, klass, ttl, rdlength = _RR(data, pos)
