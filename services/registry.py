@@ -20,6 +20,7 @@ from nats.aio.client import Client as NATS
 from prometheus_client import CollectorRegistry
 
 from shared.bus.connect import connect
+from shared.core import logging as log
 from shared.core import publicurl
 from shared.core.errors import ConfigError
 from shared.core.metrics import metrics_server
@@ -134,6 +135,7 @@ def _provider_module(name: str) -> ProviderModule:
 
 
 T = TypeVar("T")
+_log = log.get("registry")
 
 
 def service_names(settings: Settings) -> list[str]:
@@ -201,9 +203,7 @@ def provider_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Aw
         known = ", ".join(catalog.names())
         raise ConfigError(f"no provider named {name!r} (providers: {known})")
     if name not in catalog.active_names(settings):
-        raise ConfigError(
-            f"provider {name!r} is turned off (LOOKOUT_PROVIDERS or [providers.{name}] enabled)"
-        )
+        return _turned_off(name)
 
     async def main(stop: asyncio.Event) -> None:
         provider = _provider_module(name).build(settings)
@@ -213,6 +213,23 @@ def provider_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Aw
             await ProviderRunner(nc.jetstream(), provider, settings, metrics).run(stop)
 
         await _worker(settings, f"provider-{name}", metrics.registry, stop, run)
+
+    return main
+
+
+def _turned_off(name: str) -> Callable[[asyncio.Event], Awaitable[None]]:
+    """The service of a provider that is off: it says so once and idles until stopped,
+    without connecting to anything. Exiting instead would make a deployment that lists
+    every provider (compose ``restart: unless-stopped``, a Kubernetes Deployment) start it
+    again and again."""
+
+    async def main(stop: asyncio.Event) -> None:
+        _log.warning(
+            "provider turned off: this service idles (no consumer, no requests)",
+            service=f"provider-{name}",
+            why=f"LOOKOUT_PROVIDERS or [providers.{name}] enabled = false",
+        )
+        await stop.wait()
 
     return main
 

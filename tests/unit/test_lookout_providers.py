@@ -4,6 +4,8 @@ the same way in every process; an unknown name is a configuration error at start
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -45,8 +47,39 @@ def test_a_table_turns_one_off(tmp_path: Path) -> None:
     assert "dns" in catalog.active_names(settings)
     both = config.load({"LOOKOUT_CONFIG": str(path), "LOOKOUT_PROVIDERS": "whois,dns"})
     assert catalog.active_names(both) == ("dns",)
-    with pytest.raises(ConfigError, match="provider 'whois' is turned off"):
-        registry.provider_main(settings, "whois")
+    with pytest.raises(ConfigError, match="no provider named 'whoami'"):
+        registry.provider_main(settings, "whoami")
+
+
+def test_a_provider_service_that_is_off_idles_until_stopped() -> None:
+    """``lookout service provider-<off>`` (what a compose file or a Deployment listing every
+    provider runs) neither exits, which would restart it again and again, nor connects to
+    the bus: it says once that it is off and ends cleanly when told to stop."""
+    with socket.socket() as listener:  # a "nats-server" that counts who connects
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0.0)
+        port = listener.getsockname()[1]
+        env = {**os.environ, "LOOKOUT_PROVIDERS": "dns", "NATS_URL": f"nats://127.0.0.1:{port}"}
+        env.pop("LOOKOUT_CONFIG", None)
+        service = subprocess.Popen(
+            [LOOKOUT, "service", "provider-whois"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            assert service.stdout is not None
+            said = service.stdout.readline()  # blocks until it logs; EOF if it exited
+            assert "provider turned off" in said
+            assert service.poll() is None  # still running
+            with pytest.raises(BlockingIOError):
+                listener.accept()
+        finally:
+            service.send_signal(signal.SIGTERM)
+            code = service.wait(timeout=30)
+        assert code == 0
 
 
 @pytest.mark.parametrize(
