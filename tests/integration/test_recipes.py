@@ -1,15 +1,16 @@
 """The recipes of docs/ARCHITECTURE.md, followed to the letter in a copy of this checkout.
 
 The test copies the code, the deployment files and the tests, writes the files of the
-minimal provider and target type exactly as the recipe's code blocks give them, adds each
-name to its table of ``services/registry.py`` and a target of the new type to the compose
-example, and runs ``python -m services.deploygen``. Nothing else is edited. Then, in the
-copy: the lint and type checks pass on the new packages; ``lookout services`` lists the
-provider and the sink; the deployment files have their entries and secrets, and the
-deploy, registry and import-graph tests pass as they are; a gateway, the provider's
-worker and the sink started from the copy on a real nats-server offer the provider in
-``GET /api/v1/providers`` and the lookup form, answer a lookup with it, and deliver a
-notification through the new target.
+minimal provider, target type and source type exactly as the recipes' code blocks give
+them, adds each name to its table of ``services/registry.py`` and a target of the new
+type to the compose example, and runs ``python -m services.deploygen``. Nothing else is
+edited. Then, in the copy: the lint and type checks pass on the new packages;
+``lookout services`` lists the provider and the sink; the deployment files have their
+entries and secrets, and the deploy, registry and import-graph tests pass as they are; a
+gateway, the provider's worker and the sink started from the copy on a real nats-server
+offer the provider in ``GET /api/v1/providers`` and the lookup form, answer a lookup with
+it, deliver a notification through the new target, and take a webhook of the new source
+type (refusing one without its token).
 """
 
 from __future__ import annotations
@@ -67,6 +68,15 @@ def register(registry: Path, table: str, name: str) -> None:
     )
 
 
+def register_source_type(registry: Path, name: str) -> None:
+    """Add ``name`` at the end of the ``SOURCE_TYPES`` dict, as the recipe says."""
+    text = registry.read_text()
+    pattern = re.compile(r"(?ms)^(SOURCE_TYPES = \{)(.*?)(^\})")
+    assert pattern.search(text), f"no SOURCE_TYPES in {registry}"
+    line = f'    "{name}": "services.gateway.sources.{name}",\n'
+    registry.write_text(pattern.sub(lambda m: f"{m[1]}{m[2]}{line}{m[3]}", text, 1))
+
+
 def run(
     copy: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -104,12 +114,14 @@ def copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "services/providers/demo/__init__.py",
         "services/sinks/demo/config.py",
         "services/sinks/demo/__init__.py",
+        "services/gateway/sources/demo.py",
     }, "the recipes' code blocks"
     for path, text in files.items():
         (copy / path).parent.mkdir(parents=True, exist_ok=True)
         (copy / path).write_text(text)
     register(copy / "services/registry.py", "PROVIDERS", "demo")
     register(copy / "services/registry.py", "TARGET_TYPES", "demo")
+    register_source_type(copy / "services/registry.py", "demo")
     for config_file, secrets in (
         ("deploy/lookout.example.toml", "/run/secrets"),
         ("deploy/k8s/lookout.toml", "/etc/lookout/secrets"),
@@ -250,9 +262,13 @@ async def test_a_gateway_and_workers_from_the_copy_serve_them(
     key_file = tmp_path / "demo_key"
     key_file.write_text("k3y-for-the-recipe\n")
     config_file = tmp_path / "lookout.toml"
+    token_file = tmp_path / "demo_token"
+    token_file.write_text("t0ken-for-the-recipe\n")
     config_file.write_text(
         f'[[targets]]\nname = "demo-run"\ntype = "demo"\npath = {json.dumps(str(out))}\n'
         f"key_file = {json.dumps(str(key_file))}\n"
+        f'[[sources]]\nname = "demo-in"\ntype = "demo"\n'
+        f"token_file = {json.dumps(str(token_file))}\n"
     )
     port = free_port()
     env = {
@@ -318,4 +334,26 @@ async def test_a_gateway_and_workers_from_the_copy_serve_them(
         assert json.loads(line)["source"] == "recipe"
         key = b"k3y-for-the-recipe"
         assert mac == hmac.new(key, line.encode(), hashlib.sha256).hexdigest()
+
+        # The source type: refused without its token, taken with it, delivered by the sink.
+        hook = f"{base}/webhooks/demo-in"
+        event = {"id": "evt-42", "type": "disk_full", "risk": 90}
+        code, refused = await api("POST", hook, json=event, headers={"X-Demo-Token": "wrong"})
+        assert (code, refused["error"]) == (401, "X-Demo-Token does not match"), refused
+        code, taken = await api(
+            "POST", hook, json=event, headers={"X-Demo-Token": "t0ken-for-the-recipe"}
+        )
+        assert code in (200, 202), taken
+
+        def delivered() -> list[dict[str, Any]]:
+            lines = out.read_text().strip().splitlines()
+            return [json.loads(x.rsplit(" ", 1)[0]) for x in lines]
+
+        await wait_for(lambda: len(delivered()) == 2, within=60, every=0.2)
+        hooked = delivered()[1]
+        assert (hooked["source"], hooked["type"], hooked["id"]) == (
+            "demo-in",
+            "disk_full",
+            "evt-42",
+        )
         await asyncio.sleep(0)

@@ -8,7 +8,7 @@ One module per type (``services/gateway/sources/<type>.py``, ``-`` as ``_``), na
 - ``build(config, secrets, settings)``: its :class:`Receiver`, made once when the gateway
   starts.
 
-The route itself (limits, publishing, answers, metrics) is ``services/gateway/inbound.py``,
+The route itself (limits, publishing, answers, metrics) is ``services/gateway/hooks.py``,
 the same for every type.
 """
 
