@@ -16,7 +16,9 @@ name. Each entry is one template of ``deploy/templates/`` filled in:
 Around them it writes the secrets they mount (``docker-compose.yml``'s ``secrets``, the
 ``secretGenerator`` of ``deploy/k8s/kustomization.yaml``, a placeholder
 ``<name>.txt.example`` for each in ``deploy/secrets`` and ``deploy/k8s/secrets``) and the
-providers' variables in ``deploy/env.example``. In a file that is also written by hand
+providers' variables in ``deploy/env.example``; and the gateway mounts the secret files the
+``[[sources]]`` name (its secrets in ``docker-compose.yml`` and ``deploy/k8s/gateway.yaml``).
+In a file that is also written by hand
 (the gateway, NATS, the shared settings), only the lines between ``# >>> generated: <part>``
 and ``# <<< generated: <part>`` are its own.
 
@@ -40,11 +42,14 @@ from shared.core import settings as config
 from shared.core.errors import ConfigError
 from shared.lookups import catalog
 from shared.relay.config import TargetConfig, relay
+from shared.relay.inbound import inbound
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = "python -m services.deploygen"
 COMPOSE_SECRETS = "/run/secrets/"
 K8S_SECRETS = "/etc/lookout/secrets/"
+GATEWAY_SECRETS = ("lookout_api_tokens", "sqreen_webhook_secret")
+"""The secrets the gateway's hand-written entries mount (API tokens, the Sqreen secret)."""
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 _BLOCK = re.compile(r"^(\s*)\{\{(\w+)\}\}\s*$")
 _K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -128,30 +133,53 @@ def provider_secrets() -> dict[str, list[Secret]]:
     }
 
 
+def _settings(config_file: Path) -> config.Settings:
+    try:
+        return config.load({"LOOKOUT_CONFIG": str(config_file)}, secrets_of=())
+    except ConfigError as exc:
+        raise ConfigError(f"{config_file}: {exc}") from None
+
+
+def _mounted(config_file: Path, what: str, field: str, path: str, mount: str) -> str:
+    """The secret's name: ``path`` (a ``<field>_file`` value) must be a file directly in
+    ``mount``, where the deployments mount secrets."""
+    name = path.removeprefix(mount)
+    if not path.startswith(mount) or not _SECRET_NAME.fullmatch(name):
+        raise ConfigError(
+            f"{config_file}: {what}: {field}_file = {path!r} must name a file directly in "
+            f"{mount} (where its deployment mounts secrets; letters, digits, '.', '_' and '-')"
+        )
+    return name
+
+
 def sink_secrets(config_file: Path, mount: str) -> dict[str, list[Secret]]:
     """Per target of ``config_file``, the secret files its ``<field>_file`` keys name, each
     of which must be a file directly under ``mount``."""
-    try:
-        settings = config.load({"LOOKOUT_CONFIG": str(config_file)}, secrets_of=())
-    except ConfigError as exc:
-        raise ConfigError(f"{config_file}: {exc}") from None
     out: dict[str, list[Secret]] = {}
-    for target in relay(settings).targets:
+    for target in relay(_settings(config_file)).targets:
         found: list[Secret] = []
         for field in type(target).secrets:
             path = getattr(target, f"{field}_file", None)
-            if not path:
-                continue
-            name = path.removeprefix(mount)
-            if not path.startswith(mount) or not _SECRET_NAME.fullmatch(name):
-                raise ConfigError(
-                    f"{config_file}: target {target.name}: {field}_file = {path!r} must name "
-                    f"a file directly in {mount} (where its deployment mounts secrets; "
-                    "letters, digits, '.', '_' and '-')"
-                )
-            found.append(Secret(name, _example(target, field, name)))
+            if path:
+                name = _mounted(config_file, f"target {target.name}", field, path, mount)
+                found.append(Secret(name, _example(target, field, name)))
         out[target.name] = found
     return out
+
+
+def source_secrets(config_file: Path, mount: str) -> list[Secret]:
+    """The secret files the ``[[sources]]`` of ``config_file`` name (``<field>_file``), each
+    directly under ``mount``: the gateway reads them, so its service mounts them (besides
+    :data:`GATEWAY_SECRETS`, which it mounts anyway)."""
+    found: list[Secret] = []
+    for source in inbound(_settings(config_file)).sources:
+        for field in source.secrets:
+            path = getattr(source, f"{field}_file", None)
+            if path:
+                name = _mounted(config_file, f"source {source.name}", field, path, mount)
+                if name not in GATEWAY_SECRETS:
+                    found.append(Secret(name, placeholder(name)))
+    return found
 
 
 def _example(target: TargetConfig, field: str, name: str) -> str:
@@ -348,8 +376,18 @@ def render(paths: Paths) -> dict[Path, str]:
     providers = provider_secrets()
     compose_targets = sink_secrets(paths.compose_config, COMPOSE_SECRETS)
     k8s_targets = sink_secrets(paths.k8s_config, K8S_SECRETS)
-    compose_all = _unique({**providers, **{f"sink {k}": v for k, v in compose_targets.items()}})
-    k8s_all = _unique({**providers, **{f"sink {k}": v for k, v in k8s_targets.items()}})
+    compose_sources = source_secrets(paths.compose_config, COMPOSE_SECRETS)
+    k8s_sources = source_secrets(paths.k8s_config, K8S_SECRETS)
+    compose_all = _unique(
+        {
+            **providers,
+            **{f"sink {k}": v for k, v in compose_targets.items()},
+            "gateway": compose_sources,
+        }
+    )
+    k8s_all = _unique(
+        {**providers, **{f"sink {k}": v for k, v in k8s_targets.items()}, "gateway": k8s_sources}
+    )
 
     compose_file = root / "docker-compose.yml"
     compose = compose_file.read_text("utf-8")
@@ -357,6 +395,23 @@ def render(paths: Paths) -> dict[Path, str]:
         compose, "services", compose_services(paths, compose_targets), compose_file.name
     )
     compose = replace_part(compose, "secrets", compose_secrets(compose_all), compose_file.name)
+    compose = replace_part(
+        compose,
+        "gateway secrets",
+        [f"- {secret.name}" for secret in _unique({"": compose_sources}).values()],
+        compose_file.name,
+    )
+    gateway_file = root / "deploy" / "k8s" / "gateway.yaml"
+    gateway = replace_part(
+        gateway_file.read_text("utf-8"),
+        "source secrets",
+        [
+            line
+            for secret in _unique({"": k8s_sources}).values()
+            for line in (f"- key: {secret.name}", f"  path: {secret.name}")
+        ],
+        gateway_file.name,
+    )
     env_file = root / "deploy" / "env.example"
     env = replace_part(env_file.read_text("utf-8"), "providers", env_example(), "env.example")
     kustomization_file = root / "deploy" / "k8s" / "kustomization.yaml"
@@ -368,6 +423,7 @@ def render(paths: Paths) -> dict[Path, str]:
     )
     out: dict[Path, str] = {
         compose_file: compose,
+        gateway_file: gateway,
         env_file: env,
         kustomization_file: kustomization,
         root / "deploy/k8s/providers.yaml": k8s_file(

@@ -204,3 +204,51 @@ def test_a_template_naming_nothing_known_is_refused() -> None:
     assert deploygen.fill("  {{block}}\nb\n", {"block": []}) == "b\n"
     with pytest.raises(ConfigError, match=r"nothing to put in \{\{y\}\}"):
         deploygen.fill("a: {{y}}\n", {"x": "1"})
+
+
+def test_a_source_added_to_the_configuration_gets_its_secret_mounted_in_the_gateway(
+    tree: Path,
+) -> None:
+    """A [[sources]] entry's secret file is read by the gateway: its compose service and its
+    Deployment mount it (the Sqreen secret and the API tokens they mount anyway)."""
+    for config_file, mount in (
+        ("deploy/lookout.example.toml", "/run/secrets"),
+        ("deploy/k8s/lookout.toml", "/etc/lookout/secrets"),
+    ):
+        path = tree / config_file
+        path.write_text(
+            path.read_text()
+            + f'\n[[sources]]\nname = "gh"\ntype = "github"\nsecret_file = "{mount}/gh_secret"\n'
+            + f'[[sources]]\nname = "am"\ntype = "generic"\nsecret_file = "{mount}/gh_secret"\n'
+            + '[[sources]]\nname = "sqreen"\ntype = "sqreen"\n'
+            + f'secret_file = "{mount}/sqreen_webhook_secret"\n'
+        )
+    deploygen.write(paths(tree))
+    compose = _compose(tree)
+    assert compose["services"]["gateway"]["secrets"] == [
+        "lookout_api_tokens",
+        "sqreen_webhook_secret",
+        "gh_secret",
+    ]
+    assert compose["secrets"]["gh_secret"] == {"file": "./deploy/secrets/gh_secret.txt"}
+    gateway = next(
+        d for d in yaml.safe_load_all((tree / "deploy/k8s/gateway.yaml").read_text()) if d
+    )
+    (volume,) = [
+        v for v in gateway["spec"]["template"]["spec"]["volumes"] if v["name"] == "secrets"
+    ]
+    assert [item["key"] for item in volume["secret"]["items"]] == [
+        "lookout_api_tokens",
+        "sqreen_webhook_secret",
+        "gh_secret",
+    ]
+    kustomization = (tree / "deploy/k8s/kustomization.yaml").read_text()
+    assert kustomization.count("- gh_secret=secrets/gh_secret.txt") == 1
+    for folder in ("deploy/secrets", "deploy/k8s/secrets"):
+        assert (tree / folder / "gh_secret.txt.example").read_text().strip()
+    assert deploygen.stale(paths(tree)) == []
+
+    path = tree / "deploy/lookout.example.toml"
+    path.write_text(path.read_text().replace("/run/secrets/gh_secret", "/etc/gh_secret"))
+    with pytest.raises(ConfigError, match=r"source gh: secret_file = '/etc/gh_secret' must"):
+        deploygen.render(paths(tree))
