@@ -2,6 +2,8 @@
 
 - ``GET /api/v1/indicators/{value}``: what lookout found about one indicator (its value
   refanged and normalised as on input), kept beyond its jobs (``LOOKOUT_HISTORY_TTL``).
+- ``POST /api/v1/indicators/seen``: which of up to 100 indicators lookout has seen, each's
+  history in short, in one read.
 - ``GET /api/v1/lookups?indicator=&since=&limit=``: past jobs, newest first: those of one
   indicator, or without ``indicator`` the most recent ones.
 - ``POST /api/v1/watches``, ``GET /api/v1/watches``, ``DELETE /api/v1/watches/{id}``:
@@ -55,6 +57,11 @@ MAX_VALUE = 8300
 """The longest indicator value read from a path or a query (a URL of 8192 characters,
 defanged)."""
 _WATCH_ID = re.compile(watches.WATCH_ID)
+
+MAX_SEEN = 100
+"""Indicators one ``POST /api/v1/indicators/seen`` asks about, at most."""
+SEEN_KEPT = 5
+"""Verdict changes and jobs of each indicator in its answer."""
 
 DOCS = Operations("memory", "History of indicators, past jobs, watch lists.")
 VERDICTS: Final[list[str]] = list(get_args(lookup_schemas.Verdict))
@@ -149,6 +156,51 @@ async def get_indicator(request: web.Request) -> web.Response:
             "LOOKOUT_HISTORY_TTL)"
         )
     return api_json(200, {**history.as_json(entry), "links": links(entry.value)})
+
+
+class SeenInput(msgspec.Struct, forbid_unknown_fields=True):
+    indicators: list[str]
+
+
+@DOCS.post(
+    "/api/v1/indicators/seen",
+    DOCS.api(
+        "seenIndicators",
+        "Which indicators were seen before",
+        f"For up to {MAX_SEEN} indicators in one request (each refanged and normalised as on "
+        f"input), the history in short of those lookout has seen: the overall verdict now and "
+        f"the newest {SEEN_KEPT} verdict changes and jobs. One read of the bus for all of "
+        "them (what the web UI's `seen before` marks use); asks no provider, spends no quota.",
+        {
+            "200": answer("The indicators seen, those not seen, and the items refused.", "Seen"),
+            "400": answer(f"Malformed, no item, or more than {MAX_SEEN} items."),
+        },
+        requestBody={"required": True, "content": json_content(ref("SeenInput"))},
+    ),
+)
+async def seen_indicators(request: web.Request) -> web.Response:
+    settings: Settings = request.config_dict[SETTINGS]
+    body = await hardening.read_capped(request, hardening.json_limit(settings))
+    try:
+        given = msgspec.json.decode(body, type=SeenInput)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return api_error(400, f'expected {{"indicators": ["…", …]}}: {exc}')
+    if not 1 <= len(given.indicators) <= MAX_SEEN:
+        return api_error(400, f"give 1 to {MAX_SEEN} indicators, not {len(given.indicators)}")
+    too_long = [i for i, text in enumerate(given.indicators) if len(text) > MAX_VALUE]
+    if too_long:
+        return api_error(400, f"indicator {too_long[0]} longer than {MAX_VALUE} characters")
+    parsed = indicators.parse_items(given.indicators)
+    asked = [(item.kind, item.value) for item in parsed.indicators]
+    found = await history.read_many(bus_reader(request), asked)
+    return api_json(
+        200,
+        {
+            "seen": [history.brief_json(found[key], SEEN_KEPT) for key in asked if key in found],
+            "not_seen": [value for kind, value in asked if (kind, value) not in found],
+            "rejected": [msgspec.to_builtins(r) for r in parsed.rejected],
+        },
+    )
 
 
 @DOCS.get(
@@ -271,6 +323,7 @@ async def delete_watch(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/indicators/seen", seen_indicators)
     app.router.add_get("/v1/indicators/{value:.+}", get_indicator)
     app.router.add_get("/v1/lookups", list_lookups)
     app.router.add_post("/v1/watches", with_request_id(create_watch))
@@ -374,6 +427,63 @@ def _history_schemas() -> dict[str, JSON]:
                     "reasons": {"type": "array", "items": {"type": "string"}},
                     "at": _TIME,
                     "job_id": {"type": "string"},
+                }
+            ),
+        },
+        "SeenInput": {
+            "title": "SeenInput",
+            "description": f"1 to {MAX_SEEN} indicators (defanged forms welcome).",
+            **_object(
+                {
+                    "indicators": {
+                        "type": "array",
+                        "items": {"type": "string", "maxLength": MAX_VALUE},
+                        "minItems": 1,
+                        "maxItems": MAX_SEEN,
+                    }
+                },
+                additionalProperties=False,
+            ),
+        },
+        "Seen": {
+            "title": "Seen",
+            "description": (
+                "`seen`: the indicators lookout has a history of, in the order asked, each in "
+                f"short (its `verdict_history` and `jobs`: the newest {SEEN_KEPT}, newest "
+                "first; the whole history: `GET /api/v1/indicators/{value}`); `not_seen`: "
+                "the others (normalised); `rejected`: items that are not an indicator."
+            ),
+            **_object(
+                {
+                    "seen": {
+                        "type": "array",
+                        "items": _object(
+                            {
+                                "value": {"type": "string"},
+                                "kind": {"enum": KINDS},
+                                "first_seen": _TIME,
+                                "last_seen": _TIME,
+                                "verdict": {"enum": OVERALL},
+                                "verdict_history": {
+                                    "type": "array",
+                                    "items": ref("VerdictHistoryEntry"),
+                                    "maxItems": SEEN_KEPT,
+                                },
+                                "jobs": {
+                                    "type": "array",
+                                    "items": ref("JobSummary"),
+                                    "maxItems": SEEN_KEPT,
+                                },
+                            }
+                        ),
+                    },
+                    "not_seen": {"type": "array", "items": {"type": "string"}},
+                    "rejected": {
+                        "type": "array",
+                        "items": _object(
+                            {"item": {"type": "string"}, "reason": {"type": "string"}}
+                        ),
+                    },
                 }
             ),
         },

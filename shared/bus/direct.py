@@ -41,6 +41,9 @@ DESCRIPTION = "Description"
 NUM_PENDING = "Nats-Num-Pending"
 SEQUENCE = "Nats-Sequence"
 SUBJECT = "Nats-Subject"
+UP_TO = "Nats-UpTo-Sequence"
+MULTI_LAST = 1024
+"""Subjects one :meth:`Reader.last_of` asks about, at most (the server's own limit)."""
 
 _request = msgspec.json.Encoder()
 
@@ -208,6 +211,58 @@ class Reader:
         """The newest message on ``subject`` (no wildcards), or None."""
         [msg] = await self._ask(stream, {"last_by_subj": subject}, batched=False)
         return None if self._check(stream, msg) == "404" else self._stored(msg)
+
+    async def last_of(self, stream: str, subjects: list[str]) -> dict[str, Stored]:
+        """The newest message on each of ``subjects`` (no wildcards; at most
+        :data:`MULTI_LAST` of them), by subject; a subject with none is left out. One
+        request (``multi_last``, nats-server 2.11+) for all of them, pages continued from
+        where the last one stopped at the same snapshot (``up_to_seq``); on an older server,
+        one :meth:`last` per subject."""
+        if len(subjects) > MULTI_LAST:
+            raise ValueError(f"at most {MULTI_LAST} subjects in one read")
+        found: dict[str, Stored] = {}
+        left = list(dict.fromkeys(subjects))
+        up_to: int | None = None
+        while left:
+            request: dict[str, object] = {
+                "multi_last": left,
+                "batch": len(left),
+                "max_bytes": PAGE_BYTES,
+            }
+            if up_to is not None:
+                request["up_to_seq"] = up_to
+            replies = await self._ask(stream, request, batched=True)
+            pending = 0
+            for msg in replies:
+                headers = msg.headers or {}
+                refused = headers.get(STATUS) not in (None, "204", "404", "503")
+                if refused and up_to is None and not found:  # a server without multi_last
+                    return await self._last_each(stream, left)
+                status = self._check(stream, msg)
+                if status == "404":
+                    return found
+                if status == "204":
+                    pending = int(headers.get(NUM_PENDING, "0"))
+                    up_to = int(headers.get(UP_TO, "0")) or up_to
+                    continue
+                stored = self._stored(msg)
+                found[stored.subject] = stored
+            if not pending:
+                return found
+            before = len(left)
+            left = [subject for subject in left if subject not in found]
+            if len(left) == before:  # no progress (one message over a page): one by one
+                found.update(await self._last_each(stream, left))
+                return found
+        return found
+
+    async def _last_each(self, stream: str, subjects: list[str]) -> dict[str, Stored]:
+        found: dict[str, Stored] = {}
+        for subject in subjects:
+            stored = await self.last(stream, subject)
+            if stored is not None:
+                found[subject] = stored
+        return found
 
     async def leader_last(self, stream: str, subject: str) -> Stored | None:
         """As :meth:`last`, asked of the stream's leader (``STREAM.MSG.GET``): sees every

@@ -22,7 +22,7 @@ provider anything: it spends no quota.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -456,6 +456,26 @@ async def read(reader: direct.Reader, kind: str, value: str) -> Entry | None:
         return None
 
 
+async def read_many(
+    reader: direct.Reader, items: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], Entry]:
+    """The histories of many indicators (``(kind, normalised value)``, at most
+    :data:`direct.MULTI_LAST`) in one read, by indicator; those never seen are left out."""
+    subjects = {
+        direct.kv_subject(lookup_streams.HISTORY_BUCKET, key_of(kind, value)): (kind, value)
+        for kind, value in items
+    }
+    found: dict[tuple[str, str], Entry] = {}
+    for subject, stored in (await reader.last_of(_HISTORY_STREAM, list(subjects))).items():
+        if stored.removed or not stored.data or subject not in subjects:
+            continue
+        try:
+            found[subjects[subject]] = decode(stored.data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue
+    return found
+
+
 async def recent(reader: direct.Reader, limit: int, since: str | None = None) -> list[JobCreated]:
     """The newest ``limit`` jobs (created at ``since`` or later), newest first."""
     stored, _ = await reader.newest(lookup_streams.RECENT_LOOKUPS, LOOKUP_CREATED_SUBJECT, limit)
@@ -500,16 +520,27 @@ def as_json(entry: Entry) -> dict[str, Any]:
             }
         )
     return {
+        **brief_json(entry, None, verdict),
+        "verdict_reasons": reasons,
+        "providers": providers,
+        "pending_jobs": [o.job_id for o in entry.open],
+    }
+
+
+def brief_json(
+    entry: Entry, kept: int | None, verdict: OverallVerdict | None = None
+) -> dict[str, Any]:
+    """The history in short (no provider results): the overall verdict now, and the newest
+    ``kept`` verdict changes and jobs (None: all of them), newest first."""
+    verdicts = entry.verdicts if kept is None else entry.verdicts[len(entry.verdicts) - kept :]
+    return {
         "value": entry.value,
         "kind": entry.kind,
         "first_seen": entry.first_seen,
         "last_seen": entry.last_seen,
-        "verdict": verdict,
-        "verdict_reasons": reasons,
-        "providers": providers,
-        "verdict_history": [msgspec.to_builtins(v) for v in reversed(entry.verdicts)],
-        "jobs": [job_json(j) for j in entry.jobs],
-        "pending_jobs": [o.job_id for o in entry.open],
+        "verdict": overall(entry)[0] if verdict is None else verdict,
+        "verdict_history": [msgspec.to_builtins(v) for v in reversed(verdicts)],
+        "jobs": [job_json(j) for j in entry.jobs[:kept]],
     }
 
 

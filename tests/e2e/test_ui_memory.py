@@ -106,6 +106,8 @@ async def test_pivots_history_and_watches_pages(
 
         # again, expanded: the first-level pivots join the job; the row is "seen before"
         await wait_for(lambda: indexed(base, DOMAIN, 1), within=20)
+        asked: list[str] = []
+        page.on("request", lambda r: asked.append(f"{r.method} {r.url}"))
         await page.goto(f"{base}/")
         await only_providers(page, "dns")
         third = await look_up(page, DOMAIN, expand=True)
@@ -116,6 +118,10 @@ async def test_pivots_history_and_watches_pages(
         await expect(seen).to_be_visible()
         await expect(seen).to_contain_text("seen before")
         await expect(seen).to_have_attribute("data-verdict", "unknown")
+        # one request per table shown for every row's mark, not one or two per row
+        marks = [a for a in asked if "/api/v1/indicators" in a or "?indicator=" in a]
+        assert marks, asked
+        assert set(marks) == {f"POST {base}/api/v1/indicators/seen"}, marks
         await expect(page.locator("#recent-list li").first).to_have_attribute("data-job", third)
         await expect(page.locator("#recent-list li")).to_have_count(3)
 

@@ -138,6 +138,36 @@ async def test_history_outlives_the_job_and_a_gateway_restart(
             assert after["first_seen"] <= after["last_seen"]
             assert after["links"]["page"] == "/indicator/example.com"
 
+            # many at once, in short: one read for all of them
+            status, seen = await api(
+                "POST",
+                f"{base}/api/v1/indicators/seen",
+                json={
+                    "indicators": [
+                        "hxxps://example[.]com/",
+                        "never.example.com",
+                        "not an indicator",
+                        "EXAMPLE.com.",
+                    ]
+                },
+            )
+            assert status == 200, seen
+            schema_check(document, "Seen", seen)
+            assert [(h["value"], h["kind"]) for h in seen["seen"]] == [
+                ("https://example.com/", "url"),
+                ("example.com", "domain"),
+            ]
+            short = seen["seen"][1]
+            assert short["verdict"] == after["verdict"]
+            assert short["verdict_history"] == after["verdict_history"]
+            assert short["jobs"] == after["jobs"]
+            assert (short["first_seen"], short["last_seen"]) == (
+                after["first_seen"],
+                after["last_seen"],
+            )
+            assert seen["not_seen"] == ["never.example.com"]
+            assert [r["item"] for r in seen["rejected"]] == ["not an indicator"]
+
             # the jobs it was in, and the recent jobs, newest first
             status, listed = await api(
                 "GET", f"{base}/api/v1/lookups?indicator={quote('https://example.com/')}"
@@ -200,6 +230,27 @@ async def test_bad_history_requests_get_a_reason(
         got, body = await api("GET", f"{base}{path}")
     assert got == status
     assert reason in body["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({}, 'expected {"indicators": ['),
+        ({"indicators": "example.com"}, 'expected {"indicators": ['),
+        ({"indicators": []}, "give 1 to 100 indicators, not 0"),
+        ({"indicators": [f"h{i}.example.com" for i in range(101)]}, "not 101"),
+        ({"indicators": ["a" * 9000]}, "indicator 0 longer than 8300 characters"),
+        ({"indicators": ["example.com"], "extra": 1}, "unknown field"),
+    ],
+)
+async def test_bad_seen_requests_get_a_reason(
+    nats_server: NatsServer, tmp_path: Path, body: Any, reason: str
+) -> None:
+    settings = make_settings(tmp_path, nats_server.url)
+    async with running_gateway(settings) as base:
+        got, answer = await api("POST", f"{base}/api/v1/indicators/seen", json=body)
+    assert got == 400, answer
+    assert reason in answer["error"]
 
 
 async def test_the_history_is_bounded_and_drops_the_least_recently_updated_first(

@@ -27,6 +27,7 @@ def test_every_memory_route_is_documented_under_its_tag() -> None:
     }
     assert documented == {
         ("get", "/api/v1/indicators/{value}"),
+        ("post", "/api/v1/indicators/seen"),
         ("get", "/api/v1/lookups"),
         ("post", "/api/v1/watches"),
         ("get", "/api/v1/watches"),

@@ -444,7 +444,7 @@ async function openNewJob(values) {
 
 // ------------------------------------------------------------------ seen before
 
-const SEEN_ASKED = 100; // rows whose history is asked for, at most, per job shown
+const SEEN_ASKED = 100; // rows whose history is asked for (one request), per job shown
 
 /** The overall verdict an indicator had before job `jobId`, and when: from its history. */
 function previous(history, jobId) {
@@ -456,30 +456,27 @@ function previous(history, jobId) {
 
 async function markSeen(jobId) {
   const rows = state.rows.slice(0, SEEN_ASKED);
-  let next = 0;
-  const worker = async () => {
-    while (next < rows.length && state.jobId === jobId) {
-      const row = rows[next++];
-      const value = encodeURIComponent(row.item.value);
-      // Its jobs first (an empty list when never seen), its history only when it has one.
-      const jobs = await api("GET", `/api/v1/lookups?indicator=${value}&limit=2`);
-      if (!jobs.ok || !jobs.data.jobs.some((j) => j.id !== jobId)) continue;
-      const result = await api("GET", `/api/v1/indicators/${value}`);
-      if (!result.ok || state.jobId !== jobId) continue;
-      const seen = previous(result.data, jobId);
-      if (!seen) continue;
-      row.seen = seen;
-      row.seenNode.hidden = false;
-      row.seenNode.dataset.verdict = seen.verdict;
-      clear(row.seenNode).append(
-        "seen before: ",
-        badge(seen.verdict, seen.verdict),
-        ` ${localTime(seen.at)}`,
-      );
-      row.seenNode.title = `In job ${seen.job}, ${localTime(seen.at)}`;
-    }
-  };
-  await Promise.all([worker(), worker(), worker(), worker()]);
+  if (!rows.length) return;
+  // One request for every row: the indicators lookout has a history of, in short.
+  const result = await api("POST", "/api/v1/indicators/seen", {
+    json: { indicators: rows.map((row) => row.item.value) },
+  });
+  if (!result.ok || state.jobId !== jobId) return;
+  const histories = new Map(result.data.seen.map((h) => [indicatorKey(h.kind, h.value), h]));
+  for (const row of rows) {
+    const history = histories.get(indicatorKey(row.item.kind, row.item.value));
+    const seen = history && previous(history, jobId);
+    if (!seen) continue;
+    row.seen = seen;
+    row.seenNode.hidden = false;
+    row.seenNode.dataset.verdict = seen.verdict;
+    clear(row.seenNode).append(
+      "seen before: ",
+      badge(seen.verdict, seen.verdict),
+      ` ${localTime(seen.at)}`,
+    );
+    row.seenNode.title = `In job ${seen.job}, ${localTime(seen.at)}`;
+  }
 }
 
 // ------------------------------------------------------------------ recent lookups
