@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import time
 from collections.abc import Mapping
 
@@ -279,13 +280,14 @@ class SourceWebhooks:
         self._metrics.published(name, False).inc(len(results) - duplicates)
         if duplicates:
             self._metrics.published(name, True).inc(duplicates)
-        _log.info(
-            "webhook accepted",
-            request_id=request_id,
-            source=name,
-            messages=len(results),
-            duplicates=duplicates,
-        )
+        if log.enabled(logging.DEBUG):  # as the Sqreen route (services/gateway/webhook.py)
+            _log.debug(
+                "webhook accepted",
+                request_id=request_id,
+                source=name,
+                messages=len(results),
+                duplicates=duplicates,
+            )
         return api_json(
             200,
             {

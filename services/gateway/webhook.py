@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Sequence
 
+import msgspec
 from aiohttp import web
 
 from services.gateway import hardening, sqreen
@@ -41,6 +42,7 @@ from shared.core.settings import Settings
 from shared.relay import schemas
 
 _log = log.get("gateway")
+_json = msgspec.json.Encoder()
 PATH = "/webhooks/sqreen"
 DOCS = Operations("webhooks", "Signed notifications from Sqreen.")
 
@@ -73,7 +75,7 @@ def reject(
     headers = {requestid.HTTP_HEADER: request_id}
     if retry_after is not None:
         headers["Retry-After"] = retry_after
-    return api_json(status, {"error": reason}, headers)
+    return hardening.hardened_json(status, _json.encode({"error": reason}), headers)
 
 
 class SqreenWebhook:
@@ -289,21 +291,26 @@ class SqreenWebhook:
         self._stored.inc(len(results) - duplicates)
         if duplicates:
             self._metrics.published(sqreen.SOURCE, True).inc(duplicates)
-        if log.enabled(logging.INFO):
-            _log.info(
+        # At debug only: one structured line per accepted request would be a fifth of the
+        # gateway's CPU per request at the default level (see BENCHMARKS.md); refusals and
+        # failed publishes are logged at info and warning, every outcome is counted.
+        if log.enabled(logging.DEBUG):
+            _log.debug(
                 "webhook accepted",
                 request_id=request_id,
                 source=sqreen.SOURCE,
                 messages=len(results),
                 duplicates=duplicates,
             )
-        return api_json(
+        return hardening.hardened_json(
             200,
-            {
-                "accepted": len(results),
-                "duplicates": duplicates,
-                "ids": [n.id for n in notifications],
-            },
+            _json.encode(
+                {
+                    "accepted": len(results),
+                    "duplicates": duplicates,
+                    "ids": [n.id for n in notifications],
+                }
+            ),
             {requestid.HTTP_HEADER: request_id},
         )
 

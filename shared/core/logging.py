@@ -9,6 +9,7 @@ they hold.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 import sys
@@ -35,7 +36,17 @@ def register_secret(value: str) -> None:
     _pattern = re.compile("|".join(re.escape(s) for s in alternatives))
 
 
+_PLAIN = frozenset({int, float, bool, type(None)})
+"""Types that hold no text: nothing to scrub (checked by exact type, first, because nearly
+every value logged is one of these or a ``str``)."""
+
+
 def _scrub(value: Any) -> Any:
+    kind = type(value)
+    if kind is str:
+        return _pattern.sub(REDACTED, value) if _pattern is not None else value
+    if kind in _PLAIN:
+        return value
     if isinstance(value, str):
         return _pattern.sub(REDACTED, value) if _pattern is not None else value
     if isinstance(value, dict):
@@ -49,18 +60,49 @@ def _scrub(value: Any) -> Any:
     return value
 
 
+_key_names_secret: dict[str, bool] = {}
+"""Whether a log line's key names a secret, by key: the same few keys come again and again
+(bounded, for keys made from data)."""
+
+
+def _names_secret(key: str) -> bool:
+    named = _key_names_secret.get(key)
+    if named is None:
+        named = _SECRET_KEY.search(key) is not None
+        if len(_key_names_secret) < 4096:
+            _key_names_secret[key] = named
+    return named
+
+
 def redact(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    for key in list(event_dict):
-        value = event_dict[key]
-        event_dict[key] = REDACTED if _SECRET_KEY.search(key) else _scrub(value)
+    for key, value in list(event_dict.items()):
+        event_dict[key] = REDACTED if _names_secret(key) else _scrub(value)
     return event_dict
 
 
 def _scrub_rendered(_logger: Any, _method: str, line: Any) -> Any:
     # Last line of defence, after rendering (covers formatted tracebacks too).
     return _pattern.sub(REDACTED, line) if _pattern is not None else line
+
+
+def _fallback(value: Any) -> Any:
+    """What JSON cannot hold, as structlog's JSONRenderer writes it: its ``__structlog__()``,
+    else its ``repr``."""
+    try:
+        return value.__structlog__()
+    except AttributeError:
+        return repr(value)
+
+
+_encoder = json.JSONEncoder(default=_fallback)
+
+
+def _render(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> str:
+    """The line as ``json.dumps`` writes it (structlog's JSONRenderer), with one encoder made
+    once instead of one per line."""
+    return _encoder.encode(event_dict)
 
 
 class _CurrentStdout(io.TextIOBase):
@@ -85,7 +127,7 @@ def setup(service: str, level: str = "info") -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             redact,
-            structlog.processors.JSONRenderer(),
+            _render,
             _scrub_rendered,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
@@ -117,7 +159,7 @@ class _StdlibJson(logging.Formatter):
         if record.exc_info:
             event["exception"] = self.formatException(record.exc_info)
         redact(None, "", event)
-        line = structlog.processors.JSONRenderer()(None, "", event)
+        line = _render(None, "", event)
         return str(_scrub_rendered(None, "", line))
 
 

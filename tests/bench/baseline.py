@@ -44,7 +44,9 @@ class _Message(msgspec.Struct):
 _messages = msgspec.json.Decoder(list[_Message])
 
 
-async def main(port: int, nats_url: str, secret: bytes, publisher_kind: str) -> None:
+async def main(
+    port: int, nats_url: str, secret: bytes, publisher_kind: str, dedup_window: float
+) -> None:
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     # A stream per baseline: sharing one, each would write into a stream growing twice as
@@ -52,7 +54,10 @@ async def main(port: int, nats_url: str, secret: bytes, publisher_kind: str) -> 
     stream, subject = f"BENCH_{publisher_kind.upper()}", f"bench.{publisher_kind}"
     await js.add_stream(
         StreamConfig(
-            name=stream, subjects=[f"{subject}.>"], storage=StorageType.FILE, duplicate_window=1.0
+            name=stream,
+            subjects=[f"{subject}.>"],
+            storage=StorageType.FILE,
+            duplicate_window=dedup_window,
         )
     )
     # The same bus setup as the gateway's stream: one idle durable consumer (a sink's).
@@ -102,6 +107,9 @@ if __name__ == "__main__":
     parser.add_argument("--nats", required=True)
     parser.add_argument("--secret", required=True)
     parser.add_argument("--publisher", choices=["js", "lookout"], default="js")
+    parser.add_argument(
+        "--dedup-window", type=float, default=3600.0, help="seconds (the gateway's default)"
+    )
     args = parser.parse_args()
     uvloop.install()
-    asyncio.run(main(args.port, args.nats, args.secret.encode(), args.publisher))
+    asyncio.run(main(args.port, args.nats, args.secret.encode(), args.publisher, args.dedup_window))

@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -39,6 +40,7 @@ FIXTURE = HERE.parent / "fixtures" / "sqreen" / "v2_security_event.json"
 SECRET = "bench-secret-4f9a"
 LOOKOUT = str(Path(sys.executable).parent / "lookout")
 BASELINE_LEAN = "baseline-publisher"  # the baseline publishing as the gateway does
+DEDUP_WINDOW = "1"  # seconds
 
 
 def make_bodies(path: Path, count: int) -> None:
@@ -71,6 +73,7 @@ UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 def parse_wrk(text: str) -> dict[str, float]:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    total = float(re.search(r"(\d+) requests in", text).group(1))  # type: ignore[union-attr]
     lat = {}
     for pct, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", text, re.M):
         lat[pct] = float(value) * UNITS[unit]
@@ -78,6 +81,7 @@ def parse_wrk(text: str) -> dict[str, float]:
     errors = re.search(r"Socket errors:.*", text)
     return {
         "rps": rps,
+        "requests": total,
         "p50_ms": lat.get("50", float("nan")),
         "p99_ms": lat.get("99", float("nan")),
         "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
@@ -86,6 +90,7 @@ def parse_wrk(text: str) -> dict[str, float]:
 
 
 def run_wrk(port: int, seconds: int, connections: int, bodies: Path) -> dict[str, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
         [
             "wrk",
@@ -102,7 +107,20 @@ def run_wrk(port: int, seconds: int, connections: int, bodies: Path) -> dict[str
         env={**os.environ, "BENCH_BODIES": str(bodies)},
         check=True,
     )
-    return parse_wrk(out.stdout)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = parse_wrk(out.stdout)
+    used = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    result["wrk_us"] = used / result["requests"] * 1e6
+    return result
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -133,10 +151,13 @@ def main() -> int:
             "NATS_URL": server.url,
             "SQREEN_WEBHOOK_SECRET": SECRET,
             "LOOKOUT_HTTP_PORT": str(gw_port),
-            "LOOKOUT_DEDUP_WINDOW": "1",
-            "LOOKOUT_LOG_LEVEL": "warning",
+            # The same duplicate window for all three (a second: shorter than one cycle of
+            # the bodies, so every request is stored; the default hour measured the same).
+            "LOOKOUT_DEDUP_WINDOW": DEDUP_WINDOW,
         }
+        # The gateway as deployed: the default log level, no configuration file.
         env.pop("LOOKOUT_CONFIG", None)
+        env.pop("LOOKOUT_LOG_LEVEL", None)
         ports = {"baseline": free_port(), BASELINE_LEAN: free_port(), "gateway": gw_port}
         procs = {
             name: subprocess.Popen(
@@ -151,6 +172,8 @@ def main() -> int:
                     SECRET,
                     "--publisher",
                     publisher,
+                    "--dedup-window",
+                    DEDUP_WINDOW,
                 ],
                 stdout=subprocess.DEVNULL,
             )
@@ -164,6 +187,8 @@ def main() -> int:
             for name in ("baseline", BASELINE_LEAN):
                 wait_http(f"http://127.0.0.1:{ports[name]}/webhooks/sqreen")
             time.sleep(1.0)
+            assert server.process is not None
+            nats_pid = server.process.pid
             results: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
             for port in ports.values():
                 run_wrk(port, 2, args.connections, bodies)  # warm-up
@@ -171,14 +196,32 @@ def main() -> int:
             for round_no in range(args.rounds):
                 order = names[round_no % 3 :] + names[: round_no % 3]
                 for name in order:
+                    pid = procs[name].pid
+                    before, nats_before = cpu_seconds(pid), cpu_seconds(nats_pid)
                     result = run_wrk(ports[name], args.seconds, args.connections, bodies)
+                    # CPU per request: what req/s is the inverse of when the server has a
+                    # core to itself, and unlike req/s not squeezed by other load.
+                    result["cpu_us"] = (cpu_seconds(pid) - before) / result["requests"] * 1e6
+                    result["nats_us"] = (
+                        (cpu_seconds(nats_pid) - nats_before) / result["requests"] * 1e6
+                    )
                     results[name].append(result)
                     print(
                         f"round {round_no + 1} {name:18}: {result['rps']:9.0f} req/s  "
                         f"p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms  "
+                        f"CPU {result['cpu_us']:.0f} us/req (nats-server "
+                        f"{result['nats_us']:.0f}, wrk {result['wrk_us']:.0f})  "
                         f"non-2xx {result['non2xx']:.0f}",
                         flush=True,
                     )
+                per_round = {n: results[n][-1] for n in names}
+                print(
+                    f"round {round_no + 1} gateway/baseline: "
+                    f"{per_round['gateway']['rps'] / per_round['baseline']['rps']:.2f} req/s, "
+                    f"{per_round['baseline']['cpu_us'] / per_round['gateway']['cpu_us']:.2f} "
+                    "CPU",
+                    flush=True,
+                )
             rss = {name: peak_rss_mb(proc.pid) for name, proc in procs.items()}
             rss["nats-server"] = peak_rss_mb(server.process.pid) if server.process else 0.0
         finally:
@@ -191,8 +234,16 @@ def main() -> int:
     def med(name: str, key: str) -> float:
         return statistics.median(r[key] for r in results[name])
 
-    ratio = med("gateway", "rps") / med("baseline", "rps")
-    own = med("gateway", "rps") / med(BASELINE_LEAN, "rps")
+    def per_round(numerator: str, denominator: str, key: str) -> float:
+        """The median of the rounds' ratios: the servers of one round ran minutes apart at
+        most, so a ratio within a round is less moved by the machine's other load than a
+        ratio of medians taken over different rounds."""
+        pairs = zip(results[numerator], results[denominator], strict=True)
+        return statistics.median(a[key] / b[key] for a, b in pairs)
+
+    ratio = per_round("gateway", "baseline", "rps")
+    own = per_round("gateway", BASELINE_LEAN, "rps")
+    cpu_ratio = per_round("baseline", "gateway", "cpu_us")
     nats_version = subprocess.run(
         [find_binary(), "--version"], capture_output=True, text=True
     ).stdout.strip()
@@ -203,15 +254,24 @@ def main() -> int:
         f"{args.rounds} alternating rounds, medians"
     )
     print()
-    print("| handler | req/s | p50 ms | p99 ms | peak RSS MB |")
-    print("|---|---|---|---|---|")
+    print(
+        "| handler | req/s | p50 ms | p99 ms | CPU µs/req | nats-server µs/req | wrk µs/req "
+        "| peak RSS MB |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for name in ("baseline", BASELINE_LEAN, "gateway"):
         print(
             f"| {name} | {med(name, 'rps'):.0f} | {med(name, 'p50_ms'):.2f} | "
-            f"{med(name, 'p99_ms'):.2f} | {rss[name]:.0f} |"
+            f"{med(name, 'p99_ms'):.2f} | {med(name, 'cpu_us'):.0f} | "
+            f"{med(name, 'nats_us'):.0f} | {med(name, 'wrk_us'):.0f} | {rss[name]:.0f} |"
         )
     print(f"\nnats-server peak RSS: {rss['nats-server']:.0f} MB")
+    print("ratios: medians of the rounds' ratios")
     print(f"ratio gateway/baseline (req/s): {ratio:.2f}  (goal >= 0.80)")
+    print(
+        f"ratio baseline/gateway CPU per request: {cpu_ratio:.2f}  (the req/s ratio on a "
+        "quiet machine, where each server has a core to itself)"
+    )
     print(
         f"ratio gateway/{BASELINE_LEAN} (req/s): {own:.2f}  (the gateway's own work, "
         "both publishing with shared.bus.publish.Publisher)"

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import aiohttp
 import nats
 import pytest
 from helpers import (
+    LOOKOUT,
     SQREEN_SECRET,
+    gateway_ready,
     make_settings,
     post_webhook,
     running_gateway,
     sqreen_fixture,
     sqreen_sign,
+    wait_for,
 )
 
 from services.gateway import state as gateway_state
@@ -292,3 +297,40 @@ async def test_notification_matching_no_target_is_stored_and_counted(
             text = await r.text()
     assert 'lookout_notifications_unrouted_total{source="sqreen"} 1.0' in text
     assert len(await stored(nats_server.url)) == 1  # stored all the same
+
+
+@pytest.mark.parametrize("level", ["info", "debug"])
+async def test_accepted_webhook_is_logged_at_debug_only(
+    nats_server: NatsServer, tmp_path: Path, level: str
+) -> None:
+    """At the default level an accepted webhook writes no line (one would cost about a
+    fifth of the gateway's CPU per request, BENCHMARKS.md); a refused one does, and debug
+    adds the accepted ones. A real gateway process: a level is set once, at start."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOKOUT_", "NATS_"))}
+    env.update(
+        NATS_URL=nats_server.url,
+        LOOKOUT_HTTP_PORT=str(port),
+        LOOKOUT_DATA_DIR=str(tmp_path / "data"),
+        LOOKOUT_LOG_LEVEL=level,
+        SQREEN_WEBHOOK_SECRET=SQREEN_SECRET,
+    )
+    log_path = tmp_path / "gateway.log"
+    body = sqreen_fixture("v2_security_event.json")
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen([LOOKOUT, "service", "gateway"], env=env, stdout=out)
+        try:
+            async with aiohttp.ClientSession() as session:
+                await wait_for(lambda: gateway_ready(session, base), within=30)
+            status, _ = await post_webhook(base, body, **{"X-Request-Id": "req-ok"})
+            assert status == 200
+            status, _ = await post_webhook(base, body, "0" * 64, **{"X-Request-Id": "req-bad"})
+            assert status == 401
+        finally:
+            proc.terminate()
+            proc.wait(15)
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    events = [(line["event"], line["request_id"]) for line in lines if "request_id" in line]
+    accepted = [("webhook accepted", "req-ok")] if level == "debug" else []
+    assert events == [*accepted, ("webhook rejected", "req-bad")]

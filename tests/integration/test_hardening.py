@@ -125,6 +125,14 @@ async def test_security_headers_on_every_response(nats_server: NatsServer, tmp_p
             async with session.request(method, f"{base}{path}", data=data) as response:
                 await response.read()
                 seen[path] = (response.status, response.headers)
+        body = b'[{"message_type":"test","message":{"event_id":"hardened-1"}}]'
+        async with session.post(
+            f"{base}/webhooks/sqreen", data=body, headers={"X-Sqreen-Integrity": sqreen_sign(body)}
+        ) as response:
+            await response.read()
+            seen["/webhooks/sqreen (200)"] = (response.status, response.headers)
+        assert seen["/webhooks/sqreen (200)"][0] == 200
+        assert seen["/webhooks/sqreen (200)"][1]["Content-Type"] == "application/json"
         etag = seen["/static/app.css"][1]["ETag"]
         async with session.get(
             f"{base}/static/app.css", headers={"If-None-Match": etag}

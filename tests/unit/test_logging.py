@@ -43,3 +43,19 @@ def test_enabled_follows_the_configured_level(capsys: pytest.CaptureFixture[str]
     assert log.enabled(logging.DEBUG)
     log.get("t").debug("written")
     assert "written" in capsys.readouterr().out
+
+
+def test_line_is_rendered_as_json_dumps_renders_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """The one encoder made at setup writes what structlog's JSONRenderer (``json.dumps``)
+    wrote: its spacing, ASCII escapes, ``__structlog__()`` and ``repr`` for the rest."""
+
+    class Custom:
+        def __structlog__(self) -> dict[str, int]:
+            return {"n": 1}
+
+    log.setup("test", "debug")
+    log.get("t").info("shapes", text="é\n", n=3, f=1.5, ok=True, none=None, c=Custom(), s={1})
+    line = capsys.readouterr().out.splitlines()[0]
+    assert '"text": "\\u00e9\\n", "n": 3, "f": 1.5, "ok": true, "none": null' in line
+    assert '"c": {"n": 1}, "s": "{1}"' in line
+    assert json.loads(line)["event"] == "shapes"
