@@ -8,6 +8,7 @@ they hold.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import re
@@ -49,12 +50,23 @@ def _scrub(value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=4096)
+def _names_secret(key: str) -> bool:
+    """Whether a log line's key names a secret (asked once per key: there are few)."""
+    return _SECRET_KEY.search(key) is not None
+
+
 def redact(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    for key in list(event_dict):
-        value = event_dict[key]
-        event_dict[key] = REDACTED if _SECRET_KEY.search(key) else _scrub(value)
+    for key, value in list(event_dict.items()):
+        if _names_secret(key):
+            event_dict[key] = REDACTED
+        elif isinstance(value, str):  # the usual value: a plain string, scrubbed here
+            if _pattern is not None:
+                event_dict[key] = _pattern.sub(REDACTED, value)
+        elif not isinstance(value, int | float | None):
+            event_dict[key] = _scrub(value)
     return event_dict
 
 
