@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
+
+PULL_EXPIRES = 1.0
+"""Seconds a pull request waits on the server for its messages (then it ends with a
+``408`` status and the loop asks again)."""
+PULL_GRACE = 1.0
+"""Seconds past a request's expiry after which the loop stops waiting for the server's end
+of it (a reconnect lost it) and asks again."""
+_STATUS = "Status"
+_HEARTBEAT = "100"
+_ENDED = ("404", "408")  # no messages (no_wait), request expired: the ordinary ends
 
 
 async def consume(
@@ -20,12 +32,27 @@ async def consume(
     log: Any,
     drain_timeout: float,
 ) -> None:
-    """Fetch messages while ``stop`` is unset and handle each in its own task, never more
-    than ``concurrency`` at once (fetches ask only for as many as there are free slots, so
-    nothing waits unacknowledged in this process). On stop, waits up to ``drain_timeout``
-    for the handlers in flight, which ack or nak their messages."""
+    """Pull messages while ``stop`` is unset and handle each in its own task, never more
+    than ``concurrency`` at once. On stop, waits up to ``drain_timeout`` for the handlers
+    in flight, which ack or nak their messages.
+
+    One pull request is outstanding at a time, asking for as many messages as there are
+    free slots (so nothing waits unacknowledged in this process): the server sends each
+    as soon as it is stored, and the loop hands it to a handler at once. A new request
+    goes out when this one is used up or ends (expired, ``PULL_EXPIRES``), so a steady
+    trickle costs one request per ``concurrency`` messages, not one per message (the
+    client's ``fetch`` waits for each batch to end before handing any message over, and
+    a handler free again at once meant a request for every message)."""
     slots = asyncio.Semaphore(concurrency)
     tasks: set[asyncio.Task[None]] = set()
+    # The pull subscription's own inbox and request subject: the client's ``fetch`` is
+    # built on the same two, but only returns a batch once it is complete.
+    inbox = sub._sub
+    request_subject: str = sub._nms
+    reply: str = sub._deliver
+    nc = sub._nc
+    asked = 0  # messages the outstanding request may still bring (0: none outstanding)
+    given_up_at = 0.0  # when the loop stops waiting for the request's end
 
     def done(task: asyncio.Task[None]) -> None:
         tasks.discard(task)
@@ -35,25 +62,46 @@ async def consume(
 
     try:
         while not stop.is_set():
-            await slots.acquire()
-            free = slots._value + 1
-            try:
-                msgs = await sub.fetch(batch=free, timeout=1.0)
-            except (TimeoutError, NatsTimeoutError):
-                msgs = []
-            except Exception as exc:  # disconnected, reconnecting: wait and go on
-                log.warning("fetch failed", error=str(exc) or type(exc).__name__)
-                msgs = []
-                await asyncio.sleep(0.5)
-            if not msgs:
+            if asked == 0:
+                await slots.acquire()  # ask only once a slot is free
+                free = slots._value + 1
                 slots.release()
+                request = {"batch": free, "expires": int(PULL_EXPIRES * 1e9)}
+                try:
+                    await nc.publish(request_subject, json.dumps(request).encode(), reply)
+                except Exception as exc:  # disconnected, reconnecting: wait and go on
+                    log.warning("fetch failed", error=str(exc) or type(exc).__name__)
+                    await asyncio.sleep(0.5)
+                    continue
+                asked = free
+                given_up_at = time.monotonic() + PULL_EXPIRES + PULL_GRACE
+            wait = min(given_up_at - time.monotonic(), 1.0)
+            try:
+                msg = await inbox.next_msg(timeout=max(wait, 0.001))
+            except (TimeoutError, NatsTimeoutError):
+                if time.monotonic() >= given_up_at:
+                    asked = 0
                 continue
-            for index, msg in enumerate(msgs):
-                if index > 0:
-                    await slots.acquire()
-                task = asyncio.create_task(handle(msg))
-                tasks.add(task)
-                task.add_done_callback(done)
+            except Exception as exc:  # the connection closed: wait and go on
+                log.warning("fetch failed", error=str(exc) or type(exc).__name__)
+                asked = 0
+                await asyncio.sleep(0.5)
+                continue
+            status = (msg.headers or {}).get(_STATUS)
+            if status is not None:
+                if status == _HEARTBEAT:
+                    continue
+                asked = 0  # the request ended
+                if status not in _ENDED:  # 409 (consumer deleted, leader changed…)
+                    description = (msg.headers or {}).get("Description", "")
+                    log.warning("fetch failed", error=f"{status} {description}".strip())
+                    await asyncio.sleep(0.5)
+                continue
+            asked = max(asked - 1, 0)
+            await slots.acquire()  # free unless a request the loop gave up on delivers
+            task = asyncio.create_task(handle(msg))
+            tasks.add(task)
+            task.add_done_callback(done)
     finally:
         if tasks:
             await asyncio.wait(tasks, timeout=drain_timeout)

@@ -8,6 +8,7 @@ they hold.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -60,18 +61,10 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-_key_names_secret: dict[str, bool] = {}
-"""Whether a log line's key names a secret, by key: the same few keys come again and again
-(bounded, for keys made from data)."""
-
-
+@functools.lru_cache(maxsize=4096)
 def _names_secret(key: str) -> bool:
-    named = _key_names_secret.get(key)
-    if named is None:
-        named = _SECRET_KEY.search(key) is not None
-        if len(_key_names_secret) < 4096:
-            _key_names_secret[key] = named
-    return named
+    """Whether a log line's key names a secret (asked once per key: there are few)."""
+    return _SECRET_KEY.search(key) is not None
 
 
 def redact(

@@ -98,6 +98,9 @@ def escape(text: str) -> str:
 def fit(text: str, limit: int) -> str:
     """``text`` escaped and, when longer than ``limit``, cut (never inside an entity) and
     ended with an ellipsis."""
+    escaped = escape(text)
+    if len(escaped) <= limit:  # the usual case, without escaping each character apart
+        return escaped
     return cut([escape(char) for char in text], limit)
 
 
