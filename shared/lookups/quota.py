@@ -29,15 +29,34 @@
   minute, 125 of 500 per day at the default 0.25) is left, so a watch list never uses up
   a day's quota an analyst needs.
 
+- **Turns** (one replica's concurrent calls share compare-and-sets): a provider runner has
+  many lookups in flight (``concurrency``, 32 in the benchmark), and if each grant and each
+  settle read and compare-and-set ``<provider>.minute`` on its own they would conflict and
+  retry one after another. So the calls of one :class:`SharedQuota` take turns: the caller
+  that holds the turn decides **every** ``acquire`` and writes **every** ``settle`` queued
+  in this process at that moment, with one read of each key, one compare-and-set of the
+  minute window (the grants that fit, interactive ones first, and the settled end times in
+  place of their stamps) and one of the day counter; the calls that arrive meanwhile wait
+  and form the next turn. A turn's decisions are exactly those the same calls would get one
+  after another at that instant (the k-th grant of a turn counts the k-1 before it), and a
+  compare-and-set that loses to another replica reads again and decides again, so the
+  guarantee above holds across replicas unchanged. A settle is written at the latest by
+  the turn after it is queued, and its caller returns only once it is written; until then
+  the grant keeps ``now + hold``, which counts longer, never shorter, so a replica that
+  dies with settles queued is as safe as one that dies mid-request. Equal stamps (grants of
+  one turn) are interchangeable: a settle replaces any one of them.
+
 Inside one process, aiolimiter smooths bursts so replicas do not spin on the KV.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 from aiolimiter import AsyncLimiter
@@ -69,6 +88,8 @@ class Exhausted:
 
 Decision = Granted | Wait | Exhausted
 _KEPT = "the rest is kept for interactive lookups"
+_FIRST = "interactive lookups first"
+_SMOOTHING = "smoothing within the minute"
 _times = msgspec.json.Decoder(list[float])
 _encode = msgspec.json.Encoder().encode
 
@@ -76,6 +97,24 @@ _encode = msgspec.json.Encoder().encode
 def next_utc_midnight(now: float) -> float:
     day = datetime.fromtimestamp(now, UTC).date() + timedelta(days=1)
     return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+
+
+@dataclass
+class _Ask:
+    """One :meth:`SharedQuota.acquire` waiting for its turn's decision."""
+
+    now: float | None
+    scheduled: bool
+    decision: asyncio.Future[Decision]
+
+
+@dataclass
+class _Settle:
+    """One :meth:`SharedQuota.settle` waiting for its turn's write."""
+
+    stamp: float
+    ended: float
+    written: asyncio.Future[None]
 
 
 class SharedQuota:
@@ -106,6 +145,10 @@ class SharedQuota:
         self._smooth = (
             AsyncLimiter(quota.per_minute, window) if quota.per_minute and smooth else None
         )
+        self._asks: list[_Ask] = []
+        self._settles: list[_Settle] = []
+        self._turn = asyncio.Lock()
+        """Held by the one caller that serves a turn (every ask and settle waiting then)."""
 
     @property
     def unlimited(self) -> bool:
@@ -119,72 +162,32 @@ class SharedQuota:
     async def acquire(self, now: float | None = None, *, scheduled: bool = False) -> Decision:
         """Take one upstream request from the shared quota, or say when to come back.
         A ``scheduled`` request (a watch's re-lookup) comes after every interactive one
-        that waits, and leaves the reserve (see the module's documentation)."""
+        that waits, and leaves the reserve (see the module's documentation). Concurrent
+        calls in this process are decided together, in one turn (see the module's
+        documentation)."""
         if self.unlimited:
             return Granted()
-        decision = await self._acquire(time.time() if now is None else now, scheduled)
-        if isinstance(decision, Wait) and not scheduled:
-            # Interactive and told to wait: scheduled requests stay back until it is served.
-            await advance(self.kv, f"{self.provider}.interactive", decision.until + PRIORITY_SLACK)
-        return decision
-
-    async def _acquire(self, current: float, scheduled: bool) -> Decision:
-        paused = await self._paused_until()
-        if paused > current:
-            return Wait(paused, "upstream asked to slow down")
-        if scheduled:
-            ahead = (await read_time(self.kv, f"{self.provider}.interactive"))[0]
-            if ahead > current:
-                return Wait(ahead, "interactive lookups first")
-        day_limit = self.limit(self.quota.per_day, scheduled)
-        if self.quota.per_day:
-            used = await self._read_day(current)
-            self.known["day"] = max(0, self.quota.per_day - used)
-            if used >= self.quota.per_day:
-                return Exhausted(next_utc_midnight(current))
-            if used >= day_limit:
-                return Exhausted(next_utc_midnight(current), _KEPT)
-        granted = Granted()
-        if self.quota.per_minute:
-            if self._smooth is not None and not self._smooth.has_capacity():
-                return Wait(
-                    current + self.window / self.quota.per_minute, "smoothing within the minute"
-                )
-            decision = await self._take_minute(
-                current, self.limit(self.quota.per_minute, scheduled)
-            )
-            if not isinstance(decision, Granted):
-                return decision
-            granted = decision
-            if self._smooth is not None:
-                await self._smooth.acquire()
-        if self.quota.per_day:
-            taken = await self._take_day(current, day_limit)
-            if taken is None:
-                return Wait(current + 0.5, "quota store busy")
-            if not taken:
-                if day_limit < self.quota.per_day:
-                    return Exhausted(next_utc_midnight(current), _KEPT)
-                return Exhausted(next_utc_midnight(current))
-        return granted
+        ask = _Ask(now, scheduled, asyncio.get_running_loop().create_future())
+        self._asks.append(ask)
+        try:
+            await self._served(ask.decision)
+        except asyncio.CancelledError:
+            if ask in self._asks:  # not taken into a turn yet: nothing was granted
+                self._asks.remove(ask)
+            raise
+        return ask.decision.result()
 
     async def settle(self, granted: Granted, now: float | None = None) -> None:
         """The upstream request of ``granted`` ended (answered, failed or given up): from
-        now on its slot counts from ``now``, not from the in-flight time it held."""
+        now on its slot counts from ``now``, not from the in-flight time it held. Written
+        with the next turn's compare-and-set, together with every other settle and grant
+        of this process then; returns once written."""
         if granted.stamp is None:
             return
         ended = time.time() if now is None else now
-        key = f"{self.provider}.minute"
-        for _ in range(MAX_TRIES):
-            times, revision = await self._read_minute()
-            if revision is None or granted.stamp not in times:
-                return  # already gone from the window: nothing to move
-            times[times.index(granted.stamp)] = ended
-            try:
-                await self.kv.update(key, _encode(times), last=revision)
-            except KeyWrongLastSequenceError:
-                continue  # another replica wrote first: read again
-            return
+        entry = _Settle(granted.stamp, ended, asyncio.get_running_loop().create_future())
+        self._settles.append(entry)
+        await self._served(entry.written)
 
     async def pause(self, seconds: float) -> float:
         """Stop every replica from asking upstream for ``seconds``; returns the end time."""
@@ -202,6 +205,113 @@ class SharedQuota:
             out["per_minute"] = max(0, self.quota.per_minute - len(recent))
         return out
 
+    # One turn at a time: whoever holds the lock serves every ask and settle queued then.
+
+    async def _served(self, done: asyncio.Future[Any]) -> None:
+        while not done.done():
+            async with self._turn:
+                if done.done():
+                    break
+                await self._serve_turn()
+
+    async def _serve_turn(self) -> None:
+        asks, self._asks = self._asks, []
+        settles, self._settles = self._settles, []
+        try:
+            groups: dict[float | None, list[_Ask]] = {}
+            for ask in asks:  # callers passing their own clock (tests) are decided apart
+                groups.setdefault(ask.now, []).append(ask)
+            pending = settles  # written with the first group's compare-and-set
+            for now, group in groups.items():
+                await self._decide(group, time.time() if now is None else now, pending)
+                pending = []
+            if pending:
+                await self._take_minute([], None, pending)
+        except asyncio.CancelledError:
+            # The caller serving this turn was cancelled: what it did not decide or write
+            # goes back to the queue for the next turn (every owner still waits for the lock).
+            self._asks[:0] = [a for a in asks if not a.decision.done()]
+            self._settles[:0] = [s for s in settles if not s.written.done()]
+            raise
+        except Exception as exc:
+            for ask in asks:
+                if not ask.decision.done():
+                    ask.decision.set_exception(exc)
+            for entry in settles:
+                if not entry.written.done():
+                    entry.written.set_exception(exc)
+
+    async def _decide(self, asks: list[_Ask], current: float, settles: list[_Settle]) -> None:
+        """Decide ``asks`` (taken at ``current``) together: one read of each key and one
+        compare-and-set of the minute window (with ``settles``) and of the day counter."""
+        # interactive asks first: they take the slots a scheduled one would leave
+        undecided = sorted((a for a in asks if not a.decision.done()), key=lambda a: a.scheduled)
+        decided: list[tuple[_Ask, Decision]] = []
+
+        def refuse(refused: list[_Ask], decision: Decision) -> None:
+            decided.extend((a, decision) for a in refused)
+
+        paused = await self._paused_until()
+        if paused > current:
+            refuse(undecided, Wait(paused, "upstream asked to slow down"))
+            undecided = []
+        if any(a.scheduled for a in undecided):
+            ahead = (await read_time(self.kv, f"{self.provider}.interactive"))[0]
+            if ahead > current:
+                refuse([a for a in undecided if a.scheduled], Wait(ahead, _FIRST))
+                undecided = [a for a in undecided if not a.scheduled]
+        if self.quota.per_day and undecided:
+            used = await self._read_day(current)
+            self.known["day"] = max(0, self.quota.per_day - used)
+            midnight = next_utc_midnight(current)
+            if used >= self.quota.per_day:
+                refuse(undecided, Exhausted(midnight))
+                undecided = []
+            kept = [a for a in undecided if used >= self.limit(self.quota.per_day, a.scheduled)]
+            refuse(kept, Exhausted(midnight, _KEPT))
+            undecided = [a for a in undecided if a not in kept]
+        granted: list[tuple[_Ask, Granted]] = [(a, Granted()) for a in undecided]
+        if self.quota.per_minute:
+            pace = len(undecided)  # how many aiolimiter lets through now
+            if self._smooth is not None:
+                pace = 0
+                while pace < len(undecided) and self._smooth.has_capacity(pace + 1):
+                    pace += 1
+            minute: list[Decision] = []
+            if undecided or settles:
+                minute = await self._take_minute(undecided, current, settles, pace)
+            settles = []
+            granted = []
+            for ask, decision in zip(undecided, minute, strict=True):
+                if isinstance(decision, Granted):
+                    granted.append((ask, decision))
+                else:
+                    decided.append((ask, decision))
+            if self._smooth is not None and granted:
+                await self._smooth.acquire(len(granted))
+        if settles:
+            await self._take_minute([], None, settles)
+        if self.quota.per_day and granted:
+            fits = await self._take_day(current, [a for a, _ in granted])
+            if fits is None:
+                refuse([a for a, _ in granted], Wait(current + 0.5, "quota store busy"))
+            for (ask, grant), fit in zip(granted, fits or [], strict=False):
+                if not fit:
+                    day_limit = self.limit(self.quota.per_day, ask.scheduled)
+                    reason = _KEPT if day_limit < self.quota.per_day else "daily quota used"
+                    decided.append((ask, Exhausted(next_utc_midnight(current), reason)))
+                else:
+                    decided.append((ask, grant))
+        else:
+            decided.extend(granted)
+        told = [d.until for a, d in decided if isinstance(d, Wait) and not a.scheduled]
+        if told:
+            # Interactive and told to wait: scheduled requests stay back until it is served.
+            await advance(self.kv, f"{self.provider}.interactive", max(told) + PRIORITY_SLACK)
+        for ask, decision in decided:
+            if not ask.decision.done():  # its caller may have given up meanwhile
+                ask.decision.set_result(decision)
+
     async def _paused_until(self) -> float:
         return (await read_time(self.kv, f"{self.provider}.pause"))[0]
 
@@ -212,38 +322,71 @@ class SharedQuota:
             return [], None
         return (_times.decode(entry.value) if entry.value else []), entry.revision
 
-    async def _take_minute(self, now: float, limit: int) -> Decision:
-        """A slot of the minute window, while fewer than ``limit`` grants are in it."""
+    async def _take_minute(
+        self, asks: list[_Ask], now: float | None, settles: list[_Settle], pace: int = 0
+    ) -> list[Decision]:
+        """In one compare-and-set of the minute window: a slot for each of ``asks`` (in
+        their order) while fewer than its limit of grants are in the window and fewer than
+        ``pace`` (the smoothing) were granted, and the end times of ``settles`` in place of
+        their in-flight stamps. ``now`` None: settles only, nothing dropped from the
+        window."""
         key = f"{self.provider}.minute"
         for _ in range(MAX_TRIES):
             times, revision = await self._read_minute()
-            # A grant counts while younger than the span; one still in flight holds a time
-            # in the future (see settle), so it counts whatever its age.
-            recent = sorted(t for t in times if t > now - self.span)
-            self.known["minute"] = max(0, self.quota.per_minute - len(recent))
-            if limit <= 0:
-                return Wait(now + self.span, _KEPT)
-            if len(recent) >= limit:
-                # The earliest a slot can free: an in-flight grant may end any moment.
-                ends = sorted(min(t, now) for t in recent)
-                free_at = ends[len(ends) - limit] + self.span
-                if limit < self.quota.per_minute:
-                    reason = f"{limit} of {self.quota.per_minute} requests per minute (scheduled)"
+            moved = _settled(times, settles)
+            if now is None and not moved:
+                _written(settles)
+                return []
+            if now is None:
+                recent = times
+            else:
+                # A grant counts while younger than the span; one still in flight holds a
+                # time in the future (see settle), so it counts whatever its age.
+                recent = sorted(t for t in times if t > now - self.span)
+                self.known["minute"] = max(0, self.quota.per_minute - len(recent))
+            decisions: list[Decision] = []
+            stamp = (now or 0.0) + self.hold
+            taken = 0
+            for ask in asks:
+                assert now is not None
+                limit = self.limit(self.quota.per_minute, ask.scheduled)
+                if limit <= 0:
+                    decisions.append(Wait(now + self.span, _KEPT))
+                elif len(recent) + taken >= limit:
+                    decisions.append(self._minute_wait([*recent, *[stamp] * taken], now, limit))
+                elif taken >= pace:
+                    spacing = self.window / self.quota.per_minute
+                    decisions.append(Wait(now + spacing, _SMOOTHING))
                 else:
-                    reason = f"{self.quota.per_minute} requests per minute"
-                return Wait(free_at, reason)
-            stamp = now + self.hold
-            value = _encode([*recent, stamp])
+                    taken += 1
+                    decisions.append(Granted(stamp))
+            if not taken and not moved:
+                _written(settles)
+                return decisions  # nothing to write
+            value = _encode([*recent, *[stamp] * taken])
             try:
                 if revision is None:
                     await self.kv.create(key, value)
                 else:
                     await self.kv.update(key, value, last=revision)
             except KeyWrongLastSequenceError:
-                continue  # another replica took a slot first: read again
-            self.known["minute"] = max(0, self.quota.per_minute - len(recent) - 1)
-            return Granted(stamp)
-        return Wait(now + 1.0, "quota store busy")
+                continue  # another replica wrote first: read again
+            _written(settles)
+            if now is not None:
+                self.known["minute"] = max(0, self.quota.per_minute - len(recent) - taken)
+            return decisions
+        _written(settles)  # given up: their stamps stay in flight, a little longer
+        return [Wait((now or time.time()) + 1.0, "quota store busy") for _ in asks]
+
+    def _minute_wait(self, recent: list[float], now: float, limit: int) -> Wait:
+        # The earliest a slot can free: an in-flight grant may end any moment.
+        ends = sorted(min(t, now) for t in recent)
+        free_at = ends[len(ends) - limit] + self.span
+        if limit < self.quota.per_minute:
+            reason = f"{limit} of {self.quota.per_minute} requests per minute (scheduled)"
+        else:
+            reason = f"{self.quota.per_minute} requests per minute"
+        return Wait(free_at, reason)
 
     def _day_key(self, now: float) -> str:
         return f"{self.provider}.day.{datetime.fromtimestamp(now, UTC).date().isoformat()}"
@@ -255,9 +398,9 @@ class SharedQuota:
             return 0
         return int(entry.value or b"0")
 
-    async def _take_day(self, now: float, limit: int) -> bool | None:
-        """True: taken; False: ``limit`` of the day's quota is used; None: too much
-        contention, retry."""
+    async def _take_day(self, now: float, asks: list[_Ask]) -> list[bool] | None:
+        """Per ask (in order), in one compare-and-set: True: taken; False: its limit of
+        the day's quota is used. None: too much contention, retry."""
         key = self._day_key(now)
         for _ in range(MAX_TRIES):
             try:
@@ -265,16 +408,43 @@ class SharedQuota:
                 used, revision = int(entry.value or b"0"), entry.revision
             except KeyNotFoundError:
                 used, revision = 0, None
-            if used >= limit:
+            fits: list[bool] = []
+            for ask in asks:
+                fits.append(used + sum(fits) < self.limit(self.quota.per_day, ask.scheduled))
+            taken = sum(fits)
+            if not taken:
                 self.known["day"] = max(0, self.quota.per_day - used)
-                return False
+                return fits
+            value = str(used + taken).encode()
             try:
                 if revision is None:
-                    await self.kv.create(key, str(used + 1).encode())
+                    await self.kv.create(key, value)
                 else:
-                    await self.kv.update(key, str(used + 1).encode(), last=revision)
+                    await self.kv.update(key, value, last=revision)
             except KeyWrongLastSequenceError:
                 continue
-            self.known["day"] = max(0, self.quota.per_day - used - 1)
-            return True
+            self.known["day"] = max(0, self.quota.per_day - used - taken)
+            return fits
         return None
+
+
+def _settled(times: list[float], settles: list[_Settle]) -> bool:
+    """Put each settle's end time in place of one of its stamps still in ``times`` (equal
+    stamps are interchangeable: each stands for one grant in flight); whether any moved.
+    A stamp already gone from the window has nothing to move."""
+    where: dict[float, list[int]] = {}
+    for index, value in enumerate(times):
+        where.setdefault(value, []).append(index)
+    moved = False
+    for entry in settles:
+        spots = where.get(entry.stamp)
+        if spots:
+            times[spots.pop()] = entry.ended
+            moved = True
+    return moved
+
+
+def _written(settles: list[_Settle]) -> None:
+    for entry in settles:
+        if not entry.written.done():
+            entry.written.set_result(None)

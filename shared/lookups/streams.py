@@ -149,7 +149,8 @@ async def provision(js: JetStreamContext, settings: Settings) -> None:
             ConsumerConfig(
                 durable_name=provider_durable(provider),
                 description=f"lookups by provider {provider}",
-                filter_subject="lookup.requested.>",
+                # only the kinds it answers: the others are not delivered to it at all
+                filter_subjects=requested_subjects(provider),
                 deliver_policy=DeliverPolicy.NEW,
                 ack_policy=AckPolicy.EXPLICIT,
                 ack_wait=60.0,
@@ -159,12 +160,24 @@ async def provision(js: JetStreamContext, settings: Settings) -> None:
         )
 
 
+def requested_subjects(provider: str) -> list[str]:
+    """The request subjects of the kinds ``provider`` answers (``lookup.requested.<kind>``)."""
+    return sorted(f"lookup.requested.{kind}" for kind in catalog.kinds(provider))
+
+
 async def _ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig) -> None:
+    """Create the durable consumer, or bring its subject filter up to date (a provider that
+    answers a new kind, a consumer created before filters were per kind)."""
     assert config.durable_name is not None
     try:
-        await js.consumer_info(stream, config.durable_name)
+        info = await js.consumer_info(stream, config.durable_name)
     except NotFoundError:
         await js.add_consumer(stream, config)
+        return
+    wanted = sorted(config.filter_subjects or [config.filter_subject or ""])
+    held = sorted(info.config.filter_subjects or [info.config.filter_subject or ""])
+    if wanted != held:
+        await js.add_consumer(stream, config)  # same durable: the server updates it
 
 
 async def bound_history(js: JetStreamContext, max_bytes: int) -> None:

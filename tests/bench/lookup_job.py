@@ -2,8 +2,8 @@
 
 Measures the time from ``POST /api/v1/lookups`` until every result is in, with the real
 gateway and every provider service as separate processes on a real nats-server, against
-loopback upstreams (DNS zone server, RDAP, VirusTotal, AbuseIPDB, URLhaus, ThreatFox,
-MalwareBazaar, OTX, InternetDB and Tor exit list fakes). Baseline, in the
+loopback upstreams (NSD for every DNS zone the providers ask; RDAP, VirusTotal, AbuseIPDB,
+URLhaus, ThreatFox, MalwareBazaar, OTX, InternetDB and Tor exit list fakes). Baseline, in the
 same run and against the same upstreams: the same providers called directly in one process
 with the same concurrency, no bus, no cache. Rounds alternate (baseline, job), medians.
 """
@@ -32,8 +32,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import importlib  # noqa: E402
 
-from dnsserver import ZoneServer  # noqa: E402
 from fakes.abuseipdb import FakeAbuseIpdb  # noqa: E402
+from fakes.dnszones import SOA, cymru_zone, spamhaus_zone  # noqa: E402
 from fakes.internetdb import FakeInternetDb  # noqa: E402
 from fakes.malwarebazaar import FakeMalwareBazaar  # noqa: E402
 from fakes.otx import FakeOtx  # noqa: E402
@@ -43,12 +43,14 @@ from fakes.torlist import COLLECTOR, FakeTorList  # noqa: E402
 from fakes.urlhaus import FakeUrlhaus  # noqa: E402
 from fakes.virustotal import FakeVirusTotal  # noqa: E402
 from nats.js import JetStreamContext  # noqa: E402
+from nsd import Nsd  # noqa: E402
 
 from services import registry  # noqa: E402
 from shared.core import settings as config  # noqa: E402
 from shared.core.natsserver import NatsServer, free_port  # noqa: E402
 from shared.lookups import catalog, indicators  # noqa: E402
 from shared.lookups.config import lookups  # noqa: E402
+from shared.lookups.dns import reverse_name  # noqa: E402
 from shared.lookups.schemas import LookupRequest  # noqa: E402
 
 LOOKOUT = str(Path(sys.executable).parent / "lookout")
@@ -89,9 +91,53 @@ def corpus(count: int) -> tuple[list[str], str]:
     return items, "\n".join(zone) + "\n"
 
 
+def zones(items: list[str], bench_zone: str) -> dict[str, str]:
+    """Every zone the DNS providers ask, for NSD: the corpus' names (dns, emailsec), the
+    reverse zones with a PTR for every other address (dns; the others NXDOMAIN), Team
+    Cymru's (asn) with an origin for each address of the corpus and a name for each of their
+    ASes, Spamhaus ZEN and DBL (dnsbl) with one address in 20 and one domain in 30 listed.
+    The answers' formats and codes are the documented ones (tests/fakes/dnszones.py); the
+    ASes and prefixes are ours, from the documentation ranges."""
+    origins, names, listed, pointers = [], {}, {}, []
+    for n, item in enumerate(items):
+        if n // 10 % 2 and (item.count(".") == 3 or ":" in item) and "/" not in item:
+            pointers.append(f"{reverse_name(item)}. 300 IN PTR h{n}.bench-zone.com.")
+        if item.count(".") == 3 and item.replace(".", "").isdigit():
+            asn = 64500 + int(item.split(".")[1]) % 20
+            prefix = ".".join(item.split(".")[:3]) + ".0/24"
+            zone = "origin.asn.cymru.com"
+            if n % 20 == 5:
+                listed[item] = "127.0.0.4"
+        elif ":" in item and "/" not in item:
+            asn = 65500 + n % 8
+            prefix = item.split("::")[0] + "::/48"
+            zone = "origin6.asn.cymru.com"
+        else:
+            if n % 30 == 0 and item.endswith(".bench-zone.com"):
+                listed[item] = "127.0.1.4"
+            continue
+        origins.append(
+            f'{reverse_name(item, zone)}. 300 IN TXT "{asn} | {prefix} | DE | ripencc | 2017-06-01"'
+        )
+        name = f"{asn} | DE | ripencc | 2017-06-01 | BENCH-{asn}, DE"
+        names[asn] = f'AS{asn}.asn.cymru.com. 300 IN TXT "{name}"'
+    ns = "@ 300 IN NS ns1\nns1 300 IN A 127.0.0.1\n"
+    cymru = cymru_zone().replace(SOA + "\n", f"{SOA}\n{ns}", 1)
+    out = {
+        "bench-zone.com": bench_zone,
+        "asn.cymru.com": cymru + "\n".join([*origins, *names.values()]) + "\n",
+    }
+    for arpa in ("in-addr.arpa", "ip6.arpa"):  # (dns) PTR of every other address
+        ptrs = [p for p in pointers if p.split(" ", 1)[0].endswith(f".{arpa}.")]
+        out[arpa] = "\n".join([f"$ORIGIN {arpa}.", SOA, ns, *ptrs]) + "\n"
+    for zone in ("zen.spamhaus.org", "dbl.spamhaus.org"):
+        out[zone] = spamhaus_zone((zone,), listed).replace(SOA + "\n", f"{SOA}\n{ns}", 1)
+    return {name: "$TTL 300\n" + text for name, text in out.items()}
+
+
 def env_for(
     nats: str,
-    zone: ZoneServer,
+    zone: Nsd,
     rdap: FakeRdapServer,
     vt: FakeVirusTotal,
     abuse: FakeAbuseIpdb,
@@ -164,6 +210,29 @@ async def direct(settings: config.Settings, items: list[str], js: JetStreamConte
     return time.perf_counter() - started
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) processes ``pids`` have used so far (0 for one gone)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICK
+    return total
+
+
+def cpu_report(before: dict[str, float], after: dict[str, float], wall: float) -> str:
+    """Where the CPU time of a timed run went, per process, busiest first."""
+    used = {name: after[name] - before.get(name, 0.0) for name in after}
+    total = sum(used.values())
+    busiest = sorted(used.items(), key=lambda item: -item[1])
+    return f"  CPU s (total {total:.1f} over {wall:.1f} s wall, {total / wall:.2f} cores): " + (
+        ", ".join(f"{name} {seconds:.1f}" for name, seconds in busiest if seconds >= 0.05)
+    )
+
+
 async def through_the_bus(base: str, items: list[str]) -> tuple[float, dict[str, int]]:
     async with aiohttp.ClientSession() as session:
         started = time.perf_counter()
@@ -215,7 +284,7 @@ async def main(count: int, rounds: int, no_quota: bool = False) -> None:
         server.start()
         port = free_port()
         processes: list[subprocess.Popen[bytes]] = []
-        with ZoneServer(zone_text) as zone:
+        with Nsd(tmp / "nsd", zones(items, zone_text), probe="h0.bench-zone.com") as zone:
             async with (
                 FakeRdapServer() as rdap,
                 FakeVirusTotal() as vt,
@@ -260,9 +329,21 @@ async def main(count: int, rounds: int, no_quota: bool = False) -> None:
                     await through_the_bus(base, items[:50])  # warm-up
                     baseline: list[float] = []
                     job: list[float] = []
+                    pids = {"bench (fakes, client)": [os.getpid()], "nsd": zone.pids()}
+                    pids["nats-server"] = [server.pid or 0]
+                    names = ["gateway", *(f"provider-{p}" for p in registry.PROVIDERS)]
+                    pids.update(zip(names, ([p.pid] for p in processes), strict=True))
+
+                    def sample() -> dict[str, float]:
+                        return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
                     for round_no in range(rounds):
+                        before = sample()
                         baseline.append(await direct(settings, items, nc.jetstream()))
+                        print(cpu_report(before, sample(), baseline[-1]))
+                        before = sample()
                         elapsed, statuses = await through_the_bus(base, items)
+                        print(cpu_report(before, sample(), elapsed))
                         job.append(elapsed)
                         print(
                             f"round {round_no + 1}: direct {baseline[-1]:.2f} s, "
