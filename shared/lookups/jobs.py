@@ -459,6 +459,10 @@ def indicator_json(item: JobIndicator) -> dict[str, Any]:
     return shown
 
 
+def _final(result: LookupResult) -> bool:
+    return result.status not in ("pending", "queued")
+
+
 class JobView:
     """A job's results, one per indicator and provider, filled in as they arrive."""
 
@@ -466,12 +470,23 @@ class JobView:
         self.job = job
         self.results: dict[tuple[str, str], LookupResult] = {}
         self.expected = {lookup_schemas.indicator_key(i.kind, i.value): i for i in job.indicators}
+        self._asked = {kind: frozenset(names) for kind, names in job.providers.items()}
+        self._cells = sum(len(self._asked.get(i.kind, ())) for i in self.expected.values())
+        self._final = 0
+        """Cells (an indicator and a provider asked) whose result is final: counted as results
+        come, so :attr:`complete` costs nothing however large the job (it is asked after
+        every result of an event stream)."""
 
     def add(self, result: LookupResult) -> bool:
         key = lookup_schemas.indicator_key(result.kind, result.indicator)
-        if key not in self.expected:
+        item = self.expected.get(key)
+        if item is None:
             return False
-        self.results[(key, result.provider)] = result
+        cell = (key, result.provider)
+        before = self.results.get(cell)
+        self.results[cell] = result
+        if result.provider in self._asked.get(item.kind, ()):
+            self._final += _final(result) - (before is not None and _final(before))
         return True
 
     def entry(self, item: JobIndicator, provider: str) -> LookupResult:
@@ -488,11 +503,8 @@ class JobView:
 
     @property
     def complete(self) -> bool:
-        return all(
-            self.entry(i, p).status not in ("pending", "queued")
-            for i in self.job.indicators
-            for p in self.job.providers.get(i.kind, [])
-        )
+        """Every provider asked has a final result for every indicator."""
+        return self._final >= self._cells
 
     def rows(self) -> list[tuple[JobIndicator, list[LookupResult]]]:
         return [
