@@ -25,7 +25,7 @@ from services.gateway.apispec import (
     path_pattern,
     ref,
 )
-from services.gateway.lookups import DOCS, JOB_ID
+from services.gateway.lookups import DOCS, JOB_ID, nothing_read
 from services.gateway.state import SETTINGS
 from shared.core import logging as log
 from shared.core.settings import Settings
@@ -78,12 +78,7 @@ async def add_indicators(request: web.Request, request_id: str) -> web.Response:
     parsed = indicators.parse_items(given.indicators)
     rejected, rejected_total = jobs.rejected_items(parsed)
     if not parsed.indicators:
-        return api_error(
-            400,
-            "no indicator could be read from the input",
-            rejected=rejected,
-            rejected_total=rejected_total,
-        )
+        return nothing_read(rejected, rejected_total)
     job_id = request.match_info["id"]
     try:
         added = await jobs.add(

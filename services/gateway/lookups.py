@@ -76,6 +76,16 @@ _Input = upload.LookupInput
 _MALFORMED_MULTIPART = upload.MALFORMED_MULTIPART
 
 
+def nothing_read(rejected: list[dict[str, str]], rejected_total: int) -> web.Response:
+    """The 400 for input in which no indicator could be read, with what was refused."""
+    return api_error(
+        400,
+        "no indicator could be read from the input",
+        rejected=rejected,
+        rejected_total=rejected_total,
+    )
+
+
 @DOCS.post(
     "/api/v1/lookups",
     DOCS.api(
@@ -156,12 +166,7 @@ async def create_lookup(request: web.Request, request_id: str) -> web.Response:
         )
     rejected, rejected_total = jobs.rejected_items(parsed)
     if not parsed.indicators:
-        return api_error(
-            400,
-            "no indicator could be read from the input",
-            rejected=rejected,
-            rejected_total=rejected_total,
-        )
+        return nothing_read(rejected, rejected_total)
     most = lookups(settings).max_indicators
     if len(parsed.indicators) > most:
         return api_error(
