@@ -472,7 +472,7 @@ class JobView:
         self.expected = {lookup_schemas.indicator_key(i.kind, i.value): i for i in job.indicators}
         self._asked = {kind: frozenset(names) for kind, names in job.providers.items()}
         self._cells = sum(len(self._asked.get(i.kind, ())) for i in self.expected.values())
-        self._final = 0
+        self._finished = 0
         """Cells (an indicator and a provider asked) whose result is final: counted as results
         come, so :attr:`complete` costs nothing however large the job (it is asked after
         every result of an event stream)."""
@@ -486,7 +486,7 @@ class JobView:
         before = self.results.get(cell)
         self.results[cell] = result
         if result.provider in self._asked.get(item.kind, ()):
-            self._final += _final(result) - (before is not None and _final(before))
+            self._finished += _final(result) - (before is not None and _final(before))
         return True
 
     def entry(self, item: JobIndicator, provider: str) -> LookupResult:
@@ -504,7 +504,7 @@ class JobView:
     @property
     def complete(self) -> bool:
         """Every provider asked has a final result for every indicator."""
-        return self._final >= self._cells
+        return self._finished >= self._cells
 
     def rows(self) -> list[tuple[JobIndicator, list[LookupResult]]]:
         return [
