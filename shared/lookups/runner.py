@@ -1,11 +1,11 @@
 """The interface every lookup provider implements, and the runner that drives one.
 
 A provider answers one indicator at a time. The runner (one per provider service, any
-number of replicas) pulls ``lookup.requested.>`` from the provider's durable consumer,
-looks in the cache, asks the provider under a bounded timeout, stores the result in the KV
-bucket ``lookup_results``, publishes it on ``lookup.result.<provider>`` and only then
-acknowledges the request. A provider that raises never loses the request: the result says
-``error`` with the reason.
+number of replicas) pulls from the provider's durable consumer, which is delivered only
+``lookup.requested.<kind>`` of the kinds the provider answers, looks in the cache, asks the
+provider under a bounded timeout, stores the result in the KV bucket ``lookup_results``,
+publishes it on ``lookup.result.<provider>`` and only then acknowledges the request. A
+provider that raises never loses the request: the result says ``error`` with the reason.
 """
 
 from __future__ import annotations
