@@ -207,6 +207,11 @@ async def test_per_second_paces_any_target(
     async with running_sink(settings, "ops-http"), jetstream(nats_server.url, settings) as js:
         await publish(js, 8)
         await wait_for(lambda: len(arrivals) == 8)
-    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    # 5 per second: never two sends closer than the 0.2 s period (small timer slack)
-    assert min(gaps) >= 0.18, gaps
+    # 5 per second: never more than k + 1 sends in k periods of 0.2 s. Checked over every
+    # span of arrivals, not gap by gap, so that the delivery's own latency (the sink and the
+    # receiver share the cores with other tests) may move one arrival by up to a period
+    # without failing the test, while unpaced sends (all within milliseconds) or a doubled
+    # rate still fail it.
+    period = 0.2
+    for (i, first), (j, last) in itertools.combinations(enumerate(arrivals), 2):
+        assert last - first >= (j - i - 1) * period, (i, j, [t - arrivals[0] for t in arrivals])

@@ -201,12 +201,13 @@ async def test_failover_to_the_next_nameserver(
         answer = await dns_client.query("failover.example.com", "TXT")
         first = time.monotonic() - started
         assert answer.records == ["from the live server"]
-        assert 0.25 < first < 0.6  # the retransmission went to the live server
-        # The silent server is now avoided: the next query is answered at once.
-        started = time.monotonic()
+        assert first > 0.25  # the silent server had its share of the timeout
+        assert dns_client.stats.retransmits == 1  # then the retransmission went to the live one
+        # The silent server is now avoided: the next query goes to the live one first.
         again = await dns_client.query("again.example.com", "TXT")
         assert again.records == ["direct"]
-        assert time.monotonic() - started < 0.25
+        assert dns_client.stats.retransmits == 1
+        assert server.query_count("again.example.com", "TXT") == 1
 
 
 async def test_query_id_collision_takes_another_id(
@@ -232,7 +233,7 @@ async def test_close(server: ZoneServer) -> None:
         started = time.monotonic()
         await dns_client.close()
         assert (await pending).rcode == "ERROR"
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 2.5  # not the 5 s timeout
         assert dns_client.closed
         with pytest.raises(RuntimeError):
             await dns_client.query("example.com", "TXT")
