@@ -8,6 +8,10 @@ service sees."""
 
 from __future__ import annotations
 
+import workerports  # noqa: F401  (first: see tests/workerports.py)
+
+# isort: split
+
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -19,6 +23,18 @@ from services import registry
 
 registry.register()
 NATS_BACKEND = natsbackend.choose()
+
+WORKERS = 3
+"""pytest-xdist workers for the whole suite (``-n auto`` in pyproject.toml's addopts). The
+tests mostly wait (servers, subprocesses, a browser), so more workers than the machine's 2
+cores; more than 3 brought no more speed there, only more load on the timing of each test."""
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: :data:`WORKERS` when pytest runs the whole suite (no paths or test ids
+    given: ``make test``, CI), else 0: the tests given run in this process, without the few
+    seconds each worker takes to start. ``-n N`` still chooses N (``-n 0``: no workers)."""
+    return WORKERS if config.args_source is pytest.Config.ArgsSource.TESTPATHS else 0
 
 
 def pytest_report_header() -> str:

@@ -45,7 +45,12 @@ PYTHON: list[Path] = []
 other packages are this one's (without this checkout's editable install, so that no
 subprocess, the ``lookout`` script included, can run this checkout's code instead)."""
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+    # one worker runs them all, so that the copy (a module fixture) is made once
+    pytest.mark.xdist_group("recipes"),
+]
 
 
 def recipe_files() -> dict[str, str]:
@@ -217,6 +222,7 @@ def test_the_deploy_registry_and_import_tests_pass_unchanged(copy: Path) -> None
         "-q",
         "-p",
         "no:cacheprovider",
+        "-n0",  # a few fast files: in this process, not in workers
         "tests/unit/test_deploy.py",
         "tests/unit/test_deploygen.py",
         "tests/unit/test_registry.py",
