@@ -51,6 +51,11 @@ type = "log"
     return path
 
 
+HANG = 120
+"""Seconds after which a command that should end is taken as hung: a bound for a hang, not
+for speed (beside other tests starting whole stacks, a start can wait long for the CPU)."""
+
+
 def env_for(tmp_path: Path, receiver_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOKOUT_", "NATS_"))}
     env.update(
@@ -163,7 +168,7 @@ def test_bad_config_stops_startup_with_a_clear_message(
     env = {**env_for(tmp_path, "http://127.0.0.1:9/x"), **change}
     for command in (["run"], ["service", "gateway"], ["services"]):
         out = subprocess.run(
-            [LOOKOUT, *command], env=env, capture_output=True, text=True, timeout=30
+            [LOOKOUT, *command], env=env, capture_output=True, text=True, timeout=HANG
         )
         assert out.returncode == 2
         assert message in out.stderr
@@ -182,7 +187,9 @@ def test_a_service_reads_only_its_own_targets_secrets(tmp_path: Path) -> None:
     )
 
     def lookout(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([LOOKOUT, *args], env=env, capture_output=True, text=True, timeout=30)
+        return subprocess.run(
+            [LOOKOUT, *args], env=env, capture_output=True, text=True, timeout=HANG
+        )
 
     listed = lookout("services", "--skip-secrets")
     assert listed.returncode == 0, listed.stderr
@@ -219,7 +226,7 @@ def test_services_refuses_what_run_refuses(
         config.write_text(config.read_text() + change["APPEND"])
         # and the sink alone says so in one line, instead of crashing with a traceback
         alone = subprocess.run(
-            [LOOKOUT, "service", "sink-chat"], env=env, capture_output=True, text=True, timeout=30
+            [LOOKOUT, "service", "sink-chat"], env=env, capture_output=True, text=True, timeout=HANG
         )
         assert alone.returncode == 2
         assert alone.stderr.strip().splitlines() == [
@@ -227,7 +234,7 @@ def test_services_refuses_what_run_refuses(
         ]
     answers = {
         command: subprocess.run(
-            [LOOKOUT, command], env=env, capture_output=True, text=True, timeout=30
+            [LOOKOUT, command], env=env, capture_output=True, text=True, timeout=HANG
         )
         for command in ("run", "services")
     }
@@ -241,7 +248,7 @@ def test_services_refuses_what_run_refuses(
 def test_unknown_service_name(tmp_path: Path) -> None:
     env = env_for(tmp_path, "http://127.0.0.1:9/x")
     out = subprocess.run(
-        [LOOKOUT, "service", "sink-nope"], env=env, capture_output=True, text=True, timeout=30
+        [LOOKOUT, "service", "sink-nope"], env=env, capture_output=True, text=True, timeout=HANG
     )
     assert out.returncode == 2
     assert "no target named 'nope'" in out.stderr
@@ -358,7 +365,7 @@ async def test_gateway_alone_on_a_taken_port_says_so_in_one_line(
     async with OtherProgram() as other:
         env["LOOKOUT_HTTP_PORT"] = str(other.port)
         for _ in range(3):  # the hang was a race: try it a few times
-            code, out, err = await lookout_exits(env, "service", "gateway", within=30)
+            code, out, err = await lookout_exits(env, "service", "gateway", within=HANG)
             assert code == 2
             assert err.strip().splitlines() == [
                 f"lookout: gateway: cannot listen on 127.0.0.1:{other.port}: address already "

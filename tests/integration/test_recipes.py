@@ -45,12 +45,7 @@ PYTHON: list[Path] = []
 other packages are this one's (without this checkout's editable install, so that no
 subprocess, the ``lookout`` script included, can run this checkout's code instead)."""
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.timeout(900),
-    # one worker runs them all, so that the copy (a module fixture) is made once
-    pytest.mark.xdist_group("recipes"),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def recipe_files() -> dict[str, str]:

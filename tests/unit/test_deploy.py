@@ -46,10 +46,6 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 ENV_EXAMPLE = DEPLOY / "env.example"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
-# one xdist worker runs them all, so that `outcomes` (about 20 s of `lookout services` runs,
-# a module fixture) is made once
-pytestmark = pytest.mark.xdist_group("deploy")
-
 
 # --------------------------------------------------------------------------- helpers
 
