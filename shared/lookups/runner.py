@@ -230,7 +230,8 @@ class ProviderRunner:
         started = time.monotonic()
         try:
             try:
-                answer = await asyncio.wait_for(self.provider.lookup(request), self.timeout)
+                async with asyncio.timeout(self.timeout):  # no task of its own, as wait_for
+                    answer = await self.provider.lookup(request)
             finally:
                 self.metrics.upstream.observe(time.monotonic() - started)
                 await self._settle(decision)
@@ -282,6 +283,8 @@ class ProviderRunner:
         :meth:`SharedQuota.settle`). Best effort: a grant left unsettled keeps its slot
         a little longer, never shorter."""
         assert self.quota is not None
+        if granted.stamp is None:
+            return  # nothing to settle (no per-minute quota)
         try:
             await asyncio.wait_for(self.quota.settle(granted), SETTLE_MARGIN)
         except Exception as exc:
