@@ -235,7 +235,7 @@ async def _current_view(request: web.Request) -> jobs.JobView:
     ),
 )
 async def get_lookup(request: web.Request) -> web.Response:
-    return api_json(200, (await _current_view(request)).as_json())
+    return api_json(200, (await _current_view(request)).answer())
 
 
 @DOCS.get(

@@ -31,8 +31,11 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 API_PREFIX = "$JS.API"
-PAGE = 256
-"""Messages per page of a batched read."""
+PAGE = 4096
+"""Messages per page of a batched read. Most pages end at :data:`PAGE_BYTES` first: the
+server counts every message still matching (``Nats-Num-Pending``) once per page, which
+for a wildcard over thousands of keys costs it more than sending the page (a scan of
+7,800 results of 500 bytes: 280 ms of its CPU in pages of 256, 80 ms in pages of 1 MB)."""
 PAGE_BYTES = 1024 * 1024
 """Bytes per page: the server ends a page once it has sent this much."""
 KV_OPERATION = "KV-Operation"  # DEL or PURGE on a KV delete marker

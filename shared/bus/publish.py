@@ -60,11 +60,12 @@ class Publisher:
             future.set_result(msg)
 
     async def publish(
-        self, subject: str, payload: bytes, headers: dict[str, str], timeout: float
+        self, subject: str, payload: bytes, headers: dict[str, str] | None, timeout: float
     ) -> PublishAck:
         """Publish and wait for JetStream to store it; :class:`PublishRefused` when it will
         not, ``TimeoutError`` when no ack comes within ``timeout`` seconds, and nats-py's
-        errors when the message cannot be sent."""
+        errors when the message cannot be sent. ``headers`` None: a message without headers
+        (as a KV put stores its value)."""
         if not self._prefix:
             raise PublishRefused("publisher not started")
         token = f"{next(self._tokens):x}"

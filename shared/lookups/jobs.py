@@ -470,6 +470,8 @@ class JobView:
         self.job = job
         self.results: dict[tuple[str, str], LookupResult] = {}
         self.expected = {lookup_schemas.indicator_key(i.kind, i.value): i for i in job.indicators}
+        self._keys = {(i.kind, i.value): key for key, i in self.expected.items()}
+        """Each indicator's key by its kind and value: hashed once per job, not per result."""
         self._asked = {kind: frozenset(names) for kind, names in job.providers.items()}
         self._cells = sum(len(self._asked.get(i.kind, ())) for i in self.expected.values())
         self._finished = 0
@@ -478,10 +480,10 @@ class JobView:
         every result of an event stream)."""
 
     def add(self, result: LookupResult) -> bool:
-        key = lookup_schemas.indicator_key(result.kind, result.indicator)
-        item = self.expected.get(key)
-        if item is None:
+        key = self._keys.get((result.kind, result.indicator))
+        if key is None:
             return False
+        item = self.expected[key]
         cell = (key, result.provider)
         before = self.results.get(cell)
         self.results[cell] = result
@@ -490,7 +492,8 @@ class JobView:
         return True
 
     def entry(self, item: JobIndicator, provider: str) -> LookupResult:
-        found = self.results.get((lookup_schemas.indicator_key(item.kind, item.value), provider))
+        key = self._keys.get((item.kind, item.value))
+        found = None if key is None else self.results.get((key, provider))
         if found is not None:
             return found
         return LookupResult(
@@ -513,6 +516,14 @@ class JobView:
         ]
 
     def as_json(self) -> dict[str, Any]:
+        """The job as the API shows it, in plain JSON values."""
+        shown = self.answer()
+        shown["results"] = [msgspec.to_builtins(r) for r in shown["results"]]
+        return shown
+
+    def answer(self) -> dict[str, Any]:
+        """:meth:`as_json` with the results left as they are (``LookupResult``), for a
+        msgspec encoder: it writes them as ``to_builtins`` would, without the copy."""
         rows = self.rows()
         indicators = []
         for item, results in rows:
@@ -536,7 +547,7 @@ class JobView:
             "rejected": self.job.rejected,
             "rejected_total": max(self.job.rejected_total, len(self.job.rejected)),
             "indicators": indicators,
-            "results": [msgspec.to_builtins(r) for _, results in rows for r in results],
+            "results": [r for _, results in rows for r in results],
         }
 
 

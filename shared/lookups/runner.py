@@ -15,7 +15,7 @@ import hashlib
 import random
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import structlog
@@ -27,6 +27,7 @@ from nats.js.kv import KeyValue
 from shared.bus import messages
 from shared.bus.consume import consume
 from shared.bus.kvtime import Wait
+from shared.bus.publish import Publisher
 from shared.core import logging as log
 from shared.core.settings import Settings
 from shared.lookups import catalog, indicators, jobs, pivots, schemas, streams
@@ -57,6 +58,14 @@ class CacheEntry(msgspec.Struct, frozen=True):
     stored_at: str
 
 
+class _Outcome(NamedTuple):
+    result: LookupResult
+    again_in: float | None
+    """In how many seconds to ask again (None: finished)."""
+    cache: tuple[str, bytes] | None = None
+    """The provider's answer to keep in the cache: its key and entry."""
+
+
 class ProviderRunner:
     def __init__(
         self,
@@ -78,13 +87,13 @@ class ProviderRunner:
         self.concurrency = self.config.concurrency
         self.kinds = catalog.kinds(provider.name)
         self.log = log.get("provider").bind(provider=provider.name)
-        self.results: KeyValue | None = None
         self.cache: KeyValue | None = None
         self.quota: SharedQuota | None = None
+        self.publisher = Publisher(js._nc)
 
     async def run(self, stop: asyncio.Event) -> None:
         await streams.provision(self.js, self.settings)
-        self.results = await self.js.key_value(streams.RESULTS_BUCKET)
+        await self.publisher.start()
         self.cache = await self.js.key_value(streams.CACHE_BUCKET)
         self.quota = SharedQuota(
             await self.js.key_value(streams.QUOTA_BUCKET),
@@ -129,11 +138,11 @@ class ProviderRunner:
         if request_id:  # this handler's own task: every log line of this lookup carries it
             structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
-            result, again_in = await self._result_for(request)
+            result, again_in, cache = await self._result_for(request)
             self.metrics.lookup(result.status).inc()
             if request.expand and result.pivots:
                 await self._expand(request, result, request_id or "")
-            await self._store(result)
+            await self._store(result, cache)
         except Exception as exc:
             # KV or bus trouble: let JetStream redeliver the request later.
             self.log.warning("could not store result, will retry", error=str(exc) or repr(exc))
@@ -181,13 +190,13 @@ class ProviderRunner:
         found = pivots.find(rules, request.kind, request.indicator, fields.get("data") or {})
         return self._result(request, status="done", pivots=found, **fields)
 
-    async def _result_for(self, request: LookupRequest) -> tuple[LookupResult, float | None]:
-        """The result to store, and in how many seconds to ask again (None: finished)."""
+    async def _result_for(self, request: LookupRequest) -> _Outcome:
+        """The result to store, when to ask again, and what to keep in the cache."""
         why_not = self.provider.configured()
         if why_not is not None:
             summary, hint = catalog.setup_hint(self.provider.name, why_not)
             unset = self._result(request, status="not_configured", summary=summary, data=hint)
-            return unset, None
+            return _Outcome(unset, None)
         if request.scope != "public" and not self.provider.looks_up_private:
             skipped = self._result(
                 request,
@@ -195,7 +204,7 @@ class ProviderRunner:
                 summary=f"{request.scope} address: not looked up",
                 data={"skipped": f"{request.scope} address"},
             )
-            return skipped, None
+            return _Outcome(skipped, None)
         key = _cache_key(self.provider, request)
         if not request.fresh:
             cached = await self._cached(key)
@@ -208,7 +217,7 @@ class ProviderRunner:
                     data=cached.data,
                     cached=True,
                 )
-                return hit, None
+                return _Outcome(hit, None)
         assert self.quota is not None
         decision = await self.quota.acquire(scheduled=request.scheduled)
         if self.quota.known:
@@ -221,7 +230,8 @@ class ProviderRunner:
         started = time.monotonic()
         try:
             try:
-                answer = await asyncio.wait_for(self.provider.lookup(request), self.timeout)
+                async with asyncio.timeout(self.timeout):  # no task of its own, as wait_for
+                    answer = await self.provider.lookup(request)
             finally:
                 self.metrics.upstream.observe(time.monotonic() - started)
                 await self._settle(decision)
@@ -233,7 +243,7 @@ class ProviderRunner:
                 error=f"timeout after {self.timeout:g} s",
                 data={"reason": "the provider did not answer within its timeout"},
             )
-            return failed, None
+            return _Outcome(failed, None)
         except Throttled as exc:
             until = await self.quota.pause(exc.retry_after or 60.0)
             self.metrics.waited(until - time.time())
@@ -243,7 +253,7 @@ class ProviderRunner:
             failed = self._result(
                 request, status="error", verdict="error", error=str(exc), data=exc.data
             )
-            return failed, None
+            return _Outcome(failed, None)
         except Exception as exc:
             self.log.exception("provider raised", indicator=request.indicator)
             crashed = self._result(
@@ -253,7 +263,7 @@ class ProviderRunner:
                 error=f"internal error: {type(exc).__name__}",
                 data={"detail": f"{type(exc).__name__}: {exc}"[:500]},
             )
-            return crashed, None
+            return _Outcome(crashed, None)
         self.log.info(  # at info: every lookup leaves a line with its request id and verdict
             "looked up",
             indicator=request.indicator,
@@ -263,18 +273,18 @@ class ProviderRunner:
         ttl = self.provider.default_ttl if answer.ttl is None else answer.ttl
         if self.config.cache_ttl is not None:
             ttl = self.config.cache_ttl
-        if ttl > 0:
-            await self._remember(key, answer, ttl)
         done = self._found(
             request, verdict=answer.verdict, summary=answer.summary, data=answer.data
         )
-        return done, None
+        return _Outcome(done, None, self._entry(key, answer, ttl) if ttl > 0 else None)
 
     async def _settle(self, granted: Granted) -> None:
         """The upstream request ended: its quota slot counts from now (see
         :meth:`SharedQuota.settle`). Best effort: a grant left unsettled keeps its slot
         a little longer, never shorter."""
         assert self.quota is not None
+        if granted.stamp is None:
+            return  # nothing to settle (no per-minute quota)
         try:
             await asyncio.wait_for(self.quota.settle(granted), SETTLE_MARGIN)
         except Exception as exc:
@@ -282,7 +292,7 @@ class ProviderRunner:
 
     def _waiting(
         self, request: LookupRequest, status: Status, until: float, reason: str
-    ) -> tuple[LookupResult, float]:
+    ) -> _Outcome:
         when = datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds")
         waiting = self._result(
             request,
@@ -291,7 +301,7 @@ class ProviderRunner:
             retry_at=when.replace("+00:00", "Z"),
             data={"reason": reason},
         )
-        return waiting, until - time.time()
+        return _Outcome(waiting, until - time.time())
 
     async def _cached(self, key: str) -> CacheEntry | None:
         assert self.cache is not None
@@ -307,8 +317,8 @@ class ProviderRunner:
             return None
         return cached if cached.expires > time.time() else None
 
-    async def _remember(self, key: str, answer: Answer, ttl: float) -> None:
-        assert self.cache is not None
+    @staticmethod
+    def _entry(key: str, answer: Answer, ttl: float) -> tuple[str, bytes]:
         entry = CacheEntry(
             verdict=answer.verdict,
             summary=answer.summary,
@@ -316,15 +326,27 @@ class ProviderRunner:
             expires=time.time() + ttl,
             stored_at=messages.utc_now(),
         )
-        await self.cache.put(key, msgspec.json.encode(entry))
+        return key, msgspec.json.encode(entry)
 
-    async def _store(self, result: LookupResult) -> None:
-        assert self.results is not None
+    async def _store(self, result: LookupResult, cache: tuple[str, bytes] | None) -> None:
+        """The result into ``lookup_results`` (and the answer into the cache, at the same
+        time), then, once stored, on ``lookup.result.<provider>``. Each is a JetStream
+        publish that waits for its ack (a KV put is a publish to ``$KV.<bucket>.<key>``);
+        any that fails raises, and the request is delivered again."""
+        timeout = self.settings.publish_timeout
         body = messages.encode(result)
-        await self.results.put(result.kv_key, body)
-        await self.js.publish(
+        stored = self.publisher.publish(
+            f"$KV.{streams.RESULTS_BUCKET}.{result.kv_key}", body, None, timeout
+        )
+        if cache is None:
+            await stored
+        else:
+            key, entry = cache
+            kept = self.publisher.publish(f"$KV.{streams.CACHE_BUCKET}.{key}", entry, None, timeout)
+            await asyncio.gather(stored, kept)
+        await self.publisher.publish(
             f"lookup.result.{result.provider}",
             body,
-            headers={messages.SCHEMA_HEADER: schemas.LOOKUP_RESULT_SCHEMA},
-            timeout=self.settings.publish_timeout,
+            {messages.SCHEMA_HEADER: schemas.LOOKUP_RESULT_SCHEMA},
+            timeout,
         )

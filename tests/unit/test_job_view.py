@@ -4,8 +4,10 @@ each result, so it must not walk the whole job each time)."""
 
 from __future__ import annotations
 
+import msgspec
+
 from shared.lookups.jobs import JobView
-from shared.lookups.schemas import Job, JobIndicator, LookupResult, Status
+from shared.lookups.schemas import Job, JobIndicator, LookupResult, Pivot, Status
 
 
 def job(domains: int) -> Job:
@@ -51,3 +53,33 @@ def test_complete_once_every_cell_asked_is_final() -> None:
 
 def test_a_job_without_cells_is_complete() -> None:
     assert JobView(Job(id="j", created_at="t", indicators=[], providers={})).complete
+
+
+def test_the_answer_encodes_as_the_json_view() -> None:
+    """``answer()`` keeps the results as structs for the gateway's msgspec encoder: the
+    bytes it gives decode to exactly ``as_json()`` (pending cells, data, pivots and all)."""
+    view = JobView(job(2))
+    view.add(result("d0.example.com", "domain", "dns", "done"))
+    view.add(
+        LookupResult(
+            job_id="j1",
+            indicator="d1.example.com",
+            kind="domain",
+            provider="whois",
+            status="done",
+            verdict="harmless",
+            summary="registered 1997",
+            data={"registrar": "Example Registrar", "dates": [1, 2.5, None], "ok": True},
+            pivots=[Pivot(value="ns1.example.net", kind="domain", why="name server")],
+            updated_at="2026-12-07T00:00:01.000Z",
+        )
+    )
+    shown = view.as_json()
+    assert [r["status"] for r in shown["results"]] == [
+        "done",
+        "pending",
+        "pending",
+        "done",
+        "pending",
+    ]
+    assert msgspec.json.decode(msgspec.json.encode(view.answer())) == shown
