@@ -148,7 +148,6 @@ class SinkRunner:
         finally:
             if self._grouper is not None:
                 await self._grouper.close(timeout=self.config.timeout + 5)
-            await sub.unsubscribe()
             await self._health.close()
             await self._silences.stop()
             await self.target.close()
