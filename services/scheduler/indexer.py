@@ -66,17 +66,14 @@ class Indexer:
         sub = await self._js.pull_subscribe_bind(
             durable=lookup_streams.HISTORY_DURABLE, stream=lookup_streams.LOOKUP_RESULTS
         )
-        try:
-            await consume(
-                sub,
-                self._handle,
-                concurrency=CONCURRENCY,
-                stop=stop,
-                log=_log,
-                drain_timeout=10.0,
-            )
-        finally:
-            await sub.unsubscribe()
+        await consume(
+            sub,
+            self._handle,
+            concurrency=CONCURRENCY,
+            stop=stop,
+            log=_log,
+            drain_timeout=10.0,
+        )
 
     async def _handle(self, msg: Msg) -> None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable, Coroutine
@@ -42,7 +43,10 @@ async def consume(
     goes out when this one is used up or ends (expired, ``PULL_EXPIRES``), so a steady
     trickle costs one request per ``concurrency`` messages, not one per message (the
     client's ``fetch`` waits for each batch to end before handing any message over, and
-    a handler free again at once meant a request for every message)."""
+    a handler free again at once meant a request for every message).
+
+    The loop owns the subscription's end: when it returns, ``sub`` is unsubscribed and
+    any message the server sent that no handler took was handed back (``nak``)."""
     slots = asyncio.Semaphore(concurrency)
     tasks: set[asyncio.Task[None]] = set()
     # The pull subscription's own inbox and request subject: the client's ``fetch`` is
@@ -103,5 +107,28 @@ async def consume(
             tasks.add(task)
             task.add_done_callback(done)
     finally:
+        await _hand_back_unread(inbox, log)
         if tasks:
             await asyncio.wait(tasks, timeout=drain_timeout)
+
+
+async def _hand_back_unread(inbox: Any, log: Any) -> None:
+    """End the subscription, then hand back at once what the server had sent that no
+    handler took: redelivered now (to another replica, or on the next start) rather than
+    after the consumer's ack wait. The server skips a pull request nobody listens to any
+    more, so nothing is sent after the unsubscribe."""
+    with contextlib.suppress(Exception):  # the connection may be closed already
+        await inbox.unsubscribe()
+    handed_back = 0
+    while inbox.pending_msgs:
+        try:
+            msg = inbox._pending_queue.get_nowait()
+        except asyncio.QueueEmpty:
+            break
+        if msg.headers and _STATUS in msg.headers:
+            continue  # the request's own status, not a message
+        with contextlib.suppress(Exception):
+            await msg.nak()
+            handed_back += 1
+    if handed_back:
+        log.info("stopping: unhandled messages handed back", count=handed_back)

@@ -119,7 +119,6 @@ class ProviderRunner:
                 drain_timeout=self.timeout + 5,
             )
         finally:
-            await sub.unsubscribe()
             await self.provider.close()
 
     async def _handle(self, msg: Msg) -> None:

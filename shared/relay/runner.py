@@ -148,7 +148,6 @@ class SinkRunner:
         finally:
             if self._grouper is not None:
                 await self._grouper.close(timeout=self.config.timeout + 5)
-            await sub.unsubscribe()
             await self._health.close()
             await self._silences.stop()
             await self.target.close()
@@ -362,15 +361,30 @@ class SinkRunner:
         self, members: list[Member], delivery: Delivery, logger: Any
     ) -> Delivered | None:
         """Deliver (after the pacer's turn), telling JetStream the messages are in progress
-        while the target or the pacer is slow."""
-        task = asyncio.ensure_future(self._paced(members, delivery, logger))
+        while the target or the pacer is slow: a timer, so a delivery that is quick (nearly
+        all) costs no task and no wait of its own."""
+        loop = asyncio.get_running_loop()
         interval = streams.ack_wait_for(self.config.timeout) / 3
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=interval)
-            if done:
-                return task.result()
+        beats: set[asyncio.Task[None]] = set()
+        timer: asyncio.TimerHandle
+
+        async def beat() -> None:
             for member in members:
-                await member.msg.in_progress()
+                with contextlib.suppress(Exception):  # best effort, as the ack itself
+                    await member.msg.in_progress()
+
+        def tick() -> None:
+            nonlocal timer
+            task = loop.create_task(beat())
+            beats.add(task)
+            task.add_done_callback(beats.discard)
+            timer = loop.call_later(interval, tick)
+
+        timer = loop.call_later(interval, tick)
+        try:
+            return await self._paced(members, delivery, logger)
+        finally:
+            timer.cancel()
 
     async def _paced(
         self, members: list[Member], delivery: Delivery, logger: Any

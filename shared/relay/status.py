@@ -110,11 +110,11 @@ def shown(notification: Notification | Reading) -> Shown:
 
 def _shown(reading: Reading) -> Shown:
     try:
-        values = templates.context(reading)
+        attributes = reading.attributes
         title = templates.default_title(reading) or None
     except Exception:
         return Shown()
-    return Shown(title, values["application"], values["environment"], values["risk"])
+    return Shown(title, attributes.application, attributes.environment, attributes.risk)
 
 
 def utc_text(when: datetime | None) -> str | None:

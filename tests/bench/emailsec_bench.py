@@ -37,10 +37,8 @@ import pstats
 import random
 import resource
 import shutil
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -57,6 +55,7 @@ import dns.message  # noqa: E402
 import dns.query  # noqa: E402
 import dns.rcode  # noqa: E402
 import emailsec_zones  # noqa: E402
+from nsd import Nsd  # noqa: E402
 
 from services.providers.emailsec import clear_caches, evaluate  # noqa: E402
 from shared.lookups.dns import DnsClient  # noqa: E402
@@ -156,105 +155,6 @@ def port_53_free() -> str | None:
         finally:
             sock.close()
     return None
-
-
-def nsd_version() -> str:
-    out = subprocess.run(["nsd", "-v"], capture_output=True, text=True, check=False)
-    return (out.stdout + out.stderr).splitlines()[0].strip()
-
-
-class Nsd:
-    def __init__(
-        self, directory: Path, zones: list[tuple[str, Path]], *, minimal: bool = True
-    ) -> None:
-        self.directory = directory
-        self.conf = directory / "nsd.conf"
-        lines = [
-            "server:",
-            f"    ip-address: {NS_HOST}",
-            f"    port: {NS_PORT}",
-            "    do-ip6: no",
-            "    server-count: 1",
-            "    reuseport: no",
-            '    username: ""',
-            '    chroot: ""',
-            f'    zonesdir: "{directory}"',
-            f'    pidfile: "{directory}/nsd.pid"',
-            '    database: ""',
-            f'    zonelistfile: "{directory}/zone.list"',
-            f'    xfrdfile: "{directory}/xfrd.state"',
-            f'    xfrdir: "{directory}"',
-            f'    logfile: "{directory}/nsd.log"',
-            "    verbosity: 1",
-            "    hide-version: yes",
-            "    rrl-ratelimit: 0",
-            "    rrl-whitelist-ratelimit: 0",
-            f"    minimal-responses: {'yes' if minimal else 'no'}",
-            "    receive-buffer-size: 8388608",
-            "    send-buffer-size: 8388608",
-            "remote-control:",
-            "    control-enable: no",
-        ]
-        for name, path in zones:
-            lines += ["zone:", f"    name: {name}", f'    zonefile: "{path}"']
-        self.conf.write_text("\n".join(lines) + "\n")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, probe: str, timeout: float = 60.0) -> None:
-        check = subprocess.run(
-            ["nsd-checkconf", str(self.conf)], capture_output=True, text=True, check=False
-        )
-        if check.returncode != 0:
-            raise RuntimeError(f"nsd-checkconf: {check.stdout}{check.stderr}")
-        self.proc = subprocess.Popen(
-            ["nsd", "-d", "-c", str(self.conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=(self.directory / "nsd.stderr").open("wb"),
-        )
-        deadline = time.monotonic() + timeout
-        query = dns.message.make_query(probe, "TXT")
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                log = (self.directory / "nsd.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"nsd exited ({self.proc.returncode}): {log}")
-            with contextlib.suppress(Exception):
-                answer = dns.query.udp(query, NS_HOST, timeout=0.5, port=NS_PORT)
-                if answer.rcode() == dns.rcode.NOERROR and answer.answer:
-                    return
-            time.sleep(0.2)
-        raise RuntimeError("nsd did not answer in time")
-
-    def children(self) -> list[int]:
-        if self.proc is None:
-            return []
-        kids = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            with contextlib.suppress(OSError):
-                stat = (entry / "stat").read_text()
-                ppid = int(stat.rsplit(")", 1)[1].split()[1])
-                if ppid == self.proc.pid:
-                    kids.append(int(entry.name))
-        return kids
-
-    def peak_rss_mb(self) -> float:
-        if self.proc is None:
-            return 0.0
-        total = 0
-        for pid in [self.proc.pid, *self.children()]:
-            total = max(total, _status_kb(pid, "VmHWM"))
-        return total / 1024
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
 
 
 def _status_kb(pid: int | str, field: str) -> int:
@@ -461,7 +361,7 @@ def machine_info(use_uvloop: bool) -> dict[str, str]:
         "cores": str(os.cpu_count()),
         "cpu": cpu,
         "python": platform.python_version(),
-        "nsd": nsd_version(),
+        "nsd": Nsd.version(),
         "checkdmarc": getattr(checkdmarc, "__version__", "?"),
         "dnspython": dns.version.version,
         "loop": "asyncio",
@@ -937,7 +837,14 @@ def main() -> int:
     else:
         base_domains = list(domains)
 
-    nsd = Nsd(tmp, zones, minimal=not args.full_responses)
+    nsd = Nsd(
+        tmp,
+        dict(zones),
+        probe=f"_spf.{emailsec_zones._provider(1)}",
+        probe_type="TXT",
+        port=NS_PORT,  # checkdmarc asks port 53 only
+        minimal=not args.full_responses,
+    )
     sampler = RssSampler()
     report: dict[str, Any] = {
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
@@ -945,7 +852,7 @@ def main() -> int:
         "baseline_domains": len(base_domains),
     }
     try:
-        nsd.start(probe=f"_spf.{emailsec_zones._provider(1)}")
+        nsd.start()
         print(f"nsd pid {nsd.proc.pid if nsd.proc else '?'} answering", flush=True)
         # Warm-up (imports, public suffix lists, code paths); caches are dropped after.
         warm = domains[:50]

@@ -2,7 +2,8 @@
 server in C that keeps up with every provider process asking at once (the Python zone
 server of the test suite drops queries under that load). ``make bench`` checks NSD is
 installed (``apt-get install nsd``); it runs as the current user on a free port, so it
-needs no root and no port 53.
+needs no root and no port 53 (unless asked for it: the SPF/DMARC benchmark's baseline,
+checkdmarc, only asks port 53).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -44,14 +46,26 @@ class Nsd:
     Rate limiting is off; answers carry no NS/glue (``minimal-responses``), as from the
     recursive resolvers lookout asks in production."""
 
-    def __init__(self, directory: Path, zones: dict[str, str], *, probe: str) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        zones: Mapping[str, str | Path],
+        *,
+        probe: str,
+        probe_type: str = "A",
+        port: int | None = None,
+        minimal: bool = True,
+    ) -> None:
+        """``zones``: each zone's text, or the path of its zone file. ``port``: a free one
+        when None. ``minimal``: answers without NS/glue."""
         if shutil.which("nsd") is None:
             raise RuntimeError("the benchmark needs nsd (apt-get install nsd)")
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
-        self.port = free_udp_and_tcp_port()
+        self.port = free_udp_and_tcp_port() if port is None else port
         self.probe = probe
-        """A name with an A record, asked until NSD answers it."""
+        """A name with a ``probe_type`` record, asked until NSD answers it."""
+        self.probe_type = probe_type
         lines = [
             "server:",
             f"    ip-address: {HOST}",
@@ -72,15 +86,18 @@ class Nsd:
             "    hide-version: yes",
             "    rrl-ratelimit: 0",
             "    rrl-whitelist-ratelimit: 0",
-            "    minimal-responses: yes",
+            f"    minimal-responses: {'yes' if minimal else 'no'}",
             "    receive-buffer-size: 8388608",
             "    send-buffer-size: 8388608",
             "remote-control:",
             "    control-enable: no",
         ]
-        for name, text in zones.items():
-            path = directory / f"{name}.zone"
-            path.write_text(text)
+        for name, zone in zones.items():
+            if isinstance(zone, str):
+                path = directory / f"{name}.zone"
+                path.write_text(zone)
+            else:
+                path = zone
             lines += ["zone:", f"    name: {name}", f'    zonefile: "{path}"']
         self.conf = directory / "nsd.conf"
         self.conf.write_text("\n".join(lines) + "\n")
@@ -103,7 +120,21 @@ class Nsd:
     def nameserver(self) -> str:
         return f"{HOST}:{self.port}"
 
+    def peak_rss_mb(self) -> float:
+        """The largest peak resident size of NSD's processes, in MiB."""
+        peak = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError, ValueError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]))
+        return peak / 1024
+
     def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def start(self) -> None:
         check = subprocess.run(
             ["nsd-checkconf", str(self.conf)], capture_output=True, text=True, check=False
         )
@@ -115,7 +146,7 @@ class Nsd:
             stderr=(self.directory / "nsd.stderr").open("wb"),
         )
         deadline = time.monotonic() + 60
-        query = dns.message.make_query(self.probe, "A")
+        query = dns.message.make_query(self.probe, self.probe_type)
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 log = (self.directory / "nsd.log").read_text(errors="replace")[-2000:]
@@ -123,9 +154,9 @@ class Nsd:
             with contextlib.suppress(Exception):
                 answer = dns.query.udp(query, HOST, timeout=0.5, port=self.port)
                 if answer.rcode() == dns.rcode.NOERROR and answer.answer:
-                    return self
+                    return
             time.sleep(0.2)
-        self.__exit__(None, None, None)
+        self.stop()
         raise RuntimeError("nsd did not answer in time")
 
     def __exit__(
@@ -134,6 +165,9 @@ class Nsd:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        self.stop()
+
+    def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.terminate()
@@ -143,6 +177,7 @@ class Nsd:
             self.proc.kill()
             self.proc.wait(timeout=5)
 
-    def version(self) -> str:
+    @staticmethod
+    def version() -> str:
         out = subprocess.run(["nsd", "-v"], capture_output=True, text=True, check=False)
         return (out.stdout + out.stderr).splitlines()[0].strip()

@@ -185,3 +185,40 @@ async def test_stopping_waits_for_the_handlers_in_flight(nats_server: NatsServer
 
         async with consuming(nats_server.url, again, concurrency=1):
             await wait_for(lambda: seen == [b"second"])
+
+
+async def test_a_stopped_loop_takes_no_more_messages_while_handlers_finish(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stop, while a handler still runs and the loop's pull request still has room: a
+    message stored meanwhile is not sent to the stopping process (where nothing would
+    handle it and it would wait out the consumer's 30 s ack wait) but stays on the
+    consumer, and the next start gets it at once."""
+    # the request outlives the stop (as one made just before a stop does, for up to 1 s)
+    monkeypatch.setattr(consume_module, "PULL_EXPIRES", 60.0)
+    started = asyncio.Event()
+    handled: list[bytes] = []
+
+    async def slow(msg: Msg) -> None:
+        started.set()
+        await asyncio.sleep(2.5)
+        handled.append(msg.data)
+        await msg.ack()
+
+    async with bus(nats_server.url) as (js, _requests):
+        await js.publish("consume.one", b"first")
+        async with consuming(nats_server.url, slow, concurrency=2) as stop:
+            await asyncio.wait_for(started.wait(), 10)
+            stop.set()
+            await asyncio.sleep(1.2)  # the loop has ended; its handler has not
+            await js.publish("consume.one", b"second")
+        assert handled == [b"first"]
+        seen: list[bytes] = []
+
+        async def again(msg: Msg) -> None:
+            seen.append(msg.data)
+            await msg.ack()
+
+        async with consuming(nats_server.url, again, concurrency=1):
+            await wait_for(lambda: seen == [b"second"], within=5)
+        assert await pending(js) == (0, 0)

@@ -253,6 +253,36 @@ async def test_route_filter_and_independent_targets(
         await other.stop()
 
 
+async def test_a_delivery_waiting_longer_than_ack_wait_is_not_redelivered(
+    nats_server: NatsServer, tmp_path: Path, receiver: Receiver
+) -> None:
+    """The second of two notifications waits ~12.5 s in the sink for its send slot (one
+    send per 12.5 s), longer than the consumer's ack wait (10 s): the sink tells JetStream
+    it is in progress meanwhile, so JetStream never redelivers it (a redelivery would be
+    a second attempt it never made)."""
+    settings = make_settings(
+        tmp_path, nats_server.url, http_target(receiver.url, "per_second = 0.08", timeout=2)
+    )
+    assert streams.ack_wait_for(2) == 10
+    body = json.dumps(
+        [{"message_type": "test", "message": {"id": f"w{i}"}} for i in range(2)]
+    ).encode()
+    async with running_gateway(settings) as base, running_sink(settings, "ops-http"):
+        await post_webhook(base, body)
+        await wait_for(lambda: len(receiver.requests) == 2, within=25, every=0.2)
+        await wait_for(lambda: settled(nats_server.url, "ops-http"), within=5)
+    nc = await nats.connect(nats_server.url)
+    try:
+        info = await nc.jetstream().consumer_info(
+            streams.NOTIFICATIONS, streams.sink_durable("ops-http")
+        )
+    finally:
+        await nc.close()
+    # every delivery to the consumer, redeliveries included: one per notification
+    assert info.delivered.consumer_seq == 2
+    assert len(receiver.requests) == 2
+
+
 async def test_slow_target_does_not_delay_another(
     nats_server: NatsServer, tmp_path: Path, receiver: Receiver
 ) -> None:

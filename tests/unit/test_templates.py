@@ -8,9 +8,17 @@ from helpers import sqreen_fixture
 
 from services.gateway import sqreen
 from services.sinks.log.config import LogTargetConfig
+from shared.relay import templates as templates_module
 from shared.relay.config import MessageTemplate
 from shared.relay.schemas import Notification
-from shared.relay.templates import TemplateError, compile_template, context, render, render_title
+from shared.relay.templates import (
+    TemplateError,
+    compile_template,
+    context,
+    default_title,
+    render,
+    render_title,
+)
 
 
 def notes(fixture: str) -> list[Notification]:
@@ -157,3 +165,49 @@ def test_an_expression_that_fails_at_render_time_is_a_template_error(
             render(note, title=title, body=body)
     with pytest.raises(TemplateError, match=error):
         render_title(note, context(note), template)
+
+
+def _generic(data: bytes, type_: str = "port_scan") -> Notification:
+    return Notification(
+        id="g-1",
+        type=type_,
+        source="suricata",
+        timestamp="2026-01-01T00:00:00Z",
+        data=msgspec.Raw(data),
+    )
+
+
+@pytest.mark.parametrize(
+    "note",
+    [
+        *(
+            n
+            for f in ("v2_security_event.json", "v2_incidents.json", "v2_test.json")
+            for n in notes(f)
+        ),
+        *notes("v2_other.json"),
+        *notes("v1_other.json"),
+        _generic(b'{"risk": 65, "application": "vpn", "environment": "prod"}'),
+        _generic(b'{"description": "no attributes"}', "login_failed"),
+        _generic(b"[1, 2]"),
+    ],
+    ids=lambda n: f"{n.source}-{n.type}-{n.id}",
+)
+def test_the_default_title_from_attributes_is_the_one_the_whole_context_gives(
+    note: Notification,
+) -> None:
+    """A default title that reads only the notification's attributes (the generic one, and
+    Sqreen's security event) is rendered from them alone, once per set of values: the same
+    text as from the whole context, every time."""
+    whole = render_title(note, context(note))
+    assert default_title(note) == whole
+    assert default_title(note) == whole  # from the cache, in a new reading
+    assert render(note).title == whole
+
+
+def test_the_generic_title_is_rendered_once_per_set_of_attributes() -> None:
+    templates_module._attributes_title.cache_clear()
+    for i in range(5):
+        note = _generic(f'{{"risk": 65, "application": "vpn", "n": {i}}}'.encode())
+        assert default_title(note) == "[suricata] port scan in vpn (risk 65)"
+    assert templates_module._attributes_title.cache_info().misses == 1

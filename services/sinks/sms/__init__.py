@@ -23,7 +23,7 @@ import asyncio
 import base64
 from collections.abc import Sequence
 from ipaddress import IPv4Network, IPv6Network
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import msgspec
@@ -43,6 +43,7 @@ API_VERSION = "2010-04-01"
 ELLIPSIS = "..."
 REMEMBERED_NOTIFICATIONS = 10_000
 """How many notifications the per-recipient progress is kept for (oldest forgotten first)."""
+_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 # Characters outside the GSM 03.38 alphabet that have a faithful GSM replacement.
 _GSM = str.maketrans(
@@ -199,9 +200,12 @@ class SmsTarget(SessionTarget):
 
     async def _send(self, to: str, text: str) -> None:
         session = self.session
-        form = {"To": to, "From": self.config.sender, "Body": text}
+        # Encoded here rather than by aiohttp's FormData (a third of this call's CPU).
+        form = urlencode({"To": to, "From": self.config.sender, "Body": text}).encode()
         try:
-            async with session.post(self.url, data=form, allow_redirects=False) as response:
+            async with session.post(
+                self.url, data=form, headers=_FORM, allow_redirects=False
+            ) as response:
                 raw = await response.content.read(4096)
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
