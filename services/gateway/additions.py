@@ -14,8 +14,7 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
-from services.gateway import hardening
-from services.gateway.answers import api_error, api_json, bus_js, with_request_id
+from services.gateway.answers import api_error, api_json, bus_js, json_input, with_request_id
 from services.gateway.apispec import (
     JSON,
     REQUEST_ID_HEADERS,
@@ -67,11 +66,9 @@ class _Added(msgspec.Struct, forbid_unknown_fields=True):
 )
 async def add_indicators(request: web.Request, request_id: str) -> web.Response:
     settings: Settings = request.config_dict[SETTINGS]
-    body = await hardening.read_capped(request, hardening.json_limit(settings))
-    try:
-        given = msgspec.json.decode(body, type=_Added)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        return api_error(400, f'expected {{"indicators": [...]}}: {exc}')
+    given = await json_input(request, _Added, 'expected {"indicators": [...]}')
+    if isinstance(given, web.Response):
+        return given
     most = lookups(settings).max_indicators
     if len(given.indicators) > most:
         return api_error(400, f"{len(given.indicators)} items; at most {most} per job")

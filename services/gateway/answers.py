@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from services.gateway.state import BUS, Bus
+from services.gateway import hardening
+from services.gateway.state import BUS, SETTINGS, Bus
 from shared.bus.direct import Reader
 from shared.bus.publish import Publisher
 from shared.core import requestid
@@ -29,6 +30,19 @@ def api_json(status: int, body: Any, headers: dict[str, str] | None = None) -> w
 
 def api_error(status: int, reason: str, **extra: Any) -> web.Response:
     return api_json(status, {"error": reason, **extra})
+
+
+T = TypeVar("T")
+
+
+async def json_input(request: web.Request, shape: type[T], usage: str) -> T | web.Response:
+    """The request's JSON body decoded as ``shape`` (refused with 413 beyond the API's
+    JSON limit), or the 400 to answer: ``usage`` and what was wrong."""
+    limit = hardening.json_limit(request.config_dict[SETTINGS])
+    try:
+        return msgspec.json.decode(await hardening.read_capped(request, limit), type=shape)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return api_error(400, f"{usage}: {exc}")
 
 
 def with_request_id(

@@ -18,8 +18,7 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from services.gateway import hardening
-from services.gateway.answers import api_json, bus_js, bus_reader, query_limit
+from services.gateway.answers import api_json, bus_js, bus_reader, json_input, query_limit
 from services.gateway.apispec import JSON, Operations, answer, json_content, ref
 from services.gateway.state import SETTINGS
 from shared.core import logging as log
@@ -168,12 +167,9 @@ async def replay(request: web.Request) -> web.Response:
     settings: Settings = request.config_dict[SETTINGS]
     name = _target_name(request)
     usage = 'give exactly one of "id" (a notification id or sequence) or "all": true'
-    try:
-        wanted = msgspec.json.decode(
-            await hardening.read_capped(request, hardening.json_limit(settings)), type=_Replay
-        )
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        return api_json(400, {"error": f"{usage}: {exc}"})
+    wanted = await json_input(request, _Replay, usage)
+    if isinstance(wanted, web.Response):
+        return wanted
     if (wanted.id is not None) == wanted.all or (wanted.id is not None and not wanted.id.strip()):
         return api_json(400, {"error": usage})
     try:

@@ -22,6 +22,7 @@ from services.gateway.answers import (
     bus_js,
     bus_nc,
     bus_reader,
+    json_input,
     with_request_id,
 )
 from services.gateway.apispec import (
@@ -144,12 +145,12 @@ async def create_lookup(request: web.Request, request_id: str) -> web.Response:
         except _MALFORMED_MULTIPART as exc:
             return api_error(400, f"malformed multipart body: {exc}")
     else:
-        try:
-            options = msgspec.json.decode(
-                await hardening.read_capped(request, hardening.json_limit(settings)), type=_Input
-            )
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            return api_error(400, f'expected {{"indicators": [...]}} or {{"text": "..."}}: {exc}')
+        decoded = await json_input(
+            request, _Input, 'expected {"indicators": [...]} or {"text": "..."}'
+        )
+        if isinstance(decoded, web.Response):
+            return decoded
+        options = decoded
         if (options.indicators is None) == (options.text is None):
             return api_error(400, "give exactly one of 'indicators' (a list) or 'text'")
         if options.indicators is not None:

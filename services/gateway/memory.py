@@ -24,12 +24,12 @@ from urllib.parse import quote
 import msgspec
 from aiohttp import web
 
-from services.gateway import hardening
 from services.gateway.answers import (
     api_error,
     api_json,
     bus_js,
     bus_reader,
+    json_input,
     query_limit,
     with_request_id,
 )
@@ -179,12 +179,9 @@ class SeenInput(msgspec.Struct, forbid_unknown_fields=True):
     ),
 )
 async def seen_indicators(request: web.Request) -> web.Response:
-    settings: Settings = request.config_dict[SETTINGS]
-    body = await hardening.read_capped(request, hardening.json_limit(settings))
-    try:
-        given = msgspec.json.decode(body, type=SeenInput)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        return api_error(400, f'expected {{"indicators": ["…", …]}}: {exc}')
+    given = await json_input(request, SeenInput, 'expected {"indicators": ["…", …]}')
+    if isinstance(given, web.Response):
+        return given
     if not 1 <= len(given.indicators) <= MAX_SEEN:
         return api_error(400, f"give 1 to {MAX_SEEN} indicators, not {len(given.indicators)}")
     too_long = [i for i, text in enumerate(given.indicators) if len(text) > MAX_VALUE]
@@ -260,11 +257,11 @@ async def list_lookups(request: web.Request) -> web.Response:
 )
 async def create_watch(request: web.Request, request_id: str) -> web.Response:
     settings: Settings = request.config_dict[SETTINGS]
-    body = await hardening.read_capped(request, hardening.json_limit(settings))
-    try:
-        given = msgspec.json.decode(body, type=watches.WatchInput)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        return api_error(400, f'expected {{"indicators": [...], "every": "6h"}}: {exc}')
+    given = await json_input(
+        request, watches.WatchInput, 'expected {"indicators": [...], "every": "6h"}'
+    )
+    if isinstance(given, web.Response):
+        return given
     try:
         watch = watches.build(given, lookups(settings).watch_min_every, request_id)
     except watches.Invalid as exc:
