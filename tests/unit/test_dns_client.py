@@ -188,7 +188,7 @@ async def test_timeout(server: ZoneServer) -> None:
         server.timeout_names.discard("slow.example.com")
     assert answer == DnsAnswer("TIMEOUT")
     assert not answer.answered
-    assert 0.35 < elapsed < 1.0
+    assert 0.35 < elapsed < 2.5  # the budget, not a hang (slack for a busy machine)
     assert server.query_count("slow.example.com", "TXT") == 2  # sent, then retransmitted once
 
 
@@ -196,12 +196,13 @@ async def test_failover_to_the_next_nameserver(
     server: ZoneServer, dead_server: tuple[str, int]
 ) -> None:
     servers = [dead_server, (server.host, server.port)]
-    async with DnsClient(servers, timeout=0.6) as dns_client:
+    # 2 s: the live server then has the second half (1 s) to answer, even beside other tests
+    async with DnsClient(servers, timeout=2.0) as dns_client:
         started = time.monotonic()
         answer = await dns_client.query("failover.example.com", "TXT")
         first = time.monotonic() - started
         assert answer.records == ["from the live server"]
-        assert first > 0.25  # the silent server had its share of the timeout
+        assert first > 0.9  # the silent server had its share of the timeout
         assert dns_client.stats.retransmits == 1  # then the retransmission went to the live one
         # The silent server is now avoided: the next query goes to the live one first.
         again = await dns_client.query("again.example.com", "TXT")
