@@ -170,7 +170,12 @@ def render_title(
     default_title, _ = _defaults(note)
     if is_digest(note):
         title = None  # a digest always renders with DIGEST
-    return " ".join(_render(title or default_title, values).split())[:250]
+    return _one_line(_render(title or default_title, values))
+
+
+def _one_line(title: str) -> str:
+    """A rendered title on one line, spaces collapsed, at most 250 characters."""
+    return " ".join(title.split())[:250]
 
 
 def default_title(notification: Notification | Reading, subject: str | None = None) -> str:
@@ -228,7 +233,7 @@ def _attributes_title(
         "environment": environment,
         "risk": risk,
     }
-    return " ".join(_render(template, values).split())[:250]
+    return _one_line(_render(template, values))
 
 
 def render(
