@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import nats
 import pytest
@@ -158,6 +157,19 @@ async def test_never_more_handlers_than_slots_nor_messages_without_one(
         await wait_for(lambda: _settled(js))
 
 
+async def next_start_takes(url: str, expected: list[bytes], within: float = 15.0) -> None:
+    """A new loop on the consumer is handed ``expected`` (and acknowledges it) within
+    ``within`` seconds."""
+    seen: list[bytes] = []
+
+    async def again(msg: Msg) -> None:
+        seen.append(msg.data)
+        await msg.ack()
+
+    async with consuming(url, again, concurrency=1):
+        await wait_for(lambda: seen == expected, within=within)
+
+
 async def test_stopping_waits_for_the_handlers_in_flight(nats_server: NatsServer) -> None:
     """Stop ends the loop; a handler already running finishes (and acknowledges) first,
     and what was not delivered stays on the consumer for the next start."""
@@ -177,14 +189,7 @@ async def test_stopping_waits_for_the_handlers_in_flight(nats_server: NatsServer
             stop.set()
         assert finished == [b"first"]
         await js.publish("consume.one", b"second")
-        seen: list[Any] = []
-
-        async def again(msg: Msg) -> None:
-            seen.append(msg.data)
-            await msg.ack()
-
-        async with consuming(nats_server.url, again, concurrency=1):
-            await wait_for(lambda: seen == [b"second"])
+        await next_start_takes(nats_server.url, [b"second"])
 
 
 async def test_a_stopped_loop_takes_no_more_messages_while_handlers_finish(
@@ -213,12 +218,5 @@ async def test_a_stopped_loop_takes_no_more_messages_while_handlers_finish(
             await asyncio.sleep(1.2)  # the loop has ended; its handler has not
             await js.publish("consume.one", b"second")
         assert handled == [b"first"]
-        seen: list[bytes] = []
-
-        async def again(msg: Msg) -> None:
-            seen.append(msg.data)
-            await msg.ack()
-
-        async with consuming(nats_server.url, again, concurrency=1):
-            await wait_for(lambda: seen == [b"second"], within=5)
+        await next_start_takes(nats_server.url, [b"second"], within=5)
         assert await pending(js) == (0, 0)
