@@ -261,13 +261,11 @@ async def _follow(
         quiet_since = time.monotonic()
         while not view.complete and time.monotonic() < deadline:
             if expected is not None:
-                done = sum(
-                    1 for _, rs in view.rows() for r in rs if r.status not in ("pending", "queued")
-                )
-                print(f"\r{done}/{expected} results", end="", file=sys.stderr, flush=True)
-            result = await follower.next(max(0.05, min(1.0, deadline - time.monotonic())))
-            if result is not None:
+                print(f"\r{view.finished}/{expected} results", end="", file=sys.stderr, flush=True)
+            results = await follower.next(max(0.05, min(1.0, deadline - time.monotonic())))
+            for result in results:
                 view.add(result)
+            if results:
                 quiet_since = time.monotonic()
             elif time.monotonic() - quiet_since >= RESYNC_AFTER:
                 quiet_since = time.monotonic()

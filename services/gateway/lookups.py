@@ -282,8 +282,8 @@ class _ShuttingDown(Exception):
     pass
 
 
-async def _next_update(follower: jobs.Follower, stopping: asyncio.Event) -> LookupResult | None:
-    """The next update (``None``: a keep-alive is due); :class:`_ShuttingDown` as soon as
+async def _next_update(follower: jobs.Follower, stopping: asyncio.Event) -> list[LookupResult]:
+    """The next new results (none: a keep-alive is due); :class:`_ShuttingDown` as soon as
     the gateway stops, instead of waiting for results that may never come."""
     if stopping.is_set():
         raise _ShuttingDown
@@ -355,26 +355,34 @@ async def lookup_events(request: web.Request) -> web.StreamResponse:
         }
     )
 
-    async def send(event: str, body: Any) -> None:
-        await response.write(f"event: {event}\ndata: ".encode() + _json.encode(body) + b"\n\n")
+    def event(name: str, body: Any) -> bytes:
+        return f"event: {name}\ndata: ".encode() + _json.encode(body) + b"\n\n"
+
+    async def send(name: str, body: Any) -> None:
+        await response.write(event(name, body))
 
     async def send_new(results: list[LookupResult]) -> bool:
-        """Send the results of the job's indicators; False when one is of an indicator
-        added to the job since it was read."""
+        """Send the results of the job's indicators, in one write; False when one is of an
+        indicator added to the job since it was read (those before it are sent)."""
+        events = []
+        growing = True
         for result in results:
             if view.add(result):
-                await send("result", msgspec.to_builtins(result))
+                events.append(event("result", result))
             elif await jobs.grown(bus_reader(request), view.job) is not None:
-                return False
-        return True
+                growing = False
+                break
+        if events:
+            await response.write(b"".join(events))
+        return growing
 
     try:
         await response.prepare(request)
         growing = await send_new(found)
         while growing and not view.complete:
             update = await _next_update(follower, stopping)
-            if update is not None:
-                growing = await send_new([update])
+            if update:
+                growing = await send_new(update)
                 continue
             await response.write(b": keep-alive\n\n")
             try:

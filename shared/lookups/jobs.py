@@ -430,17 +430,23 @@ class Follower:
                 found.append(result)
         return found
 
-    async def next(self, timeout: float) -> LookupResult | None:
-        """The next new result, or None when none came within ``timeout`` seconds."""
+    async def next(self, timeout: float) -> list[LookupResult]:
+        """The new results: the first one to come within ``timeout`` seconds (none: an empty
+        list) and every other that has come meanwhile, so a busy job is read in batches."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while (left := deadline - loop.time()) > 0:
             msg = await self._follow.next(left)
             if msg is None:
-                return None
-            if (result := _result_of(msg.data, msg.headers)) is not None and self._take(result):
-                return result
-        return None
+                return []
+            found = [
+                result
+                for msg in (msg, *self._follow.ready())
+                if (result := _result_of(msg.data, msg.headers)) is not None and self._take(result)
+            ]
+            if found:
+                return found
+        return []
 
     async def resync(self) -> list[LookupResult]:
         """Results in the store this follower has not seen (newer than what it holds)."""
@@ -503,6 +509,11 @@ class JobView:
             provider=provider,
             status="pending",
         )
+
+    @property
+    def finished(self) -> int:
+        """How many of the job's results are final (neither pending nor queued)."""
+        return self._finished
 
     @property
     def complete(self) -> bool:
