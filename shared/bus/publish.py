@@ -59,6 +59,12 @@ class Publisher:
         if future is not None and not future.done():
             future.set_result(msg)
 
+    async def send(self, subject: str, payload: bytes) -> None:
+        """Publish without asking JetStream for an ack: stored if a stream takes the subject,
+        silently not otherwise. Only for writes whose loss costs nothing but work later (a
+        cache entry); it saves the ack's round trip and its processing on both sides."""
+        await self._nc.publish(subject, payload)
+
     async def publish(
         self, subject: str, payload: bytes, headers: dict[str, str] | None, timeout: float
     ) -> PublishAck:

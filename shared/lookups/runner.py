@@ -328,21 +328,21 @@ class ProviderRunner:
         return key, msgspec.json.encode(entry)
 
     async def _store(self, result: LookupResult, cache: tuple[str, bytes] | None) -> None:
-        """The result into ``lookup_results`` (and the answer into the cache, at the same
-        time), then, once stored, on ``lookup.result.<provider>``. Each is a JetStream
-        publish that waits for its ack (a KV put is a publish to ``$KV.<bucket>.<key>``);
-        any that fails raises, and the request is delivered again."""
+        """The answer into the cache, the result into ``lookup_results``, then, once stored,
+        the result on ``lookup.result.<provider>``. The two result writes are JetStream
+        publishes that wait for their ack (a KV put is a publish to ``$KV.<bucket>.<key>``);
+        either failing raises, and the request is delivered again. The cache entry goes out
+        first on the same connection, without an ack: a cache that refuses it costs a later
+        lookup, never this one's result, and never a second upstream request (and quota) for
+        this one."""
         timeout = self.settings.publish_timeout
         body = messages.encode(result)
-        stored = self.publisher.publish(
+        if cache is not None:
+            key, entry = cache
+            await self.publisher.send(f"$KV.{streams.CACHE_BUCKET}.{key}", entry)
+        await self.publisher.publish(
             f"$KV.{streams.RESULTS_BUCKET}.{result.kv_key}", body, None, timeout
         )
-        if cache is None:
-            await stored
-        else:
-            key, entry = cache
-            kept = self.publisher.publish(f"$KV.{streams.CACHE_BUCKET}.{key}", entry, None, timeout)
-            await asyncio.gather(stored, kept)
         await self.publisher.publish(
             f"lookup.result.{result.provider}",
             body,

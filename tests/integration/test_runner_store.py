@@ -1,9 +1,10 @@
 """What a provider's runner writes for a lookup, in which order, and when it acknowledges
-the request (shared/lookups/runner.py, ``_store``): the result into the KV bucket
-``lookup_results`` and the answer into ``lookup_cache``, and only once both are stored the
-result on ``lookup.result.<provider>``; the request is acknowledged after that. When the
-result cannot be published (here: no stream takes ``lookup.result.>``), the request is
-not acknowledged and comes back until it can be.
+the request (shared/lookups/runner.py, ``_store``): the answer into ``lookup_cache`` (no
+ack asked: best effort), the result into the KV bucket ``lookup_results``, and only once it
+is stored the result on ``lookup.result.<provider>``; the request is acknowledged after
+that. When the result cannot be published (here: no stream takes ``lookup.result.>``), the
+request is not acknowledged and comes back until it can be; a cache that refuses its entry
+changes nothing.
 
 A real InternetDB runner (its fake upstream, tests/fakes/internetdb.py) on a real
 nats-server; requests published as the gateway publishes them."""
@@ -11,17 +12,23 @@ nats-server; requests published as the gateway publishes them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import nats
 from fakes.internetdb import FakeInternetDb
 from helpers import make_settings, wait_for
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 
 from services.providers import internetdb
 from shared.bus import messages
 from shared.core.natsserver import NatsServer
+from shared.core.settings import Settings
 from shared.lookups import schemas
 from shared.lookups import streams as lookup_streams
 from shared.lookups.runner import ProviderRunner
@@ -41,17 +48,53 @@ def kv_key(address: str) -> str:
     ).kv_key
 
 
-async def test_stored_before_published_and_acknowledged_after_a_refused_publish_redelivers(
-    nats_server: NatsServer, tmp_path: Path
-) -> None:
+@dataclass
+class Stack:
+    idb: FakeInternetDb
+    settings: Settings
+    nc: NATS
+    js: JetStreamContext
+    runner: ProviderRunner
+
+    async def acknowledged(self, count: int) -> bool:
+        """The first ``count`` requests are acknowledged and none is waiting for an ack."""
+        durable = lookup_streams.provider_durable("internetdb")
+        info = await self.js.consumer_info(lookup_streams.LOOKUPS, durable)
+        return bool(info.ack_floor.consumer_seq >= count and info.num_ack_pending == 0)
+
+    async def redelivered(self) -> int:
+        durable = lookup_streams.provider_durable("internetdb")
+        info = await self.js.consumer_info(lookup_streams.LOOKUPS, durable)
+        return info.num_redelivered or 0
+
+
+@contextlib.asynccontextmanager
+async def running(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Stack]:
+    """A real InternetDB runner, started (it provisions the streams and buckets)."""
     async with FakeInternetDb({OTHER: {"tags": ["c2"]}}) as idb:
         settings = make_settings(tmp_path, nats_server.url, INTERNETDB_URL=idb.base_url)
         nc = await nats.connect(nats_server.url)
         js = nc.jetstream()
         await lookup_streams.provision(js, settings)
+        stop = asyncio.Event()
+        runner = ProviderRunner(js, internetdb.build(settings), settings)
+        task = asyncio.create_task(runner.run(stop))
+        try:
+            await wait_for(lambda: runner.cache is not None or task.done(), within=10)
+            yield Stack(idb, settings, nc, js, runner)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+            await nc.close()
+
+
+async def test_stored_before_published_and_acknowledged_after_a_refused_publish_redelivers(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    async with running(nats_server, tmp_path) as stack:
+        js = stack.js
         results = await js.key_value(lookup_streams.RESULTS_BUCKET)
         cache = await js.key_value(lookup_streams.CACHE_BUCKET)
-        durable = lookup_streams.provider_durable("internetdb")
 
         async def stored(key: str) -> bytes | None:
             try:
@@ -70,54 +113,54 @@ async def test_stored_before_published_and_acknowledged_after_a_refused_publish_
                 cached = []
             seen.append((msg.data, await stored(key), cached))
 
-        stop = asyncio.Event()
-        runner = ProviderRunner(js, internetdb.build(settings), settings)
-        task = asyncio.create_task(runner.run(stop))
-        try:
-            published = await nc.subscribe("lookup.result.internetdb", cb=on_result)
-            await js.publish("lookup.requested.ipv4", request(PUBLISHED))
-            await wait_for(lambda: len(seen) == 1)
-            body, in_kv, cached = seen[0]
-            assert schemas.decode_lookup_result(body).status == "done"
-            assert in_kv == body  # stored before it was published
-            assert [k for k in cached if k.startswith("internetdb.")]  # and the cache too
+        published = await stack.nc.subscribe("lookup.result.internetdb", cb=on_result)
+        await js.publish("lookup.requested.ipv4", request(PUBLISHED))
+        await wait_for(lambda: len(seen) == 1)
+        body, in_kv, cached = seen[0]
+        assert schemas.decode_lookup_result(body).status == "done"
+        assert in_kv == body  # stored before it was published
+        assert [k for k in cached if k.startswith("internetdb.")]  # and the cache too
+        await wait_for(lambda: stack.acknowledged(1))
 
-            async def acknowledged(count: int) -> bool:
-                info = await js.consumer_info(lookup_streams.LOOKUPS, durable)
-                return info.ack_floor.consumer_seq >= count and info.num_ack_pending == 0
+        # No stream takes lookup.result.> any more: the result is stored, never
+        # acknowledged, and the request comes back.
+        await published.unsubscribe()
+        await js.delete_stream(lookup_streams.LOOKUP_RESULTS)
+        await js.publish("lookup.requested.ipv4", request(OTHER))
 
-            await wait_for(lambda: acknowledged(1))
+        async def stored_other() -> bool:
+            return await stored(kv_key(OTHER)) is not None
 
-            # No stream takes lookup.result.> any more: the result is stored, never
-            # acknowledged, and the request comes back.
-            await published.unsubscribe()
-            await js.delete_stream(lookup_streams.LOOKUP_RESULTS)
-            await js.publish("lookup.requested.ipv4", request(OTHER))
+        await wait_for(stored_other)
 
-            async def stored_other() -> bool:
-                return await stored(kv_key(OTHER)) is not None
+        async def redelivered() -> bool:
+            return await stack.redelivered() >= 1
 
-            await wait_for(stored_other)
+        await wait_for(redelivered, within=20)
+        assert not await stack.acknowledged(2)
+        assert len(stack.idb.requests) >= 3  # looked up again on each delivery
 
-            async def redelivered() -> bool:
-                info = await js.consumer_info(lookup_streams.LOOKUPS, durable)
-                return (info.num_redelivered or 0) >= 1
+        # The stream is back: the next delivery publishes the result and acknowledges.
+        await lookup_streams.provision(js, stack.settings)
+        await wait_for(lambda: stack.acknowledged(2), within=20)
+        last = await js.get_last_msg(lookup_streams.LOOKUP_RESULTS, "lookup.result.internetdb")
+        result = schemas.decode_lookup_result(last.data or b"")
+        assert (result.indicator, result.status, result.verdict) == (OTHER, "done", "malicious")
 
-            await wait_for(redelivered, within=20)
-            assert not await acknowledged(2)
-            assert len(idb.requests) >= 3  # looked up again on each delivery
 
-            # The stream is back: the next delivery publishes the result and acknowledges.
-            await lookup_streams.provision(js, settings)
-            await wait_for(lambda: acknowledged(2), within=20)
-            last = await js.get_last_msg(lookup_streams.LOOKUP_RESULTS, "lookup.result.internetdb")
-            result = schemas.decode_lookup_result(last.data or b"")
-            assert (result.indicator, result.status, result.verdict) == (
-                OTHER,
-                "done",
-                "malicious",
-            )
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 30)
-            await nc.close()
+async def test_a_cache_that_refuses_writes_costs_no_second_lookup(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """The cache entry is written without an ack: with the cache's stream gone, the result
+    is still stored and published, the request acknowledged once, upstream asked once."""
+    async with running(nats_server, tmp_path) as stack:
+        js = stack.js
+        await js.delete_key_value(lookup_streams.CACHE_BUCKET)
+        await js.publish("lookup.requested.ipv4", request(OTHER))
+        await wait_for(lambda: stack.acknowledged(1), within=10)
+        results = await js.key_value(lookup_streams.RESULTS_BUCKET)
+        stored = schemas.decode_lookup_result((await results.get(kv_key(OTHER))).value or b"")
+        assert (stored.status, stored.verdict) == ("done", "malicious")
+        await asyncio.sleep(2.5)  # a nak (delay 2 s) would have brought it back by now
+        assert await stack.redelivered() == 0
+        assert len(stack.idb.requests) == 1
