@@ -1,6 +1,8 @@
 """``make bench``: an end-to-end lookup job of 1,000 mixed indicators.
 
-Measures the time from ``POST /api/v1/lookups`` until every result is in, with the real
+Measures the time from ``POST /api/v1/lookups`` until every result is in (the job's event
+stream says ``done``, as the web UI's live table hears it; ``--poll``: until a read of the
+whole job, repeated every 50 ms, says ``complete``), with the real
 gateway and every provider service as separate processes on a real nats-server, against
 loopback upstreams (NSD for every DNS zone the providers ask; RDAP, VirusTotal, AbuseIPDB,
 URLhaus, ThreatFox, MalwareBazaar, OTX, InternetDB and Tor exit list fakes). Baseline, in the
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import hashlib
 import os
 import platform
@@ -21,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -233,7 +237,33 @@ def cpu_report(before: dict[str, float], after: dict[str, float], wall: float) -
     )
 
 
-async def through_the_bus(base: str, items: list[str]) -> tuple[float, dict[str, int]]:
+async def until_done(session: aiohttp.ClientSession, url: str) -> None:
+    """Follow the job's event stream (as the web UI's live table does) until ``event: done``."""
+    async with session.get(f"{url}/events") as response:
+        assert response.status == 200, await response.text()
+        async for line in response.content:
+            if line.startswith(b"event: done"):
+                return
+            assert not line.startswith((b"event: error", b"event: grown")), line
+    raise AssertionError("the event stream ended before the job was done")
+
+
+async def until_complete(session: aiohttp.ClientSession, url: str) -> None:
+    """Read the whole job every 50 ms until it says ``complete`` (every read reads and
+    sends every result stored so far)."""
+    while True:
+        async with session.get(url) as response:
+            if (await response.json())["complete"]:
+                return
+        await asyncio.sleep(0.05)
+
+
+async def through_the_bus(
+    base: str, items: list[str], poll: bool = False, done: Callable[[], object] = lambda: None
+) -> tuple[float, dict[str, int]]:
+    """Submit the job and wait for it: by its event stream, or with ``poll`` by reading it
+    whole every 50 ms; ``done()`` is called the moment it is. The job is then read whole once
+    more, untimed, for its results."""
     async with aiohttp.ClientSession() as session:
         started = time.perf_counter()
         async with session.post(
@@ -242,13 +272,13 @@ async def through_the_bus(base: str, items: list[str]) -> tuple[float, dict[str,
             created = await response.json()
             assert response.status == 202, created
         accepted = time.perf_counter() - started
-        while True:
-            async with session.get(f"{base}/api/v1/lookups/{created['id']}") as response:
-                job = await response.json()
-            if job["complete"]:
-                break
-            await asyncio.sleep(0.05)
+        url = f"{base}/api/v1/lookups/{created['id']}"
+        await (until_complete if poll else until_done)(session, url)
         elapsed = time.perf_counter() - started
+        done()
+        async with session.get(url) as response:
+            job = await response.json()
+        assert job["complete"], "done, but the job's read says it is not complete"
     statuses: dict[str, int] = {}
     finished: dict[str, float] = {}  # per provider, seconds from the job's creation
     created_at = datetime.fromisoformat(job["created_at"])
@@ -274,7 +304,7 @@ NO_QUOTA = CONFIG.replace("per_minute = 1000000, per_day = 1000000", "").replace
 )
 
 
-async def main(count: int, rounds: int, no_quota: bool = False) -> None:
+async def main(count: int, rounds: int, no_quota: bool = False, poll: bool = False) -> None:
     items, zone_text = corpus(count)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -337,13 +367,19 @@ async def main(count: int, rounds: int, no_quota: bool = False) -> None:
                     def sample() -> dict[str, float]:
                         return {name: cpu_seconds(pid) for name, pid in pids.items()}
 
+                    def sample_into(into: dict[str, float]) -> None:
+                        into.update(sample())
+
                     for round_no in range(rounds):
                         before = sample()
                         baseline.append(await direct(settings, items, nc.jetstream()))
                         print(cpu_report(before, sample(), baseline[-1]))
                         before = sample()
-                        elapsed, statuses = await through_the_bus(base, items)
-                        print(cpu_report(before, sample(), elapsed))
+                        after: dict[str, float] = {}  # when the job is done
+                        elapsed, statuses = await through_the_bus(
+                            base, items, poll, functools.partial(sample_into, after)
+                        )
+                        print(cpu_report(before, after, elapsed))
                         job.append(elapsed)
                         print(
                             f"round {round_no + 1}: direct {baseline[-1]:.2f} s, "
@@ -369,7 +405,8 @@ async def main(count: int, rounds: int, no_quota: bool = False) -> None:
     print(f"| baseline: providers called directly, no bus | {b:.2f} | {count / b:.0f} |")
     services = f"gateway + {len(registry.PROVIDERS)} provider services"
     print(f"| lookout job: {services} | {j:.2f} | {count / j:.0f} |")
-    print(f"\nratio job / direct: {j / b:.2f}" + (" (--no-quota)" if no_quota else ""))
+    flags = [flag for flag, on in (("--no-quota", no_quota), ("--poll", poll)) if on]
+    print(f"\nratio job / direct: {j / b:.2f}" + (f" ({' '.join(flags)})" if flags else ""))
 
 
 if __name__ == "__main__":
@@ -381,5 +418,10 @@ if __name__ == "__main__":
         action="store_true",
         help="what-if: no quotas (no shared quota bookkeeping in the bus) for any provider",
     )
+    parser.add_argument(
+        "--poll",
+        action="store_true",
+        help="wait for the job by reading it whole every 50 ms instead of by its event stream",
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.indicators, args.rounds, args.no_quota))
+    asyncio.run(main(args.indicators, args.rounds, args.no_quota, args.poll))
