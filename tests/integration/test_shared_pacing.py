@@ -279,7 +279,11 @@ async def _backlog_is_sent_at_first_attempts(
     assert len(upstream.arrivals()) == 56  # each sent once
     delivered = {r.notification_id: r.attempts for r in records if r.state == "delivered"}
     assert delivered == dict.fromkeys(ids, 1)
-    assert busiest_second(upstream.arrivals()) <= 4 + 1
+    # Paced: at 4 per second, 56 sends span at least 13 s, however late each one leaves
+    # its slot (a busy machine bunches the arrivals of a backlog into one second: 7 of them
+    # once, in a whole-suite run; the per-second count is test_two_replicas_share_the_send_rate's)
+    arrived = upstream.arrivals()
+    assert max(arrived) - min(arrived) >= 12.5
 
 
 async def test_a_stopping_sink_hands_its_waiting_deliveries_back(
