@@ -10,7 +10,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
 PULL_EXPIRES = 1.0
@@ -55,6 +54,9 @@ async def consume(
     request_subject: str = sub._nms
     reply: str = sub._deliver
     nc = sub._nc
+    # Read straight from the subscription's queue: the client's ``next_msg`` makes two
+    # tasks and a uuid per message to apply its timeout.
+    queue: asyncio.Queue[Msg] = inbox._pending_queue
     asked = 0  # messages the outstanding request may still bring (0: none outstanding)
     given_up_at = 0.0  # when the loop stops waiting for the request's end
 
@@ -79,18 +81,19 @@ async def consume(
                     continue
                 asked = free
                 given_up_at = time.monotonic() + PULL_EXPIRES + PULL_GRACE
-            wait = min(given_up_at - time.monotonic(), 1.0)
             try:
-                msg = await inbox.next_msg(timeout=max(wait, 0.001))
-            except (TimeoutError, NatsTimeoutError):
-                if time.monotonic() >= given_up_at:
-                    asked = 0
-                continue
-            except Exception as exc:  # the connection closed: wait and go on
-                log.warning("fetch failed", error=str(exc) or type(exc).__name__)
-                asked = 0
-                await asyncio.sleep(0.5)
-                continue
+                msg = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                try:
+                    async with asyncio.timeout(
+                        max(min(given_up_at - time.monotonic(), 1.0), 0.001)
+                    ):
+                        msg = await queue.get()
+                except TimeoutError:
+                    if time.monotonic() >= given_up_at:
+                        asked = 0
+                    continue
+            inbox._pending_size -= len(msg.data)  # as the client's next_msg keeps count
             status = (msg.headers or {}).get(_STATUS)
             if status is not None:
                 if status == _HEARTBEAT:
