@@ -59,3 +59,24 @@ def test_line_is_rendered_as_json_dumps_renders_it(capsys: pytest.CaptureFixture
     assert '"text": "\\u00e9\\n", "n": 3, "f": 1.5, "ok": true, "none": null' in line
     assert '"c": {"n": 1}, "s": "{1}"' in line
     assert json.loads(line)["event"] == "shapes"
+
+
+def test_secrets_json_escapes_are_redacted_in_values_too(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A secret JSON writes as it is is found in the rendered line; one it escapes
+    (quotes, backslashes, non-ASCII, control characters) would not be found there, so
+    values are scrubbed for those before rendering."""
+    escaped = ['pa"ss\\word-1', "mot-de-passe-é", "tab\tsecret"]
+    for secret in [*escaped, "plain-secret-42"]:
+        log.register_secret(secret)
+    log.setup("test", "debug")
+    logger = log.get("t")
+    for secret in [*escaped, "plain-secret-42"]:
+        logger.info("line", note=f"<{secret}>", nested={"a": [f"x{secret}"]}, raw=secret.encode())
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 4
+    for line in lines:
+        assert line["note"] == "<[REDACTED]>"
+        assert line["nested"] == {"a": ["x[REDACTED]"]}
+        assert line["raw"] == "[REDACTED]"
