@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import re
 import uuid
@@ -271,11 +272,19 @@ def similar_url(public_url: str, notification: Any) -> str | None:
     if is_digest(note):
         return None
     attrs = reading.attributes
+    return _similar_url(public_url, note.source, note.type, attrs.application, attrs.environment)
+
+
+@functools.lru_cache(maxsize=1024)
+def _similar_url(
+    public_url: str, source: str, type_: str, application: str | None, environment: str | None
+) -> str:
+    """The link for one set of values, made once (a stream of notifications has few)."""
     values = {
-        "source": note.source,
-        "type": note.type,
-        "application": attrs.application,
-        "environment": attrs.environment,
+        "source": source,
+        "type": type_,
+        "application": application,
+        "environment": environment,
     }
     query = urlencode([(k, v) for k in SIMILAR if (v := values[k])])
     return f"{public_url}/silences?{query}"

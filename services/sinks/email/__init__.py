@@ -76,8 +76,9 @@ def message_id(notification: Notification) -> str:
 
 def _header_value(value: str, limit: int = 200) -> str:
     """``value`` on one line, without control characters (no header injection)."""
-    printable = "".join(ch if ch.isprintable() else " " for ch in value)
-    return " ".join(printable.split())[:limit]
+    if not value.isprintable():  # nearly every value is: no pass over each character
+        value = "".join(ch if ch.isprintable() else " " for ch in value)
+    return " ".join(value.split())[:limit]
 
 
 _STYLE_BODY = (
@@ -192,7 +193,8 @@ def envelope_address(value: str) -> str:
 
 def _part(content_type: str, text: str) -> str:
     """One UTF-8 text part, base64 (76-column lines), as the stdlib would write it."""
-    body = base64.encodebytes(text.encode("utf-8")).decode("ascii").replace("\n", CRLF)
+    encoded = base64.b64encode(text.encode("utf-8")).decode("ascii")
+    body = "".join(f"{encoded[at : at + 76]}{CRLF}" for at in range(0, len(encoded), 76))
     return (
         f'Content-Type: {content_type}; charset="utf-8"{CRLF}'
         f"Content-Transfer-Encoding: base64{CRLF}{CRLF}{body}"
