@@ -175,8 +175,10 @@ async def test_two_replicas_share_the_send_rate(
     assert delivered_by(b) > 0, "both replicas should have sent"
     times = upstream.arrivals()
     assert len(times) == 20  # never refused: the fakes have no rate limit here, nor 429s
-    # 5 per second across both replicas (each alone would send 5 per second: 10 together)
-    assert busiest_second(times) <= 5 + 1, sorted(t - min(times) for t in times)
+    # 5 per second across both replicas (each alone would send 5 per second: 10 together).
+    # Arrivals, not slots: a 1-s window holds 6 sends 0.2 s apart (both ends), and one that
+    # left its slot late beside one on time adds another (7 once, on a loaded machine).
+    assert busiest_second(times) <= 5 + 2, sorted(t - min(times) for t in times)
     assert max(times) - min(times) >= 19 / 5 - 0.3
     assert await pace_keys(nats_server.url) == [f"{upstream.target}.next"]
 
