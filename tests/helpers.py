@@ -231,18 +231,28 @@ async def gateway_ready(session: aiohttp.ClientSession, base: str) -> bool:
 
 
 @contextlib.asynccontextmanager
+async def running_task(
+    main: Callable[[asyncio.Event], Awaitable[None]],
+) -> AsyncIterator[asyncio.Task[None]]:
+    """``main(stop)`` as a task in this event loop for the block; then ``stop`` is set and
+    the task awaited (30 s at most)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(main(stop))
+    try:
+        yield task
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+@contextlib.asynccontextmanager
 async def running_service(settings: config.Settings, name: str) -> AsyncIterator[None]:
     """One service (e.g. ``sink-ops-http``, ``provider-dns``) as a task in this event loop:
     the real runner, target or provider, on the real bus."""
     from services.registry import service_main
 
-    stop = asyncio.Event()
-    task = asyncio.create_task(service_main(settings, name)(stop))
-    try:
+    async with running_task(service_main(settings, name)):
         yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
 
 
 def running_sink(settings: config.Settings, name: str) -> AbstractAsyncContextManager[None]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nats
 from fakes.virustotal import FakeVirusTotal
-from helpers import api, make_settings, running_gateway, wait_for
+from helpers import api, make_settings, running_gateway, running_task, wait_for
 
 from services.providers import virustotal
 from shared.bus.kvtime import Wait
@@ -34,17 +34,14 @@ START = 1_700_000_000.0
 
 @contextlib.asynccontextmanager
 async def provider(settings: Settings) -> AsyncIterator[None]:
-    stop = asyncio.Event()
     nc = await nats.connect(settings.effective_nats_url)
     runner = ProviderRunner(
         nc.jetstream(), virustotal.build(settings), settings, quota_window=WINDOW
     )
-    task = asyncio.create_task(runner.run(stop))
     try:
-        yield
+        async with running_task(runner.run):
+            yield
     finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
         await nc.close()
 
 

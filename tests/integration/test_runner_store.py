@@ -19,7 +19,7 @@ from pathlib import Path
 
 import nats
 from fakes.internetdb import FakeInternetDb
-from helpers import make_settings, wait_for
+from helpers import make_settings, running_task, wait_for
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -76,15 +76,12 @@ async def running(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Stac
         nc = await nats.connect(nats_server.url)
         js = nc.jetstream()
         await lookup_streams.provision(js, settings)
-        stop = asyncio.Event()
         runner = ProviderRunner(js, internetdb.build(settings), settings)
-        task = asyncio.create_task(runner.run(stop))
         try:
-            await wait_for(lambda: runner.cache is not None or task.done(), within=10)
-            yield Stack(idb, settings, nc, js, runner)
+            async with running_task(runner.run) as task:
+                await wait_for(lambda: runner.cache is not None or task.done(), within=10)
+                yield Stack(idb, settings, nc, js, runner)
         finally:
-            stop.set()
-            await asyncio.wait_for(task, 30)
             await nc.close()
 
 
