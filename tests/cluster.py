@@ -30,7 +30,14 @@ class NatsCluster:
 
     def __init__(self, root: Path, size: int = 3, name: str = "lookout-test") -> None:
         self.name = name
-        cluster_ports = [free_port() for _ in range(size)]
+        # Every client and route port at once, all different: a port is only free until
+        # it is bound, so two asked apart could be the same one (it happened: a node's
+        # client port was another's route port, and that node could not start).
+        ports: list[int] = []
+        while len(ports) < 2 * size:
+            if (port := free_port()) not in ports:
+                ports.append(port)
+        client_ports, cluster_ports = ports[:size], ports[size:]
         routes = [f"nats://127.0.0.1:{port}" for port in cluster_ports]
         self.nodes: list[NatsServer] = []
         for index, cluster_port in enumerate(cluster_ports):
@@ -38,6 +45,7 @@ class NatsCluster:
             self.nodes.append(
                 NatsServer(
                     root / f"node{index}",
+                    client_ports[index],
                     extra_args=[
                         "--cluster_name",
                         name,
