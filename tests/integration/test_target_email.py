@@ -4,6 +4,7 @@ loopback SMTP server (aiosmtpd) in plain text, STARTTLS or implicit TLS with a t
 from __future__ import annotations
 
 import contextlib
+import email
 import hashlib
 import json
 import ssl
@@ -490,3 +491,41 @@ async def test_certificate_is_verified_unless_disabled(
     assert "CERTIFICATE_VERIFY_FAILED" in record.error
     assert len(mailbox.delivered) == 1  # the lax one only
     assert await dead_letters(nats_server.url, "lax") == []
+
+
+async def test_an_internationalised_address_is_mailed_over_smtputf8(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """RFC 6531/6532: a non-ASCII mailbox goes in the envelope and the ``To`` header as
+    UTF-8 in an SMTPUTF8 transaction (aiosmtpd refuses such a RCPT without it); the ASCII
+    recipient beside it gets the same one message."""
+    mailbox = Mailbox()
+    josé = "josé@exämple.org"
+    with smtp_server(mailbox, enable_SMTPUTF8=True) as port:  # the Controller's default
+        to = (f"José Núñez <{josé}>", SOC)
+        settings = make_settings(tmp_path, nats_server.url, email_target(port, "none", to=to))
+        await send(settings, security_event("evt-utf8"), lambda: len(mailbox.delivered) == 1)
+    [received] = mailbox.delivered
+    assert received.rcpt_tos == [josé, SOC]
+    parsed = email.message_from_string(received.content.decode("utf-8"), policy=policy.SMTPUTF8)
+    assert [(a.display_name, a.addr_spec) for a in parsed["To"].addresses] == [
+        ("José Núñez", josé),
+        ("", SOC),
+    ]
+    assert await dead_letters(nats_server.url, TARGET) == []
+
+
+async def test_an_internationalised_address_without_smtputf8_is_dead_lettered(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """A server that does not offer SMTPUTF8 cannot take the address: a configuration
+    mismatch, dead-lettered at once with the reason, never retried into a loop."""
+    mailbox = Mailbox()
+    with smtp_server(mailbox, enable_SMTPUTF8=False) as port:  # EHLO without SMTPUTF8
+        toml = email_target(port, "none", to=("josé@exämple.org",))
+        settings = make_settings(tmp_path, nats_server.url, toml)
+        await send(settings, security_event("evt-no-utf8"), dead_lettered(nats_server.url, TARGET))
+    [record] = await dead_letters(nats_server.url, TARGET)
+    assert record.attempts == 1
+    assert "SMTPUTF8" in record.error
+    assert mailbox.attempts == []

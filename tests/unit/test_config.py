@@ -152,6 +152,11 @@ type = "log"
             '[[targets]]\nname = "a"\ntype = "log"\ngroup_by = ["colour"]\n',
             r"\$\.targets\[0\]\.group_by\[0\]",
         ),
+        (
+            '[[targets]]\nname = "m"\ntype = "email"\nhost = "h"\nsender = "a@b.c"\n'
+            'to = ["soc@example.com", "the soc team"]\n',
+            r"to: 'the soc team' is not one e-mail address .* - at `\$\.targets\[0\]`",
+        ),
         ("tragets = []\n", "unknown field `tragets`"),
     ],
 )

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from email import message_from_bytes, policy
+from email import message_from_bytes, message_from_string, policy
 
 import msgspec
+import pytest
 from helpers import sqreen_fixture
 
 from services.gateway import sqreen
 from services.sinks.email import build_message, envelope_address
-from services.sinks.email.config import EmailTargetConfig
+from services.sinks.email.config import EmailTargetConfig, address_problem
 from shared.relay.schemas import Notification
 from shared.relay.templates import Rendered, render
 
@@ -120,3 +121,46 @@ def test_the_plain_text_part_has_risk_application_and_environment() -> None:
     raw = build_message(config, bare, bare.subject, Rendered("t", "just the body"))
     plain = next(message_from_bytes(raw, policy=policy.default).iter_parts())
     assert plain.get_content() == "just the body\n"
+
+
+def test_an_internationalised_address_is_written_as_utf8_and_read_back() -> None:
+    """RFC 6532: a non-ASCII mailbox cannot be RFC 2047-encoded; the ``To`` line goes as
+    UTF-8 (the target sends it with SMTPUTF8), a display name quoted, an ASCII one beside
+    it unchanged; the stdlib's own formataddr refuses such an address."""
+    config = EmailTargetConfig(
+        name="mail",
+        host="h",
+        sender="Alerte Sécurité <soc@example.com>",
+        to=['"Núñez, José" <josé@exämple.com>', "b@example.com", "用户@例子.广告"],
+    )
+    note = _note()
+    raw = build_message(config, note, note.subject, Rendered("t", "body"))
+    parsed = message_from_string(raw.decode("utf-8"), policy=policy.SMTPUTF8)
+    assert [(a.display_name, a.addr_spec) for a in parsed["To"].addresses] == [
+        ("Núñez, José", "josé@exämple.com"),
+        ("", "b@example.com"),
+        ("", "用户@例子.广告"),
+    ]
+    assert b"=?utf-8?" in raw.split(b"\r\nTo:", 1)[0]  # the From name is still encoded
+    assert envelope_address(config.to[0]) == "josé@exämple.com"
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("not an address", "no user@domain"),
+        ("soc@example.com, cto@example.com", "2 addresses"),
+        ("soc@example.com\r\nBcc: victim@example.com", "line breaks"),
+        ("@example.com", "no user@domain"),
+        ("soc@", "no user@domain"),
+    ],
+)
+def test_what_is_not_one_address_is_named(value: str, problem: str) -> None:
+    assert problem in (address_problem(value) or "")
+
+
+@pytest.mark.parametrize(
+    "value", ["soc@example.com", "SOC Team <soc@example.com>", "José <josé@exämple.com>"]
+)
+def test_addresses_are_accepted(value: str) -> None:
+    assert address_problem(value) is None

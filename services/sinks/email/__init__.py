@@ -154,10 +154,11 @@ MAX_LINE = 78
 """Header lines are folded to this length where they can be (RFC 5322 §2.1.1)."""
 
 
-def _header(name: str, value: str) -> str:
-    """``Name: value`` for the wire: RFC 2047 encoded words when the value is not ASCII,
-    else folded at spaces to :data:`MAX_LINE` columns; lines end in CRLF."""
-    if not value.isascii():
+def _header(name: str, value: str, utf8: bool = False) -> str:
+    """``Name: value`` for the wire: RFC 2047 encoded words when the value is not ASCII
+    (unless ``utf8``: RFC 6532 UTF-8 as it is, for internationalised addresses), else
+    folded at spaces to :data:`MAX_LINE` columns; lines end in CRLF."""
+    if not utf8 and not value.isascii():
         return f"{name}: {Header(value, 'utf-8', header_name=name).encode(linesep=CRLF)}{CRLF}"
     line = f"{name}: {value}"
     if len(line) <= MAX_LINE:
@@ -177,13 +178,25 @@ def _header(name: str, value: str) -> str:
     return CRLF.join(lines) + CRLF
 
 
+def _address(value: str) -> tuple[str, bool]:
+    """One address for a header, and whether it needs UTF-8 headers: a display name is
+    RFC 2047-encoded, an ASCII address left as it is; an internationalised address
+    (RFC 6531/6532, a non-ASCII mailbox or domain) goes as UTF-8, display name and all,
+    which only an SMTPUTF8 transaction may carry (:meth:`EmailTarget._transmit`)."""
+    name, address = email.utils.parseaddr(value)
+    if address.isascii():
+        return email.utils.formataddr((name, address), charset="utf-8"), False
+    if not name:
+        return address, True
+    # the stdlib's formataddr and Address refuse a non-ASCII mailbox: quote the name here
+    return f'"{email.utils.quote(name)}" <{address}>', True
+
+
 @functools.lru_cache(maxsize=256)
-def _addresses(values: tuple[str, ...]) -> str:
-    """Address list with display names encoded, addresses left as they are (a target's
-    addresses never change: computed once)."""
-    return ", ".join(
-        email.utils.formataddr(email.utils.parseaddr(v), charset="utf-8") for v in values
-    )
+def _address_header(header: str, values: tuple[str, ...]) -> str:
+    """The ``From`` or ``To`` line (a target's addresses never change: computed once)."""
+    shown = [_address(value) for value in values]
+    return _header(header, ", ".join(text for text, _ in shown), any(u for _, u in shown))
 
 
 def envelope_address(value: str) -> str:
@@ -223,8 +236,8 @@ def build_message(
             f'Content-Type: multipart/alternative;{CRLF} boundary="{boundary}"{CRLF}',
             f"MIME-Version: 1.0{CRLF}",
             _header("Subject", _header_value(rendered.title, 250) or notification.type),
-            _header("From", _addresses((config.sender,))),
-            _header("To", _addresses(tuple(config.to))),
+            _address_header("From", (config.sender,)),
+            _address_header("To", tuple(config.to)),
             f"Date: {email.utils.formatdate(usegmt=True)}{CRLF}",
             f"Message-ID: {message_id(notification)}{CRLF}",
             f"Auto-Submitted: auto-generated{CRLF}",  # RFC 3834: no auto-replies, please
@@ -240,7 +253,7 @@ def build_message(
         f"--{boundary}{CRLF}{_part('text/html', page)}"
         f"--{boundary}--{CRLF}"
     )
-    return text.encode("utf-8")  # ASCII unless an address itself is not (SMTPUTF8)
+    return text.encode("utf-8")  # ASCII unless an address itself is not (SMTPUTF8, RFC 6532)
 
 
 def _client_context(verify: bool) -> ssl.SSLContext:
