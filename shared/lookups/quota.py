@@ -1,7 +1,11 @@
 """Per-provider quotas shared by every replica, kept in the NATS KV bucket ``provider_quota``.
 
-- **Per minute**: a sliding window. The key ``<provider>.minute`` holds one time per grant
-  of the last minute; a replica may add one only while fewer than ``per_minute`` are
+- **Per minute**: a sliding window. The key ``<provider>.minute`` holds the time of every
+  grant of the last minute, as ``[tick, count]`` pairs: times are rounded **up** to a tenth
+  of a second (a grant counts at most 0.1 s longer, never shorter), so the window stays a
+  few hundred pairs at most whatever the quota (a premium quota of thousands per minute
+  would otherwise be read, decoded and rewritten whole, one time per grant, at every turn);
+  a replica may add one only while fewer than ``per_minute`` are
   younger than the window, and only by compare-and-set on the revision it read, so two
   replicas can never both take the last slot. The window is 60 s plus a margin,
   ``[providers.<name>] quota_slack`` (default 1 s), and a grant's time is not when it was
@@ -90,8 +94,27 @@ Decision = Granted | Wait | Exhausted
 _KEPT = "the rest is kept for interactive lookups"
 _FIRST = "interactive lookups first"
 _SMOOTHING = "smoothing within the minute"
-_times = msgspec.json.Decoder(list[float])
+TICKS = 10
+"""Window times are counted in tenths of a second (``tick = ceil(time * TICKS)``)."""
+Window = dict[int, int]
+"""The minute window: grants per tick (in-flight grants at their ``now + hold`` tick)."""
+_window = msgspec.json.Decoder(list[tuple[int, int] | float])
 _encode = msgspec.json.Encoder().encode
+
+
+def tick(t: float) -> int:
+    """``t`` rounded up to the window's resolution (a grant counts longer, never shorter)."""
+    return math.ceil(t * TICKS)
+
+
+def _decode_window(value: bytes) -> Window:
+    """``[[tick, count], ...]``; a bare number is one grant at that time in seconds (the
+    window as releases before the ticks wrote it)."""
+    counts: Window = {}
+    for entry in _window.decode(value):
+        at, count = (tick(entry), 1) if isinstance(entry, float) else entry
+        counts[at] = counts.get(at, 0) + count
+    return counts
 
 
 def next_utc_midnight(now: float) -> float:
@@ -200,9 +223,8 @@ class SharedQuota:
         if self.quota.per_day:
             out["per_day"] = max(0, self.quota.per_day - await self._read_day(current))
         if self.quota.per_minute:
-            times, _ = await self._read_minute()
-            recent = [t for t in times if t > current - self.span]
-            out["per_minute"] = max(0, self.quota.per_minute - len(recent))
+            counts, _ = await self._read_minute()
+            out["per_minute"] = max(0, self.quota.per_minute - _count(counts, current - self.span))
         return out
 
     # One turn at a time: whoever holds the lock serves every ask and settle queued then.
@@ -315,12 +337,12 @@ class SharedQuota:
     async def _paused_until(self) -> float:
         return (await read_time(self.kv, f"{self.provider}.pause"))[0]
 
-    async def _read_minute(self) -> tuple[list[float], int | None]:
+    async def _read_minute(self) -> tuple[Window, int | None]:
         try:
             entry = await self.kv.get(f"{self.provider}.minute")
         except KeyNotFoundError:
-            return [], None
-        return (_times.decode(entry.value) if entry.value else []), entry.revision
+            return {}, None
+        return (_decode_window(entry.value) if entry.value else {}), entry.revision
 
     async def _take_minute(
         self, asks: list[_Ask], now: float | None, settles: list[_Settle], pace: int = 0
@@ -332,38 +354,44 @@ class SharedQuota:
         window."""
         key = f"{self.provider}.minute"
         for _ in range(MAX_TRIES):
-            times, revision = await self._read_minute()
-            moved = _settled(times, settles)
+            counts, revision = await self._read_minute()
+            moved = _settled(counts, settles)
             if now is None and not moved:
                 _written(settles)
                 return []
             if now is None:
-                recent = times
+                recent = counts
             else:
                 # A grant counts while younger than the span; one still in flight holds a
                 # time in the future (see settle), so it counts whatever its age.
-                recent = sorted(t for t in times if t > now - self.span)
-                self.known["minute"] = max(0, self.quota.per_minute - len(recent))
+                oldest = now - self.span
+                recent = {at: n for at, n in counts.items() if at / TICKS > oldest}
+            in_window = sum(recent.values())
+            if now is not None:
+                self.known["minute"] = max(0, self.quota.per_minute - in_window)
             decisions: list[Decision] = []
-            stamp = (now or 0.0) + self.hold
+            stamp = tick((now or 0.0) + self.hold)
             taken = 0
             for ask in asks:
                 assert now is not None
                 limit = self.limit(self.quota.per_minute, ask.scheduled)
                 if limit <= 0:
                     decisions.append(Wait(now + self.span, _KEPT))
-                elif len(recent) + taken >= limit:
-                    decisions.append(self._minute_wait([*recent, *[stamp] * taken], now, limit))
+                elif in_window + taken >= limit:
+                    with_taken = {**recent, stamp: recent.get(stamp, 0) + taken}
+                    decisions.append(self._minute_wait(with_taken, now, limit))
                 elif taken >= pace:
                     spacing = self.window / self.quota.per_minute
                     decisions.append(Wait(now + spacing, _SMOOTHING))
                 else:
                     taken += 1
-                    decisions.append(Granted(stamp))
+                    decisions.append(Granted(stamp / TICKS))
             if not taken and not moved:
                 _written(settles)
                 return decisions  # nothing to write
-            value = _encode([*recent, *[stamp] * taken])
+            if taken:
+                recent[stamp] = recent.get(stamp, 0) + taken
+            value = _encode(sorted(recent.items()))
             try:
                 if revision is None:
                     await self.kv.create(key, value)
@@ -373,15 +401,25 @@ class SharedQuota:
                 continue  # another replica wrote first: read again
             _written(settles)
             if now is not None:
-                self.known["minute"] = max(0, self.quota.per_minute - len(recent) - taken)
+                self.known["minute"] = max(0, self.quota.per_minute - in_window - taken)
             return decisions
         _written(settles)  # given up: their stamps stay in flight, a little longer
         return [Wait((now or time.time()) + 1.0, "quota store busy") for _ in asks]
 
-    def _minute_wait(self, recent: list[float], now: float, limit: int) -> Wait:
-        # The earliest a slot can free: an in-flight grant may end any moment.
-        ends = sorted(min(t, now) for t in recent)
-        free_at = ends[len(ends) - limit] + self.span
+    def _minute_wait(self, recent: Window, now: float, limit: int) -> Wait:
+        # The earliest a slot can free: an in-flight grant may end any moment. The slot
+        # that frees is the (count - limit + 1)-th oldest grant's.
+        ends: dict[float, int] = {}
+        for at, n in recent.items():
+            end = min(at / TICKS, now)
+            ends[end] = ends.get(end, 0) + n
+        index = sum(ends.values()) - limit
+        free_at = now
+        for end, n in sorted(ends.items()):
+            if index < n:
+                free_at = end + self.span
+                break
+            index -= n
         if limit < self.quota.per_minute:
             reason = f"{limit} of {self.quota.per_minute} requests per minute (scheduled)"
         else:
@@ -428,18 +466,24 @@ class SharedQuota:
         return None
 
 
-def _settled(times: list[float], settles: list[_Settle]) -> bool:
-    """Put each settle's end time in place of one of its stamps still in ``times`` (equal
-    stamps are interchangeable: each stands for one grant in flight); whether any moved.
-    A stamp already gone from the window has nothing to move."""
-    where: dict[float, list[int]] = {}
-    for index, value in enumerate(times):
-        where.setdefault(value, []).append(index)
+def _count(counts: Window, oldest: float) -> int:
+    """Grants in the window younger than ``oldest`` (in flight ones included)."""
+    return sum(n for at, n in counts.items() if at / TICKS > oldest)
+
+
+def _settled(counts: Window, settles: list[_Settle]) -> bool:
+    """Move each settle's grant from its in-flight tick to its end time's (grants of one
+    tick are interchangeable: each stands for one grant in flight); whether any moved. A
+    stamp already gone from the window has nothing to move."""
     moved = False
     for entry in settles:
-        spots = where.get(entry.stamp)
-        if spots:
-            times[spots.pop()] = entry.ended
+        at = round(entry.stamp * TICKS)
+        if counts.get(at, 0) > 0:
+            counts[at] -= 1
+            if not counts[at]:
+                del counts[at]
+            end = tick(entry.ended)
+            counts[end] = counts.get(end, 0) + 1
             moved = True
     return moved
 

@@ -10,12 +10,14 @@ shortened to 1 s (the production window is 60 s, the logic the same).
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nats
+import pytest
 from helpers import make_settings
 from nats.aio.client import Client
 
@@ -23,7 +25,7 @@ from shared.bus.kvtime import Wait
 from shared.core.natsserver import NatsServer
 from shared.lookups import streams as lookup_streams
 from shared.lookups.config import Quota
-from shared.lookups.quota import Granted, SharedQuota
+from shared.lookups.quota import TICKS, Granted, SharedQuota, Window, tick
 
 QUOTA_STREAM = f"KV_{lookup_streams.QUOTA_BUCKET}"
 
@@ -36,6 +38,11 @@ async def replica(
     await lookup_streams.provision(js, make_settings(tmp_path, url))
     kv = await js.key_value(lookup_streams.QUOTA_BUCKET)
     return nc, SharedQuota(kv, "vt", quota, smooth=False, **options)
+
+
+def stamps(counts: Window) -> list[float]:
+    """The window as one time per grant (seconds), oldest first."""
+    return sorted(at / TICKS for at, n in counts.items() for _ in range(n))
 
 
 async def writes(nc: Client) -> int:
@@ -56,7 +63,7 @@ async def test_concurrent_grants_and_settles_share_compare_and_sets(
     granting = await writes(nc) - before
     assert granting <= 4, granting  # the first call's turn, then the 31 that joined it
     in_flight = sorted(g.stamp for g in grants if isinstance(g, Granted) and g.stamp)
-    assert (await quota._read_minute())[0] == in_flight
+    assert stamps((await quota._read_minute())[0]) == in_flight
 
     before = await writes(nc)
     ended = time.time()
@@ -65,9 +72,71 @@ async def test_concurrent_grants_and_settles_share_compare_and_sets(
     )
     settling = await writes(nc) - before
     assert settling <= 4, settling
-    # every in-flight stamp was replaced by its request's end time
-    assert sorted((await quota._read_minute())[0]) == [ended + i for i in range(32)]
+    # every in-flight stamp was replaced by its request's end time (rounded up to a tick)
+    expected = [tick(ended + i) / TICKS for i in range(32)]
+    assert stamps((await quota._read_minute())[0]) == expected
+    assert all(0 <= at - (ended + i) <= 1 / TICKS for i, at in enumerate(expected))
     assert await quota.remaining() == {"per_minute": 1000 - 32, "per_day": None}
+    await nc.close()
+
+
+async def test_a_large_quota_keeps_a_small_window(nats_server: NatsServer, tmp_path: Path) -> None:
+    """A quota of a million a minute, 3,000 grants settled over 15 s: the window keeps one
+    count per tenth of a second (at most 151 here), not one time per grant, so a turn
+    reads and writes a few KB whatever the quota."""
+    nc, quota = await replica(nats_server.url, tmp_path, Quota(per_minute=1_000_000), hold=30.0)
+    start = time.time()
+    for batch in range(30):
+        now = start + batch * 0.5
+        grants = await asyncio.gather(*(quota.acquire(now=now) for _ in range(100)))
+        assert all(isinstance(g, Granted) for g in grants)
+        ends = [now + i * 0.005 for i in range(100)]  # answers 5 ms apart
+        await asyncio.gather(
+            *(
+                quota.settle(g, now=e)
+                for g, e in zip(grants, ends, strict=True)
+                if isinstance(g, Granted)
+            )
+        )
+    counts, _ = await quota._read_minute()
+    assert sum(counts.values()) == 3000
+    assert len(counts) <= 151, len(counts)
+    entry = await quota.kv.get("vt.minute")
+    assert entry.value is not None
+    assert len(entry.value) < 151 * 20
+    assert await quota.remaining(now=start + 15) == {
+        "per_minute": 1_000_000 - 3000,
+        "per_day": None,
+    }
+    await nc.close()
+
+
+async def test_rounded_up_a_grant_counts_a_little_longer_never_shorter(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """A grant settled at ``ended`` counts until ``ended + span`` at least, and no more than
+    one tick after; and a window written by a release before the ticks (one time in
+    seconds per grant) is read as those grants."""
+    nc, quota = await replica(nats_server.url, tmp_path, Quota(per_minute=10), hold=5.0)
+    ended = time.time() + 0.0123
+    [grant] = [await quota.acquire(now=ended - 0.5)]
+    assert isinstance(grant, Granted)
+    await quota.settle(grant, now=ended)
+    span = quota.span
+    assert (await quota.remaining(now=ended + span - 0.001))["per_minute"] == 9
+    assert (await quota.remaining(now=ended + span + 1 / TICKS))["per_minute"] == 10
+
+    old = [ended + 1.0, ended + 1.0, ended + 2.5]  # the format before: one float per grant
+    await quota.kv.put("vt.minute", json.dumps(old).encode())
+    assert (await quota.remaining(now=ended + 3))["per_minute"] == 10 - 3
+    waited = await quota.acquire(now=ended + 3)  # 3 old ones and 7 new ones fill it
+    assert isinstance(waited, Granted)
+    for _ in range(6):
+        assert isinstance(await quota.acquire(now=ended + 3), Granted)
+    told = await quota.acquire(now=ended + 3)
+    assert isinstance(told, Wait)
+    # the oldest of the ten (an old-format one, ended + 1.0) frees first
+    assert told.until == pytest.approx(tick(ended + 1.0) / TICKS + span)
     await nc.close()
 
 
