@@ -1,7 +1,9 @@
 """The history's indexer: every final lookup result into the indicator history, and each
 verdict change of a watched indicator out as ``notification.lookout.verdict_changed``.
 
-It pulls ``lookup.result.>`` from the durable consumer ``lookup-history`` (shared by every
+It pulls every result stored in the KV bucket ``lookup_results`` (``$KV.lookup_results.>``,
+the same ``lookup-result/1`` bodies LOOKUP_RESULTS gets a copy of) from the durable
+consumer ``lookup-history`` on the bucket's stream (shared by every
 replica of the scheduler service: each result is indexed by one of them), updates the
 indicator's entry by compare-and-set (:func:`shared.lookups.history.apply`), then publishes
 what the entry's outbox holds and takes it out of the outbox, and only then acknowledges
@@ -64,7 +66,7 @@ class Indexer:
     async def run(self, stop: asyncio.Event) -> None:
         self._kv = await leader_bucket(self._js, lookup_streams.HISTORY_BUCKET)
         sub = await self._js.pull_subscribe_bind(
-            durable=lookup_streams.HISTORY_DURABLE, stream=lookup_streams.LOOKUP_RESULTS
+            durable=lookup_streams.HISTORY_DURABLE, stream=lookup_streams.RESULTS_STREAM
         )
         await consume(
             sub,
@@ -76,6 +78,9 @@ class Indexer:
         )
 
     async def _handle(self, msg: Msg) -> None:
+        if msg.headers and msg.headers.get("KV-Operation"):  # a key deleted or purged
+            await msg.ack()
+            return
         try:
             result = schemas.decode_lookup_result(msg.data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:

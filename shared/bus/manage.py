@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StreamConfig
+from nats.js.api import KeyValueConfig, RePublish, StreamConfig
 from nats.js.errors import APIError, BadRequestError, NotFoundError
 
 from shared.core import logging as log
@@ -53,9 +53,16 @@ def raise_if_not_clustered(exc: APIError, stream: str | None) -> None:
         ) from exc
 
 
+def _republish(config: RePublish | None) -> tuple[str, str, bool] | None:
+    return (
+        None if config is None else (config.src or "", config.dest or "", bool(config.headers_only))
+    )
+
+
 async def ensure_bucket(js: JetStreamContext, config: KeyValueConfig, replicas: int) -> None:
     """Create the bucket with ``replicas``, or bring an existing one to ``replicas``,
-    ``config.ttl`` and, when ``config.direct``, ``allow_direct``. nats-py has no KV update,
+    ``config.ttl``, when ``config.direct``, ``allow_direct``, and ``config.republish``.
+    nats-py has no KV update,
     and creating it again with other settings fails, so those are changed on the bucket's
     backing stream (its other settings are left as they are): a release that changes a
     lifetime (e.g. the web UI sessions') applies it to buckets made by the one before, and
@@ -80,6 +87,11 @@ async def ensure_bucket(js: JetStreamContext, config: KeyValueConfig, replicas: 
         if config.direct and not current.allow_direct:
             changed["allow_direct"] = (False, True)
             current.allow_direct = True
+        if config.republish is not None and _republish(current.republish) != _republish(
+            config.republish
+        ):
+            changed["republish"] = (_republish(current.republish), _republish(config.republish))
+            current.republish = config.republish
         if changed:
             _log.info("changing bucket settings", bucket=config.bucket, **changed)
             await js.update_stream(current)

@@ -3,8 +3,9 @@
 A provider answers one indicator at a time. The runner (one per provider service, any
 number of replicas) pulls from the provider's durable consumer, which is delivered only
 ``lookup.requested.<kind>`` of the kinds the provider answers, looks in the cache, asks the
-provider under a bounded timeout, stores the result in the KV bucket ``lookup_results``,
-publishes it on ``lookup.result.<provider>`` and only then acknowledges the request. A
+provider under a bounded timeout, stores the result in the KV bucket ``lookup_results``
+(which nats-server publishes again on ``lookup.result.<provider>``) and only then
+acknowledges the request. A
 provider that raises never loses the request: the result says ``error`` with the reason.
 """
 
@@ -328,23 +329,20 @@ class ProviderRunner:
         return key, msgspec.json.encode(entry)
 
     async def _store(self, result: LookupResult, cache: tuple[str, bytes] | None) -> None:
-        """The answer into the cache, the result into ``lookup_results``, then, once stored,
-        the result on ``lookup.result.<provider>``. The two result writes are JetStream
-        publishes that wait for their ack (a KV put is a publish to ``$KV.<bucket>.<key>``);
-        either failing raises, and the request is delivered again. The cache entry goes out
-        first on the same connection, without an ack: a cache that refuses it costs a later
-        lookup, never this one's result, and never a second upstream request (and quota) for
-        this one."""
+        """The answer into the cache, then the result into ``lookup_results``, a JetStream
+        publish to ``$KV.lookup_results.<key>`` that waits for its ack; failing, it raises
+        and the request is delivered again. Once stored, nats-server itself publishes the
+        result on ``lookup.result.<provider>`` (the bucket's RePublish), where LOOKUP_RESULTS
+        stores it. The cache entry goes out first on the same connection, without an ack: a
+        cache that refuses it costs a later lookup, never this one's result, and never a
+        second upstream request (and quota) for this one."""
         timeout = self.settings.publish_timeout
         body = messages.encode(result)
         if cache is not None:
             key, entry = cache
             await self.publisher.send(f"$KV.{streams.CACHE_BUCKET}.{key}", entry)
         await self.publisher.publish(
-            f"$KV.{streams.RESULTS_BUCKET}.{result.kv_key}", body, None, timeout
-        )
-        await self.publisher.publish(
-            f"lookup.result.{result.provider}",
+            f"$KV.{streams.RESULTS_BUCKET}.{result.kv_key}",
             body,
             {messages.SCHEMA_HEADER: schemas.LOOKUP_RESULT_SCHEMA},
             timeout,

@@ -5,6 +5,8 @@ RECENT_LOOKUPS, the watches and the scheduler's bucket."""
 
 from __future__ import annotations
 
+import contextlib
+
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -12,6 +14,7 @@ from nats.js.api import (
     DeliverPolicy,
     DiscardPolicy,
     KeyValueConfig,
+    RePublish,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -36,7 +39,15 @@ RECENT_KEPT = 10_000
 WATCHES_BUCKET = "watches"
 SCHEDULER_BUCKET = "scheduler"
 HISTORY_DURABLE = "lookup-history"
-"""The indexer's durable consumer on LOOKUP_RESULTS (every scheduler replica shares it)."""
+"""The indexer's durable consumer on the ``lookup_results`` bucket's stream (every scheduler
+replica shares it)."""
+RESULTS_STREAM = KV_STREAM.format(bucket=RESULTS_BUCKET)
+RESULTS_REPUBLISH = RePublish(
+    src=f"$KV.{RESULTS_BUCKET}.*.*.*", dest="lookup.result.{{wildcard(3)}}"
+)
+"""Every result stored in ``lookup_results`` (key ``<job>.<indicator key>.<provider>``) is
+published again by nats-server on ``lookup.result.<provider>``, where LOOKUP_RESULTS stores
+it: one write by the runner, not a KV put and a publish, each awaited."""
 
 
 def provider_durable(provider: str) -> str:
@@ -93,6 +104,7 @@ async def provision(js: JetStreamContext, settings: Settings) -> None:
             direct=True,  # read with direct gets (shared.bus.direct), never a watch
             ttl=job_ttl,
             storage=StorageType.FILE,
+            republish=RESULTS_REPUBLISH,
         ),
         KeyValueConfig(
             bucket=CACHE_BUCKET,
@@ -128,13 +140,18 @@ async def provision(js: JetStreamContext, settings: Settings) -> None:
     ):
         await ensure_bucket(js, bucket, settings.stream_replicas)
     await bound_history(js, config.history_max_bytes)
+    # Before the results were republished, the indexer read LOOKUP_RESULTS; it reads the
+    # bucket now, which has every result for certain (a republished copy the server cannot
+    # store in LOOKUP_RESULTS is not sent again).
+    with contextlib.suppress(NotFoundError):
+        await js.delete_consumer(LOOKUP_RESULTS, HISTORY_DURABLE)
     await _ensure_consumer(
         js,
-        LOOKUP_RESULTS,
+        RESULTS_STREAM,
         ConsumerConfig(
             durable_name=HISTORY_DURABLE,
             description="the indicator history's indexer (the scheduler service)",
-            filter_subject="lookup.result.>",
+            filter_subject=f"$KV.{RESULTS_BUCKET}.>",
             deliver_policy=DeliverPolicy.NEW,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=30.0,

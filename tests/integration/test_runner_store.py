@@ -1,10 +1,10 @@
 """What a provider's runner writes for a lookup, in which order, and when it acknowledges
 the request (shared/lookups/runner.py, ``_store``): the answer into ``lookup_cache`` (no
-ack asked: best effort), the result into the KV bucket ``lookup_results``, and only once it
-is stored the result on ``lookup.result.<provider>``; the request is acknowledged after
-that. When the result cannot be published (here: no stream takes ``lookup.result.>``), the
-request is not acknowledged and comes back until it can be; a cache that refuses its entry
-changes nothing.
+ack asked: best effort), then the result into the KV bucket ``lookup_results``, which
+nats-server publishes again on ``lookup.result.<provider>`` once stored (LOOKUP_RESULTS
+keeps that copy); the request is acknowledged after the result is stored. When it cannot
+be stored, the request is not acknowledged and comes back until it can be; a cache that
+refuses its entry changes nothing.
 
 A real InternetDB runner (its fake upstream, tests/fakes/internetdb.py) on a real
 nats-server; requests published as the gateway publishes them."""
@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nats
+import pytest
 from fakes.internetdb import FakeInternetDb
 from helpers import make_settings, running_task, wait_for
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError
+from nats.js.api import AckPolicy, ConsumerConfig, KeyValueConfig
+from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from services.providers import internetdb
 from shared.bus import messages
@@ -85,71 +87,116 @@ async def running(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Stac
             await nc.close()
 
 
-async def test_stored_before_published_and_acknowledged_after_a_refused_publish_redelivers(
+async def test_stored_then_published_by_the_server_then_acknowledged(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
+    """The runner writes the result once, into ``lookup_results``; nats-server publishes it
+    on ``lookup.result.<provider>`` (the bucket's RePublish) only once stored, and
+    LOOKUP_RESULTS keeps that one copy."""
     async with running(nats_server, tmp_path) as stack:
         js = stack.js
         results = await js.key_value(lookup_streams.RESULTS_BUCKET)
         cache = await js.key_value(lookup_streams.CACHE_BUCKET)
-
-        async def stored(key: str) -> bytes | None:
-            try:
-                return (await results.get(key)).value
-            except KeyNotFoundError:
-                return None
-
-        seen: list[tuple[bytes, bytes | None, list[str]]] = []
+        seen: list[tuple[bytes, bytes | None, list[str], dict[str, str]]] = []
 
         async def on_result(msg: Msg) -> None:
             # what the buckets hold when the result is published
             key = schemas.decode_lookup_result(msg.data).kv_key
             try:
+                in_kv = (await results.get(key)).value
+            except KeyNotFoundError:
+                in_kv = None
+            try:
                 cached = await cache.keys()
             except Exception:  # no keys yet
                 cached = []
-            seen.append((msg.data, await stored(key), cached))
+            seen.append((msg.data, in_kv, cached, dict(msg.headers or {})))
 
-        published = await stack.nc.subscribe("lookup.result.internetdb", cb=on_result)
+        await stack.nc.subscribe("lookup.result.internetdb", cb=on_result)
         await js.publish("lookup.requested.ipv4", request(PUBLISHED))
         await wait_for(lambda: len(seen) == 1)
-        body, in_kv, cached = seen[0]
+        body, in_kv, cached, headers = seen[0]
         assert schemas.decode_lookup_result(body).status == "done"
         assert in_kv == body  # stored before it was published
         assert [k for k in cached if k.startswith("internetdb.")]  # and the cache too
+        assert headers[messages.SCHEMA_HEADER] == schemas.LOOKUP_RESULT_SCHEMA
+        assert headers["Nats-Subject"] == f"$KV.lookup_results.{kv_key(PUBLISHED)}"
         await wait_for(lambda: stack.acknowledged(1))
+        info = await js.stream_info(lookup_streams.LOOKUP_RESULTS)
+        assert info.state.messages == 1  # one copy: the runner published nothing itself
+        last = await js.get_last_msg(lookup_streams.LOOKUP_RESULTS, "lookup.result.internetdb")
+        assert last.data == body
+        assert len(seen) == 1
 
-        # No stream takes lookup.result.> any more: the result is stored, never
-        # acknowledged, and the request comes back.
-        await published.unsubscribe()
-        await js.delete_stream(lookup_streams.LOOKUP_RESULTS)
+
+async def test_a_result_the_bucket_refuses_is_not_acknowledged_and_comes_back(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """With the results bucket's stream gone the result cannot be stored: the request is
+    never acknowledged and comes back until it can be, then is stored, republished and
+    acknowledged."""
+    async with running(nats_server, tmp_path) as stack:
+        js = stack.js
+        await js.delete_stream(lookup_streams.RESULTS_STREAM)
         await js.publish("lookup.requested.ipv4", request(OTHER))
-
-        async def stored_other() -> bool:
-            return await stored(kv_key(OTHER)) is not None
-
-        await wait_for(stored_other)
 
         async def redelivered() -> bool:
             return await stack.redelivered() >= 1
 
         await wait_for(redelivered, within=20)
-        assert not await stack.acknowledged(2)
-        assert len(stack.idb.requests) >= 3  # looked up again on each delivery
+        assert not await stack.acknowledged(1)
+        assert len(stack.idb.requests) >= 2  # looked up again on each delivery
 
-        # The stream is back: the next delivery publishes the result and acknowledges.
-        await lookup_streams.provision(js, stack.settings)
-        await wait_for(lambda: stack.acknowledged(2), within=20)
+        await lookup_streams.provision(js, stack.settings)  # the bucket is back
+        await wait_for(lambda: stack.acknowledged(1), within=20)
+        results = await js.key_value(lookup_streams.RESULTS_BUCKET)
+        stored = schemas.decode_lookup_result((await results.get(kv_key(OTHER))).value or b"")
+        assert (stored.status, stored.verdict) == ("done", "malicious")
         last = await js.get_last_msg(lookup_streams.LOOKUP_RESULTS, "lookup.result.internetdb")
-        result = schemas.decode_lookup_result(last.data or b"")
-        assert (result.indicator, result.status, result.verdict) == (OTHER, "done", "malicious")
+        assert schemas.decode_lookup_result(last.data or b"").indicator == OTHER
+
+
+async def test_provisioning_brings_a_bucket_and_the_indexer_of_a_release_before(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """Made by a release before the RePublish: the bucket gets it, and the indexer's durable
+    moves from LOOKUP_RESULTS to the bucket's stream."""
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        settings = make_settings(tmp_path, nats_server.url)
+        await js.create_key_value(KeyValueConfig(bucket=lookup_streams.RESULTS_BUCKET))
+        await js.add_stream(name=lookup_streams.LOOKUP_RESULTS, subjects=["lookup.result.>"])
+        await js.add_consumer(
+            lookup_streams.LOOKUP_RESULTS,
+            ConsumerConfig(
+                durable_name=lookup_streams.HISTORY_DURABLE, ack_policy=AckPolicy.EXPLICIT
+            ),
+        )
+        await lookup_streams.provision(js, settings)
+        info = await js.stream_info(lookup_streams.RESULTS_STREAM)
+        assert info.config.republish is not None
+        assert info.config.republish.dest == "lookup.result.{{wildcard(3)}}"
+        with pytest.raises(NotFoundError):
+            await js.consumer_info(lookup_streams.LOOKUP_RESULTS, lookup_streams.HISTORY_DURABLE)
+        moved = await js.consumer_info(
+            lookup_streams.RESULTS_STREAM, lookup_streams.HISTORY_DURABLE
+        )
+        assert moved.config.filter_subject == "$KV.lookup_results.>"
+        results = await js.key_value(lookup_streams.RESULTS_BUCKET)
+        await results.put("job1.abc.internetdb", b"{}")
+        copy = await js.get_last_msg(lookup_streams.LOOKUP_RESULTS, "lookup.result.internetdb")
+        assert copy.data == b"{}"
+        await lookup_streams.provision(js, settings)  # again: nothing left to change
+    finally:
+        await nc.close()
 
 
 async def test_a_cache_that_refuses_writes_costs_no_second_lookup(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
     """The cache entry is written without an ack: with the cache's stream gone, the result
-    is still stored and published, the request acknowledged once, upstream asked once."""
+    is still stored, the request acknowledged once, upstream asked once."""
     async with running(nats_server, tmp_path) as stack:
         js = stack.js
         await js.delete_key_value(lookup_streams.CACHE_BUCKET)
