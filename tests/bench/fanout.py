@@ -364,7 +364,9 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     print()
     print(
         f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, {version}; "
-        f"{args.seconds} s per rate, open-loop, log level {args.log_level}"
+        f"{args.seconds} s per rate, open-loop, log level {args.log_level}; "
+        f"1-minute load {args.load_before:.1f} before (the goal is absolute: other work on "
+        "the machine counts against it)"
     )
     print()
     print("| rate/s | sent/s | deliveries | p50 ms | p99 ms | max ms | POST p99 ms | sustained |")
@@ -401,6 +403,7 @@ def main() -> int:
     parser.add_argument("--drain", type=float, default=5.0)
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args()
+    args.load_before = os.getloadavg()[0]
     try:
         import uvloop
 

@@ -305,6 +305,7 @@ NO_QUOTA = CONFIG.replace("per_minute = 1000000, per_day = 1000000", "").replace
 
 
 async def main(count: int, rounds: int, no_quota: bool = False, poll: bool = False) -> None:
+    load_before = os.getloadavg()[0]
     items, zone_text = corpus(count)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -397,7 +398,9 @@ async def main(count: int, rounds: int, no_quota: bool = False, poll: bool = Fal
     print()
     print(
         f"machine: {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"{count} indicators, {rounds} alternating rounds, medians"
+        f"{count} indicators, {rounds} alternating rounds, medians; 1-minute load "
+        f"{load_before:.1f} before (the job's 16 processes lose more than the one-process "
+        "baseline to other work: compare runs on an otherwise idle machine, see BENCHMARKS.md)"
     )
     print()
     print("| run | seconds | indicators/s |")
