@@ -62,11 +62,12 @@ def _republish(config: RePublish | None) -> tuple[str, str, bool] | None:
 async def ensure_bucket(js: JetStreamContext, config: KeyValueConfig, replicas: int) -> None:
     """Create the bucket with ``replicas``, or bring an existing one to ``replicas``,
     ``config.ttl``, when ``config.direct``, ``allow_direct``, and ``config.republish``.
-    nats-py has no KV update,
-    and creating it again with other settings fails, so those are changed on the bucket's
-    backing stream (its other settings are left as they are): a release that changes a
-    lifetime (e.g. the web UI sessions') applies it to buckets made by the one before, and
-    buckets made before reads went through direct gets (shared.bus.direct) can be read so."""
+    nats-py has no KV update, and creating it again with other settings fails, so those
+    are changed on the bucket's backing stream (its other settings are left as they are):
+    a release that changes a lifetime (e.g. the web UI sessions') applies it to buckets
+    made by the one before, buckets made before reads went through direct gets
+    (shared.bus.direct) can be read so, and ``lookup_results`` made before its RePublish
+    gets it."""
     config = dataclasses.replace(config, replicas=replicas)
     stream = KV_STREAM.format(bucket=config.bucket)
     try:
