@@ -39,6 +39,7 @@ from helpers import (
     sqreen_sign,
     wait_for,
 )
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from services.gateway import state as gateway_state
@@ -440,6 +441,45 @@ async def test_provisioning_applies_the_replica_count(cluster: NatsCluster, tmp_
         assert entry.value == b"yes"
     finally:
         await nc.close()
+
+
+async def test_a_stored_result_is_republished_across_the_cluster(
+    cluster: NatsCluster, tmp_path: Path
+) -> None:
+    """Three replicas of everything: a result put into ``lookup_results`` on one node reaches
+    a core subscriber of ``lookup.result.<provider>`` on every node, and LOOKUP_RESULTS (its
+    own three replicas) keeps it once; the history's durable is on the bucket's stream."""
+    await cluster.wait_jetstream()
+    writer = await nats.connect(cluster.urls[0])
+    readers = [await nats.connect(url) for url in cluster.urls]
+    try:
+        js = writer.jetstream(timeout=5.0)
+        settings = make_settings(tmp_path, cluster.url, LOOKOUT_STREAM_REPLICAS="3")
+        await lookup_streams.provision(js, settings)
+        got: list[list[bytes]] = [[] for _ in readers]
+        for reader, into in zip(readers, got, strict=True):
+
+            async def keep(msg: Msg, into: list[bytes] = into) -> None:
+                into.append(msg.data)
+
+            await reader.subscribe("lookup.result.otx", cb=keep)
+            await reader.flush()
+        results = await js.key_value(lookup_streams.RESULTS_BUCKET)
+        await results.put("job1.0123456789abcdef0123.otx", b'{"status": "done"}')
+        await wait_for(lambda: all(got), within=10)
+        assert got == [[b'{"status": "done"}']] * len(readers)
+        await wait_for(
+            partial(replicas_current, js, lookup_streams.LOOKUP_RESULTS, 3), within=30, every=0.2
+        )
+        info = await js.stream_info(lookup_streams.LOOKUP_RESULTS)
+        assert info.state.messages == 1
+        history = await js.consumer_info(
+            lookup_streams.RESULTS_STREAM, lookup_streams.HISTORY_DURABLE
+        )
+        assert history.num_pending == 1  # no scheduler runs here: it waits for one
+    finally:
+        for connection in (writer, *readers):
+            await connection.close()
 
 
 async def test_replicas_on_a_single_server_is_a_clear_error(
