@@ -5,8 +5,8 @@ number of replicas) pulls from the provider's durable consumer, which is deliver
 ``lookup.requested.<kind>`` of the kinds the provider answers, looks in the cache, asks the
 provider under a bounded timeout, stores the result in the KV bucket ``lookup_results``
 (which nats-server publishes again on ``lookup.result.<provider>``) and only then
-acknowledges the request. A
-provider that raises never loses the request: the result says ``error`` with the reason.
+acknowledges the request. A provider that raises never loses the request: the result says
+``error`` with the reason.
 """
 
 from __future__ import annotations
