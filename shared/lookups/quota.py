@@ -372,14 +372,18 @@ class SharedQuota:
             decisions: list[Decision] = []
             stamp = tick((now or 0.0) + self.hold)
             taken = 0
+            full: dict[tuple[int, int], Wait] = {}  # (limit, taken): the same wait for each
             for ask in asks:
                 assert now is not None
                 limit = self.limit(self.quota.per_minute, ask.scheduled)
                 if limit <= 0:
                     decisions.append(Wait(now + self.span, _KEPT))
                 elif in_window + taken >= limit:
-                    with_taken = {**recent, stamp: recent.get(stamp, 0) + taken}
-                    decisions.append(self._minute_wait(with_taken, now, limit))
+                    wait = full.get((limit, taken))
+                    if wait is None:
+                        with_taken = {**recent, stamp: recent.get(stamp, 0) + taken}
+                        wait = full[limit, taken] = self._minute_wait(with_taken, now, limit)
+                    decisions.append(wait)
                 elif taken >= pace:
                     spacing = self.window / self.quota.per_minute
                     decisions.append(Wait(now + spacing, _SMOOTHING))
