@@ -20,17 +20,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from services.providers.threatfox.config import SPEC, threatfox_settings
+from services.providers.threatfox.config import SPEC, ThreatFoxConfig, threatfox_settings
 from shared.core.settings import Settings
+from shared.lookups.abusech import AbuseChProvider
 from shared.lookups.indicators import hash_algorithm
-from shared.lookups.provider import (
-    Answer,
-    HttpProvider,
-    ProviderError,
-    refuse_throttle_or_key,
-    upstream,
-    utc_time,
-)
+from shared.lookups.provider import Answer, utc_time
 from shared.lookups.schemas import LookupRequest, Verdict
 
 IOCS_KEPT = 10
@@ -48,25 +42,19 @@ def _matches(request: LookupRequest, ioc: str) -> bool:
     return _host(ioc) == request.indicator
 
 
-class ThreatFoxProvider(HttpProvider):
+class ThreatFoxProvider(AbuseChProvider[ThreatFoxConfig]):
     name = SPEC.name
     default_ttl = SPEC.default_ttl
+    label = "ThreatFox"
+    not_found = ("no_result", "no_results")
 
     def __init__(self, settings: Settings) -> None:
-        own = threatfox_settings(settings)
-        self.config = own.config
-        super().__init__(self.config.timeout)
-        self.key = own.api_key
-        self.base = own.url
-
-    def configured(self) -> str | None:
-        return None if self.key is not None else "ABUSECH_API_KEY is not set"
+        super().__init__(threatfox_settings(settings))
 
     def cache_salt(self) -> str:
         return f"{self.base}|{self.config.malicious_confidence}"
 
     async def lookup(self, request: LookupRequest) -> Answer:
-        assert self.key is not None
         about: dict[str, Any] = {}
         if request.kind == "hash":
             algorithm = hash_algorithm(request.indicator) or "unknown"
@@ -76,25 +64,9 @@ class ThreatFoxProvider(HttpProvider):
             query: dict[str, str] = {"query": "search_hash", "hash": request.indicator}
         else:
             query = {"query": "search_ioc", "search_term": request.indicator}
-        url = f"{self.base}/"
-        status, headers, body = await self.post_json(
-            url, headers={"Auth-Key": self.key.reveal(), "Accept": "application/json"}, json=query
-        )
-        where = {"upstream": upstream(url)}
-        refuse_throttle_or_key("ThreatFox", status, headers, where)
-        if status != 200 or not isinstance(body, dict):
-            raise ProviderError(
-                f"HTTP {status}" if status != 200 else "not a ThreatFox answer", data=where
-            )
-        query_status = str(body.get("query_status", ""))
-        if query_status in ("no_result", "no_results"):
+        body = await self.query(f"{self.base}/", json=query)
+        if body is None:
             return Answer("undetected", "not in ThreatFox", {"found": False, **about})
-        if query_status == "unknown_auth_key":
-            raise ProviderError("API key refused (unknown_auth_key)", data=where)
-        if query_status != "ok":
-            raise ProviderError(
-                f"ThreatFox refused the query: {query_status or 'no status'}", data=where
-            )
         iocs = [i for i in body.get("data") or [] if isinstance(i, dict)]
         if request.kind != "hash":
             iocs = [i for i in iocs if _matches(request, str(i.get("ioc", "")))]

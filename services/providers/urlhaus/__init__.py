@@ -17,63 +17,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.providers.urlhaus.config import SPEC, urlhaus_settings
+from services.providers.urlhaus.config import SPEC, UrlhausConfig, urlhaus_settings
 from shared.core.settings import Settings
-from shared.lookups.provider import (
-    Answer,
-    HttpProvider,
-    ProviderError,
-    refuse_throttle_or_key,
-    upstream,
-    utc_time,
-)
+from shared.lookups.abusech import AbuseChProvider
+from shared.lookups.provider import Answer, utc_time
 from shared.lookups.schemas import LookupRequest
 
 RECENT_URLS = 10
 """How many of a host's URLs the answer keeps (URLhaus lists up to its latest 100)."""
 
 
-class UrlhausProvider(HttpProvider):
+class UrlhausProvider(AbuseChProvider[UrlhausConfig]):
     name = SPEC.name
     default_ttl = SPEC.default_ttl
+    label = "URLhaus"
 
     def __init__(self, settings: Settings) -> None:
-        own = urlhaus_settings(settings)
-        self.config = own.config
-        super().__init__(self.config.timeout)
-        self.key = own.api_key
-        self.base = own.url
-
-    def configured(self) -> str | None:
-        return None if self.key is not None else "ABUSECH_API_KEY is not set"
-
-    def cache_salt(self) -> str:
-        return self.base
+        super().__init__(urlhaus_settings(settings))
 
     async def lookup(self, request: LookupRequest) -> Answer:
-        assert self.key is not None
         field = "url" if request.kind == "url" else "host"
-        url = f"{self.base}/{field}/"
-        status, headers, body = await self.post_json(
-            url,
-            headers={"Auth-Key": self.key.reveal(), "Accept": "application/json"},
-            form={field: request.indicator},
-        )
-        where = {"upstream": upstream(url)}
-        refuse_throttle_or_key("URLhaus", status, headers, where)
-        if status != 200 or not isinstance(body, dict):
-            raise ProviderError(
-                f"HTTP {status}" if status != 200 else "not a URLhaus answer", data=where
-            )
-        query_status = str(body.get("query_status", ""))
-        if query_status == "no_results":
+        body = await self.query(f"{self.base}/{field}/", form={field: request.indicator})
+        if body is None:
             return Answer("undetected", "not in URLhaus", {"found": False})
-        if query_status == "unknown_auth_key":
-            raise ProviderError("API key refused (unknown_auth_key)", data=where)
-        if query_status != "ok":
-            raise ProviderError(
-                f"URLhaus refused the query: {query_status or 'no status'}", data=where
-            )
         return _url_answer(body) if field == "url" else _host_answer(body)
 
 
