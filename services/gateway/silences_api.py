@@ -188,8 +188,10 @@ def _schemas() -> dict[str, JSON]:
     matchers = {
         "type": "object",
         "description": (
-            "Exact strings; an absent one matches anything. `ip`: one of the notification's "
-            "addresses; `target`: a target's name."
+            "An absent one matches anything. `source` and `type` are kept as notifications "
+            "hold them (lower case, other characters than letters, digits, `_` and `-` as "
+            "`_`); `ip`: an address or a network (`203.0.113.0/24`) holding one of the "
+            "notification's addresses; `target`: a target's name; the others exact strings."
         ),
         "properties": dict.fromkeys(silences.MATCHERS, matcher),
         "additionalProperties": False,

@@ -38,7 +38,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 from shared.bus import direct
 from shared.bus.manage import DAY
 from shared.core import logging as log
-from shared.relay.schemas import is_digest
+from shared.relay.schemas import is_digest, subject_token
 from shared.relay.sources import Reading, read
 
 BUCKET: Final = "silences"
@@ -159,13 +159,45 @@ def check_matchers(given: dict[str, Any]) -> Matchers:
             raise SilenceError(f"matcher {name!r} must be a non-empty string")
         if len(value) > MAX_VALUE or not value.isprintable():
             raise SilenceError(f"matcher {name!r}: at most {MAX_VALUE} printable characters")
-        values[name] = value
+        values[name] = _matcher_value(name, value)
     if not values:
         raise SilenceError(
             "a silence needs at least one matcher: one without any would silence every "
             "notification to every target"
         )
     return Matchers(**values)
+
+
+def _matcher_value(name: str, value: str) -> str:
+    """``value`` as the notifications hold it, so that a silence made with what the sender
+    wrote matches: a source and a type are subject tokens (lower case, any other character
+    ``_``: Alertmanager's ``SSHBruteForce`` is ``sshbruteforce``, ``invoice.paid`` is
+    ``invoice_paid``); an address or a network in its one written form. A value that no
+    notification can hold is refused: such a silence would never apply."""
+    if name in ("source", "type"):
+        kept = subject_token(value)
+        if kept == "unknown" and value.strip().lower() != "unknown":
+            raise SilenceError(
+                f"matcher {name!r}: {value!r} has no letter or digit, so no notification's "
+                f"{name} can be it"
+            )
+        return kept
+    if name == "ip":
+        try:
+            text = value.strip()
+            return str(_network(text) if "/" in text else ipaddress.ip_address(text))
+        except ValueError:
+            raise SilenceError(
+                f"matcher 'ip': {value!r} is not an IP address or network (e.g. 203.0.113.7, "
+                "2001:db8::1 or 203.0.113.0/24)"
+            ) from None
+    return value
+
+
+@functools.lru_cache(maxsize=1024)
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """An address (a one-address network) or a network; host bits are dropped."""
+    return ipaddress.ip_network(text, strict=False)
 
 
 def make(given: SilenceInput, created_by: str, now: datetime | None = None) -> Silence:
@@ -233,15 +265,16 @@ def valid_id(text: str) -> bool:
 
 
 def _same_ip(wanted: str, ips: list[str]) -> bool:
+    """Whether one of ``ips`` is the address, or in the network, ``wanted`` names."""
     if wanted in ips:
         return True
     try:
-        address = ipaddress.ip_address(wanted)
-    except ValueError:
+        network = _network(wanted)
+    except ValueError:  # written before matchers were checked: never matches
         return False
     for ip in ips:
         with contextlib.suppress(ValueError):
-            if ipaddress.ip_address(ip) == address:
+            if ipaddress.ip_address(ip) in network:
                 return True
     return False
 

@@ -220,10 +220,18 @@ async def test_bad_silences_get_a_reason(nats_server: NatsServer, tmp_path: Path
             ({"matchers": {"source": "ids"}, "duration": "91d"}, "at most 90 days"),
             ({"matchers": {"source": "ids"}, "ends_at": "2020-01-01T00:00:00Z"}, "future"),
             ({"matchers": {"source": "ids"}, "duration": "1h", "x": 1}, "expected"),
+            ({"matchers": {"ip": "not-an-ip"}, "duration": "1h"}, "not an IP address"),
+            ({"matchers": {"type": "*>"}, "duration": "1h"}, "no letter or digit"),
         ]:
             status, answer = await api("POST", url, "tok-one", json=body)
             assert status == 400, body
             assert reason in answer["error"], (body, answer)
+        # Kept as the notifications hold them (an Alertmanager alertname, a dotted type).
+        status, made = await silence(
+            base, matchers={"type": "SSHBruteForce", "ip": "10.0.0.0/8"}, duration="1h"
+        )
+        assert status == 201, made
+        assert made["matchers"] == {"type": "sshbruteforce", "ip": "10.0.0.0/8"}
         status, answer = await api("POST", url, "tok-one", data=b"{")
         assert status == 400
         assert (await api("POST", url, json={"matchers": {"source": "x"}, "duration": "1h"}))[

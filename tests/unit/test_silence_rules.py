@@ -81,6 +81,11 @@ def test_a_silence_records_its_end_and_author() -> None:
         ({"source": "ids"}, {"ends_at": "tomorrow"}, "RFC 3339"),
         ({"source": "ids"}, {"ends_at": "2026-12-08T00:00:00"}, "offset"),
         ({"source": "ids"}, {"comment": "x" * 1001}, "comment"),
+        ({"ip": "not-an-ip"}, {}, "not an IP address or network"),
+        ({"ip": "192.0.2.300"}, {}, "not an IP address or network"),
+        ({"ip": "192.0.2.0/33"}, {}, "not an IP address or network"),
+        ({"type": "../.. *>"}, {}, "no letter or digit"),
+        ({"source": "!!!"}, {}, "no letter or digit"),
     ],
 )
 def test_refusals_say_why(
@@ -88,6 +93,41 @@ def test_refusals_say_why(
 ) -> None:
     with pytest.raises(SilenceError, match=reason):
         make(matchers, **given)
+
+
+def test_matchers_are_kept_as_notifications_hold_them() -> None:
+    """What the sender wrote is what the user types; the notification holds its subject
+    token (Alertmanager's alertname ``SSHBruteForce`` is type ``sshbruteforce``, a Standard
+    Webhooks ``invoice.paid`` is ``invoice_paid``)."""
+    made = make({"source": "Prom", "type": "SSHBruteForce", "application": "Shop"})
+    assert made.matchers == silences.Matchers(
+        source="prom", type="sshbruteforce", application="Shop"
+    )  # application and environment are the payload's own strings: kept as given
+    assert make({"type": "invoice.paid"}).matchers.type == "invoice_paid"
+    assert make({"type": "unknown"}).matchers.type == "unknown"
+    assert make({"ip": " 2001:0DB8:0:0::1 "}).matchers.ip == "2001:db8::1"
+    assert make({"ip": "192.0.2.77/24"}).matchers.ip == "192.0.2.0/24"
+    kind = Reading(
+        Notification(
+            id="n-2",
+            type="invoice_paid",
+            source="billing",
+            timestamp="2026-12-07T08:00:00Z",
+            data=msgspec.Raw(b"{}"),
+        )
+    )
+    assert silences.matches(make({"type": "invoice.paid"}).matchers, kind, "ops")
+    assert silences.matches(make({"source": "Billing"}).matchers, kind, "ops")
+
+
+def test_an_ip_matcher_takes_an_address_or_a_network() -> None:
+    reading = note(ips=["192.0.2.7", "2001:db8::1"])
+    assert silences.matches(make({"ip": "192.0.2.0/24"}).matchers, reading, "ops")
+    assert silences.matches(make({"ip": "2001:db8::/32"}).matchers, reading, "ops")
+    assert not silences.matches(make({"ip": "198.51.100.0/24"}).matchers, reading, "ops")
+    assert not silences.matches(make({"ip": "192.0.2.8"}).matchers, reading, "ops")
+    # a silence stored before matchers were checked, with a value that is no address
+    assert not silences.matches(silences.Matchers(ip="not-an-ip"), reading, "ops")
 
 
 def test_a_body_that_is_no_silence_is_refused() -> None:
