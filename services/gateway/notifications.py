@@ -14,7 +14,7 @@ from typing import Any, Final, get_args
 import msgspec
 from aiohttp import web
 
-from services.gateway import hardening
+from services.gateway import hardening, targets_api
 from services.gateway.answers import (
     api_json,
     bus_js,
@@ -38,7 +38,7 @@ from services.gateway.stored import OUTCOME
 from shared.bus import direct, messages
 from shared.bus.publish import PublishAck
 from shared.core import jsondata
-from shared.relay import schemas, status, streams
+from shared.relay import health, schemas, status, streams
 from shared.relay.config import relay
 from shared.relay.schemas import Notification
 
@@ -194,6 +194,26 @@ def _group(
     return sorted(grouped.values(), key=lambda i: i["received_at"] or i["timestamp"], reverse=True)
 
 
+async def _probe_times(request: web.Request, items: list[dict[str, Any]]) -> None:
+    """A delivery waiting while its target is paused was recorded with the probe planned
+    then; the probe moves on with each failed one. Show the one planned now (the target's
+    shared health record), read only when something waits."""
+    waiting = [
+        (name, shown)
+        for item in items
+        for name, shown in item["targets"].items()
+        if shown["state"] == "paused"
+    ]
+    if not waiting:
+        return
+    with contextlib.suppress(Exception):  # the records' own times, when the store is silent
+        now = await targets_api.healths(bus_reader(request))
+        for name, shown in waiting:
+            record = now.get(name)
+            if record is not None and record.state == "paused":
+                shown["next_attempt_at"] = health.epoch_text(record.next_probe_at)
+
+
 @DOCS.get(
     "/api/v1/notifications",
     DOCS.api(
@@ -252,6 +272,7 @@ async def list_notifications(request: web.Request) -> web.Response:
         shown = await _whole(request, shown, targets)
         if wanted_state:
             shown = [i for i in shown if i["state"] == wanted_state]
+    await _probe_times(request, shown)
     return api_json(200, {"notifications": shown, "total": total, "partial": not complete})
 
 
@@ -288,6 +309,7 @@ async def get_notification(request: web.Request) -> web.Response:
     items = [i for i in items if i["id"] == notification_id]
     if not items:
         return api_json(404, {"error": "no delivery recorded for that notification yet"})
+    await _probe_times(request, items)
     return api_json(200, items[0] if len(items) == 1 else {"notifications": items})
 
 
@@ -450,7 +472,15 @@ def _schemas() -> dict[str, JSON]:
             "type": "object",
             "properties": {
                 "state": {"enum": DELIVERY_STATES},
-                "attempts": {"type": "integer", "minimum": 0},
+                "attempts": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": (
+                        "How often the bus handed the notification to the target's sink "
+                        "(a retry counts, probes while the target is paused do not); each "
+                        "call to the target is in `attempt_log`."
+                    ),
+                },
                 "last_error": {"type": ["string", "null"]},
                 "next_attempt_at": {"type": ["string", "null"]},
                 "updated_at": {"type": "string"},

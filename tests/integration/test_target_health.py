@@ -114,6 +114,16 @@ async def test_paused_after_consecutive_failures_waits_probes_and_resumes(
             return bool(item["targets"]["ops-http"]["state"] == "paused")
 
         await wait_for(some_paused, within=10)
+
+        async def waiting_show_the_next_probe() -> bool:
+            """Every delivery waiting on the paused target shows the probe planned now, not
+            the one planned when it began to wait (the probes moved on since)."""
+            planned = (await targets(base))["ops-http"]["next_probe_at"]
+            shown = [(await notification(base, i))["targets"]["ops-http"] for i in ids]
+            waiting = [s["next_attempt_at"] for s in shown if s["state"] == "paused"]
+            return len(waiting) >= 2 and set(waiting) == {planned}
+
+        await wait_for(waiting_show_the_next_probe, within=10)
         item = await notification(base, ids[0])
         assert item["state"] == "paused"
         log = item["targets"]["ops-http"]["attempt_log"]
