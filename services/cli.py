@@ -94,11 +94,15 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument(
         "--limit", type=_positive, metavar="N", help="only TARGET's newest N dead letters"
     )
-    again = actions.add_parser("replay", help="deliver them to TARGET again")
+    again = actions.add_parser(
+        "replay", help="deliver them to TARGET again: every one, or the one --id names"
+    )
     again.add_argument("target")
-    which = again.add_mutually_exclusive_group(required=True)
+    which = again.add_mutually_exclusive_group()
     which.add_argument("--id", help="a notification id or dead-letter sequence number")
-    which.add_argument("--all", action="store_true", help="every dead letter of TARGET")
+    which.add_argument(
+        "--all", action="store_true", help="every dead letter of TARGET (also without --id)"
+    )
     silence = commands.add_parser(
         "silence", help="hold matching notifications back for a while: add, list, expire"
     )
