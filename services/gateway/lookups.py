@@ -156,7 +156,7 @@ async def create_lookup(request: web.Request, request_id: str) -> web.Response:
         if options.indicators is not None:
             parsed = indicators.parse_items(options.indicators)
         else:
-            parsed = indicators.extract(options.text or "")
+            parsed = indicators.extract_text((options.text or "").splitlines())
     active = catalog.active_names(settings)
     unknown = [p for p in options.providers if p not in active]
     if unknown:

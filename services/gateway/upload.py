@@ -51,6 +51,7 @@ async def read_multipart(request: web.Request, limit: int) -> tuple[indicators.P
             continue
         if part.name in ("file", "text") or part.filename:
             lines: list[str] = []
+            first = 1  # the number of lines[0] in the file
             pending = b""
             chunks: list[indicators.Parsed] = []
             while chunk := await part.read_chunk(64 * 1024):
@@ -61,10 +62,11 @@ async def read_multipart(request: web.Request, limit: int) -> tuple[indicators.P
                 *complete, pending = pending.split(b"\n")
                 lines.extend(line.decode("utf-8", "replace") for line in complete)
                 if len(lines) > 4096:
-                    chunks.append(indicators.extract_stream(lines))
+                    chunks.append(indicators.extract_text(lines, first))
+                    first += len(lines)
                     lines = []
             lines.append(pending.decode("utf-8", "replace"))
-            chunks.append(indicators.extract_stream(lines))
+            chunks.append(indicators.extract_text(lines, first))
             parsed = _merge([*(([parsed]) if parsed else []), *chunks])
         elif part.name == "providers":
             text = (await _option_text(part)).strip()

@@ -9,8 +9,10 @@ Three ways in:
   is found; the text around it is ignored. Only things that clearly look like indicators but
   are invalid are rejected (``999.1.1.1``, ``http://``, ``co.uk``); dotted words whose last
   label is not a public suffix (``file.txt``, ``v1.2.3``) are simply ignored.
-* :func:`extract_stream` — :func:`extract` over an iterable of lines (a file upload read line
-  by line), deduplicated across lines.
+* :func:`extract_stream` — :func:`extract` over an iterable of lines, deduplicated across
+  lines; :func:`extract_lines` also names each non-empty line nothing was read from, with
+  why, and :func:`extract_text` (the API's ``"text"`` and file upload, read line by line)
+  gives those lines back as :class:`Rejected` too (``line 3: not a public domain: …``).
 
 Kinds are ``ipv4``, ``ipv6``, ``domain``, ``url`` (only with an ``http``, ``https`` or ``ftp``
 scheme), ``email`` and ``hash`` (an MD5, SHA-1 or SHA-256 in hex, any case; in free text only
@@ -51,6 +53,7 @@ __all__ = [
     "extract",
     "extract_lines",
     "extract_stream",
+    "extract_text",
     "hash_algorithm",
     "parse_items",
     "refang",
@@ -527,7 +530,9 @@ def _parse_item(text: str) -> Indicator:
             raise _Invalid("not a single address: network ranges and paths are not indicators")
         raise _Invalid("URL without a scheme: add http:// or https://")
     if not _HOST_CHARS.fullmatch(text):
-        raise _Invalid("not an indicator: expected an IP address, domain, URL or email address")
+        raise _Invalid(
+            "not an indicator: expected an IP address, domain, URL, email address or file hash"
+        )
     if text.startswith("[") or (text.count(":") == 1 and "]" not in text):
         # [2001:db8::1], [2001:db8::1]:443, 192.0.2.1:8080, evil.com:443 -> the bare host;
         # lookups are per host, never per port.
@@ -734,16 +739,17 @@ class SkippedLine(msgspec.Struct, frozen=True):
     reason: str
 
 
-def extract_lines(lines: Iterable[str]) -> tuple[Parsed, list[SkippedLine]]:
+def extract_lines(lines: Iterable[str], first: int = 1) -> tuple[Parsed, list[SkippedLine]]:
     """:func:`extract_stream`, and the non-empty lines it read nothing from, with why.
 
     Free-text semantics stay: the text around indicators is ignored, so a line counts as
     skipped only when it gave neither an indicator (a repeat of an earlier one counts)
     nor a rejection. A line that is one token says why that token is not an indicator
-    (``intranet``: no public suffix; ``main.py``: read as a file name)."""
+    (``intranet``: no public suffix; ``main.py``: read as a file name). ``first``: the
+    number of the first line (a file read in parts)."""
     collector = _Collector()
     skipped: list[SkippedLine] = []
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(lines, first):
         before = (len(collector.indicators), len(collector.rejected))
         _scan(line, collector)
         text = line.strip()
@@ -754,6 +760,17 @@ def extract_lines(lines: Iterable[str]) -> tuple[Parsed, list[SkippedLine]]:
             continue
         skipped.append(SkippedLine(number, text[:_MAX_ITEM], _why_nothing(text)))
     return collector.result(), skipped
+
+
+def extract_text(lines: Iterable[str], first: int = 1) -> Parsed:
+    """:func:`extract_lines` as the API answers it: each skipped line is one more
+    :class:`Rejected` (the line, and ``line N: why``), after what was rejected as an
+    invalid indicator, so that no non-empty line of a paste or an upload goes unmentioned."""
+    parsed, skipped = extract_lines(lines, first)
+    if not skipped:
+        return parsed
+    said = [Rejected(s.text, f"line {s.line}: {s.reason}") for s in skipped]
+    return Parsed(indicators=parsed.indicators, rejected=[*parsed.rejected, *said])
 
 
 def _why_nothing(text: str) -> str:

@@ -364,6 +364,40 @@ async def test_rejected_items_are_listed_and_the_rest_accepted(
     assert all(r["reason"] for r in body["rejected"])
 
 
+async def test_pasted_and_uploaded_lines_nothing_was_read_from_are_rejected_with_why(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """Text and files: each non-empty line that gave no indicator is named with its number
+    and why (a 400 when nothing at all could be read), as ``lookout lookup --file`` does."""
+    settings = make_settings(tmp_path, nats_server.url)
+    junk = "intranet\nbogus!!\n"
+    async with running_gateway(settings) as base:
+        url = f"{base}/api/v1/lookups"
+        status, body = await api("POST", url, json={"text": junk})
+        assert status == 400, body
+        assert "no indicator" in body["error"]
+        assert [(r["item"], r["reason"].split(":")[0]) for r in body["rejected"]] == [
+            ("intranet", "line 1"),
+            ("bogus!!", "line 2"),
+        ]
+        assert "no known public suffix" in body["rejected"][0]["reason"]
+
+        form = aiohttp.FormData()
+        upload = "8.8.4.4\n" + junk + "10.0.0.1x\n"
+        form.add_field("file", upload.encode(), filename="iocs.txt", content_type="text/plain")
+        form.add_field("providers", "dns")
+        status, body = await api("POST", url, data=form)
+        assert status == 202, body
+        assert [i["value"] for i in body["indicators"]] == ["8.8.4.4"]
+        assert [r["item"] for r in body["rejected"]] == ["intranet", "bogus!!", "10.0.0.1x"]
+        assert [r["reason"].split(":")[0] for r in body["rejected"]] == [
+            "line 2",
+            "line 3",
+            "line 4",
+        ]
+        assert body["rejected_total"] == 3
+
+
 async def test_limits(nats_server: NatsServer, tmp_path: Path) -> None:
     settings = make_settings(
         tmp_path, nats_server.url, LOOKOUT_MAX_INDICATORS="3", LOOKOUT_MAX_BODY_BYTES="4096"

@@ -14,6 +14,7 @@ from shared.lookups.indicators import (
     extract,
     extract_lines,
     extract_stream,
+    extract_text,
     parse_items,
     refang,
 )
@@ -262,7 +263,10 @@ def test_registered_domain_uses_the_icann_public_suffixes() -> None:
         ("   ", "empty item"),
         ("<>", "empty item"),
         ("evil.com bad.com", "contains whitespace: give one indicator per item"),
-        ("a!b.com", "not an indicator: expected an IP address, domain, URL or email address"),
+        (
+            "a!b.com",
+            "not an indicator: expected an IP address, domain, URL, email address or file hash",
+        ),
         ("-evil.com", "invalid domain label '-evil'"),
         ("evil-.com", "invalid domain label 'evil-'"),
         ("foo_bar.com", "invalid domain label 'foo_bar'"),
@@ -703,6 +707,26 @@ def test_extract_lines_tells_the_lines_it_read_nothing_from() -> None:
         SkippedLine(10, ("word " * 60)[:200], nothing),
     ]
     assert extract_lines([]) == (Parsed([], []), [])
+
+
+def test_extract_text_gives_every_skipped_line_back_as_rejected() -> None:
+    """What the API answers for ``"text"`` and an upload: the invalid indicators, then each
+    line nothing was read from, numbered from ``first`` (an upload read in parts)."""
+    lines = ["8.8.4.4", "intranet", "999.1.1.1", "", "bogus!!"]
+    parsed = extract_text(lines, first=4097)
+    assert [i.value for i in parsed.indicators] == ["8.8.4.4"]
+    assert parsed.rejected == [
+        Rejected("999.1.1.1", "malformed IPv4 address"),
+        Rejected(
+            "intranet", "line 4098: not a public domain: 'intranet' has no known public suffix"
+        ),
+        Rejected(
+            "bogus!!",
+            "line 4101: not an indicator: expected an IP address, domain, URL, email address "
+            "or file hash",
+        ),
+    ]
+    assert extract_text(["evil[.]com", "evil.com"]) == extract_stream(["evil[.]com"])
 
 
 # --------------------------------------------------------------------------------------------
