@@ -537,6 +537,25 @@ def test_secret_files_and_the_reserved_name(tmp_path: Path) -> None:
     assert hooks.configured(settings) == {}
 
 
+def test_alertmanager_basic_auth_from_files(tmp_path: Path) -> None:
+    """``username_file`` and ``password_file``, as Alertmanager's ``basic_auth`` takes
+    them; the captured basic-auth request (user ``alertmanager``) passes."""
+    (tmp_path / "user").write_text("alertmanager\n")
+    (tmp_path / "pass").write_text("p4ss\n")
+    files = f'username_file = "{tmp_path / "user"}"\npassword_file = "{tmp_path / "pass"}"'
+    settings = load(tmp_path, f'[[sources]]\nname = "am"\ntype = "alertmanager"\n{files}')
+    head, body = captured("run1-bearer-basic/02_basic")
+    assert hooks.configured(settings)["am"].receive(head, body).notifications
+    for given, reason in [
+        (f'username = "alertmanager"\n{files}', "either username or username_file"),
+        (f'username = "a:b"\npassword_file = "{tmp_path / "pass"}"', "cannot hold ':'"),
+        (f'username_file = "{tmp_path / "user"}"', "both username and password"),
+        (f'username_file = "{tmp_path / "missing"}"\npassword = "p"', "username_file"),
+    ]:
+        with pytest.raises(ConfigError, match=reason):
+            load(tmp_path, f'[[sources]]\nname = "am"\ntype = "alertmanager"\n{given}')
+
+
 def test_a_sink_process_reads_no_source_secret(tmp_path: Path) -> None:
     """A sink's process is given only its own target's secrets: a source's secret file
     missing there is no error (the gateway reads it)."""

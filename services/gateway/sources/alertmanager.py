@@ -41,7 +41,7 @@ from services.gateway.sources import (
     text,
 )
 from shared.core.errors import ConfigError
-from shared.core.secrets import Secret
+from shared.core.secrets import Secret, read_secret_file
 from shared.core.settings import Settings
 from shared.relay.inbound import SourceConfig
 from shared.relay.schemas import Notification, subject_token
@@ -141,6 +141,7 @@ class AlertmanagerSourceConfig(SourceConfig, frozen=True, kw_only=True, tag="ale
     token: str | None = None
     token_file: str | None = None
     username: str | None = None
+    username_file: str | None = None
     password: str | None = None
     password_file: str | None = None
     severity_label: str = "severity"
@@ -157,17 +158,30 @@ class AlertmanagerSourceConfig(SourceConfig, frozen=True, kw_only=True, tag="ale
     def profile(self) -> SourceProfile:
         return AlertmanagerProfile(self)
 
+    def user(self, where: str) -> str | None:
+        """The basic auth username: ``username``, or what ``username_file`` holds (not a
+        secret: it is not scrubbed from logs, where a short common name would blank out
+        every line that holds it)."""
+        if self.username and self.username_file:
+            raise ConfigError(f"{where}: set either username or username_file")
+        if self.username_file:
+            return read_secret_file(self.username_file, f"{where}.username_file")
+        return self.username or None
+
     def check(self, secrets: Mapping[str, Secret], where: str) -> None:
-        basic = self.username is not None or "password" in secrets
+        user = self.user(where)
+        basic = user is not None or "password" in secrets
         if "token" in secrets and basic:
             raise ConfigError(f"{where}: set either token or username/password, not both")
         if "token" not in secrets and not basic:
             raise ConfigError(
                 f"{where}: needs token (or token_file) or username and password "
-                "(or password_file): what the receiver's http_config sends"
+                "(or username_file, password_file): what the receiver's http_config sends"
             )
-        if basic and (not self.username or "password" not in secrets):
+        if basic and (user is None or "password" not in secrets):
             raise ConfigError(f"{where}: basic auth needs both username and password")
+        if user is not None and ":" in user:
+            raise ConfigError(f"{where}: a basic auth username cannot hold ':' (RFC 7617)")
         for severity, risk in self.risks.items():
             if not 0 <= risk <= 100:
                 raise ConfigError(f"{where}.risks.{severity} must be from 0 to 100")
@@ -192,7 +206,7 @@ class AlertmanagerReceiver:
         if "token" in secrets:
             self.expected.append(f"Bearer {secrets['token'].reveal()}".encode())
         else:
-            pair = f"{config.username}:{secrets['password'].reveal()}".encode()
+            pair = f"{config.user(config.name)}:{secrets['password'].reveal()}".encode()
             self.expected.append(b"Basic " + base64.b64encode(pair))
 
     def _authenticate(self, headers: Headers) -> None:
