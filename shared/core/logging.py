@@ -153,6 +153,28 @@ def setup(service: str, level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.WARNING))
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _ClientsFault) for f in server.filters):
+        server.addFilter(_ClientsFault())
+
+
+class _ClientsFault(logging.Filter):
+    """aiohttp's server logs a request it could not parse (an over-long line, a malformed
+    header: it answers 400) at error level with its traceback. That is the client's fault,
+    not the service's, and anyone can send it: one warning line with the reason, no
+    traceback, so that a service's error lines stay its own."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= exc.code < 500:
+            record.msg = f"{record.getMessage()}: HTTP {exc.code}, {exc.message}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
 
 
 class _StdlibJson(logging.Formatter):

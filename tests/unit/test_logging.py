@@ -80,3 +80,34 @@ def test_secrets_json_escapes_are_redacted_in_values_too(
         assert line["note"] == "<[REDACTED]>"
         assert line["nested"] == {"a": ["x[REDACTED]"]}
         assert line["raw"] == "[REDACTED]"
+
+
+async def test_a_request_the_server_cannot_parse_is_one_warning_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An over-long request line from a client: aiohttp answers 400 and logs it at error
+    level with a traceback; lookout makes it one warning line with the reason."""
+    import asyncio
+
+    from aiohttp import web
+
+    log.setup("test", "info")
+    runner = web.AppRunner(web.Application())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /" + b"x" * 10_000 + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+        await writer.drain()
+        status_line = await reader.readline()
+        writer.close()
+    finally:
+        await runner.cleanup()
+    assert status_line.split()[1] == b"400", status_line
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    [line] = [x for x in lines if x["logger"] == "aiohttp.server"]
+    assert line["level"] == "warning"
+    assert "HTTP 400" in line["event"]
+    assert "exception" not in line
