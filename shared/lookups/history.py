@@ -559,7 +559,10 @@ def parse_since(text: str, now: float) -> str:
     except ValueError:
         age = None
     if age is not None:
-        moment = datetime.fromtimestamp(now - age, UTC)
+        try:
+            moment = datetime.fromtimestamp(now - age, UTC)
+        except (ValueError, OverflowError, OSError):  # before year 1: every job is younger
+            moment = datetime.min.replace(tzinfo=UTC)
     else:
         try:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))

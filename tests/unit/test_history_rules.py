@@ -264,6 +264,8 @@ def test_since_and_durations() -> None:
     assert history.parse_since("2026-01-02T03:04:05Z", NOW) == "2026-01-02T03:04:05.000Z"
     assert history.parse_since("2026-01-02T05:04:05+02:00", NOW) == "2026-01-02T03:04:05.000Z"
     assert history.parse_since("1h", NOW) == "2023-11-14T21:13:20.000Z"
+    # an age from before year 1: every job is younger (not Python's "year out of range")
+    assert history.parse_since("99999999d", NOW) == "0001-01-01T00:00:00.000Z"
     for bad in ("yesterday", "2026-01-02T03:04:05", ""):
         with pytest.raises(ValueError, match="since"):
             history.parse_since(bad, NOW)
