@@ -626,6 +626,16 @@ async def test_errors_show_their_cause_and_make_the_overall_verdict_error(
             await expect(overall(other, "shop-example.com")).to_have_class(
                 re.compile(r"\bv-error\b")
             )
+
+            # every line nothing was read from is counted, past the 100 the API lists
+            lines = [f"note {n} of the ticket" for n in range(1, 121)]
+            await page.get_by_label("Indicators or free text").fill(
+                "\n".join(["shop-example[.]com", *lines])
+            )
+            await page.get_by_role("button", name="Look up", exact=True).click()
+            await expect(skipped).to_contain_text("Skipped 120 items")
+            await expect(skipped).to_contain_text("note 1 of the ticket — line 2: no IP")
+            await expect(skipped).to_contain_text("…and 70 more.")
             assert console.problems == []
             assert other_console.problems == []
 

@@ -70,21 +70,24 @@ function showFile() {
   $("file-name").textContent = file ? `${file.name} (${file.size} bytes)` : "";
 }
 
-function showRejected(rejected, bad) {
+// `answer`: a job, or a refusal's body: `rejected` (the first 100) and `rejected_total`.
+function showRejected(answer, bad) {
   clear(rejectedBox);
-  if (!rejected || !rejected.length) return;
+  const rejected = (answer && answer.rejected) || [];
+  if (!rejected.length) return;
+  const total = Math.max(answer.rejected_total || 0, rejected.length);
   const shown = rejected.slice(0, 50);
   rejectedBox.append(
     el(
       "div",
       { class: bad ? "notice bad" : "notice" },
-      `Skipped ${rejected.length} item${rejected.length === 1 ? "" : "s"} (not looked up):`,
+      `Skipped ${total} item${total === 1 ? "" : "s"} (not looked up):`,
       el(
         "ul",
         {},
         shown.map((r) => el("li", {}, el("code", { text: r.item }), ` — ${r.reason}`)),
       ),
-      rejected.length > shown.length ? `…and ${rejected.length - shown.length} more.` : null,
+      total > shown.length ? `…and ${total - shown.length} more.` : null,
     ),
   );
 }
@@ -127,14 +130,14 @@ async function submit(event) {
   }
   if (result.status !== 202) {
     setStatus(formStatus, `Not submitted: ${errorText(result)}`, true);
-    showRejected(result.data && result.data.rejected, true);
+    showRejected(result.data, true);
     return;
   }
   const job = result.data;
   const count = job.indicators.length;
   state.submitted = { id: job.id, count };
   setStatus(formStatus, `Looking up ${count} indicator${count === 1 ? "" : "s"}.`);
-  showRejected(job.rejected, false);
+  showRejected(job, false);
   state.rejectedOf = job.id;
   window.location.hash = `job=${job.id}`; // hashchange shows it
   if (state.jobId === job.id) showJob(job.id);
@@ -691,7 +694,7 @@ async function showJob(id) {
   tableStatus.classList.remove("bad");
   if (state.rejectedOf !== id) {
     // A job opened from a link or a reload: what its submission skipped, and why.
-    showRejected(job.rejected, false);
+    showRejected(job, false);
     state.rejectedOf = id;
   }
   const grown = state.rows.length !== job.indicators.length;
