@@ -228,8 +228,8 @@ async def _probe_times(request: web.Request, items: list[dict[str, Any]]) -> Non
         {
             "200": answer("The notifications.", "NotificationList"),
             "400": answer(
-                f"`limit` is not a whole number from 1 to {MAX_LIST}, or `state` is not a "
-                "delivery state."
+                f"`limit` is not a whole number from 1 to {MAX_LIST}, `state` is not a "
+                "delivery state, or `target` no configured target."
             ),
         },
         parameters=[
@@ -249,8 +249,18 @@ async def _probe_times(request: web.Request, items: list[dict[str, Any]]) -> Non
                 "name": "state",
                 "in": "query",
                 "required": False,
-                "description": "Only notifications in this (overall) state.",
+                "description": (
+                    "Only notifications in this state: their overall state, or with "
+                    "`target` that target's (`?target=ops-mail&state=silenced`)."
+                ),
                 "schema": {"enum": DELIVERY_STATES},
+            },
+            {
+                "name": "target",
+                "in": "query",
+                "required": False,
+                "description": "With `state`: the configured target whose state is asked.",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 63},
             },
         ],
     ),
@@ -261,18 +271,23 @@ async def list_notifications(request: web.Request) -> web.Response:
     if wanted_state is not None and wanted_state not in DELIVERY_STATES:
         return api_json(400, {"error": f"state must be one of {', '.join(DELIVERY_STATES)}"})
     targets = await _targets(request)
+    target = request.query.get("target")
+    if target is not None and target not in targets:
+        known = ", ".join(targets) or "none"
+        return api_json(400, {"error": f"no target named {target[:64]!r} (targets: {known})"})
+
+    def wanted(item: dict[str, Any]) -> bool:
+        state = item["state"] if target is None else item["targets"][target]["state"]
+        return wanted_state is None or state == wanted_state
+
     window = max(MIN_WINDOW, 2 * limit * max(1, len(targets)))
     records, complete = await _recent(request, window)
-    items = _group(records, targets)
-    if wanted_state:
-        items = [i for i in items if i["state"] == wanted_state]
+    items = [i for i in _group(records, targets) if wanted(i)]
     total = len(items)
     shown = items[:limit]
     if not complete:
         # The oldest of those read may have records older still (another target's).
-        shown = await _whole(request, shown, targets)
-        if wanted_state:
-            shown = [i for i in shown if i["state"] == wanted_state]
+        shown = [i for i in await _whole(request, shown, targets) if wanted(i)]
     await _probe_times(request, shown)
     return api_json(200, {"notifications": shown, "total": total, "partial": not complete})
 

@@ -177,6 +177,24 @@ async def test_a_silence_stops_applying_when_it_ends_and_a_target_matcher_spares
             await notify(base, "addr-1", ips=["192.0.2.7"])
             await wait_for(reaches(base, "addr-1", "silenced"))
             await wait_for(lambda: received(other) == ["addr-1"])  # not silenced there
+
+            async def listed(query: str) -> list[str]:
+                status, body = await api("GET", f"{base}/api/v1/notifications?{query}", "tok-one")
+                assert status == 200, body
+                return [n["id"] for n in body["notifications"]]
+
+            async def delivered_to_other() -> bool:
+                return await listed("target=other-http&state=delivered") == ["addr-1"]
+
+            await wait_for(delivered_to_other)
+            # overall it was delivered; silenced is what one target's state says
+            assert await listed("state=silenced") == []
+            assert await listed("target=ops-http&state=silenced") == ["addr-1"]
+            status, body = await api(
+                "GET", f"{base}/api/v1/notifications?target=nope&state=dead", "tok-one"
+            )
+            assert status == 400
+            assert "no target named 'nope'" in body["error"]
             await notify(base, "addr-2", ips=["192.0.2.8"])
             await wait_for(reaches(base, "addr-2", "delivered"))
             await asyncio.sleep(max(0.0, (ends_at - datetime.now(UTC)).total_seconds()) + 0.2)
