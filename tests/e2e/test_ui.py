@@ -834,6 +834,11 @@ async def test_notifications_page_shows_a_paused_target_and_the_attempt_log(
         await expect(attempt).to_contain_text("HTTP 503: nope")
         await page.locator("#state-filter").select_option("paused")
         await expect(note).to_be_visible()
+        # the state one target has: paused for ops-http, not delivered
+        await page.locator("#target-filter").select_option("ops-http")
+        await expect(note).to_be_visible()
+        await page.locator("#state-filter").select_option("delivered")
+        await expect(note).to_have_count(0)
         assert console.problems == []
 
 

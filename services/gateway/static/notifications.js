@@ -84,6 +84,7 @@ async function loadHealth() {
     return;
   }
   clear(list);
+  targetChoices(result.data.targets.map((t) => t.name));
   const paused = result.data.targets.filter((t) => t.state === "paused");
   for (const t of result.data.targets) {
     const failures = t.consecutive_failures
@@ -138,10 +139,24 @@ function about(note) {
   return parts.join(" · ");
 }
 
+// The target filter's choices: the configured targets, the choice kept while it exists.
+function targetChoices(names) {
+  const filter = $("target-filter");
+  const have = [...filter.options].slice(1).map((o) => o.value);
+  if (have.length === names.length && have.every((n, i) => n === names[i])) return;
+  const chosen = filter.value;
+  clear(filter);
+  filter.append(el("option", { value: "", text: "any" }), ...names.map((n) => el("option", { value: n, text: n })));
+  filter.value = names.includes(chosen) ? chosen : "";
+}
+
 async function loadNotifications() {
+  const params = new URLSearchParams({ limit: "100" });
   const wanted = $("state-filter").value;
-  const query = wanted ? `?limit=100&state=${encodeURIComponent(wanted)}` : "?limit=100";
-  const result = await api("GET", `/api/v1/notifications${query}`);
+  const target = $("target-filter").value;
+  if (wanted) params.set("state", wanted);
+  if (target) params.set("target", target);
+  const result = await api("GET", `/api/v1/notifications?${params}`);
   const body = $("notes-body");
   if (!result.ok) {
     setStatus($("notes-status"), `Cannot load notifications: ${errorText(result)}`, true);
@@ -372,6 +387,7 @@ function schedule() {
 setupTheme();
 $("refresh").addEventListener("click", refreshAll);
 $("state-filter").addEventListener("change", loadNotifications);
+$("target-filter").addEventListener("change", loadNotifications);
 $("auto-refresh").addEventListener("change", schedule);
 schedule();
 refreshAll();
