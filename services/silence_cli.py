@@ -20,11 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = actions.add_parser(
         "add",
         help="silence matching notifications for a while",
-        description="Hold back every notification all the given matchers take (exact "
-        "strings), until the silence ends. At least one matcher.",
+        description="Hold back every notification all the given matchers take, until the "
+        "silence ends. At least one matcher. --source and --type are kept as notifications "
+        "hold them (SSHBruteForce: sshbruteforce); --ip takes an address or a network.",
     )
     for name in silences.MATCHERS:
-        add.add_argument(f"--{name}", metavar="VALUE", help=f"its {name} is VALUE")
+        what = "one of its addresses is, or is in," if name == "ip" else f"its {name} is"
+        add.add_argument(f"--{name}", metavar="VALUE", help=f"{what} VALUE")
     end = add.add_mutually_exclusive_group(required=True)
     end.add_argument("--duration", help="how long from now: 2h, 90m, 1h30m, 1d, 1w")
     end.add_argument("--ends-at", metavar="TIME", help="when it ends (RFC 3339)")
