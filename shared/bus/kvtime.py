@@ -7,6 +7,7 @@ must agree (NTP).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import msgspec
@@ -34,12 +35,18 @@ async def read_time(kv: KeyValue, key: str) -> tuple[float, int | None]:
         entry = await kv.get(key)
     except KeyNotFoundError:
         return 0.0, None
-    return float(entry.value or b"0"), entry.revision
+    try:
+        when = float(entry.value or b"0")
+    except ValueError:  # not a time (an older release wrote `null` for an endless pause)
+        return 0.0, entry.revision
+    return (when if math.isfinite(when) else 0.0), entry.revision
 
 
 async def advance(kv: KeyValue, key: str, until: float) -> float:
     """Move the epoch time ``key`` holds forward to ``until``, never back, by compare-and-set
     (so of two replicas writing at once the later time wins); the time it holds after."""
+    if not math.isfinite(until):
+        raise ValueError(f"not a time: {until}")
     for _ in range(MAX_TRIES):
         current, revision = await read_time(kv, key)
         if current >= until:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from pathlib import Path
 
 import nats
+import pytest
 from helpers import make_settings
 
-from shared.bus.kvtime import Wait
+from shared.bus.kvtime import Wait, advance
 from shared.core.natsserver import NatsServer
 from shared.lookups import streams as lookup_streams
 from shared.lookups.config import Quota
@@ -69,6 +71,21 @@ async def test_a_pause_stops_every_replica(nats_server: NatsServer, tmp_path: Pa
         assert decision.until == until
     # a shorter pause never shortens a longer one
     assert await third.pause(5) == until
+
+
+async def test_a_pause_the_store_cannot_read_is_no_pause(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """An older release stored an endless pause (``Retry-After: inf``) as ``null``: it is
+    read as no pause, and the next pause replaces it; an endless one is never written."""
+    [quota] = await replicas(nats_server.url, tmp_path, Quota(per_minute=100), count=1)
+    await quota.kv.put("vt.pause", b"null")
+    assert isinstance(await quota.acquire(), Granted)
+    until = await quota.pause(30)
+    assert isinstance(decision := await quota.acquire(), Wait)
+    assert decision.until == until
+    with pytest.raises(ValueError, match="not a time"):
+        await advance(quota.kv, "vt.pause", math.inf)
 
 
 async def test_remaining(nats_server: NatsServer, tmp_path: Path) -> None:

@@ -4,7 +4,10 @@ which serves the URLhaus documentation's bodies (tests/fixtures/urlhaus/SOURCES.
 from __future__ import annotations
 
 import copy
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from fakes.urlhaus import FakeUrlhaus, fixture
 from helpers import api, make_settings, provider_job, running_gateway, running_provider, wait_for
@@ -88,26 +91,56 @@ async def test_refused_key_says_so_and_never_shows_it(
     assert "a-wrong-key" not in str(result)
 
 
+async def first_result(base: str, indicator: str) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """Submit a urlhaus lookup of ``indicator``; a reader of its (only) result."""
+    _, created = await api(
+        "POST",
+        f"{base}/api/v1/lookups",
+        json={"indicators": [indicator], "providers": ["urlhaus"]},
+    )
+
+    async def result() -> dict[str, Any]:
+        _, job = await api("GET", f"{base}/api/v1/lookups/{created['id']}")
+        return job["results"][0]  # type: ignore[no-any-return]
+
+    return result
+
+
 async def test_429_queues_then_answers(nats_server: NatsServer, tmp_path: Path) -> None:
     async with FakeUrlhaus(hosts={"vektorex.com": HOST_OK}) as fake:
         fake.fail(429, retry_after="1")
         settings = settings_for(tmp_path, nats_server, fake)
         async with running_gateway(settings) as base, running_provider(settings, "urlhaus"):
-            _, created = await api(
-                "POST",
-                f"{base}/api/v1/lookups",
-                json={"indicators": ["vektorex.com"], "providers": ["urlhaus"]},
-            )
+            result = await first_result(base, "vektorex.com")
             seen: list[str] = []
 
             async def done() -> bool:
-                _, job = await api("GET", f"{base}/api/v1/lookups/{created['id']}")
-                seen.append(job["results"][0]["status"])
+                seen.append((await result())["status"])
                 return seen[-1] == "done"
 
             await wait_for(done, within=20)
     assert fake.answers[:2] == [429, 200]
     assert "queued" in seen
+
+
+async def test_an_endless_retry_after_queues_for_a_day_not_for_ever(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """``Retry-After: inf`` once stored an endless pause the store could not read back:
+    the result stayed pending for good, and so did every later throttled lookup."""
+    async with FakeUrlhaus(hosts={"vektorex.com": HOST_OK}) as fake:
+        fake.fail(429, retry_after="inf")
+        settings = settings_for(tmp_path, nats_server, fake)
+        async with running_gateway(settings) as base, running_provider(settings, "urlhaus"):
+            result = await first_result(base, "vektorex.com")
+
+            async def queued() -> bool:
+                return bool((await result())["status"] == "queued")
+
+            await wait_for(queued, within=20)
+            shown = await result()
+    retry_at = datetime.fromisoformat(shown["retry_at"])
+    assert timedelta(hours=23) < retry_at - datetime.now(UTC) <= timedelta(days=1)
 
 
 async def test_unreachable_and_not_configured(nats_server: NatsServer, tmp_path: Path) -> None:

@@ -45,6 +45,10 @@ def test_retry_after_forms() -> None:
     date = email.utils.formatdate(1_000_030, usegmt=True)
     assert parse_retry_after(date, now=1_000_000) == pytest.approx(30.0)
     assert parse_retry_after(email.utils.formatdate(999_000, usegmt=True), now=1_000_000) == 0.0
+    # no wait longer than a day, whatever a service says (inf stopped a provider for good)
+    for endless in ("inf", "Infinity", "1e308", "99999999999", "Fri, 31 Dec 9999 23:59:59 GMT"):
+        assert parse_retry_after(endless) == 86_400.0, endless
+    assert parse_retry_after("nan") is None
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 408, 425, 429])
