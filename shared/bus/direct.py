@@ -47,6 +47,12 @@ SUBJECT = "Nats-Subject"
 UP_TO = "Nats-UpTo-Sequence"
 MULTI_LAST = 1024
 """Subjects one :meth:`Reader.last_of` asks about, at most (the server's own limit)."""
+IN_FLIGHT = 16
+"""Direct gets one :class:`Reader` has outstanding at once; the others wait their turn.
+Each brings at most a page (:data:`PAGE_BYTES`), so the server holds at most ~16 MB of
+replies for the connection. Unbounded, a thousand reads asked at once passed the server's
+64 MB for one connection: it dropped the connection as a slow consumer, and every read
+(and publish) on it failed."""
 
 _request = msgspec.json.Encoder()
 
@@ -103,6 +109,7 @@ class Reader:
         self._waiting: dict[str, asyncio.Queue[Msg | None]] = {}
         self._tokens = itertools.count(1)
         self._sub: Subscription | None = None
+        self._turns = asyncio.Semaphore(IN_FLIGHT)
 
     async def start(self) -> None:
         self._inbox = self._nc.new_inbox() + "."
@@ -122,6 +129,10 @@ class Reader:
         message, or the only message of a server without batches)."""
         if not self._inbox:
             raise ReadRefused("reader not started")
+        async with self._turns:  # the timeout counts from the request, not from the wait
+            return await self._ask_now(stream, request, batched)
+
+    async def _ask_now(self, stream: str, request: dict[str, object], batched: bool) -> list[Msg]:
         token = f"{next(self._tokens):x}"
         queue: asyncio.Queue[Msg | None] = asyncio.Queue()
         self._waiting[token] = queue

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import nats
 import pytest
 from nats.js.api import KeyValueConfig
@@ -47,4 +49,32 @@ async def test_the_newest_of_each_subject_in_one_read(nats_server: NatsServer) -
         with pytest.raises(ValueError, match="at most 1024"):
             await reader.last_of(stream, [subject(f"k{i}") for i in range(1025)])
     finally:
+        await nc.close()
+
+
+async def test_many_large_reads_at_once_keep_the_connection(nats_server: NatsServer) -> None:
+    """200 reads of 1 MB asked at once: the server would queue every reply for the one
+    connection, past its 64 MB limit for a slow consumer, and drop it (then every read of
+    the gateway failed). The reader keeps few reads outstanding, so all of them succeed."""
+    nc = await nats.connect(nats_server.url)
+    dropped: list[Exception] = []
+
+    async def on_error(exc: Exception) -> None:
+        dropped.append(exc)
+
+    watcher = await nats.connect(nats_server.url, error_cb=on_error)
+    try:
+        js = nc.jetstream()
+        kv = await js.create_key_value(KeyValueConfig(bucket="many", direct=True))
+        for i in range(64):  # 64 values of 16 KiB: 1 MB a read
+            await kv.put(f"k{i}", bytes([65 + i % 26]) * 16384)
+        reader = direct.Reader(watcher, timeout=30.0)
+        await reader.start()
+        stream, subjects = direct.kv_stream("many"), direct.kv_subject("many", ">")
+        reads = await asyncio.gather(*(reader.scan(stream, subjects) for _ in range(200)))
+        assert all(len(found) == 64 for found in reads)
+        assert watcher.is_connected
+        assert dropped == []
+    finally:
+        await watcher.close()
         await nc.close()
