@@ -162,6 +162,28 @@ async def test_unreachable_dns_is_an_error_not_a_hang(
     assert indicator["verdict_reasons"] == ["DNS: timeout after 1 s: no DNS answer for a.com"]
 
 
+async def test_a_name_every_query_fails_for_is_an_error_not_no_records(
+    nats_server: NatsServer, tmp_path: Path, zone: ZoneServer
+) -> None:
+    """SERVFAIL for every record type: an error with its cause (it was shown as a done
+    "no address records", grey, as if the name had none)."""
+    zone.fail_names.add("example.com.")
+    settings = dns_settings(tmp_path, nats_server, zone)
+    async with running_gateway(settings) as base, running_provider(settings, "dns"):
+        _, created = await api(
+            "POST",
+            f"{base}/api/v1/lookups",
+            json={"indicators": ["example.com"], "providers": ["dns"]},
+        )
+        job = await wait_job(base, created["id"])
+    [result] = job["results"]
+    assert result["status"] == "error"
+    assert result["error"] == (
+        "DNS server failure (SERVFAIL or no server answered): no DNS answer for example.com"
+    )
+    assert set(result["data"]["failed"].values()) == {"servfail"}
+
+
 async def test_first_nameserver_silent_the_second_answers_every_dns_provider(
     nats_server: NatsServer, tmp_path: Path, zone: ZoneServer
 ) -> None:

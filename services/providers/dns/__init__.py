@@ -71,14 +71,16 @@ class DnsProvider(Provider):
         records = {t: r for t, (r, _, _) in zip(NAME_TYPES, results, strict=True)}
         problems = {t: p for t, (_, _, p) in zip(NAME_TYPES, results, strict=True) if p}
         ttls = [ttl for _, ttl, _ in results if ttl is not None]
-        if (
-            problems
-            and all(p == "timeout" for p in problems.values())
-            and len(problems) == len(NAME_TYPES)
-        ):
+        if len(problems) == len(NAME_TYPES) and "nxdomain" not in problems.values():
+            # not one answer: an error with its cause, never "no address records"
+            causes = sorted(set(problems.values()))
+            if causes == ["timeout"]:
+                text = f"timeout after {self.settings.dns_timeout:g} s: no DNS answer for {host}"
+            else:
+                said = "; ".join(_problem_text(c, self.settings.dns_timeout) for c in causes)
+                text = f"{said}: no DNS answer for {host}"
             raise ProviderError(
-                f"timeout after {self.settings.dns_timeout:g} s: no DNS answer for {host}",
-                data={"upstream": self.cache_salt(), "host": host},
+                text, data={"upstream": self.cache_salt(), "host": host, "failed": problems}
             )
         nxdomain = any(p == "nxdomain" for p in problems.values())
         data: dict[str, object] = {"host": host, "records": records, "nxdomain": nxdomain}
@@ -92,6 +94,8 @@ class DnsProvider(Provider):
             ttl = min(ttls) if ttls else NEGATIVE_TTL
         if failed:
             ttl = 0.0  # a partial answer is not worth remembering
+            if summary == _NO_ADDRESS:  # not "none": some were not answered
+                summary = f"{summary} answered; {', '.join(failed)} failed"
         return Answer("unknown", summary, data, _bounded(ttl))
 
     async def _reverse(self, address: str, fresh: bool) -> Answer:
@@ -127,7 +131,10 @@ def _summary(records: dict[str, list[str]]) -> str:
             return f"{rdtype} {values[0]}{more}"
     if records.get("MX"):
         return f"MX {records['MX'][0]}"
-    return "no address records"
+    return _NO_ADDRESS
+
+
+_NO_ADDRESS = "no address records"
 
 
 def build(settings: Settings) -> DnsProvider:
