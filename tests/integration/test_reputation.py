@@ -292,6 +292,36 @@ async def test_upstream_5xx_is_an_error(nats_server: NatsServer, tmp_path: Path)
     assert result["data"]["upstream"].endswith("/domains/y.example.com")
 
 
+async def test_an_answer_of_the_wrong_shape_says_so(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """Valid JSON that is not what the API documents: an error naming what is wrong (it
+    was "internal error: AttributeError" and a traceback)."""
+    odd_vt = {"odd.example.com": {"last_analysis_results": "x"}}
+    odd_abuse = {"8.8.4.4": {"abuseConfidenceScore": "high", "totalReports": 3}}
+    async with (
+        FakeVirusTotal(odd_vt, api_key=VT_KEY) as vt,
+        FakeAbuseIpdb(odd_abuse, api_key=ABUSE_KEY) as abuse,
+    ):
+        settings = settings_for(tmp_path, nats_server, vt, abuse)
+        async with (
+            running_gateway(settings) as base,
+            running_provider(settings, "virustotal"),
+            running_provider(settings, "abuseipdb"),
+        ):
+            job = await wait_job(
+                base,
+                await submit(
+                    base, ["odd.example.com", "8.8.4.4"], providers=["virustotal", "abuseipdb"]
+                ),
+            )
+    errors = {r["provider"]: r["error"] for r in job["results"] if r["status"] == "error"}
+    assert errors == {
+        "virustotal": "not a VirusTotal answer: last_analysis_results is not an object",
+        "abuseipdb": "not an AbuseIPDB answer: abuseConfidenceScore is not a number",
+    }
+
+
 async def test_refused_key_says_so_first_and_never_shows_it(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:

@@ -71,7 +71,11 @@ class AbuseIpdbProvider(HttpProvider):
             more = f": {detail}" if detail else ""
             what = f"HTTP {status}" if status != 200 else "not an AbuseIPDB answer"
             raise ProviderError(f"{what}{more}", data=where)
-        return self._answer(body["data"], headers.get("X-RateLimit-Remaining"))
+        report = body["data"]
+        for name in ("abuseConfidenceScore", "totalReports"):
+            if not isinstance(report.get(name) or 0, int):
+                raise ProviderError(f"not an AbuseIPDB answer: {name} is not a number", data=where)
+        return self._answer(report, headers.get("X-RateLimit-Remaining"))
 
     def _answer(self, report: dict[str, Any], remaining: str | None) -> Answer:
         score = int(report.get("abuseConfidenceScore") or 0)

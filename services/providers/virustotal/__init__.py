@@ -79,7 +79,13 @@ class VirusTotalProvider(HttpProvider):
         if status != 200 or not isinstance(body, dict):
             what = f"HTTP {status} {code}".strip() if status != 200 else "not a VirusTotal answer"
             raise ProviderError(what, data=where)
-        attributes = body.get("data", {}).get("attributes", {})
+        found = body.get("data")
+        attributes = found.get("attributes") if isinstance(found, dict) else None
+        if not isinstance(attributes, dict):
+            raise ProviderError("not a VirusTotal answer: no data.attributes object", data=where)
+        for name in ("last_analysis_stats", "last_analysis_results"):
+            if not isinstance(attributes.get(name) or {}, dict):
+                raise ProviderError(f"not a VirusTotal answer: {name} is not an object", data=where)
         return self._answer(attributes, _about(request))
 
     def _answer(self, attributes: dict[str, Any], about: dict[str, Any]) -> Answer:
