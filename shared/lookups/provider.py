@@ -163,6 +163,12 @@ class Provider(ABC):
         """Look one indicator up; raise :class:`ProviderError` when upstream fails."""
 
 
+MAX_ANSWER_BYTES = 16 * 2**20
+"""The largest answer an HTTP provider reads: the biggest documented ones (a file report,
+an indicator with its threat-intel pulses) are well under 1 MiB; past this it is no answer
+of the API, and reading on would only grow the worker."""
+
+
 class HttpProvider(Provider):
     """A provider that asks an HTTP API: one session per process, bounded timeouts, and
     connection failures turned into :class:`ProviderError` with a clear reason."""
@@ -219,7 +225,13 @@ class HttpProvider(Provider):
             async with self._session.request(
                 method, url, headers=headers, params=params, data=data
             ) as response:
-                raw = await response.read()
+                raw = bytearray()
+                async for chunk in response.content.iter_chunked(65536):
+                    raw += chunk
+                    if len(raw) > MAX_ANSWER_BYTES:
+                        raise ProviderError(
+                            f"answer larger than {MAX_ANSWER_BYTES // 2**20} MiB", data=where
+                        )
                 body: Any = None
                 if raw:
                     with contextlib.suppress(ValueError):

@@ -322,6 +322,20 @@ async def test_an_answer_of_the_wrong_shape_says_so(
     }
 
 
+async def test_an_endless_answer_is_cut_off(nats_server: NatsServer, tmp_path: Path) -> None:
+    """A 200 of 17 MiB is no answer of the API: an error, read no further than 16 MiB."""
+    huge = '{"data": {"attributes": {"x": "' + "a" * (17 * 2**20) + '"}}}'
+    async with FakeVirusTotal(api_key=VT_KEY, fail_next=[(200, huge)]) as vt:
+        settings = settings_for(tmp_path, nats_server, vt)
+        async with running_gateway(settings) as base, running_provider(settings, "virustotal"):
+            job = await wait_job(
+                base, await submit(base, ["big.example.com"], providers=["virustotal"])
+            )
+    [result] = job["results"]
+    assert result["status"] == "error"
+    assert result["error"] == "answer larger than 16 MiB"
+
+
 async def test_refused_key_says_so_first_and_never_shows_it(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
