@@ -399,6 +399,14 @@ async def lookup_events(request: web.Request) -> web.StreamResponse:
             await send("shutdown", {"reason": "the server is shutting down: reconnect"})
     except (ConnectionResetError, asyncio.CancelledError):
         pass
+    except (direct.ReadRefused, nats.errors.Error) as exc:
+        # The bus did not answer a read (overloaded, reconnecting): no fault of the
+        # stream's; the client reconnects and reads the job again.
+        cause = str(exc) or type(exc).__name__
+        _log.warning("event stream ended: the bus did not answer", job=job.id, error=cause)
+        with contextlib.suppress(ConnectionResetError):
+            await response.write(f"retry: {RECONNECT_MS}\n".encode())
+            await send("error", {"error": f"the bus did not answer ({cause}): reconnect"})
     except Exception:
         # The 200 is sent: no other status can follow. Say so in the stream and end it.
         _log.exception("event stream failed", job=job.id)

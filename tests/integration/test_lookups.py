@@ -28,7 +28,9 @@ from helpers import (
     wait_job,
 )
 
+from shared.bus import direct
 from shared.core.natsserver import NatsServer, free_port
+from shared.lookups import jobs
 
 ZONE = """
 $ORIGIN example.com.
@@ -313,6 +315,31 @@ async def test_server_sent_events_stream_results_then_done(
         "example.com",
         "mail.example.com",
     }
+
+
+async def test_an_event_stream_the_bus_fails_ends_with_the_cause(
+    nats_server: NatsServer, tmp_path: Path, zone: ZoneServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every result sent, then the last read before ``done`` refused (the bus overloaded):
+    an ``error`` event with the cause and a reconnect delay, not "internal error"."""
+    settings = dns_settings(tmp_path, nats_server, zone)
+
+    async def refused(*_: object) -> None:
+        raise direct.ReadRefused("no answer from stream KV_lookup_jobs in 5s")
+
+    async with running_gateway(settings) as base, running_provider(settings, "dns"):
+        _, created = await api(
+            "POST",
+            f"{base}/api/v1/lookups",
+            json={"indicators": ["example.com"], "providers": ["dns"]},
+        )
+        await wait_job(base, created["id"])
+        monkeypatch.setattr(jobs, "grown", refused)
+        _, text = await api("GET", f"{base}/api/v1/lookups/{created['id']}/events")
+    assert "event: result" in text
+    assert "retry: " in text
+    assert "event: error" in text
+    assert "the bus did not answer (no answer from stream KV_lookup_jobs in 5s)" in text
 
 
 async def test_csv_export(nats_server: NatsServer, tmp_path: Path, zone: ZoneServer) -> None:
