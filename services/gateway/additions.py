@@ -9,7 +9,7 @@ providers the job was asked for (:func:`shared.lookups.jobs.add`).
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 from aiohttp import web
@@ -42,7 +42,7 @@ _JOB_ID_PARAM: Final[JSON] = {
 
 
 class _Added(msgspec.Struct, forbid_unknown_fields=True):
-    indicators: list[str]
+    indicators: list[Any]  # an item that is no string: rejected alone
 
 
 @DOCS.post(

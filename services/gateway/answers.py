@@ -17,7 +17,7 @@ from services.gateway import hardening
 from services.gateway.state import BUS, SETTINGS, Bus
 from shared.bus.direct import Reader
 from shared.bus.publish import Publisher
-from shared.core import requestid
+from shared.core import jsondata, requestid
 
 _json = msgspec.json.Encoder()
 
@@ -43,6 +43,8 @@ async def json_input(request: web.Request, shape: type[T], usage: str) -> T | we
         return msgspec.json.decode(await hardening.read_capped(request, limit), type=shape)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         return api_error(400, f"{usage}: {exc}")
+    except RecursionError:  # a field of any JSON (a list item) nested deeper than Python goes
+        return api_error(400, f"{usage}: {jsondata.depth_reason()}")
 
 
 def with_request_id(

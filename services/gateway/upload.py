@@ -3,6 +3,8 @@ upload (multipart), read line by line and never held whole in memory."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import BadHttpMessage
@@ -16,7 +18,7 @@ MALFORMED_MULTIPART = (BadHttpMessage, LookupError, RuntimeError, ValueError)
 
 
 class LookupInput(msgspec.Struct, forbid_unknown_fields=True):
-    indicators: list[str] | None = None
+    indicators: list[Any] | None = None  # an item that is no string: rejected alone
     text: str | None = None
     providers: list[str] = []
     fresh: bool = False

@@ -570,12 +570,17 @@ class _Collector:
         return Parsed(indicators=self.indicators, rejected=self.rejected)
 
 
-def parse_items(items: Iterable[str]) -> Parsed:
-    """Each item is ONE indicator; an item that is not a valid indicator is rejected."""
+def parse_items(items: Iterable[object]) -> Parsed:
+    """Each item is ONE indicator; an item that is not a valid indicator is rejected (one
+    that is no string too, shown as its JSON)."""
     collector = _Collector()
     for raw in items:
         if not isinstance(raw, str):
-            collector.reject(repr(raw), "not a string")
+            try:
+                shown = msgspec.json.encode(raw).decode()
+            except (TypeError, ValueError):
+                shown = repr(raw)
+            collector.reject(shown, "not a string")
             continue
         try:
             collector.add(_parse_item(raw))

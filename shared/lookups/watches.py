@@ -83,7 +83,7 @@ class RunState(msgspec.Struct, kw_only=True, frozen=True):
 class WatchInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The body of ``POST /api/v1/watches``."""
 
-    indicators: list[str]
+    indicators: list[Any]  # an item that is no string: rejected alone
     every: str | float
     providers: list[str] = []
     notify_on: str = "any_change"

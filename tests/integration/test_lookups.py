@@ -405,11 +405,21 @@ async def test_rejected_items_are_listed_and_the_rest_accepted(
         status, body = await api(
             "POST",
             f"{base}/api/v1/lookups",
-            json={"indicators": ["a.com", "999.1.1.1", "co.uk"], "providers": ["dns"]},
+            json={
+                "indicators": ["a.com", "999.1.1.1", "co.uk", None, 5, {"ip": "1.2.3.4"}],
+                "providers": ["dns"],
+            },
         )
     assert status == 202
     assert [i["value"] for i in body["indicators"]] == ["a.com"]
-    assert {r["item"] for r in body["rejected"]} == {"999.1.1.1", "co.uk"}
+    # an item that is no string is rejected alone, shown as its JSON
+    assert {r["item"] for r in body["rejected"]} == {
+        "999.1.1.1",
+        "co.uk",
+        "null",
+        "5",
+        '{"ip":"1.2.3.4"}',
+    }
     assert all(r["reason"] for r in body["rejected"])
 
 

@@ -307,8 +307,8 @@ def test_parse_items_keeps_valid_items_next_to_rejected_ones() -> None:
 
 
 def test_non_strings_are_rejected() -> None:
-    parsed = parse_items([42, None])  # type: ignore[list-item]
-    assert parsed.rejected == [Rejected("42", "not a string"), Rejected("None", "not a string")]
+    parsed = parse_items([42, None])
+    assert parsed.rejected == [Rejected("42", "not a string"), Rejected("null", "not a string")]
 
 
 def test_emoji_domain_falls_back_to_idna2003() -> None:
