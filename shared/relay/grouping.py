@@ -51,6 +51,8 @@ class Member:
     attrs: Attributes
     history: list[Attempt] = field(default_factory=list)
     """Its calls to the target so far (the attempt log: see shared.relay.status)."""
+    tries: int = 0
+    """Its failed sends that count towards ``max_attempts`` (see shared.relay.status)."""
 
 
 @dataclass(slots=True)

@@ -6,7 +6,9 @@ Guarantees:
   ``deadletter.<target>`` (JetStream-acknowledged);
 - a retryable failure is negatively acknowledged with a delay (exponential backoff with
   jitter, or the target's ``Retry-After``), so the retry schedule lives in JetStream and
-  survives a crash of the sink; the attempt number is JetStream's delivery count;
+  survives a crash of the sink; what counts towards ``max_attempts`` is the failed sends
+  made while the target was active (``tries``, kept in the delivery's status record), not
+  JetStream's delivery count, which a stopping sink's hand-back and a crash raise too;
 - the runner is the only place that paces: every send takes a turn of the target's
   :class:`~shared.relay.pacing.Pacer` (``per_second``, shared by the sink's replicas), and
   a ``Retry-After`` (or a :class:`~shared.relay.target.Delivered` pause) pauses every send
@@ -66,6 +68,10 @@ _NO_ATTRS = Attributes()
 
 PACED_RECHECK = 0.1
 """A delivery waiting for its send slot asks the pacer again at least this long later."""
+CRASH_LOOP = 3
+"""A notification JetStream delivered more than this many times ``max_attempts`` is
+dead-lettered on arrival ("too many delivery attempts"): the sink kept crashing on it, or
+stopped that often while it waited. Its sends are bounded by ``max_attempts`` itself."""
 
 
 def backoff(policy: RetryPolicy, attempt: int, rand: Callable[[], float] = random.random) -> float:
@@ -208,10 +214,10 @@ class SinkRunner:
             return
         if await self._silenced(msg, reading, attempt - 1):
             return
-        if attempt > self.config.retry.max_attempts and not self._health.paused:
-            # Redelivered past the bound without a recorded outcome (e.g. the sink kept
-            # crashing on it): stop here rather than loop forever. Not while the target is
-            # paused: a sink that stopped handed its waiting deliveries back, which counts.
+        if attempt > CRASH_LOOP * self.config.retry.max_attempts and not self._health.paused:
+            # Redelivered far past the bound (e.g. the sink kept crashing on it): stop here
+            # rather than loop forever. Generous: a sink that stopped handed its waiting
+            # deliveries back, which counts too. Not while the target is paused.
             await self._dead_letter(msg, reading, "too many delivery attempts", attempt)
             return
         if self._grouper is not None and subject == msg.subject and to is None:
@@ -263,16 +269,17 @@ class SinkRunner:
                 self._pacer.pause(exc.retry_after)
             for member in members:
                 attempt = member.delivery.attempt
-                if attempt >= self.config.retry.max_attempts:
+                member.tries += 1
+                if member.tries >= self.config.retry.max_attempts:
                     logger.warning("delivery failed, attempts exhausted", error=reason)
                     await self._dead_letter(
                         member.msg, member.delivery.reading, reason, attempt, member.history
                     )
                     continue
-                delay = self._retry_delay(exc, attempt)
+                delay = self._retry_delay(exc, member.tries)
                 logger.info("delivery failed, will retry", error=reason, retry_in=round(delay, 3))
-                await member.msg.nak(delay=delay)
-                self.metrics.retrying.inc()
+                # The record first: the redelivery reads its tries (same connection, so
+                # the server has it before the nak).
                 await self._status(
                     member.delivery.reading,
                     member.delivery.subject,
@@ -282,7 +289,10 @@ class SinkRunner:
                     delay,
                     received=_stored_at(member.msg),
                     history=member.history,
+                    tries=member.tries,
                 )
+                await member.msg.nak(delay=delay)
+                self.metrics.retrying.inc()
             return
         if outcome is not None:  # delivered, and the service asked for a pause
             self._pacer.pause(outcome.pause)
@@ -321,6 +331,7 @@ class SinkRunner:
         history: list[status.Attempt] | None = None,
         next_at: str | None = None,
         silence_id: str | None = None,
+        tries: int = 0,
     ) -> None:
         """Record the outcome for the API (best effort: never fails a delivery)."""
         if retry_in is not None:
@@ -347,6 +358,7 @@ class SinkRunner:
             risk=shown.risk,
             attempt_log=history or [],
             silence_id=silence_id,
+            tries=tries,
         )
         try:
             # A plain publish on the bucket's subject: JetStream stores it like a put, and
@@ -497,7 +509,8 @@ class SinkRunner:
             with contextlib.suppress(Exception):  # no record, an old one, the store silent
                 entry = await kv.get(status.key(note, self.config.name))
                 if entry.value:
-                    member.history = status.decode(entry.value).attempt_log
+                    record = status.decode(entry.value)
+                    member.history, member.tries = record.attempt_log, record.tries
 
     async def _record_paused(self, members: list[Member]) -> None:
         health = self._health.view
@@ -511,6 +524,7 @@ class SinkRunner:
                 received=_stored_at(member.msg),
                 history=member.history,
                 next_at=epoch_text(health.next_probe_at),
+                tries=member.tries,
             )
 
     async def _tell(self, change: Change) -> None:

@@ -88,6 +88,10 @@ class DeliveryStatus(msgspec.Struct, kw_only=True, frozen=True):
     attempt_log: list[Attempt] = []
     """The newest :data:`MAX_LOG` calls to the target for this notification."""
     silence_id: str | None = None
+    tries: int = 0
+    """Failed sends that count towards ``retry.max_attempts``: those made while the target
+    was active (not the probes of a paused one). ``attempts`` is JetStream's delivery
+    count, which a stopping sink's hand-back and a crash raise too."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -276,3 +276,41 @@ async def test_a_paused_target_stays_paused_across_a_sink_restart_and_loses_noth
             item = await notification(base, ident)
     assert item["targets"]["ops-http"]["state"] == "delivered"
     assert await dead_letters(nats_server.url, "ops-http") == []
+
+
+async def test_restarts_while_paused_spend_no_attempts(
+    nats_server: NatsServer, tmp_path: Path, receiver: Receiver
+) -> None:
+    """A sink stopped while its target is paused hands its waiting deliveries back, which
+    raises JetStream's delivery count. That must not spend their attempts: a rolling
+    restart during an outage dead-lettered the backlog at the first failure after the
+    target came back."""
+    retry = f"max_attempts = 3, initial_backoff = 0.2, max_backoff = 0.5, jitter = 0, {FAST_PROBES}"
+    settings = make_settings(
+        tmp_path, nats_server.url, target(receiver.url, extra="pause_after = 1", retry=retry)
+    )
+    receiver.default = (503, {})
+    async with running_gateway(settings) as base:
+        async with jetstream(nats_server.url, settings) as js:
+            ids = await publish_alerts(js, 3, prefix="restart")
+
+        async def waiting() -> bool:
+            if (await targets(base))["ops-http"]["state"] != "paused":
+                return False
+            shown = [(await notification(base, i))["targets"]["ops-http"] for i in ids]
+            return all(s["state"] == "paused" for s in shown)
+
+        for _ in range(5):  # a rolling restart during the outage, five times over
+            async with running_sink(settings, "ops-http"):
+                await wait_for(waiting, within=20)
+        # the service comes back, flapping: one probe fails, the next succeeds, and every
+        # other send after it fails once more
+        receiver.default = (200, {})
+        receiver.script = [(503, {}), (200, {}), (503, {}), (200, {}), (503, {})]
+        async with running_sink(settings, "ops-http"):
+            await wait_for(lambda: settled(nats_server.url, "ops-http"), within=30)
+        shown = [(await notification(base, i))["targets"]["ops-http"] for i in ids]
+    assert await dead_letters(nats_server.url, "ops-http") == []
+    assert {s["state"] for s in shown} == {"delivered"}
+    assert max(s["attempts"] for s in shown) > 3  # JetStream's count passed max_attempts
+    assert {b["id"] for b in envelopes(receiver)} == set(ids)
