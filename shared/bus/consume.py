@@ -106,6 +106,11 @@ async def consume(
                 continue
             asked = max(asked - 1, 0)
             await slots.acquire()  # free unless a request the loop gave up on delivers
+            if stop.is_set():  # stopped while it waited for a slot: not started, handed back
+                slots.release()
+                with contextlib.suppress(Exception):
+                    await msg.nak()
+                break
             task = asyncio.create_task(handle(msg))
             tasks.add(task)
             task.add_done_callback(done)
