@@ -74,13 +74,10 @@ class DnsProvider(Provider):
         if len(problems) == len(NAME_TYPES) and "nxdomain" not in problems.values():
             # not one answer: an error with its cause, never "no address records"
             causes = sorted(set(problems.values()))
-            if causes == ["timeout"]:
-                text = f"timeout after {self.settings.dns_timeout:g} s: no DNS answer for {host}"
-            else:
-                said = "; ".join(_problem_text(c, self.settings.dns_timeout) for c in causes)
-                text = f"{said}: no DNS answer for {host}"
+            said = "; ".join(_problem_text(c, self.settings.dns_timeout) for c in causes)
             raise ProviderError(
-                text, data={"upstream": self.cache_salt(), "host": host, "failed": problems}
+                f"{said}: no DNS answer for {host}",
+                data={"upstream": self.cache_salt(), "host": host, "failed": problems},
             )
         nxdomain = any(p == "nxdomain" for p in problems.values())
         data: dict[str, object] = {"host": host, "records": records, "nxdomain": nxdomain}
