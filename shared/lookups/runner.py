@@ -25,7 +25,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from shared.bus import messages
+from shared.bus import direct, messages
 from shared.bus.consume import consume
 from shared.bus.kvtime import Wait
 from shared.bus.publish import Publisher
@@ -340,9 +340,9 @@ class ProviderRunner:
         body = messages.encode(result)
         if cache is not None:
             key, entry = cache
-            await self.publisher.send(f"$KV.{streams.CACHE_BUCKET}.{key}", entry)
+            await self.publisher.send(direct.kv_subject(streams.CACHE_BUCKET, key), entry)
         await self.publisher.publish(
-            f"$KV.{streams.RESULTS_BUCKET}.{result.kv_key}",
+            direct.kv_subject(streams.RESULTS_BUCKET, result.kv_key),
             body,
             {messages.SCHEMA_HEADER: schemas.LOOKUP_RESULT_SCHEMA},
             timeout,
