@@ -22,6 +22,7 @@ from helpers import (
     LOOKOUT,
     api,
     make_settings,
+    provider_job,
     running_gateway,
     running_provider,
     wait_for,
@@ -171,14 +172,7 @@ async def test_a_name_every_query_fails_for_is_an_error_not_no_records(
     "no address records", grey, as if the name had none)."""
     zone.fail_names.add("example.com.")
     settings = dns_settings(tmp_path, nats_server, zone)
-    async with running_gateway(settings) as base, running_provider(settings, "dns"):
-        _, created = await api(
-            "POST",
-            f"{base}/api/v1/lookups",
-            json={"indicators": ["example.com"], "providers": ["dns"]},
-        )
-        job = await wait_job(base, created["id"])
-    [result] = job["results"]
+    result = (await provider_job(settings, "dns", ["example.com"]))["example.com"]
     assert result["status"] == "error"
     assert result["error"] == (
         "DNS server failure (SERVFAIL or no server answered): no DNS answer for example.com"

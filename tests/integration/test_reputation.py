@@ -11,7 +11,15 @@ from typing import Any
 
 from fakes.abuseipdb import FakeAbuseIpdb
 from fakes.virustotal import FakeVirusTotal
-from helpers import api, make_settings, running_gateway, running_provider, wait_for, wait_job
+from helpers import (
+    api,
+    make_settings,
+    provider_job,
+    running_gateway,
+    running_provider,
+    wait_for,
+    wait_job,
+)
 
 from services.providers.virustotal.config import virustotal_settings
 from shared.core.natsserver import NatsServer, free_port
@@ -327,11 +335,8 @@ async def test_an_endless_answer_is_cut_off(nats_server: NatsServer, tmp_path: P
     huge = '{"data": {"attributes": {"x": "' + "a" * (17 * 2**20) + '"}}}'
     async with FakeVirusTotal(api_key=VT_KEY, fail_next=[(200, huge)]) as vt:
         settings = settings_for(tmp_path, nats_server, vt)
-        async with running_gateway(settings) as base, running_provider(settings, "virustotal"):
-            job = await wait_job(
-                base, await submit(base, ["big.example.com"], providers=["virustotal"])
-            )
-    [result] = job["results"]
+        got = await provider_job(settings, "virustotal", ["big.example.com"])
+    result = got["big.example.com"]
     assert result["status"] == "error"
     assert result["error"] == "answer larger than 16 MiB"
 
