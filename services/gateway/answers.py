@@ -85,15 +85,19 @@ def bus_js(request: web.Request) -> JetStreamContext:
 
 
 def bus_publisher(request: web.Request) -> Publisher:
-    """The gateway's publisher of notifications; 503 while the bus is not usable."""
-    publisher = _usable(request).publisher
+    """The gateway's publisher of notifications (the webhooks' connection); 503 while that
+    connection is not usable."""
+    the_bus = request.config_dict[BUS]
+    if not the_bus.publishing:
+        raise web.HTTPServiceUnavailable(reason="message bus unavailable, retry later")
+    publisher = the_bus.publisher
     assert publisher is not None  # made before the bus is usable
     return publisher
 
 
 def bus_nc(request: web.Request) -> NATS:
-    """The gateway's NATS connection; 503 while the bus is not usable."""
-    nc = _usable(request).nc
+    """The API's NATS connection; 503 while the bus is not usable."""
+    nc = _usable(request).api_nc
     assert nc is not None  # made before the bus is usable
     return nc
 

@@ -245,7 +245,7 @@ class SourceWebhooks:
                 {requestid.HTTP_HEADER: request_id},
             )
         publisher = self._bus.publisher
-        if publisher is None or not self._bus.usable:
+        if publisher is None or not self._bus.publishing:
             reason = "message bus unavailable, retry later"
             return reject(self._metrics, request_id, name, 503, "unavailable", reason, "5")
         limit = schemas.envelope_limit(publisher.max_payload)

@@ -62,7 +62,8 @@ async def readyz(request: web.Request) -> web.Response:
     is not, or while JetStream refuses the work the gateway gives it (see
     :func:`services.gateway.state.refusal`)."""
     the_bus = request.app[BUS]
-    if not the_bus.usable or the_bus.js is None or the_bus.reader is None:
+    ready = the_bus.publishing and the_bus.usable
+    if not ready or the_bus.js is None or the_bus.reader is None:
         return api_error(503, "not connected to NATS")
     refused = await gateway_state.refusal(the_bus.js, the_bus.reader)
     if refused is not None:

@@ -81,32 +81,48 @@ async def refusal(js: JetStreamContext, reader: direct.Reader) -> str | None:
     return None
 
 
+def _up(nc: NATS | None) -> bool:
+    return nc is not None and nc.is_connected
+
+
 class Bus:
-    """The gateway's NATS connection, made in the background so HTTP answers at once
-    (``/readyz`` says 503 and webhooks get 503 until it is up)."""
+    """The gateway's two NATS connections, made in the background so HTTP answers at once
+    (``/readyz`` says 503 and webhooks get 503 until they are up).
+
+    Webhooks (and ``POST /api/v1/notifications``) publish on one connection, the API's
+    reads, writes and event streams go over the other (``api_nc``): a burst of reads
+    that made the server drop its connection as a slow consumer, or many event streams,
+    cannot take the relay's ingest down with it."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.nc: NATS | None = None
-        self.js: JetStreamContext | None = None
-        self.publisher: Publisher | None = None  # the webhook's publishes
-        self.reader: direct.Reader | None = None  # the API's reads: no consumer ever
+        self.nc: NATS | None = None  # the webhooks' publishes
+        self.api_nc: NATS | None = None  # the API's reads, writes and event streams
+        self.js: JetStreamContext | None = None  # on api_nc
+        self.publisher: Publisher | None = None  # on nc
+        self.reader: direct.Reader | None = None  # on api_nc; the API's reads: no consumer ever
         self.provisioned = False
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._connect())
 
-    async def _connect(self) -> None:
-        while self.nc is None:
+    async def _connection(self, name: str) -> NATS:
+        while True:
             try:
-                self.nc = await connect(self.settings.effective_nats_url, "lookout-gateway")
+                return await connect(self.settings.effective_nats_url, name)
             except Exception as exc:  # e.g. a bad server list: keep trying, stay unready
                 _log.error("nats connection failed, retrying", error=str(exc) or repr(exc))
                 await asyncio.sleep(2.0)
-        self.js = self.nc.jetstream(timeout=self.settings.publish_timeout)
+
+    async def _connect(self) -> None:
+        if self.nc is None:
+            self.nc = await self._connection("lookout-gateway")
+        if self.api_nc is None:
+            self.api_nc = await self._connection("lookout-gateway-api")
+        self.js = self.api_nc.jetstream(timeout=self.settings.publish_timeout)
         publisher = Publisher(self.nc)
-        reader = direct.Reader(self.nc, self.settings.publish_timeout)
+        reader = direct.Reader(self.api_nc, self.settings.publish_timeout)
         while not self.provisioned:
             try:  # the ack subscription too: a connection lost right now is retried here
                 if self.publisher is None:
@@ -123,17 +139,24 @@ class Bus:
         _log.info("connected to nats", url=safe_url(self.settings.effective_nats_url))
 
     @property
+    def publishing(self) -> bool:
+        """Whether webhooks can be stored now."""
+        return self.provisioned and _up(self.nc)
+
+    @property
     def usable(self) -> bool:
-        return self.provisioned and self.nc is not None and self.nc.is_connected
+        """Whether the API can read and write now."""
+        return self.provisioned and _up(self.api_nc)
 
     async def close(self) -> None:
         if self._task is not None and not self._task.done():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self.nc is not None and not self.nc.is_closed:
-            with contextlib.suppress(Exception):
-                await self.nc.drain()
+        for nc in (self.nc, self.api_nc):
+            if nc is not None and not nc.is_closed:
+                with contextlib.suppress(Exception):
+                    await nc.drain()
 
 
 Metrics = GatewayMetrics

@@ -197,7 +197,7 @@ class SqreenWebhook:
             except sqreen.PayloadError as exc:
                 return self._reject(request_id, 400, "bad_request", str(exc))
             publisher = self._bus.publisher
-            if publisher is None or not self._bus.usable:
+            if publisher is None or not self._bus.publishing:
                 return self._reject(
                     request_id,
                     503,

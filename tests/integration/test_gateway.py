@@ -245,6 +245,30 @@ async def test_bus_lost_after_start_is_503_then_recovers(tmp_path: Path) -> None
         server.stop()
 
 
+async def test_webhooks_outlive_the_api_connection(nats_server: NatsServer, tmp_path: Path) -> None:
+    """The API's reads go over their own connection: losing it (as when the server drops
+    a slow consumer after a burst of reads) refuses the API and /readyz, while webhooks
+    are still stored."""
+    from services.gateway.app import create_app
+    from services.gateway.state import BUS
+
+    settings = make_settings(tmp_path, nats_server.url)
+    app = create_app(settings)
+    async with running_gateway(settings, app) as base:
+        api_nc = app[BUS].api_nc
+        assert api_nc is not None
+        assert api_nc is not app[BUS].nc
+        await api_nc.close()
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/api/v1/lookups/0123456789abcdef") as response:
+                assert response.status == 503
+            async with session.get(f"{base}/readyz") as response:
+                assert response.status == 503
+        status, answer = await post_webhook(base, sqreen_fixture("v2_test.json"))
+    assert (status, answer["accepted"]) == (200, 1)
+    assert len(await stored(nats_server.url)) == 1
+
+
 async def test_webhook_without_configured_secret_is_503(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
