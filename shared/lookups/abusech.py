@@ -8,14 +8,9 @@ from __future__ import annotations
 from typing import Any, ClassVar, Generic
 
 from shared.lookups.config import ApiSettings, C
-from shared.lookups.provider import HttpProvider, ProviderError, refuse_throttle_or_key, upstream
+from shared.lookups.provider import HttpProvider, ProviderError, refuse_throttle_or_key, where
 
 KEY_REFUSED = ("unknown_auth_key", "user_blacklisted")
-
-
-def where(url: str) -> dict[str, str]:
-    """An error's ``data``: which upstream answered (its host, never the key)."""
-    return {"upstream": upstream(url)}
 
 
 class AbuseChProvider(HttpProvider, Generic[C]):

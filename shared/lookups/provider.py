@@ -61,6 +61,11 @@ def upstream(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+def where(url: str) -> dict[str, str]:
+    """An error's ``data``: which upstream answered (:func:`upstream`: never a key)."""
+    return {"upstream": upstream(url)}
+
+
 def os_error_text(exc: BaseException) -> str:
     """Why a connection failed, in the system's words: ``Connection refused``, ``Name or
     service not known`` (not asyncio's ``Connect call failed ('127.0.0.1', 9)``)."""
@@ -220,7 +225,7 @@ class HttpProvider(Provider):
         data: Any = None,
     ) -> tuple[int, Mapping[str, str], Any]:
         assert self._session is not None, "open() first"
-        where = {"upstream": upstream(url)}
+        about = where(url)
         try:
             async with self._session.request(
                 method, url, headers=headers, params=params, data=data
@@ -230,7 +235,7 @@ class HttpProvider(Provider):
                     raw += chunk
                     if len(raw) > MAX_ANSWER_BYTES:
                         raise ProviderError(
-                            f"answer larger than {MAX_ANSWER_BYTES // 2**20} MiB", data=where
+                            f"answer larger than {MAX_ANSWER_BYTES // 2**20} MiB", data=about
                         )
                 body: Any = None
                 if raw:
@@ -238,6 +243,6 @@ class HttpProvider(Provider):
                         body = msgspec.json.decode(raw)
                 return response.status, response.headers, body
         except TimeoutError:
-            raise ProviderError(f"timeout after {self._timeout:g} s", data=where) from None
+            raise ProviderError(f"timeout after {self._timeout:g} s", data=about) from None
         except aiohttp.ClientError as exc:
-            raise ProviderError(client_error_text(exc), data=where) from None
+            raise ProviderError(client_error_text(exc), data=about) from None

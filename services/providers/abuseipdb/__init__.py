@@ -13,7 +13,7 @@ from typing import Any
 from services.providers.abuseipdb.config import SPEC, abuseipdb_settings
 from shared.core.retryafter import parse_retry_after
 from shared.core.settings import Settings
-from shared.lookups.provider import Answer, HttpProvider, ProviderError, Throttled, upstream
+from shared.lookups.provider import Answer, HttpProvider, ProviderError, Throttled, where
 from shared.lookups.schemas import LookupRequest, Verdict
 
 FIELDS = (
@@ -63,18 +63,18 @@ class AbuseIpdbProvider(HttpProvider):
                 f"AbuseIPDB: {detail or 'rate limited'}",
                 parse_retry_after(headers.get("Retry-After")),
             )
-        where = {"upstream": upstream(f"{self.base}/check")}
+        origin = where(f"{self.base}/check")
         if status in (401, 403):
             more = f": {detail}" if detail else ""
-            raise ProviderError(f"HTTP {status}: API key refused{more}", data=where)
+            raise ProviderError(f"HTTP {status}: API key refused{more}", data=origin)
         if status != 200 or not isinstance(body, dict) or not isinstance(body.get("data"), dict):
             more = f": {detail}" if detail else ""
             what = f"HTTP {status}" if status != 200 else "not an AbuseIPDB answer"
-            raise ProviderError(f"{what}{more}", data=where)
+            raise ProviderError(f"{what}{more}", data=origin)
         report = body["data"]
         for name in ("abuseConfidenceScore", "totalReports"):
             if not isinstance(report.get(name) or 0, int):
-                raise ProviderError(f"not an AbuseIPDB answer: {name} is not a number", data=where)
+                raise ProviderError(f"not an AbuseIPDB answer: {name} is not a number", data=origin)
         return self._answer(report, headers.get("X-RateLimit-Remaining"))
 
     def _answer(self, report: dict[str, Any], remaining: str | None) -> Answer:

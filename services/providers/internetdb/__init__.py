@@ -18,7 +18,7 @@ from urllib.parse import quote
 from services.providers.internetdb.config import SPEC, internetdb_settings
 from shared.core.retryafter import parse_retry_after
 from shared.core.settings import Settings
-from shared.lookups.provider import Answer, HttpProvider, ProviderError, Throttled, upstream
+from shared.lookups.provider import Answer, HttpProvider, ProviderError, Throttled, where
 from shared.lookups.schemas import LookupRequest
 
 LISTS = ("ports", "hostnames", "cpes", "tags", "vulns")
@@ -50,10 +50,10 @@ class InternetDbProvider(HttpProvider):
             return Answer(
                 "undetected", "no data", {"found": False, "detail": detail or "not found"}
             )
-        where = {"upstream": upstream(self.base)}
+        origin = where(self.base)
         if status != 200 or not isinstance(body, dict) or "ports" not in body:
             what = f"HTTP {status}" if status != 200 else "not an InternetDB answer"
-            raise ProviderError(f"{what}: {detail}" if detail else what, data=where)
+            raise ProviderError(f"{what}: {detail}" if detail else what, data=origin)
         return self._answer(body)
 
     def _answer(self, body: dict[str, Any]) -> Answer:

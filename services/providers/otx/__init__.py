@@ -27,8 +27,8 @@ from shared.lookups.provider import (
     HttpProvider,
     ProviderError,
     refuse_throttle_or_key,
-    upstream,
     utc_time,
+    where,
 )
 from shared.lookups.schemas import LookupRequest, Verdict
 
@@ -80,18 +80,18 @@ class OtxProvider(HttpProvider):
         status, headers, body = await self.get_json(
             url, headers={"X-OTX-API-KEY": self.key.reveal(), "Accept": "application/json"}
         )
-        where = {"upstream": upstream(url)}
+        origin = where(url)
         if status == 404:
             return Answer("undetected", "not in OTX", {"found": False, **about})
-        refuse_throttle_or_key("OTX", status, headers, where)
+        refuse_throttle_or_key("OTX", status, headers, origin)
         if status == 400:
             detail = body.get("detail") if isinstance(body, dict) else None
             if detail:
-                where["message"] = str(detail)[:300]
-            raise ProviderError("HTTP 400: OTX refused the indicator as invalid", data=where)
+                origin["message"] = str(detail)[:300]
+            raise ProviderError("HTTP 400: OTX refused the indicator as invalid", data=origin)
         if status != 200 or not isinstance(body, dict):
             raise ProviderError(
-                f"HTTP {status}" if status != 200 else "not an OTX answer", data=where
+                f"HTTP {status}" if status != 200 else "not an OTX answer", data=origin
             )
         return self._answer(body, about)
 

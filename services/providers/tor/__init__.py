@@ -39,6 +39,7 @@ from shared.lookups.provider import (
     ProviderError,
     client_error_text,
     upstream,
+    where,
 )
 from shared.lookups.schemas import LookupRequest
 
@@ -122,7 +123,7 @@ class TorProvider(HttpProvider):
 
     async def _download(self) -> ExitList:
         assert self._session is not None, "open() first"
-        where = {"upstream": upstream(self.url)}
+        origin = where(self.url)
         try:
             async with self._session.get(self.url) as response:
                 if response.status == 429:
@@ -136,9 +137,9 @@ class TorProvider(HttpProvider):
                     if len(body) > self.config.max_bytes:
                         break
         except TimeoutError:
-            raise ProviderError(f"timeout after {self._timeout:g} s", data=where) from None
+            raise ProviderError(f"timeout after {self._timeout:g} s", data=origin) from None
         except aiohttp.ClientError as exc:
-            raise ProviderError(client_error_text(exc), data=where) from None
+            raise ProviderError(client_error_text(exc), data=origin) from None
         if len(body) > self.config.max_bytes:
             raise ProviderError(f"exit list larger than {self.config.max_bytes} bytes")
         try:
@@ -156,17 +157,17 @@ class TorProvider(HttpProvider):
 
     async def _lookup(self, kv: KeyValue, address: str) -> Answer:
         current = await store.meta(kv)
-        where: dict[str, Any] = {"upstream": upstream(self.url)}
+        origin: dict[str, Any] = where(self.url)
         if current is None:
             last = await store.lease(kv)
             why = last.error if last is not None and last.error else "first download pending"
-            raise ProviderError(f"exit list not loaded yet ({why})", data=where)
+            raise ProviderError(f"exit list not loaded yet ({why})", data=origin)
         age = time.time() - current.fetched_at
         if age > self.config.stale_after:
             last = await store.lease(kv)
             why = f"; last download: {last.error}" if last is not None and last.error else ""
             raise ProviderError(
-                f"exit list stale: last downloaded {_ago(age)} ago{why}", data=where
+                f"exit list stale: last downloaded {_ago(age)} ago{why}", data=origin
             )
         data: dict[str, Any] = {
             "exit": False,

@@ -21,7 +21,7 @@ from services.providers.virustotal.config import SPEC, virustotal_settings
 from shared.core.retryafter import parse_retry_after
 from shared.core.settings import Settings
 from shared.lookups.indicators import hash_algorithm
-from shared.lookups.provider import Answer, HttpProvider, ProviderError, Throttled, upstream
+from shared.lookups.provider import Answer, HttpProvider, ProviderError, Throttled, where
 from shared.lookups.schemas import LookupRequest, Verdict
 
 
@@ -61,7 +61,7 @@ class VirusTotalProvider(HttpProvider):
         status, headers, body = await self.get_json(
             url, headers={"x-apikey": self.key.reveal(), "Accept": "application/json"}
         )
-        where = {"upstream": upstream(url)}
+        origin = where(url)
         error = body.get("error", {}) if isinstance(body, dict) else {}
         code = error.get("code", "") if isinstance(error, dict) else ""
         if status == 404 or code == "NotFoundError":
@@ -72,20 +72,22 @@ class VirusTotalProvider(HttpProvider):
             )
         message = error.get("message", "") if isinstance(error, dict) else ""
         if message:
-            where["message"] = str(message)[:300]
+            origin["message"] = str(message)[:300]
         if status in (401, 403):
             detail = f" ({code})" if code else ""
-            raise ProviderError(f"HTTP {status}: API key refused{detail}", data=where)
+            raise ProviderError(f"HTTP {status}: API key refused{detail}", data=origin)
         if status != 200 or not isinstance(body, dict):
             what = f"HTTP {status} {code}".strip() if status != 200 else "not a VirusTotal answer"
-            raise ProviderError(what, data=where)
+            raise ProviderError(what, data=origin)
         found = body.get("data")
         attributes = found.get("attributes") if isinstance(found, dict) else None
         if not isinstance(attributes, dict):
-            raise ProviderError("not a VirusTotal answer: no data.attributes object", data=where)
+            raise ProviderError("not a VirusTotal answer: no data.attributes object", data=origin)
         for name in ("last_analysis_stats", "last_analysis_results"):
             if not isinstance(attributes.get(name) or {}, dict):
-                raise ProviderError(f"not a VirusTotal answer: {name} is not an object", data=where)
+                raise ProviderError(
+                    f"not a VirusTotal answer: {name} is not an object", data=origin
+                )
         return self._answer(attributes, _about(request))
 
     def _answer(self, attributes: dict[str, Any], about: dict[str, Any]) -> Answer:
