@@ -9,7 +9,6 @@ import contextlib
 import os
 import weakref
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any, Final, get_args
 
 import msgspec
@@ -374,16 +373,6 @@ _EXPECTED = 'expected {"type", "source", "data", optional "id", "timestamp"}'
         requestBody={"required": True, "content": json_content(ref("NotificationInput"))},
     ),
 )
-def _rfc3339(text: str) -> bool:
-    """A date, a time and an offset (``Z`` or ``±hh:mm``): what every reader of the
-    envelope's ``timestamp`` can compare."""
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        return False
-    return "T" in text.upper() and when.tzinfo is not None
-
-
 async def post_notification(request: web.Request, request_id: str) -> web.Response:
     """Any system's alert, routed like a Sqreen notification (authenticated by API tokens);
     every answer carries ``request_id`` (see :func:`answers.with_request_id`)."""
@@ -403,7 +392,7 @@ async def post_notification(request: web.Request, request_id: str) -> web.Respon
         return api_json(
             400, {"error": "source and type must be lower-case letters, digits, '_' or '-'"}
         )
-    if incoming.timestamp is not None and not _rfc3339(incoming.timestamp):
+    if incoming.timestamp is not None and schemas.rfc3339(incoming.timestamp) is None:
         return api_json(
             400,
             {

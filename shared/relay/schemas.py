@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+from datetime import datetime
 
 import msgspec
 
@@ -65,6 +66,17 @@ ENVELOPE_RESERVE = 4096
 """Bytes of a message's NATS max payload kept for its headers and for the dead-letter
 record that may one day wrap it: a notification's envelope (:func:`encode`) is stored only
 when it is at most ``max_payload - ENVELOPE_RESERVE`` bytes (see :func:`too_large`)."""
+
+
+def rfc3339(text: str) -> datetime | None:
+    """``text`` as an RFC 3339 time with its offset (``Z`` or ``±hh:mm``), read by msgspec;
+    None when it is not one: what a notification's ``timestamp`` and a silence's
+    ``ends_at`` must be, so every reader can compare them."""
+    try:
+        when = msgspec.convert(text, datetime)
+    except msgspec.ValidationError:
+        return None
+    return when if when.tzinfo is not None else None
 
 
 def envelope_limit(max_payload: int) -> int:

@@ -38,7 +38,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 from shared.bus import direct
 from shared.bus.manage import DAY
 from shared.core import logging as log
-from shared.relay.schemas import is_digest, subject_token
+from shared.relay.schemas import is_digest, rfc3339, subject_token
 from shared.relay.sources import Reading, read
 
 BUCKET: Final = "silences"
@@ -121,12 +121,11 @@ def text_time(when: datetime) -> str:
 
 def parse_time(value: str) -> datetime:
     """An RFC 3339 time (with its offset); :class:`SilenceError` otherwise."""
-    try:
-        when = datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise SilenceError(f"not an RFC 3339 time: {value!r}") from None
-    if when.tzinfo is None:
-        raise SilenceError(f"a time needs its offset (e.g. Z): {value!r}")
+    when = rfc3339(value)
+    if when is None:
+        raise SilenceError(
+            f"{value[:64]!r}: expected an RFC 3339 time with its offset, e.g. 2026-12-07T08:00:00Z"
+        )
     return when
 
 

@@ -171,6 +171,7 @@ async def test_generic_source_over_http(
         ({"type": "x", "source": "Bad Source", "data": {}}, "lower-case"),
         ({"type": "x", "source": "y", "data": {}, "colour": 1}, "colour"),
         ({"type": "x", "source": "y", "data": {}, "timestamp": "yesterday"}, "RFC 3339"),
+        ({"type": "x", "source": "y", "data": {}, "timestamp": "20261207T080000Z"}, "RFC 3339"),
         ({"type": "x", "source": "y", "data": {}, "timestamp": "2026-12-07"}, "RFC 3339"),
         ({"type": "x", "source": "y", "data": {}, "timestamp": "2026-12-07T08:00:00"}, "offset"),
     ],

@@ -80,6 +80,8 @@ def test_a_silence_records_its_end_and_author() -> None:
         ({"source": "ids"}, {"ends_at": "2026-12-07T07:00:00Z"}, "in the future"),
         ({"source": "ids"}, {"ends_at": "tomorrow"}, "RFC 3339"),
         ({"source": "ids"}, {"ends_at": "2026-12-08T00:00:00"}, "offset"),
+        ({"source": "ids"}, {"ends_at": "20261208T000000Z"}, "RFC 3339"),  # ISO 8601 basic
+        ({"source": "ids"}, {"ends_at": "2026-12-08"}, "RFC 3339"),
         ({"source": "ids"}, {"comment": "x" * 1001}, "comment"),
         ({"ip": "not-an-ip"}, {}, "not an IP address or network"),
         ({"ip": "192.0.2.300"}, {}, "not an IP address or network"),
