@@ -596,6 +596,9 @@ def parse_items(items: Iterable[object]) -> Parsed:
 # Characters that end a URL in free text: blanks, quotes, angle brackets, and the usual
 # field separators of CSV and logs (so "http://a.com/x,b.com" is a URL and a domain).
 _URL_STOP = r"""\s<>"'`,;|{}\\^"""
+# A URL right after a double quote (a quoted CSV field, a JSON string) ends only at the
+# closing quote or a blank: a CSV writer quotes the fields that hold a comma.
+_QUOTED_URL_STOP = r"""\s<>"'`{}\\^"""
 
 # One pass, leftmost match first; at one position the first alternative that matches wins,
 # so a URL swallows its host and an e-mail its domain. Linear time: each alternative's
@@ -607,7 +610,8 @@ _CANDIDATE: Final = re.compile(
     # Quick test first: every candidate but a hash has one of ".@:+%-" after its first run
     # of word characters, so ordinary words are skipped after one scan.
     r"(?<!\w)(?:(?=\w*+[.@:+%-])(?:"
-    rf"(?P<url>(?<![+.-])(?:https?|ftp)://[^{_URL_STOP}]*+)"
+    rf"(?P<quoted_url>(?<=\")(?:https?|ftp)://[^{_QUOTED_URL_STOP}]*+)"
+    rf"|(?P<url>(?<![+.-])(?:https?|ftp)://[^{_URL_STOP}]*+)"
     r"|(?P<email>(?<![.+%-])[\w.+%-]++@(?:\[(?:ipv6:)?[0-9a-f:.]++\]|[\w-]++(?:\.[\w-]++)++))"
     r"|(?P<ipv6>(?<![:.])(?=[0-9a-f]{0,4}:)[0-9a-f:.]++(?!\w))"
     r"|(?P<ipv4>(?<![./])[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?!\.?\w))"
@@ -686,6 +690,7 @@ def _from_hash(text: str, defanged: bool) -> Indicator | None:
 _HANDLERS: Final[dict[str, Callable[[str, bool], Indicator | None]]] = {
     "hash": _from_hash,
     "url": _from_url,
+    "quoted_url": _from_url,
     "email": _from_email,
     "ipv6": _from_ipv6,
     "ipv4": _from_ipv4,

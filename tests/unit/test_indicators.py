@@ -463,6 +463,26 @@ def test_extract_csv_snippet() -> None:
     assert parsed.rejected == []
 
 
+def test_a_quoted_url_keeps_its_commas() -> None:
+    """A CSV writer quotes a field that holds a comma, JSON quotes every string: a URL
+    right after a double quote ends at the closing quote (or a blank), not at a separator.
+    Unquoted, a comma, a semicolon or a pipe still ends it (fields of CSV and logs)."""
+    text = (
+        '"https://bad.example.com/x?q=a,b;c|d",note\n'
+        '{"url": "hxxp://evil[.]com/p?ids=1,2,3"}\n'
+        'said "http://shop.example.com/a, then left"\n'
+        "http://plain.example.com/a,b.example.org\n"
+    )
+    assert values(extract(text)) == [
+        ("url", "https://bad.example.com/x?q=a,b;c|d"),
+        ("url", "http://evil.com/p?ids=1,2,3"),
+        ("url", "http://shop.example.com/a"),
+        ("url", "http://plain.example.com/a"),
+        ("domain", "b.example.org"),
+    ]
+    extract('"http://x' * 50_000)  # every quote starts a new run: still one pass
+
+
 def test_extract_mail_log_line() -> None:
     line = (
         "Jan 12 10:23:45 mx1 postfix/smtpd[1234]: NOQUEUE: reject: RCPT from "
