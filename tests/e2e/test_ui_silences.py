@@ -135,3 +135,39 @@ async def test_silence_similar_from_a_message_then_expire_it(
 
 async def _is(check: Any, wanted: str) -> bool:
     return bool(await check() == wanted)
+
+
+async def test_a_healthy_target_is_green_and_a_silence_in_force_amber(
+    nats_server: NatsServer, tmp_path: Path, browser: Browser, receiver: Receiver
+) -> None:
+    """Targets and silences both have a state ``active``: a healthy target's chip is
+    green (as a delivery), a silence in force amber (it holds notifications back)."""
+    settings = make_settings(tmp_path, nats_server.url, http_target(receiver.url))
+    async with running_gateway(settings) as base, running_sink(settings, "ops-http"):
+        status, _ = await api(
+            "POST",
+            f"{base}/api/v1/silences",
+            json={"matchers": {"source": "ids"}, "duration": "1h"},
+        )
+        assert status == 201
+        page, console = await new_page(browser)
+        colour = "e => getComputedStyle(e).backgroundColor"
+        await page.goto(f"{base}/notifications")
+        target = page.locator('#target-health li[data-target="ops-http"] .chip')
+        await expect(target).to_have_attribute("data-state", "active")
+        healthy = await target.evaluate(colour)
+        await page.goto(f"{base}/silences")
+        silence = page.locator(".chip.silence-active")
+        await expect(silence).to_have_text("active")
+        in_force = await silence.evaluate(colour)
+        green, amber = await page.evaluate(
+            """() => ["s-delivered", "s-paused"].map((c) => {
+                const e = document.createElement("span");
+                e.className = `chip ${c}`;
+                document.body.append(e);
+                return getComputedStyle(e).backgroundColor;
+            })"""
+        )
+        assert (healthy, in_force) == (green, amber)
+        assert green != amber
+        assert console.problems == []

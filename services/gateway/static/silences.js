@@ -37,7 +37,7 @@ async function load() {
       el(
         "tr",
         { id: s.id, dataset: { id: s.id, state: s.state } },
-        el("td", {}, el("span", { class: `chip s-${s.state}`, text: s.state })),
+        el("td", {}, el("span", { class: `chip silence-${s.state}`, text: s.state })),
         el(
           "td",
           {},
