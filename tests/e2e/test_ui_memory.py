@@ -27,9 +27,9 @@ from test_ui import browser, cell, chromium, complete, new_page, only_providers
 from shared.core.natsserver import NatsServer
 
 try:
-    from playwright.async_api import Browser, Page, expect
+    from playwright.async_api import Browser, Page, Route, expect
 except ImportError:
-    Browser = Page = None  # type: ignore[assignment,misc]
+    Browser = Page = Route = None  # type: ignore[assignment,misc]
 
 pytestmark = pytest.mark.timeout(900)
 __all__ = ["browser", "chromium"]  # the fixtures, used by name
@@ -124,6 +124,30 @@ async def test_pivots_history_and_watches_pages(
         assert set(marks) == {f"POST {base}/api/v1/indicators/seen"}, marks
         await expect(page.locator("#recent-list li").first).to_have_attribute("data-job", third)
         await expect(page.locator("#recent-list li")).to_have_count(3)
+
+        # the first job again: nothing was seen before it. Later jobs and verdicts do not
+        # count: the history read is given one more of each, dated after every job here.
+        async def later_too(route: Route) -> None:
+            answer = await route.fetch()
+            body = await answer.json()
+            for item in body["seen"]:
+                item["jobs"].insert(0, {"id": "f" * 24, "created_at": "2099-01-01T00:00:00Z"})
+                item["verdict_history"].insert(
+                    0, {"verdict": "malicious", "at": "2099-01-01T00:00:01Z", "job_id": "f" * 24}
+                )
+            await route.fulfill(response=answer, json=body)
+
+        await page.route("**/api/v1/indicators/seen", later_too)
+        async with page.expect_response("**/api/v1/indicators/seen") as answered:
+            await page.goto(f"{base}/#job={first}")
+        assert (await answered.value).ok
+        await expect(page.locator(f"tbody[data-indicator='{DOMAIN}']")).to_be_visible()
+        await page.wait_for_timeout(300)  # the answer applied
+        await expect(seen).to_be_hidden()
+        await page.goto(f"{base}/#job={third}")  # the third: the first was before it
+        await expect(seen).to_contain_text("seen before")
+        await expect(seen).to_have_attribute("data-verdict", "unknown")
+        await page.unroute("**/api/v1/indicators/seen")
 
         # the indicator's page: its verdict, per provider, its jobs
         await wait_for(lambda: indexed(base, DOMAIN, 2), within=20)

@@ -450,14 +450,22 @@ async function openNewJob(values) {
 const SEEN_ASKED = 100; // rows whose history is asked for (one request), per job shown
 
 /** The overall verdict an indicator had before job `jobId`, and when: from its history. */
-function previous(history, jobId) {
-  const before = (history.verdict_history || []).find((v) => v.job_id !== jobId);
-  const job = (history.jobs || []).find((j) => j.id !== jobId);
+// What an indicator's history says of the time before the job shown: the newest other job
+// created before it, and the overall verdict in force when the job shown was created (the
+// history's newest entries only: none when they are all later, never a later one).
+function previous(history, shown) {
+  const cutoff = Date.parse(shown.created_at);
+  const earlier = (at) => Date.parse(at) < cutoff;
+  const job = (history.jobs || []).find((j) => j.id !== shown.id && earlier(j.created_at));
+  const before = (history.verdict_history || []).find(
+    (v) => v.job_id !== shown.id && earlier(v.at),
+  );
   if (!before || !job) return null;
   return { verdict: before.verdict, at: job.created_at, job: job.id };
 }
 
-async function markSeen(jobId) {
+async function markSeen(shown) {
+  const jobId = shown.id;
   const rows = state.rows.slice(0, SEEN_ASKED);
   if (!rows.length) return;
   // One request for every row: the indicators lookout has a history of, in short.
@@ -468,7 +476,7 @@ async function markSeen(jobId) {
   const histories = new Map(result.data.seen.map((h) => [indicatorKey(h.kind, h.value), h]));
   for (const row of rows) {
     const history = histories.get(indicatorKey(row.item.kind, row.item.value));
-    const seen = history && previous(history, jobId);
+    const seen = history && previous(history, shown);
     if (!seen) continue;
     row.seen = seen;
     row.seenNode.hidden = false;
@@ -700,7 +708,7 @@ async function showJob(id) {
   const grown = state.rows.length !== job.indicators.length;
   if (fresh || !state.rows.length || grown) {
     buildTable(job);
-    markSeen(id);
+    markSeen(job);
   }
   for (const r of job.results) applyResult(r);
   state.complete = Boolean(job.complete);
