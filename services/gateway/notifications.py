@@ -181,37 +181,51 @@ def _group(
             item["targets"].setdefault(
                 name, {"state": "not_applicable" if late else "pending", "attempts": 0}
             )
-        states = {t["state"] for t in item["targets"].values()}
-        item["state"] = next(
-            (
-                s
-                for s in ("dead", "retrying", "paused", "pending", "delivered", "silenced")
-                if s in states
-            ),
-            "skipped" if "skipped" in states else "not_applicable",
-        )
+        item["state"] = _overall(item)
     # Newest first by arrival (the sender's timestamp for records from before it was kept).
     return sorted(grouped.values(), key=lambda i: i["received_at"] or i["timestamp"], reverse=True)
 
 
-async def _probe_times(request: web.Request, items: list[dict[str, Any]]) -> None:
-    """A delivery waiting while its target is paused was recorded with the probe planned
-    then; the probe moves on with each failed one. Show the one planned now (the target's
-    shared health record), read only when something waits."""
+def _overall(item: dict[str, Any]) -> str:
+    """A notification's state: the most pressing of its targets'."""
+    states = {t["state"] for t in item["targets"].values()}
+    return next(
+        (
+            s
+            for s in ("dead", "retrying", "paused", "pending", "delivered", "silenced")
+            if s in states
+        ),
+        "skipped" if "skipped" in states else "not_applicable",
+    )
+
+
+async def _paused_targets(request: web.Request, items: list[dict[str, Any]]) -> None:
+    """What waits on a target paused now, from the targets' shared health records (read
+    only when something waits or is pending): a delivery recorded ``paused`` shows the
+    probe planned now (it moves on with each failed one), and one the target's sink has
+    not taken yet (``pending``: every delivery slot holds a waiting one) shows ``paused``
+    too, as it waits for the same thing."""
     waiting = [
-        (name, shown)
+        (item, name, shown)
         for item in items
         for name, shown in item["targets"].items()
-        if shown["state"] == "paused"
+        if shown["state"] in ("paused", "pending")
     ]
     if not waiting:
         return
-    with contextlib.suppress(Exception):  # the records' own times, when the store is silent
+    try:
         now = await targets_api.healths(bus_reader(request))
-        for name, shown in waiting:
-            record = now.get(name)
-            if record is not None and record.state == "paused":
-                shown["next_attempt_at"] = health.epoch_text(record.next_probe_at)
+    except Exception:  # the records' own states and times, when the store is silent
+        return
+    for item, name, shown in waiting:
+        record = now.get(name)
+        if record is None or record.state != "paused":
+            continue
+        if shown["state"] == "pending":
+            shown["state"] = "paused"
+            shown["last_error"] = f"target paused: {record.last_error or 'failing'}"
+            item["state"] = _overall(item)
+        shown["next_attempt_at"] = health.epoch_text(record.next_probe_at)
 
 
 @DOCS.get(
@@ -281,13 +295,16 @@ async def list_notifications(request: web.Request) -> web.Response:
 
     window = max(MIN_WINDOW, 2 * limit * max(1, len(targets)))
     records, complete = await _recent(request, window)
-    items = [i for i in _group(records, targets) if wanted(i)]
+    items = _group(records, targets)
+    await _paused_targets(request, items)
+    items = [i for i in items if wanted(i)]
     total = len(items)
     shown = items[:limit]
     if not complete:
         # The oldest of those read may have records older still (another target's).
-        shown = [i for i in await _whole(request, shown, targets) if wanted(i)]
-    await _probe_times(request, shown)
+        shown = await _whole(request, shown, targets)
+        await _paused_targets(request, shown)
+        shown = [i for i in shown if wanted(i)]
     return api_json(200, {"notifications": shown, "total": total, "partial": not complete})
 
 
@@ -324,7 +341,7 @@ async def get_notification(request: web.Request) -> web.Response:
     items = [i for i in items if i["id"] == notification_id]
     if not items:
         return api_json(404, {"error": "no delivery recorded for that notification yet"})
-    await _probe_times(request, items)
+    await _paused_targets(request, items)
     return api_json(200, items[0] if len(items) == 1 else {"notifications": items})
 
 

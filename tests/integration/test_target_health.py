@@ -314,3 +314,44 @@ async def test_restarts_while_paused_spend_no_attempts(
     assert {s["state"] for s in shown} == {"delivered"}
     assert max(s["attempts"] for s in shown) > 3  # JetStream's count passed max_attempts
     assert {b["id"] for b in envelopes(receiver)} == set(ids)
+
+
+async def test_what_waits_behind_a_paused_target_shows_paused(
+    nats_server: NatsServer, tmp_path: Path, receiver: Receiver, fallback: Receiver
+) -> None:
+    """With every delivery slot of a paused target's sink holding a waiting delivery, the
+    notifications behind them are not taken yet: they wait for the same thing, and show
+    ``paused`` too (with the next probe), not ``pending``, so ``?state=paused`` finds them."""
+    retry = "max_attempts = 1, initial_backoff = 0.2, jitter = 0, probe_backoff = 600"
+    toml = target(receiver.url, extra="pause_after = 1\nconcurrency = 1", retry=retry)
+    toml += target(fallback.url, name="ops-ok")
+    settings = make_settings(tmp_path, nats_server.url, toml)
+    receiver.default = (503, {})
+    async with (
+        running_gateway(settings) as base,
+        running_sink(settings, "ops-http"),
+        running_sink(settings, "ops-ok"),
+    ):
+        async with jetstream(nats_server.url, settings) as js:
+            ids = await publish_alerts(js, 3, prefix="behind")
+        await wait_for(lambda: settled(nats_server.url, "ops-ok"), within=20)
+
+        async def listed() -> list[dict[str, Any]]:
+            query = "target=ops-http&state=paused"
+            status, body = await api("GET", f"{base}/api/v1/notifications?{query}")
+            assert status == 200, body
+            return body["notifications"]  # type: ignore[no-any-return]
+
+        async def all_paused() -> bool:
+            return len(await listed()) == 3
+
+        await wait_for(all_paused, within=20)
+        shown = {item["id"]: item for item in await listed()}
+        one = await notification(base, ids[2])
+    assert sorted(shown) == sorted(ids)
+    waiting = [shown[i]["targets"]["ops-http"] for i in ids]
+    assert sorted(w["attempts"] for w in waiting) == [0, 0, 1]  # one taken, two behind it
+    assert all(w["state"] == "paused" and w["next_attempt_at"] for w in waiting)
+    assert all(item["state"] == "paused" for item in shown.values())
+    assert one["targets"]["ops-http"]["state"] == "paused"
+    assert one["targets"]["ops-ok"]["state"] == "delivered"
