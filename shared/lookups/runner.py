@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import random
 import time
 from datetime import UTC, datetime
@@ -49,6 +50,22 @@ def _cache_key(provider: Provider, request: LookupRequest) -> str:
         f"{provider.cache_salt()}\0{request.kind}\0{request.indicator}".encode()
     ).hexdigest()[:32]
     return f"{provider.name}.{digest}"
+
+
+def _older_than(moment: str, seconds: float) -> bool:
+    """Whether the RFC 3339 ``moment`` lies more than ``seconds`` back (no: unreadable)."""
+    try:
+        return time.time() - datetime.fromisoformat(moment).timestamp() > seconds
+    except ValueError:
+        return False
+
+
+def _age(msg: Msg) -> float:
+    """Seconds since JetStream stored the request (0 when it does not say)."""
+    try:
+        return max(0.0, time.time() - msg.metadata.timestamp.timestamp())
+    except Exception:  # not a JetStream message (never in practice)
+        return 0.0
 
 
 class CacheEntry(msgspec.Struct, frozen=True):
@@ -150,9 +167,41 @@ class ProviderRunner:
             return
         if again_in is None:
             await msg.ack()
-        else:
-            # Queued behind the quota: the result says so, the request comes back then.
-            await msg.nak(delay=max(0.5, again_in) + random.uniform(0, 0.5))
+            return
+        # Queued behind the quota: the result says so, the request comes back then.
+        delay = max(0.5, again_in) + random.uniform(0, 0.5)
+        if _age(msg) + delay <= streams.LOOKUPS_MAX_AGE / 2:
+            await msg.nak(delay=delay)
+            return
+        if _older_than(request.requested_at, lookups(self.settings).job_ttl):
+            self.log.info("job expired while its request waited: dropped", job=request.job_id)
+            await msg.ack()
+            return
+        try:
+            await self._requeue(request, request_id)
+        except Exception as exc:
+            self.log.warning("could not put the request back", error=str(exc) or repr(exc))
+            await msg.nak(delay=min(delay, 60.0))  # try again soon, while the stream has it
+            return
+        await msg.ack()
+
+    async def _requeue(self, request: LookupRequest, request_id: str | None) -> None:
+        """Put a request back as a fresh copy, for this provider alone: it has waited so
+        long that its return would fall close to the end of its life in the stream
+        (:data:`streams.LOOKUPS_MAX_AGE`). The copy comes at once, finds the quota or the
+        pause still there and waits with its own delayed nak."""
+        copy = msgspec.structs.replace(request, providers=[self.provider.name])
+        copy_id = f"{request.job_id}:{request.key}:{self.provider.name}:{os.urandom(6).hex()}"
+        headers = {messages.SCHEMA_HEADER: schemas.LOOKUP_REQUEST_SCHEMA, "Nats-Msg-Id": copy_id}
+        if request_id:
+            headers[messages.REQUEST_ID_HEADER] = request_id
+        await self.js.publish(
+            copy.subject,
+            messages.encode(copy),
+            headers=headers,
+            timeout=self.settings.publish_timeout,
+        )
+        self.log.info("request put back as a fresh copy", indicator=request.indicator)
 
     def _result(self, request: LookupRequest, **fields: Any) -> LookupResult:
         return LookupResult(

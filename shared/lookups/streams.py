@@ -50,6 +50,14 @@ published again by nats-server on ``lookup.result.<provider>``, where LOOKUP_RES
 it: one write by the runner, not a KV put and a publish, each awaited."""
 
 
+LOOKUPS_MAX_AGE = 3 * DAY
+"""How long the LOOKUPS stream keeps a request. A request queued behind a quota or an
+upstream's pause comes back when its time comes (a delayed nak, at most about a day: the
+next UTC midnight, a ``Retry-After`` capped at a day); one whose return would fall past
+half of this is put back as a fresh copy instead (see shared.lookups.runner), so a request
+waits as long as it has to and is never dropped by the stream's age limit."""
+
+
 def provider_durable(provider: str) -> str:
     return f"provider-{provider}"
 
@@ -65,8 +73,8 @@ async def provision(js: JetStreamContext, settings: Settings) -> None:
             subjects=["lookup.requested.>"],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
-            max_age=DAY,
-            duplicate_window=600.0,
+            max_age=LOOKUPS_MAX_AGE,
+            duplicate_window=min(600.0, LOOKUPS_MAX_AGE),
         ),
         StreamConfig(
             name=LOOKUP_RESULTS,

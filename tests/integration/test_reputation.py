@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fakes.abuseipdb import FakeAbuseIpdb
 from fakes.virustotal import FakeVirusTotal
 from helpers import (
@@ -24,6 +25,7 @@ from helpers import (
 from services.providers.virustotal.config import virustotal_settings
 from shared.core.natsserver import NatsServer, free_port
 from shared.core.settings import Settings
+from shared.lookups import streams
 from shared.lookups.quota import next_utc_midnight
 
 VT_KEY = "vt-test-key-0123456789abcdef"
@@ -391,3 +393,46 @@ async def test_slow_upstream_says_timeout_after(nats_server: NatsServer, tmp_pat
             )
     [result] = job["results"]
     assert (result["status"], result["error"]) == ("error", "timeout after 1 s")
+
+
+async def test_a_request_waiting_past_the_streams_age_limit_is_put_back_not_lost(
+    nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The LOOKUPS stream keeps a request for ``LOOKUPS_MAX_AGE`` (3 days; 8 s here). A
+    request whose delayed return (a daily quota, a long ``Retry-After``) would fall past
+    half of that is put back as a fresh copy, so the stream's age limit never drops it:
+    here it waited 6 s before its provider ran, then a 429 said 3 s more (9 s > 8 s)."""
+    monkeypatch.setattr(streams, "LOOKUPS_MAX_AGE", 8.0)
+    name = "late.example.com"
+    async with FakeVirusTotal({name: FakeVirusTotal.stats(malicious=3)}, api_key=VT_KEY) as vt:
+        vt.retry_after = "3"
+        vt.fail_next = [429]
+        settings = settings_for(tmp_path, nats_server, vt)
+        async with running_gateway(settings) as base:
+            job_id = await submit(base, [name], providers=["virustotal"])
+            await asyncio.sleep(6.0)  # no worker yet: the request ages in the stream
+            async with running_provider(settings, "virustotal"):
+                job = await wait_job(base, job_id, within=20)
+    [result] = job["results"]
+    assert (result["status"], result["verdict"]) == ("done", "malicious"), result
+    assert vt.answers == [429, 200]
+
+
+async def test_a_request_whose_job_expired_while_it_waited_is_dropped(
+    nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Put back only while its job is kept (``LOOKOUT_JOB_TTL``): nobody can read the
+    result of an expired job, so it spends no more quota."""
+    monkeypatch.setattr(streams, "LOOKUPS_MAX_AGE", 8.0)
+    name = "late.example.com"
+    async with FakeVirusTotal({name: FakeVirusTotal.stats(malicious=3)}, api_key=VT_KEY) as vt:
+        vt.retry_after = "3"
+        vt.fail_next = [429]
+        settings = settings_for(tmp_path, nats_server, vt, LOOKOUT_JOB_TTL="2")
+        async with running_gateway(settings) as base:
+            await submit(base, [name], providers=["virustotal"])
+            await asyncio.sleep(6.0)
+            async with running_provider(settings, "virustotal"):
+                await wait_for(lambda: bool(vt.answers), within=20)
+                await asyncio.sleep(5.0)  # the 429's 3 s, and then some
+    assert vt.answers == [429]
