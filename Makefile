@@ -74,6 +74,12 @@ up:
 	[ -z "$$missing" ] || { echo "make up: missing secret files:$$missing"; \
 		echo 'create them from the examples, then edit them:'; \
 		echo '  for f in deploy/secrets/*.txt.example; do cp -n "$$f" "$${f%.example}"; done'; exit 1; }
+	@held=$$(grep -l 'example-only-change-me' deploy/secrets/*.txt); \
+	[ -z "$$held" ] || { echo "make up: secret files still holding the example's public placeholder:"; \
+		echo "$$held" | sed 's/^/  /'; \
+		echo 'put secrets of your own there (every lookout service refuses the placeholders);'; \
+		echo 'for a provider you have no key for, set its *_FILE= empty in .env (see deploy/env.example)'; \
+		exit 1; }
 	docker compose up -d --build
 	@echo "lookout is starting: http://$$(docker compose port gateway 8080)/  (docker compose ps; docker compose logs -f)"
 

@@ -8,8 +8,11 @@ redactor as soon as it is read.
 
 from __future__ import annotations
 
+import binascii
+from base64 import b64decode
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Final
 
 from shared.core import logging as log
 from shared.core.errors import ConfigError
@@ -39,6 +42,33 @@ class Secret:
         return hash(self._value)
 
 
+PLACEHOLDER: Final = "example-only-change-me"
+"""What every secret of the shipped examples holds (``deploy/**/*.txt.example``), as text
+or inside a prefixed base64 key (``<prefix>_<base64>``): a copy never edited. It is
+public, so lookout refuses it wherever a secret is read rather than let it guard an API,
+sign webhooks or stand for a key."""
+
+
+def _decoded_tail(value: str) -> str:
+    """What a prefixed base64 key (``<prefix>_<base64>``) decodes to; empty otherwise."""
+    tail = value.partition("_")[2]
+    try:
+        return b64decode(tail + "=" * (-len(tail) % 4)).decode("utf-8", "replace").lower()
+    except (binascii.Error, ValueError):
+        return ""
+
+
+def refuse_placeholder(value: str, label: str) -> str:
+    """``value``, unless it is (or holds) the examples' :data:`PLACEHOLDER`: then a
+    :class:`ConfigError` naming ``label``, never the value."""
+    if PLACEHOLDER in value.lower() or PLACEHOLDER in _decoded_tail(value):
+        raise ConfigError(
+            f"{label}: still the placeholder of the shipped example ({PLACEHOLDER}…), which "
+            "is public: put a secret of your own there"
+        )
+    return value
+
+
 def read_secret(env: Mapping[str, str], name: str) -> str | None:
     """``NAME`` or the contents of the file named by ``NAME_FILE`` (not both)."""
     file_var = f"{name}_FILE"
@@ -47,7 +77,8 @@ def read_secret(env: Mapping[str, str], name: str) -> str | None:
     path = env.get(file_var)
     if path:
         return read_secret_file(path, file_var)
-    return env.get(name) or None
+    value = env.get(name) or None
+    return refuse_placeholder(value, name) if value else None
 
 
 def read_secret_file(path: str, label: str) -> str:
@@ -58,7 +89,7 @@ def read_secret_file(path: str, label: str) -> str:
         raise ConfigError(f"{label}: cannot read {path}: {exc.strerror}") from None
     if not value:
         raise ConfigError(f"{label}: {path} is empty")
-    return value
+    return refuse_placeholder(value, f"{label}: {path}")
 
 
 def secret_list(env: Mapping[str, str], name: str) -> tuple[Secret, ...]:

@@ -19,7 +19,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 import msgspec
 
 from shared.core.errors import ConfigError
-from shared.core.secrets import Secret, read_secret_file
+from shared.core.secrets import Secret, read_secret_file, refuse_placeholder
 from shared.core.settings import Section, Settings
 from shared.relay.templates import TemplateError, compile_template
 
@@ -272,6 +272,7 @@ def target_secrets(
                 if field_name in target.required_secrets:
                     raise ConfigError(f"{where}: {target.missing_secret(field_name)}")
                 continue
+            refuse_placeholder(value, f"{where}.{field_name}")
             target.check_secret(field_name, value, f"{where}.{field_name}")
             secrets[(target.name, field_name)] = Secret(value)
     return secrets

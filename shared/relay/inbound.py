@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Union
 import msgspec
 
 from shared.core.errors import ConfigError
-from shared.core.secrets import Secret, read_secret_file
+from shared.core.secrets import Secret, read_secret_file, refuse_placeholder
 from shared.core.settings import Section, Settings
 from shared.relay import sources
 from shared.relay.config import Name
@@ -125,7 +125,7 @@ def _secrets(config: SourceConfig, where: str) -> dict[str, Secret]:
         if file_name:
             value = read_secret_file(file_name, f"{where}.{field_name}_file")
         if value:
-            found[field_name] = Secret(value)
+            found[field_name] = Secret(refuse_placeholder(value, f"{where}.{field_name}"))
     return found
 
 

@@ -10,9 +10,10 @@ from services.sinks.http.config import HttpTargetConfig
 from services.sinks.log.config import LogTargetConfig
 from shared.core import settings as config
 from shared.core.errors import ConfigError
-from shared.core.secrets import Secret
+from shared.core.secrets import Secret, read_secret_file
 from shared.lookups.config import lookups
 from shared.relay.config import relay
+from shared.relay.inbound import inbound
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -52,6 +53,39 @@ def test_secret_file_problems_name_the_variable(tmp_path: Path) -> None:
         ConfigError, match="either SQREEN_WEBHOOK_SECRET or SQREEN_WEBHOOK_SECRET_FILE"
     ):
         config.load({"SQREEN_WEBHOOK_SECRET": "a", "SQREEN_WEBHOOK_SECRET_FILE": "/x"})
+
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+@pytest.mark.parametrize(
+    "example",
+    sorted([*DEPLOY.glob("secrets/*.txt.example"), *DEPLOY.glob("k8s/secrets/*.txt.example")]),
+    ids=lambda p: p.relative_to(DEPLOY).as_posix(),
+)
+def test_every_shipped_secret_example_is_refused(example: Path) -> None:
+    """The examples are public: a copy never edited must not guard an API, sign webhooks
+    or stand for a key. Refused where it is read, naming the setting, never the value."""
+    value = example.read_text().strip()
+    with pytest.raises(ConfigError, match="placeholder of the shipped example") as refused:
+        read_secret_file(str(example), "SOME_SECRET_FILE")
+    assert "SOME_SECRET_FILE" in str(refused.value)
+    assert value not in str(refused.value)
+    with pytest.raises(ConfigError, match="LOOKOUT_API_TOKENS: still the placeholder"):
+        config.load({"LOOKOUT_API_TOKENS": value})
+
+
+def test_placeholder_secrets_in_the_config_are_refused(tmp_path: Path) -> None:
+    placeholder = (DEPLOY / "secrets" / "ops_http_secret.txt.example").read_text().strip()
+    toml = '[[targets]]\nname = "ops"\ntype = "http"\nurl = "https://x.example"\n'
+    toml += f'secret = "{placeholder}"\n'
+    (tmp_path / "l.toml").write_text(toml)
+    with pytest.raises(ConfigError, match=r"targets\[0\] \(ops\)\.secret: still the placeholder"):
+        relay(config.load({"LOOKOUT_CONFIG": str(tmp_path / "l.toml")}))
+    sources = '[[sources]]\nname = "gh"\ntype = "github"\nsecret = "example-only-change-me-x"\n'
+    (tmp_path / "s.toml").write_text(sources)
+    with pytest.raises(ConfigError, match="still the placeholder"):
+        inbound(config.load({"LOOKOUT_CONFIG": str(tmp_path / "s.toml")}))
 
 
 @pytest.mark.parametrize(

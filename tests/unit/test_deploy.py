@@ -9,6 +9,7 @@ container paths are mapped onto the committed files (``*.example`` for secrets).
 
 from __future__ import annotations
 
+import base64
 import http.server
 import json
 import os
@@ -34,6 +35,7 @@ from services.gateway import sqreen
 from services.providers.abuseipdb.config import abuseipdb_settings
 from services.providers.virustotal.config import virustotal_settings
 from services.registry import build_target
+from shared.core import secrets
 from shared.core import settings as config
 from shared.lookups import catalog
 from shared.relay.config import relay
@@ -360,9 +362,26 @@ def localize(container: Container, workdir: Path) -> dict[str, str]:
         local = container.files[value]
         assert local.is_file(), f"{container.ident}: {local} (mounted as {value}) is missing"
         env[key] = str(
-            _localize_config(container, local, workdir) if key == "LOOKOUT_CONFIG" else local
+            _localize_config(container, local, workdir)
+            if key == "LOOKOUT_CONFIG"
+            else edited(local, workdir)
         )
     return env
+
+
+OWN_KEY = "whsec_" + base64.b64encode(b"a key of its owner, not the example").decode()
+
+
+def edited(example: Path, workdir: Path) -> Path:
+    """A copy of a secret example as its owner edits it: the public placeholder replaced
+    (lookout refuses it, shared.core.secrets.PLACEHOLDER), the rest as it was."""
+    text = example.read_text()
+    if text.startswith("whsec_"):
+        text = OWN_KEY + "\n"
+    copy = workdir / "secrets" / example.name
+    copy.parent.mkdir(exist_ok=True)
+    copy.write_text(text.replace(secrets.PLACEHOLDER, "its-owners-own-value"))
+    return copy
 
 
 def _localize_config(container: Container, path: Path, workdir: Path) -> Path:
@@ -376,7 +395,8 @@ def _localize_config(container: Container, path: Path, workdir: Path) -> Path:
                 f"reads {key} = {value!r}, which is not mounted in it "
                 f"(mounted: {sorted(container.files)})"
             )
-            text = text.replace(json.dumps(value), json.dumps(str(container.files[value])))
+            own = edited(container.files[value], workdir)
+            text = text.replace(json.dumps(value), json.dumps(str(own)))
     local = workdir / f"{container.origin}-{container.name}.toml"
     local.write_text(text)
     return local
@@ -1251,6 +1271,13 @@ def test_make_up_and_down(make_dir: Path) -> None:
 
     for example in (make_dir / "deploy" / "secrets").glob("*.example"):
         shutil.copy(example, example.with_suffix(""))
+    result = _make(make_dir, "up", path)
+    assert result.returncode != 0, "the copies still hold the public placeholder"
+    assert "lookout_api_tokens.txt" in result.stdout + result.stderr
+    assert "compose up" not in (calls.read_text() if calls.exists() else "")
+
+    for copy in (make_dir / "deploy" / "secrets").glob("*.txt"):
+        copy.write_text(copy.read_text().replace(secrets.PLACEHOLDER, "its-owners-own-value"))
     assert _make(make_dir, "up", path).returncode == 0
     assert _make(make_dir, "down", path).returncode == 0
     lines = calls.read_text().splitlines()

@@ -15,7 +15,9 @@ class AppriseTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="apprise"
 
     secrets: ClassVar[tuple[str, ...]] = ("url",)
     required_secrets: ClassVar[tuple[str, ...]] = ("url",)
-    secret_examples: ClassVar[dict[str, str]] = {"url": "json://example.invalid/lookout"}
+    secret_examples: ClassVar[dict[str, str]] = {
+        "url": "json://example.invalid/example-only-change-me"
+    }
 
     url: str | None = None
     url_file: str | None = None

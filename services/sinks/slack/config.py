@@ -13,7 +13,7 @@ class SlackTargetConfig(TargetConfig, frozen=True, kw_only=True, tag="slack"):
     secrets: ClassVar[tuple[str, ...]] = ("webhook_url",)
     required_secrets: ClassVar[tuple[str, ...]] = ("webhook_url",)
     secret_examples: ClassVar[dict[str, str]] = {
-        "webhook_url": "https://hooks.slack.com/services/EXAMPLE/ONLY/change-me"
+        "webhook_url": "https://hooks.slack.com/services/EXAMPLE/ONLY/example-only-change-me"
     }
 
     webhook_url: str | None = None
