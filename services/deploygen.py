@@ -65,6 +65,8 @@ class Secret:
     name: str
     example: str
     variable: str | None = None
+    without: str = ""
+    """What the provider does without it (see ``EnvVar.without``)."""
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,7 @@ def provider_secrets() -> dict[str, list[Secret]]:
     """Per provider, the secret files its SPEC's secret variables are read from."""
     return {
         spec.name: [
-            Secret(var.name.lower(), placeholder(var.name.lower()), var.name)
+            Secret(var.name.lower(), placeholder(var.name.lower()), var.name, var.without)
             for var in spec.env
             if var.secret
         ]
@@ -218,7 +220,7 @@ def compose_services(paths: Paths, targets: Mapping[str, list[Secret]]) -> list[
             for secret in mine:
                 var = f"{secret.variable}_FILE"
                 environment += [
-                    f'  # {var}= (empty) in .env: none, results say "not_configured"',
+                    f"  # {var}= (empty) in .env: none, {secret.without}",
                     f"  {var}: ${{{var}-{COMPOSE_SECRETS}{secret.name}}}",
                 ]
             for setting in own:
@@ -258,8 +260,8 @@ def env_example() -> list[str]:
                 get = f"; get one at {var.link}" if var.link else ""
                 lines += _comment(
                     f"{spec.label}: {var.hint}{get}. Read from deploy/secrets/{secret}.txt; "
-                    "without one, uncomment the line below to run the provider unconfigured "
-                    '(its results say "not_configured"): the file must still exist for compose.'
+                    f"without one, uncomment the line below: {var.without}; the file must "
+                    "still exist for compose."
                 )
                 lines.append(f"# {var.name}_FILE=")
             else:

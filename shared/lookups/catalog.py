@@ -37,6 +37,8 @@ class EnvVar:
     """Where to get a value (e.g. a free API key)."""
     default: str = ""
     """The value it has when unset, as the deployment files write it (empty: none)."""
+    without: str = 'the provider runs unconfigured (its results say "not_configured")'
+    """What happens without a value (a secret's), for the deployment files' comments."""
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,7 @@ SPEC = ProviderSpec(
             "asked, which refuse queries through public resolvers)",
             secret=True,
             link="https://www.spamhaus.com/free-trial/sign-up-for-a-free-data-query-service-account/",
+            without="the provider asks the public mirrors",
         ),
     ),
     settings=SECTION,
