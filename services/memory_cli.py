@@ -18,7 +18,6 @@ from shared.core import requestid
 from shared.core.settings import Settings
 from shared.lookups import catalog, history, indicators, watches
 from shared.lookups import streams as lookup_streams
-from shared.lookups.config import lookups
 
 EXIT_STATUS = (
     "exit status: 0 done; 1 nothing found (never looked up, no such watch); 2 bad input or "
@@ -116,13 +115,14 @@ async def watch_main(settings: Settings, args: argparse.Namespace) -> int:
                     notify_on=args.notify_on,
                     comment=args.comment,
                 ),
-                lookups(settings).watch_min_every,
+                settings,
                 requestid.new(),
             )
         except watches.Invalid as exc:
             for item in exc.rejected:
                 print(f"lookout: {item['item']!r}: {item['reason']}", file=sys.stderr)
-            known = f" (known: {', '.join(catalog.names())})" if "providers" in str(exc) else ""
+            running = ", ".join(catalog.active_names(settings))
+            known = f" (running: {running})" if "providers" in str(exc) else ""
             return _fail(f"{exc}{known}", 2)
     elif args.action == "remove" and not _is_watch_id(args.id):
         return _fail(f"no watch {args.id!r}", 1)

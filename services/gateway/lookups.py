@@ -157,14 +157,9 @@ async def create_lookup(request: web.Request, request_id: str) -> web.Response:
             parsed = indicators.parse_items(options.indicators)
         else:
             parsed = indicators.extract_text((options.text or "").splitlines())
-    active = catalog.active_names(settings)
-    unknown = [p for p in options.providers if p not in active]
-    if unknown:
-        off = [p for p in unknown if catalog.get(p) is not None]
-        why = f" ({', '.join(off)}: turned off by the configuration)" if off else ""
-        return api_error(
-            400, f"unknown providers: {', '.join(unknown)}{why}", providers=list(active)
-        )
+    refused = catalog.refused(settings, options.providers)
+    if refused is not None:
+        return api_error(400, refused, providers=list(catalog.active_names(settings)))
     rejected, rejected_total = jobs.rejected_items(parsed)
     if not parsed.indicators:
         return nothing_read(rejected, rejected_total)

@@ -47,7 +47,6 @@ from shared.core import logging as log
 from shared.core.settings import Settings
 from shared.lookups import history, indicators, watches
 from shared.lookups import schemas as lookup_schemas
-from shared.lookups.config import lookups
 from shared.lookups.verdicts import VERDICT_ORDER
 
 _log = log.get("gateway")
@@ -263,7 +262,7 @@ async def create_watch(request: web.Request, request_id: str) -> web.Response:
     if isinstance(given, web.Response):
         return given
     try:
-        watch = watches.build(given, lookups(settings).watch_min_every, request_id)
+        watch = watches.build(given, settings, request_id)
     except watches.Invalid as exc:
         extra = {"rejected": exc.rejected} if exc.rejected else {}
         return api_error(400, str(exc), **extra)

@@ -35,7 +35,7 @@ from shared.bus.cas import leader_bucket
 from shared.bus.manage import KV_STREAM
 from shared.core import logging as log
 from shared.core.settings import Settings
-from shared.lookups import history, indicators, jobs, watches
+from shared.lookups import catalog, history, indicators, jobs, watches
 from shared.lookups import streams as lookup_streams
 from shared.lookups.watches import NotifyOn, RunState, Watch
 
@@ -233,12 +233,24 @@ class Scheduler:
         self, watch: Watch, claimed: RunState, revision: int, before: RunState | None
     ) -> None:
         parsed = indicators.parse_items([i.value for i in watch.indicators])
+        # A provider turned off since the watch was made is not asked: a job waiting for
+        # it would never complete (and no change of verdict would ever be told).
+        running = catalog.active_names(self._settings)
+        asked = [p for p in watch.providers if p in running]
+        if watch.providers and not asked:
+            _log.warning(
+                "watch run skipped: its providers are turned off",
+                watch=watch.id,
+                providers=watch.providers,
+            )
+            await self._write(watch.id, claimed, revision)
+            return
         try:
             job = await jobs.submit(
                 self._js,
                 self._settings,
                 parsed,
-                watch.providers,
+                asked,
                 True,  # fresh: a watch asks what the providers say now
                 request_id=f"watch-{watch.id}-{claimed.runs}",
                 watch=watch.id,

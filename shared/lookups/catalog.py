@@ -13,7 +13,7 @@ order of the CSV and the UI, the provider consumers to create, the names people 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,6 +120,18 @@ def active(settings: Settings) -> tuple[ProviderSpec, ...]:
 
 def active_names(settings: Settings) -> tuple[str, ...]:
     return tuple(spec.name for spec in active(settings))
+
+
+def refused(settings: Settings, names: Iterable[str]) -> str | None:
+    """Why a job or a watch cannot ask ``names``: the ones no running provider answers to
+    (unknown, or turned off by ``LOOKOUT_PROVIDERS``); None when all can be asked."""
+    running = active_names(settings)
+    unknown = [name for name in names if name not in running]
+    if not unknown:
+        return None
+    off = [name for name in unknown if name in _specs]
+    why = f" ({', '.join(off)}: turned off by the configuration)" if off else ""
+    return f"unknown providers: {', '.join(unknown)}{why}"
 
 
 def get(name: str) -> ProviderSpec | None:

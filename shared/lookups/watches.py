@@ -21,8 +21,10 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from shared.bus import direct, messages
+from shared.core.settings import Settings
 from shared.lookups import catalog, indicators, jobs
 from shared.lookups import streams as lookup_streams
+from shared.lookups.config import lookups
 from shared.lookups.schemas import JobIndicator
 
 MAX_WATCHES = 1000
@@ -99,8 +101,9 @@ class Invalid(ValueError):
         self.rejected = rejected or []
 
 
-def build(given: WatchInput, min_every: float, request_id: str | None = None) -> Watch:
+def build(given: WatchInput, settings: Settings, request_id: str | None = None) -> Watch:
     """The watch ``given`` asks for; :class:`Invalid` with the reason otherwise."""
+    min_every = lookups(settings).watch_min_every
     if not given.indicators:
         raise Invalid("indicators is empty: give at least one")
     if len(given.indicators) > MAX_INDICATORS:
@@ -120,9 +123,9 @@ def build(given: WatchInput, min_every: float, request_id: str | None = None) ->
             f"every must be from {format_duration(min_every)} to {format_duration(MAX_EVERY)}, "
             f"not {format_duration(every) if every > 0 else every}"
         )
-    unknown = [p for p in given.providers if catalog.get(p) is None]
-    if unknown:
-        raise Invalid(f"unknown providers: {', '.join(unknown)}")
+    refused = catalog.refused(settings, given.providers)
+    if refused is not None:
+        raise Invalid(refused)
     if given.notify_on not in NOTIFY_ON:
         raise Invalid(f"notify_on must be one of {', '.join(NOTIFY_ON)}")
     if len(given.comment) > MAX_COMMENT:

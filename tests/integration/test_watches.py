@@ -378,3 +378,47 @@ async def test_the_watch_api_and_cli(nats_server: NatsServer, tmp_path: Path) ->
         assert (await api("DELETE", f"{url}/{created['id']}"))[0] == 204
         status, over_http = await api("GET", url)
         assert over_http == {"watches": []}
+
+
+async def test_a_provider_turned_off_is_refused_then_left_out_of_the_runs(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """A watch asks only providers that run (as a lookup does: 400 naming the one turned
+    off); one made before its provider was turned off is run without it, and skipped
+    while none of its providers runs: a job waiting for a provider that never answers
+    would never complete, and no change of verdict would ever be told."""
+    on = make_settings(tmp_path, nats_server.url, LOOKOUT_PROVIDERS="dns,virustotal", **FAST)
+    off = make_settings(tmp_path, nats_server.url, LOOKOUT_PROVIDERS="dns", **FAST)
+    async with running_gateway(on) as base:
+        status, made = await api(
+            "POST",
+            f"{base}/api/v1/watches",
+            json={"indicators": ["example.com"], "every": "1h", "providers": ["virustotal"]},
+        )
+        assert status == 201, made
+        status, both = await api(
+            "POST",
+            f"{base}/api/v1/watches",
+            json={"indicators": ["example.org"], "every": "1h", "providers": ["dns", "virustotal"]},
+        )
+        assert status == 201, both
+    async with running_gateway(off) as base:
+        status, refused = await api(
+            "POST",
+            f"{base}/api/v1/watches",
+            json={"indicators": ["example.net"], "every": "1h", "providers": ["virustotal"]},
+        )
+        assert status == 400
+        assert "virustotal: turned off by the configuration" in refused["error"]
+        async with running_service(off, "scheduler"):
+            await wait_for(lambda: _ran(base, both["id"]), within=20)
+            await asyncio.sleep(1.0)  # a few ticks more: the other watch is due too
+            assert await runs_of(base, made["id"]) == []
+        [run] = await runs_of(base, both["id"])
+        status, job = await api("GET", f"{base}/api/v1/lookups/{run['id']}")
+    assert status == 200
+    assert job["providers"] == {"domain": ["dns"]}
+
+
+async def _ran(base: str, watch_id: str) -> bool:
+    return bool(await runs_of(base, watch_id))
