@@ -115,7 +115,9 @@ def one_indicator(text: str) -> indicators.Indicator:
         raise web.HTTPBadRequest(reason=f"indicator longer than {MAX_VALUE} characters")
     parsed = indicators.parse_items([text])
     if parsed.rejected:
-        raise web.HTTPBadRequest(reason=f"not an indicator: {parsed.rejected[0].reason}")
+        why = parsed.rejected[0].reason
+        said = why if why.startswith("not an indicator") else f"not an indicator: {why}"
+        raise web.HTTPBadRequest(reason=said)
     if len(parsed.indicators) != 1:
         raise web.HTTPBadRequest(reason="give one indicator")
     return parsed.indicators[0]

@@ -343,10 +343,12 @@ class ProviderRunner:
         self, request: LookupRequest, status: Status, until: float, reason: str
     ) -> _Outcome:
         when = datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds")
+        today = datetime.now(UTC).date().isoformat()
+        shown = when[11:19] if when.startswith(today) else f"{when[:10]} {when[11:19]}"
         waiting = self._result(
             request,
             status=status,
-            summary=f"{'queued' if status == 'queued' else 'quota used'} until {when[11:19]} UTC",
+            summary=f"{'queued' if status == 'queued' else 'quota used'} until {shown} UTC",
             retry_at=when.replace("+00:00", "Z"),
             data={"reason": reason},
         )

@@ -215,6 +215,7 @@ async def _gone(url: str) -> bool:
     ("path", "status", "reason"),
     [
         ("/api/v1/indicators/not%20an%20indicator", 400, "not an indicator"),
+        ("/api/v1/indicators/%2A", 400, "not an indicator: expected an IP address"),
         ("/api/v1/indicators/example.com", 404, "never looked up"),
         ("/api/v1/lookups?indicator=", 400, "not an indicator"),
         ("/api/v1/lookups?since=yesterday", 400, "since must be"),
@@ -230,6 +231,7 @@ async def test_bad_history_requests_get_a_reason(
         got, body = await api("GET", f"{base}{path}")
     assert got == status
     assert reason in body["error"]
+    assert "not an indicator: not an indicator" not in body["error"]  # said once
 
 
 @pytest.mark.parametrize(

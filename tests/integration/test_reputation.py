@@ -236,6 +236,9 @@ async def test_daily_quota_exhausted_says_until_when(
     assert statuses == ["done", "done", "quota_exhausted", "quota_exhausted"]
     midnight = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(next_utc_midnight(time.time())))
     assert {r["retry_at"] for r in job["results"] if r["status"] == "quota_exhausted"} == {midnight}
+    # another day than today: the summary says which
+    said = f"quota used until {midnight[:10]} 00:00:00 UTC"
+    assert {r["summary"] for r in job["results"] if r["status"] == "quota_exhausted"} == {said}
     assert len(vt.requests) == 2
 
 
