@@ -227,7 +227,7 @@ class FakeTwilio(RecordingFake):
             )
         if to == sender:
             return self._error(400, 21266, "'To' and 'From' number cannot be the same: " + to)
-        if len(body) > 1600:
+        if len(body.encode("utf-16-le")) // 2 > 1600:  # an emoji counts twice (error 21617)
             return self._error(
                 400, 21617, "The concatenated message body exceeds the 1600 character limit."
             )

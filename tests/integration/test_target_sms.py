@@ -109,6 +109,11 @@ def test_text_is_one_gsm_line_cut_at_max_length() -> None:
     assert len(cut) == 40
     assert cut.endswith("...")
     assert sms_text("Short", "body", max_length=40) == "Short - body"
+    # an emoji counts twice against Twilio's limit (error 21617): fewer of them fit
+    emoji = sms_text("Alert", "\U0001f6a8" * 1700, max_length=1600)
+    assert len(emoji.encode("utf-16-le")) // 2 <= 1600
+    assert emoji.endswith("...")
+    assert len(emoji) < 810
 
 
 async def test_delivered_to_every_recipient_within_the_length_cap(

@@ -83,15 +83,27 @@ CONFIG = SmsTargetConfig
 """The ``[[targets]]`` table of a ``sms`` target (registered by the launcher)."""
 
 
+def length(text: str) -> int:
+    """``text``'s length as Twilio counts ``Body`` against its limit: an emoji or another
+    character beyond the Basic Multilingual Plane counts twice (UTF-16 code units; Twilio's
+    error 21617: such characters "increase the encoded length")."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
 def sms_text(title: str, body: str, max_length: int) -> str:
     """``title - body`` on one line (body lines joined with ``; ``), GSM-friendly, at
-    most ``max_length`` characters."""
+    most ``max_length`` long as Twilio counts it (:func:`length`)."""
     lines = (" ".join(line.split()) for line in body.splitlines())
     one_line = "; ".join(line for line in lines if line)
     text = " - ".join(part for part in (" ".join(title.split()), one_line) if part)
     text = " ".join(text.translate(_GSM).split())
-    if len(text) > max_length:
-        text = text[: max_length - len(ELLIPSIS)].rstrip(" ;-") + ELLIPSIS
+    if length(text) > max_length:
+        room, used, end = max_length - len(ELLIPSIS), 0, 0
+        for end, ch in enumerate(text):  # noqa: B007 (end: where the room ran out)
+            used += 2 if ord(ch) > 0xFFFF else 1
+            if used > room:
+                break
+        text = text[:end].rstrip(" ;-") + ELLIPSIS
     return text
 
 
