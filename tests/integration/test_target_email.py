@@ -466,6 +466,23 @@ async def test_starttls_required_but_not_offered_is_dead_lettered(
     assert mailbox.attempts == []
 
 
+@pytest.mark.usefixtures("trust_test_ca")
+async def test_plain_text_to_a_server_requiring_starttls_says_so(
+    nats_server: NatsServer, tmp_path: Path, server_tls: ssl.SSLContext
+) -> None:
+    """The server's 530 "Must issue a STARTTLS command first" (RFC 3207) is a TLS
+    setting to change, not a failed authentication (AUTH's 530 of RFC 4954)."""
+    mailbox = Mailbox()
+    with smtp_server(mailbox, tls_context=server_tls, require_starttls=True) as port:
+        settings = make_settings(tmp_path, nats_server.url, email_target(port, "none"))
+        await send(settings, security_event("evt-plain"), dead_lettered(nats_server.url, TARGET))
+    [record] = await dead_letters(nats_server.url, TARGET)
+    assert record.error.startswith('the server requires STARTTLS (tls = "starttls"): 530'), (
+        record.error
+    )
+    assert mailbox.delivered == []
+
+
 async def test_certificate_is_verified_unless_disabled(
     nats_server: NatsServer, tmp_path: Path, server_tls: ssl.SSLContext
 ) -> None:

@@ -287,6 +287,8 @@ def _outcome(exc: Exception, timeout: float) -> Exception:
         return PermanentError(reason)
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         stage = next((name for kind, name in _STAGE if isinstance(exc, kind)), "SMTP error")
+        if exc.code == 530 and "starttls" in exc.message.lower():  # RFC 3207, not AUTH's 530
+            stage = 'the server requires STARTTLS (tls = "starttls")'
         reason = f"{stage}: {_reply(exc.code, exc.message)}"
         # 4xx is transient by definition (RFC 5321 4.2.1); 5xx is not.
         return PermanentError(reason) if exc.code >= 500 else RetryableError(reason)
