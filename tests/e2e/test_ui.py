@@ -839,6 +839,11 @@ async def test_notifications_page_shows_a_paused_target_and_the_attempt_log(
         await expect(note).to_be_visible()
         await page.locator("#state-filter").select_option("delivered")
         await expect(note).to_have_count(0)
+        await expect(page.locator("#notes-body")).to_contain_text("No notification in this state.")
+        await expect(page.locator("#notes-status")).to_contain_text("0 shown of 0 in this state")
+        await page.goto(f"{base}/api/docs")  # its icon too: no 404 in the console
+        await expect(page.locator("#title")).to_be_visible()
+        await page.wait_for_load_state("networkidle")
         assert console.problems == []
 
 

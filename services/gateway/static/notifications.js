@@ -189,12 +189,15 @@ async function loadNotifications() {
     }
     body.append(row);
   }
+  const filtered = Boolean(wanted);
   if (!notifications.length) {
-    body.append(el("tr", {}, el("td", { colspan: "4", class: "empty", text: "No notification yet." })));
+    const empty = filtered ? "No notification in this state." : "No notification yet.";
+    body.append(el("tr", {}, el("td", { colspan: "4", class: "empty", text: empty })));
   }
+  const counted = `${partial ? "at least " : ""}${total}${filtered ? " in this state" : ""}`;
   setStatus(
     $("notes-status"),
-    `${notifications.length} shown of ${partial ? "at least " : ""}${total} · updated ${localTime(new Date().toISOString(), false)}`,
+    `${notifications.length} shown of ${counted} · updated ${localTime(new Date().toISOString(), false)}`,
   );
 }
 
