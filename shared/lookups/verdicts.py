@@ -69,11 +69,20 @@ def judge(results: Iterable[LookupResult]) -> tuple[OverallVerdict, list[str]]:
     the CLI use (the web UI mirrors it in ``render.js``).
 
     When no result counts (every provider not configured, or none applies) the verdict
-    is ``unknown`` and the reasons are the not-configured providers' explanations."""
+    is ``unknown`` and the reasons are the not-configured providers' explanations, or
+    :data:`NONE_APPLIES` when the job asks no provider that looks this kind up."""
     given = list(results)
+    if not given:
+        return "unknown", [NONE_APPLIES]
     counted = [(counts_as(r), r) for r in given]
     verdict = overall_verdict(v for v, _ in counted if v is not None)
     reasons = [_reason(r) for v, r in counted if v == verdict]
     if not reasons:
         reasons = [_reason(r) for v, r in counted if v is None]
     return verdict, reasons
+
+
+NONE_APPLIES = "no provider of this job looks up this kind of indicator"
+"""The reason of an indicator no provider of its job applies to (``providers`` chosen
+for other kinds only, e.g. an address provider alone for a domain). Mirrored in
+``render.js``."""

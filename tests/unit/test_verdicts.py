@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.lookups.schemas import LookupResult
-from shared.lookups.verdicts import VERDICT_ORDER, counts_as, judge, overall_verdict
+from shared.lookups.verdicts import NONE_APPLIES, VERDICT_ORDER, counts_as, judge, overall_verdict
 
 
 def result(provider: str, status: str, verdict: str = "unknown", **more: Any) -> LookupResult:
@@ -95,7 +95,8 @@ def test_not_configured_never_counts() -> None:
     assert judge([DNS_UNKNOWN, VT_KEYLESS]) == ("unknown", ["DNS: A 192.0.2.1"])
     # nothing counts at all: unknown, and the reasons say why nothing was asked
     assert judge([VT_KEYLESS]) == ("unknown", ["VirusTotal: VIRUSTOTAL_API_KEY is not set"])
-    assert judge([]) == ("unknown", [])
+    # no provider of the job applies to the kind: unknown, and said so
+    assert judge([]) == ("unknown", [NONE_APPLIES])
 
 
 def test_overall_verdict_of_counted_verdicts() -> None:

@@ -118,8 +118,12 @@ function reason(result) {
   return `${label}: ${said}`;
 }
 
+// Mirrors shared/lookups/verdicts.py NONE_APPLIES.
+const NONE_APPLIES = "no provider of this job looks up this kind of indicator";
+
 /** {verdict, reasons} of an indicator from its results (each with its provider). */
 export function judge(results) {
+  if (!results.length) return { verdict: "unknown", reasons: [NONE_APPLIES] };
   const counted = results.map((r) => [countsAs(r), r]);
   const present = new Set(counted.map(([v]) => v).filter((v) => v !== null));
   const verdict = VERDICT_ORDER.find((v) => present.has(v)) || "unknown";
