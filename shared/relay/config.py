@@ -21,7 +21,7 @@ import msgspec
 from shared.core.errors import ConfigError
 from shared.core.secrets import Secret, read_secret_file, refuse_placeholder
 from shared.core.settings import Section, Settings
-from shared.relay.templates import TemplateError, compile_template
+from shared.relay.templates import NAMES, TemplateError, compile_template, unknown_names
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -289,6 +289,12 @@ def check_templates(settings: Settings, targets: list[TargetConfig]) -> None:
                 compile_template(source, where)
             except TemplateError as exc:
                 raise ConfigError(str(exc)) from None
+            unknown = unknown_names(source)
+            if unknown:
+                raise ConfigError(
+                    f"{where}: no notification has {', '.join(unknown)} (a template can use "
+                    f"{', '.join(sorted(NAMES))}; a field of the message is message.<name>)"
+                )
 
 
 def _load(settings: Settings) -> RelayConfig:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import jinja2
 import jinja2.meta
@@ -98,6 +98,34 @@ def context(notification: Notification | Reading, subject: str | None = None) ->
     reading = sources.read(notification)
     subject = subject or reading.notification.subject
     return reading.memo(("context", subject), lambda: _context(reading, subject))
+
+
+NAMES: Final = frozenset(
+    {
+        "id",
+        "type",
+        "source",
+        "timestamp",
+        "subject",
+        "risk",
+        "application",
+        "environment",
+        "ips",
+        "accounts",
+        "url",
+        "description",
+        "message",
+        "data",
+        "from_source",
+    }
+)
+"""Every name a template can read (:func:`_context`; ``from_source`` a digest's)."""
+
+
+def unknown_names(source: str) -> list[str]:
+    """The names template ``source`` reads that no notification's context has (a typo:
+    ``aplication`` would render empty for ever), Jinja's own globals (``range``…) aside."""
+    return sorted(_names(source) - NAMES - set(_env.globals))
 
 
 def _context(reading: Reading, subject: str | None) -> dict[str, Any]:

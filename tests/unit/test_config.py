@@ -241,6 +241,15 @@ def test_template_syntax_errors_stop_startup(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"targets\[0\] \(a\)\.template\.title: template error"):
         config.load({"LOOKOUT_CONFIG": path})
+    # a name no notification has (a typo): it would render empty for ever
+    path = write(
+        tmp_path,
+        '[[targets]]\nname = "a"\ntype = "log"\ntemplate = { body = "{{ aplication }}" }\n',
+    )
+    with pytest.raises(
+        ConfigError, match=r"\(a\)\.template\.body: no notification has aplication \(a template"
+    ):
+        config.load({"LOOKOUT_CONFIG": path})
 
 
 def sms_and_slack(tmp_path: Path, slack_line: str = "") -> str:

@@ -12,12 +12,14 @@ from shared.relay import templates as templates_module
 from shared.relay.config import MessageTemplate
 from shared.relay.schemas import Notification
 from shared.relay.templates import (
+    NAMES,
     TemplateError,
     compile_template,
     context,
     default_title,
     render,
     render_title,
+    unknown_names,
 )
 
 
@@ -137,6 +139,23 @@ def test_digest_renders_its_members_whatever_the_target_templates() -> None:
     assert f"Digest: {delivery.notification.id}" in rendered.body
     # the same members give the same digest id (the idempotency key of a retry)
     assert digest(config, list(reversed(members)), 30.0).notification.id == delivery.notification.id
+    # what a template can read, a digest's context included: no more than NAMES
+    assert set(context(delivery.notification)) <= NAMES
+    assert set(context(members[0].delivery.notification)) <= NAMES
+    assert "from_source" in context(delivery.notification)
+
+
+@pytest.mark.parametrize(
+    ("source", "unknown"),
+    [
+        ("{{ aplication }}: {{ risk }}", ["aplication"]),
+        ("{{ message.nope }} {{ data['x'] }}", []),  # the message's fields: any
+        ("{% for i in range(3) %}{{ i }}{% endfor %}{% set y = 1 %}{{ y }}", []),
+        ("{{ titel or title }}", ["titel", "title"]),
+    ],
+)
+def test_unknown_names(source: str, unknown: list[str]) -> None:
+    assert unknown_names(source) == unknown
 
 
 @pytest.mark.parametrize(
