@@ -25,7 +25,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
@@ -356,6 +356,10 @@ def apply(
     return entry
 
 
+_NONE: Final = ("error", "pending")
+"""Overall verdicts that are no verdict for telling a change (see :func:`_close`)."""
+
+
 def _close(entry: Entry, item: Open, at: str, rule: Rule) -> Entry:
     """Judge the job ``item``: a new overall verdict joins the history, and a change the
     ``rule`` wants told joins the outbox."""
@@ -365,9 +369,13 @@ def _close(entry: Entry, item: Open, at: str, rule: Rule) -> Entry:
     if verdict != previous:
         judged = VerdictEntry(verdict=verdict, reasons=reasons, at=at, job_id=item.job_id)
         verdicts = [*verdicts, judged][-KEPT_VERDICTS:]
+    # The verdict a change is told against: the last that was not "could not check" or
+    # "not checked yet". Lookups that could only fail are no verdict, so the first real
+    # one after them (error → harmless once the upstream is back) is the first verdict.
+    told = next((v.verdict for v in reversed(entry.verdicts) if v.verdict not in _NONE), None)
     closing = Closing(
         job_id=item.job_id,
-        old_verdict=previous,
+        old_verdict=told,
         new_verdict=verdict,
         reasons=reasons,
         changes=item.changes,
@@ -386,7 +394,7 @@ def _close(entry: Entry, item: Open, at: str, rule: Rule) -> Entry:
         kind=entry.kind,
         job_id=item.job_id,
         at=at,
-        old_verdict=previous or verdict,
+        old_verdict=told or verdict,
         new_verdict=verdict,
         reasons=reasons,
         changes=item.changes,

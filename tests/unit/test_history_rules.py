@@ -138,6 +138,32 @@ def test_an_error_does_not_erase_a_finding() -> None:
     assert rule.asked == []
 
 
+def test_the_first_finding_after_lookups_that_only_failed_is_the_first_verdict() -> None:
+    """Watched while its provider failed: ``error``, then, the upstream back, a real
+    verdict. Nothing was known before it, so it is no change (the first verdict of an
+    indicator is none); a change after it is told as usual."""
+    rule = Rule()
+    failed = result("j01", "virustotal", "error", status="error", error="HTTP 503")
+    entry = run(None, job("j01", ["virustotal"], watch="w"), [failed], rule)
+    assert [v.verdict for v in entry.verdicts] == ["error"]
+    entry = run(
+        entry,
+        job("j02", ["virustotal"], watch="w"),
+        [result("j02", "virustotal", "harmless")],
+        rule,
+    )
+    assert [v.verdict for v in entry.verdicts] == ["error", "harmless"]
+    assert entry.outbox == []
+    entry = run(
+        entry,
+        job("j03", ["virustotal"], watch="w"),
+        [result("j03", "virustotal", "malicious")],
+        rule,
+    )
+    [alert] = entry.outbox
+    assert (alert.old_verdict, alert.new_verdict) == ("harmless", "malicious")
+
+
 def test_worse_and_any_change() -> None:
     for old, new, worse in [
         ("harmless", "malicious", True),
