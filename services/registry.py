@@ -170,13 +170,23 @@ async def _worker(
     stop: asyncio.Event,
     run: Callable[[NATS], Awaitable[None]],
 ) -> None:
-    """A worker service: its metrics listener, its own NATS connection (drained at the
-    end), and ``run`` on it until ``stop``."""
-    async with metrics_server(registry, settings.metrics_host, settings.metrics_port, service):
+    """A worker service: its metrics listener (with its probes: ready while connected to
+    NATS), its own NATS connection (drained at the end), and ``run`` on it until ``stop``."""
+    connected: list[NATS] = []
+
+    def unready() -> str | None:
+        if not connected:
+            return "not connected to NATS yet"
+        return None if connected[0].is_connected else "NATS connection lost, reconnecting"
+
+    async with metrics_server(
+        registry, settings.metrics_host, settings.metrics_port, service, unready
+    ):
         url = settings.effective_nats_url
         nc = await unless_stopped(stop, connect(url, f"lookout-{service}"))
         if nc is None:
             return
+        connected.append(nc)
         try:
             await run(nc)
         finally:

@@ -142,17 +142,40 @@ def handler(
     return serve
 
 
+def _probes(app: web.Application, unready: Callable[[], str | None]) -> None:
+    """``/healthz`` (the process answers: for a liveness probe) and ``/readyz`` (200 once
+    ``unready()`` says nothing, else 503 with what it says: for a readiness probe)."""
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_request: web.Request) -> web.Response:
+        why = unready()
+        if why is None:
+            return web.json_response({"status": "ready"})
+        return web.json_response({"error": why}, status=503)
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+
+
 @contextlib.asynccontextmanager
 async def metrics_server(
-    registry: prom.CollectorRegistry, host: str, port: int | None, service: str
+    registry: prom.CollectorRegistry,
+    host: str,
+    port: int | None,
+    service: str,
+    unready: Callable[[], str | None] = lambda: None,
 ) -> AsyncIterator[int | None]:
-    """Serve ``registry`` on ``http://host:port/metrics`` while inside; ``port`` None: no
-    listener, 0: a free port (logged). Yields the port listened on."""
+    """Serve ``registry`` on ``http://host:port/metrics`` while inside, and the worker's
+    probes ``/healthz`` and ``/readyz`` (``unready()``: why it cannot work now, or None);
+    ``port`` None: no listener, 0: a free port (logged). Yields the port listened on."""
     if port is None:
         yield None
         return
     app = web.Application()
     app.router.add_get("/metrics", handler(registry))
+    _probes(app, unready)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:

@@ -4,6 +4,7 @@ upstreams), and the request id followed from the webhook to the target."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import aiohttp
@@ -385,3 +386,41 @@ def test_run_gives_each_worker_the_next_metrics_port() -> None:
     assert all("LOOKOUT_METRICS_PORT" not in env for env in unset.values())
     with pytest.raises(ConfigError, match="65535"):
         _child_envs(config.load({"LOOKOUT_METRICS_PORT": "65534"}), {})
+
+
+async def probe(url: str) -> tuple[int, dict[str, str]]:
+    async with aiohttp.ClientSession() as session, session.get(url) as answer:
+        return answer.status, await answer.json()
+
+
+async def test_a_workers_probes_say_whether_it_can_work(tmp_path: Path) -> None:
+    """A worker's listener also answers ``/healthz`` (alive: for a liveness probe) and
+    ``/readyz`` (connected to NATS: for a readiness probe), as the gateway does."""
+    server = NatsServer(tmp_path / "nats")
+    server.start()
+    port = free_port()
+    settings = make_settings(tmp_path, server.url, LOOKOUT_METRICS_PORT=str(port))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with running_gateway(settings), running_provider(settings, "dns"):
+
+            async def ready() -> bool:
+                with contextlib.suppress(aiohttp.ClientError):
+                    return (await probe(f"{base}/readyz"))[0] == 200
+                return False
+
+            await wait_for(ready, within=20)
+            assert await probe(f"{base}/healthz") == (200, {"status": "ok"})
+            server.stop()
+
+            async def unready() -> bool:
+                return (await probe(f"{base}/readyz"))[0] == 503
+
+            await wait_for(unready, within=20)
+            _, body = await probe(f"{base}/readyz")
+            assert "NATS" in body["error"]
+            assert (await probe(f"{base}/healthz"))[0] == 200  # alive: no restart for it
+            server.start()
+            await wait_for(ready, within=30)
+    finally:
+        server.stop()

@@ -1117,6 +1117,20 @@ def test_k8s_deployments_are_locked_down() -> None:
             assert {data_dir, "/tmp"} <= empty, f"{name}: writable dirs {empty}"
 
 
+def test_k8s_workers_have_probes_on_their_metrics_listener() -> None:
+    """Providers, sinks and the scheduler answer ``/readyz`` (connected to NATS) and
+    ``/healthz`` on their metrics listener: readiness and liveness probes use them."""
+    workers = [d for d in k8s_kind("Deployment") if not d["metadata"]["name"].endswith("gateway")]
+    assert len(workers) > 3
+    for worker in workers:
+        (main,) = worker["spec"]["template"]["spec"]["containers"]
+        env = {item["name"]: item.get("value") for item in main["env"]}
+        name = worker["metadata"]["name"]
+        for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+            assert main[probe]["httpGet"]["path"] == path, (name, probe)
+            assert str(main[probe]["httpGet"]["port"]) == env["LOOKOUT_METRICS_PORT"], name
+
+
 def test_k8s_gateway_probes_service_and_ingress() -> None:
     (gateway,) = [d for d in k8s_kind("Deployment") if d["metadata"]["name"].endswith("gateway")]
     template = gateway["spec"]["template"]
