@@ -281,9 +281,10 @@ def _same_ip(wanted: str, ips: list[str]) -> bool:
 def matches(matchers: Matchers, reading: Reading, target: str) -> bool:
     """Whether every matcher given takes this notification at ``target``."""
     note = reading.notification
-    if matchers.source is not None and note.source != matchers.source:
+    # As the gateway keeps them (subject tokens); a NATS publisher may have sent others.
+    if matchers.source is not None and subject_token(note.source) != matchers.source:
         return False
-    if matchers.type is not None and note.type != matchers.type:
+    if matchers.type is not None and subject_token(note.type) != matchers.type:
         return False
     if matchers.target is not None and target != matchers.target:
         return False

@@ -120,6 +120,17 @@ def test_matchers_are_kept_as_notifications_hold_them() -> None:
     )
     assert silences.matches(make({"type": "invoice.paid"}).matchers, kind, "ops")
     assert silences.matches(make({"source": "Billing"}).matchers, kind, "ops")
+    # published straight on NATS, the envelope as its sender wrote it: matched alike
+    raw = Reading(
+        Notification(
+            id="n-3",
+            type="Port<Scan>",
+            source="Audit",
+            timestamp="2026-12-07T08:00:00Z",
+            data=msgspec.Raw(b"{}"),
+        )
+    )
+    assert silences.matches(make({"type": "Port<Scan>", "source": "audit"}).matchers, raw, "ops")
 
 
 def test_an_ip_matcher_takes_an_address_or_a_network() -> None:
