@@ -10,8 +10,10 @@ here; reads are direct gets (no consumer).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
+import weakref
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -204,12 +206,20 @@ class TooMany(Exception):
     pass
 
 
+_creating: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+"""Creates in this process (its event loop) one at a time: the count and the write of one
+are not split by another's (concurrent creates went past :data:`MAX_WATCHES`)."""
+
+
 async def create(js: JetStreamContext, reader: direct.Reader, watch: Watch) -> None:
     """Store ``watch``; :class:`TooMany` when :data:`MAX_WATCHES` exist already."""
-    if len(await load_all(reader)) >= MAX_WATCHES:
-        raise TooMany(f"at most {MAX_WATCHES} watches: remove one first")
-    bucket = await js.key_value(lookup_streams.WATCHES_BUCKET)
-    await bucket.put(watch.id, messages.encode(watch))
+    async with _creating.setdefault(asyncio.get_running_loop(), asyncio.Lock()):
+        if len(await load_all(reader)) >= MAX_WATCHES:
+            raise TooMany(f"at most {MAX_WATCHES} watches: remove one first")
+        bucket = await js.key_value(lookup_streams.WATCHES_BUCKET)
+        await bucket.put(watch.id, messages.encode(watch))
 
 
 async def remove(js: JetStreamContext, reader: direct.Reader, watch_id: str) -> bool:

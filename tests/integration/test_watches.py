@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 import nats
+import pytest
 from fakes.virustotal import FakeVirusTotal
 from helpers import (
     WHSEC,
@@ -39,6 +40,7 @@ from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.service import Service
 from shared.core.natsserver import NatsServer
 from shared.core.settings import Settings
+from shared.lookups import watches
 from shared.relay import schemas, templates
 
 FAST = {"LOOKOUT_WATCH_MIN_EVERY": "1", "LOOKOUT_SCHEDULER_TICK": "0.1", "LOOKOUT_API_RATE": "0"}
@@ -422,3 +424,24 @@ async def test_a_provider_turned_off_is_refused_then_left_out_of_the_runs(
 
 async def _ran(base: str, watch_id: str) -> bool:
     return bool(await runs_of(base, watch_id))
+
+
+async def test_concurrent_creates_stop_at_the_limit(
+    nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limit holds under concurrent creates (each counted the others' absence and all
+    were stored): 5 here instead of 1,000, twenty at once, five made."""
+    monkeypatch.setattr(watches, "MAX_WATCHES", 5)
+    settings = make_settings(tmp_path, nats_server.url, LOOKOUT_API_RATE="0")
+    async with running_gateway(settings) as base:
+        url = f"{base}/api/v1/watches"
+        answers = await asyncio.gather(
+            *(
+                api("POST", url, json={"indicators": [f"w{i}.example.com"], "every": "6h"})
+                for i in range(20)
+            )
+        )
+        status, listed = await api("GET", url)
+    assert sorted(code for code, _ in answers) == [201] * 5 + [400] * 15
+    assert status == 200
+    assert len(listed["watches"]) == 5
