@@ -196,6 +196,20 @@ async def test_pivots_history_and_watches_pages(
         await watch.get_by_role("button", name=f"Stop watching {DOMAIN}").click()
         await expect(page.locator("#watches-status")).to_contain_text("Stopped watching")
         await expect(watch).to_have_count(0)
+
+        # watched from its page: once, however often the page is opened
+        await page.goto(f"{base}/indicator/{DOMAIN}")
+        button = page.locator("#watch-it")
+        await expect(button).to_have_text("Watch every day")
+        await button.click()
+        await expect(button).to_have_text("Watched every 1d")
+        await expect(button).to_be_disabled()
+        await page.reload()
+        await expect(button).to_have_text("Watched every 1d")
+        await expect(button).to_be_disabled()
+        status, listed = await api("GET", f"{base}/api/v1/watches")
+        assert status == 200
+        assert [w["every"] for w in listed["watches"]] == ["1d"]
         # What the browser logs of the two refusals the test asked for, and nothing else.
         expected = [
             "console error: Failed to load resource: the server responded with a status of "

@@ -91,17 +91,35 @@ async function lookAgain(normalised) {
   window.location.href = `/#job=${result.data.id}`;
 }
 
+// The button says when the indicator is watched already (by any watch): no second watch
+// of it by a second click, or on the next visit.
+function markWatched(every) {
+  const button = $("watch-it");
+  button.textContent = `Watched every ${every}`;
+  button.disabled = true;
+  button.title = "See Watches to change or stop it";
+}
+
+async function showWatched(normalised) {
+  const result = await api("GET", "/api/v1/watches");
+  if (!result.ok) return;
+  const watch = result.data.watches.find((w) => w.indicators.some((i) => i.value === normalised));
+  if (watch) markWatched(watch.every);
+}
+
 async function watchIt(normalised) {
+  $("watch-it").disabled = true;
   const result = await api("POST", "/api/v1/watches", {
     json: { indicators: [normalised], every: "1d" },
   });
+  const made = result.status === 201;
   setStatus(
     status,
-    result.status === 201
-      ? "Watched: looked up again every day (see Watches)."
-      : `Not watched: ${errorText(result)}`,
-    result.status !== 201,
+    made ? "Watched: looked up again every day (see Watches)." : `Not watched: ${errorText(result)}`,
+    !made,
   );
+  if (made) markWatched(result.data.every);
+  else $("watch-it").disabled = false;
 }
 
 async function show() {
@@ -137,6 +155,7 @@ async function show() {
   $("look-again").onclick = () => lookAgain(history.value);
   $("watch-it").hidden = false;
   $("watch-it").onclick = () => watchIt(history.value);
+  showWatched(history.value);
 }
 
 setupTheme();
