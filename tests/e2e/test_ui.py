@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import nats
 import pytest
 from dnsserver import ZoneServer
 from fakes.rdap import domain_object
@@ -797,6 +798,22 @@ async def test_notifications_page_shows_a_dead_letter_and_replays_it(
 
         await wait_for(delivered, within=20, every=0.5)
         assert await dead_letters(nats_server.url, "ops-http") == []
+
+        # a message that is no notification, dead-lettered: nothing there to replay
+        nc = await nats.connect(nats_server.url)
+        try:
+            await nc.jetstream().publish("notification.audit.broken", b"not json")
+        finally:
+            await nc.close()
+
+        async def broken() -> bool:
+            return len(await dead_letters(nats_server.url, "ops-http")) == 1
+
+        await wait_for(broken)
+        await page.reload()
+        await page.locator('#dead-targets button[data-target="ops-http"]').click()
+        await expect(page.locator("#dead-table tbody tr")).to_have_count(1)
+        await expect(page.get_by_role("button", name="Replay all 1")).to_be_disabled()
         assert console.problems == []
 
 

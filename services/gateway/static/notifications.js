@@ -271,7 +271,8 @@ async function loadEntries() {
     {
       type: "button",
       class: "btn",
-      disabled: !configured,
+      // off when every one is listed and none can be replayed (e.g. not a notification)
+      disabled: !configured || (deadletters.length === total && !deadletters.some((d) => d.replayable)),
       onclick: () => replay(target, { all: true }, `all ${total} dead letters`),
     },
     `Replay all ${total}`,
