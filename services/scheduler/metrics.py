@@ -17,6 +17,12 @@ class SchedulerMetrics:
         self.runs = prom.Counter(
             "lookout_scheduler_runs", "Scheduled lookup jobs submitted for watches", registry=r
         )
+        self.runs_skipped = prom.Counter(
+            "lookout_scheduler_runs_skipped",
+            "Due watch runs skipped because the watch's previous job had not finished "
+            "(waiting for a quota): runs never pile up",
+            registry=r,
+        )
         self.run_failures = prom.Counter(
             "lookout_scheduler_run_failures",
             "Due watches whose job could not be submitted (tried again at the next tick)",

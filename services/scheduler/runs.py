@@ -13,6 +13,8 @@ re-lookup when due.
   submitted, so even two replicas that both believe they hold the lease (a paused process
   that wakes up after its lease lapsed) cannot run one period twice. Periods missed while
   no scheduler ran are not made up: the watch runs once, and then every ``every`` again.
+  A period whose watch's previous job has not finished yet (its requests wait for a quota)
+  is skipped: runs never pile up behind a quota.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from shared.lookups.watches import NotifyOn, RunState, Watch
 
 _log = log.get("scheduler")
 LEASE_KEY = "lease"
+HOLD_BACK = 86_400.0
+"""How long an unfinished job of a watch holds its next runs back (see ``_unfinished``)."""
 
 
 class WatchList:
@@ -229,9 +233,36 @@ class Scheduler:
         except KeyWrongLastSequenceError:
             return None
 
+    async def _unfinished(self, before: RunState | None) -> str | None:
+        """The watch's previous job while it has not finished (its requests wait for a
+        quota, say) and is less than :data:`HOLD_BACK` old; else None."""
+        if before is None or before.last_job is None or before.last_at is None:
+            return None
+        if time.time() - before.last_at > HOLD_BACK:
+            return None  # a job a provider never finishes must not stop the watch for good
+        job = await jobs.load(self._reader, before.last_job)
+        if job is None:
+            return None
+        return None if (await jobs.current(self._reader, job)).complete else job.id
+
     async def _submit(
         self, watch: Watch, claimed: RunState, revision: int, before: RunState | None
     ) -> None:
+        try:
+            unfinished = await self._unfinished(before)
+        except Exception as exc:  # cannot tell: run as planned
+            _log.info("previous run not read", watch=watch.id, error=str(exc) or repr(exc))
+            unfinished = None
+        if unfinished is not None and before is not None:
+            self._metrics.runs_skipped.inc()
+            _log.info(
+                "watch run skipped: its previous job has not finished",
+                watch=watch.id,
+                job=unfinished,
+            )
+            kept = msgspec.structs.replace(before, next_at=claimed.next_at)
+            await self._write(watch.id, kept, revision)
+            return
         parsed = indicators.parse_items([i.value for i in watch.indicators])
         # A provider turned off since the watch was made is not asked: a job waiting for
         # it would never complete (and no change of verdict would ever be told).

@@ -104,13 +104,18 @@ async def test_two_replicas_run_each_watch_once_per_period(
     settings = make_settings(tmp_path, nats_server.url, **FAST)
     async with (
         running_gateway(settings) as base,
+        running_provider(settings, "virustotal"),  # no key: each job done at once
         replica(settings) as one,
         replica(settings) as two,
     ):
         status, watch = await api(
             "POST",
             f"{base}/api/v1/watches",
-            json={"indicators": ["192.0.2.1", "example[.]com"], "every": "1s"},
+            json={
+                "indicators": ["192.0.2.1", "example[.]com"],
+                "every": "1s",
+                "providers": ["virustotal"],
+            },
         )
         assert status == 201, watch
         await wait_for(lambda: one.active or two.active)
@@ -445,3 +450,29 @@ async def test_concurrent_creates_stop_at_the_limit(
     assert sorted(code for code, _ in answers) == [201] * 5 + [400] * 15
     assert status == 200
     assert len(listed["watches"]) == 5
+
+
+async def test_runs_do_not_pile_up_behind_an_unfinished_job(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """A watch's run is skipped while its previous job has not finished (its requests
+    wait for a quota, here for a provider not running yet): no pile of jobs spending the
+    quota later. Once it finishes, the runs go on."""
+    settings = make_settings(tmp_path, nats_server.url, **FAST)
+    async with running_gateway(settings) as base:
+        status, made = await api(
+            "POST",
+            f"{base}/api/v1/watches",
+            json={"indicators": ["example.com"], "every": "1s", "providers": ["virustotal"]},
+        )
+        assert status == 201, made
+        async with running_service(settings, "scheduler"):
+            await wait_for(lambda: _ran(base, made["id"]), within=20)
+            await asyncio.sleep(3.5)  # three more periods: each skipped
+            assert len(await runs_of(base, made["id"])) == 1
+            async with running_provider(settings, "virustotal"):  # no key: answers at once
+
+                async def more() -> bool:
+                    return len(await runs_of(base, made["id"])) >= 3
+
+                await wait_for(more, within=20)
