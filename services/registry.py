@@ -169,6 +169,7 @@ async def _worker(
     registry: CollectorRegistry,
     stop: asyncio.Event,
     run: Callable[[NATS], Awaitable[None]],
+    before_scrape: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """A worker service: its metrics listener (with its probes: ready while connected to
     NATS), its own NATS connection (drained at the end), and ``run`` on it until ``stop``."""
@@ -180,7 +181,7 @@ async def _worker(
         return None if connected[0].is_connected else "NATS connection lost, reconnecting"
 
     async with metrics_server(
-        registry, settings.metrics_host, settings.metrics_port, service, unready
+        registry, settings.metrics_host, settings.metrics_port, service, unready, before_scrape
     ):
         url = settings.effective_nats_url
         nc = await unless_stopped(stop, connect(url, f"lookout-{service}"))
@@ -218,11 +219,17 @@ def provider_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Aw
     async def main(stop: asyncio.Event) -> None:
         provider = _provider_module(name).build(settings)
         metrics = ProviderMetrics(name)
+        runners: list[ProviderRunner] = []
 
         async def run(nc: NATS) -> None:
-            await ProviderRunner(nc.jetstream(), provider, settings, metrics).run(stop)
+            runners.append(ProviderRunner(nc.jetstream(), provider, settings, metrics))
+            await runners[0].run(stop)
 
-        await _worker(settings, f"provider-{name}", metrics.registry, stop, run)
+        async def quota_now() -> None:  # the shared quota as it is, whoever spent it
+            if runners:
+                await runners[0].read_quota()
+
+        await _worker(settings, f"provider-{name}", metrics.registry, stop, run, quota_now)
 
     return main
 

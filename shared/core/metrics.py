@@ -14,6 +14,7 @@ its HTTP port.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import contextlib
 import itertools
@@ -129,12 +130,24 @@ def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+SCRAPE_READ_TIMEOUT = 2.0
+"""At most this long a scrape waits for what a worker reads first (``before_scrape``)."""
+
+
 def handler(
     registry: prom.CollectorRegistry,
+    before_scrape: Callable[[], Awaitable[None]] | None = None,
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """An aiohttp handler serving ``registry`` in the Prometheus text format."""
+    """An aiohttp handler serving ``registry`` in the Prometheus text format, after
+    ``before_scrape`` (what the worker reads so the figures are current, not as last
+    seen; left as they were when it fails or takes too long)."""
 
     async def serve(_request: web.Request) -> web.Response:
+        if before_scrape is not None:
+            try:
+                await asyncio.wait_for(before_scrape(), SCRAPE_READ_TIMEOUT)
+            except Exception as exc:
+                _log.debug("metrics read before the scrape failed", error=str(exc) or repr(exc))
         return web.Response(
             body=prom.generate_latest(registry), headers={"Content-Type": prom.CONTENT_TYPE_LATEST}
         )
@@ -166,6 +179,7 @@ async def metrics_server(
     port: int | None,
     service: str,
     unready: Callable[[], str | None] = lambda: None,
+    before_scrape: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[int | None]:
     """Serve ``registry`` on ``http://host:port/metrics`` while inside, and the worker's
     probes ``/healthz`` and ``/readyz`` (``unready()``: why it cannot work now, or None);
@@ -174,7 +188,7 @@ async def metrics_server(
         yield None
         return
     app = web.Application()
-    app.router.add_get("/metrics", handler(registry))
+    app.router.add_get("/metrics", handler(registry, before_scrape))
     _probes(app, unready)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()

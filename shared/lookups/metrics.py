@@ -46,8 +46,16 @@ class ProviderMetrics:
         )
         self._quota = prom.Gauge(
             "lookout_provider_quota_remaining",
-            "What is left of the shared quota, by window (minute, day), as last seen",
+            "What is left of the shared quota, by window (minute, day): read from the shared "
+            "store at each scrape, so every replica tells the same",
             ["provider", "window"],
+            registry=r,
+        )
+        paused = prom.Gauge(
+            "lookout_provider_paused_until",
+            "Unix time until which an upstream's 429 pauses every replica of the provider "
+            "(in the past or 0: not paused), read from the shared store at each scrape",
+            ["provider"],
             registry=r,
         )
         upstream = prom.Histogram(
@@ -62,6 +70,7 @@ class ProviderMetrics:
         self.ratelimit_waits = waits.labels(provider)
         self.ratelimit_wait_seconds = wait_seconds.labels(provider)
         self.upstream = upstream.labels(provider)
+        self.paused_until = paused.labels(provider)
 
     def lookup(self, outcome: str) -> prom.Counter:
         child = self._outcomes.get(outcome)

@@ -273,7 +273,7 @@ class SharedQuota:
         def refuse(refused: list[_Ask], decision: Decision) -> None:
             decided.extend((a, decision) for a in refused)
 
-        paused = await self._paused_until()
+        paused = await self.paused_until()
         if paused > current:
             refuse(undecided, Wait(paused, "upstream asked to slow down"))
             undecided = []
@@ -334,7 +334,9 @@ class SharedQuota:
             if not ask.decision.done():  # its caller may have given up meanwhile
                 ask.decision.set_result(decision)
 
-    async def _paused_until(self) -> float:
+    async def paused_until(self) -> float:
+        """Until when an upstream's answer (429) pauses every replica (epoch seconds; a
+        time past: no pause)."""
         return (await read_time(self.kv, f"{self.provider}.pause"))[0]
 
     async def _read_minute(self) -> tuple[Window, int | None]:

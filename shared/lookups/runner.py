@@ -203,6 +203,21 @@ class ProviderRunner:
         )
         self.log.info("request put back as a fresh copy", indicator=request.indicator)
 
+    async def read_quota(self) -> None:
+        """The shared quota and the upstream's pause into the metrics as they are now
+        (every replica's spending and pausing included), for a scrape."""
+        if self.quota is None:
+            return
+        left = await self.quota.remaining()
+        self.metrics.quota_remaining(
+            {
+                window: n
+                for window, n in (("minute", left["per_minute"]), ("day", left["per_day"]))
+                if n is not None
+            }
+        )
+        self.metrics.paused_until.set(await self.quota.paused_until())
+
     def _result(self, request: LookupRequest, **fields: Any) -> LookupResult:
         return LookupResult(
             job_id=request.job_id,

@@ -5,6 +5,7 @@ upstreams), and the request id followed from the webhook to the target."""
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 
 import aiohttp
@@ -35,6 +36,7 @@ from shared.core import settings as config
 from shared.core.errors import ConfigError
 from shared.core.metrics import metrics_server
 from shared.core.natsserver import NatsServer, free_port
+from shared.core.settings import Settings
 from shared.relay import streams
 from shared.relay.metrics import SinkMetrics
 
@@ -424,3 +426,46 @@ async def test_a_workers_probes_say_whether_it_can_work(tmp_path: Path) -> None:
             await wait_for(ready, within=30)
     finally:
         server.stop()
+
+
+async def test_every_replica_tells_the_shared_quota_and_pause_as_they_are(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """A replica that did no lookup itself still tells what the others spent, and the
+    pause an upstream's 429 put on all of them: read from the shared store at scrape."""
+    names = ["a.example.com", "b.example.com", "c.example.com"]
+    one, two = free_port(), free_port()
+    vt_ = {"provider": "virustotal"}
+    async with FakeVirusTotal({n: FakeVirusTotal.stats() for n in names}, api_key=VT_KEY) as vt:
+
+        def replica(port: int) -> Settings:
+            return make_settings(
+                tmp_path,
+                nats_server.url,
+                "[providers.virustotal.quota]\nper_minute = 100\nper_day = 10\n",
+                VIRUSTOTAL_API_KEY=VT_KEY,
+                VIRUSTOTAL_URL=vt.base_url,
+                LOOKOUT_METRICS_PORT=str(port),
+            )
+
+        first = replica(one)
+        async with running_gateway(first) as base:
+            async with running_provider(first, "virustotal"):
+                await wait_job(base, await submit(base, names[:2]))
+                vt.retry_after, vt.fail_next = "300", [429]
+                await submit(base, names[2:])
+                await wait_for(lambda: bool(vt.answers) and vt.answers[-1] == 429)
+            async with running_provider(replica(two), "virustotal"):  # never looked up
+                samples: Samples = {}
+
+                async def told() -> bool:  # once listening, with its runner started
+                    nonlocal samples
+                    with contextlib.suppress(aiohttp.ClientError):
+                        samples = await scrape(f"http://127.0.0.1:{two}/metrics")
+                    return value(samples, "lookout_provider_paused_until", **vt_) is not None
+
+                await wait_for(told, within=20)
+    assert value(samples, "lookout_provider_quota_remaining", window="day", **vt_) == 7
+    paused = value(samples, "lookout_provider_paused_until", **vt_)
+    assert paused is not None
+    assert paused > time.time() + 200
