@@ -207,9 +207,9 @@ async def running_gateway(
 ) -> AsyncIterator[str]:
     """The real gateway app (``app``, else one made from ``settings``) on a real port;
     yields its base URL once it is ready."""
-    from services.gateway.app import create_app
+    from services.gateway.app import RUNNER_OPTIONS, create_app
 
-    runner = web.AppRunner(app if app is not None else create_app(settings), access_log=None)
+    runner = web.AppRunner(app if app is not None else create_app(settings), **RUNNER_OPTIONS)
     await runner.setup()
     await web.TCPSite(runner, settings.http_host, settings.http_port).start()
     base = f"http://{settings.http_host}:{settings.http_port}"

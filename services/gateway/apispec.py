@@ -133,6 +133,10 @@ _WRONG_HOST: Final = (
     "one of `LOOKOUT_ALLOWED_HOSTS` (checked without API tokens, or when that variable is "
     "set): a request for another name may be a DNS rebinding attack."
 )
+_COMPRESSED: Final = (
+    "A compressed body (`Content-Encoding` other than `identity`): the gateway never "
+    "decompresses one. Send it uncompressed."
+)
 _TOO_LARGE: Final = (
     "Body larger than `LOOKOUT_MAX_JSON_BYTES` (never more than `LOOKOUT_MAX_BODY_BYTES`)."
 )
@@ -217,12 +221,13 @@ class Operations:
         self, operation_id: str, summary: str, description: str, responses: JSON, **extra: Any
     ) -> JSON:
         """An ``/api/v1`` operation: bearer auth (or the web UI's session), 401, 421, 429
-        and 503 answers (and 403 and 413 for one that takes a body); ``extra`` adds
+        and 503 answers (and 403, 413 and 415 for one that takes a body); ``extra`` adds
         ``parameters``, ``requestBody``…"""
         answers: JSON = {**responses, "401": answer(_UNAUTHORIZED), "421": answer(_WRONG_HOST)}
         if "requestBody" in extra:
             answers["403"] = answer(_FORBIDDEN)
             answers.setdefault("413", answer(_TOO_LARGE))
+            answers["415"] = answer(_COMPRESSED)
         answers["429"] = answer(_RATE_LIMITED, "RateLimited", {"Retry-After": RETRY_AFTER})
         answers.setdefault("503", answer(_BUS_DOWN))
         return {

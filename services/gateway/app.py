@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any, Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -73,12 +74,17 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
+RUNNER_OPTIONS: Final[dict[str, Any]] = {"access_log": None, "auto_decompress": False}
+"""How the gateway's server runs: no access log (the handlers log what matters), request
+bodies never decompressed (a compressed one is refused, see hardening.encoded)."""
+
+
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     settings.check_bind()
     configured = hooks.sqreen_secrets(settings)
     if not (sqreen.secrets(settings) if configured is None else configured):
         _log.warning("SQREEN_WEBHOOK_SECRET is not set: /webhooks/sqreen answers 503")
-    runner = web.AppRunner(create_app(settings), access_log=None, handle_signals=False)
+    runner = web.AppRunner(create_app(settings), handle_signals=False, **RUNNER_OPTIONS)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port, backlog=2048)
     try:

@@ -7,7 +7,7 @@ its own Content-Security-Policy, server-sent events their ``Cache-Control: no-ca
 
 from __future__ import annotations
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from services.gateway.apilimit import API_LIMITER, ClientLimiter
 from services.gateway.state import SETTINGS
@@ -86,10 +86,32 @@ def capped(request: web.Request, limit: int) -> web.Request:
     """``request`` with its body refused beyond ``limit`` bytes: at once when a
     ``Content-Length`` announces more (:func:`body_too_large`), else when reading it
     passes the limit (aiohttp's ``HTTPRequestEntityTooLarge``)."""
+    refuse_encoded(request)
     length = request.content_length
     if length is not None and length > limit:
         raise body_too_large(limit)
     return request.clone(client_max_size=limit)
+
+
+def encoded(request: web.Request) -> str | None:
+    """Why ``request``'s body is refused for its ``Content-Encoding`` (None: plain). The
+    gateway takes bodies as sent, never decompressed (``auto_decompress=False``, see
+    ``app.RUNNER_OPTIONS``): a small gzip body could unpack to gigabytes on the event loop,
+    and no webhook sender compresses."""
+    coding = request.headers.get(hdrs.CONTENT_ENCODING)
+    if coding is None or coding.strip().lower() in ("", "identity"):
+        return None
+    return (
+        f"Content-Encoding {coding.strip()[:32]!r}: compressed request bodies are not "
+        "accepted, send it uncompressed"
+    )
+
+
+def refuse_encoded(request: web.Request) -> None:
+    """415 with :func:`encoded`'s reason for a compressed body."""
+    why = encoded(request)
+    if why is not None:
+        raise web.HTTPUnsupportedMediaType(reason=why)
 
 
 async def read_capped(request: web.Request, limit: int) -> bytes:

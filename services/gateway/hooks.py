@@ -152,6 +152,11 @@ class SourceWebhooks:
                     "Nothing of the body is stored.",
                     headers=REQUEST_ID_HEADERS,
                 ),
+                "415": answer(
+                    "A compressed body (`Content-Encoding` other than `identity`): never "
+                    "decompressed. Nothing is stored.",
+                    headers=REQUEST_ID_HEADERS,
+                ),
                 "503": answer(
                     "The bus is unavailable or did not store every notification: retry later.",
                     headers={**REQUEST_ID_HEADERS, "Retry-After": RETRY_AFTER},
@@ -221,6 +226,8 @@ class SourceWebhooks:
         length = request.content_length
         if length is not None and length > self._max_body:
             return reject(self._metrics, request_id, name, 413, "too_large", self._too_large)
+        if (compressed := hardening.encoded(request)) is not None:
+            return reject(self._metrics, request_id, name, 415, "unsupported", compressed)
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:

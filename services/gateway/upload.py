@@ -44,6 +44,7 @@ async def _option_text(part: BodyPartReader) -> str:
 
 async def read_multipart(request: web.Request, limit: int) -> tuple[indicators.Parsed, LookupInput]:
     """A file upload (text or CSV) read line by line, never held whole in memory."""
+    hardening.refuse_encoded(request)
     reader = await request.multipart()
     options = LookupInput()
     parsed: indicators.Parsed | None = None

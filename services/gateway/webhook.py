@@ -132,6 +132,11 @@ class SqreenWebhook:
                     "Nothing of the body is stored.",
                     headers=REQUEST_ID_HEADERS,
                 ),
+                "415": answer(
+                    "A compressed body (`Content-Encoding` other than `identity`): never "
+                    "decompressed. Nothing is stored.",
+                    headers=REQUEST_ID_HEADERS,
+                ),
                 "503": answer(
                     "The bus is unavailable or did not store every message, or "
                     "`SQREEN_WEBHOOK_SECRET` is not configured: retry later.",
@@ -180,6 +185,8 @@ class SqreenWebhook:
             length = request.content_length
             if length is not None and length > self._max_body:
                 return self._reject(request_id, 413, "too_large", self._too_large)
+            if (compressed := hardening.encoded(request)) is not None:
+                return self._reject(request_id, 415, "unsupported", compressed)
             try:
                 body = await request.read()
             except web.HTTPRequestEntityTooLarge:

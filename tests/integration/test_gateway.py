@@ -358,3 +358,34 @@ async def test_accepted_webhook_is_logged_at_debug_only(
     events = [(line["event"], line["request_id"]) for line in lines if "request_id" in line]
     accepted = [("webhook accepted", "req-ok")] if level == "debug" else []
     assert events == [*accepted, ("webhook rejected", "req-bad")]
+
+
+async def test_compressed_bodies_are_refused_not_unpacked(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """A gzip body is never decompressed (2.9 MB of gzip unpacked to 3 GB on the event
+    loop and stalled every route): 415 with the reason, before the body is read, on the
+    webhooks and the API alike; a malformed one too (it was a 500)."""
+    import gzip
+
+    settings = make_settings(tmp_path, nats_server.url)
+    body = sqreen_fixture("v2_test.json")
+    bomb = gzip.compress(b"[" + b" " * 50_000_000 + b"]", 9)
+    async with running_gateway(settings) as base, aiohttp.ClientSession() as session:
+        for url, data in [
+            (f"{base}/webhooks/sqreen", gzip.compress(body)),
+            (f"{base}/webhooks/sqreen", bomb),
+            (f"{base}/webhooks/sqreen", b"not gzip at all"),
+            (f"{base}/api/v1/lookups", gzip.compress(b'{"indicators": ["example.com"]}')),
+            (f"{base}/api/v1/notifications", b"\x1f\x8b broken"),
+        ]:
+            headers = {"Content-Encoding": "gzip", "X-Sqreen-Integrity": sqreen_sign(body)}
+            async with session.post(url, data=data, headers=headers) as answer:
+                assert answer.status == 415, (url, answer.status)
+                assert (
+                    "compressed request bodies are not accepted" in (await answer.json())["error"]
+                )
+        # and uncompressed, all is as before
+        status, answer = await post_webhook(base, body)
+    assert (status, answer["accepted"]) == (200, 1)
+    assert len(await stored(nats_server.url)) == 1
