@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Awaitable, Callable
 
 import nats.errors
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from services.gateway import (
     additions,
@@ -53,7 +53,10 @@ async def _authenticate(
             return None, failure
         cookie = request.cookies[ui.SESSION_COOKIE].encode()
         return "session:" + hashlib.sha256(cookie).hexdigest()[:32], None
-    given = request.headers.get("Authorization", "")
+    sent = request.headers.getall(hdrs.AUTHORIZATION, [])
+    if len(sent) > 1:  # a proxy reading another one than lookout would disagree on who
+        return None, (401, "more than one Authorization header")
+    given = sent[0] if sent else ""
     token = given[7:].strip() if given[:7].lower() == "bearer " else ""
     found = ui.token_index(settings, token)
     if found is None:
@@ -79,7 +82,10 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         if wait > 0:
             return too_many(wait)
     if failure is not None:
-        return api_error(*failure)
+        refused = api_error(*failure)
+        if failure[0] == 401:  # RFC 6750: the scheme a client should use
+            refused.headers[hdrs.WWW_AUTHENTICATE] = 'Bearer realm="lookout"'
+        return refused
     try:
         return await handler(request)
     except web.HTTPException as exc:

@@ -74,6 +74,9 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
+MIN_TOKEN: Final = 16
+"""API tokens shorter than this are warned about at start."""
+
 RUNNER_OPTIONS: Final[dict[str, Any]] = {"access_log": None, "auto_decompress": False}
 """How the gateway's server runs: no access log (the handlers log what matters), request
 bodies never decompressed (a compressed one is refused, see hardening.encoded)."""
@@ -84,6 +87,13 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     configured = hooks.sqreen_secrets(settings)
     if not (sqreen.secrets(settings) if configured is None else configured):
         _log.warning("SQREEN_WEBHOOK_SECRET is not set: /webhooks/sqreen answers 503")
+    short = [n for n, t in enumerate(settings.api_tokens, 1) if len(t.reveal()) < MIN_TOKEN]
+    if short:  # the API checks a bearer token per request, throttled per address only
+        _log.warning(
+            f"LOOKOUT_API_TOKENS: a token shorter than {MIN_TOKEN} characters can be guessed; "
+            "make each one random, e.g. `openssl rand -hex 32`",
+            tokens=short,
+        )
     runner = web.AppRunner(create_app(settings), handle_signals=False, **RUNNER_OPTIONS)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port, backlog=2048)

@@ -485,6 +485,17 @@ async def test_api_tokens(nats_server: NatsServer, tmp_path: Path) -> None:
         # the webhook and health endpoints are not behind API tokens
         async with aiohttp.ClientSession() as session, session.get(f"{base}/healthz") as r:
             assert r.status == 200
+        # a refusal names the scheme (RFC 6750); two Authorization headers are refused,
+        # whichever holds the right token (a proxy might read the other one)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/api/v1/providers") as r:
+                assert r.status == 401
+                assert r.headers["WWW-Authenticate"] == 'Bearer realm="lookout"'
+            for pair in (("tok-one", "wrong"), ("wrong", "tok-one")):
+                headers = [("Authorization", f"Bearer {token}") for token in pair]
+                async with session.get(f"{base}/api/v1/providers", headers=headers) as r:
+                    assert r.status == 401
+                    assert (await r.json())["error"] == "more than one Authorization header"
 
 
 async def test_results_survive_a_bus_restart(tmp_path: Path, zone: ZoneServer) -> None:
