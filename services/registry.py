@@ -12,6 +12,7 @@ configuration alone. Adding an integration is one line here (see docs/ARCHITECTU
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
@@ -191,7 +192,12 @@ async def _worker(
         try:
             await run(nc)
         finally:
-            await nc.drain()
+            try:
+                await nc.drain()
+            except Exception as exc:  # the bus is away (reconnecting): nothing to hand back
+                _log.info("nats connection not drained", service=service, error=repr(exc))
+                with contextlib.suppress(Exception):
+                    await nc.close()
 
 
 def sink_main(settings: Settings, name: str) -> Callable[[asyncio.Event], Awaitable[None]]:

@@ -469,3 +469,31 @@ async def test_every_replica_tells_the_shared_quota_and_pause_as_they_are(
     paused = value(samples, "lookout_provider_paused_until", **vt_)
     assert paused is not None
     assert paused > time.time() + 200
+
+
+async def test_a_worker_stopped_while_nats_is_away_exits_cleanly(tmp_path: Path) -> None:
+    """Stopped during an outage (its connection reconnecting, nothing to drain): it says
+    so and exits; it crashed with a traceback (ConnectionReconnectingError)."""
+    server = NatsServer(tmp_path / "nats")
+    server.start()
+    port = free_port()
+    settings = make_settings(tmp_path, server.url, LOOKOUT_METRICS_PORT=str(port))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with running_gateway(settings), running_provider(settings, "dns"):
+
+            async def ready() -> bool:
+                with contextlib.suppress(aiohttp.ClientError):
+                    return (await probe(f"{base}/readyz"))[0] == 200
+                return False
+
+            await wait_for(ready, within=20)
+            server.stop()
+
+            async def away() -> bool:
+                return (await probe(f"{base}/readyz"))[0] == 503
+
+            await wait_for(away, within=20)
+        # the block ended: the provider's task stopped without raising
+    finally:
+        server.stop()
