@@ -304,6 +304,12 @@ async def supervise(settings: Settings, stop: asyncio.Event) -> int:
     nats_watcher: asyncio.Task[None] | None = None
     if settings.nats_url is None:
         data_dir = settings.data_dir.resolve()
+        try:
+            (data_dir / "nats").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"LOOKOUT_DATA_DIR: cannot keep data in {data_dir}: {exc.strerror or exc}"
+            ) from None
         print(f"lookout: keeping its data in {data_dir} (LOOKOUT_DATA_DIR)", flush=True)
         server = NatsServer(data_dir / "nats", port=settings.nats_port)
         server.start()  # blocking, on purpose: on the main thread (see die_with_parent)

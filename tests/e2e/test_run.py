@@ -354,6 +354,21 @@ async def test_run_refuses_a_taken_nats_port_before_starting_anything(tmp_path: 
     assert "Traceback" not in out + err
 
 
+async def test_run_refuses_a_data_dir_it_cannot_create_in_one_line(tmp_path: Path) -> None:
+    """LOOKOUT_DATA_DIR under a regular file: a configuration error naming the variable,
+    exit 2, no traceback (it was a traceback and exit status 120)."""
+    (tmp_path / "a-file").write_text("not a directory")
+    env = {
+        **env_for(tmp_path, "http://127.0.0.1:9/x"),
+        "LOOKOUT_DATA_DIR": str(tmp_path / "a-file" / "data"),
+    }
+    code, out, err = await lookout_exits(env, "run")
+    assert code == 2
+    [line] = err.strip().splitlines()
+    assert line.startswith("lookout: configuration error: LOOKOUT_DATA_DIR: cannot keep data in ")
+    assert "Traceback" not in out + err
+
+
 @pytest.mark.parametrize("bus_up", [True, False])
 async def test_gateway_alone_on_a_taken_port_says_so_in_one_line(
     tmp_path: Path, nats_server: Any, bus_up: bool
