@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -111,6 +112,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (`lookout … | head`): no traceback; what is still buffered
+        # goes nowhere (Python's own advice for SIGPIPE), and the status says so.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13  # as a program ended by SIGPIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     registry.register()  # first: every process knows the same integrations
     args = _parser().parse_args(argv)
     try:

@@ -29,7 +29,7 @@ from shared.lookups.verdicts import counts_as, judge
 EXIT_STATUS = (
     "exit status, the first that applies: 2 bad input or configuration; 3 bus unreachable; "
     "1 an indicator is malicious (even if other results failed); 3 a result could not be "
-    "checked (error) or did not arrive within --timeout; else 0"
+    "checked (error, quota_exhausted) or did not arrive within --timeout; else 0"
 )
 
 COLOURS = {
@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "hosts",
         nargs="*",
         metavar="HOST",
-        help="IPs, domains, URLs, emails (defanged is fine); - reads stdin",
+        help="IPs, domains, URLs, emails, file hashes (defanged is fine); - reads stdin",
     )
     parser.add_argument("--file", "-f", help="read indicators from a text or CSV file")
     parser.add_argument("--providers", help="comma-separated subset, e.g. dns,virustotal")
