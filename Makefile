@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP) $(RUN_STAMP)
 
 run: $(RUN_STAMP)
-	LOOKOUT_DATA_DIR="$(LOOKOUT_DATA_DIR)" $(BIN)/lookout run
+	LOOKOUT_DATA_DIR="$(LOOKOUT_DATA_DIR)" exec $(BIN)/lookout run
 
 test: $(STAMP)
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || [ "$$(id -u)" != 0 ] || \

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -142,6 +143,50 @@ async def test_run_whole_stack(tmp_path: Path, receiver: Receiver) -> None:
     assert SQREEN_SECRET not in text
     assert WHSEC not in text
     assert WHSEC.removeprefix("whsec_") not in text
+
+
+@pytest.mark.slow
+async def test_sigterm_to_make_run_stops_everything(tmp_path: Path, receiver: Receiver) -> None:
+    """``make run`` (the contract: "Ctrl-C / SIGTERM stops everything cleanly"): make
+    passes SIGTERM to its recipe's process, which must be ``lookout run`` itself, not a
+    shell around it (the shell died, the whole stack ran on, orphaned)."""
+    env = env_for(tmp_path, receiver.url)
+    # the project's own recipe, its lookout the one of this environment
+    makefile = (Path(__file__).parents[2] / "Makefile").read_text()
+    [recipe] = re.findall(r"^run: .*\n\t(.*)$", makefile, re.MULTILINE)
+    recipe = recipe.replace("$(BIN)/lookout", LOOKOUT)
+    (tmp_path / "Makefile").write_text(f"LOOKOUT_DATA_DIR ?= data\nrun:\n\t{recipe}\n")
+    log_path = tmp_path / "make.log"
+    make = subprocess.Popen(
+        ["make", "-s", "run"],
+        env=env,
+        cwd=tmp_path,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        await wait_for(lambda: "lookout is running" in log_path.read_text(), within=120)
+        [run] = children_of(make.pid)
+        stack = [run, *children_of(run)]
+        assert len(stack) > 3
+        make.send_signal(signal.SIGTERM)
+        make.wait(30)
+
+        def alive(pid: int) -> bool:
+            try:
+                return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                return False
+
+        def gone() -> bool:
+            return not any(alive(pid) for pid in stack)
+
+        await wait_for(gone, within=30)
+    finally:
+        if make.poll() is None:
+            make.kill()
+    assert "embedded nats-server stopped" in log_path.read_text()
+    assert port_is_free("127.0.0.1", int(env["LOOKOUT_HTTP_PORT"]))
 
 
 def test_services_lists_names(tmp_path: Path) -> None:
