@@ -87,7 +87,7 @@ def length(text: str) -> int:
     """``text``'s length as Twilio counts ``Body`` against its limit: an emoji or another
     character beyond the Basic Multilingual Plane counts twice (UTF-16 code units; Twilio's
     error 21617: such characters "increase the encoded length")."""
-    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+    return len(text.encode("utf-16-le")) // 2
 
 
 def sms_text(title: str, body: str, max_length: int) -> str:
@@ -98,12 +98,9 @@ def sms_text(title: str, body: str, max_length: int) -> str:
     text = " - ".join(part for part in (" ".join(title.split()), one_line) if part)
     text = " ".join(text.translate(_GSM).split())
     if length(text) > max_length:
-        room, used, end = max_length - len(ELLIPSIS), 0, 0
-        for end, ch in enumerate(text):  # noqa: B007 (end: where the room ran out)
-            used += 2 if ord(ch) > 0xFFFF else 1
-            if used > room:
-                break
-        text = text[:end].rstrip(" ;-") + ELLIPSIS
+        room = 2 * (max_length - len(ELLIPSIS))  # bytes of UTF-16; a half pair is dropped
+        kept = text.encode("utf-16-le")[:room].decode("utf-16-le", "ignore")
+        text = kept.rstrip(" ;-") + ELLIPSIS
     return text
 
 
