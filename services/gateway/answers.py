@@ -68,11 +68,12 @@ def with_request_id(
     return handle
 
 
-def _usable(request: web.Request) -> Bus:
-    """The gateway's bus; 503 while it is not usable (connected and provisioned, which
-    implies its JetStream context and publisher are made)."""
+def _usable(request: web.Request, publishing: bool = False) -> Bus:
+    """The gateway's bus; 503 while the connection asked for (the API's, or with
+    ``publishing`` the webhooks') is not usable (connected and provisioned, which implies
+    its JetStream context, reader and publisher are made)."""
     the_bus = request.config_dict[BUS]
-    if not the_bus.usable:
+    if not (the_bus.publishing if publishing else the_bus.usable):
         raise web.HTTPServiceUnavailable(reason="message bus unavailable, retry later")
     return the_bus
 
@@ -87,10 +88,7 @@ def bus_js(request: web.Request) -> JetStreamContext:
 def bus_publisher(request: web.Request) -> Publisher:
     """The gateway's publisher of notifications (the webhooks' connection); 503 while that
     connection is not usable."""
-    the_bus = request.config_dict[BUS]
-    if not the_bus.publishing:
-        raise web.HTTPServiceUnavailable(reason="message bus unavailable, retry later")
-    publisher = the_bus.publisher
+    publisher = _usable(request, publishing=True).publisher
     assert publisher is not None  # made before the bus is usable
     return publisher
 
