@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import nats.errors
 import pytest
 from aiohttp import web
 from fakes.virustotal import FakeVirusTotal
@@ -37,6 +39,7 @@ from shared.core.errors import ConfigError
 from shared.core.metrics import metrics_server
 from shared.core.natsserver import NatsServer, free_port
 from shared.core.settings import Settings
+from shared.lookups import streams as lookup_streams
 from shared.relay import streams
 from shared.relay.metrics import SinkMetrics
 
@@ -395,37 +398,53 @@ async def probe(url: str) -> tuple[int, dict[str, str]]:
         return answer.status, await answer.json()
 
 
-async def test_a_workers_probes_say_whether_it_can_work(tmp_path: Path) -> None:
-    """A worker's listener also answers ``/healthz`` (alive: for a liveness probe) and
-    ``/readyz`` (connected to NATS: for a readiness probe), as the gateway does."""
+async def answers(url: str, status: int) -> bool:
+    """Whether ``url`` answers ``status`` now (no while nothing listens there yet)."""
+    with contextlib.suppress(aiohttp.ClientError):
+        return (await probe(url))[0] == status
+    return False
+
+
+@contextlib.asynccontextmanager
+async def dns_worker(tmp_path: Path) -> AsyncIterator[tuple[NatsServer, str]]:
+    """The dns provider with its metrics listener, on a nats-server of its own (to stop
+    and start), once ready and consuming (its pull request waiting: past its start, which
+    a bus stopped under it fails): the server and the listener's base URL."""
     server = NatsServer(tmp_path / "nats")
     server.start()
     port = free_port()
     settings = make_settings(tmp_path, server.url, LOOKOUT_METRICS_PORT=str(port))
     base = f"http://127.0.0.1:{port}"
+
+    async def consuming() -> bool:
+        async with jetstream(server.url) as js:
+            with contextlib.suppress(nats.errors.Error):
+                durable = lookup_streams.provider_durable("dns")
+                info = await js.consumer_info(lookup_streams.LOOKUPS, durable)
+                return bool(info.num_waiting)
+            return False
+
     try:
         async with running_gateway(settings), running_provider(settings, "dns"):
-
-            async def ready() -> bool:
-                with contextlib.suppress(aiohttp.ClientError):
-                    return (await probe(f"{base}/readyz"))[0] == 200
-                return False
-
-            await wait_for(ready, within=20)
-            assert await probe(f"{base}/healthz") == (200, {"status": "ok"})
-            server.stop()
-
-            async def unready() -> bool:
-                return (await probe(f"{base}/readyz"))[0] == 503
-
-            await wait_for(unready, within=20)
-            _, body = await probe(f"{base}/readyz")
-            assert "NATS" in body["error"]
-            assert (await probe(f"{base}/healthz"))[0] == 200  # alive: no restart for it
-            server.start()
-            await wait_for(ready, within=30)
+            await wait_for(lambda: answers(f"{base}/readyz", 200), within=20)
+            await wait_for(consuming, within=20)
+            yield server, base
     finally:
         server.stop()
+
+
+async def test_a_workers_probes_say_whether_it_can_work(tmp_path: Path) -> None:
+    """A worker's listener also answers ``/healthz`` (alive: for a liveness probe) and
+    ``/readyz`` (connected to NATS: for a readiness probe), as the gateway does."""
+    async with dns_worker(tmp_path) as (server, base):
+        assert await probe(f"{base}/healthz") == (200, {"status": "ok"})
+        server.stop()
+        await wait_for(lambda: answers(f"{base}/readyz", 503), within=20)
+        _, body = await probe(f"{base}/readyz")
+        assert "NATS" in body["error"]
+        assert (await probe(f"{base}/healthz"))[0] == 200  # alive: no restart for it
+        server.start()
+        await wait_for(lambda: answers(f"{base}/readyz", 200), within=30)
 
 
 async def test_every_replica_tells_the_shared_quota_and_pause_as_they_are(
@@ -462,7 +481,9 @@ async def test_every_replica_tells_the_shared_quota_and_pause_as_they_are(
                     nonlocal samples
                     with contextlib.suppress(aiohttp.ClientError):
                         samples = await scrape(f"http://127.0.0.1:{two}/metrics")
-                    return value(samples, "lookout_provider_paused_until", **vt_) is not None
+                    day = value(samples, "lookout_provider_quota_remaining", window="day", **vt_)
+                    return day is not None  # set by the read at scrape (the pause gauge
+                    # exists from the start, 0 until then)
 
                 await wait_for(told, within=20)
     assert value(samples, "lookout_provider_quota_remaining", window="day", **vt_) == 7
@@ -474,26 +495,7 @@ async def test_every_replica_tells_the_shared_quota_and_pause_as_they_are(
 async def test_a_worker_stopped_while_nats_is_away_exits_cleanly(tmp_path: Path) -> None:
     """Stopped during an outage (its connection reconnecting, nothing to drain): it says
     so and exits; it crashed with a traceback (ConnectionReconnectingError)."""
-    server = NatsServer(tmp_path / "nats")
-    server.start()
-    port = free_port()
-    settings = make_settings(tmp_path, server.url, LOOKOUT_METRICS_PORT=str(port))
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with running_gateway(settings), running_provider(settings, "dns"):
-
-            async def ready() -> bool:
-                with contextlib.suppress(aiohttp.ClientError):
-                    return (await probe(f"{base}/readyz"))[0] == 200
-                return False
-
-            await wait_for(ready, within=20)
-            server.stop()
-
-            async def away() -> bool:
-                return (await probe(f"{base}/readyz"))[0] == 503
-
-            await wait_for(away, within=20)
-        # the block ended: the provider's task stopped without raising
-    finally:
+    async with dns_worker(tmp_path) as (server, base):
         server.stop()
+        await wait_for(lambda: answers(f"{base}/readyz", 503), within=20)
+    # the block ended: the provider's task stopped without raising
