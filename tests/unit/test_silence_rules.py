@@ -17,12 +17,12 @@ from shared.relay.sources import Reading
 NOW = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
 
 
-def note(**data: object) -> Reading:
+def note(type_: str = "port_scan", source: str = "ids", **data: object) -> Reading:
     return Reading(
         Notification(
             id="n-1",
-            type="port_scan",
-            source="ids",
+            type=type_,
+            source=source,
             timestamp="2026-12-07T08:00:00Z",
             data=msgspec.Raw(msgspec.json.encode(data)),
         )
@@ -109,27 +109,11 @@ def test_matchers_are_kept_as_notifications_hold_them() -> None:
     assert make({"type": "unknown"}).matchers.type == "unknown"
     assert make({"ip": " 2001:0DB8:0:0::1 "}).matchers.ip == "2001:db8::1"
     assert make({"ip": "192.0.2.77/24"}).matchers.ip == "192.0.2.0/24"
-    kind = Reading(
-        Notification(
-            id="n-2",
-            type="invoice_paid",
-            source="billing",
-            timestamp="2026-12-07T08:00:00Z",
-            data=msgspec.Raw(b"{}"),
-        )
-    )
+    kind = note(type_="invoice_paid", source="billing")
     assert silences.matches(make({"type": "invoice.paid"}).matchers, kind, "ops")
     assert silences.matches(make({"source": "Billing"}).matchers, kind, "ops")
     # published straight on NATS, the envelope as its sender wrote it: matched alike
-    raw = Reading(
-        Notification(
-            id="n-3",
-            type="Port<Scan>",
-            source="Audit",
-            timestamp="2026-12-07T08:00:00Z",
-            data=msgspec.Raw(b"{}"),
-        )
-    )
+    raw = note(type_="Port<Scan>", source="Audit")
     assert silences.matches(make({"type": "Port<Scan>", "source": "audit"}).matchers, raw, "ops")
 
 
