@@ -199,33 +199,36 @@ def _overall(item: dict[str, Any]) -> str:
     )
 
 
-async def _paused_targets(request: web.Request, items: list[dict[str, Any]]) -> None:
-    """What waits on a target paused now, from the targets' shared health records (read
-    only when something waits or is pending): a delivery recorded ``paused`` shows the
+async def _paused_now(
+    request: web.Request, items: list[dict[str, Any]]
+) -> dict[str, health.TargetHealth]:
+    """The targets paused now, from their shared health records, read only when one of
+    ``items`` waits or is pending at a target (none when the store is silent: the records'
+    own states and times are shown then)."""
+    if not any(t["state"] in ("paused", "pending") for i in items for t in i["targets"].values()):
+        return {}
+    try:
+        now = await targets_api.healths(bus_reader(request))
+    except Exception:
+        return {}
+    return {name: record for name, record in now.items() if record.state == "paused"}
+
+
+def _show_paused(items: list[dict[str, Any]], paused: dict[str, health.TargetHealth]) -> None:
+    """What waits on a target ``paused`` now: a delivery recorded ``paused`` shows the
     probe planned now (it moves on with each failed one), and one the target's sink has
     not taken yet (``pending``: every delivery slot holds a waiting one) shows ``paused``
     too, as it waits for the same thing."""
-    waiting = [
-        (item, name, shown)
-        for item in items
-        for name, shown in item["targets"].items()
-        if shown["state"] in ("paused", "pending")
-    ]
-    if not waiting:
-        return
-    try:
-        now = await targets_api.healths(bus_reader(request))
-    except Exception:  # the records' own states and times, when the store is silent
-        return
-    for item, name, shown in waiting:
-        record = now.get(name)
-        if record is None or record.state != "paused":
-            continue
-        if shown["state"] == "pending":
-            shown["state"] = "paused"
-            shown["last_error"] = f"target paused: {record.last_error or 'failing'}"
-            item["state"] = _overall(item)
-        shown["next_attempt_at"] = health.epoch_text(record.next_probe_at)
+    for item in items:
+        for name, shown in item["targets"].items():
+            record = paused.get(name)
+            if record is None or shown["state"] not in ("paused", "pending"):
+                continue
+            if shown["state"] == "pending":
+                shown["state"] = "paused"
+                shown["last_error"] = f"target paused: {record.last_error or 'failing'}"
+                item["state"] = _overall(item)
+            shown["next_attempt_at"] = health.epoch_text(record.next_probe_at)
 
 
 @DOCS.get(
@@ -296,14 +299,15 @@ async def list_notifications(request: web.Request) -> web.Response:
     window = max(MIN_WINDOW, 2 * limit * max(1, len(targets)))
     records, complete = await _recent(request, window)
     items = _group(records, targets)
-    await _paused_targets(request, items)
+    paused = await _paused_now(request, items)  # read once, for the items read again too
+    _show_paused(items, paused)
     items = [i for i in items if wanted(i)]
     total = len(items)
     shown = items[:limit]
     if not complete:
         # The oldest of those read may have records older still (another target's).
         shown = await _whole(request, shown, targets)
-        await _paused_targets(request, shown)
+        _show_paused(shown, paused)
         shown = [i for i in shown if wanted(i)]
     return api_json(200, {"notifications": shown, "total": total, "partial": not complete})
 
@@ -341,7 +345,7 @@ async def get_notification(request: web.Request) -> web.Response:
     items = [i for i in items if i["id"] == notification_id]
     if not items:
         return api_json(404, {"error": "no delivery recorded for that notification yet"})
-    await _paused_targets(request, items)
+    _show_paused(items, await _paused_now(request, items))
     return api_json(200, items[0] if len(items) == 1 else {"notifications": items})
 
 
