@@ -528,7 +528,8 @@ def _parse_item(text: str) -> Indicator:
         head = re.split(r"[/?#]", text, maxsplit=1)[0]
         if _IPV4_SHAPE.fullmatch(head) or ":" in head:
             raise _Invalid("not a single address: network ranges and paths are not indicators")
-        raise _Invalid("URL without a scheme: add http:// or https://")
+        if head and _HOST_CHARS.fullmatch(head):  # a host, then a path: a URL, less its scheme
+            raise _Invalid("URL without a scheme: add http:// or https://")
     if not _HOST_CHARS.fullmatch(text):
         raise _Invalid(
             "not an indicator: expected an IP address, domain, URL, email address or file hash"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
 import pytest
 
@@ -481,6 +483,25 @@ def test_a_quoted_url_keeps_its_commas() -> None:
         ("domain", "b.example.org"),
     ]
     extract('"http://x' * 50_000)  # every quote starts a new run: still one pass
+
+
+def test_a_urlhaus_feed_dump_as_uploaded() -> None:
+    """A real feed file, read line by line as an upload is: each row's URL whole (its
+    address not a second indicator), the tags' quoted commas no matter; a comment line
+    nothing is read from says it is no indicator, not "URL without a scheme"."""
+    dump = Path(__file__).parents[1] / "fixtures" / "urlhaus" / "csv_recent_excerpt.txt"
+    parsed = extract_text(dump.read_text().splitlines())
+    urls = [i.value for i in parsed.indicators if i.kind == "url" and "urlhaus" not in i.value]
+    assert urls == [
+        "http://fs3n2.sendspace.com/dlpro/6fcd-ra.exe",
+        "http://192.119.106.235/officeupd.tmp",
+        "http://45.137.22.59/bbggmm/vbc.exe",
+        "http://45.137.22.59/bbggmm/win.exe",
+    ]
+    assert not [i for i in parsed.indicators if i.kind == "ipv4"]
+    banner = [r for r in parsed.rejected if r.item.startswith("####")]
+    assert len(banner) == 2
+    assert all("not an indicator" in r.reason for r in banner)
 
 
 def test_extract_mail_log_line() -> None:
